@@ -1,0 +1,199 @@
+//! The command line, as clap definitions only: no logic lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Drive Docker for small data-oriented services from per-stage stack files.
+///
+/// A project holds `stacks/STAGE.yml` (services, data containers, tasks) and `.env.STAGE`;
+/// stackctl converges the Docker engine to it, runs one-off tasks, and removes exactly what
+/// it created.
+#[derive(Debug, Parser)]
+#[command(name = "stackctl", version, propagate_version = true, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  stackctl init --env dev          render stacks/dev.yml and .env.dev, then run the init task
+  stackctl up                      converge the dev stage
+  stackctl -e qa exec migrate      run the `migrate` task on the qa stage
+  stackctl purge --yes             remove everything the stage owns";
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Project directory (the one holding `stacks/`); default: the current directory.
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// Stage to act on; the stack file is `stacks/STAGE.yml`.
+    #[arg(short = 'e', long = "env", global = true, value_name = "STAGE", env = "STACKCTL_ENV")]
+    pub env: Option<String>,
+    /// Print one JSON event per line on stdout instead of progress.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More detail (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render stacks/STAGE.yml and .env.STAGE from templates/, then run the `init` task.
+    #[command(after_help = "Example:\n  stackctl init --env dev --domain dev.example.test")]
+    Init(InitArgs),
+    /// Print the resolved stack (after interpolation), or every problem in it.
+    #[command(after_help = "Examples:\n  stackctl config\n  stackctl -e qa config --services")]
+    Config(ConfigArgs),
+    /// Build the stage's images.
+    #[command(after_help = "Example:\n  stackctl build api --no-cache")]
+    Build(BuildArgs),
+    /// Create, recreate or start what differs from the stack file, then wait for health.
+    #[command(after_help = "Examples:\n  stackctl up\n  stackctl up --dry-run\n  stackctl up api --build --timeout 120")]
+    Up(UpArgs),
+    /// Suspend services; their containers are kept.
+    #[command(after_help = "Example:\n  stackctl stop api")]
+    Stop(ServicesArgs),
+    /// Resume stopped services.
+    #[command(after_help = "Example:\n  stackctl start api")]
+    Start(ServicesArgs),
+    /// Remove the stage's containers and network; keep volumes, data containers and images.
+    #[command(after_help = "Example:\n  stackctl -e qa down")]
+    Down(DownArgs),
+    /// Remove everything the stage owns: containers, data containers, volumes, networks, images.
+    #[command(after_help = "Example:\n  stackctl -e ci-42 purge --yes")]
+    Purge(PurgeArgs),
+    /// Run a task in a fresh one-off container, or a command inside a running service.
+    #[command(after_help = "Examples:\n  stackctl exec migrate\n  stackctl exec import < dump.sql\n  stackctl exec postgres -- psql -U admin")]
+    Exec(ExecArgs),
+    /// Show the services' logs, merged, each line prefixed with its service.
+    #[command(after_help = "Example:\n  stackctl logs api -f --tail 50")]
+    Logs(LogsArgs),
+    /// Show state, health and ports of each service.
+    #[command(after_help = "Examples:\n  stackctl ps\n  stackctl ps --json")]
+    Ps(PsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Example:\n  stackctl completions bash > /etc/bash_completion.d/stackctl")]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Domain written for `{domain}`; default `STAGE.localhost`.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Overwrite files that already exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Only render the files; do not run the `init` task.
+    #[arg(long)]
+    pub no_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// List the service names, one per line.
+    #[arg(long)]
+    pub services: bool,
+    /// Show values of secret-looking keys instead of masking them.
+    #[arg(long)]
+    pub show_secrets: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Services to build (default: every service, data container and task with `build:`).
+    pub services: Vec<String>,
+    /// Build without the engine's layer cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Services to converge, with what they depend on (default: all).
+    pub services: Vec<String>,
+    /// Rebuild images even when they exist.
+    #[arg(long)]
+    pub build: bool,
+    /// Do not wait for services to be running and healthy.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds to wait for health (and for the stage lock).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub timeout: u64,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove containers of this stage whose service is no longer in the stack file.
+    #[arg(long)]
+    pub remove_orphans: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServicesArgs {
+    /// Services (default: all).
+    pub services: Vec<String>,
+    /// Seconds to wait for the stage lock.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DownArgs {
+    /// Seconds to wait for the stage lock.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PurgeArgs {
+    /// Do not ask; required when not on a terminal.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Seconds to wait for the stage lock.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// A task name, or a service name.
+    pub name: String,
+    /// For a task: replaces its command. For a service: the command to run in it.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// Services (default: all).
+    pub services: Vec<String>,
+    /// Keep following new output.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines from the end of each log.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+    /// Only lines since this time: a duration ago (`10m`) or a Unix timestamp.
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PsArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate for.
+    pub shell: clap_complete::Shell,
+}

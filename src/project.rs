@@ -1,0 +1,81 @@
+//! Where a project lives and which stage is acted on: resolved once from flags and environment.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::GlobalArgs;
+use crate::error::UsageError;
+
+/// The project directory and stage every command works on.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The directory holding `stacks/` (absolute).
+    pub dir: PathBuf,
+    /// The stage name (`dev`, `qa`, `ci-42`).
+    pub stage: String,
+}
+
+impl Project {
+    pub fn resolve(global: &GlobalArgs) -> Result<Self, UsageError> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| UsageError::new(format!("cannot read the current directory: {e}")))?;
+        let dir = match &global.directory {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => cwd.join(dir),
+            None => cwd,
+        };
+        if !dir.is_dir() {
+            return Err(UsageError::new(format!("project directory `{}` does not exist", dir.display())));
+        }
+        let dir = dir.canonicalize().unwrap_or(dir);
+        let stage = global.env.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "dev".to_string());
+        validate_stage(&stage)?;
+        Ok(Project { dir, stage })
+    }
+
+    /// `stacks/STAGE.yml` under the project directory.
+    pub fn stack_file(&self) -> PathBuf {
+        self.dir.join("stacks").join(format!("{}.yml", self.stage))
+    }
+
+    /// `.env.STAGE` under the project directory.
+    pub fn env_file(&self) -> PathBuf {
+        self.dir.join(format!(".env.{}", self.stage))
+    }
+
+    /// The project directory's name, made fit for Docker object names.
+    pub fn dir_name(&self) -> String {
+        sanitize_name(self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("project"))
+    }
+
+    /// A path as shown to the user: relative to the project directory when inside it.
+    pub fn display_path(&self, path: &Path) -> String {
+        path.strip_prefix(&self.dir).unwrap_or(path).display().to_string()
+    }
+}
+
+/// Lowercase, keep `[a-z0-9_-]`, other characters become `-`.
+pub fn sanitize_name(raw: &str) -> String {
+    let cleaned: String = raw
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+        .collect();
+    let trimmed = cleaned.trim_matches(|c| c == '-' || c == '_').to_string();
+    if trimmed.is_empty() {
+        "project".to_string()
+    } else {
+        trimmed
+    }
+}
+
+fn validate_stage(stage: &str) -> Result<(), UsageError> {
+    let ok = stage.len() <= 63
+        && stage.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && stage.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!("stage `{stage}` is not a valid name"))
+            .with_hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit (like `dev` or `ci-42`)"))
+    }
+}

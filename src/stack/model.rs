@@ -1,0 +1,1016 @@
+//! The stack model: typed values for one resolved stack file.
+//!
+//! These types are what the rest of stackctl sees after loading, interpolation and
+//! validation. Every Compose key here means what it means in Compose; `data_containers`
+//! and `tasks` are stackctl's own. Short and long Compose syntaxes (a string or a list,
+//! a list or a map) are normalised while deserializing, so consumers see one shape.
+
+use std::fmt;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+
+/// One resolved stack file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Stack {
+    /// The project name; defaults to the project directory's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub services: IndexMap<String, Service>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub networks: IndexMap<String, NetworkDef>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub volumes: IndexMap<String, VolumeDef>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub data_containers: IndexMap<String, DataContainer>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub tasks: IndexMap<String, Task>,
+}
+
+/// A long-running service container.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_command")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_command")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "environment")]
+    pub environment: IndexMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "string_or_list")]
+    pub env_file: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "service_networks")]
+    pub networks: IndexMap<String, ServiceNetwork>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "depends_on")]
+    pub depends_on: IndexMap<String, Dependency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartPolicy>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "labels")]
+    pub labels: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_scalar_string")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<DurationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_limit: Option<ByteSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_cpus")]
+    pub cpus: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "extra_hosts")]
+    pub extra_hosts: Vec<String>,
+}
+
+/// `build:` as a string (the context) or a map.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Build {
+    pub context: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub args: IndexMap<String, Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub labels: IndexMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for Build {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Long {
+            #[serde(default = "dot")]
+            context: String,
+            #[serde(default)]
+            dockerfile: Option<String>,
+            #[serde(default, deserialize_with = "environment")]
+            args: IndexMap<String, Option<String>>,
+            #[serde(default)]
+            target: Option<String>,
+            #[serde(default, deserialize_with = "labels")]
+            labels: IndexMap<String, String>,
+        }
+        fn dot() -> String {
+            ".".to_string()
+        }
+        // Untagged enums lose the inner error; match on the value so an unknown key inside
+        // `build:` is reported precisely.
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        match value {
+            serde_yaml::Value::String(context) => Ok(Build { context, ..Default::default() }),
+            serde_yaml::Value::Mapping(_) => {
+                let long: Long = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+                Ok(Build {
+                    context: long.context,
+                    dockerfile: long.dockerfile,
+                    args: long.args,
+                    target: long.target,
+                    labels: long.labels,
+                })
+            }
+            other => Err(de::Error::custom(format!(
+                "expected a build context path or a map with `context`, found {}",
+                describe(&other)
+            ))),
+        }
+    }
+}
+
+/// One published port: `[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]` or the long form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PortMapping {
+    pub host_ip: Option<String>,
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+/// One mount of a service: `SOURCE:TARGET[:ro]`, `TARGET` (anonymous) or the long form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VolumeMount {
+    pub kind: MountKind,
+    /// Volume name (named) or host path as written (bind); `None` for anonymous.
+    pub source: Option<String>,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Named,
+    Bind,
+    Anonymous,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceNetwork {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    #[default]
+    ServiceStarted,
+    ServiceHealthy,
+    ServiceCompletedSuccessfully,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    #[serde(default)]
+    pub condition: Condition,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Healthcheck {
+    /// Docker's form: `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
+    pub test: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<DurationSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<DurationSpec>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disable: bool,
+}
+
+impl<'de> Deserialize<'de> for Healthcheck {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            test: Option<StringOrList>,
+            #[serde(default)]
+            interval: Option<DurationSpec>,
+            #[serde(default)]
+            timeout: Option<DurationSpec>,
+            #[serde(default)]
+            retries: Option<u32>,
+            #[serde(default)]
+            start_period: Option<DurationSpec>,
+            #[serde(default)]
+            disable: bool,
+        }
+        let raw = Raw::deserialize(deserializer)?;
+        let test = match raw.test {
+            None => Vec::new(),
+            // A string test runs through the shell, as in Compose.
+            Some(StringOrList::One(s)) => vec!["CMD-SHELL".to_string(), s],
+            Some(StringOrList::Many(list)) => list,
+        };
+        if let Some(first) = test.first() {
+            if !matches!(first.as_str(), "CMD" | "CMD-SHELL" | "NONE") {
+                return Err(de::Error::custom(format!(
+                    "healthcheck test must start with CMD, CMD-SHELL or NONE, found `{first}`"
+                )));
+            }
+        }
+        Ok(Healthcheck {
+            test,
+            interval: raw.interval,
+            timeout: raw.timeout,
+            retries: raw.retries,
+            start_period: raw.start_period,
+            disable: raw.disable,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum RestartPolicy {
+    #[serde(rename = "no")]
+    No,
+    #[serde(rename = "always")]
+    Always,
+    #[serde(rename = "on-failure")]
+    OnFailure,
+    #[serde(rename = "unless-stopped")]
+    UnlessStopped,
+}
+
+/// A top-level network.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDef {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
+    /// The engine's name for it (external networks, or to override the stage name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "labels")]
+    pub labels: IndexMap<String, String>,
+}
+
+/// A top-level named volume.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeDef {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "labels")]
+    pub labels: IndexMap<String, String>,
+}
+
+/// A container that is created and never started; services mount its volumes with
+/// `volumes_from`. `down` keeps it, `purge` removes it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataContainer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_command")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "labels")]
+    pub labels: IndexMap<String, String>,
+}
+
+/// A task: a one-off container, or a sequence of steps.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Task {
+    Container(ContainerTask),
+    Steps(StepsTask),
+}
+
+impl<'de> Deserialize<'de> for Task {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let is_steps = value
+            .as_mapping()
+            .map(|m| m.contains_key("steps"))
+            .unwrap_or(false);
+        if is_steps {
+            serde_yaml::from_value(value).map(Task::Steps).map_err(de::Error::custom)
+        } else if value.is_mapping() {
+            serde_yaml::from_value(value).map(Task::Container).map_err(de::Error::custom)
+        } else {
+            Err(de::Error::custom(format!(
+                "expected a task map (`service:`/`image:`/`build:` with `command:`, or `steps:`), found {}",
+                describe(&value)
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerTask {
+    /// Inherit image, environment, networks, volumes and `volumes_from` from this service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_command")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_command")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "environment")]
+    pub environment: IndexMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
+    /// A file (relative to the project directory) streamed to the task's stdin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_scalar_string")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StepsTask {
+    /// Task names, or the built-ins `up`, `down`, `build`, `wait`.
+    pub steps: Vec<String>,
+}
+
+/// Built-in step names usable in `steps:`.
+pub const BUILTIN_STEPS: &[&str] = &["up", "down", "build", "wait"];
+
+/// A duration written the Compose way: `1s`, `1m30s`, `500ms`, `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationSpec(pub Duration);
+
+impl DurationSpec {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("empty duration".into());
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(|| format!("`{text}` is missing a unit (use ms, s, m or h, like `1m30s`)"))?;
+            if digits == 0 {
+                return Err(format!("`{text}` is not a duration (use a number and a unit, like `1m30s`)"));
+            }
+            let number: f64 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("`{text}` is not a duration (like `1m30s`)"))?;
+            rest = &rest[digits..];
+            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            let seconds = match unit {
+                "ns" => number / 1e9,
+                "us" | "µs" => number / 1e6,
+                "ms" => number / 1e3,
+                "s" => number,
+                "m" => number * 60.0,
+                "h" => number * 3600.0,
+                _ => {
+                    return Err(format!(
+                        "`{text}` has an unknown unit `{unit}` (use ms, s, m or h, like `1m30s`)"
+                    ))
+                }
+            };
+            total += Duration::from_secs_f64(seconds);
+        }
+        Ok(DurationSpec(total))
+    }
+}
+
+impl fmt::Display for DurationSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 != 0 {
+            return write!(f, "{ms}ms");
+        }
+        let mut secs = self.0.as_secs();
+        let hours = secs / 3600;
+        secs %= 3600;
+        let minutes = secs / 60;
+        secs %= 60;
+        let mut out = String::new();
+        if hours > 0 {
+            out.push_str(&format!("{hours}h"));
+        }
+        if minutes > 0 {
+            out.push_str(&format!("{minutes}m"));
+        }
+        if secs > 0 || out.is_empty() {
+            out.push_str(&format!("{secs}s"));
+        }
+        f.write_str(&out)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Scalar::deserialize(deserializer)? {
+            Scalar::Int(seconds) if seconds >= 0 => Ok(DurationSpec(Duration::from_secs(seconds as u64))),
+            Scalar::Str(text) => DurationSpec::parse(&text).map_err(de::Error::custom),
+            other => Err(de::Error::custom(format!(
+                "expected a duration like `1m30s`, found {}",
+                other.describe()
+            ))),
+        }
+    }
+}
+
+impl Serialize for DurationSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+/// A memory size: bytes, or a number with `b`, `k`, `m`, `g` (as `mem_limit` in Compose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub i64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let lower = text.trim().to_ascii_lowercase();
+        let digits_end = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+        let (number, unit) = lower.split_at(digits_end);
+        let number: i64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size (like `512m` or `1g`)"))?;
+        let factor: i64 = match unit.trim_end_matches('b') {
+            "" => 1,
+            "k" => 1 << 10,
+            "m" => 1 << 20,
+            "g" => 1 << 30,
+            _ => return Err(format!("`{text}` has an unknown unit (use b, k, m or g, like `512m`)")),
+        };
+        Ok(ByteSize(number * factor))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Scalar::deserialize(deserializer)? {
+            Scalar::Int(bytes) if bytes > 0 => Ok(ByteSize(bytes)),
+            Scalar::Str(text) => ByteSize::parse(&text).map_err(de::Error::custom),
+            other => Err(de::Error::custom(format!(
+                "expected a size like `512m`, found {}",
+                other.describe()
+            ))),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i64(self.0)
+    }
+}
+
+impl PortMapping {
+    /// Parses the short syntax `[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let hint = "use `HOST:CONTAINER`, `IP:HOST:CONTAINER` or `CONTAINER`, optionally with `/tcp` or `/udp`";
+        let (spec, protocol) = match text.rsplit_once('/') {
+            Some((spec, proto)) => (spec, proto.to_string()),
+            None => (text, "tcp".to_string()),
+        };
+        if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
+            return Err(format!("port `{text}` has an unknown protocol `{protocol}` (tcp, udp or sctp)"));
+        }
+        // An IPv6 host address is written in brackets: `[::1]:8080:80`.
+        let (host_ip, rest) = if let Some(stripped) = spec.strip_prefix('[') {
+            let (ip, rest) = stripped
+                .split_once("]:")
+                .ok_or_else(|| format!("port `{text}` is not valid: {hint}"))?;
+            (Some(ip.to_string()), rest.to_string())
+        } else {
+            let parts: Vec<&str> = spec.split(':').collect();
+            match parts.len() {
+                1 | 2 => (None, spec.to_string()),
+                3 => (Some(parts[0].to_string()), format!("{}:{}", parts[1], parts[2])),
+                _ => return Err(format!("port `{text}` is not valid: {hint}")),
+            }
+        };
+        let number = |s: &str| -> Result<u16, String> {
+            if s.contains('-') {
+                return Err(format!("port ranges like `{s}` are not supported yet; list each port"));
+            }
+            match s.parse::<u16>() {
+                Ok(0) | Err(_) => Err(format!("port `{text}` is not valid: `{s}` is not a port number (1-65535); {hint}")),
+                Ok(n) => Ok(n),
+            }
+        };
+        let (host_port, container_port) = match rest.split_once(':') {
+            Some((host, container)) if host.is_empty() => (None, number(container)?),
+            Some((host, container)) => (Some(number(host)?), number(container)?),
+            None => (None, number(&rest)?),
+        };
+        Ok(PortMapping { host_ip: host_ip.filter(|ip| !ip.is_empty()), host_port, container_port, protocol })
+    }
+}
+
+impl fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(ip) = &self.host_ip {
+            if ip.contains(':') {
+                write!(f, "[{ip}]:")?;
+            } else {
+                write!(f, "{ip}:")?;
+            }
+        }
+        if let Some(port) = self.host_port {
+            write!(f, "{port}:")?;
+        }
+        write!(f, "{}", self.container_port)?;
+        if self.protocol != "tcp" {
+            write!(f, "/{}", self.protocol)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for PortMapping {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Long {
+            target: u16,
+            #[serde(default)]
+            published: Option<Scalar>,
+            #[serde(default)]
+            host_ip: Option<String>,
+            #[serde(default)]
+            protocol: Option<String>,
+            #[serde(default)]
+            mode: Option<String>,
+        }
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        match value {
+            serde_yaml::Value::String(text) => PortMapping::parse(&text).map_err(de::Error::custom),
+            serde_yaml::Value::Number(n) => PortMapping::parse(&n.to_string()).map_err(de::Error::custom),
+            serde_yaml::Value::Mapping(_) => {
+                let long: Long = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+                let _ = long.mode;
+                let host_port = match long.published {
+                    None => None,
+                    Some(Scalar::Int(n)) if (1..=65535).contains(&n) => Some(n as u16),
+                    Some(Scalar::Str(s)) => Some(s.parse::<u16>().map_err(|_| {
+                        de::Error::custom(format!("published port `{s}` is not a port number (1-65535)"))
+                    })?),
+                    Some(other) => {
+                        return Err(de::Error::custom(format!(
+                            "published port must be a number (1-65535), found {}",
+                            other.describe()
+                        )))
+                    }
+                };
+                Ok(PortMapping {
+                    host_ip: long.host_ip,
+                    host_port,
+                    container_port: long.target,
+                    protocol: long.protocol.unwrap_or_else(|| "tcp".into()),
+                })
+            }
+            other => Err(de::Error::custom(format!(
+                "expected a port like \"8080:80\", found {}",
+                describe(&other)
+            ))),
+        }
+    }
+}
+
+impl Serialize for PortMapping {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl VolumeMount {
+    /// Parses the short syntax `SOURCE:TARGET[:MODE]` or `TARGET`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let (source, target, mode) = match parts.as_slice() {
+            [target] => (None, *target, None),
+            [source, target] => (Some(*source), *target, None),
+            [source, target, mode] => (Some(*source), *target, Some(*mode)),
+            _ => {
+                return Err(format!(
+                    "volume `{text}` is not valid: use `NAME:/path`, `./dir:/path`, `/path`, optionally with `:ro`"
+                ))
+            }
+        };
+        if !target.starts_with('/') {
+            return Err(format!("volume `{text}`: the container path `{target}` must be absolute"));
+        }
+        let read_only = match mode {
+            None => false,
+            Some(mode) => {
+                let flags: Vec<&str> = mode.split(',').collect();
+                for flag in &flags {
+                    if !matches!(*flag, "ro" | "rw" | "z" | "Z" | "cached" | "delegated" | "consistent" | "nocopy") {
+                        return Err(format!("volume `{text}` has an unknown mode `{flag}` (use `ro` or `rw`)"));
+                    }
+                }
+                flags.contains(&"ro")
+            }
+        };
+        let kind = match source {
+            None => MountKind::Anonymous,
+            Some(s) if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') => MountKind::Bind,
+            Some(_) => MountKind::Named,
+        };
+        Ok(VolumeMount { kind, source: source.map(str::to_string), target: target.to_string(), read_only })
+    }
+}
+
+impl fmt::Display for VolumeMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(source) = &self.source {
+            write!(f, "{source}:")?;
+        }
+        write!(f, "{}", self.target)?;
+        if self.read_only {
+            write!(f, ":ro")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for VolumeMount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Long {
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            source: Option<String>,
+            target: String,
+            #[serde(default)]
+            read_only: bool,
+        }
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        match value {
+            serde_yaml::Value::String(text) => VolumeMount::parse(&text).map_err(de::Error::custom),
+            serde_yaml::Value::Mapping(_) => {
+                let long: Long = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+                let kind = match (long.kind.as_str(), &long.source) {
+                    ("volume", Some(_)) => MountKind::Named,
+                    ("volume", None) => MountKind::Anonymous,
+                    ("bind", Some(_)) => MountKind::Bind,
+                    ("bind", None) => return Err(de::Error::custom("a bind mount needs `source`")),
+                    (other, _) => {
+                        return Err(de::Error::custom(format!(
+                            "mount type `{other}` is not supported yet (use `volume` or `bind`)"
+                        )))
+                    }
+                };
+                if !long.target.starts_with('/') {
+                    return Err(de::Error::custom(format!(
+                        "the container path `{}` must be absolute",
+                        long.target
+                    )));
+                }
+                Ok(VolumeMount { kind, source: long.source, target: long.target, read_only: long.read_only })
+            }
+            other => Err(de::Error::custom(format!(
+                "expected a volume like \"data:/var/lib/data\", found {}",
+                describe(&other)
+            ))),
+        }
+    }
+}
+
+impl Serialize for VolumeMount {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+// ---- serde helpers for Compose's "either form" keys ----
+
+/// A YAML scalar, kept as text for strings and as a number otherwise.
+#[derive(Debug, Clone, PartialEq)]
+enum Scalar {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Null,
+}
+
+impl Scalar {
+    fn describe(&self) -> String {
+        match self {
+            Scalar::Str(s) => format!("the string `{s}`"),
+            Scalar::Int(n) => format!("the number {n}"),
+            Scalar::Float(n) => format!("the number {n}"),
+            Scalar::Bool(b) => format!("the boolean {b}"),
+            Scalar::Null => "nothing (null)".into(),
+        }
+    }
+    fn into_text(self) -> Option<String> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            Scalar::Int(n) => Some(n.to_string()),
+            Scalar::Float(n) => Some(n.to_string()),
+            Scalar::Bool(b) => Some(b.to_string()),
+            Scalar::Null => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        scalar_from_value(value).map_err(de::Error::custom)
+    }
+}
+
+fn scalar_from_value(value: serde_yaml::Value) -> Result<Scalar, String> {
+    use serde_yaml::Value;
+    match value {
+        Value::String(s) => Ok(Scalar::Str(s)),
+        Value::Bool(b) => Ok(Scalar::Bool(b)),
+        Value::Null => Ok(Scalar::Null),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Ok(Scalar::Int(i))
+            } else {
+                Ok(Scalar::Float(n.as_f64().unwrap_or_default()))
+            }
+        }
+        other => Err(format!("expected a single value, found {}", describe(&other))),
+    }
+}
+
+/// A human description of a YAML value's kind, for error messages.
+pub fn describe(value: &serde_yaml::Value) -> String {
+    use serde_yaml::Value;
+    match value {
+        Value::Null => "nothing (null)".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string `{s}`"),
+        Value::Sequence(_) => "a list".into(),
+        Value::Mapping(_) => "a map".into(),
+        Value::Tagged(_) => "a tagged value".into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let value = serde_yaml::Value::deserialize(deserializer)?;
+    match value {
+        serde_yaml::Value::String(s) => Ok(vec![s]),
+        serde_yaml::Value::Sequence(items) => items
+            .into_iter()
+            .map(|item| {
+                scalar_from_value(item)
+                    .ok()
+                    .and_then(Scalar::into_text)
+                    .ok_or_else(|| de::Error::custom("expected a list of strings"))
+            })
+            .collect(),
+        other => Err(de::Error::custom(format!("expected a string or a list of strings, found {}", describe(&other)))),
+    }
+}
+
+/// `command:`/`entrypoint:` — a list, or a string split like a shell would.
+fn opt_command<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+    let value = serde_yaml::Value::deserialize(deserializer)?;
+    match value {
+        serde_yaml::Value::Null => Ok(None),
+        serde_yaml::Value::String(s) => shell_words::split(&s)
+            .map(Some)
+            .map_err(|e| de::Error::custom(format!("cannot split command `{s}`: {e}"))),
+        serde_yaml::Value::Sequence(items) => items
+            .into_iter()
+            .map(|item| {
+                scalar_from_value(item)
+                    .ok()
+                    .and_then(Scalar::into_text)
+                    .ok_or_else(|| de::Error::custom("expected a list of strings (each argument one item)"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        other => Err(de::Error::custom(format!(
+            "expected a command as a string or a list, found {}",
+            describe(&other)
+        ))),
+    }
+}
+
+fn opt_scalar_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(Scalar::deserialize(deserializer)?.into_text())
+}
+
+fn opt_cpus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    match Scalar::deserialize(deserializer)? {
+        Scalar::Null => Ok(None),
+        Scalar::Int(n) if n > 0 => Ok(Some(n as f64)),
+        Scalar::Float(n) if n > 0.0 => Ok(Some(n)),
+        Scalar::Str(s) => match s.parse::<f64>() {
+            Ok(n) if n > 0.0 => Ok(Some(n)),
+            _ => Err(de::Error::custom(format!("`{s}` is not a number of CPUs (like 0.5 or 2)"))),
+        },
+        other => Err(de::Error::custom(format!(
+            "expected a number of CPUs (like 0.5), found {}",
+            other.describe()
+        ))),
+    }
+}
+
+/// `environment:`/`args:` — a map (values may be null: taken from the process environment)
+/// or a list of `KEY=VALUE` / `KEY`.
+fn environment<'de, D: Deserializer<'de>>(deserializer: D) -> Result<IndexMap<String, Option<String>>, D::Error> {
+    let value = serde_yaml::Value::deserialize(deserializer)?;
+    key_values(value).map_err(de::Error::custom)
+}
+
+fn key_values(value: serde_yaml::Value) -> Result<IndexMap<String, Option<String>>, String> {
+    use serde_yaml::Value;
+    let mut out = IndexMap::new();
+    match value {
+        Value::Null => {}
+        Value::Mapping(map) => {
+            for (key, val) in map {
+                let key = match scalar_from_value(key)?.into_text() {
+                    Some(k) => k,
+                    None => return Err("a key cannot be empty".into()),
+                };
+                let val = scalar_from_value(val).map_err(|e| format!("`{key}`: {e}"))?.into_text();
+                out.insert(key, val);
+            }
+        }
+        Value::Sequence(items) => {
+            for item in items {
+                let text = scalar_from_value(item)?
+                    .into_text()
+                    .ok_or_else(|| "expected `KEY=VALUE` items".to_string())?;
+                match text.split_once('=') {
+                    Some((k, v)) => out.insert(k.to_string(), Some(v.to_string())),
+                    None => out.insert(text, None),
+                };
+            }
+        }
+        other => return Err(format!("expected a map or a list of `KEY=VALUE`, found {}", describe(&other))),
+    }
+    Ok(out)
+}
+
+fn labels<'de, D: Deserializer<'de>>(deserializer: D) -> Result<IndexMap<String, String>, D::Error> {
+    let value = serde_yaml::Value::deserialize(deserializer)?;
+    let pairs = key_values(value).map_err(de::Error::custom)?;
+    Ok(pairs.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
+}
+
+fn extra_hosts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    use serde_yaml::Value;
+    let value = Value::deserialize(deserializer)?;
+    match value {
+        Value::Sequence(_) => {
+            let items: Vec<String> = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            // Compose accepts `host=ip` too; Docker wants `host:ip`.
+            Ok(items
+                .into_iter()
+                .map(|item| match item.split_once('=') {
+                    Some((host, ip)) => format!("{host}:{ip}"),
+                    None => item,
+                })
+                .collect())
+        }
+        Value::Mapping(_) => {
+            let pairs = key_values(value).map_err(de::Error::custom)?;
+            Ok(pairs.into_iter().map(|(h, ip)| format!("{h}:{}", ip.unwrap_or_default())).collect())
+        }
+        other => Err(de::Error::custom(format!("expected a list of `host:ip`, found {}", describe(&other)))),
+    }
+}
+
+fn service_networks<'de, D: Deserializer<'de>>(deserializer: D) -> Result<IndexMap<String, ServiceNetwork>, D::Error> {
+    use serde_yaml::Value;
+    let value = Value::deserialize(deserializer)?;
+    match value {
+        Value::Sequence(_) => {
+            let names: Vec<String> = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            Ok(names.into_iter().map(|n| (n, ServiceNetwork::default())).collect())
+        }
+        Value::Mapping(map) => {
+            let mut out = IndexMap::new();
+            for (key, val) in map {
+                let name: String = serde_yaml::from_value(key).map_err(de::Error::custom)?;
+                let net = if val.is_null() {
+                    ServiceNetwork::default()
+                } else {
+                    serde_yaml::from_value(val).map_err(|e| de::Error::custom(format!("network `{name}`: {e}")))?
+                };
+                out.insert(name, net);
+            }
+            Ok(out)
+        }
+        other => Err(de::Error::custom(format!("expected a list or map of networks, found {}", describe(&other)))),
+    }
+}
+
+fn depends_on<'de, D: Deserializer<'de>>(deserializer: D) -> Result<IndexMap<String, Dependency>, D::Error> {
+    use serde_yaml::Value;
+    let value = Value::deserialize(deserializer)?;
+    match value {
+        Value::Sequence(_) => {
+            let names: Vec<String> = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            Ok(names.into_iter().map(|n| (n, Dependency { required: true, ..Default::default() })).collect())
+        }
+        Value::Mapping(map) => {
+            let mut out = IndexMap::new();
+            for (key, val) in map {
+                let name: String = serde_yaml::from_value(key).map_err(de::Error::custom)?;
+                let dep = if val.is_null() {
+                    Dependency { required: true, ..Default::default() }
+                } else {
+                    serde_yaml::from_value(val).map_err(|e| de::Error::custom(format!("`{name}`: {e}")))?
+                };
+                out.insert(name, dep);
+            }
+            Ok(out)
+        }
+        other => Err(de::Error::custom(format!(
+            "expected a list of services or a map with conditions, found {}",
+            describe(&other)
+        ))),
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+/// Labels stackctl writes on every object it owns.
+pub mod labels {
+    pub const PROJECT: &str = "io.stackctl.project";
+    pub const STAGE: &str = "io.stackctl.stage";
+    pub const ROLE: &str = "io.stackctl.role";
+    pub const SERVICE: &str = "io.stackctl.service";
+    pub const CONFIG_HASH: &str = "io.stackctl.config-hash";
+}
+
+/// Order-independent environment as Docker wants it (`KEY=VALUE`), unset keys dropped.
+pub fn env_list(env: &IndexMap<String, Option<String>>) -> Vec<String> {
+    env.iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect()
+}
