@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod error;
 pub mod output;
 pub mod project;

@@ -1,0 +1,189 @@
+//! Test support shared by the integration tests: a unique project and stage per test, the
+//! real `stackctl` binary pointed at it, cleanup by labels on every path (the guard's `Drop`
+//! runs on failure too), and the busybox test image, built once per test run.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// Tag of the fast test image: `FROM scratch` + Debian's static busybox.
+pub const BUSYBOX: &str = "stackctl-fixture/busybox:latest";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// One test's own project directory and stage. Everything the engine holds with this
+/// project's labels is removed when it drops.
+pub struct TestStack {
+    pub root: tempfile::TempDir,
+    /// The project directory (`root/<project>`).
+    pub dir: PathBuf,
+    pub project: String,
+    pub stage: String,
+}
+
+impl TestStack {
+    /// A fresh project named after the test (`name`) with a stage unique to this process.
+    pub fn new(name: &str) -> TestStack {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let project = format!("t{pid}x{n}-{name}").to_ascii_lowercase().replace('_', "-");
+        let stage = format!("s{pid}x{n}");
+        let root = tempfile::tempdir().expect("create temp dir");
+        let dir = root.path().join(&project);
+        std::fs::create_dir_all(dir.join("stacks")).expect("create stacks/");
+        TestStack { root, dir, project, stage }
+    }
+
+    /// Write `stacks/<stage>.yml`.
+    pub fn stack(&self, yaml: &str) -> &Self {
+        self.write(&format!("stacks/{}.yml", self.stage), yaml)
+    }
+
+    /// Write a file under the project directory.
+    pub fn write(&self, rel: &str, text: &str) -> &Self {
+        let path = self.dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent dir");
+        }
+        std::fs::write(path, text).expect("write file");
+        self
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// The real binary, run in this project on this stage, off a terminal, without colour.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("stackctl").expect("stackctl binary");
+        cmd.current_dir(&self.dir)
+            .env("STACKCTL_ENV", &self.stage)
+            .env("CI", "true")
+            .env("NO_COLOR", "1")
+            .env_remove("DOCKER_HOST");
+        cmd
+    }
+
+    /// The same binary as a std `Command` (for signals and streaming tests).
+    pub fn std_cmd(&self) -> StdCommand {
+        let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("stackctl"));
+        cmd.current_dir(&self.dir)
+            .env("STACKCTL_ENV", &self.stage)
+            .env("CI", "true")
+            .env("NO_COLOR", "1")
+            .env_remove("DOCKER_HOST");
+        cmd
+    }
+
+    /// Container name of a service on this stage.
+    pub fn container(&self, service: &str) -> String {
+        format!("{}-{}--{}", self.stage, self.project, service)
+    }
+
+    /// Label filter matching this test's objects.
+    pub fn filter(&self) -> Vec<String> {
+        vec![
+            "--filter".into(),
+            format!("label=io.stackctl.project={}", self.project),
+            "--filter".into(),
+            format!("label=io.stackctl.stage={}", self.stage),
+        ]
+    }
+
+    /// Names of this stage's containers (all states).
+    pub fn containers(&self) -> Vec<String> {
+        let mut args = vec!["ps".to_string(), "-a".into(), "--format".into(), "{{.Names}}".into()];
+        args.extend(self.filter());
+        lines(&docker(&args))
+    }
+
+    /// Remove everything this test's project owns on the engine.
+    pub fn cleanup(&self) {
+        cleanup_project(&self.project);
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// Remove every container, volume, network and image labelled with this project.
+pub fn cleanup_project(project: &str) {
+    let filter = format!("label=io.stackctl.project={project}");
+    let containers = lines(&docker(&["ps", "-aq", "--filter", &filter]));
+    if !containers.is_empty() {
+        let mut args = vec!["rm", "-fv"];
+        args.extend(containers.iter().map(String::as_str));
+        docker(&args);
+    }
+    let networks = lines(&docker(&["network", "ls", "-q", "--filter", &filter]));
+    if !networks.is_empty() {
+        let mut args = vec!["network", "rm"];
+        args.extend(networks.iter().map(String::as_str));
+        docker(&args);
+    }
+    let volumes = lines(&docker(&["volume", "ls", "-q", "--filter", &filter]));
+    if !volumes.is_empty() {
+        let mut args = vec!["volume", "rm", "-f"];
+        args.extend(volumes.iter().map(String::as_str));
+        docker(&args);
+    }
+    let images = lines(&docker(&["images", "-q", "--filter", &filter]));
+    if !images.is_empty() {
+        let mut args = vec!["rmi", "-f"];
+        args.extend(images.iter().map(String::as_str));
+        docker(&args);
+    }
+}
+
+/// Run the docker CLI, returning stdout (empty on failure).
+pub fn docker<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let output = StdCommand::new("docker").args(args).output().expect("run docker CLI");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Run the docker CLI and require success.
+pub fn docker_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let output = StdCommand::new("docker").args(args).output().expect("run docker CLI");
+    assert!(
+        output.status.success(),
+        "docker {:?} failed: {}",
+        args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn lines(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+}
+
+/// The busybox test image, built once per test run (kept across runs: the tag is the cache).
+pub fn busybox_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if StdCommand::new("docker")
+            .args(["image", "inspect", BUSYBOX])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+        {
+            return;
+        }
+        let busybox = Path::new("/bin/busybox");
+        assert!(busybox.exists(), "/bin/busybox is missing: apt-get install busybox-static");
+        let ctx = tempfile::tempdir().expect("temp dir");
+        std::fs::copy(busybox, ctx.path().join("busybox")).expect("copy busybox");
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nRUN mkdir -p /tmp /var/www && chmod 1777 /tmp\nCMD [\"sh\"]\n",
+        )
+        .expect("write Dockerfile");
+        docker_ok(&["build", "-q", "-t", BUSYBOX, &ctx.path().to_string_lossy()]);
+    });
+    BUSYBOX
+}
