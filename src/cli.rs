@@ -30,7 +30,13 @@ pub struct GlobalArgs {
     #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
     pub directory: Option<PathBuf>,
     /// Stage to act on; the stack file is `stacks/STAGE.yml`.
-    #[arg(short = 'e', long = "env", global = true, value_name = "STAGE", env = "STACKCTL_ENV")]
+    #[arg(
+        short = 'e',
+        long = "env",
+        global = true,
+        value_name = "STAGE",
+        env = "STACKCTL_ENV"
+    )]
     pub env: Option<String>,
     /// Print one JSON event per line on stdout instead of progress.
     #[arg(long, global = true)]
@@ -55,7 +61,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  stackctl build api --no-cache")]
     Build(BuildArgs),
     /// Create, recreate or start what differs from the stack file, then wait for health.
-    #[command(after_help = "Examples:\n  stackctl up\n  stackctl up --dry-run\n  stackctl up api --build --timeout 120")]
+    #[command(
+        after_help = "Examples:\n  stackctl up\n  stackctl up --dry-run\n  stackctl up api --build --timeout 120"
+    )]
     Up(UpArgs),
     /// Suspend services; their containers are kept.
     #[command(after_help = "Example:\n  stackctl stop api")]
@@ -70,7 +78,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  stackctl -e ci-42 purge --yes")]
     Purge(PurgeArgs),
     /// Run a task in a fresh one-off container, or a command inside a running service.
-    #[command(after_help = "Examples:\n  stackctl exec migrate\n  stackctl exec import < dump.sql\n  stackctl exec postgres -- psql -U admin")]
+    #[command(
+        after_help = "Examples:\n  stackctl exec migrate\n  stackctl exec import < dump.sql\n  stackctl exec postgres -- psql -U admin"
+    )]
     Exec(ExecArgs),
     /// Show the services' logs, merged, each line prefixed with its service.
     #[command(after_help = "Example:\n  stackctl logs api -f --tail 50")]
@@ -79,7 +89,9 @@ pub enum Command {
     #[command(after_help = "Examples:\n  stackctl ps\n  stackctl ps --json")]
     Ps(PsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    #[command(after_help = "Example:\n  stackctl completions bash > /etc/bash_completion.d/stackctl")]
+    #[command(
+        after_help = "Example:\n  stackctl completions bash > /etc/bash_completion.d/stackctl"
+    )]
     Completions(CompletionsArgs),
     /// Print the man page (roff).
     #[command(hide = true)]

@@ -8,6 +8,8 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod error;
+pub mod interrupt;
+pub mod names;
 pub mod output;
 pub mod project;
 pub mod stack;
@@ -25,19 +27,27 @@ pub fn run() -> i32 {
         Err(err) => {
             let _ = err.print();
             return match err.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => exit::OK,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::OK
+                }
                 _ => exit::USAGE,
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
             return exit::FAILURE;
         }
     };
-    let result = runtime.block_on(commands::dispatch(cli));
+    let result = runtime.block_on(async {
+        interrupt::install();
+        commands::dispatch(cli).await
+    });
     // Do not wait for blocking stdin readers still parked in the runtime.
     runtime.shutdown_background();
     match result {
@@ -53,7 +63,9 @@ fn report(err: &anyhow::Error) -> i32 {
     }
     let code = if err.downcast_ref::<Interrupted>().is_some() {
         exit::INTERRUPTED
-    } else if err.downcast_ref::<UsageError>().is_some() || err.downcast_ref::<stack::StackErrors>().is_some() {
+    } else if err.downcast_ref::<UsageError>().is_some()
+        || err.downcast_ref::<stack::StackErrors>().is_some()
+    {
         exit::USAGE
     } else {
         exit::FAILURE

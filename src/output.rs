@@ -55,12 +55,19 @@ impl Printer {
             Mode::Plain
         };
         let color = stderr_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        Printer { mode, quiet: global.quiet, color, stage: stage.to_string(), secrets: Vec::new() }
+        Printer {
+            mode,
+            quiet: global.quiet,
+            color,
+            stage: stage.to_string(),
+            secrets: Vec::new(),
+        }
     }
 
     /// Register values to mask in every message (secret values of the stage).
     pub fn add_secrets(&mut self, values: impl IntoIterator<Item = String>) {
-        self.secrets.extend(values.into_iter().filter(|v| v.len() >= 4));
+        self.secrets
+            .extend(values.into_iter().filter(|v| v.len() >= 4));
         self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         self.secrets.dedup();
     }
@@ -96,7 +103,10 @@ impl Printer {
             _ if self.quiet => {}
             _ => {
                 let line = if elapsed_ms > 0 {
-                    format!("{kind} {object}: {action} {status} ({:.1}s)", elapsed_ms as f64 / 1000.0)
+                    format!(
+                        "{kind} {object}: {action} {status} ({:.1}s)",
+                        elapsed_ms as f64 / 1000.0
+                    )
                 } else {
                     format!("{kind} {object}: {action} {status}")
                 };
@@ -119,7 +129,11 @@ impl Printer {
         if self.quiet {
             return;
         }
-        let prefix = if self.color { "\x1b[33mwarning\x1b[0m" } else { "warning" };
+        let prefix = if self.color {
+            "\x1b[33mwarning\x1b[0m"
+        } else {
+            "warning"
+        };
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{prefix}: {}", self.mask(message));
     }
@@ -135,5 +149,8 @@ impl Printer {
 }
 
 pub fn now_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
 }

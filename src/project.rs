@@ -24,10 +24,17 @@ impl Project {
             None => cwd,
         };
         if !dir.is_dir() {
-            return Err(UsageError::new(format!("project directory `{}` does not exist", dir.display())));
+            return Err(UsageError::new(format!(
+                "project directory `{}` does not exist",
+                dir.display()
+            )));
         }
         let dir = dir.canonicalize().unwrap_or(dir);
-        let stage = global.env.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "dev".to_string());
+        let stage = global
+            .env
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "dev".to_string());
         validate_stage(&stage)?;
         Ok(Project { dir, stage })
     }
@@ -44,12 +51,20 @@ impl Project {
 
     /// The project directory's name, made fit for Docker object names.
     pub fn dir_name(&self) -> String {
-        sanitize_name(self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("project"))
+        sanitize_name(
+            self.dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("project"),
+        )
     }
 
     /// A path as shown to the user: relative to the project directory when inside it.
     pub fn display_path(&self, path: &Path) -> String {
-        path.strip_prefix(&self.dir).unwrap_or(path).display().to_string()
+        path.strip_prefix(&self.dir)
+            .unwrap_or(path)
+            .display()
+            .to_string()
     }
 }
 
@@ -58,7 +73,13 @@ pub fn sanitize_name(raw: &str) -> String {
     let cleaned: String = raw
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let trimmed = cleaned.trim_matches(|c| c == '-' || c == '_').to_string();
     if trimmed.is_empty() {
@@ -70,8 +91,13 @@ pub fn sanitize_name(raw: &str) -> String {
 
 fn validate_stage(stage: &str) -> Result<(), UsageError> {
     let ok = stage.len() <= 63
-        && stage.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && stage.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && stage
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && stage
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {

@@ -30,14 +30,22 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
     }
     let project = Project::resolve(&cli.global)?;
     let printer = Printer::new(&cli.global, &project.stage);
-    let ctx = Context { project, printer, global: cli.global.clone() };
+    let ctx = Context {
+        project,
+        printer,
+        global: cli.global.clone(),
+    };
     match cli.command {
         other => not_yet(&ctx, &other),
     }
 }
 
 fn not_yet(_ctx: &Context, command: &Command) -> Result<i32> {
-    Err(UsageError::new(format!("`{}` is not implemented yet", command_name(command))).into())
+    Err(UsageError::new(format!(
+        "`{}` is not implemented yet",
+        command_name(command)
+    ))
+    .into())
 }
 
 fn command_name(command: &Command) -> &'static str {

@@ -7,6 +7,8 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::Docker;
 
+pub mod build;
+
 /// A connected, version-negotiated client.
 #[derive(Clone)]
 pub struct Engine {
@@ -29,13 +31,19 @@ pub struct EngineError {
 impl EngineError {
     pub fn new(operation: &str, object: &str, err: BollardError) -> Self {
         let (status, message) = match &err {
-            BollardError::DockerResponseServerError { status_code, message } => {
-                (Some(*status_code), message.trim().to_string())
-            }
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => (Some(*status_code), message.trim().to_string()),
             BollardError::DockerStreamError { error } => (None, error.trim().to_string()),
             other => (None, other.to_string()),
         };
-        EngineError { operation: operation.to_string(), object: object.to_string(), message, status }
+        EngineError {
+            operation: operation.to_string(),
+            object: object.to_string(),
+            message,
+            status,
+        }
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -45,7 +53,13 @@ impl EngineError {
 
 /// True when bollard reports a 404 (the object does not exist).
 pub fn is_not_found(err: &BollardError) -> bool {
-    matches!(err, BollardError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        err,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 /// Could not reach the daemon at all.
@@ -61,8 +75,13 @@ impl Engine {
     /// socket, check the daemon answers, and negotiate the API version.
     pub async fn connect() -> Result<Engine, Unreachable> {
         let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
-        let address = host.clone().unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        let unreachable = |reason: String| Unreachable { address: address.clone(), reason };
+        let address = host
+            .clone()
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        let unreachable = |reason: String| Unreachable {
+            address: address.clone(),
+            reason,
+        };
         let docker = match &host {
             Some(_) => Docker::connect_with_defaults(),
             None => Docker::connect_with_local_defaults(),

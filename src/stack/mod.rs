@@ -79,12 +79,22 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
     let text = std::fs::read_to_string(&file).map_err(|e| {
         StackErrors(vec![StackError {
             location: None,
-            message: format!("cannot read stack file `{}`: {e}", project.display_path(&file)),
-            hint: Some(format!("run `stackctl init --env {}` to create it", project.stage)),
+            message: format!(
+                "cannot read stack file `{}`: {e}",
+                project.display_path(&file)
+            ),
+            hint: Some(format!(
+                "run `stackctl init --env {}` to create it",
+                project.stage
+            )),
         }])
     })?;
     let stack: Stack = serde_yaml::from_str(&text).map_err(|e| {
-        StackErrors(vec![StackError { location: None, message: e.to_string(), hint: None }])
+        StackErrors(vec![StackError {
+            location: None,
+            message: e.to_string(),
+            hint: None,
+        }])
     })?;
     let name = stack.name.clone().unwrap_or_else(|| project.dir_name());
     Ok(LoadedStack {

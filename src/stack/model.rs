@@ -39,13 +39,29 @@ pub struct Service {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_command")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_command"
+    )]
     pub command: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_command")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_command"
+    )]
     pub entrypoint: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "environment")]
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "environment"
+    )]
     pub environment: IndexMap<String, Option<String>>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "string_or_list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "string_or_list"
+    )]
     pub env_file: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortMapping>,
@@ -53,19 +69,35 @@ pub struct Service {
     pub volumes: Vec<VolumeMount>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes_from: Vec<String>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "service_networks")]
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "service_networks"
+    )]
     pub networks: IndexMap<String, ServiceNetwork>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "depends_on")]
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "depends_on"
+    )]
     pub depends_on: IndexMap<String, Dependency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<RestartPolicy>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "labels")]
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
     pub labels: IndexMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_scalar_string")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_scalar_string"
+    )]
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
@@ -75,13 +107,21 @@ pub struct Service {
     pub stop_grace_period: Option<DurationSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem_limit: Option<ByteSize>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_cpus")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_cpus"
+    )]
     pub cpus: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "extra_hosts")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "extra_hosts"
+    )]
     pub extra_hosts: Vec<String>,
 }
 
@@ -122,7 +162,10 @@ impl<'de> Deserialize<'de> for Build {
         // `build:` is reported precisely.
         let value = serde_yaml::Value::deserialize(deserializer)?;
         match value {
-            serde_yaml::Value::String(context) => Ok(Build { context, ..Default::default() }),
+            serde_yaml::Value::String(context) => Ok(Build {
+                context,
+                ..Default::default()
+            }),
             serde_yaml::Value::Mapping(_) => {
                 let long: Long = serde_yaml::from_value(value).map_err(de::Error::custom)?;
                 Ok(Build {
@@ -277,7 +320,11 @@ pub struct NetworkDef {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "labels")]
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
     pub labels: IndexMap<String, String>,
 }
 
@@ -291,7 +338,11 @@ pub struct VolumeDef {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "labels")]
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
     pub labels: IndexMap<String, String>,
 }
 
@@ -306,9 +357,17 @@ pub struct DataContainer {
     pub build: Option<Build>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeMount>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_command")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_command"
+    )]
     pub command: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "labels")]
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
     pub labels: IndexMap<String, String>,
 }
 
@@ -328,9 +387,13 @@ impl<'de> Deserialize<'de> for Task {
             .map(|m| m.contains_key("steps"))
             .unwrap_or(false);
         if is_steps {
-            serde_yaml::from_value(value).map(Task::Steps).map_err(de::Error::custom)
+            serde_yaml::from_value(value)
+                .map(Task::Steps)
+                .map_err(de::Error::custom)
         } else if value.is_mapping() {
-            serde_yaml::from_value(value).map(Task::Container).map_err(de::Error::custom)
+            serde_yaml::from_value(value)
+                .map(Task::Container)
+                .map_err(de::Error::custom)
         } else {
             Err(de::Error::custom(format!(
                 "expected a task map (`service:`/`image:`/`build:` with `command:`, or `steps:`), found {}",
@@ -350,11 +413,23 @@ pub struct ContainerTask {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_command")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_command"
+    )]
     pub command: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_command")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_command"
+    )]
     pub entrypoint: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty", deserialize_with = "environment")]
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "environment"
+    )]
     pub environment: IndexMap<String, Option<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeMount>,
@@ -365,7 +440,11 @@ pub struct ContainerTask {
     pub stdin: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_scalar_string")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_scalar_string"
+    )]
     pub user: Option<String>,
 }
 
@@ -394,15 +473,21 @@ impl DurationSpec {
         while !rest.is_empty() {
             let digits = rest
                 .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(|| format!("`{text}` is missing a unit (use ms, s, m or h, like `1m30s`)"))?;
+                .ok_or_else(|| {
+                    format!("`{text}` is missing a unit (use ms, s, m or h, like `1m30s`)")
+                })?;
             if digits == 0 {
-                return Err(format!("`{text}` is not a duration (use a number and a unit, like `1m30s`)"));
+                return Err(format!(
+                    "`{text}` is not a duration (use a number and a unit, like `1m30s`)"
+                ));
             }
             let number: f64 = rest[..digits]
                 .parse()
                 .map_err(|_| format!("`{text}` is not a duration (like `1m30s`)"))?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             let seconds = match unit {
@@ -452,7 +537,9 @@ impl fmt::Display for DurationSpec {
 impl<'de> Deserialize<'de> for DurationSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match Scalar::deserialize(deserializer)? {
-            Scalar::Int(seconds) if seconds >= 0 => Ok(DurationSpec(Duration::from_secs(seconds as u64))),
+            Scalar::Int(seconds) if seconds >= 0 => {
+                Ok(DurationSpec(Duration::from_secs(seconds as u64)))
+            }
             Scalar::Str(text) => DurationSpec::parse(&text).map_err(de::Error::custom),
             other => Err(de::Error::custom(format!(
                 "expected a duration like `1m30s`, found {}",
@@ -475,7 +562,9 @@ pub struct ByteSize(pub i64);
 impl ByteSize {
     pub fn parse(text: &str) -> Result<Self, String> {
         let lower = text.trim().to_ascii_lowercase();
-        let digits_end = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+        let digits_end = lower
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(lower.len());
         let (number, unit) = lower.split_at(digits_end);
         let number: i64 = number
             .parse()
@@ -485,7 +574,11 @@ impl ByteSize {
             "k" => 1 << 10,
             "m" => 1 << 20,
             "g" => 1 << 30,
-            _ => return Err(format!("`{text}` has an unknown unit (use b, k, m or g, like `512m`)")),
+            _ => {
+                return Err(format!(
+                    "`{text}` has an unknown unit (use b, k, m or g, like `512m`)"
+                ))
+            }
         };
         Ok(ByteSize(number * factor))
     }
@@ -519,7 +612,9 @@ impl PortMapping {
             None => (text, "tcp".to_string()),
         };
         if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
-            return Err(format!("port `{text}` has an unknown protocol `{protocol}` (tcp, udp or sctp)"));
+            return Err(format!(
+                "port `{text}` has an unknown protocol `{protocol}` (tcp, udp or sctp)"
+            ));
         }
         // An IPv6 host address is written in brackets: `[::1]:8080:80`.
         let (host_ip, rest) = if let Some(stripped) = spec.strip_prefix('[') {
@@ -531,16 +626,23 @@ impl PortMapping {
             let parts: Vec<&str> = spec.split(':').collect();
             match parts.len() {
                 1 | 2 => (None, spec.to_string()),
-                3 => (Some(parts[0].to_string()), format!("{}:{}", parts[1], parts[2])),
+                3 => (
+                    Some(parts[0].to_string()),
+                    format!("{}:{}", parts[1], parts[2]),
+                ),
                 _ => return Err(format!("port `{text}` is not valid: {hint}")),
             }
         };
         let number = |s: &str| -> Result<u16, String> {
             if s.contains('-') {
-                return Err(format!("port ranges like `{s}` are not supported yet; list each port"));
+                return Err(format!(
+                    "port ranges like `{s}` are not supported yet; list each port"
+                ));
             }
             match s.parse::<u16>() {
-                Ok(0) | Err(_) => Err(format!("port `{text}` is not valid: `{s}` is not a port number (1-65535); {hint}")),
+                Ok(0) | Err(_) => Err(format!(
+                    "port `{text}` is not valid: `{s}` is not a port number (1-65535); {hint}"
+                )),
                 Ok(n) => Ok(n),
             }
         };
@@ -549,7 +651,12 @@ impl PortMapping {
             Some((host, container)) => (Some(number(host)?), number(container)?),
             None => (None, number(&rest)?),
         };
-        Ok(PortMapping { host_ip: host_ip.filter(|ip| !ip.is_empty()), host_port, container_port, protocol })
+        Ok(PortMapping {
+            host_ip: host_ip.filter(|ip| !ip.is_empty()),
+            host_port,
+            container_port,
+            protocol,
+        })
     }
 }
 
@@ -591,7 +698,9 @@ impl<'de> Deserialize<'de> for PortMapping {
         let value = serde_yaml::Value::deserialize(deserializer)?;
         match value {
             serde_yaml::Value::String(text) => PortMapping::parse(&text).map_err(de::Error::custom),
-            serde_yaml::Value::Number(n) => PortMapping::parse(&n.to_string()).map_err(de::Error::custom),
+            serde_yaml::Value::Number(n) => {
+                PortMapping::parse(&n.to_string()).map_err(de::Error::custom)
+            }
             serde_yaml::Value::Mapping(_) => {
                 let long: Long = serde_yaml::from_value(value).map_err(de::Error::custom)?;
                 let _ = long.mode;
@@ -599,7 +708,9 @@ impl<'de> Deserialize<'de> for PortMapping {
                     None => None,
                     Some(Scalar::Int(n)) if (1..=65535).contains(&n) => Some(n as u16),
                     Some(Scalar::Str(s)) => Some(s.parse::<u16>().map_err(|_| {
-                        de::Error::custom(format!("published port `{s}` is not a port number (1-65535)"))
+                        de::Error::custom(format!(
+                            "published port `{s}` is not a port number (1-65535)"
+                        ))
                     })?),
                     Some(other) => {
                         return Err(de::Error::custom(format!(
@@ -644,15 +755,22 @@ impl VolumeMount {
             }
         };
         if !target.starts_with('/') {
-            return Err(format!("volume `{text}`: the container path `{target}` must be absolute"));
+            return Err(format!(
+                "volume `{text}`: the container path `{target}` must be absolute"
+            ));
         }
         let read_only = match mode {
             None => false,
             Some(mode) => {
                 let flags: Vec<&str> = mode.split(',').collect();
                 for flag in &flags {
-                    if !matches!(*flag, "ro" | "rw" | "z" | "Z" | "cached" | "delegated" | "consistent" | "nocopy") {
-                        return Err(format!("volume `{text}` has an unknown mode `{flag}` (use `ro` or `rw`)"));
+                    if !matches!(
+                        *flag,
+                        "ro" | "rw" | "z" | "Z" | "cached" | "delegated" | "consistent" | "nocopy"
+                    ) {
+                        return Err(format!(
+                            "volume `{text}` has an unknown mode `{flag}` (use `ro` or `rw`)"
+                        ));
                     }
                 }
                 flags.contains(&"ro")
@@ -660,10 +778,17 @@ impl VolumeMount {
         };
         let kind = match source {
             None => MountKind::Anonymous,
-            Some(s) if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') => MountKind::Bind,
+            Some(s) if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') => {
+                MountKind::Bind
+            }
             Some(_) => MountKind::Named,
         };
-        Ok(VolumeMount { kind, source: source.map(str::to_string), target: target.to_string(), read_only })
+        Ok(VolumeMount {
+            kind,
+            source: source.map(str::to_string),
+            target: target.to_string(),
+            read_only,
+        })
     }
 }
 
@@ -715,7 +840,12 @@ impl<'de> Deserialize<'de> for VolumeMount {
                         long.target
                     )));
                 }
-                Ok(VolumeMount { kind, source: long.source, target: long.target, read_only: long.read_only })
+                Ok(VolumeMount {
+                    kind,
+                    source: long.source,
+                    target: long.target,
+                    read_only: long.read_only,
+                })
             }
             other => Err(de::Error::custom(format!(
                 "expected a volume like \"data:/var/lib/data\", found {}",
@@ -784,7 +914,10 @@ fn scalar_from_value(value: serde_yaml::Value) -> Result<Scalar, String> {
                 Ok(Scalar::Float(n.as_f64().unwrap_or_default()))
             }
         }
-        other => Err(format!("expected a single value, found {}", describe(&other))),
+        other => Err(format!(
+            "expected a single value, found {}",
+            describe(&other)
+        )),
     }
 }
 
@@ -822,12 +955,17 @@ fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Stri
                     .ok_or_else(|| de::Error::custom("expected a list of strings"))
             })
             .collect(),
-        other => Err(de::Error::custom(format!("expected a string or a list of strings, found {}", describe(&other)))),
+        other => Err(de::Error::custom(format!(
+            "expected a string or a list of strings, found {}",
+            describe(&other)
+        ))),
     }
 }
 
 /// `command:`/`entrypoint:` — a list, or a string split like a shell would.
-fn opt_command<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+fn opt_command<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
     let value = serde_yaml::Value::deserialize(deserializer)?;
     match value {
         serde_yaml::Value::Null => Ok(None),
@@ -840,7 +978,9 @@ fn opt_command<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<
                 scalar_from_value(item)
                     .ok()
                     .and_then(Scalar::into_text)
-                    .ok_or_else(|| de::Error::custom("expected a list of strings (each argument one item)"))
+                    .ok_or_else(|| {
+                        de::Error::custom("expected a list of strings (each argument one item)")
+                    })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
@@ -851,7 +991,9 @@ fn opt_command<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<
     }
 }
 
-fn opt_scalar_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+fn opt_scalar_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
     Ok(Scalar::deserialize(deserializer)?.into_text())
 }
 
@@ -862,7 +1004,9 @@ fn opt_cpus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D
         Scalar::Float(n) if n > 0.0 => Ok(Some(n)),
         Scalar::Str(s) => match s.parse::<f64>() {
             Ok(n) if n > 0.0 => Ok(Some(n)),
-            _ => Err(de::Error::custom(format!("`{s}` is not a number of CPUs (like 0.5 or 2)"))),
+            _ => Err(de::Error::custom(format!(
+                "`{s}` is not a number of CPUs (like 0.5 or 2)"
+            ))),
         },
         other => Err(de::Error::custom(format!(
             "expected a number of CPUs (like 0.5), found {}",
@@ -873,7 +1017,9 @@ fn opt_cpus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D
 
 /// `environment:`/`args:` — a map (values may be null: taken from the process environment)
 /// or a list of `KEY=VALUE` / `KEY`.
-fn environment<'de, D: Deserializer<'de>>(deserializer: D) -> Result<IndexMap<String, Option<String>>, D::Error> {
+fn environment<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<IndexMap<String, Option<String>>, D::Error> {
     let value = serde_yaml::Value::deserialize(deserializer)?;
     key_values(value).map_err(de::Error::custom)
 }
@@ -889,7 +1035,9 @@ fn key_values(value: serde_yaml::Value) -> Result<IndexMap<String, Option<String
                     Some(k) => k,
                     None => return Err("a key cannot be empty".into()),
                 };
-                let val = scalar_from_value(val).map_err(|e| format!("`{key}`: {e}"))?.into_text();
+                let val = scalar_from_value(val)
+                    .map_err(|e| format!("`{key}`: {e}"))?
+                    .into_text();
                 out.insert(key, val);
             }
         }
@@ -904,15 +1052,25 @@ fn key_values(value: serde_yaml::Value) -> Result<IndexMap<String, Option<String
                 };
             }
         }
-        other => return Err(format!("expected a map or a list of `KEY=VALUE`, found {}", describe(&other))),
+        other => {
+            return Err(format!(
+                "expected a map or a list of `KEY=VALUE`, found {}",
+                describe(&other)
+            ))
+        }
     }
     Ok(out)
 }
 
-fn labels<'de, D: Deserializer<'de>>(deserializer: D) -> Result<IndexMap<String, String>, D::Error> {
+fn labels<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<IndexMap<String, String>, D::Error> {
     let value = serde_yaml::Value::deserialize(deserializer)?;
     let pairs = key_values(value).map_err(de::Error::custom)?;
-    Ok(pairs.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
+    Ok(pairs
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect())
 }
 
 fn extra_hosts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
@@ -932,19 +1090,30 @@ fn extra_hosts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>
         }
         Value::Mapping(_) => {
             let pairs = key_values(value).map_err(de::Error::custom)?;
-            Ok(pairs.into_iter().map(|(h, ip)| format!("{h}:{}", ip.unwrap_or_default())).collect())
+            Ok(pairs
+                .into_iter()
+                .map(|(h, ip)| format!("{h}:{}", ip.unwrap_or_default()))
+                .collect())
         }
-        other => Err(de::Error::custom(format!("expected a list of `host:ip`, found {}", describe(&other)))),
+        other => Err(de::Error::custom(format!(
+            "expected a list of `host:ip`, found {}",
+            describe(&other)
+        ))),
     }
 }
 
-fn service_networks<'de, D: Deserializer<'de>>(deserializer: D) -> Result<IndexMap<String, ServiceNetwork>, D::Error> {
+fn service_networks<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<IndexMap<String, ServiceNetwork>, D::Error> {
     use serde_yaml::Value;
     let value = Value::deserialize(deserializer)?;
     match value {
         Value::Sequence(_) => {
             let names: Vec<String> = serde_yaml::from_value(value).map_err(de::Error::custom)?;
-            Ok(names.into_iter().map(|n| (n, ServiceNetwork::default())).collect())
+            Ok(names
+                .into_iter()
+                .map(|n| (n, ServiceNetwork::default()))
+                .collect())
         }
         Value::Mapping(map) => {
             let mut out = IndexMap::new();
@@ -953,32 +1122,53 @@ fn service_networks<'de, D: Deserializer<'de>>(deserializer: D) -> Result<IndexM
                 let net = if val.is_null() {
                     ServiceNetwork::default()
                 } else {
-                    serde_yaml::from_value(val).map_err(|e| de::Error::custom(format!("network `{name}`: {e}")))?
+                    serde_yaml::from_value(val)
+                        .map_err(|e| de::Error::custom(format!("network `{name}`: {e}")))?
                 };
                 out.insert(name, net);
             }
             Ok(out)
         }
-        other => Err(de::Error::custom(format!("expected a list or map of networks, found {}", describe(&other)))),
+        other => Err(de::Error::custom(format!(
+            "expected a list or map of networks, found {}",
+            describe(&other)
+        ))),
     }
 }
 
-fn depends_on<'de, D: Deserializer<'de>>(deserializer: D) -> Result<IndexMap<String, Dependency>, D::Error> {
+fn depends_on<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<IndexMap<String, Dependency>, D::Error> {
     use serde_yaml::Value;
     let value = Value::deserialize(deserializer)?;
     match value {
         Value::Sequence(_) => {
             let names: Vec<String> = serde_yaml::from_value(value).map_err(de::Error::custom)?;
-            Ok(names.into_iter().map(|n| (n, Dependency { required: true, ..Default::default() })).collect())
+            Ok(names
+                .into_iter()
+                .map(|n| {
+                    (
+                        n,
+                        Dependency {
+                            required: true,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect())
         }
         Value::Mapping(map) => {
             let mut out = IndexMap::new();
             for (key, val) in map {
                 let name: String = serde_yaml::from_value(key).map_err(de::Error::custom)?;
                 let dep = if val.is_null() {
-                    Dependency { required: true, ..Default::default() }
+                    Dependency {
+                        required: true,
+                        ..Default::default()
+                    }
                 } else {
-                    serde_yaml::from_value(val).map_err(|e| de::Error::custom(format!("`{name}`: {e}")))?
+                    serde_yaml::from_value(val)
+                        .map_err(|e| de::Error::custom(format!("`{name}`: {e}")))?
                 };
                 out.insert(name, dep);
             }

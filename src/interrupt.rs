@@ -1,0 +1,67 @@
+//! Ctrl-C and SIGTERM for every long command. The first signal asks the work to stop
+//! (`requested()` turns true and `wait()` resolves): no new work starts, in-flight calls
+//! finish, one-off containers are removed, and the command exits 130. A second signal
+//! exits at once with 130.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use tokio::sync::watch;
+
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+static CHANNEL: OnceLock<watch::Sender<bool>> = OnceLock::new();
+
+fn channel() -> &'static watch::Sender<bool> {
+    CHANNEL.get_or_init(|| watch::channel(false).0)
+}
+
+/// Start listening for SIGINT and SIGTERM. Call once, inside the runtime.
+pub fn install() {
+    let sender = channel();
+    let _ = sender;
+    tokio::spawn(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if COUNT.fetch_add(1, Ordering::SeqCst) >= 1 {
+                eprintln!("interrupted again: exiting now");
+                std::process::exit(crate::error::exit::INTERRUPTED);
+            }
+            REQUESTED.store(true, Ordering::SeqCst);
+            let _ = channel().send(true);
+        }
+    });
+}
+
+/// True once the first interrupt arrived.
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::SeqCst)
+}
+
+/// Resolves when the first interrupt arrives (at once if it already has).
+pub async fn wait() {
+    let mut receiver = channel().subscribe();
+    if *receiver.borrow() {
+        return;
+    }
+    let _ = receiver.wait_for(|v| *v).await;
+}
+
+/// `Err(Interrupted)` once an interrupt arrived: call between steps of work.
+pub fn check() -> Result<(), crate::error::Interrupted> {
+    if requested() {
+        Err(crate::error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
