@@ -374,6 +374,7 @@ pub struct DataContainer {
 /// A task: a one-off container, or a sequence of steps.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
 pub enum Task {
     Container(ContainerTask),
     Steps(StepsTask),
@@ -647,7 +648,7 @@ impl PortMapping {
             }
         };
         let (host_port, container_port) = match rest.split_once(':') {
-            Some((host, container)) if host.is_empty() => (None, number(container)?),
+            Some(("", container)) => (None, number(container)?),
             Some((host, container)) => (Some(number(host)?), number(container)?),
             None => (None, number(&rest)?),
         };
