@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod error;
+pub mod images;
 pub mod interrupt;
 pub mod names;
 pub mod output;

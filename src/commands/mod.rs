@@ -1,5 +1,7 @@
 //! One file per subcommand; `dispatch` resolves the project once and calls the right one.
 
+pub mod build;
+
 use anyhow::Result;
 use clap::CommandFactory;
 
@@ -36,6 +38,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         global: cli.global.clone(),
     };
     match cli.command {
+        Command::Build(args) => build::run(ctx, &args).await,
         other => not_yet(&ctx, &other),
     }
 }

@@ -1,10 +1,20 @@
 //! Image builds: the context tarred with Docker's `.dockerignore` rules, streamed progress,
 //! and the failing step's output on failure.
+//!
+//! Builds use the engine's classic builder (no BuildKit session): it needs nothing but the
+//! engine, works against 20.10, and reports progress as plain lines (ENGINE-NOTES §2).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::path::PathBuf;
 
-use super::Engine;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{BuildImageOptionsBuilder, RemoveImageOptions};
+use bollard::{body_try_stream, models::BuildInfo};
+use futures_util::StreamExt;
+
+use super::{context, Engine, EngineError};
+use crate::names;
 
 /// One image to build.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +31,246 @@ pub struct BuildRequest {
     pub no_cache: bool,
 }
 
+/// How many lines of a failing step's output an error shows.
+const FAILURE_LINES: usize = 30;
+
+/// A build that failed: which image, at which step, the step's output and the daemon's
+/// message, and what to do about it.
+#[derive(Debug)]
+pub struct BuildError {
+    pub tag: String,
+    /// The failing step as the builder printed it (`Step 3/4 : RUN exit 7`).
+    pub step: Option<String>,
+    /// The last lines the failing step printed.
+    pub output: Vec<String>,
+    /// Lines of output left out before `output`.
+    pub omitted: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "build of image `{}` failed", self.tag)?;
+        if let Some(step) = &self.step {
+            write!(f, " at {}", describe_step(step))?;
+        }
+        write!(f, ": {}", self.message)?;
+        if self.omitted > 0 {
+            write!(f, "\n  | … ({} earlier lines)", self.omitted)?;
+        }
+        for line in &self.output {
+            write!(f, "\n  | {line}")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// `Step 3/4 : RUN exit 7` → "step 3/4 `RUN exit 7`".
+fn describe_step(step: &str) -> String {
+    match step
+        .strip_prefix("Step ")
+        .and_then(|rest| rest.split_once(" : "))
+    {
+        Some((number, instruction)) => format!("step {number} `{instruction}`"),
+        None => format!("`{step}`"),
+    }
+}
+
+/// The output seen so far: the current step and the lines it printed.
+#[derive(Default)]
+struct Transcript {
+    step: Option<String>,
+    lines: VecDeque<String>,
+    omitted: usize,
+    /// Text after the last newline, until the rest of its line arrives.
+    partial: String,
+}
+
+impl Transcript {
+    /// Take a chunk of the build's `stream`, and return its complete lines, cleaned.
+    fn push(&mut self, chunk: &str) -> Vec<String> {
+        self.partial.push_str(chunk);
+        let mut complete = Vec::new();
+        while let Some(end) = self.partial.find(['\n', '\r']) {
+            let line: String = self.partial.drain(..=end).collect();
+            let line = strip_ansi(line.trim_end_matches(['\n', '\r']));
+            let line = line.trim_end().to_string();
+            if line.is_empty() {
+                continue;
+            }
+            self.record(&line);
+            complete.push(line);
+        }
+        complete
+    }
+
+    /// The rest of an unterminated last line.
+    fn finish(&mut self) -> Option<String> {
+        let line = strip_ansi(&std::mem::take(&mut self.partial))
+            .trim_end()
+            .to_string();
+        if line.is_empty() {
+            return None;
+        }
+        self.record(&line);
+        Some(line)
+    }
+
+    fn record(&mut self, line: &str) {
+        if line.starts_with("Step ") && line.contains(" : ") {
+            self.step = Some(line.to_string());
+            self.lines.clear();
+            self.omitted = 0;
+            return;
+        }
+        // Builder bookkeeping is not the step's output.
+        if line.starts_with(" ---> ") || line.starts_with("Removing intermediate container") {
+            return;
+        }
+        if self.lines.len() == FAILURE_LINES {
+            self.lines.pop_front();
+            self.omitted += 1;
+        }
+        self.lines.push_back(line.to_string());
+    }
+}
+
+/// Remove ANSI escape sequences (a `RUN` step's stderr arrives coloured) and other control
+/// characters except tabs.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch == '\x1b' {
+            match chars.next() {
+                // CSI: parameters and intermediates, then one final byte in @..~.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC: up to BEL or ESC \.
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\x07' {
+                            break;
+                        }
+                        if c == '\x1b' {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        } else if ch == '\t' || !ch.is_control() {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// The base image a failing `FROM` step asked for, with `$ARG`s resolved from the build
+/// args and the Dockerfile's `ARG` defaults; and the names of the args it used.
+fn base_image(request: &BuildRequest, step: &str) -> (Option<String>, Vec<String>) {
+    let instruction = step.split_once(" : ").map(|(_, i)| i).unwrap_or(step);
+    let Some(reference) = instruction.split_whitespace().nth(1) else {
+        return (None, Vec::new());
+    };
+    let dockerfile = request
+        .context
+        .join(request.dockerfile.as_deref().unwrap_or("Dockerfile"));
+    let mut defaults: HashMap<String, String> = HashMap::new();
+    if let Ok(text) = std::fs::read_to_string(dockerfile) {
+        for line in text.lines() {
+            let line = line.trim();
+            let mut words = line.splitn(2, char::is_whitespace);
+            if words.next().is_some_and(|w| w.eq_ignore_ascii_case("ARG")) {
+                if let Some((name, value)) = words.next().and_then(|d| d.trim().split_once('=')) {
+                    defaults
+                        .entry(name.to_string())
+                        .or_insert_with(|| value.trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    let mut used = Vec::new();
+    let variable = regex::Regex::new(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?").ok();
+    let resolved = match &variable {
+        Some(re) => re
+            .replace_all(reference, |caps: &regex::Captures| {
+                let name = caps[1].to_string();
+                let value = request
+                    .args
+                    .get(&name)
+                    .or_else(|| defaults.get(&name))
+                    .cloned()
+                    .unwrap_or_default();
+                used.push(name);
+                value
+            })
+            .into_owned(),
+        None => reference.to_string(),
+    };
+    let resolved = (!resolved.is_empty()).then_some(resolved);
+    (resolved, used)
+}
+
+/// Turn the daemon's failure into a `BuildError` with a hint fitting the cause.
+fn failure(request: &BuildRequest, transcript: &mut Transcript, message: String) -> BuildError {
+    let _ = transcript.finish();
+    let step = transcript.step.clone();
+    let mut error = BuildError {
+        tag: request.tag.clone(),
+        step: step.clone(),
+        output: transcript.lines.iter().cloned().collect(),
+        omitted: transcript.omitted,
+        message,
+        hint: None,
+    };
+    let failing_from = step.as_deref().is_some_and(|s| {
+        s.split_once(" : ")
+            .and_then(|(_, i)| i.split_whitespace().next())
+            .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+    });
+    if failing_from && !error.message.contains("invalid reference format") {
+        let (image, args) = base_image(request, step.as_deref().unwrap_or_default());
+        let name = image
+            .map(|i| format!("`{i}`"))
+            .unwrap_or_else(|| "the base image".to_string());
+        error.message = format!(
+            "base image {name} is not present locally and could not be pulled (no registry may be reachable): {}",
+            error.message
+        );
+        error.output.clear();
+        error.omitted = 0;
+        error.hint = Some(if args.is_empty() {
+            format!("build or import {name} first (`docker build -t …`, `docker import … TAG`); stackctl never pulls implicitly")
+        } else {
+            format!(
+                "build or import {name} first, or set the build arg {} to an image present locally",
+                args.iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+    } else if error.message.contains("Cannot locate specified Dockerfile") {
+        error.hint = Some(
+            "check `dockerfile:` under `build:`; it is relative to the build context".to_string(),
+        );
+    }
+    error
+}
+
 impl Engine {
     /// Build an image and return its ID; `progress` receives each output line.
     pub async fn build_image(
@@ -28,10 +278,290 @@ impl Engine {
         request: &BuildRequest,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> anyhow::Result<String> {
-        let _ = progress;
-        anyhow::bail!(
-            "build `{}`: building images is not implemented yet",
-            request.tag
+        let tag = request.tag.clone();
+        let scan_root = request.context.clone();
+        let dockerfile = request.dockerfile.clone();
+        let context =
+            tokio::task::spawn_blocking(move || context::scan(&scan_root, dockerfile.as_deref()))
+                .await
+                .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))?
+                .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))?;
+        progress(&format!(
+            "sending build context: {} files, {}",
+            context.files,
+            human_bytes(context.bytes)
+        ));
+
+        let previous = self.image_id(&request.tag).await?;
+
+        let mut options = BuildImageOptionsBuilder::default()
+            .dockerfile(&context.dockerfile)
+            .t(&request.tag)
+            .buildargs(&request.args)
+            .labels(&request.labels)
+            .rm(true)
+            .forcerm(true)
+            .nocache(request.no_cache);
+        if let Some(target) = &request.target {
+            options = options.target(target);
+        }
+        let (body, tar_task) = context::stream(context);
+        let mut stream =
+            self.client()
+                .build_image(options.build(), None, Some(body_try_stream(body)));
+
+        let mut transcript = Transcript::default();
+        let mut image_id: Option<String> = None;
+        let mut outcome: Result<(), BollardError> = Ok(());
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(BuildInfo {
+                    stream: text, aux, ..
+                }) => {
+                    if let Some(text) = text {
+                        for line in transcript.push(&text) {
+                            progress(&line);
+                        }
+                    }
+                    if let Some(id) = aux.and_then(|aux| aux.id) {
+                        image_id = Some(id);
+                    }
+                }
+                // bollard#560: a CRLF split across reads ends a finished build's stream
+                // with this error; the image is there.
+                Err(BollardError::IOError { err })
+                    if image_id.is_some() && err.to_string().contains("bytes remaining") =>
+                {
+                    break;
+                }
+                Err(err) => {
+                    outcome = Err(err);
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        if let Some(line) = transcript.finish() {
+            progress(&line);
+        }
+        // A context that could not be read explains a broken upload better than the
+        // transport error it causes.
+        match tar_task.await {
+            Ok(Err(e)) => anyhow::bail!(
+                "build of image `{}`: cannot send the build context: {e}",
+                request.tag
+            ),
+            Err(e) => anyhow::bail!("build of image `{}`: {e}", request.tag),
+            Ok(Ok(())) => {}
+        }
+        if let Err(err) = outcome {
+            let error = match err {
+                BollardError::DockerStreamError { error } => {
+                    failure(request, &mut transcript, error.trim().to_string())
+                }
+                BollardError::DockerResponseServerError {
+                    status_code,
+                    message,
+                } => {
+                    let mut error = failure(request, &mut transcript, message.trim().to_string());
+                    if status_code == 400 && error.message.contains("dockerfile parse error") {
+                        let file = request.dockerfile.as_deref().unwrap_or("Dockerfile");
+                        error.message = format!("`{file}` is not valid: {}", error.message);
+                    }
+                    error
+                }
+                other => {
+                    return Err(anyhow::Error::new(EngineError::new(
+                        "build image",
+                        &request.tag,
+                        other,
+                    )))
+                }
+            };
+            return Err(error.into());
+        }
+        let Some(id) = image_id else {
+            anyhow::bail!(
+                "build of image `{}`: the engine finished without reporting an image id",
+                request.tag
+            );
+        };
+        if let Some(previous) = previous.filter(|p| *p != id) {
+            self.remove_replaced_image(&previous, request).await;
+        }
+        Ok(id)
+    }
+
+    /// The ID of the image `reference` (a tag or an ID), or None when there is no such image.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
+        match self.client().inspect_image(reference).await {
+            Ok(image) => Ok(image.id),
+            Err(err) if super::is_not_found(&err) => Ok(None),
+            Err(err) => Err(EngineError::new("inspect image", reference, err)),
+        }
+    }
+
+    /// After a rebuild moved the tag, remove the image it used to point to when it is ours
+    /// (this stage's labels) and nothing else names it. A container still using it keeps it
+    /// alive; `purge` finds it by its labels later.
+    async fn remove_replaced_image(&self, previous: &str, request: &BuildRequest) {
+        let Ok(image) = self.client().inspect_image(previous).await else {
+            return;
+        };
+        let labels = image
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let ours = [names::PROJECT, names::STAGE].iter().all(|key| {
+            request
+                .labels
+                .get(*key)
+                .is_some_and(|v| labels.get(*key) == Some(v))
+        });
+        let untagged = image
+            .repo_tags
+            .as_ref()
+            .is_none_or(|tags| tags.iter().all(|t| t == "<none>:<none>"));
+        if ours && untagged {
+            let _ = self
+                .client()
+                .remove_image(previous, None::<RemoveImageOptions>, None)
+                .await;
+        }
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ansi_codes_and_controls_are_stripped() {
+        assert_eq!(strip_ansi("\x1b[91mboom\x1b[0m"), "boom");
+        assert_eq!(strip_ansi("a\x1b[1;31mb\x1b[0mc"), "abc");
+        assert_eq!(strip_ansi("\x1b]0;title\x07text"), "text");
+        assert_eq!(strip_ansi("tab\there\x08"), "tab\there");
+    }
+
+    #[test]
+    fn transcript_keeps_the_current_steps_output_only() {
+        let mut t = Transcript::default();
+        let mut seen = Vec::new();
+        for chunk in [
+            "Step 1/2 : FROM x\n",
+            " ---> abc\n",
+            "Step 2/2 : RUN make\n",
+            " ---> Running in 123\n",
+            "\x1b[91mpart",
+            "ial line\n\x1b[0m",
+            "second\r\nthird",
+        ] {
+            seen.extend(t.push(chunk));
+        }
+        seen.extend(t.finish());
+        assert_eq!(t.step.as_deref(), Some("Step 2/2 : RUN make"));
+        assert_eq!(
+            t.lines.iter().collect::<Vec<_>>(),
+            vec!["partial line", "second", "third"]
+        );
+        assert_eq!(
+            seen,
+            vec![
+                "Step 1/2 : FROM x",
+                " ---> abc",
+                "Step 2/2 : RUN make",
+                " ---> Running in 123",
+                "partial line",
+                "second",
+                "third"
+            ]
+        );
+    }
+
+    #[test]
+    fn transcript_keeps_the_last_lines_of_a_long_step() {
+        let mut t = Transcript::default();
+        t.push("Step 1/1 : RUN seq 100\n");
+        for i in 1..=100 {
+            t.push(&format!("{i}\n"));
+        }
+        assert_eq!(t.lines.len(), FAILURE_LINES);
+        assert_eq!(t.omitted, 100 - FAILURE_LINES);
+        assert_eq!(t.lines.back().map(String::as_str), Some("100"));
+    }
+
+    #[test]
+    fn failing_step_is_named_in_the_error() {
+        let request = BuildRequest {
+            tag: "p/api:dev".into(),
+            ..Default::default()
+        };
+        let mut t = Transcript::default();
+        t.push("Step 2/3 : RUN echo boom && exit 7\n ---> Running in 1\nboom\n");
+        let error = failure(
+            &request,
+            &mut t,
+            "The command '/bin/sh -c echo boom && exit 7' returned a non-zero code: 7".into(),
+        );
+        assert_eq!(
+            error.to_string(),
+            "build of image `p/api:dev` failed at step 2/3 `RUN echo boom && exit 7`: The command '/bin/sh -c echo boom && exit 7' returned a non-zero code: 7\n  | boom"
+        );
+    }
+
+    #[test]
+    fn missing_base_image_names_the_image_and_the_build_arg() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "ARG BASE=fixture/base:1\nFROM ${BASE}\nRUN true\n",
         )
+        .expect("write");
+        let mut request = BuildRequest {
+            context: dir.path().to_path_buf(),
+            tag: "p/db:dev".into(),
+            ..Default::default()
+        };
+        let mut t = Transcript::default();
+        t.push("Step 1/3 : ARG BASE=fixture/base:1\nStep 2/3 : FROM ${BASE}\n");
+        let message = "Get \"https://registry-1.docker.io/v2/\": no such host".to_string();
+        let error = failure(&request, &mut t, message.clone());
+        let text = error.to_string();
+        assert!(
+            text.contains("base image `fixture/base:1` is not present locally"),
+            "{text}"
+        );
+        assert!(text.contains("no such host"), "{text}");
+        assert!(
+            error.hint.as_deref().is_some_and(|h| h.contains("`BASE`")),
+            "{text}"
+        );
+
+        request.args.insert("BASE".into(), "other/base:2".into());
+        let error = failure(&request, &mut t, message);
+        assert!(error.to_string().contains("`other/base:2`"), "{error}");
+    }
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(2048), "2.0 kB");
+        assert_eq!(human_bytes(3_400_000), "3.4 MB");
     }
 }

@@ -8,6 +8,7 @@ use bollard::errors::Error as BollardError;
 use bollard::Docker;
 
 pub mod build;
+pub mod context;
 
 /// A connected, version-negotiated client.
 #[derive(Clone)]

@@ -1,0 +1,302 @@
+//! What a stage builds: one `BuildRequest` per service, data container and container task
+//! with `build:`. Pure: the stack in, the requests out (tags, absolute contexts, build args,
+//! ownership labels); `build` and `up` both use it, so an image is named in one place.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+use crate::engine::build::BuildRequest;
+use crate::names;
+use crate::stack::model::{Build, Task};
+use crate::stack::LoadedStack;
+
+/// What kind of stack entry an image belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Service,
+    DataContainer,
+    Task,
+}
+
+impl Owner {
+    /// How messages name it (`service `api``).
+    pub fn noun(self) -> &'static str {
+        match self {
+            Owner::Service => "service",
+            Owner::DataContainer => "data container",
+            Owner::Task => "task",
+        }
+    }
+}
+
+/// One image the stage builds.
+#[derive(Debug, Clone)]
+pub struct ImageBuild {
+    pub owner: Owner,
+    /// The service, data container or task name.
+    pub name: String,
+    pub request: BuildRequest,
+}
+
+/// Every image the stage builds, in stack order: services, data containers, then tasks.
+/// Build args without a value take theirs from the process environment, or are dropped.
+pub fn stage_images(loaded: &LoadedStack) -> Vec<ImageBuild> {
+    stage_images_with(loaded, &|name| std::env::var(name).ok())
+}
+
+/// `stage_images` with the environment given, for tests.
+pub fn stage_images_with(
+    loaded: &LoadedStack,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<ImageBuild> {
+    let stack = &loaded.stack;
+    let mut images = Vec::new();
+    for (name, service) in &stack.services {
+        if let Some(build) = &service.build {
+            images.push(image_build(
+                loaded,
+                Owner::Service,
+                name,
+                service.image.as_deref(),
+                build,
+                env,
+            ));
+        }
+    }
+    for (name, data) in &stack.data_containers {
+        if let Some(build) = &data.build {
+            images.push(image_build(
+                loaded,
+                Owner::DataContainer,
+                name,
+                data.image.as_deref(),
+                build,
+                env,
+            ));
+        }
+    }
+    for (name, task) in &stack.tasks {
+        if let Task::Container(task) = task {
+            if let Some(build) = &task.build {
+                images.push(image_build(
+                    loaded,
+                    Owner::Task,
+                    name,
+                    task.image.as_deref(),
+                    build,
+                    env,
+                ));
+            }
+        }
+    }
+    images
+}
+
+/// The tag a built image gets: `image:` when given, else `{project}/{name}:{stage}`. A task
+/// sharing its name with a service or data container gets `{project}/task-{name}:{stage}`
+/// so the two images never take each other's tag.
+pub fn image_tag(loaded: &LoadedStack, owner: Owner, name: &str, image: Option<&str>) -> String {
+    if let Some(image) = image {
+        return image.to_string();
+    }
+    let clashes = owner == Owner::Task
+        && (loaded.stack.services.contains_key(name)
+            || loaded.stack.data_containers.contains_key(name));
+    if clashes {
+        names::image(&loaded.stage, &loaded.project, &format!("task-{name}"))
+    } else {
+        names::image(&loaded.stage, &loaded.project, name)
+    }
+}
+
+fn image_build(
+    loaded: &LoadedStack,
+    owner: Owner,
+    name: &str,
+    image: Option<&str>,
+    build: &Build,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> ImageBuild {
+    let args = build
+        .args
+        .iter()
+        .filter_map(|(key, value)| {
+            value
+                .clone()
+                .or_else(|| env(key))
+                .map(|value| (key.clone(), value))
+        })
+        .collect();
+    let mut labels: HashMap<String, String> = build
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.extend(names::owner_labels(
+        &loaded.stage,
+        &loaded.project,
+        names::role::IMAGE,
+    ));
+    labels.insert(names::SERVICE.to_string(), name.to_string());
+    ImageBuild {
+        owner,
+        name: name.to_string(),
+        request: BuildRequest {
+            context: resolve(&loaded.dir, &build.context),
+            dockerfile: build.dockerfile.clone(),
+            args,
+            target: build.target.clone(),
+            labels,
+            tag: image_tag(loaded, owner, name, image),
+            no_cache: false,
+        },
+    }
+}
+
+/// `path` made absolute against `dir`, with `.` and `..` resolved lexically.
+fn resolve(dir: &Path, path: &str) -> PathBuf {
+    let joined = dir.join(path);
+    let mut out = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(yaml: &str) -> LoadedStack {
+        LoadedStack {
+            stack: serde_yaml::from_str(yaml).expect("valid stack"),
+            project: "shop".into(),
+            stage: "qa".into(),
+            dir: PathBuf::from("/work/shop"),
+            file: PathBuf::from("/work/shop/stacks/qa.yml"),
+            secrets: Vec::new(),
+        }
+    }
+
+    const STACK: &str = r#"
+services:
+  api:
+    build:
+      context: ./services/api/
+      dockerfile: docker/Dockerfile.prod
+      target: runtime
+      args: { GREETING: hi, FROM_ENV: null, UNSET: null }
+      labels: { team: data, io.stackctl.role: mine }
+  db:
+    image: fixture/db:15
+    build: /abs/db
+  redis:
+    image: redis:7
+data_containers:
+  db_data:
+    build: ../shared/datastore
+tasks:
+  api:
+    build: tasks/api
+    command: [echo]
+  report:
+    image: shop/report:custom
+    build: tasks/report
+    command: [echo]
+  migrate:
+    service: api
+    command: [migrate]
+  init:
+    steps: [up, migrate]
+"#;
+
+    #[test]
+    fn lists_every_build_with_its_tag_context_args_and_labels() {
+        let env = |name: &str| (name == "FROM_ENV").then(|| "from-env".to_string());
+        let images = stage_images_with(&loaded(STACK), &env);
+        let summary: Vec<(Owner, &str, &str, String)> = images
+            .iter()
+            .map(|i| {
+                (
+                    i.owner,
+                    i.name.as_str(),
+                    i.request.tag.as_str(),
+                    i.request.context.display().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    Owner::Service,
+                    "api",
+                    "shop/api:qa",
+                    "/work/shop/services/api".to_string()
+                ),
+                (Owner::Service, "db", "fixture/db:15", "/abs/db".to_string()),
+                (
+                    Owner::DataContainer,
+                    "db_data",
+                    "shop/db_data:qa",
+                    "/work/shared/datastore".to_string()
+                ),
+                (
+                    Owner::Task,
+                    "api",
+                    "shop/task-api:qa",
+                    "/work/shop/tasks/api".to_string()
+                ),
+                (
+                    Owner::Task,
+                    "report",
+                    "shop/report:custom",
+                    "/work/shop/tasks/report".to_string()
+                ),
+            ]
+        );
+
+        let api = &images[0].request;
+        assert_eq!(api.dockerfile.as_deref(), Some("docker/Dockerfile.prod"));
+        assert_eq!(api.target.as_deref(), Some("runtime"));
+        assert_eq!(
+            api.args,
+            HashMap::from([
+                ("GREETING".to_string(), "hi".to_string()),
+                ("FROM_ENV".to_string(), "from-env".to_string()),
+            ])
+        );
+        assert_eq!(
+            api.labels,
+            HashMap::from([
+                ("team".to_string(), "data".to_string()),
+                ("io.stackctl.project".to_string(), "shop".to_string()),
+                ("io.stackctl.stage".to_string(), "qa".to_string()),
+                ("io.stackctl.role".to_string(), "image".to_string()),
+                ("io.stackctl.service".to_string(), "api".to_string()),
+            ])
+        );
+        assert!(!api.no_cache);
+        assert_eq!(images[2].request.labels["io.stackctl.service"], "db_data");
+    }
+
+    #[test]
+    fn a_stack_without_builds_builds_nothing() {
+        let images = stage_images(&loaded("services:\n  web:\n    image: nginx\n"));
+        assert!(images.is_empty());
+    }
+
+    #[test]
+    fn contexts_resolve_lexically() {
+        let dir = Path::new("/p/proj");
+        assert_eq!(resolve(dir, "."), PathBuf::from("/p/proj"));
+        assert_eq!(resolve(dir, "./a/../b/"), PathBuf::from("/p/proj/b"));
+        assert_eq!(resolve(dir, "/elsewhere/x"), PathBuf::from("/elsewhere/x"));
+    }
+}
