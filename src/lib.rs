@@ -14,6 +14,8 @@ pub mod names;
 pub mod output;
 pub mod project;
 pub mod stack;
+pub mod tasks;
+pub mod tty;
 
 use std::io::Write;
 

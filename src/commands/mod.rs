@@ -1,6 +1,7 @@
 //! One file per subcommand; `dispatch` resolves the project once and calls the right one.
 
 pub mod build;
+pub mod exec;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -39,6 +40,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
     };
     match cli.command {
         Command::Build(args) => build::run(ctx, &args).await,
+        Command::Exec(args) => exec::run(&ctx, &args).await,
         other => not_yet(&ctx, &other),
     }
 }

@@ -7,8 +7,11 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::Docker;
 
+pub mod attach;
 pub mod build;
 pub mod context;
+pub mod networks;
+pub mod task;
 
 /// A connected, version-negotiated client.
 #[derive(Clone)]

@@ -28,12 +28,19 @@ impl TestStack {
     pub fn new(name: &str) -> TestStack {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
-        let project = format!("t{pid}x{n}-{name}").to_ascii_lowercase().replace('_', "-");
+        let project = format!("t{pid}x{n}-{name}")
+            .to_ascii_lowercase()
+            .replace('_', "-");
         let stage = format!("s{pid}x{n}");
         let root = tempfile::tempdir().expect("create temp dir");
         let dir = root.path().join(&project);
         std::fs::create_dir_all(dir.join("stacks")).expect("create stacks/");
-        TestStack { root, dir, project, stage }
+        TestStack {
+            root,
+            dir,
+            project,
+            stage,
+        }
     }
 
     /// Write `stacks/<stage>.yml`.
@@ -94,7 +101,12 @@ impl TestStack {
 
     /// Names of this stage's containers (all states).
     pub fn containers(&self) -> Vec<String> {
-        let mut args = vec!["ps".to_string(), "-a".into(), "--format".into(), "{{.Names}}".into()];
+        let mut args = vec![
+            "ps".to_string(),
+            "-a".into(),
+            "--format".into(),
+            "{{.Names}}".into(),
+        ];
         args.extend(self.filter());
         lines(&docker(&args))
     }
@@ -142,24 +154,36 @@ pub fn cleanup_project(project: &str) {
 
 /// Run the docker CLI, returning stdout (empty on failure).
 pub fn docker<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
-    let output = StdCommand::new("docker").args(args).output().expect("run docker CLI");
+    let output = StdCommand::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker CLI");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Run the docker CLI and require success.
 pub fn docker_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
-    let output = StdCommand::new("docker").args(args).output().expect("run docker CLI");
+    let output = StdCommand::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker CLI");
     assert!(
         output.status.success(),
         "docker {:?} failed: {}",
-        args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        args.iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 pub fn lines(text: &str) -> Vec<String> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// The busybox test image, built once per test run (kept across runs: the tag is the cache).

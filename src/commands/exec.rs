@@ -1,0 +1,411 @@
+//! `stackctl exec NAME [-- ARGS…]`: a container task in a fresh one-off container, a sequence
+//! of steps, or a command inside a service's running container. The exit code is the
+//! process's own; stackctl's own lines go to stderr only, so stdout is the process's output.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+
+use super::Context;
+use crate::cli::ExecArgs;
+use crate::engine::attach::{End, Input, Outcome};
+use crate::engine::Engine;
+use crate::error::{exit, ExitWith, Interrupted, UsageError};
+use crate::names;
+use crate::output::{now_ms, Event, Mode};
+use crate::stack::model::{ContainerTask, Task};
+use crate::stack::LoadedStack;
+use crate::tasks::{self, Step};
+use crate::tty::StdioKind;
+
+/// Exit code when our stdout was closed by its reader (`stackctl exec dump | head`): what a
+/// shell reports for a process killed by SIGPIPE (128 + 13). The task container is removed.
+pub const BROKEN_PIPE: i32 = 141;
+
+pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
+    let loaded = crate::stack::load(&ctx.project)?;
+    let mut printer = ctx.printer.clone();
+    printer.add_secrets(loaded.secrets.clone());
+    let ctx = Context {
+        project: ctx.project.clone(),
+        printer,
+        global: ctx.global.clone(),
+    };
+    let name = args.name.as_str();
+    let is_task = loaded.stack.tasks.contains_key(name);
+    let is_service = loaded.stack.services.contains_key(name);
+    if !is_task && !is_service {
+        return Err(unknown_name(&loaded, name).into());
+    }
+    let engine = Engine::connect().await?;
+    run_name(&ctx, &loaded, &engine, name, &args.args).await
+}
+
+/// Run the task or service command `name`: what `exec` and `init` share.
+pub async fn run_name(
+    ctx: &Context,
+    loaded: &LoadedStack,
+    engine: &Engine,
+    name: &str,
+    args: &[String],
+) -> Result<i32> {
+    match loaded.stack.tasks.get(name) {
+        Some(Task::Container(task)) => {
+            run_container_task(ctx, loaded, engine, name, task, args, true).await
+        }
+        Some(Task::Steps(_)) => {
+            if !args.is_empty() {
+                return Err(UsageError::new(format!(
+                    "task `{name}` is a sequence of steps; it takes no command"
+                ))
+                .with_hint(format!("run `stackctl exec {name}` without `-- …`"))
+                .into());
+            }
+            run_sequence(ctx, loaded, engine, name).await
+        }
+        None if loaded.stack.services.contains_key(name) => {
+            exec_in_service(ctx, loaded, engine, name, args).await
+        }
+        None => Err(unknown_name(loaded, name).into()),
+    }
+}
+
+/// `stackctl init`: run the `init` task when the stack has one.
+pub async fn run_init(ctx: &Context, loaded: &LoadedStack) -> Result<i32> {
+    if !loaded.stack.tasks.contains_key("init") {
+        ctx.printer.status(&format!(
+            "no `init` task in {}: nothing to run",
+            ctx.project.display_path(&loaded.file)
+        ));
+        return Ok(exit::OK);
+    }
+    let engine = Engine::connect().await?;
+    run_name(ctx, loaded, &engine, "init", &[]).await
+}
+
+fn unknown_name(loaded: &LoadedStack, name: &str) -> UsageError {
+    let tasks: Vec<&str> = loaded.stack.tasks.keys().map(String::as_str).collect();
+    let services: Vec<&str> = loaded.stack.services.keys().map(String::as_str).collect();
+    let error = UsageError::new(format!("`{name}` is neither a task nor a service"));
+    let close = tasks::did_you_mean(name, tasks.iter().chain(services.iter()).copied());
+    let list = |kind: &str, names: &[&str]| {
+        if names.is_empty() {
+            format!("no {kind}")
+        } else {
+            format!(
+                "{kind}: {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    };
+    match close {
+        Some(close) => error.with_hint(format!("did you mean `{close}`?")),
+        None => error.with_hint(format!(
+            "{}; {}",
+            list("tasks", &tasks),
+            list("services", &services)
+        )),
+    }
+}
+
+/// The process's exit code as ours (0–255; anything odd is a failure).
+fn exit_code(code: i64) -> i32 {
+    match i32::try_from(code) {
+        Ok(code) if (0..=255).contains(&code) => code,
+        _ => exit::FAILURE,
+    }
+}
+
+/// One line about a finished run: plain mode only (CI logs), or with `-v`; a JSON event on
+/// stderr with `--json` (stdout is the process's output); nothing with `-q`.
+fn report(ctx: &Context, kind: &str, object: &str, status: &str, detail: &str, started: Instant) {
+    let elapsed = started.elapsed();
+    let printer = &ctx.printer;
+    match printer.mode {
+        Mode::Json => {
+            let event = Event {
+                ts: now_ms(),
+                stage: &printer.stage,
+                object,
+                kind,
+                action: "exec",
+                status,
+                elapsed_ms: elapsed.as_millis(),
+            };
+            if let Ok(line) = serde_json::to_string(&event) {
+                let _ = writeln!(std::io::stderr().lock(), "{}", printer.mask(&line));
+            }
+        }
+        Mode::Plain => printer.status(&format!(
+            "{kind} {object}: {status} ({detail}, {:.1}s)",
+            elapsed.as_secs_f64()
+        )),
+        Mode::Live if ctx.global.verbose > 0 => printer.status(&format!(
+            "{kind} {object}: {status} ({detail}, {:.1}s)",
+            elapsed.as_secs_f64()
+        )),
+        Mode::Live => {}
+    }
+}
+
+/// What a run's end means for us: the exit code, or the interrupt.
+fn finish(
+    ctx: &Context,
+    kind: &str,
+    object: &str,
+    outcome: Outcome,
+    started: Instant,
+) -> Result<i32> {
+    if let Some(problem) = outcome.input_error {
+        ctx.printer.warn(&format!("{kind} `{object}`: {problem}"));
+    }
+    match outcome.end {
+        End::Exited(code) => {
+            let code = exit_code(code);
+            let status = if code == 0 { "done" } else { "failed" };
+            report(ctx, kind, object, status, &format!("exit {code}"), started);
+            Ok(code)
+        }
+        End::Interrupted => Err(Interrupted.into()),
+        End::BrokenPipe => {
+            report(ctx, kind, object, "stopped", "output closed", started);
+            Ok(BROKEN_PIPE)
+        }
+    }
+}
+
+/// Run a container task in a fresh one-off container. `caller_stdin`: whether our own
+/// stdin may feed it (not inside a sequence unless on a terminal: one input can't be split
+/// between steps).
+async fn run_container_task(
+    ctx: &Context,
+    loaded: &LoadedStack,
+    engine: &Engine,
+    name: &str,
+    task: &ContainerTask,
+    args: &[String],
+    caller_stdin: bool,
+) -> Result<i32> {
+    let plan = tasks::plan_container(loaded, name, task, args, &tasks::short_id())?;
+    let input_file = match &plan.stdin_file {
+        Some(path) => Some(std::fs::File::open(path).map_err(|e| {
+            UsageError::new(format!(
+                "task `{name}`: cannot open its `stdin:` file `{}`: {e}",
+                ctx.project.display_path(path)
+            ))
+            .with_hint(format!(
+                "fix `stdin:` of task `{name}` in {}",
+                ctx.project.display_path(&loaded.file)
+            ))
+        })?),
+        None => None,
+    };
+    prepare(ctx, engine, loaded, &plan).await?;
+    crate::interrupt::check()?;
+
+    let kind = StdioKind::detect();
+    let (input, tty) = match input_file {
+        Some(file) => (Input::File(file), false),
+        None if kind.attach_stdin && (caller_stdin || kind.tty) => (Input::Stdin, kind.tty),
+        None => (Input::Detached, false),
+    };
+    let started = Instant::now();
+    let outcome = engine.run_task(&plan.container, input, tty).await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(err) if crate::interrupt::requested() => {
+            let _ = err;
+            return Err(interrupted_task(ctx, &plan.container.name));
+        }
+        Err(err) => return Err(err).with_context(|| format!("task `{name}`")),
+    };
+    if outcome.end == End::Interrupted {
+        return Err(interrupted_task(ctx, &plan.container.name));
+    }
+    finish(ctx, "task", name, outcome, started)
+}
+
+fn interrupted_task(ctx: &Context, container: &str) -> anyhow::Error {
+    ctx.printer.status(&format!(
+        "interrupted: removed task container `{container}`"
+    ));
+    Interrupted.into()
+}
+
+/// Make sure the image, the stage's volumes and networks exist.
+async fn prepare(
+    ctx: &Context,
+    engine: &Engine,
+    loaded: &LoadedStack,
+    plan: &tasks::TaskPlan,
+) -> Result<()> {
+    let image = &plan.container.image;
+    if !engine.image_exists(image).await? {
+        match &plan.build {
+            Some(request) => {
+                ctx.printer.status(&format!("build image `{image}`"));
+                let verbose = ctx.global.verbose > 0 && !ctx.global.quiet;
+                let progress = move |line: &str| {
+                    if verbose {
+                        let _ = writeln!(std::io::stderr().lock(), "  {line}");
+                    }
+                };
+                engine.build_image(request, &progress).await?;
+            }
+            None => {
+                return Err(UsageError::new(format!(
+                    "task `{}`: image `{image}` does not exist on this engine",
+                    plan.task
+                ))
+                .with_hint(format!(
+                    "build or load it first (`docker pull {image}` or `docker build -t {image} …`), or give the task `build:`"
+                ))
+                .into())
+            }
+        }
+    }
+    for volume in &plan.volumes {
+        let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::VOLUME);
+        if engine.ensure_volume(volume, &labels).await? {
+            ctx.printer.status(&format!("created volume `{volume}`"));
+        }
+    }
+    for network in &plan.networks {
+        let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::NETWORK);
+        if engine.ensure_network(network, &labels).await? {
+            ctx.printer.status(&format!("created network `{network}`"));
+        }
+    }
+    Ok(())
+}
+
+/// Docker exec inside the service's running container.
+async fn exec_in_service(
+    ctx: &Context,
+    loaded: &LoadedStack,
+    engine: &Engine,
+    service: &str,
+    args: &[String],
+) -> Result<i32> {
+    if args.is_empty() {
+        return Err(UsageError::new(format!(
+            "`{service}` is a service: give the command to run in it after `--`"
+        ))
+        .with_hint(format!("stackctl exec {service} -- sh"))
+        .into());
+    }
+    let container = names::container(&loaded.stage, &loaded.project, service);
+    let not_running = |what: &str| {
+        anyhow::anyhow!(
+            "service `{service}` {what} on stage `{}`\nhint: start it with `stackctl up {service}`",
+            loaded.stage
+        )
+    };
+    match engine.container_running(&container).await? {
+        None => return Err(not_running("has no container")),
+        Some(false) => return Err(not_running("is not running")),
+        Some(true) => {}
+    }
+    let kind = StdioKind::detect();
+    let input = if kind.attach_stdin {
+        Input::Stdin
+    } else {
+        Input::Detached
+    };
+    let started = Instant::now();
+    let outcome = engine
+        .exec_in(&container, args.to_vec(), input, kind.tty)
+        .await
+        .with_context(|| format!("service `{service}`"))?;
+    finish(ctx, "service", service, outcome, started)
+}
+
+/// Run a sequence: each step in order, stopping at the first failure and naming it.
+async fn run_sequence(
+    ctx: &Context,
+    loaded: &LoadedStack,
+    engine: &Engine,
+    name: &str,
+) -> Result<i32> {
+    let steps = tasks::flatten_steps(&loaded.stack, name)?;
+    let total = steps.len();
+    let label = |step: &Step| match step {
+        Step::Builtin(s) | Step::Task(s) => s.clone(),
+    };
+    let started = Instant::now();
+    for (index, step) in steps.iter().enumerate() {
+        let position = format!("step {}/{total} `{}`", index + 1, label(step));
+        if crate::interrupt::requested() {
+            return Err(sequence_interrupted(ctx, name, &steps[index..]));
+        }
+        ctx.printer.status(&format!("task {name}: {position}"));
+        let result = match step {
+            Step::Builtin(builtin) => builtin_step(ctx, loaded, engine, builtin)
+                .await
+                .map(|()| exit::OK),
+            Step::Task(task_name) => match loaded.stack.tasks.get(task_name) {
+                Some(Task::Container(task)) => {
+                    run_container_task(ctx, loaded, engine, task_name, task, &[], false).await
+                }
+                _ => Err(UsageError::new(format!("`{task_name}` is not a container task")).into()),
+            },
+        };
+        match result {
+            Ok(0) => {}
+            Ok(code) => {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "error: task `{name}`: {position} failed with exit code {code}"
+                );
+                return Err(ExitWith(code).into());
+            }
+            Err(err) if err.downcast_ref::<Interrupted>().is_some() => {
+                return Err(sequence_interrupted(ctx, name, &steps[index + 1..]));
+            }
+            Err(err) => return Err(err.context(format!("task `{name}`: {position} failed"))),
+        }
+    }
+    report(
+        ctx,
+        "task",
+        name,
+        "done",
+        &format!("{total} steps"),
+        started,
+    );
+    Ok(exit::OK)
+}
+
+fn sequence_interrupted(ctx: &Context, name: &str, left: &[Step]) -> anyhow::Error {
+    if !left.is_empty() {
+        let names: Vec<String> = left
+            .iter()
+            .map(|s| match s {
+                Step::Builtin(n) | Step::Task(n) => format!("`{n}`"),
+            })
+            .collect();
+        ctx.printer.status(&format!(
+            "task {name}: interrupted; steps not run: {}",
+            names.join(", ")
+        ));
+    }
+    Interrupted.into()
+}
+
+/// The built-in steps `up`, `down`, `build`, `wait`.
+async fn builtin_step(
+    _ctx: &Context,
+    _loaded: &LoadedStack,
+    _engine: &Engine,
+    step: &str,
+) -> Result<()> {
+    Err(UsageError::new(format!(
+        "the built-in step `{step}` is not available in this version"
+    ))
+    .into())
+}

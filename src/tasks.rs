@@ -1,0 +1,517 @@
+//! Tasks, resolved: what a container task's one-off container looks like (pure: stack in,
+//! engine shapes out), and which steps a sequence runs. Running them is `commands::exec`.
+//!
+//! A container task with `service:` inherits that service's image (built when missing),
+//! environment (the task's own entries win), networks, volumes and `volumes_from`, entrypoint,
+//! working directory and user; never its ports, healthcheck or restart policy.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+
+use crate::engine::build::BuildRequest;
+use crate::engine::task::{TaskContainer, TASK_LABEL};
+use crate::error::UsageError;
+use crate::names;
+use crate::stack::model::{
+    env_list, Build, ContainerTask, MountKind, Service, Stack, Task, BUILTIN_STEPS,
+};
+use crate::stack::LoadedStack;
+
+/// A container task ready to run: the container, and what must exist first.
+#[derive(Debug, Clone)]
+pub struct TaskPlan {
+    pub task: String,
+    pub container: TaskContainer,
+    /// Build this image first when it does not exist locally.
+    pub build: Option<BuildRequest>,
+    /// Named volumes of the stage to create when missing (engine names).
+    pub volumes: Vec<String>,
+    /// Stage networks to create when missing (engine names; external ones are not listed).
+    pub networks: Vec<String>,
+    /// A file streamed to the process's stdin instead of ours.
+    pub stdin_file: Option<PathBuf>,
+}
+
+/// A random short id for a one-off container name: 8 hex digits.
+pub fn short_id() -> String {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: the time and pid still make a collision unlikely.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        bytes = (nanos ^ std::process::id().rotate_left(16)).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Resolve the container task `name`. `args` (after `--`) replace its command.
+pub fn plan_container(
+    loaded: &LoadedStack,
+    name: &str,
+    task: &ContainerTask,
+    args: &[String],
+    short_id: &str,
+) -> Result<TaskPlan, UsageError> {
+    let stack = &loaded.stack;
+    let (stage, project) = (loaded.stage.as_str(), loaded.project.as_str());
+    let service = match &task.service {
+        Some(service_name) => Some((
+            service_name.as_str(),
+            stack.services.get(service_name).ok_or_else(|| {
+                UsageError::new(format!(
+                    "task `{name}` uses service `{service_name}`, which is not in the stack file"
+                ))
+                .with_hint(did_you_mean_hint(
+                    service_name,
+                    stack.services.keys().map(String::as_str),
+                ))
+            })?,
+        )),
+        None => None,
+    };
+
+    // The image: the task's own, else the service's.
+    let (image, build) = match (&task.image, &task.build, service) {
+        (Some(image), build, _) => (image.clone(), build.as_ref().map(|b| (b, name))),
+        (None, Some(build), _) => (names::image(stage, project, name), Some((build, name))),
+        (None, None, Some((service_name, service))) => match (&service.image, &service.build) {
+            (Some(image), build) => (image.clone(), build.as_ref().map(|b| (b, service_name))),
+            (None, Some(build)) => (
+                names::image(stage, project, service_name),
+                Some((build, service_name)),
+            ),
+            (None, None) => {
+                return Err(UsageError::new(format!(
+                    "task `{name}`: service `{service_name}` has neither `image:` nor `build:`"
+                )))
+            }
+        },
+        (None, None, None) => {
+            return Err(UsageError::new(format!(
+                "task `{name}` has no `service:`, `image:` or `build:`"
+            ))
+            .with_hint("give it `service: SERVICE` to run in a copy of that service, or `image:`"))
+        }
+    };
+    let build = build.map(|(build, owner)| build_request(loaded, build, owner, &image));
+
+    let mut environment: IndexMap<String, Option<String>> = IndexMap::new();
+    if let Some((_, service)) = service {
+        environment.extend(service.environment.clone());
+    }
+    environment.extend(task.environment.clone());
+
+    let mut volume_mounts = Vec::new();
+    let mut volumes_from = Vec::new();
+    if let Some((_, service)) = service {
+        volume_mounts.extend(service.volumes.iter().cloned());
+        volumes_from.extend(service.volumes_from.iter().cloned());
+    }
+    volume_mounts.extend(task.volumes.iter().cloned());
+    volumes_from.extend(task.volumes_from.iter().cloned());
+
+    let mut binds = Vec::new();
+    let mut anonymous_volumes = Vec::new();
+    let mut volumes = Vec::new();
+    for mount in &volume_mounts {
+        let suffix = if mount.read_only { ":ro" } else { "" };
+        match (mount.kind, &mount.source) {
+            (MountKind::Named, Some(source)) => {
+                let (engine_name, owned) = volume_name(stack, stage, project, source);
+                if owned && !volumes.contains(&engine_name) {
+                    volumes.push(engine_name.clone());
+                }
+                binds.push(format!("{engine_name}:{}{suffix}", mount.target));
+            }
+            (MountKind::Bind, Some(source)) => {
+                let path = host_path(loaded, source);
+                binds.push(format!("{}:{}{suffix}", path.display(), mount.target));
+            }
+            _ => anonymous_volumes.push(mount.target.clone()),
+        }
+    }
+    let volumes_from = volumes_from
+        .iter()
+        .map(|entry| volumes_from_name(stack, stage, project, entry))
+        .collect();
+
+    let mut networks = Vec::new();
+    let mut owned_networks = Vec::new();
+    let service_networks: Vec<&str> = service
+        .map(|(_, s)| s.networks.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let keys = if service_networks.is_empty() {
+        vec!["default"]
+    } else {
+        service_networks
+    };
+    for key in keys {
+        let (engine_name, owned) = network_name(stack, stage, project, key);
+        if owned {
+            owned_networks.push(engine_name.clone());
+        }
+        networks.push(engine_name);
+    }
+
+    let inherited = |pick: fn(&Service) -> Option<Vec<String>>| service.and_then(|(_, s)| pick(s));
+    let cmd = if !args.is_empty() {
+        Some(args.to_vec())
+    } else {
+        task.command
+            .clone()
+            .or_else(|| inherited(|s| s.command.clone()))
+    };
+    let entrypoint = task
+        .entrypoint
+        .clone()
+        .or_else(|| inherited(|s| s.entrypoint.clone()));
+    let working_dir = task
+        .working_dir
+        .clone()
+        .or_else(|| service.and_then(|(_, s)| s.working_dir.clone()));
+    let user = task
+        .user
+        .clone()
+        .or_else(|| service.and_then(|(_, s)| s.user.clone()));
+
+    let mut labels = names::owner_labels(stage, project, names::role::TASK);
+    labels.insert(TASK_LABEL.to_string(), name.to_string());
+
+    Ok(TaskPlan {
+        task: name.to_string(),
+        container: TaskContainer {
+            name: names::task_container(stage, project, name, short_id),
+            image,
+            cmd,
+            entrypoint,
+            env: env_list(&environment),
+            binds,
+            anonymous_volumes,
+            volumes_from,
+            networks,
+            working_dir,
+            user,
+            labels,
+        },
+        build,
+        volumes,
+        networks: owned_networks,
+        stdin_file: task.stdin.as_ref().map(|file| host_path(loaded, file)),
+    })
+}
+
+fn build_request(loaded: &LoadedStack, build: &Build, owner: &str, tag: &str) -> BuildRequest {
+    let mut labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::IMAGE);
+    labels.insert(names::SERVICE.to_string(), owner.to_string());
+    labels.extend(build.labels.clone());
+    BuildRequest {
+        context: host_path(loaded, &build.context),
+        dockerfile: build.dockerfile.clone(),
+        args: build
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect::<HashMap<_, _>>(),
+        target: build.target.clone(),
+        labels,
+        tag: tag.to_string(),
+        no_cache: false,
+    }
+}
+
+/// A host path of the stack file, made absolute against the project directory.
+fn host_path(loaded: &LoadedStack, path: &str) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    let path = PathBuf::from(path);
+    if path.is_absolute() {
+        path
+    } else {
+        loaded.dir.join(path)
+    }
+}
+
+/// The engine name of a stack volume, and whether the stage owns it (not external).
+fn volume_name(stack: &Stack, stage: &str, project: &str, key: &str) -> (String, bool) {
+    match stack.volumes.get(key) {
+        Some(def) if def.external => (def.name.clone().unwrap_or_else(|| key.to_string()), false),
+        Some(def) => match &def.name {
+            Some(name) => (name.clone(), true),
+            None => (names::volume(stage, project, key), true),
+        },
+        None => (names::volume(stage, project, key), true),
+    }
+}
+
+/// The engine name of a stack network, and whether the stage owns it (not external).
+fn network_name(stack: &Stack, stage: &str, project: &str, key: &str) -> (String, bool) {
+    match stack.networks.get(key) {
+        Some(def) if def.external => (def.name.clone().unwrap_or_else(|| key.to_string()), false),
+        Some(def) => match &def.name {
+            Some(name) => (name.clone(), true),
+            None => (names::network(stage, project, key), true),
+        },
+        None => (names::network(stage, project, key), true),
+    }
+}
+
+/// `SERVICE[:ro|:rw]` or `DATA_CONTAINER[:…]` to the engine's container name; anything else
+/// is passed as written (`container:NAME` included).
+fn volumes_from_name(stack: &Stack, stage: &str, project: &str, entry: &str) -> String {
+    let (name, mode) = match entry.rsplit_once(':') {
+        Some((name, mode)) if mode == "ro" || mode == "rw" => (name, Some(mode)),
+        _ => (entry, None),
+    };
+    let name = name.strip_prefix("service:").unwrap_or(name);
+    let engine_name = if stack.services.contains_key(name) {
+        names::container(stage, project, name)
+    } else if stack.data_containers.contains_key(name) {
+        names::data_container(stage, project, name)
+    } else {
+        name.strip_prefix("container:").unwrap_or(name).to_string()
+    };
+    match mode {
+        Some(mode) => format!("{engine_name}:{mode}"),
+        None => engine_name,
+    }
+}
+
+/// One step of a sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A built-in: `up`, `down`, `build`, `wait`.
+    Builtin(String),
+    /// A container task, by name.
+    Task(String),
+}
+
+/// Flatten a sequence into the steps it runs, expanding nested sequences; a cycle or an
+/// unknown name is an error naming it.
+pub fn flatten_steps(stack: &Stack, name: &str) -> Result<Vec<Step>, UsageError> {
+    let mut out = Vec::new();
+    let mut path = Vec::new();
+    flatten_into(stack, name, &mut path, &mut out)?;
+    Ok(out)
+}
+
+fn flatten_into(
+    stack: &Stack,
+    name: &str,
+    path: &mut Vec<String>,
+    out: &mut Vec<Step>,
+) -> Result<(), UsageError> {
+    if path.iter().any(|p| p == name) {
+        path.push(name.to_string());
+        return Err(UsageError::new(format!(
+            "task sequence loops: {}",
+            path.iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        )));
+    }
+    let Some(Task::Steps(sequence)) = stack.tasks.get(name) else {
+        out.push(Step::Task(name.to_string()));
+        return Ok(());
+    };
+    path.push(name.to_string());
+    for step in &sequence.steps {
+        match stack.tasks.get(step) {
+            Some(Task::Steps(_)) => flatten_into(stack, step, path, out)?,
+            Some(Task::Container(_)) => out.push(Step::Task(step.clone())),
+            None if BUILTIN_STEPS.contains(&step.as_str()) => out.push(Step::Builtin(step.clone())),
+            None => {
+                let candidates = stack
+                    .tasks
+                    .keys()
+                    .map(String::as_str)
+                    .chain(BUILTIN_STEPS.iter().copied());
+                return Err(UsageError::new(format!(
+                    "task `{name}` has a step `{step}` that is neither a task nor a built-in step"
+                ))
+                .with_hint(did_you_mean_hint(step, candidates)));
+            }
+        }
+    }
+    path.pop();
+    Ok(())
+}
+
+/// The closest candidate to `name`, if one is close enough to be a typo.
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+fn did_you_mean_hint<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let candidates: Vec<&str> = candidates.into_iter().collect();
+    match did_you_mean(name, candidates.iter().copied()) {
+        Some(close) => format!("did you mean `{close}`?"),
+        None if candidates.is_empty() => "the stack file defines none".to_string(),
+        None => format!(
+            "known: {}",
+            candidates
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(yaml: &str) -> LoadedStack {
+        LoadedStack {
+            stack: serde_yaml::from_str(yaml).expect("valid stack"),
+            project: "app".into(),
+            stage: "dev".into(),
+            dir: PathBuf::from("/srv/app"),
+            file: PathBuf::from("/srv/app/stacks/dev.yml"),
+            secrets: Vec::new(),
+        }
+    }
+
+    fn container_task(loaded: &LoadedStack, name: &str) -> ContainerTask {
+        match loaded.stack.tasks.get(name) {
+            Some(Task::Container(task)) => task.clone(),
+            other => panic!("not a container task: {other:?}"),
+        }
+    }
+
+    const STACK: &str = r#"
+services:
+  api:
+    build: { context: api, args: { MODE: prod } }
+    environment: { MODE: serve, DB: postgres }
+    ports: ["5000:5000"]
+    volumes: ["./logs:/app/logs", "cache:/cache:ro", "/scratch"]
+    volumes_from: [api_data]
+    healthcheck: { test: [CMD, "true"] }
+    restart: always
+    command: [serve]
+    working_dir: /app
+data_containers:
+  api_data: { image: busybox, volumes: [/data] }
+volumes:
+  cache: {}
+  shared: { external: true, name: team-shared }
+tasks:
+  migrate:
+    service: api
+    command: [python, manage.py, migrate]
+    environment: { MODE: migrate }
+    volumes: ["shared:/shared"]
+  import: { image: "db:1", stdin: dumps/x.sql }
+  init: { steps: [up, migrate, import, wait] }
+"#;
+
+    #[test]
+    fn service_task_inherits_everything_but_ports_health_and_restart() {
+        let loaded = loaded(STACK);
+        let task = container_task(&loaded, "migrate");
+        let plan = plan_container(&loaded, "migrate", &task, &[], "abc123").expect("plan");
+        let c = &plan.container;
+        assert_eq!(c.name, "dev-app--task-migrate-abc123");
+        assert_eq!(c.image, "app/api:dev");
+        assert_eq!(
+            c.cmd.as_deref(),
+            Some(&["python".to_string(), "manage.py".into(), "migrate".into()][..])
+        );
+        assert_eq!(
+            c.env,
+            vec!["MODE=migrate".to_string(), "DB=postgres".into()]
+        );
+        assert_eq!(
+            c.binds,
+            vec![
+                "/srv/app/logs:/app/logs".to_string(),
+                "dev-app_cache:/cache:ro".into(),
+                "team-shared:/shared".into()
+            ]
+        );
+        assert_eq!(c.anonymous_volumes, vec!["/scratch".to_string()]);
+        assert_eq!(c.volumes_from, vec!["dev-app--api_data".to_string()]);
+        assert_eq!(c.networks, vec!["dev-app_default".to_string()]);
+        assert_eq!(c.working_dir.as_deref(), Some("/app"));
+        assert_eq!(
+            c.labels.get("io.stackctl.role").map(String::as_str),
+            Some("task")
+        );
+        assert_eq!(
+            c.labels.get(TASK_LABEL).map(String::as_str),
+            Some("migrate")
+        );
+        // The external volume is not ours to create; the stage's own is.
+        assert_eq!(plan.volumes, vec!["dev-app_cache".to_string()]);
+        assert_eq!(plan.networks, vec!["dev-app_default".to_string()]);
+        let build = plan.build.expect("the service's build");
+        assert_eq!(build.tag, "app/api:dev");
+        assert_eq!(build.context, PathBuf::from("/srv/app/api"));
+        assert_eq!(build.args.get("MODE").map(String::as_str), Some("prod"));
+    }
+
+    #[test]
+    fn args_replace_the_command_and_stdin_resolves_against_the_project() {
+        let loaded = loaded(STACK);
+        let task = container_task(&loaded, "import");
+        let args = vec!["wc".to_string(), "-c".into()];
+        let plan = plan_container(&loaded, "import", &task, &args, "0f0f0f").expect("plan");
+        assert_eq!(plan.container.cmd, Some(args));
+        assert_eq!(plan.container.image, "db:1");
+        assert!(plan.build.is_none());
+        assert_eq!(plan.stdin_file, Some(PathBuf::from("/srv/app/dumps/x.sql")));
+    }
+
+    #[test]
+    fn sequences_flatten_with_builtins() {
+        let loaded = loaded(STACK);
+        let steps = flatten_steps(&loaded.stack, "init").expect("steps");
+        assert_eq!(
+            steps,
+            vec![
+                Step::Builtin("up".into()),
+                Step::Task("migrate".into()),
+                Step::Task("import".into()),
+                Step::Builtin("wait".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_looping_sequence_is_an_error() {
+        let loaded = loaded("tasks:\n  a: { steps: [b] }\n  b: { steps: [a] }\n");
+        let err = flatten_steps(&loaded.stack, "a").expect_err("loop");
+        assert_eq!(err.message, "task sequence loops: `a` → `b` → `a`");
+    }
+
+    #[test]
+    fn an_unknown_step_suggests_a_name() {
+        let loaded = loaded("tasks:\n  migrate: { image: x }\n  init: { steps: [migrat] }\n");
+        let err = flatten_steps(&loaded.stack, "init").expect_err("unknown");
+        assert_eq!(err.hint.as_deref(), Some("did you mean `migrate`?"));
+    }
+
+    #[test]
+    fn short_ids_are_eight_hex_digits() {
+        let id = short_id();
+        assert_eq!(id.len(), 8);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

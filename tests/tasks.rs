@@ -1,0 +1,425 @@
+//! One-off task containers, `exec` into services, and task sequences, with the real binary
+//! against the real engine.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{busybox_image, docker, docker_ok, lines, TestStack};
+
+/// Names of this stage's task containers (all states).
+fn task_containers(stack: &TestStack) -> Vec<String> {
+    let mut args = vec![
+        "ps".to_string(),
+        "-a".into(),
+        "--format".into(),
+        "{{.Names}}".into(),
+        "--filter".into(),
+        "label=io.stackctl.role=task".into(),
+    ];
+    args.extend(stack.filter());
+    lines(&docker(&args))
+}
+
+/// Wait for `child` up to `limit`; kill it and fail if it does not exit.
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("stackctl did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stack_with_tasks(name: &str, tasks: &str) -> TestStack {
+    let image = busybox_image();
+    let stack = TestStack::new(name);
+    stack.stack(&format!("tasks:\n{}", tasks.replace("IMAGE", image)));
+    stack
+}
+
+#[test]
+fn exit_code_and_streams_are_the_tasks_own() {
+    let stack = stack_with_tasks(
+        "exit-code",
+        "  fail: { image: IMAGE, command: [sh, -c, 'echo out; echo err >&2; exit 7'] }\n",
+    );
+    let output = stack
+        .cmd()
+        .args(["exec", "fail"])
+        .write_stdin("")
+        .output()
+        .expect("run");
+    assert_eq!(
+        output.status.code(),
+        Some(7),
+        "stackctl exits with the task's code"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "out\n",
+        "stdout only has the task's stdout"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.lines().any(|l| l == "err"),
+        "task stderr on our stderr: {stderr:?}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("err"));
+    assert!(
+        stderr.contains("task fail: failed (exit 7, "),
+        "status line: {stderr:?}"
+    );
+    assert!(task_containers(&stack).is_empty(), "task container removed");
+
+    // -q: nothing of stackctl's own.
+    let output = stack
+        .cmd()
+        .args(["-q", "exec", "fail"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
+}
+
+#[test]
+fn args_replace_the_command_and_stdin_file_is_streamed() {
+    let stack = stack_with_tasks(
+        "stdin-file",
+        "  lines: { image: IMAGE, command: [wc, -l], stdin: data/three.txt }\n",
+    );
+    stack.write("data/three.txt", "a\nb\nc\n");
+    let output = stack
+        .cmd()
+        .args(["-q", "exec", "lines"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "3");
+
+    let output = stack
+        .cmd()
+        .args(["-q", "exec", "lines", "--", "wc", "-c"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "6");
+}
+
+#[test]
+fn half_a_gigabyte_streams_through_in_constant_memory() {
+    const TOTAL: u64 = 512 * 1024 * 1024;
+    let stack = stack_with_tasks("big-pipe", "  count: { image: IMAGE, command: [wc, -c] }\n");
+    let started = Instant::now();
+    let mut child = stack
+        .std_cmd()
+        .args(["-q", "exec", "count"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn stackctl");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        // A repeating pattern, generated as we go: nothing of this size exists on disk.
+        let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut sent = 0u64;
+        while sent < TOTAL {
+            stdin.write_all(&block).expect("write to stackctl");
+            sent += block.len() as u64;
+        }
+        sent
+    });
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).expect("read stdout");
+        text
+    });
+    let mut stderr = child.stderr.take().expect("stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    // The peak RSS of stackctl itself: VmHWM of its own address space, sampled until it
+    // exits (it only grows). wait4's ru_maxrss would carry the forking test process's size.
+    let pid = child.id();
+    let sampler = std::thread::spawn(move || {
+        let mut peak_kib = 0u64;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) else {
+                break; // a zombie: its memory is gone
+            };
+            let kib: u64 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_default();
+            peak_kib = peak_kib.max(kib);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak_kib
+    });
+    let status = wait_with_deadline(&mut child, Duration::from_secs(300));
+    let peak_kib = sampler.join().expect("sampler");
+    let sent = writer.join().expect("writer");
+    let text = reader.join().expect("reader");
+    let errors = err_reader.join().expect("stderr reader");
+    eprintln!(
+        "streamed {sent} bytes in {:.1}s; stackctl peak RSS {} KiB ({:.1} MiB)",
+        started.elapsed().as_secs_f64(),
+        peak_kib,
+        peak_kib as f64 / 1024.0
+    );
+    assert!(peak_kib > 0, "no memory sample of stackctl");
+    assert_eq!(status.code(), Some(0), "stderr: {errors}");
+    assert_eq!(text.trim(), TOTAL.to_string(), "every byte arrived");
+    assert!(
+        peak_kib < 64 * 1024,
+        "peak RSS {peak_kib} KiB is not under 64 MiB"
+    );
+    assert!(task_containers(&stack).is_empty());
+}
+
+fn interrupt_removes_the_container(name: &str, signal: libc::c_int) {
+    let stack = stack_with_tasks(
+        name,
+        "  sleepy: { image: IMAGE, command: [sleep, '600'] }\n",
+    );
+    let mut child = stack
+        .std_cmd()
+        .args(["exec", "sleepy"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn stackctl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let running = {
+            let mut args = vec!["ps".to_string(), "-q".into()];
+            args.extend(stack.filter());
+            lines(&docker(&args))
+        };
+        if !running.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task container never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    assert_eq!(status.code(), Some(130), "stderr: {stderr}");
+    assert!(
+        stderr.contains("removed task container"),
+        "stderr: {stderr}"
+    );
+    assert!(task_containers(&stack).is_empty(), "no task container left");
+}
+
+#[test]
+fn sigint_exits_130_and_removes_the_task_container() {
+    interrupt_removes_the_container("sigint", libc::SIGINT);
+}
+
+#[test]
+fn sigterm_exits_130_and_removes_the_task_container() {
+    interrupt_removes_the_container("sigterm", libc::SIGTERM);
+}
+
+#[test]
+fn a_sequence_runs_in_order_and_stops_at_the_failing_step() {
+    let stack = stack_with_tasks(
+        "sequence",
+        "  one: { image: IMAGE, command: [sh, -c, 'echo one >> /data/log'], volumes: ['work:/data'] }
+  two: { image: IMAGE, command: [sh, -c, 'echo two >> /data/log'], volumes: ['work:/data'] }
+  broken: { image: IMAGE, command: [sh, -c, 'exit 4'] }
+  four: { image: IMAGE, command: [sh, -c, 'echo four >> /data/log'], volumes: ['work:/data'] }
+  show: { image: IMAGE, command: [cat, /data/log], volumes: ['work:/data'] }
+  init: { steps: [one, two, broken, four] }
+",
+    );
+    let output = stack.cmd().args(["exec", "init"]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "the failing step's code: {stderr}"
+    );
+    assert!(
+        stderr.contains("error: task `init`: step 3/4 `broken` failed with exit code 4"),
+        "names the step: {stderr}"
+    );
+    assert!(stderr.contains("task init: step 1/4 `one`"), "{stderr}");
+
+    let output = stack
+        .cmd()
+        .args(["-q", "exec", "show"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "one\ntwo\n",
+        "steps ran in order and none after the failure"
+    );
+    let volumes = {
+        let mut args = vec!["volume".to_string(), "ls".into(), "-q".into()];
+        args.extend(stack.filter());
+        lines(&docker(&args))
+    };
+    assert_eq!(
+        volumes,
+        vec![format!("{}-{}_work", stack.stage, stack.project)],
+        "labelled stage volume"
+    );
+    assert!(task_containers(&stack).is_empty());
+}
+
+#[test]
+fn an_unknown_name_is_a_usage_error_with_a_suggestion() {
+    let stack = stack_with_tasks("unknown", "  count: { image: IMAGE, command: [wc, -c] }\n");
+    let output = stack.cmd().args(["exec", "cout"]).output().expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    insta::assert_snapshot!(String::from_utf8_lossy(&output.stderr), @r"
+    error: `cout` is neither a task nor a service
+    hint: did you mean `count`?
+    ");
+}
+
+/// A running `web` service (busybox httpd on 8080) on the stage network, made with the
+/// docker CLI with the labels and alias the stage's own containers carry.
+fn start_web_service(stack: &TestStack) {
+    let network = format!("{}-{}_default", stack.stage, stack.project);
+    docker_ok(&[
+        "network",
+        "create",
+        "--label",
+        &format!("io.stackctl.project={}", stack.project),
+        "--label",
+        &format!("io.stackctl.stage={}", stack.stage),
+        "--label",
+        "io.stackctl.role=network",
+        &network,
+    ]);
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &stack.container("web"),
+        "--label",
+        &format!("io.stackctl.project={}", stack.project),
+        "--label",
+        &format!("io.stackctl.stage={}", stack.stage),
+        "--label",
+        "io.stackctl.role=service",
+        "--label",
+        "io.stackctl.service=web",
+        "--network",
+        &network,
+        "--network-alias",
+        "web",
+        busybox_image(),
+        "sh",
+        "-c",
+        "echo hello from web > /var/www/index.html; exec httpd -f -p 8080 -h /var/www",
+    ]);
+}
+
+#[test]
+fn exec_in_a_service_and_tasks_reach_services_by_name() {
+    let image = busybox_image();
+    let stack = TestStack::new("service-exec");
+    stack.stack(&format!(
+        "services:
+  web:
+    image: {image}
+    command: [sh, -c, 'echo hello from web > /var/www/index.html; exec httpd -f -p 8080 -h /var/www']
+tasks:
+  fetch: {{ image: {image}, command: [wget, -qO-, 'http://web:8080/'] }}
+"
+    ));
+
+    // Not running yet: a clear error with the hint.
+    let output = stack
+        .cmd()
+        .args(["exec", "web", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("service `web` has no container"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: start it with `stackctl up web`"),
+        "{stderr}"
+    );
+
+    start_web_service(&stack);
+
+    let output = stack
+        .cmd()
+        .args(["-q", "exec", "web", "--", "sh", "-c", "exit 3"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "exec returns the process's code"
+    );
+
+    let output = stack
+        .cmd()
+        .args(["-q", "exec", "web", "--", "wc", "-c"])
+        .write_stdin("twelve bytes")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "12",
+        "stdin reached the exec'd process"
+    );
+
+    // A task on the stage network reaches the service by its name. httpd may need a moment.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let output = stack
+            .cmd()
+            .args(["-q", "exec", "fetch"])
+            .output()
+            .expect("run");
+        if output.status.code() == Some(0) {
+            assert_eq!(String::from_utf8_lossy(&output.stdout), "hello from web\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task never reached `web`: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(task_containers(&stack).is_empty());
+}
