@@ -5,17 +5,17 @@
 //! environment (the task's own entries win), networks, volumes and `volumes_from`, entrypoint,
 //! working directory and user; never its ports, healthcheck or restart policy.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Component, PathBuf};
 
 use indexmap::IndexMap;
 
 use crate::engine::build::BuildRequest;
 use crate::engine::task::{TaskContainer, TASK_LABEL};
 use crate::error::UsageError;
+use crate::images::{self, Owner};
 use crate::names;
 use crate::stack::model::{
-    env_list, Build, ContainerTask, MountKind, Service, Stack, Task, BUILTIN_STEPS,
+    env_list, ContainerTask, MountKind, Service, Stack, Task, BUILTIN_STEPS,
 };
 use crate::stack::LoadedStack;
 
@@ -74,22 +74,17 @@ pub fn plan_container(
         None => None,
     };
 
-    // The image: the task's own, else the service's.
-    let (image, build) = match (&task.image, &task.build, service) {
-        (Some(image), build, _) => (image.clone(), build.as_ref().map(|b| (b, name))),
-        (None, Some(build), _) => (names::image(stage, project, name), Some((build, name))),
-        (None, None, Some((service_name, service))) => match (&service.image, &service.build) {
-            (Some(image), build) => (image.clone(), build.as_ref().map(|b| (b, service_name))),
-            (None, Some(build)) => (
-                names::image(stage, project, service_name),
-                Some((build, service_name)),
-            ),
-            (None, None) => {
+    // The image: the task's own, else the service's; tags and builds as `images` names them.
+    let (owner, owner_name, image) = match (&task.image, &task.build, service) {
+        (Some(_), _, _) | (None, Some(_), _) => (Owner::Task, name, task.image.as_deref()),
+        (None, None, Some((service_name, service))) => {
+            if service.image.is_none() && service.build.is_none() {
                 return Err(UsageError::new(format!(
                     "task `{name}`: service `{service_name}` has neither `image:` nor `build:`"
-                )))
+                )));
             }
-        },
+            (Owner::Service, service_name, service.image.as_deref())
+        }
         (None, None, None) => {
             return Err(UsageError::new(format!(
                 "task `{name}` has no `service:`, `image:` or `build:`"
@@ -97,7 +92,11 @@ pub fn plan_container(
             .with_hint("give it `service: SERVICE` to run in a copy of that service, or `image:`"))
         }
     };
-    let build = build.map(|(build, owner)| build_request(loaded, build, owner, &image));
+    let image = images::image_tag(loaded, owner, owner_name, image);
+    let build = images::stage_images(loaded)
+        .into_iter()
+        .find(|b| b.owner == owner && b.name == owner_name)
+        .map(|b| b.request);
 
     let mut environment: IndexMap<String, Option<String>> = IndexMap::new();
     if let Some((_, service)) = service {
@@ -204,38 +203,25 @@ pub fn plan_container(
     })
 }
 
-fn build_request(loaded: &LoadedStack, build: &Build, owner: &str, tag: &str) -> BuildRequest {
-    let mut labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::IMAGE);
-    labels.insert(names::SERVICE.to_string(), owner.to_string());
-    labels.extend(build.labels.clone());
-    BuildRequest {
-        context: host_path(loaded, &build.context),
-        dockerfile: build.dockerfile.clone(),
-        args: build
-            .args
-            .iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-            .collect::<HashMap<_, _>>(),
-        target: build.target.clone(),
-        labels,
-        tag: tag.to_string(),
-        no_cache: false,
-    }
-}
-
-/// A host path of the stack file, made absolute against the project directory.
+/// A host path of the stack file, made absolute against the project directory and cleaned
+/// of `.` and `..` (Docker shows bind sources as given).
 fn host_path(loaded: &LoadedStack, path: &str) -> PathBuf {
     if let Some(rest) = path.strip_prefix("~/") {
         if let Some(home) = std::env::var_os("HOME") {
             return PathBuf::from(home).join(rest);
         }
     }
-    let path = PathBuf::from(path);
-    if path.is_absolute() {
-        path
-    } else {
-        loaded.dir.join(path)
+    let mut out = PathBuf::new();
+    for component in loaded.dir.join(path).components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
     }
+    out
 }
 
 /// The engine name of a stack volume, and whether the stage owns it (not external).

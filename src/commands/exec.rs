@@ -245,7 +245,7 @@ async fn prepare(
     plan: &tasks::TaskPlan,
 ) -> Result<()> {
     let image = &plan.container.image;
-    if !engine.image_exists(image).await? {
+    if engine.image_id(image).await?.is_none() {
         match &plan.build {
             Some(request) => {
                 ctx.printer.status(&format!("build image `{image}`"));

@@ -53,13 +53,4 @@ impl Engine {
             .map_err(|e| EngineError::new("create volume", name, e))?;
         Ok(true)
     }
-
-    /// Whether an image exists locally.
-    pub async fn image_exists(&self, reference: &str) -> Result<bool, EngineError> {
-        match self.docker.inspect_image(reference).await {
-            Ok(_) => Ok(true),
-            Err(e) if super::is_not_found(&e) => Ok(false),
-            Err(e) => Err(EngineError::new("inspect image", reference, e)),
-        }
-    }
 }
