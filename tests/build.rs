@@ -1,0 +1,225 @@
+//! `stackctl build` against the real engine: `.dockerignore` applied as Docker does, build
+//! args and labels reaching the image, failures reported with the failing step and leaving
+//! no intermediate container behind.
+
+mod support;
+
+use predicates::prelude::*;
+use support::{busybox_image, docker, docker_ok, lines, TestStack};
+
+fn stack_with_api(t: &TestStack) {
+    t.stack(
+        "services:\n  api:\n    build:\n      context: api\n      args: { GREETING: hello, FROM_ENV: null }\n      labels: { team: data }\n",
+    );
+}
+
+#[test]
+fn build_applies_dockerignore_args_and_labels_then_replaces_the_old_image() {
+    let base = busybox_image();
+    let t = TestStack::new("build-ok");
+    stack_with_api(&t);
+    t.write(
+        "api/Dockerfile",
+        &format!(
+            "FROM {base}\nARG GREETING\nARG FROM_ENV\nCOPY . /ctx\nRUN echo \"$GREETING $FROM_ENV\" > /greeting\n"
+        ),
+    )
+    .write(
+        "api/.dockerignore",
+        "# comment\n*.log\n**/*.tmp\nsecret\n!secret/public.txt\nnode_modules\n",
+    )
+    .write("api/app.py", "print('hi')\n")
+    .write("api/app.log", "ignored at the root\n")
+    .write("api/logs/keep.log", "kept: *.log is anchored at the root\n")
+    .write("api/deep/dir/x.tmp", "ignored at any depth\n")
+    .write("api/secret/private.key", "ignored\n")
+    .write("api/secret/public.txt", "re-included\n")
+    .write("api/node_modules/pkg/index.js", "ignored\n")
+    .write("api/sub/node_modules/pkg/index.js", "kept: not at the root\n");
+
+    t.cmd()
+        .args(["build"])
+        .env("FROM_ENV", "from-the-environment")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("build api: Step 1/"))
+        .stderr(predicate::str::contains(format!(
+            "image {}/api:{}: build done",
+            t.project, t.stage
+        )));
+
+    let tag = format!("{}/api:{}", t.project, t.stage);
+    let files = docker_ok(&[
+        "run",
+        "--rm",
+        &tag,
+        "sh",
+        "-c",
+        "cd /ctx && find . -type f | sort",
+    ]);
+    assert_eq!(
+        lines(&files),
+        vec![
+            "./.dockerignore",
+            "./Dockerfile",
+            "./app.py",
+            "./logs/keep.log",
+            "./secret/public.txt",
+            "./sub/node_modules/pkg/index.js",
+        ]
+    );
+    let greeting = docker_ok(&["run", "--rm", &tag, "cat", "/greeting"]);
+    assert_eq!(greeting.trim(), "hello from-the-environment");
+
+    let labels = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        &tag,
+    ]);
+    let labels: serde_json::Value = serde_json::from_str(&labels).expect("labels JSON");
+    assert_eq!(labels["io.stackctl.project"], t.project.as_str());
+    assert_eq!(labels["io.stackctl.stage"], t.stage.as_str());
+    assert_eq!(labels["io.stackctl.role"], "image");
+    assert_eq!(labels["io.stackctl.service"], "api");
+    assert_eq!(labels["team"], "data");
+
+    // A rebuild that moves the tag removes the image it replaced (ours, now untagged).
+    let old_id = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &tag]);
+    t.write("api/app.py", "print('changed')\n");
+    let out = t
+        .cmd()
+        .args(["--json", "build", "api"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    let actions: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["object"].as_str().unwrap_or_default(),
+                e["action"].as_str().unwrap_or_default(),
+                e["status"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            (tag.as_str(), "build", "started"),
+            (tag.as_str(), "build", "done"),
+            (t.stage.as_str(), "build", "done"),
+        ]
+    );
+    assert!(events[1]["elapsed_ms"].as_u64().unwrap_or_default() > 0);
+    let new_id = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &tag]);
+    assert_ne!(new_id, old_id);
+    assert!(
+        docker(&["image", "inspect", "--format", "{{.Id}}", old_id.trim()])
+            .trim()
+            .is_empty(),
+        "the replaced image {old_id} is still there"
+    );
+}
+
+#[test]
+fn failing_step_exits_1_with_its_output_and_leaves_no_container() {
+    let base = busybox_image();
+    let t = TestStack::new("build-fail");
+    let marker = format!("marker-{}", t.project);
+    t.stack("services:\n  api:\n    build: api\n  broken:\n    build: broken\n  nobase:\n    build: nobase\n")
+        .write(
+            "api/Dockerfile",
+            &format!("FROM {base}\nRUN echo {marker} && echo to-stderr >&2 && exit 7\n"),
+        )
+        .write("broken/Dockerfile", &format!("FROM {base}\nBOGUS instruction\n"))
+        .write(
+            "nobase/Dockerfile",
+            &format!("ARG BASE=stackctl-fixture/absent-{}:1\nFROM $BASE\nRUN true\n", t.project),
+        );
+
+    let assert = t.cmd().args(["build", "api"]).assert().code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "error: build of image `{}/api:{}` failed at step 2/",
+            t.project, t.stage
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("returned a non-zero code: 7"), "{stderr}");
+    assert!(stderr.contains(&format!("  | {marker}")), "{stderr}");
+    assert!(stderr.contains("  | to-stderr"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "ANSI codes left in: {stderr:?}");
+    let leftovers: Vec<String> = lines(&docker(&[
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Command}}",
+    ]))
+    .into_iter()
+    .filter(|l| l.contains(&marker))
+    .collect();
+    assert!(
+        leftovers.is_empty(),
+        "intermediate containers left: {leftovers:?}"
+    );
+
+    t.cmd()
+        .args(["build", "broken"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("`Dockerfile` is not valid"))
+        .stderr(predicate::str::contains("unknown instruction: BOGUS"));
+
+    t.cmd()
+        .args(["build", "nobase"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "base image `stackctl-fixture/absent-{}:1` is not present locally",
+            t.project
+        )))
+        .stderr(predicate::str::contains("hint: build or import"))
+        .stderr(predicate::str::contains("`BASE`"));
+}
+
+#[test]
+fn unknown_service_is_a_usage_error_with_a_suggestion() {
+    let t = TestStack::new("build-usage");
+    stack_with_api(&t);
+    let assert = t.cmd().args(["build", "apii"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    insta::assert_snapshot!(stderr.replace(&t.stage, "STAGE"), @r"
+    error: no service, data container or task `apii` in `stacks/STAGE.yml`
+    hint: did you mean `api`?
+    ");
+}
+
+#[test]
+fn unreachable_daemon_is_one_clear_line() {
+    let t = TestStack::new("build-nodaemon");
+    stack_with_api(&t);
+    t.write("api/Dockerfile", "FROM scratch\n");
+    let assert = t
+        .cmd()
+        .args(["build"])
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: cannot reach the Docker engine at unix:///nonexistent.sock"),
+        "{stderr}"
+    );
+    assert!(stderr.lines().count() <= 2, "{stderr}");
+}
