@@ -9,7 +9,7 @@ use support::{busybox_image, docker, docker_ok, lines, TestStack};
 
 fn stack_with_api(t: &TestStack) {
     t.stack(
-        "services:\n  api:\n    build:\n      context: api\n      args: { GREETING: hello, FROM_ENV: null }\n      labels: { team: data }\n",
+        "services:\n  api:\n    build:\n      context: api\n      args: { GREETING: hello, FROM_ENV: null }\n      labels: { team: data, note: 'say \"hi\" \\o/' }\n",
     );
 }
 
@@ -84,6 +84,7 @@ fn build_applies_dockerignore_args_and_labels_then_replaces_the_old_image() {
     assert_eq!(labels["io.stackctl.role"], "image");
     assert_eq!(labels["io.stackctl.service"], "api");
     assert_eq!(labels["team"], "data");
+    assert_eq!(labels["note"], r#"say "hi" \o/"#);
 
     // A rebuild that moves the tag removes the image it replaced (ours, now untagged).
     let old_id = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &tag]);

@@ -271,6 +271,65 @@ fn failure(request: &BuildRequest, transcript: &mut Transcript, message: String)
     error
 }
 
+/// Put every label into one `LABEL` instruction at the end of the Dockerfile sent (the file
+/// on disk is untouched). The engine turns the `labels` build option into one `LABEL` step
+/// per label, each a container commit: with the five labels of a stage image that is about
+/// three seconds per uncached build here. Only when the last stage is the one built (no
+/// `target`), no parser directive changes the escape character, and every label fits on
+/// one line; otherwise the labels go as the build option. Returns whether it did.
+fn inline_labels(
+    context: &mut context::Context,
+    labels: &HashMap<String, String>,
+) -> Result<bool, context::ContextError> {
+    let Some(instruction) = label_instruction(labels) else {
+        return Ok(false);
+    };
+    let mut text = context
+        .dockerfile_text()
+        .map_err(|source| context::ContextError::Io {
+            path: context.root.join(&context.dockerfile),
+            source,
+        })?;
+    let escape_directive = String::from_utf8_lossy(&text)
+        .lines()
+        .take_while(|line| line.trim_start().starts_with('#'))
+        .any(|line| line.to_ascii_lowercase().contains("escape"));
+    if escape_directive {
+        return Ok(false);
+    }
+    if !text.ends_with(b"\n") {
+        text.push(b'\n');
+    }
+    text.extend_from_slice(instruction.as_bytes());
+    text.push(b'\n');
+    context.replace_dockerfile(text);
+    Ok(true)
+}
+
+/// `LABEL "k1"="v1" "k2"="v2"`, sorted by key; None when there are none or a key or value
+/// holds a line break.
+fn label_instruction(labels: &HashMap<String, String>) -> Option<String> {
+    if labels.is_empty() {
+        return None;
+    }
+    let quote = |text: &str| {
+        text.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('$', "\\$")
+    };
+    let mut keys: Vec<&String> = labels.keys().collect();
+    keys.sort();
+    let mut line = String::from("LABEL");
+    for key in keys {
+        let value = &labels[key];
+        if key.contains(['\n', '\r']) || value.contains(['\n', '\r']) {
+            return None;
+        }
+        line.push_str(&format!(" \"{}\"=\"{}\"", quote(key), quote(value)));
+    }
+    Some(line)
+}
+
 impl Engine {
     /// Build an image and return its ID; `progress` receives each output line.
     pub async fn build_image(
@@ -281,11 +340,16 @@ impl Engine {
         let tag = request.tag.clone();
         let scan_root = request.context.clone();
         let dockerfile = request.dockerfile.clone();
-        let context =
-            tokio::task::spawn_blocking(move || context::scan(&scan_root, dockerfile.as_deref()))
-                .await
-                .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))?
-                .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))?;
+        let labels = request.labels.clone();
+        let labels_inline = request.target.is_none();
+        let (context, labels_sent) = tokio::task::spawn_blocking(move || {
+            let mut context = context::scan(&scan_root, dockerfile.as_deref())?;
+            let inlined = labels_inline && inline_labels(&mut context, &labels)?;
+            Ok::<_, context::ContextError>((context, !inlined))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))?
+        .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))?;
         progress(&format!(
             "sending build context: {} files, {}",
             context.files,
@@ -298,12 +362,14 @@ impl Engine {
             .dockerfile(&context.dockerfile)
             .t(&request.tag)
             .buildargs(&request.args)
-            .labels(&request.labels)
             .rm(true)
             .forcerm(true)
             .nocache(request.no_cache);
         if let Some(target) = &request.target {
             options = options.target(target);
+        }
+        if labels_sent {
+            options = options.labels(&request.labels);
         }
         let (body, tar_task) = context::stream(context);
         let mut stream =
@@ -556,6 +622,21 @@ mod tests {
         request.args.insert("BASE".into(), "other/base:2".into());
         let error = failure(&request, &mut t, message);
         assert!(error.to_string().contains("`other/base:2`"), "{error}");
+    }
+
+    #[test]
+    fn labels_become_one_quoted_instruction() {
+        let labels = HashMap::from([
+            ("io.stackctl.stage".to_string(), "dev".to_string()),
+            ("note".to_string(), r#"say "hi" to $USER \o/"#.to_string()),
+        ]);
+        assert_eq!(
+            label_instruction(&labels).as_deref(),
+            Some(r#"LABEL "io.stackctl.stage"="dev" "note"="say \"hi\" to \$USER \\o/""#)
+        );
+        let multiline = HashMap::from([("a".to_string(), "1\n2".to_string())]);
+        assert_eq!(label_instruction(&multiline), None);
+        assert_eq!(label_instruction(&HashMap::new()), None);
     }
 
     #[test]

@@ -280,16 +280,38 @@ pub enum EntryKind {
     Symlink(PathBuf),
 }
 
-/// What will be sent: the walked entries, plus a Dockerfile from outside the context.
+/// What will be sent: the walked entries, plus a generated Dockerfile when needed.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
+    /// The context directory.
+    pub root: PathBuf,
     pub entries: Vec<Entry>,
     /// The Dockerfile's name inside the context, as the daemon must be told.
     pub dockerfile: String,
-    /// A Dockerfile that lives outside the context: added under a generated name.
-    pub outside_dockerfile: Option<(String, Vec<u8>)>,
+    /// A Dockerfile sent under a generated name: one from outside the context, or one
+    /// rewritten before sending. Like the docker CLI, its name is appended to the sent
+    /// `.dockerignore`, so the daemon drops it from the context before any `COPY`.
+    pub generated_dockerfile: Option<(String, Vec<u8>)>,
     pub files: usize,
     pub bytes: u64,
+}
+
+impl Context {
+    /// The text of the Dockerfile that will be used.
+    pub fn dockerfile_text(&self) -> io::Result<Vec<u8>> {
+        match &self.generated_dockerfile {
+            Some((_, text)) => Ok(text.clone()),
+            None => fs::read(self.root.join(&self.dockerfile)),
+        }
+    }
+
+    /// Send `text` as the Dockerfile instead of the file on disk (which is still sent, as
+    /// part of the context).
+    pub fn replace_dockerfile(&mut self, text: Vec<u8>) {
+        let name = format!(".dockerfile.{}", short_hash(&text));
+        self.dockerfile = name.clone();
+        self.generated_dockerfile = Some((name, text));
+    }
 }
 
 /// Why a context could not be prepared.
@@ -354,17 +376,18 @@ pub fn scan(root: &Path, dockerfile: Option<&str>) -> Result<Context, ContextErr
         }
     }
 
-    let mut context = Context::default();
+    let mut context = Context {
+        root: root.to_path_buf(),
+        ..Context::default()
+    };
     walk(root, Path::new(""), &ignore, &mut context)?;
     match inside {
         Some(rel) => context.dockerfile = rel,
         None => {
             let text = fs::read(&dockerfile_path).map_err(io_error(&dockerfile_path))?;
-            let name = format!(".dockerfile.{}", short_hash(&text));
-            context.dockerfile = name.clone();
             context.bytes += text.len() as u64;
             context.files += 1;
-            context.outside_dockerfile = Some((name, text));
+            context.replace_dockerfile(text);
         }
     }
     Ok(context)
@@ -437,8 +460,24 @@ fn walk(
 pub fn write_tar<W: Write>(context: &Context, writer: W) -> io::Result<W> {
     let mut builder = tar::Builder::new(writer);
     builder.follow_symlinks(false);
+    let generated = context.generated_dockerfile.as_ref();
+    let mut wrote_ignore = false;
     for entry in &context.entries {
         let meta = fs::symlink_metadata(&entry.path)?;
+        if let (Some((name, _)), EntryKind::File) = (generated, &entry.kind) {
+            if entry.name == Path::new(".dockerignore") {
+                let mut text = fs::read(&entry.path)?;
+                text.extend_from_slice(format!("\n{name}\n").as_bytes());
+                let mut header = tar::Header::new_gnu();
+                header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                header.set_uid(0);
+                header.set_gid(0);
+                header.set_size(text.len() as u64);
+                builder.append_data(&mut header, &entry.name, text.as_slice())?;
+                wrote_ignore = true;
+                continue;
+            }
+        }
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
         header.set_uid(0);
@@ -461,14 +500,36 @@ pub fn write_tar<W: Write>(context: &Context, writer: W) -> io::Result<W> {
             }
         }
     }
-    if let Some((name, text)) = &context.outside_dockerfile {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
-        header.set_size(text.len() as u64);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, name, text.as_slice())?;
+    if let Some((name, text)) = generated {
+        if !wrote_ignore {
+            // Hide both generated files from `COPY`, as the docker CLI does.
+            append_generated(
+                &mut builder,
+                ".dockerignore",
+                format!(".dockerignore\n{name}\n").as_bytes(),
+            )?;
+        }
+        append_generated(&mut builder, name, text)?;
     }
     builder.into_inner()
+}
+
+fn append_generated<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    data: &[u8],
+) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_size(data.len() as u64);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mtime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default(),
+    );
+    builder.append_data(&mut header, name, data)
 }
 
 /// A `Write` that hands 64 KiB chunks to an async receiver (the HTTP request body).
@@ -861,8 +922,22 @@ mod tests {
         let names = tar_names(&context);
         assert_eq!(
             names,
-            vec!["app.py".to_string(), context.dockerfile.clone()]
+            vec![
+                "app.py".to_string(),
+                ".dockerignore".to_string(),
+                context.dockerfile.clone()
+            ]
         );
+        let bytes = write_tar(&context, Vec::new()).expect("tar");
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            if entry.path().expect("path") == Path::new(".dockerignore") {
+                let mut text = String::new();
+                entry.read_to_string(&mut text).expect("read");
+                assert_eq!(text, format!(".dockerignore\n{}\n", context.dockerfile));
+            }
+        }
     }
 
     #[test]
@@ -874,6 +949,39 @@ mod tests {
         assert_eq!(
             tar_names(&context),
             vec![".dockerignore", "app.py", "docker/Dockerfile"]
+        );
+    }
+
+    #[test]
+    fn replaced_dockerfile_is_listed_in_the_sent_dockerignore() {
+        let dir = tree(&["Dockerfile", "app.py"]);
+        fs::write(dir.path().join(".dockerignore"), "*.log").expect("write");
+        let mut context = scan(dir.path(), None).expect("scan");
+        let mut text = context.dockerfile_text().expect("read Dockerfile");
+        text.extend_from_slice(b"LABEL a=b\n");
+        context.replace_dockerfile(text);
+        let bytes = write_tar(&context, Vec::new()).expect("tar");
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut seen = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let name = entry.path().expect("path").to_string_lossy().into_owned();
+            let mut text = String::new();
+            entry.read_to_string(&mut text).expect("read");
+            seen.push((name, text));
+        }
+        let generated = context.dockerfile.clone();
+        assert_eq!(
+            seen,
+            vec![
+                (".dockerignore".to_string(), format!("*.log\n{generated}\n")),
+                (
+                    "Dockerfile".to_string(),
+                    "content of Dockerfile".to_string()
+                ),
+                ("app.py".to_string(), "content of app.py".to_string()),
+                (generated, "content of DockerfileLABEL a=b\n".to_string()),
+            ]
         );
     }
 
