@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::engine::build::BuildRequest;
 use crate::names;
 use crate::stack::model::{Build, Task};
-use crate::stack::LoadedStack;
+use crate::stack::{LoadedStack, StackError, StackErrors};
 
 /// What kind of stack entry an image belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,15 @@ pub enum Owner {
 }
 
 impl Owner {
+    /// The stack file's section holding it.
+    pub fn section(self) -> &'static str {
+        match self {
+            Owner::Service => "services",
+            Owner::DataContainer => "data_containers",
+            Owner::Task => "tasks",
+        }
+    }
+
     /// How messages name it (`service `api``).
     pub fn noun(self) -> &'static str {
         match self {
@@ -90,6 +99,57 @@ pub fn stage_images_with(
         }
     }
     images
+}
+
+/// Check that each build's context directory and Dockerfile exist, before any engine call:
+/// a wrong path is a mistake in the stack file (exit 2), reported with its location.
+pub fn check_sources(loaded: &LoadedStack, builds: &[ImageBuild]) -> Result<(), StackErrors> {
+    let mut errors = Vec::new();
+    for build in builds {
+        let request = &build.request;
+        let location = loaded.locate(&[build.owner.section(), &build.name, "build"]);
+        let shown = |path: &Path| {
+            path.strip_prefix(&loaded.dir)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        };
+        let dockerfile = request.dockerfile.as_deref().unwrap_or("Dockerfile");
+        let problem = if !request.context.is_dir() {
+            Some((
+                format!(
+                    "build context `{}` is not a directory",
+                    shown(&request.context)
+                ),
+                format!(
+                    "`build:` paths are relative to the project directory `{}`",
+                    loaded.dir.display()
+                ),
+            ))
+        } else if !request.context.join(dockerfile).is_file() {
+            Some((
+                format!(
+                    "Dockerfile `{}` does not exist",
+                    shown(&request.context.join(dockerfile))
+                ),
+                "set `dockerfile:` under `build:`; it is relative to the build context".to_string(),
+            ))
+        } else {
+            None
+        };
+        if let Some((message, hint)) = problem {
+            errors.push(StackError {
+                location,
+                message: format!("{} `{}`: {message}", build.owner.noun(), build.name),
+                hint: Some(hint),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(StackErrors(errors))
+    }
 }
 
 /// The tag a built image gets: `image:` when given, else `{project}/{name}:{stage}`. A task
@@ -290,6 +350,29 @@ tasks:
     fn a_stack_without_builds_builds_nothing() {
         let images = stage_images(&loaded("services:\n  web:\n    image: nginx\n"));
         assert!(images.is_empty());
+    }
+
+    #[test]
+    fn missing_contexts_and_dockerfiles_are_stack_errors() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("api")).expect("mkdir");
+        std::fs::write(dir.path().join("api/Dockerfile"), "FROM scratch\n").expect("write");
+        std::fs::create_dir_all(dir.path().join("nodockerfile")).expect("mkdir");
+        let mut stack = loaded(
+            "services:\n  api:\n    build: api\n  gone:\n    build: missing\n  bare:\n    build: nodockerfile\n",
+        );
+        stack.dir = dir.path().to_path_buf();
+        let builds = stage_images(&stack);
+        let errors = check_sources(&stack, &builds).expect_err("two problems");
+        let messages: Vec<&str> = errors.0.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            vec![
+                "service `gone`: build context `missing` is not a directory",
+                "service `bare`: Dockerfile `nodockerfile/Dockerfile` does not exist",
+            ]
+        );
+        assert!(check_sources(&stack, &builds[..1]).is_ok());
     }
 
     #[test]

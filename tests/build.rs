@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use predicates::prelude::*;
 use support::{busybox_image, docker, docker_ok, lines, TestStack};
 
@@ -194,7 +196,7 @@ fn failing_step_exits_1_with_its_output_and_leaves_no_container() {
 }
 
 #[test]
-fn unknown_service_is_a_usage_error_with_a_suggestion() {
+fn unknown_service_and_missing_context_are_usage_errors() {
     let t = TestStack::new("build-usage");
     stack_with_api(&t);
     let assert = t.cmd().args(["build", "apii"]).assert().code(2);
@@ -202,6 +204,14 @@ fn unknown_service_is_a_usage_error_with_a_suggestion() {
     insta::assert_snapshot!(stderr.replace(&t.stage, "STAGE"), @r"
     error: no service, data container or task `apii` in `stacks/STAGE.yml`
     hint: did you mean `api`?
+    ");
+    // The stack names a context that does not exist: a stack file mistake, before any
+    // engine call.
+    let assert = t.cmd().args(["build", "api"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    insta::assert_snapshot!(stderr.replace(&t.dir.display().to_string(), "PROJECT"), @r"
+    error: service `api`: build context `api` is not a directory
+      hint: `build:` paths are relative to the project directory `PROJECT`
     ");
 }
 
@@ -223,4 +233,52 @@ fn unreachable_daemon_is_one_clear_line() {
         "{stderr}"
     );
     assert!(stderr.lines().count() <= 2, "{stderr}");
+}
+
+#[test]
+fn interrupt_stops_the_build_exits_130_and_leaves_no_container() {
+    let base = busybox_image();
+    let t = TestStack::new("build-interrupt");
+    let marker = format!("marker-{}", t.project);
+    t.stack("services:\n  slow:\n    build: slow\n").write(
+        "slow/Dockerfile",
+        &format!("FROM {base}\nRUN echo {marker} && sleep 60\n"),
+    );
+    let running = || {
+        lines(&docker(&[
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Command}}",
+        ]))
+        .into_iter()
+        .filter(|l| l.contains(&marker))
+        .count()
+    };
+    let mut child = t
+        .std_cmd()
+        .args(["build"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start stackctl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running() == 0 {
+        assert!(Instant::now() < deadline, "the RUN step never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: sending SIGINT to the child this test started.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = child.wait().expect("wait for stackctl");
+    assert_eq!(status.code(), Some(130));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the build's container is still there after the interrupt"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -31,6 +31,7 @@ pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
     for build in &mut builds {
         build.request.no_cache = args.no_cache;
     }
+    images::check_sources(&loaded, &builds)?;
     let engine = Engine::connect().await?;
     let verbose = ctx.global.verbose > 0;
     let started = Instant::now();
