@@ -38,6 +38,15 @@ pub struct GlobalArgs {
         env = "STACKCTL_ENV"
     )]
     pub env: Option<String>,
+    /// Activate the services of this profile (repeatable; or `STACKCTL_PROFILES=a,b`).
+    #[arg(
+        long = "profile",
+        global = true,
+        value_name = "NAME",
+        env = "STACKCTL_PROFILES",
+        value_delimiter = ','
+    )]
+    pub profiles: Vec<String>,
     /// Print one JSON event per line on stdout instead of progress.
     #[arg(long, global = true)]
     pub json: bool,
@@ -55,7 +64,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  stackctl init --env dev --domain dev.example.test")]
     Init(InitArgs),
     /// Print the resolved stack (after interpolation), or every problem in it.
-    #[command(after_help = "Examples:\n  stackctl config\n  stackctl -e qa config --services")]
+    #[command(
+        after_help = "Examples:\n  stackctl config\n  stackctl -e qa config --services\n  stackctl config --sources"
+    )]
     Config(ConfigArgs),
     /// Build the stage's images.
     #[command(after_help = "Example:\n  stackctl build api --no-cache")]
@@ -119,6 +130,9 @@ pub struct ConfigArgs {
     /// Show values of secret-looking keys instead of masking them.
     #[arg(long)]
     pub show_secrets: bool,
+    /// Show every variable the stack file uses, its value and where it came from.
+    #[arg(long, conflicts_with = "services")]
+    pub sources: bool,
 }
 
 #[derive(Debug, Clone, Args)]

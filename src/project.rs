@@ -12,6 +12,9 @@ pub struct Project {
     pub dir: PathBuf,
     /// The stage name (`dev`, `qa`, `ci-42`).
     pub stage: String,
+    /// Selected profiles (`--profile`, `STACKCTL_PROFILES`): services with `profiles:` run
+    /// only when one of theirs is selected.
+    pub profiles: Vec<String>,
 }
 
 impl Project {
@@ -36,7 +39,26 @@ impl Project {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "dev".to_string());
         validate_stage(&stage)?;
-        Ok(Project { dir, stage })
+        let profiles = global
+            .profiles
+            .iter()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        Ok(Project {
+            dir,
+            stage,
+            profiles,
+        })
+    }
+
+    /// A project in `dir` on `stage`, with no profile selected.
+    pub fn new(dir: impl Into<PathBuf>, stage: impl Into<String>) -> Self {
+        Project {
+            dir: dir.into(),
+            stage: stage.into(),
+            profiles: Vec::new(),
+        }
     }
 
     /// `stacks/STAGE.yml` under the project directory.

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod exec;
+pub mod config;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -41,6 +42,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Build(args) => build::run(ctx, &args).await,
         Command::Exec(args) => exec::run(&ctx, &args).await,
+        Command::Config(args) => config::run(&ctx, &args).await,
         other => not_yet(&ctx, &other),
     }
 }

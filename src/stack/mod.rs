@@ -1,11 +1,22 @@
 //! Stack files: the model, loading with source locations, interpolation and validation.
+//!
+//! `load()` is the one entry point: read `stacks/STAGE.yml`, parse it with positions
+//! (`load`), interpolate variables (`interpolate`, with `.env.STAGE` read by `envfile`),
+//! check everything (`validate`), then resolve what consumers need (`resolve`): environment
+//! filled in, env files merged, relative paths made absolute, profiles applied.
 
+pub mod envfile;
+pub mod interpolate;
+pub mod load;
 pub mod model;
+mod resolve;
+pub mod validate;
 
 use std::fmt;
 use std::path::PathBuf;
 
 use crate::project::Project;
+pub use interpolate::{Resolution, Source, Use};
 pub use model::Stack;
 
 /// A place in a stack file, 1-based.
@@ -30,6 +41,20 @@ pub struct StackError {
     pub hint: Option<String>,
 }
 
+impl StackError {
+    pub fn new(location: Option<Location>, message: impl Into<String>) -> Self {
+        StackError {
+            location,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
 /// Every problem found in a stack file (exit code 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackErrors(pub Vec<StackError>);
@@ -45,64 +70,236 @@ impl fmt::Display for StackErrors {
                 writeln!(f, "  hint: {hint}")?;
             }
         }
+        if self.0.len() > 1 {
+            writeln!(f, "{} problems found", self.0.len())?;
+        }
         Ok(())
     }
 }
 
 impl std::error::Error for StackErrors {}
 
+impl StackErrors {
+    /// Problems in file order (those without a position first).
+    fn sorted(mut errors: Vec<StackError>) -> Self {
+        errors.sort_by_key(|e| {
+            e.location
+                .as_ref()
+                .map(|l| (l.file.clone(), l.line, l.column))
+        });
+        errors.dedup();
+        StackErrors(errors)
+    }
+}
+
 /// A stack file after interpolation and validation, with what is needed to act on it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadedStack {
+    /// The resolved stack: only the services active under the selected profiles; every
+    /// relative path made absolute; environment filled in.
     pub stack: Stack,
-    /// Project name: the stack's `name:`, else the project directory's name.
+    /// Project name: the stack's `name:`, else the project directory's name (sanitized).
     pub project: String,
     pub stage: String,
     /// The project directory (absolute); relative paths in the stack resolve against it.
     pub dir: PathBuf,
     /// The stack file (absolute).
     pub file: PathBuf,
-    /// Values of secret-looking variables, to mask in every output.
+    /// Values of secret-looking variables and environment entries, to mask in every output.
     pub secrets: Vec<String>,
+    /// Every variable reference and environment entry filled from a variable, with where
+    /// its value came from (`stackctl config --sources`).
+    pub variables: Vec<Use>,
+    /// Services left out because none of their profiles is selected.
+    pub inactive_services: Vec<String>,
+    /// Positions of every key and value of the stack file.
+    pub marks: load::Marks,
 }
 
 impl LoadedStack {
-    /// Where a key of the stack file is, by its YAML path (`["services", "api", "ports"]`).
-    pub fn locate(&self, _path: &[&str]) -> Option<Location> {
-        None
+    /// Where a key of the stack file is written, by its YAML path
+    /// (`["services", "api", "ports", "0"]`; list items by index). Falls back to the nearest
+    /// enclosing key that has a position.
+    pub fn locate(&self, path: &[&str]) -> Option<Location> {
+        self.marks.key(path).map(|pos| self.location(pos))
+    }
+
+    /// Where the value at a YAML path starts.
+    pub fn locate_value(&self, path: &[&str]) -> Option<Location> {
+        self.marks.value(path).map(|pos| self.location(pos))
+    }
+
+    /// The stack file as shown to the user (relative to the project directory).
+    pub fn file_display(&self) -> String {
+        self.file
+            .strip_prefix(&self.dir)
+            .unwrap_or(&self.file)
+            .display()
+            .to_string()
+    }
+
+    fn location(&self, pos: load::Pos) -> Location {
+        Location {
+            file: self.file_display(),
+            line: pos.line,
+            column: pos.column,
+        }
+    }
+
+    /// Warnings worth showing before acting: variables that were referenced but not set.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        self.variables
+            .iter()
+            .filter(|u| u.resolution == Resolution::Unset && seen.insert(u.name.clone()))
+            .map(|u| {
+                let at = self
+                    .locate_value(&u.path.iter().map(String::as_str).collect::<Vec<_>>())
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default();
+                format!(
+                    "variable `{}` is not set; using an empty string{at}",
+                    u.name
+                )
+            })
+            .collect()
     }
 }
 
-/// Load, interpolate and validate the stack file of the project's stage.
+/// Does a variable or environment key look like it holds a secret?
+pub fn is_secret_key(key: &str) -> bool {
+    let upper = key.to_ascii_uppercase();
+    ["PASSWORD", "SECRET", "TOKEN", "KEY"]
+        .iter()
+        .any(|word| upper.contains(word))
+}
+
+/// Load, interpolate, validate and resolve the stack file of the project's stage.
 pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
     let file = project.stack_file();
+    let shown = project.display_path(&file);
     let text = std::fs::read_to_string(&file).map_err(|e| {
-        StackErrors(vec![StackError {
-            location: None,
-            message: format!(
-                "cannot read stack file `{}`: {e}",
-                project.display_path(&file)
-            ),
-            hint: Some(format!(
-                "run `stackctl init --env {}` to create it",
-                project.stage
-            )),
-        }])
+        let reason = if e.kind() == std::io::ErrorKind::NotFound {
+            "no such file".to_string()
+        } else {
+            e.to_string()
+        };
+        StackErrors(vec![StackError::new(
+            None,
+            format!("cannot read stack file `{shown}`: {reason}"),
+        )
+        .with_hint(format!(
+            "run `stackctl init --env {}` to create it",
+            project.stage
+        ))])
     })?;
-    let stack: Stack = serde_yaml::from_str(&text).map_err(|e| {
-        StackErrors(vec![StackError {
-            location: None,
-            message: e.to_string(),
-            hint: None,
-        }])
+    let (mut root, marks) = load::parse(&text).map_err(|e| {
+        StackErrors(vec![StackError::new(
+            e.pos.map(|p| Location {
+                file: shown.clone(),
+                line: p.line,
+                column: p.column,
+            }),
+            format!("invalid YAML: {}", e.message),
+        )])
     })?;
-    let name = stack.name.clone().unwrap_or_else(|| project.dir_name());
-    Ok(LoadedStack {
+
+    // The stage's variables.
+    let env_path = project.env_file();
+    let env_shown = project.display_path(&env_path);
+    let entries = match std::fs::read_to_string(&env_path) {
+        Ok(text) => envfile::parse(&text).map_err(|e| {
+            StackErrors(vec![StackError::new(
+                Some(Location {
+                    file: env_shown.clone(),
+                    line: e.line,
+                    column: 1,
+                }),
+                e.message,
+            )])
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(StackErrors(vec![StackError::new(
+                None,
+                format!("cannot read `{env_shown}`: {e}"),
+            )]))
+        }
+    };
+    let dir_name = project.dir_name();
+    let mut vars = interpolate::Variables::new(
+        std::env::vars(),
+        &entries,
+        &env_shown,
+        &[("STAGE", &project.stage), ("PROJECT", &dir_name)],
+    );
+
+    // Interpolate `name:` first: `${PROJECT}` means the project name everywhere else.
+    let mut uses = Vec::new();
+    let mut failures = Vec::new();
+    if let load::Value::Mapping(map) = &mut root {
+        if let Some(name) = map.get_mut("name") {
+            interpolate::interpolate_tree(
+                name,
+                &mut vec!["name".to_string()],
+                &vars,
+                &mut uses,
+                &mut failures,
+            );
+            if let Some(name) = name.as_str().filter(|n| !n.is_empty()) {
+                vars.set_builtin("PROJECT", &crate::project::sanitize_name(name));
+            }
+        }
+        for (key, value) in map.iter_mut() {
+            let key = interpolate::key_text(key);
+            if key != "name" {
+                interpolate::interpolate_tree(
+                    value,
+                    &mut vec![key],
+                    &vars,
+                    &mut uses,
+                    &mut failures,
+                );
+            }
+        }
+    }
+    let mut errors: Vec<StackError> = failures
+        .iter()
+        .map(|(path, err)| StackError {
+            location: marks.value(path).map(|p| Location {
+                file: shown.clone(),
+                line: p.line,
+                column: p.column,
+            }),
+            message: err.message.clone(),
+            hint: err.hint.clone(),
+        })
+        .collect();
+    let failed: Vec<Vec<String>> = failures.into_iter().map(|(path, _)| path).collect();
+
+    let ctx = validate::Context {
+        marks: &marks,
+        file: &shown,
+        failed: &failed,
+        profiles: &project.profiles,
+    };
+    let mut report = validate::Report::new(&ctx);
+    let stack = validate::check(&root, &mut report);
+    errors.extend(report.errors);
+    let stack = match stack {
+        Some(stack) if errors.is_empty() => stack,
+        _ => return Err(StackErrors::sorted(errors)),
+    };
+    let loaded = LoadedStack {
         stack,
-        project: crate::project::sanitize_name(&name),
+        project: String::new(),
         stage: project.stage.clone(),
         dir: project.dir.clone(),
         file,
         secrets: Vec::new(),
-    })
+        variables: uses,
+        inactive_services: Vec::new(),
+        marks,
+    };
+    resolve::resolve(loaded, project, &vars, &entries).map_err(StackErrors::sorted)
 }

@@ -1,0 +1,1084 @@
+//! Validation of an interpolated stack tree: unknown and unsupported keys, wrong types,
+//! references to nothing, dependency cycles and bad names. Every problem is reported, each at
+//! its file, line and column; nothing is silently dropped.
+//!
+//! Keys are checked on the raw tree (so a typo is located at the key and offered a "did you
+//! mean"), then each entry is deserialized into the model key by key (so every wrong type is
+//! reported, not only the first), then references are resolved across the whole stack.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use indexmap::IndexMap;
+
+use super::interpolate::key_text;
+use super::load::{self, Mapping, Marks, Pos, Value};
+use super::model::{
+    ContainerTask, DataContainer, MountKind, NetworkDef, Service, Stack, StepsTask, Task,
+    VolumeDef, BUILTIN_STEPS,
+};
+use super::{Location, StackError};
+
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "services",
+    "networks",
+    "volumes",
+    "data_containers",
+    "tasks",
+    "version",
+];
+const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "include", "models"];
+
+const SERVICE_KEYS: &[&str] = &[
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "volumes",
+    "volumes_from",
+    "networks",
+    "depends_on",
+    "healthcheck",
+    "restart",
+    "labels",
+    "working_dir",
+    "user",
+    "init",
+    "stop_signal",
+    "stop_grace_period",
+    "mem_limit",
+    "cpus",
+    "profiles",
+    "hostname",
+    "extra_hosts",
+];
+/// Compose service keys stackctl does not implement yet: an error, never ignored.
+const SERVICE_UNSUPPORTED: &[&str] = &[
+    "annotations",
+    "attach",
+    "blkio_config",
+    "cap_add",
+    "cap_drop",
+    "cgroup",
+    "cgroup_parent",
+    "configs",
+    "container_name",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpuset",
+    "credential_spec",
+    "deploy",
+    "develop",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "expose",
+    "extends",
+    "external_links",
+    "gpus",
+    "group_add",
+    "ipc",
+    "isolation",
+    "label_file",
+    "links",
+    "logging",
+    "mac_address",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "network_mode",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "pids_limit",
+    "platform",
+    "post_start",
+    "pre_stop",
+    "privileged",
+    "pull_policy",
+    "read_only",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "stop_timeout",
+    "storage_opt",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "use_api_socket",
+    "userns_mode",
+    "uts",
+    "volume_driver",
+];
+const BUILD_KEYS: &[&str] = &["context", "dockerfile", "args", "target", "labels"];
+const BUILD_UNSUPPORTED: &[&str] = &[
+    "additional_contexts",
+    "cache_from",
+    "cache_to",
+    "dockerfile_inline",
+    "entitlements",
+    "extra_hosts",
+    "isolation",
+    "network",
+    "no_cache",
+    "platforms",
+    "privileged",
+    "pull",
+    "secrets",
+    "shm_size",
+    "ssh",
+    "tags",
+    "ulimits",
+];
+const HEALTHCHECK_KEYS: &[&str] = &[
+    "test",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+    "disable",
+];
+const HEALTHCHECK_UNSUPPORTED: &[&str] = &["start_interval"];
+const DEPENDENCY_KEYS: &[&str] = &["condition", "required", "restart"];
+const SERVICE_NETWORK_KEYS: &[&str] = &["aliases"];
+const SERVICE_NETWORK_UNSUPPORTED: &[&str] = &[
+    "driver_opts",
+    "gw_priority",
+    "interface_name",
+    "ipv4_address",
+    "ipv6_address",
+    "link_local_ips",
+    "mac_address",
+    "priority",
+];
+const NETWORK_KEYS: &[&str] = &["external", "name", "driver", "labels"];
+const NETWORK_UNSUPPORTED: &[&str] = &[
+    "attachable",
+    "driver_opts",
+    "enable_ipv4",
+    "enable_ipv6",
+    "internal",
+    "ipam",
+];
+const VOLUME_KEYS: &[&str] = &["external", "name", "driver", "labels"];
+const VOLUME_UNSUPPORTED: &[&str] = &["driver_opts"];
+const DATA_CONTAINER_KEYS: &[&str] = &["image", "build", "volumes", "command", "labels"];
+const CONTAINER_TASK_KEYS: &[&str] = &[
+    "service",
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "volumes",
+    "volumes_from",
+    "stdin",
+    "working_dir",
+    "user",
+];
+
+/// What validation needs besides the tree.
+pub struct Context<'a> {
+    pub marks: &'a Marks,
+    /// The stack file as shown to the user (relative to the project directory).
+    pub file: &'a str,
+    /// Paths whose interpolation failed (already reported): problems inside them are skipped.
+    pub failed: &'a [Vec<String>],
+    /// Selected profiles.
+    pub profiles: &'a [String],
+}
+
+/// Collects problems with their positions.
+pub struct Report<'a> {
+    ctx: &'a Context<'a>,
+    pub errors: Vec<StackError>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(ctx: &'a Context<'a>) -> Self {
+        Report {
+            ctx,
+            errors: Vec::new(),
+        }
+    }
+
+    fn location(&self, pos: Option<Pos>) -> Option<Location> {
+        pos.map(|p| Location {
+            file: self.ctx.file.to_string(),
+            line: p.line,
+            column: p.column,
+        })
+    }
+
+    /// A problem about a key (located where the key is written).
+    fn at_key(&mut self, path: &[String], message: String, hint: Option<String>) {
+        let location = self.location(self.ctx.marks.key(path));
+        self.errors.push(StackError {
+            location,
+            message,
+            hint,
+        });
+    }
+
+    /// A problem about a value (located where the value starts).
+    fn at_value(&mut self, path: &[String], message: String, hint: Option<String>) {
+        if self.skipped(path) {
+            return;
+        }
+        let location = self.location(self.ctx.marks.value(path));
+        self.errors.push(StackError {
+            location,
+            message,
+            hint,
+        });
+    }
+
+    /// Inside (or around) a value whose interpolation already failed.
+    fn skipped(&self, path: &[String]) -> bool {
+        self.ctx.failed.iter().any(|failed| {
+            let n = failed.len().min(path.len());
+            failed[..n] == path[..n]
+        })
+    }
+}
+
+fn path(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+fn child(base: &[String], key: &str) -> Vec<String> {
+    let mut p = base.to_vec();
+    p.push(key.to_string());
+    p
+}
+
+/// The closest candidate to `word`, if close enough to be a likely typo.
+pub fn suggest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(distance, c)| {
+            *distance <= 2.max(word.len().min(c.len()) / 3) && *distance < word.len().max(1)
+        })
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
+fn did_you_mean<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<String> {
+    suggest(word, candidates).map(|s| format!("did you mean `{s}`?"))
+}
+
+/// Check the keys of one map; returns the map without extension, unknown and unsupported
+/// keys (those are reported), ready for typed deserializing.
+fn check_keys(
+    report: &mut Report,
+    map: &Mapping,
+    base: &[String],
+    known: &[&str],
+    unsupported: &[&str],
+    allow_extensions: bool,
+    what: &str,
+) -> Mapping {
+    let mut kept = Mapping::new();
+    for (key, value) in map {
+        let name = key_text(key);
+        let at = child(base, &name);
+        if allow_extensions && name.starts_with("x-") {
+            continue;
+        }
+        if known.contains(&name.as_str()) {
+            kept.insert(key.clone(), value.clone());
+        } else if unsupported.contains(&name.as_str()) {
+            let hint = match name.as_str() {
+                "container_name" => Some(
+                    "stackctl names containers `{stage}-{project}--{service}` so that stages never collide; remove the key".to_string(),
+                ),
+                "expose" => Some("services reach each other on the stage network without `expose`; remove the key".to_string()),
+                "links" => Some("services reach each other by name on the stage network; use `depends_on` for order".to_string()),
+                _ => Some("remove the key, or run this stack with Docker Compose".to_string()),
+            };
+            report.at_key(
+                &at,
+                format!("`{name}` is not supported yet (in {what})"),
+                hint,
+            );
+        } else {
+            let hint = did_you_mean(&name, known.iter().copied());
+            report.at_key(&at, format!("unknown key `{name}` in {what}"), hint);
+        }
+    }
+    kept
+}
+
+/// Deserialize `map` key by key into `T`, reporting every key whose value has the wrong
+/// type; then the whole map. Returns the typed value when everything was fine.
+fn typed<T: serde::de::DeserializeOwned>(
+    report: &mut Report,
+    map: &Mapping,
+    base: &[String],
+    what: &str,
+) -> Option<T> {
+    let mut ok = true;
+    for (key, value) in map {
+        let mut single = Mapping::new();
+        single.insert(key.clone(), value.clone());
+        if let Err((inner, message)) = load::from_value::<T>(Value::Mapping(single)) {
+            ok = false;
+            let mut at = base.to_vec();
+            at.extend(inner.iter().cloned());
+            let field = if inner.is_empty() {
+                key_text(key)
+            } else {
+                inner.join(".")
+            };
+            report.at_value(&at, format!("{what}, `{field}`: {message}"), None);
+        }
+    }
+    if !ok {
+        return None;
+    }
+    match load::from_value::<T>(Value::Mapping(map.clone())) {
+        Ok(value) => Some(value),
+        Err((inner, message)) => {
+            let mut at = base.to_vec();
+            at.extend(inner);
+            report.at_value(&at, format!("{what}: {message}"), None);
+            None
+        }
+    }
+}
+
+/// A valid name for a service, task, data container, volume or network.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// A section (`services:` …) as a map of entries; reports a wrong shape.
+fn section<'v>(report: &mut Report, root: &'v Mapping, key: &str) -> Vec<(String, &'v Value)> {
+    match root.get(key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Mapping(map)) => {
+            let mut entries = Vec::new();
+            for (name, value) in map {
+                let name = key_text(name);
+                if !valid_name(&name) {
+                    report.at_key(
+                        &path(&[key, &name]),
+                        format!("`{name}` is not a valid name (in `{key}`)"),
+                        Some("names start with a letter or digit and contain only letters, digits, `_`, `.` and `-`".into()),
+                    );
+                }
+                entries.push((name, value));
+            }
+            entries
+        }
+        Some(other) => {
+            report.at_value(
+                &path(&[key]),
+                format!(
+                    "`{key}` must be a map of names, found {}",
+                    super::model::describe(other)
+                ),
+                None,
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Names referenced by a list (`[a, b]`) or the keys of a map (`{a: …}`), with their paths.
+fn names_in(value: Option<&Value>, base: &[String]) -> Vec<(String, Vec<String>)> {
+    match value {
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                item.as_str()
+                    .map(|s| (s.to_string(), child(base, &i.to_string())))
+            })
+            .collect(),
+        Some(Value::Mapping(map)) => map
+            .keys()
+            .map(|k| (key_text(k), child(base, &key_text(k))))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Check the whole tree; the typed stack (every service, whatever its profiles) when valid.
+pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
+    let root = match root {
+        Value::Mapping(map) => map,
+        Value::Null => {
+            report.errors.push(StackError {
+                location: None,
+                message: format!("the stack file `{}` is empty", report.ctx.file),
+                hint: Some("declare at least `services:`".into()),
+            });
+            return None;
+        }
+        other => {
+            report.at_value(
+                &[],
+                format!(
+                    "a stack file is a map with `services:`, found {}",
+                    super::model::describe(other)
+                ),
+                None,
+            );
+            return None;
+        }
+    };
+    let before = report.errors.len();
+    check_keys(
+        report,
+        root,
+        &[],
+        TOP_KEYS,
+        TOP_UNSUPPORTED,
+        true,
+        "the stack file",
+    );
+    let mut stack = Stack::default();
+    match root.get("name") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(name)) => stack.name = Some(name.clone()),
+        Some(other) => report.at_value(
+            &path(&["name"]),
+            format!(
+                "`name` must be a string, found {}",
+                super::model::describe(other)
+            ),
+            None,
+        ),
+    }
+
+    for (name, value) in section(report, root, "services") {
+        let base = path(&["services", &name]);
+        let what = format!("service `{name}`");
+        let Some(map) = entry_map(report, value, &base, &what, false) else {
+            continue;
+        };
+        let mut kept = check_keys(
+            report,
+            &map,
+            &base,
+            SERVICE_KEYS,
+            SERVICE_UNSUPPORTED,
+            true,
+            &what,
+        );
+        check_nested(report, &mut kept, &base, &what);
+        if !kept.contains_key("image") && !kept.contains_key("build") {
+            report.at_key(
+                &base,
+                format!("{what} has neither `image` nor `build`"),
+                Some("add `image: NAME` to run an image, or `build: DIR` to build one".into()),
+            );
+        }
+        if let Some(service) = typed::<Service>(report, &kept, &base, &what) {
+            stack.services.insert(name, service);
+        }
+    }
+    for (name, value) in section(report, root, "networks") {
+        let base = path(&["networks", &name]);
+        let what = format!("network `{name}`");
+        let Some(map) = entry_map(report, value, &base, &what, true) else {
+            continue;
+        };
+        let kept = check_keys(
+            report,
+            &map,
+            &base,
+            NETWORK_KEYS,
+            NETWORK_UNSUPPORTED,
+            true,
+            &what,
+        );
+        if let Some(network) = typed::<NetworkDef>(report, &kept, &base, &what) {
+            stack.networks.insert(name, network);
+        }
+    }
+    for (name, value) in section(report, root, "volumes") {
+        let base = path(&["volumes", &name]);
+        let what = format!("volume `{name}`");
+        let Some(map) = entry_map(report, value, &base, &what, true) else {
+            continue;
+        };
+        let kept = check_keys(
+            report,
+            &map,
+            &base,
+            VOLUME_KEYS,
+            VOLUME_UNSUPPORTED,
+            true,
+            &what,
+        );
+        if let Some(volume) = typed::<VolumeDef>(report, &kept, &base, &what) {
+            stack.volumes.insert(name, volume);
+        }
+    }
+    for (name, value) in section(report, root, "data_containers") {
+        let base = path(&["data_containers", &name]);
+        let what = format!("data container `{name}`");
+        let Some(map) = entry_map(report, value, &base, &what, false) else {
+            continue;
+        };
+        let mut kept = check_keys(report, &map, &base, DATA_CONTAINER_KEYS, &[], true, &what);
+        check_nested(report, &mut kept, &base, &what);
+        if !kept.contains_key("image") && !kept.contains_key("build") {
+            report.at_key(
+                &base,
+                format!("{what} has neither `image` nor `build`"),
+                Some("add `image: NAME` or `build: DIR`".into()),
+            );
+        }
+        if let Some(data) = typed::<DataContainer>(report, &kept, &base, &what) {
+            stack.data_containers.insert(name, data);
+        }
+    }
+    for (name, value) in section(report, root, "tasks") {
+        let base = path(&["tasks", &name]);
+        let what = format!("task `{name}`");
+        let Some(map) = entry_map(report, value, &base, &what, false) else {
+            continue;
+        };
+        if map.contains_key("steps") {
+            let others: Vec<String> = map
+                .keys()
+                .map(key_text)
+                .filter(|k| k != "steps" && !k.starts_with("x-"))
+                .collect();
+            let mut kept = Mapping::new();
+            for (key, value) in &map {
+                if key_text(key) == "steps" {
+                    kept.insert(key.clone(), value.clone());
+                }
+            }
+            for other in others {
+                let hint = if CONTAINER_TASK_KEYS.contains(&other.as_str()) {
+                    Some("a task runs either one container (`service`/`image`/`build` with `command`) or a sequence of `steps`; split it into two tasks".to_string())
+                } else {
+                    did_you_mean(&other, ["steps"])
+                };
+                report.at_key(
+                    &child(&base, &other),
+                    format!("unexpected key `{other}` in {what}, which has `steps`"),
+                    hint,
+                );
+            }
+            if let Some(steps) = typed::<StepsTask>(report, &kept, &base, &what) {
+                stack.tasks.insert(name, Task::Steps(steps));
+            }
+        } else {
+            let mut kept = check_keys(report, &map, &base, CONTAINER_TASK_KEYS, &[], true, &what);
+            check_nested(report, &mut kept, &base, &what);
+            if !["service", "image", "build"]
+                .iter()
+                .any(|k| kept.contains_key(*k))
+            {
+                report.at_key(
+                    &base,
+                    format!("{what} has none of `service`, `image`, `build` or `steps`"),
+                    Some("give it `service: NAME` to run in a copy of a service, `image`/`build` for its own container, or `steps: [...]`".into()),
+                );
+            }
+            if let Some(task) = typed::<ContainerTask>(report, &kept, &base, &what) {
+                stack.tasks.insert(name, Task::Container(task));
+            }
+        }
+    }
+
+    check_references(root, &stack, report);
+    if report.errors.len() > before {
+        None
+    } else {
+        Some(stack)
+    }
+}
+
+/// An entry of a section as a map (null allowed for networks and volumes).
+fn entry_map(
+    report: &mut Report,
+    value: &Value,
+    base: &[String],
+    what: &str,
+    null_ok: bool,
+) -> Option<Mapping> {
+    match value {
+        Value::Mapping(map) => Some(map.clone()),
+        Value::Null if null_ok => Some(Mapping::new()),
+        Value::Null => {
+            report.at_key(
+                base,
+                format!("{what} is empty"),
+                Some("give it at least `image:` or `build:`".into()),
+            );
+            None
+        }
+        other => {
+            report.at_value(
+                base,
+                format!(
+                    "{what} must be a map, found {}",
+                    super::model::describe(other)
+                ),
+                None,
+            );
+            None
+        }
+    }
+}
+
+/// Keys of nested maps (`build`, `healthcheck`, `depends_on` entries, `networks` entries):
+/// report unknown ones and drop them so typed deserializing sees only known keys.
+fn check_nested(report: &mut Report, map: &mut Mapping, base: &[String], what: &str) {
+    if let Some(Value::Mapping(build)) = map.get("build").cloned() {
+        let at = child(base, "build");
+        let kept = check_keys(
+            report,
+            &build,
+            &at,
+            BUILD_KEYS,
+            BUILD_UNSUPPORTED,
+            true,
+            &format!("`build` of {what}"),
+        );
+        map.insert("build".into(), Value::Mapping(kept));
+    }
+    if let Some(Value::Mapping(health)) = map.get("healthcheck").cloned() {
+        let at = child(base, "healthcheck");
+        let kept = check_keys(
+            report,
+            &health,
+            &at,
+            HEALTHCHECK_KEYS,
+            HEALTHCHECK_UNSUPPORTED,
+            true,
+            &format!("`healthcheck` of {what}"),
+        );
+        map.insert("healthcheck".into(), Value::Mapping(kept));
+    }
+    for (key, known, unsupported, label) in [
+        ("depends_on", DEPENDENCY_KEYS, &[][..], "dependency"),
+        (
+            "networks",
+            SERVICE_NETWORK_KEYS,
+            SERVICE_NETWORK_UNSUPPORTED,
+            "network",
+        ),
+    ] {
+        let Some(Value::Mapping(entries)) = map.get(key).cloned() else {
+            continue;
+        };
+        let mut cleaned = Mapping::new();
+        for (name, entry) in &entries {
+            let entry = match entry {
+                Value::Mapping(inner) => {
+                    let at = child(&child(base, key), &key_text(name));
+                    Value::Mapping(check_keys(
+                        report,
+                        inner,
+                        &at,
+                        known,
+                        unsupported,
+                        false,
+                        &format!("{label} `{}` of {what}", key_text(name)),
+                    ))
+                }
+                other => other.clone(),
+            };
+            cleaned.insert(name.clone(), entry);
+        }
+        map.insert(key.into(), Value::Mapping(cleaned));
+    }
+}
+
+/// References to nothing, cycles, names used twice.
+fn check_references(root: &Mapping, stack: &Stack, report: &mut Report) {
+    let raw = |section: &str, name: &str, key: &str| -> Option<&Value> {
+        root.get(section)?.get(name)?.get(key)
+    };
+    let services: Vec<&str> = stack.services.keys().map(String::as_str).collect();
+    let data: Vec<&str> = stack.data_containers.keys().map(String::as_str).collect();
+    let tasks: Vec<&str> = stack.tasks.keys().map(String::as_str).collect();
+    let mut networks: Vec<&str> = stack.networks.keys().map(String::as_str).collect();
+    if !networks.contains(&"default") {
+        networks.push("default");
+    }
+    let volumes: Vec<&str> = stack.volumes.keys().map(String::as_str).collect();
+    let profiles = report.ctx.profiles.to_vec();
+    let active = |name: &str| {
+        stack.services.get(name).is_some_and(|s| {
+            s.profiles.is_empty() || s.profiles.iter().any(|p| profiles.contains(p))
+        })
+    };
+
+    for (name, service) in &stack.services {
+        let base = path(&["services", name]);
+        for (dep, at) in names_in(
+            raw("services", name, "depends_on"),
+            &child(&base, "depends_on"),
+        ) {
+            if dep == *name {
+                report.at_value(&at, format!("service `{name}` depends on itself"), None);
+            } else if !services.contains(&dep.as_str()) {
+                missing(
+                    report,
+                    &at,
+                    &format!("service `{name}` depends on `{dep}`, which is not a service"),
+                    &dep,
+                    &services,
+                );
+            } else if active(name) && !active(&dep) {
+                inactive(
+                    report,
+                    &at,
+                    &format!("service `{name}` depends on `{dep}`"),
+                    &stack.services[&dep].profiles,
+                );
+            }
+        }
+        let from_base = child(&base, "volumes_from");
+        for (index, entry) in service.volumes_from.iter().enumerate() {
+            let at = child(&from_base, &index.to_string());
+            let source = volumes_from_name(entry);
+            if source == *name {
+                report.at_value(
+                    &at,
+                    format!("service `{name}` takes volumes from itself"),
+                    None,
+                );
+            } else if !services.contains(&source) && !data.contains(&source) {
+                let all: Vec<&str> = services.iter().chain(data.iter()).copied().collect();
+                missing(report, &at, &format!("service `{name}` takes volumes from `{source}`, which is neither a service nor a data container"), source, &all);
+            } else if services.contains(&source) && active(name) && !active(source) {
+                inactive(
+                    report,
+                    &at,
+                    &format!("service `{name}` takes volumes from `{source}`"),
+                    &stack.services[source].profiles,
+                );
+            }
+        }
+        for (network, at) in names_in(raw("services", name, "networks"), &child(&base, "networks"))
+        {
+            if !networks.contains(&network.as_str()) {
+                missing(report, &at, &format!("service `{name}` joins network `{network}`, which is not declared under `networks:`"), &network, &networks);
+            }
+        }
+        named_volumes(
+            report,
+            &service.volumes,
+            &child(&base, "volumes"),
+            &format!("service `{name}`"),
+            &volumes,
+        );
+    }
+    for (name, container) in &stack.data_containers {
+        if stack.services.contains_key(name) {
+            report.at_key(
+                &path(&["data_containers", name]),
+                format!("`{name}` is both a service and a data container"),
+                Some("give one of them another name".into()),
+            );
+        }
+        named_volumes(
+            report,
+            &container.volumes,
+            &path(&["data_containers", name, "volumes"]),
+            &format!("data container `{name}`"),
+            &volumes,
+        );
+    }
+    for (name, task) in &stack.tasks {
+        let base = path(&["tasks", name]);
+        if stack.services.contains_key(name) {
+            report.at_key(
+                &base,
+                format!("`{name}` is both a task and a service"),
+                Some("`stackctl exec NAME` must know which one you mean: rename the task".into()),
+            );
+        }
+        match task {
+            Task::Container(task) => {
+                if let Some(service) = &task.service {
+                    let at = child(&base, "service");
+                    if !services.contains(&service.as_str()) {
+                        missing(
+                            report,
+                            &at,
+                            &format!(
+                                "task `{name}` uses service `{service}`, which is not a service"
+                            ),
+                            service,
+                            &services,
+                        );
+                    } else if !active(service) {
+                        inactive(
+                            report,
+                            &at,
+                            &format!("task `{name}` uses service `{service}`"),
+                            &stack.services[service].profiles,
+                        );
+                    }
+                }
+                let from_base = child(&base, "volumes_from");
+                for (index, entry) in task.volumes_from.iter().enumerate() {
+                    let source = volumes_from_name(entry);
+                    if !services.contains(&source) && !data.contains(&source) {
+                        let all: Vec<&str> = services.iter().chain(data.iter()).copied().collect();
+                        missing(report, &child(&from_base, &index.to_string()), &format!("task `{name}` takes volumes from `{source}`, which is neither a service nor a data container"), source, &all);
+                    }
+                }
+                named_volumes(
+                    report,
+                    &task.volumes,
+                    &child(&base, "volumes"),
+                    &format!("task `{name}`"),
+                    &volumes,
+                );
+            }
+            Task::Steps(steps) => {
+                for (index, step) in steps.steps.iter().enumerate() {
+                    let at = child(&child(&base, "steps"), &index.to_string());
+                    if !tasks.contains(&step.as_str()) && !BUILTIN_STEPS.contains(&step.as_str()) {
+                        let all: Vec<&str> =
+                            tasks.iter().chain(BUILTIN_STEPS.iter()).copied().collect();
+                        missing(report, &at, &format!("task `{name}` has a step `{step}`, which is neither a task nor one of `up`, `down`, `build`, `wait`"), step, &all);
+                    }
+                }
+            }
+        }
+    }
+
+    // Cycles: services through depends_on and volumes_from; tasks through steps.
+    let mut service_edges: IndexMap<&str, Vec<(&str, Vec<String>)>> = IndexMap::new();
+    for (name, service) in &stack.services {
+        let base = path(&["services", name]);
+        let mut edges = Vec::new();
+        for (dep, at) in names_in(
+            raw("services", name, "depends_on"),
+            &child(&base, "depends_on"),
+        ) {
+            if let Some((key, _)) = stack.services.get_key_value(&dep) {
+                if key != name {
+                    edges.push((key.as_str(), at));
+                }
+            }
+        }
+        for (index, entry) in service.volumes_from.iter().enumerate() {
+            let source = volumes_from_name(entry);
+            if let Some((key, _)) = stack.services.get_key_value(source) {
+                if key != name {
+                    edges.push((
+                        key.as_str(),
+                        child(&child(&base, "volumes_from"), &index.to_string()),
+                    ));
+                }
+            }
+        }
+        service_edges.insert(name.as_str(), edges);
+    }
+    for (cycle, at) in cycles(&service_edges) {
+        report.at_value(
+            &at,
+            format!("dependency cycle between services: {}", cycle.join(" -> ")),
+            Some("remove one of these `depends_on`/`volumes_from` entries".into()),
+        );
+    }
+    let mut task_edges: IndexMap<&str, Vec<(&str, Vec<String>)>> = IndexMap::new();
+    for (name, task) in &stack.tasks {
+        let mut edges = Vec::new();
+        if let Task::Steps(steps) = task {
+            for (index, step) in steps.steps.iter().enumerate() {
+                if let Some((key, _)) = stack.tasks.get_key_value(step) {
+                    edges.push((
+                        key.as_str(),
+                        path(&["tasks", name, "steps", &index.to_string()]),
+                    ));
+                }
+            }
+        }
+        task_edges.insert(name.as_str(), edges);
+    }
+    for (cycle, at) in cycles(&task_edges) {
+        report.at_value(
+            &at,
+            format!("cycle between tasks: {}", cycle.join(" -> ")),
+            Some("a task cannot run itself through its `steps`".into()),
+        );
+    }
+}
+
+/// `name`, `name:ro` or `name:rw` → `name`.
+pub fn volumes_from_name(entry: &str) -> &str {
+    entry
+        .strip_suffix(":ro")
+        .or_else(|| entry.strip_suffix(":rw"))
+        .unwrap_or(entry)
+}
+
+fn named_volumes(
+    report: &mut Report,
+    mounts: &[super::model::VolumeMount],
+    base: &[String],
+    what: &str,
+    declared: &[&str],
+) {
+    for (index, mount) in mounts.iter().enumerate() {
+        if mount.kind != MountKind::Named {
+            continue;
+        }
+        let Some(source) = &mount.source else {
+            continue;
+        };
+        if !declared.contains(&source.as_str()) {
+            let at = child(base, &index.to_string());
+            let hint = match suggest(source, declared.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? (a host path starts with `./` or `/`)"),
+                None => format!(
+                    "declare it under the top-level `volumes:` (`volumes: {{ {source}: {{}} }}`), or write a host path as `./{source}`"
+                ),
+            };
+            report.at_value(
+                &at,
+                format!("{what} mounts volume `{source}`, which is not declared under `volumes:`"),
+                Some(hint),
+            );
+        }
+    }
+}
+
+fn missing(report: &mut Report, at: &[String], message: &str, name: &str, candidates: &[&str]) {
+    let hint = did_you_mean(name, candidates.iter().copied());
+    report.at_value(at, message.to_string(), hint);
+}
+
+fn inactive(report: &mut Report, at: &[String], message: &str, profiles: &[String]) {
+    let list = profiles
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    report.at_value(
+        at,
+        format!("{message}, which is only in profile {list} (not selected)"),
+        profiles
+            .first()
+            .map(|p| format!("select it with `--profile {p}`")),
+    );
+}
+
+/// Every elementary cycle found by a depth-first walk, each reported once (by its node set),
+/// as `a -> b -> a`, with the path of the edge that closes it.
+fn cycles<'n>(
+    edges: &IndexMap<&'n str, Vec<(&'n str, Vec<String>)>>,
+) -> Vec<(Vec<&'n str>, Vec<String>)> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        New,
+        Open,
+        Done,
+    }
+    fn visit<'n>(
+        node: &'n str,
+        edges: &IndexMap<&'n str, Vec<(&'n str, Vec<String>)>>,
+        state: &mut HashMap<&'n str, State>,
+        stack: &mut Vec<&'n str>,
+        seen: &mut HashSet<BTreeSet<&'n str>>,
+        found: &mut Vec<(Vec<&'n str>, Vec<String>)>,
+    ) {
+        state.insert(node, State::Open);
+        stack.push(node);
+        for (next, at) in edges.get(node).into_iter().flatten() {
+            match state.get(next).copied().unwrap_or(State::New) {
+                State::New => visit(next, edges, state, stack, seen, found),
+                State::Open => {
+                    if let Some(start) = stack.iter().position(|n| n == next) {
+                        let mut cycle: Vec<&str> = stack[start..].to_vec();
+                        if seen.insert(cycle.iter().copied().collect()) {
+                            cycle.push(next);
+                            found.push((cycle, at.clone()));
+                        }
+                    }
+                }
+                State::Done => {}
+            }
+        }
+        stack.pop();
+        state.insert(node, State::Done);
+    }
+    let mut state = HashMap::new();
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    for node in edges.keys() {
+        if state.get(node).copied().unwrap_or(State::New) == State::New {
+            visit(
+                node,
+                edges,
+                &mut state,
+                &mut Vec::new(),
+                &mut seen,
+                &mut found,
+            );
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let keys = SERVICE_KEYS.iter().copied();
+        assert_eq!(suggest("enviroment", keys.clone()), Some("environment"));
+        assert_eq!(suggest("imgae", keys.clone()), Some("image"));
+        assert_eq!(suggest("port", keys.clone()), Some("ports"));
+        assert_eq!(suggest("zzzzzz", keys.clone()), None);
+        assert_eq!(suggest("x", ["y"]), None);
+    }
+
+    #[test]
+    fn names() {
+        for good in ["api", "db1", "a.b-c_d", "9x"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "-a", "_a", "a b", "a/b", "é"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn finds_each_cycle_once() {
+        let mut edges: IndexMap<&str, Vec<(&str, Vec<String>)>> = IndexMap::new();
+        edges.insert("a", vec![("b", vec![])]);
+        edges.insert("b", vec![("c", vec![]), ("a", vec![])]);
+        edges.insert("c", vec![("b", vec![])]);
+        edges.insert("d", vec![]);
+        let found: Vec<String> = cycles(&edges)
+            .into_iter()
+            .map(|(c, _)| c.join(" -> "))
+            .collect();
+        assert_eq!(found, vec!["b -> c -> b", "a -> b -> a"]);
+    }
+}
