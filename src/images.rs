@@ -241,6 +241,7 @@ mod tests {
             dir: PathBuf::from("/work/shop"),
             file: PathBuf::from("/work/shop/stacks/qa.yml"),
             secrets: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -14,7 +14,7 @@ use super::interpolate::key_text;
 use super::load::{self, Mapping, Marks, Pos, Value};
 use super::model::{
     ContainerTask, DataContainer, MountKind, NetworkDef, Service, Stack, StepsTask, Task,
-    VolumeDef, BUILTIN_STEPS,
+    VolumeDef, VolumeMount, BUILTIN_STEPS,
 };
 use super::{Location, StackError};
 
@@ -606,7 +606,7 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
         }
     }
 
-    check_references(root, &stack, report);
+    check_references(root, report);
     if report.errors.len() > before {
         None
     } else {
@@ -711,35 +711,82 @@ fn check_nested(report: &mut Report, map: &mut Mapping, base: &[String], what: &
     }
 }
 
-/// References to nothing, cycles, names used twice.
-fn check_references(root: &Mapping, stack: &Stack, report: &mut Report) {
-    let raw = |section: &str, name: &str, key: &str| -> Option<&Value> {
-        root.get(section)?.get(name)?.get(key)
-    };
-    let services: Vec<&str> = stack.services.keys().map(String::as_str).collect();
-    let data: Vec<&str> = stack.data_containers.keys().map(String::as_str).collect();
-    let tasks: Vec<&str> = stack.tasks.keys().map(String::as_str).collect();
-    let mut networks: Vec<&str> = stack.networks.keys().map(String::as_str).collect();
-    if !networks.contains(&"default") {
-        networks.push("default");
+/// The entries of a section as written (whether or not they passed type checks).
+fn raw_entries<'v>(root: &'v Mapping, section: &str) -> Vec<(String, &'v Mapping)> {
+    match root.get(section) {
+        Some(Value::Mapping(map)) => map
+            .iter()
+            .filter_map(|(k, v)| v.as_mapping().map(|m| (key_text(k), m)))
+            .collect(),
+        _ => Vec::new(),
     }
-    let volumes: Vec<&str> = stack.volumes.keys().map(String::as_str).collect();
-    let profiles = report.ctx.profiles.to_vec();
-    let active = |name: &str| {
-        stack.services.get(name).is_some_and(|s| {
-            s.profiles.is_empty() || s.profiles.iter().any(|p| profiles.contains(p))
-        })
-    };
+}
 
-    for (name, service) in &stack.services {
+fn raw_names(root: &Mapping, section: &str) -> Vec<String> {
+    match root.get(section) {
+        Some(Value::Mapping(map)) => map.keys().map(key_text).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn strings(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// References to nothing, cycles, names used twice. Works on the entries as written, so a
+/// service with a type error still counts as declared.
+fn check_references(root: &Mapping, report: &mut Report) {
+    let service_names = raw_names(root, "services");
+    let data_names = raw_names(root, "data_containers");
+    let task_names = raw_names(root, "tasks");
+    let mut network_names = raw_names(root, "networks");
+    if !network_names.iter().any(|n| n == "default") {
+        network_names.push("default".into());
+    }
+    let volume_names = raw_names(root, "volumes");
+    let services: Vec<&str> = service_names.iter().map(String::as_str).collect();
+    let data: Vec<&str> = data_names.iter().map(String::as_str).collect();
+    let tasks: Vec<&str> = task_names.iter().map(String::as_str).collect();
+    let networks: Vec<&str> = network_names.iter().map(String::as_str).collect();
+    let volumes: Vec<&str> = volume_names.iter().map(String::as_str).collect();
+    let raw_services = raw_entries(root, "services");
+    let profiles_of: HashMap<&str, Vec<String>> = raw_services
+        .iter()
+        .map(|(name, map)| (name.as_str(), strings(map.get("profiles"))))
+        .collect();
+    let selected = report.ctx.profiles.to_vec();
+    let active = |name: &str| {
+        profiles_of
+            .get(name)
+            .is_none_or(|p| p.is_empty() || p.iter().any(|p| selected.contains(p)))
+    };
+    let with_data: Vec<&str> = services.iter().chain(data.iter()).copied().collect();
+
+    let mut service_edges: IndexMap<&str, Vec<(&str, Vec<String>)>> = IndexMap::new();
+    for (name, raw) in &raw_services {
         let base = path(&["services", name]);
-        for (dep, at) in names_in(
-            raw("services", name, "depends_on"),
-            &child(&base, "depends_on"),
-        ) {
+        let mut edges = Vec::new();
+        for (dep, at) in names_in(raw.get("depends_on"), &child(&base, "depends_on")) {
             if dep == *name {
                 report.at_value(&at, format!("service `{name}` depends on itself"), None);
-            } else if !services.contains(&dep.as_str()) {
+            } else if let Some(target) = services.iter().find(|s| **s == dep) {
+                edges.push((*target, at.clone()));
+                if active(name) && !active(&dep) {
+                    inactive(
+                        report,
+                        &at,
+                        &format!("service `{name}` depends on `{dep}`"),
+                        &profiles_of[dep.as_str()],
+                    );
+                }
+            } else {
                 missing(
                     report,
                     &at,
@@ -747,177 +794,122 @@ fn check_references(root: &Mapping, stack: &Stack, report: &mut Report) {
                     &dep,
                     &services,
                 );
-            } else if active(name) && !active(&dep) {
-                inactive(
-                    report,
-                    &at,
-                    &format!("service `{name}` depends on `{dep}`"),
-                    &stack.services[&dep].profiles,
-                );
             }
         }
-        let from_base = child(&base, "volumes_from");
-        for (index, entry) in service.volumes_from.iter().enumerate() {
-            let at = child(&from_base, &index.to_string());
-            let source = volumes_from_name(entry);
-            if source == *name {
+        for (entry, at) in names_in(raw.get("volumes_from"), &child(&base, "volumes_from")) {
+            let source = volumes_from_name(&entry);
+            if source == name {
                 report.at_value(
                     &at,
                     format!("service `{name}` takes volumes from itself"),
                     None,
                 );
-            } else if !services.contains(&source) && !data.contains(&source) {
-                let all: Vec<&str> = services.iter().chain(data.iter()).copied().collect();
-                missing(report, &at, &format!("service `{name}` takes volumes from `{source}`, which is neither a service nor a data container"), source, &all);
-            } else if services.contains(&source) && active(name) && !active(source) {
-                inactive(
-                    report,
-                    &at,
-                    &format!("service `{name}` takes volumes from `{source}`"),
-                    &stack.services[source].profiles,
-                );
+            } else if let Some(target) = services.iter().find(|s| **s == source) {
+                edges.push((*target, at.clone()));
+                if active(name) && !active(source) {
+                    inactive(
+                        report,
+                        &at,
+                        &format!("service `{name}` takes volumes from `{source}`"),
+                        &profiles_of[source],
+                    );
+                }
+            } else if !data.contains(&source) {
+                missing(report, &at, &format!("service `{name}` takes volumes from `{source}`, which is neither a service nor a data container"), source, &with_data);
             }
         }
-        for (network, at) in names_in(raw("services", name, "networks"), &child(&base, "networks"))
-        {
+        for (network, at) in names_in(raw.get("networks"), &child(&base, "networks")) {
             if !networks.contains(&network.as_str()) {
                 missing(report, &at, &format!("service `{name}` joins network `{network}`, which is not declared under `networks:`"), &network, &networks);
             }
         }
         named_volumes(
             report,
-            &service.volumes,
+            raw.get("volumes"),
             &child(&base, "volumes"),
             &format!("service `{name}`"),
             &volumes,
         );
+        service_edges.insert(name.as_str(), edges);
     }
-    for (name, container) in &stack.data_containers {
-        if stack.services.contains_key(name) {
+    for (name, raw) in raw_entries(root, "data_containers") {
+        if services.contains(&name.as_str()) {
             report.at_key(
-                &path(&["data_containers", name]),
+                &path(&["data_containers", &name]),
                 format!("`{name}` is both a service and a data container"),
                 Some("give one of them another name".into()),
             );
         }
         named_volumes(
             report,
-            &container.volumes,
-            &path(&["data_containers", name, "volumes"]),
+            raw.get("volumes"),
+            &path(&["data_containers", &name, "volumes"]),
             &format!("data container `{name}`"),
             &volumes,
         );
     }
-    for (name, task) in &stack.tasks {
-        let base = path(&["tasks", name]);
-        if stack.services.contains_key(name) {
+    let mut task_edges: IndexMap<&str, Vec<(&str, Vec<String>)>> = IndexMap::new();
+    for (name, raw) in raw_entries(root, "tasks") {
+        let base = path(&["tasks", &name]);
+        if services.contains(&name.as_str()) {
             report.at_key(
                 &base,
                 format!("`{name}` is both a task and a service"),
                 Some("`stackctl exec NAME` must know which one you mean: rename the task".into()),
             );
         }
-        match task {
-            Task::Container(task) => {
-                if let Some(service) = &task.service {
-                    let at = child(&base, "service");
-                    if !services.contains(&service.as_str()) {
-                        missing(
-                            report,
-                            &at,
-                            &format!(
-                                "task `{name}` uses service `{service}`, which is not a service"
-                            ),
-                            service,
-                            &services,
-                        );
-                    } else if !active(service) {
-                        inactive(
-                            report,
-                            &at,
-                            &format!("task `{name}` uses service `{service}`"),
-                            &stack.services[service].profiles,
-                        );
-                    }
-                }
-                let from_base = child(&base, "volumes_from");
-                for (index, entry) in task.volumes_from.iter().enumerate() {
-                    let source = volumes_from_name(entry);
-                    if !services.contains(&source) && !data.contains(&source) {
-                        let all: Vec<&str> = services.iter().chain(data.iter()).copied().collect();
-                        missing(report, &child(&from_base, &index.to_string()), &format!("task `{name}` takes volumes from `{source}`, which is neither a service nor a data container"), source, &all);
-                    }
-                }
-                named_volumes(
+        if let Some(Value::String(service)) = raw.get("service") {
+            let at = child(&base, "service");
+            if !services.contains(&service.as_str()) {
+                missing(
                     report,
-                    &task.volumes,
-                    &child(&base, "volumes"),
-                    &format!("task `{name}`"),
-                    &volumes,
+                    &at,
+                    &format!("task `{name}` uses service `{service}`, which is not a service"),
+                    service,
+                    &services,
+                );
+            } else if !active(service) {
+                inactive(
+                    report,
+                    &at,
+                    &format!("task `{name}` uses service `{service}`"),
+                    &profiles_of[service.as_str()],
                 );
             }
-            Task::Steps(steps) => {
-                for (index, step) in steps.steps.iter().enumerate() {
-                    let at = child(&child(&base, "steps"), &index.to_string());
-                    if !tasks.contains(&step.as_str()) && !BUILTIN_STEPS.contains(&step.as_str()) {
-                        let all: Vec<&str> =
-                            tasks.iter().chain(BUILTIN_STEPS.iter()).copied().collect();
-                        missing(report, &at, &format!("task `{name}` has a step `{step}`, which is neither a task nor one of `up`, `down`, `build`, `wait`"), step, &all);
-                    }
-                }
+        }
+        for (entry, at) in names_in(raw.get("volumes_from"), &child(&base, "volumes_from")) {
+            let source = volumes_from_name(&entry);
+            if !with_data.contains(&source) {
+                missing(report, &at, &format!("task `{name}` takes volumes from `{source}`, which is neither a service nor a data container"), source, &with_data);
             }
+        }
+        named_volumes(
+            report,
+            raw.get("volumes"),
+            &child(&base, "volumes"),
+            &format!("task `{name}`"),
+            &volumes,
+        );
+        let mut edges = Vec::new();
+        for (step, at) in names_in(raw.get("steps"), &child(&base, "steps")) {
+            if let Some(target) = tasks.iter().find(|t| **t == step) {
+                edges.push((*target, at));
+            } else if !BUILTIN_STEPS.contains(&step.as_str()) {
+                let all: Vec<&str> = tasks.iter().chain(BUILTIN_STEPS.iter()).copied().collect();
+                missing(report, &at, &format!("task `{name}` has a step `{step}`, which is neither a task nor one of `up`, `down`, `build`, `wait`"), &step, &all);
+            }
+        }
+        if let Some(key) = tasks.iter().find(|t| **t == name) {
+            task_edges.insert(key, edges);
         }
     }
 
-    // Cycles: services through depends_on and volumes_from; tasks through steps.
-    let mut service_edges: IndexMap<&str, Vec<(&str, Vec<String>)>> = IndexMap::new();
-    for (name, service) in &stack.services {
-        let base = path(&["services", name]);
-        let mut edges = Vec::new();
-        for (dep, at) in names_in(
-            raw("services", name, "depends_on"),
-            &child(&base, "depends_on"),
-        ) {
-            if let Some((key, _)) = stack.services.get_key_value(&dep) {
-                if key != name {
-                    edges.push((key.as_str(), at));
-                }
-            }
-        }
-        for (index, entry) in service.volumes_from.iter().enumerate() {
-            let source = volumes_from_name(entry);
-            if let Some((key, _)) = stack.services.get_key_value(source) {
-                if key != name {
-                    edges.push((
-                        key.as_str(),
-                        child(&child(&base, "volumes_from"), &index.to_string()),
-                    ));
-                }
-            }
-        }
-        service_edges.insert(name.as_str(), edges);
-    }
     for (cycle, at) in cycles(&service_edges) {
         report.at_value(
             &at,
             format!("dependency cycle between services: {}", cycle.join(" -> ")),
             Some("remove one of these `depends_on`/`volumes_from` entries".into()),
         );
-    }
-    let mut task_edges: IndexMap<&str, Vec<(&str, Vec<String>)>> = IndexMap::new();
-    for (name, task) in &stack.tasks {
-        let mut edges = Vec::new();
-        if let Task::Steps(steps) = task {
-            for (index, step) in steps.steps.iter().enumerate() {
-                if let Some((key, _)) = stack.tasks.get_key_value(step) {
-                    edges.push((
-                        key.as_str(),
-                        path(&["tasks", name, "steps", &index.to_string()]),
-                    ));
-                }
-            }
-        }
-        task_edges.insert(name.as_str(), edges);
     }
     for (cycle, at) in cycles(&task_edges) {
         report.at_value(
@@ -938,12 +930,19 @@ pub fn volumes_from_name(entry: &str) -> &str {
 
 fn named_volumes(
     report: &mut Report,
-    mounts: &[super::model::VolumeMount],
+    mounts: Option<&Value>,
     base: &[String],
     what: &str,
     declared: &[&str],
 ) {
-    for (index, mount) in mounts.iter().enumerate() {
+    let Some(Value::Sequence(items)) = mounts else {
+        return;
+    };
+    for (index, item) in items.iter().enumerate() {
+        // Mounts with a type error are reported by the type check.
+        let Ok(mount) = load::from_value::<VolumeMount>(item.clone()) else {
+            continue;
+        };
         if mount.kind != MountKind::Named {
             continue;
         }
