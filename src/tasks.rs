@@ -371,6 +371,7 @@ mod tests {
             dir: PathBuf::from("/srv/app"),
             file: PathBuf::from("/srv/app/stacks/dev.yml"),
             secrets: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -256,6 +256,8 @@ fn a_sequence_runs_in_order_and_stops_at_the_failing_step() {
   four: { image: IMAGE, command: [sh, -c, 'echo four >> /data/log'], volumes: ['work:/data'] }
   show: { image: IMAGE, command: [cat, /data/log], volumes: ['work:/data'] }
   init: { steps: [one, two, broken, four] }
+volumes:
+  work: {}
 ",
     );
     let output = stack.cmd().args(["exec", "init"]).output().expect("run");

@@ -1,8 +1,8 @@
 //! One file per subcommand; `dispatch` resolves the project once and calls the right one.
 
 pub mod build;
-pub mod exec;
 pub mod config;
+pub mod exec;
 
 use anyhow::Result;
 use clap::CommandFactory;
