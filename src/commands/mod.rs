@@ -3,6 +3,7 @@
 pub mod build;
 pub mod config;
 pub mod exec;
+pub mod init;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -43,6 +44,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Build(args) => build::run(ctx, &args).await,
         Command::Exec(args) => exec::run(&ctx, &args).await,
         Command::Config(args) => config::run(&ctx, &args).await,
+        Command::Init(args) => init::run(&ctx, &args).await,
         other => not_yet(&ctx, &other),
     }
 }

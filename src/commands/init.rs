@@ -1,0 +1,250 @@
+//! `stackctl init`: render `templates/stack.yml` → `stacks/STAGE.yml` and `templates/env` →
+//! `.env.STAGE` (mode 0600), validate the result, then run the stack's `init` task.
+//!
+//! Placeholders: `{stage}`, `{project}` (the project directory's name), `{domain}` (default
+//! `STAGE.localhost`), and `{secret}`, which becomes a fresh random secret at each
+//! occurrence. Files that exist are kept unless `--force`. Without a `templates/` directory,
+//! templates compiled into the binary scaffold a small PostgreSQL stack.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+
+use super::Context;
+use crate::cli::InitArgs;
+use crate::error::{exit, UsageError};
+use crate::output::Mode;
+use crate::stack::{self, LoadedStack};
+
+const BUILTIN_STACK: &str = include_str!("../templates/stack.yml");
+const BUILTIN_ENV: &str = include_str!("../templates/env");
+
+/// Length of a generated `{secret}`.
+pub const SECRET_LEN: usize = 32;
+
+/// What `init` wrote or kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub files: Vec<RenderedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    pub path: PathBuf,
+    /// Where the template came from (`templates/stack.yml` or `built-in`).
+    pub template: String,
+    pub written: bool,
+}
+
+pub async fn run(ctx: &Context, args: &InitArgs) -> Result<i32> {
+    let rendered = render(ctx, args)?;
+    report(ctx, &rendered);
+    let loaded = stack::load(&ctx.project)?;
+    if args.no_run {
+        ctx.printer.status(&format!(
+            "{} is valid; the `init` task was not run (--no-run)",
+            ctx.project.display_path(&loaded.file)
+        ));
+        return Ok(exit::OK);
+    }
+    run_init_task(ctx, &loaded).await
+}
+
+/// Run the stack's `init` task (if it has one) with the stage's secrets masked.
+async fn run_init_task(ctx: &Context, loaded: &LoadedStack) -> Result<i32> {
+    let mut printer = ctx.printer.clone();
+    printer.add_secrets(loaded.secrets.clone());
+    let ctx = Context {
+        project: ctx.project.clone(),
+        printer,
+        global: ctx.global.clone(),
+    };
+    super::exec::run_init(&ctx, loaded).await
+}
+
+/// Render the stack file and the env file of the stage from the templates.
+pub fn render(ctx: &Context, args: &InitArgs) -> Result<Rendered> {
+    let project = &ctx.project;
+    let templates = project.dir.join("templates");
+    let (stack_template, env_template) = if templates.is_dir() {
+        let stack_path = templates.join("stack.yml");
+        let stack_text = std::fs::read_to_string(&stack_path).map_err(|e| {
+            UsageError::new(format!(
+                "cannot read `{}`: {e}",
+                project.display_path(&stack_path)
+            ))
+            .with_hint("a project's `templates/` holds `stack.yml` (and optionally `env`); remove the directory to use the built-in templates")
+        })?;
+        let env_path = templates.join("env");
+        let env = match std::fs::read_to_string(&env_path) {
+            Ok(text) => Some((text, project.display_path(&env_path))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(UsageError::new(format!(
+                    "cannot read `{}`: {e}",
+                    project.display_path(&env_path)
+                ))
+                .into())
+            }
+        };
+        ((stack_text, project.display_path(&stack_path)), env)
+    } else {
+        (
+            (BUILTIN_STACK.to_string(), "built-in".to_string()),
+            Some((BUILTIN_ENV.to_string(), "built-in".to_string())),
+        )
+    };
+    let domain = args
+        .domain
+        .clone()
+        .unwrap_or_else(|| format!("{}.localhost", project.stage));
+    let values = Placeholders {
+        stage: &project.stage,
+        project: &project.dir_name(),
+        domain: &domain,
+    };
+    let mut files = Vec::new();
+    let stack_file = project.stack_file();
+    let text = values.render(&stack_template.0)?;
+    let written = write_file(&stack_file, &text, None, args.force)?;
+    files.push(RenderedFile {
+        path: stack_file,
+        template: stack_template.1,
+        written,
+    });
+    if let Some((template, origin)) = env_template {
+        let env_file = project.env_file();
+        let text = values.render(&template)?;
+        let written = write_file(&env_file, &text, Some(0o600), args.force)?;
+        files.push(RenderedFile {
+            path: env_file,
+            template: origin,
+            written,
+        });
+    }
+    Ok(Rendered { files })
+}
+
+fn report(ctx: &Context, rendered: &Rendered) {
+    for file in &rendered.files {
+        let shown = ctx.project.display_path(&file.path);
+        if ctx.printer.mode == Mode::Json {
+            let action = if file.written { "write" } else { "keep" };
+            ctx.printer.event(&shown, "file", action, "done", 0);
+        } else if file.written {
+            let from = if file.template == "built-in" {
+                "the built-in template".to_string()
+            } else {
+                format!("`{}`", file.template)
+            };
+            ctx.printer.status(&format!("wrote {shown} from {from}"));
+        } else {
+            ctx.printer.status(&format!(
+                "kept {shown}: it exists (`stackctl init --force` overwrites it)"
+            ));
+        }
+    }
+}
+
+struct Placeholders<'a> {
+    stage: &'a str,
+    project: &'a str,
+    domain: &'a str,
+}
+
+impl Placeholders<'_> {
+    /// Replace the placeholders; each `{secret}` gets its own fresh secret.
+    fn render(&self, template: &str) -> Result<String> {
+        let text = template
+            .replace("{stage}", self.stage)
+            .replace("{project}", self.project)
+            .replace("{domain}", self.domain);
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("{secret}") {
+            out.push_str(&rest[..at]);
+            out.push_str(&secret()?);
+            rest = &rest[at + "{secret}".len()..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// A fresh secret of `SECRET_LEN` letters and digits from the operating system's random
+/// source (unbiased: bytes beyond the largest multiple of 62 are drawn again).
+pub fn secret() -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(SECRET_LEN);
+    while out.len() < SECRET_LEN {
+        let mut buf = [0u8; 64];
+        getrandom::fill(&mut buf)
+            .map_err(|e| anyhow::anyhow!("cannot read the system's random source: {e}"))?;
+        for byte in buf {
+            if out.len() == SECRET_LEN {
+                break;
+            }
+            if (byte as usize) < 62 * 4 {
+                out.push(ALPHABET[byte as usize % 62] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Write `text` to `path` unless it exists and `force` is off; returns whether it wrote.
+/// With `mode`, the file has exactly that mode afterwards, also when it was overwritten.
+fn write_file(path: &Path, text: &str, mode: Option<u32>, force: bool) -> Result<bool> {
+    if path.exists() && !force {
+        return Ok(false);
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create `{}`", parent.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    // The mode given at creation does not apply to a file that already existed.
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of `{}`", path.display()))?;
+    }
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_distinct_secrets() {
+        let values = Placeholders {
+            stage: "qa",
+            project: "shop",
+            domain: "qa.localhost",
+        };
+        let text = values
+            .render("{stage}-{project} {domain} {secret} {secret} {other}")
+            .unwrap();
+        let parts: Vec<&str> = text.split(' ').collect();
+        assert_eq!(parts[0], "qa-shop");
+        assert_eq!(parts[1], "qa.localhost");
+        assert_eq!(parts[2].len(), SECRET_LEN);
+        assert!(parts[2].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(parts[2], parts[3]);
+        assert_eq!(parts[4], "{other}");
+    }
+}
