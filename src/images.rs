@@ -115,7 +115,15 @@ pub fn check_sources(loaded: &LoadedStack, builds: &[ImageBuild]) -> Result<(), 
                 .to_string()
         };
         let dockerfile = request.dockerfile.as_deref().unwrap_or("Dockerfile");
-        let problem = if !request.context.is_dir() {
+        let problem = if request.context.to_string_lossy().contains("://") {
+            Some((
+                format!(
+                    "remote build context `{}` is not supported yet",
+                    request.context.display()
+                ),
+                "clone it and point `context:` at the directory".to_string(),
+            ))
+        } else if !request.context.is_dir() {
             Some((
                 format!(
                     "build context `{}` is not a directory",
@@ -202,7 +210,12 @@ fn image_build(
         owner,
         name: name.to_string(),
         request: BuildRequest {
-            context: resolve(&loaded.dir, &build.context),
+            // Remote contexts (URLs) are kept as written; `check_sources` refuses them.
+            context: if build.context.contains("://") {
+                PathBuf::from(&build.context)
+            } else {
+                resolve(&loaded.dir, &build.context)
+            },
             dockerfile: build.dockerfile.clone(),
             args,
             target: build.target.clone(),
@@ -360,17 +373,18 @@ tasks:
         std::fs::write(dir.path().join("api/Dockerfile"), "FROM scratch\n").expect("write");
         std::fs::create_dir_all(dir.path().join("nodockerfile")).expect("mkdir");
         let mut stack = loaded(
-            "services:\n  api:\n    build: api\n  gone:\n    build: missing\n  bare:\n    build: nodockerfile\n",
+            "services:\n  api:\n    build: api\n  gone:\n    build: missing\n  bare:\n    build: nodockerfile\n  remote:\n    build: https://example.com/repo.git\n",
         );
         stack.dir = dir.path().to_path_buf();
         let builds = stage_images(&stack);
-        let errors = check_sources(&stack, &builds).expect_err("two problems");
+        let errors = check_sources(&stack, &builds).expect_err("three problems");
         let messages: Vec<&str> = errors.0.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(
             messages,
             vec![
                 "service `gone`: build context `missing` is not a directory",
                 "service `bare`: Dockerfile `nodockerfile/Dockerfile` does not exist",
+                "service `remote`: remote build context `https://example.com/repo.git` is not supported yet",
             ]
         );
         assert!(check_sources(&stack, &builds[..1]).is_ok());

@@ -209,8 +209,11 @@ fn unknown_service_and_missing_context_are_usage_errors() {
     // engine call.
     let assert = t.cmd().args(["build", "api"]).assert().code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    insta::assert_snapshot!(stderr.replace(&t.dir.display().to_string(), "PROJECT"), @r"
-    error: service `api`: build context `api` is not a directory
+    let stderr = stderr
+        .replace(&t.dir.display().to_string(), "PROJECT")
+        .replace(&t.stage, "STAGE");
+    insta::assert_snapshot!(stderr, @r"
+    error: stacks/STAGE.yml:3:5: service `api`: build context `api` is not a directory
       hint: `build:` paths are relative to the project directory `PROJECT`
     ");
 }
