@@ -34,6 +34,7 @@ pub fn install() {
                 _ = term.recv() => {}
             }
             if COUNT.fetch_add(1, Ordering::SeqCst) >= 1 {
+                crate::tty::restore_now();
                 eprintln!("interrupted again: exiting now");
                 std::process::exit(crate::error::exit::INTERRUPTED);
             }

@@ -425,3 +425,51 @@ tasks:
     }
     assert!(task_containers(&stack).is_empty());
 }
+
+#[test]
+fn on_a_terminal_the_task_gets_a_tty_of_our_size_and_the_terminal_is_restored() {
+    // The size arrives by a resize right after start (API 1.41 has no size at create), so the
+    // task looks after a moment.
+    let stack = stack_with_tasks(
+        "tty",
+        "  term: { image: IMAGE, command: [sh, -c, 'tty; sleep 1; stty size; exit 5'] }\n",
+    );
+    let binary = assert_cmd::cargo::cargo_bin("stackctl");
+    // `script` gives stackctl a pseudo-terminal for stdin and stdout.
+    let inner = format!(
+        "stty cols 91 rows 33; before=$(stty -g); '{}' exec term; echo \"rc=$?\"; \
+         [ \"$before\" = \"$(stty -g)\" ] && echo restored",
+        binary.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .current_dir(&stack.dir)
+        .env("STACKCTL_ENV", &stack.stage)
+        .env("NO_COLOR", "1")
+        .env_remove("DOCKER_HOST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run script(1)");
+    // Keep our end of its input open (and silent) until it is done.
+    let _input = child.stdin.take();
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    wait_with_deadline(&mut child, Duration::from_secs(60));
+    let text = reader.join().expect("reader").replace('\r', "");
+    assert!(
+        text.contains("/dev/pts/"),
+        "a TTY in the container: {text:?}"
+    );
+    assert!(text.contains("33 91\n"), "our terminal's size: {text:?}");
+    assert!(text.contains("rc=5\n"), "the task's exit code: {text:?}");
+    assert!(
+        text.contains("restored\n"),
+        "terminal settings restored: {text:?}"
+    );
+    assert!(task_containers(&stack).is_empty());
+}

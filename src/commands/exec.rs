@@ -255,7 +255,10 @@ async fn prepare(
                         let _ = writeln!(std::io::stderr().lock(), "  {line}");
                     }
                 };
-                engine.build_image(request, &progress).await?;
+                tokio::select! {
+                    built = engine.build_image(request, &progress) => { built?; }
+                    _ = crate::interrupt::wait() => return Err(Interrupted.into()),
+                }
             }
             None => {
                 return Err(UsageError::new(format!(
@@ -345,9 +348,7 @@ async fn run_sequence(
         }
         ctx.printer.status(&format!("task {name}: {position}"));
         let result = match step {
-            Step::Builtin(builtin) => builtin_step(ctx, loaded, engine, builtin)
-                .await
-                .map(|()| exit::OK),
+            Step::Builtin(builtin) => builtin_step(ctx, loaded, engine, builtin).await,
             Step::Task(task_name) => match loaded.stack.tasks.get(task_name) {
                 Some(Task::Container(task)) => {
                     run_container_task(ctx, loaded, engine, task_name, task, &[], false).await
@@ -397,15 +398,27 @@ fn sequence_interrupted(ctx: &Context, name: &str, left: &[Step]) -> anyhow::Err
     Interrupted.into()
 }
 
-/// The built-in steps `up`, `down`, `build`, `wait`.
+/// The built-in steps `up`, `down`, `build`, `wait`: what the command of that name does.
 async fn builtin_step(
-    _ctx: &Context,
+    ctx: &Context,
     _loaded: &LoadedStack,
     _engine: &Engine,
     step: &str,
-) -> Result<()> {
-    Err(UsageError::new(format!(
-        "the built-in step `{step}` is not available in this version"
-    ))
-    .into())
+) -> Result<i32> {
+    let code = match step {
+        "build" => {
+            let args = crate::cli::BuildArgs {
+                services: Vec::new(),
+                no_cache: false,
+            };
+            super::build::run(ctx.clone(), &args).await?
+        }
+        other => {
+            return Err(UsageError::new(format!(
+                "the built-in step `{other}` is not available in this version"
+            ))
+            .into())
+        }
+    };
+    Ok(code)
 }

@@ -14,6 +14,7 @@ use crate::output::Printer;
 use crate::project::Project;
 
 /// What every command gets: the resolved project and the printer.
+#[derive(Clone)]
 pub struct Context {
     pub project: Project,
     pub printer: Printer,

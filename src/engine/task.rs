@@ -5,8 +5,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, ExecConfig, HostConfig, NetworkingConfig,
+};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
     ResizeContainerTTYOptionsBuilder, ResizeExecOptions, WaitContainerOptions,
@@ -196,12 +198,19 @@ impl Engine {
             .docker
             .create_exec(
                 container,
-                CreateExecOptions::<String> {
+                ExecConfig {
                     cmd: Some(cmd),
                     attach_stdin: Some(input.is_attached()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     tty: Some(tty),
+                    // Honoured from API 1.42; older engines get a resize right after start.
+                    console_size: if tty {
+                        crate::tty::size()
+                            .map(|(rows, cols)| vec![usize::from(rows), usize::from(cols)])
+                    } else {
+                        None
+                    },
                     ..Default::default()
                 },
             )
@@ -370,6 +379,12 @@ fn create_body(spec: &TaskContainer, attach_stdin: bool, tty: bool) -> Container
             binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
             volumes_from: (!spec.volumes_from.is_empty()).then(|| spec.volumes_from.clone()),
             network_mode: spec.networks.first().cloned(),
+            // Honoured from API 1.42; older engines get the size by a resize right after start.
+            console_size: if tty {
+                crate::tty::size().map(|(rows, cols)| vec![usize::from(rows), usize::from(cols)])
+            } else {
+                None
+            },
             ..Default::default()
         }),
         networking_config,
