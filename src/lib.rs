@@ -6,13 +6,17 @@
 
 pub mod cli;
 pub mod commands;
+pub mod converge;
 pub mod engine;
 pub mod error;
 pub mod images;
 pub mod interrupt;
+pub mod lock;
 pub mod names;
 pub mod output;
+pub mod plan;
 pub mod project;
+pub mod spec;
 pub mod stack;
 pub mod tasks;
 pub mod tty;

@@ -31,12 +31,19 @@ pub struct Event<'a> {
     pub action: &'a str,
     pub status: &'a str,
     pub elapsed_ms: u128,
+    /// Why (a plan's reason, an error message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// Counts by action, on the final summary event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<&'a std::collections::BTreeMap<String, usize>>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Printer {
     pub mode: Mode,
     pub quiet: bool,
+    pub verbose: u8,
     pub color: bool,
     pub stage: String,
     /// Values that must never be printed (secrets); replaced by `****`.
@@ -58,6 +65,7 @@ impl Printer {
         Printer {
             mode,
             quiet: global.quiet,
+            verbose: global.verbose,
             color,
             stage: stage.to_string(),
             secrets: Vec::new(),
@@ -95,6 +103,8 @@ impl Printer {
                     action,
                     status,
                     elapsed_ms,
+                    reason: None,
+                    counts: None,
                 };
                 let line = serde_json::to_string(&event).unwrap_or_default();
                 let mut out = std::io::stdout().lock();
@@ -153,4 +163,313 @@ pub fn now_ms() -> u128 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default()
+}
+
+/// Live progress of one command over many objects: one line per object on a terminal
+/// (indicatif), plain lines off a terminal, JSON events with `--json`.
+#[derive(Clone)]
+pub struct Progress {
+    printer: Printer,
+    multi: Option<indicatif::MultiProgress>,
+    started: std::time::Instant,
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
+}
+
+/// One object's line.
+pub struct Line {
+    progress: Progress,
+    kind: String,
+    object: String,
+    bar: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+    finished: bool,
+}
+
+impl Printer {
+    /// Start reporting progress over several objects.
+    pub fn progress(&self) -> Progress {
+        let multi = (self.mode == Mode::Live && !self.quiet).then(|| {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+        });
+        Progress {
+            printer: self.clone(),
+            multi,
+            started: std::time::Instant::now(),
+            counts: Default::default(),
+        }
+    }
+
+    /// Print a JSON event with all its fields (`--json` only).
+    #[allow(clippy::too_many_arguments)]
+    fn json_event(
+        &self,
+        object: &str,
+        kind: &str,
+        action: &str,
+        status: &str,
+        elapsed_ms: u128,
+        reason: Option<&str>,
+        counts: Option<&std::collections::BTreeMap<String, usize>>,
+    ) {
+        let event = Event {
+            ts: now_ms(),
+            stage: &self.stage,
+            object,
+            kind,
+            action,
+            status,
+            elapsed_ms,
+            reason,
+            counts,
+        };
+        let line = serde_json::to_string(&event).unwrap_or_default();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", self.mask(&line));
+    }
+}
+
+impl Progress {
+    pub fn printer(&self) -> &Printer {
+        &self.printer
+    }
+
+    /// A line for one object (`service`, `dev-app--api`).
+    pub fn line(&self, kind: &str, object: &str) -> Line {
+        let bar = self.multi.as_ref().map(|multi| {
+            let bar = multi.add(indicatif::ProgressBar::new_spinner());
+            let style = indicatif::ProgressStyle::with_template("{spinner} {prefix} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.set_prefix(format!("{kind} {object}"));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Line {
+            progress: self.clone(),
+            kind: kind.to_string(),
+            object: object.to_string(),
+            bar,
+            started: std::time::Instant::now(),
+            finished: false,
+        }
+    }
+
+    /// A message above the live lines (or a plain line on stderr).
+    pub fn message(&self, text: &str) {
+        if self.printer.quiet || self.printer.mode == Mode::Json {
+            return;
+        }
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(self.printer.mask(text));
+            }
+            None => self.printer.status(text),
+        }
+    }
+
+    /// A record of one object that needs no work (no live line).
+    pub fn unchanged(&self, kind: &str, object: &str, reason: &str) {
+        self.count("unchanged");
+        match self.printer.mode {
+            Mode::Json => {
+                self.printer
+                    .json_event(object, kind, "unchanged", "done", 0, Some(reason), None)
+            }
+            _ if self.printer.verbose_unchanged() => {
+                self.message(&format!("{kind} {object}: unchanged ({reason})"))
+            }
+            _ => {}
+        }
+    }
+
+    fn count(&self, action: &str) {
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry(action.to_string()).or_default() += 1;
+        }
+    }
+
+    /// The final summary: one line, or a `summary` JSON event.
+    pub fn summary(&self, command: &str, ok: bool) {
+        let elapsed = self.started.elapsed().as_millis();
+        let counts = self.counts.lock().map(|c| c.clone()).unwrap_or_default();
+        let status = if ok { "done" } else { "failed" };
+        match self.printer.mode {
+            Mode::Json => self.printer.json_event(
+                &self.printer.stage,
+                "summary",
+                command,
+                status,
+                elapsed,
+                None,
+                Some(&counts),
+            ),
+            _ => {
+                if !ok {
+                    return;
+                }
+                let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                let detail = if parts.is_empty() {
+                    "nothing to do".to_string()
+                } else {
+                    parts.join(", ")
+                };
+                self.message(&format!(
+                    "{command} `{}`: {detail} in {:.1}s",
+                    self.printer.stage,
+                    elapsed as f64 / 1000.0
+                ));
+            }
+        }
+    }
+}
+
+impl Line {
+    /// The object enters a step (`creating`, `starting`, `waiting for health`).
+    pub fn step(&self, action: &str) {
+        match (&self.bar, self.progress.printer.mode) {
+            (Some(bar), _) => bar.set_message(action.to_string()),
+            (None, Mode::Json) => self.progress.printer.json_event(
+                &self.object,
+                &self.kind,
+                action,
+                "started",
+                self.started.elapsed().as_millis(),
+                None,
+                None,
+            ),
+            (None, _) => self
+                .progress
+                .printer
+                .status(&format!("{} {}: {action}", self.kind, self.object)),
+        }
+    }
+
+    /// A step with an elapsed-time counter on the live line (`waiting for health 3.2s`).
+    pub fn waiting(&self, action: &str) {
+        match &self.bar {
+            Some(bar) => {
+                let style = indicatif::ProgressStyle::with_template(
+                    "{spinner} {prefix} {msg} {elapsed_precise}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+                bar.set_style(style);
+                bar.reset_elapsed();
+                bar.set_message(action.to_string());
+            }
+            None => self.step(action),
+        }
+    }
+
+    /// Output of a long step (a build's lines): only shown on the live line, or with -v.
+    pub fn detail(&self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(self.progress.printer.mask(text.trim()));
+        }
+    }
+
+    /// The object is done: `action` is what happened (`created`, `recreated`, `started`).
+    pub fn done(mut self, action: &str, reason: Option<&str>) {
+        self.finished = true;
+        self.progress.count(action);
+        let elapsed = self.started.elapsed().as_millis();
+        let reason_text = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+        match (&self.bar, self.progress.printer.mode) {
+            (Some(bar), _) => {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("  {prefix} {wide_msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar.finish_with_message(format!(
+                    "{action}{reason_text} {:.1}s",
+                    elapsed as f64 / 1000.0
+                ));
+            }
+            (None, Mode::Json) => self.progress.printer.json_event(
+                &self.object,
+                &self.kind,
+                action,
+                "done",
+                elapsed,
+                reason,
+                None,
+            ),
+            (None, _) => self.progress.printer.status(&format!(
+                "{} {}: {action}{reason_text} ({:.1}s)",
+                self.kind,
+                self.object,
+                elapsed as f64 / 1000.0
+            )),
+        }
+    }
+
+    /// Remove the line without recording anything (a wait that is over).
+    pub fn clear(mut self) {
+        self.finished = true;
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// The object failed; the error itself is reported by the caller.
+    pub fn fail(mut self, action: &str, message: &str) {
+        self.finished = true;
+        self.progress.count("failed");
+        let elapsed = self.started.elapsed().as_millis();
+        let first = message.lines().next().unwrap_or("");
+        match (&self.bar, self.progress.printer.mode) {
+            (Some(bar), _) => bar.abandon_with_message(format!("{action} failed")),
+            (None, Mode::Json) => self.progress.printer.json_event(
+                &self.object,
+                &self.kind,
+                action,
+                "failed",
+                elapsed,
+                Some(first),
+                None,
+            ),
+            (None, _) => self
+                .progress
+                .printer
+                .status(&format!("{} {}: {action} failed", self.kind, self.object)),
+        }
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if !self.finished {
+            if let Some(bar) = &self.bar {
+                bar.abandon_with_message("stopped");
+            }
+        }
+    }
+}
+
+/// Colour a `service | ` prefix for `logs` (one of six colours by index), unless colour is off.
+pub fn log_prefix(printer: &Printer, name: &str, width: usize, index: usize) -> String {
+    let padded = format!("{name:<width$} | ");
+    if !printer.color_stdout() {
+        return padded;
+    }
+    const COLOURS: [u8; 6] = [36, 33, 32, 35, 34, 31];
+    format!("\x1b[{}m{padded}\x1b[0m", COLOURS[index % COLOURS.len()])
+}
+
+impl Printer {
+    /// Colour on stdout (for `logs`): a terminal and no `NO_COLOR`.
+    pub fn color_stdout(&self) -> bool {
+        std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    }
+
+    /// Plain mode shows unchanged objects only with `-v`.
+    fn verbose_unchanged(&self) -> bool {
+        self.verbose > 0
+    }
+}
+
+impl Printer {
+    /// One planned action as a JSON event (`up --dry-run --json`), status `planned`.
+    pub fn plan_event(&self, object: &str, kind: &str, action: &str, reason: &str) {
+        self.json_event(object, kind, action, "planned", 0, Some(reason), None);
+    }
 }

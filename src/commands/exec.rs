@@ -136,6 +136,8 @@ fn report(ctx: &Context, kind: &str, object: &str, status: &str, detail: &str, s
                 action: "exec",
                 status,
                 elapsed_ms: elapsed.as_millis(),
+                reason: None,
+                counts: None,
             };
             if let Ok(line) = serde_json::to_string(&event) {
                 let _ = writeln!(std::io::stderr().lock(), "{}", printer.mask(&line));

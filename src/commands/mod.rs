@@ -13,6 +13,14 @@ use crate::error::{exit, UsageError};
 use crate::output::Printer;
 use crate::project::Project;
 
+pub mod down;
+pub mod logs;
+pub mod ps;
+pub mod purge;
+pub mod start;
+pub mod stop;
+pub mod up;
+
 /// What every command gets: the resolved project and the printer.
 #[derive(Clone)]
 pub struct Context {
@@ -46,8 +54,47 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Exec(args) => exec::run(&ctx, &args).await,
         Command::Config(args) => config::run(&ctx, &args).await,
         Command::Init(args) => init::run(&ctx, &args).await,
+        Command::Up(args) => up::run(&ctx, &args).await,
+        Command::Down(args) => down::run(&ctx, &args).await,
+        Command::Purge(args) => purge::run(&ctx, &args).await,
+        Command::Stop(args) => stop::run(&ctx, &args).await,
+        Command::Start(args) => start::run(&ctx, &args).await,
+        Command::Ps(args) => ps::run(&ctx, &args).await,
+        Command::Logs(args) => logs::run(&ctx, &args).await,
         other => not_yet(&ctx, &other),
     }
+}
+
+/// Load the stage's stack file, and a printer that masks its secrets.
+pub fn load_stack(ctx: &Context) -> Result<(crate::stack::LoadedStack, Printer)> {
+    let loaded = crate::stack::load(&ctx.project)?;
+    let mut printer = ctx.printer.clone();
+    printer.add_secrets(loaded.secrets.iter().cloned());
+    Ok((loaded, printer))
+}
+
+/// Connect to the engine (one clear line and exit 1 when it is unreachable).
+pub async fn connect() -> Result<crate::engine::Engine> {
+    Ok(crate::engine::Engine::connect().await?)
+}
+
+/// The service names asked for, checked against the stack; empty: all of them.
+pub fn check_services(loaded: &crate::stack::LoadedStack, asked: &[String]) -> Result<Vec<String>> {
+    for name in asked {
+        if !loaded.stack.services.contains_key(name) {
+            let known: Vec<&str> = loaded.stack.services.keys().map(String::as_str).collect();
+            return Err(
+                UsageError::new(format!("no service `{name}` in this stack"))
+                    .with_hint(format!("services: {}", known.join(", ")))
+                    .into(),
+            );
+        }
+    }
+    Ok(if asked.is_empty() {
+        loaded.stack.services.keys().cloned().collect()
+    } else {
+        asked.to_vec()
+    })
 }
 
 fn not_yet(_ctx: &Context, command: &Command) -> Result<i32> {

@@ -9,9 +9,13 @@ use bollard::Docker;
 
 pub mod attach;
 pub mod build;
+pub mod containers;
 pub mod context;
+pub mod images;
 pub mod networks;
+pub mod observe;
 pub mod task;
+pub mod volumes;
 
 /// A connected, version-negotiated client.
 #[derive(Clone)]
@@ -53,6 +57,29 @@ impl EngineError {
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404)
     }
+
+    /// An error that did not come from bollard (a stream that ended early, a timeout).
+    pub fn other(operation: &str, object: &str, message: impl Into<String>) -> Self {
+        EngineError {
+            operation: operation.to_string(),
+            object: object.to_string(),
+            message: message.into(),
+            status: None,
+        }
+    }
+}
+
+/// `map_err` helper: `.map_err(op("start container", name))`.
+pub(crate) fn op<'a>(
+    operation: &'a str,
+    object: &'a str,
+) -> impl FnOnce(BollardError) -> EngineError + 'a {
+    move |err| EngineError::new(operation, object, err)
+}
+
+/// Label filters for list calls: every `key=value` given.
+pub(crate) fn label_filters(labels: &[String]) -> std::collections::HashMap<String, Vec<String>> {
+    std::collections::HashMap::from([("label".to_string(), labels.to_vec())])
 }
 
 /// True when bollard reports a 404 (the object does not exist).

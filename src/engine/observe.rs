@@ -1,0 +1,120 @@
+//! The stage as the engine holds it: one label-filtered list call per kind, run together.
+
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+};
+
+use super::{label_filters, Engine, EngineError};
+use crate::names;
+use crate::plan::{Observed, ObservedContainer};
+use crate::spec::FIELDS_LABEL;
+
+impl Engine {
+    /// Every container (all states), network and volume labelled with this stage.
+    pub async fn observe(&self, stage: &str, project: &str) -> Result<Observed, EngineError> {
+        let filters = label_filters(&names::stage_filter(stage, project));
+        let containers = async {
+            let options = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            self.client()
+                .list_containers(Some(options))
+                .await
+                .map_err(|err| EngineError::new("list", "containers", err))
+        };
+        let networks = async {
+            let options = ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build();
+            self.client()
+                .list_networks(Some(options))
+                .await
+                .map_err(|err| EngineError::new("list", "networks", err))
+        };
+        let volumes = async {
+            let options = ListVolumesOptionsBuilder::default()
+                .filters(&filters)
+                .build();
+            self.client()
+                .list_volumes(Some(options))
+                .await
+                .map_err(|err| EngineError::new("list", "volumes", err))
+        };
+        let (containers, networks, volumes) = tokio::try_join!(containers, networks, volumes)?;
+        let mut containers: Vec<ObservedContainer> =
+            containers.into_iter().map(observed_container).collect();
+        containers.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut networks: Vec<String> = networks.into_iter().filter_map(|n| n.name).collect();
+        networks.sort();
+        let mut volumes: Vec<String> = volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        volumes.sort();
+        Ok(Observed {
+            containers,
+            networks,
+            volumes,
+        })
+    }
+}
+
+fn observed_container(summary: ContainerSummary) -> ObservedContainer {
+    let labels = summary.labels.unwrap_or_default();
+    let status = summary.status.unwrap_or_default();
+    let health = if status.contains("(healthy)") {
+        Some("healthy".to_string())
+    } else if status.contains("(unhealthy)") {
+        Some("unhealthy".to_string())
+    } else if status.contains("(health: starting)") {
+        Some("starting".to_string())
+    } else {
+        None
+    };
+    let mut ports: Vec<String> = summary
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let proto = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
+            let ip = p.ip.unwrap_or_default();
+            let ip = if ip.is_empty() || ip == "0.0.0.0" || ip == "::" {
+                String::new()
+            } else if ip.contains(':') {
+                format!("[{ip}]:")
+            } else {
+                format!("{ip}:")
+            };
+            match p.public_port {
+                Some(public) => format!("{ip}{public}->{}/{proto}", p.private_port),
+                None => format!("{}/{proto}", p.private_port),
+            }
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    let name = summary
+        .names
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default();
+    ObservedContainer {
+        name,
+        id: summary.id.unwrap_or_default(),
+        role: labels.get(names::ROLE).cloned().unwrap_or_default(),
+        service: labels.get(names::SERVICE).cloned(),
+        state: summary.state.map(|s| s.to_string()).unwrap_or_default(),
+        status,
+        health,
+        config_hash: labels.get(names::CONFIG_HASH).cloned(),
+        fields: labels.get(FIELDS_LABEL).cloned(),
+        image_id: summary.image_id.unwrap_or_default(),
+        ports,
+    }
+}

@@ -1,0 +1,1057 @@
+//! The planner: desired stack + observed engine state → an ordered list of actions, each
+//! with its reason. Pure: no engine calls, so `up --dry-run` prints exactly what `up` would
+//! do and the tests below cover it without a daemon.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+
+use crate::names;
+use crate::spec::{self, ContainerSpec};
+use crate::stack::model::{Condition, MountKind};
+use crate::stack::LoadedStack;
+
+/// One container of the stage, as the engine's list reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObservedContainer {
+    pub name: String,
+    pub id: String,
+    /// `io.stackctl.role`: service, data, task.
+    pub role: String,
+    /// `io.stackctl.service`: the service or data container it belongs to.
+    pub service: Option<String>,
+    /// `created`, `running`, `exited`, `paused`, …
+    pub state: String,
+    /// The engine's status text (`Up 3 minutes (healthy)`, `Exited (0) 2 seconds ago`).
+    pub status: String,
+    /// `starting`, `healthy`, `unhealthy` when the container has a healthcheck and runs.
+    pub health: Option<String>,
+    pub config_hash: Option<String>,
+    /// The per-field hashes label ([`spec::FIELDS_LABEL`]).
+    pub fields: Option<String>,
+    pub image_id: String,
+    /// Published ports as `host_ip:host_port->container_port/proto`.
+    pub ports: Vec<String>,
+}
+
+impl ObservedContainer {
+    /// The exit code in an `Exited (N) …` status.
+    pub fn exit_code(&self) -> Option<i64> {
+        let rest = self.status.strip_prefix("Exited (")?;
+        rest.split(')').next()?.parse().ok()
+    }
+}
+
+/// What the engine holds for one stage: one list call per kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub containers: Vec<ObservedContainer>,
+    /// Names of the stage's labelled networks.
+    pub networks: Vec<String>,
+    /// Names of the stage's labelled volumes.
+    pub volumes: Vec<String>,
+}
+
+impl Observed {
+    pub fn container(&self, name: &str) -> Option<&ObservedContainer> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+}
+
+/// Options of `up` that change the plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Services asked for (with what they depend on); empty: every service without a profile.
+    pub services: Vec<String>,
+    /// Rebuild every image that has `build:` (`up --build`).
+    pub build: bool,
+    /// Image references already built in this run (not to be built again).
+    pub built: HashSet<String>,
+    pub remove_orphans: bool,
+}
+
+/// What happens to a service container.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// No container yet.
+    Create,
+    /// The container differs; the fields that changed (`environment`, `image`, …).
+    Recreate(Vec<String>),
+    /// The container is current but not running.
+    Start(String),
+    /// Nothing to do; why it counts as current (`running`, `completed`).
+    Unchanged(String),
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Build an image (before anything else).
+    Build {
+        /// The service, data container or task it is for.
+        owner: String,
+        image: String,
+        reason: String,
+    },
+    /// An image is missing and nothing builds it.
+    MissingImage {
+        owner: String,
+        image: String,
+    },
+    CreateNetwork {
+        name: String,
+    },
+    /// An `external: true` network: it must exist.
+    ExternalNetwork {
+        name: String,
+        key: String,
+    },
+    CreateVolume {
+        name: String,
+        driver: Option<String>,
+    },
+    ExternalVolume {
+        name: String,
+        key: String,
+    },
+    /// A data container: created, never started. `exists`: kept as it is.
+    DataContainer {
+        key: String,
+        spec: Box<ContainerSpec>,
+        exists: bool,
+    },
+    Service {
+        service: String,
+        spec: Box<ContainerSpec>,
+        change: Change,
+        /// Services this one waits for, with the condition.
+        depends_on: Vec<(String, Condition)>,
+        /// Whether `up` waits for it to be healthy at the end.
+        has_healthcheck: bool,
+    },
+    /// A service container whose service is gone from the stack file.
+    Orphan {
+        name: String,
+        remove: bool,
+    },
+}
+
+impl Action {
+    /// (kind, object, action, reason) as printed by `up --dry-run` and in events.
+    pub fn describe(&self) -> (&'static str, String, &'static str, String) {
+        match self {
+            Action::Build {
+                owner,
+                image,
+                reason,
+            } => (
+                "image",
+                image.clone(),
+                "build",
+                format!("{reason} (for `{owner}`)"),
+            ),
+            Action::MissingImage { owner, image } => (
+                "image",
+                image.clone(),
+                "missing",
+                format!("not on this engine and `{owner}` has no `build:`"),
+            ),
+            Action::CreateNetwork { name } => ("network", name.clone(), "create", "new".into()),
+            Action::ExternalNetwork { name, .. } => {
+                ("network", name.clone(), "use", "external".into())
+            }
+            Action::CreateVolume { name, .. } => ("volume", name.clone(), "create", "new".into()),
+            Action::ExternalVolume { name, .. } => {
+                ("volume", name.clone(), "use", "external".into())
+            }
+            Action::DataContainer { spec, exists, .. } => {
+                if *exists {
+                    (
+                        "data",
+                        spec.name.clone(),
+                        "unchanged",
+                        "exists (kept)".into(),
+                    )
+                } else {
+                    ("data", spec.name.clone(), "create", "new".into())
+                }
+            }
+            Action::Service { spec, change, .. } => {
+                let name = spec.name.clone();
+                match change {
+                    Change::Create => ("service", name, "create", "new".into()),
+                    Change::Recreate(fields) => (
+                        "service",
+                        name,
+                        "recreate",
+                        fields
+                            .iter()
+                            .map(|f| format!("{f} changed"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                    Change::Start(why) => ("service", name, "start", why.clone()),
+                    Change::Unchanged(why) => ("service", name, "unchanged", why.clone()),
+                }
+            }
+            Action::Orphan { name, remove } => {
+                if *remove {
+                    ("service", name.clone(), "remove", "orphan".into())
+                } else {
+                    (
+                        "service",
+                        name.clone(),
+                        "orphan",
+                        "not in the stack file; `up --remove-orphans` removes it".into(),
+                    )
+                }
+            }
+        }
+    }
+
+    /// True when executing it changes nothing.
+    pub fn is_noop(&self) -> bool {
+        matches!(
+            self,
+            Action::ExternalNetwork { .. }
+                | Action::ExternalVolume { .. }
+                | Action::DataContainer { exists: true, .. }
+                | Action::Service {
+                    change: Change::Unchanged(_),
+                    ..
+                }
+                | Action::Orphan { remove: false, .. }
+        )
+    }
+}
+
+/// The ordered actions of one `up`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// Unchanged services the engine already reports healthy (no wait needed).
+    pub healthy: BTreeSet<String>,
+}
+
+impl Plan {
+    pub fn builds(&self) -> impl Iterator<Item = &Action> {
+        self.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Build { .. }))
+    }
+
+    /// The service action for a service name.
+    pub fn service(&self, name: &str) -> Option<&Action> {
+        self.actions
+            .iter()
+            .find(|a| matches!(a, Action::Service { service, .. } if service == name))
+    }
+
+    /// True when nothing would change.
+    pub fn is_noop(&self) -> bool {
+        self.actions.iter().all(Action::is_noop)
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for action in &self.actions {
+            let (kind, object, verb, reason) = action.describe();
+            writeln!(f, "{verb:<10} {kind:<8} {object}  ({reason})")?;
+        }
+        Ok(())
+    }
+}
+
+/// An unknown service name in `up SERVICE…`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnknownService(pub String);
+
+/// The services to act on: those asked for plus everything they depend on (`depends_on`,
+/// `volumes_from` a service), in dependency order. Empty `asked`: every (active) service.
+pub fn select_services(
+    loaded: &LoadedStack,
+    asked: &[String],
+) -> Result<Vec<String>, UnknownService> {
+    let services = &loaded.stack.services;
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    let mut queue: Vec<String> = if asked.is_empty() {
+        // The loader already left out services of profiles not selected.
+        services.keys().cloned().collect()
+    } else {
+        for name in asked {
+            if !services.contains_key(name) {
+                return Err(UnknownService(name.clone()));
+            }
+        }
+        asked.to_vec()
+    };
+    while let Some(name) = queue.pop() {
+        if !wanted.insert(name.clone()) {
+            continue;
+        }
+        queue.extend(service_deps(loaded, &name).into_iter().map(|(d, _)| d));
+    }
+    Ok(dependency_order(loaded, &wanted))
+}
+
+/// The services a service waits for: `depends_on` with its condition, and services it
+/// takes volumes from (started).
+pub fn service_deps(loaded: &LoadedStack, name: &str) -> Vec<(String, Condition)> {
+    let Some(service) = loaded.stack.services.get(name) else {
+        return Vec::new();
+    };
+    let mut deps: Vec<(String, Condition)> = service
+        .depends_on
+        .iter()
+        .filter(|(d, _)| loaded.stack.services.contains_key(*d))
+        .map(|(d, dep)| (d.clone(), dep.condition))
+        .collect();
+    for entry in &service.volumes_from {
+        let target = spec::volumes_from_target(entry);
+        if loaded.stack.services.contains_key(target) && !deps.iter().any(|(d, _)| d == target) {
+            deps.push((target.to_string(), Condition::ServiceStarted));
+        }
+    }
+    deps
+}
+
+/// `wanted` in dependency order (dependencies first), ties in stack-file order. A cycle
+/// (rejected by validation) falls back to file order for what remains.
+pub fn dependency_order(loaded: &LoadedStack, wanted: &BTreeSet<String>) -> Vec<String> {
+    let in_file: Vec<&String> = loaded
+        .stack
+        .services
+        .keys()
+        .filter(|n| wanted.contains(*n))
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut placed: HashSet<&str> = HashSet::new();
+    loop {
+        let mut progressed = false;
+        for name in &in_file {
+            if placed.contains(name.as_str()) {
+                continue;
+            }
+            let ready = service_deps(loaded, name)
+                .iter()
+                .all(|(d, _)| placed.contains(d.as_str()) || !wanted.contains(d));
+            if ready {
+                placed.insert(name.as_str());
+                done.push((*name).clone());
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    for name in in_file {
+        if !placed.contains(name.as_str()) {
+            done.push(name.clone());
+        }
+    }
+    done
+}
+
+/// Decide what `up` does. `images` maps image references to the IDs the engine has.
+pub fn plan(
+    loaded: &LoadedStack,
+    images: &HashMap<String, String>,
+    observed: &Observed,
+    options: &PlanOptions,
+) -> Result<Plan, UnknownService> {
+    let stack = &loaded.stack;
+    let selected = select_services(loaded, &options.services)?;
+    let mut actions = Vec::new();
+    let mut healthy = BTreeSet::new();
+
+    // Data containers used by the selected services (all of them for a full `up`).
+    let mut data: Vec<String> = Vec::new();
+    for name in &selected {
+        for entry in &stack.services[name.as_str()].volumes_from {
+            let target = spec::volumes_from_target(entry);
+            if stack.data_containers.contains_key(target) && !data.iter().any(|d| d == target) {
+                data.push(target.to_string());
+            }
+        }
+    }
+    if options.services.is_empty() {
+        data = stack.data_containers.keys().cloned().collect();
+    }
+
+    // Images: build what is missing (or everything buildable with --build).
+    let mut image_actions: Vec<Action> = Vec::new();
+    let mut seen_images: HashSet<String> = HashSet::new();
+    let mut need_image = |owner: &str, image: String, buildable: bool| {
+        if !seen_images.insert(image.clone()) {
+            return;
+        }
+        let have = images.contains_key(&image);
+        if buildable && options.build && !options.built.contains(&image) {
+            image_actions.push(Action::Build {
+                owner: owner.to_string(),
+                image,
+                reason: "--build".into(),
+            });
+        } else if !have && buildable && !options.built.contains(&image) {
+            image_actions.push(Action::Build {
+                owner: owner.to_string(),
+                image,
+                reason: "image missing".into(),
+            });
+        } else if !have {
+            image_actions.push(Action::MissingImage {
+                owner: owner.to_string(),
+                image,
+            });
+        }
+    };
+    for name in &data {
+        let d = &stack.data_containers[name.as_str()];
+        if data_missing(loaded, observed, name) {
+            need_image(name, spec::data_image(loaded, name), d.build.is_some());
+        }
+    }
+    for name in &selected {
+        let s = &stack.services[name.as_str()];
+        need_image(
+            name,
+            spec::service_image(loaded, name, s),
+            s.build.is_some(),
+        );
+    }
+    actions.extend(image_actions);
+
+    // Networks: the stage network and every other one the selected services join.
+    let mut network_keys: Vec<String> = vec!["default".to_string()];
+    for name in &selected {
+        for key in stack.services[name.as_str()].networks.keys() {
+            if !network_keys.contains(key) {
+                network_keys.push(key.clone());
+            }
+        }
+    }
+    if !selected.is_empty() {
+        for key in &network_keys {
+            let name = spec::network_name(loaded, key);
+            let external = stack.networks.get(key).is_some_and(|n| n.external);
+            if external {
+                actions.push(Action::ExternalNetwork {
+                    name,
+                    key: key.clone(),
+                });
+            } else if !observed.networks.contains(&name) {
+                actions.push(Action::CreateNetwork { name });
+            }
+        }
+    }
+
+    // Named volumes the selected services and data containers mount.
+    let mut volume_keys: Vec<String> = Vec::new();
+    let mounts = selected
+        .iter()
+        .flat_map(|n| stack.services[n.as_str()].volumes.iter())
+        .chain(
+            data.iter()
+                .flat_map(|n| stack.data_containers[n.as_str()].volumes.iter()),
+        );
+    for mount in mounts {
+        if let (MountKind::Named, Some(source)) = (mount.kind, &mount.source) {
+            if !volume_keys.contains(source) {
+                volume_keys.push(source.clone());
+            }
+        }
+    }
+    for key in &volume_keys {
+        let name = spec::volume_name(loaded, key);
+        let def = stack.volumes.get(key);
+        if def.is_some_and(|v| v.external) {
+            actions.push(Action::ExternalVolume {
+                name,
+                key: key.clone(),
+            });
+        } else if !observed.volumes.contains(&name) {
+            actions.push(Action::CreateVolume {
+                name,
+                driver: def.and_then(|v| v.driver.clone()),
+            });
+        }
+    }
+
+    for name in &data {
+        let image = spec::data_image(loaded, name);
+        let id = images.get(&image).cloned().unwrap_or_default();
+        if let Some(spec) = spec::data_container(loaded, name, &id) {
+            actions.push(Action::DataContainer {
+                key: name.clone(),
+                exists: !data_missing(loaded, observed, name),
+                spec: Box::new(spec),
+            });
+        }
+    }
+
+    // Which services others wait on to complete: their exited-0 container is current.
+    let one_shots: HashSet<String> = stack
+        .services
+        .values()
+        .flat_map(|s| s.depends_on.iter())
+        .filter(|(_, d)| d.condition == Condition::ServiceCompletedSuccessfully)
+        .map(|(n, _)| n.clone())
+        .collect();
+
+    for name in &selected {
+        let service = &stack.services[name.as_str()];
+        let image = spec::service_image(loaded, name, service);
+        let rebuilding = actions
+            .iter()
+            .any(|a| matches!(a, Action::Build { image: i, .. } if *i == image));
+        let image_id = if rebuilding {
+            String::new()
+        } else {
+            images.get(&image).cloned().unwrap_or_default()
+        };
+        let spec = spec::service(loaded, name, service, &image_id);
+        let change = match observed.container(&spec.name) {
+            None => Change::Create,
+            Some(current) if rebuilding => {
+                let _ = current;
+                Change::Recreate(vec!["image".into()])
+            }
+            Some(current) if current.config_hash.as_deref() != Some(&spec.config_hash()) => {
+                let fields = current
+                    .fields
+                    .as_deref()
+                    .map(|old| spec::changed_fields(old, &spec.field_hashes()))
+                    .unwrap_or_default();
+                if fields.is_empty() {
+                    Change::Recreate(vec!["config".into()])
+                } else {
+                    Change::Recreate(fields)
+                }
+            }
+            Some(current) => match current.state.as_str() {
+                "running" if current.health.as_deref() == Some("healthy") => {
+                    healthy.insert(name.clone());
+                    Change::Unchanged("running".into())
+                }
+                "running" | "restarting" => Change::Unchanged("running".into()),
+                "paused" => Change::Unchanged("paused".into()),
+                "exited" if one_shots.contains(name) && current.exit_code() == Some(0) => {
+                    Change::Unchanged("completed".into())
+                }
+                "created" => Change::Start("created, not started".into()),
+                _ => Change::Start("was stopped".into()),
+            },
+        };
+        let has_healthcheck = spec
+            .healthcheck
+            .as_ref()
+            .is_some_and(|h| h.test.first().is_some_and(|t| t != "NONE"));
+        actions.push(Action::Service {
+            service: name.clone(),
+            depends_on: service_deps(loaded, name),
+            has_healthcheck,
+            change,
+            spec: Box::new(spec),
+        });
+    }
+
+    for container in &observed.containers {
+        if container.role != names::role::SERVICE {
+            continue;
+        }
+        let known = container
+            .service
+            .as_ref()
+            .is_some_and(|s| stack.services.contains_key(s));
+        if !known {
+            actions.push(Action::Orphan {
+                name: container.name.clone(),
+                remove: options.remove_orphans,
+            });
+        }
+    }
+    Ok(Plan { actions, healthy })
+}
+
+fn data_missing(loaded: &LoadedStack, observed: &Observed, name: &str) -> bool {
+    observed
+        .container(&names::data_container(&loaded.stage, &loaded.project, name))
+        .is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::Stack;
+    use std::path::PathBuf;
+
+    const IMAGE_ID: &str = "sha256:1111";
+
+    fn loaded(yaml: &str) -> LoadedStack {
+        let stack: Stack = serde_yaml::from_str(yaml).expect("valid test stack");
+        LoadedStack {
+            stack,
+            project: "demo".into(),
+            stage: "dev".into(),
+            dir: PathBuf::from("/srv/demo"),
+            file: PathBuf::from("/srv/demo/stacks/dev.yml"),
+            secrets: Vec::new(),
+            ..Default::default()
+        }
+    }
+
+    fn images() -> HashMap<String, String> {
+        HashMap::from([
+            ("busybox:latest".to_string(), IMAGE_ID.to_string()),
+            ("other:1".to_string(), "sha256:2222".to_string()),
+            ("demo/api:dev".to_string(), "sha256:3333".to_string()),
+        ])
+    }
+
+    const BASE: &str = r#"
+services:
+  db:
+    image: busybox:latest
+    command: [sleep, "3600"]
+    environment: { A: "1" }
+    ports: ["5432:5432"]
+    healthcheck: { test: [CMD, "true"], interval: 1s }
+    volumes_from: [dbdata]
+  api:
+    image: busybox:latest
+    command: [httpd, -f]
+    depends_on: { db: { condition: service_healthy } }
+    volumes: ["cache:/cache", "./logs:/logs:ro", "/anon"]
+  worker:
+    image: busybox:latest
+    depends_on: [api]
+data_containers:
+  dbdata:
+    image: busybox:latest
+    volumes: [/var/lib/data]
+volumes:
+  cache: {}
+"#;
+
+    /// The engine state right after a full `up` of `stack`: everything exists and runs.
+    fn converged(loaded: &LoadedStack) -> Observed {
+        let plan = plan(
+            loaded,
+            &images(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        )
+        .expect("plan");
+        let mut observed = Observed::default();
+        for action in &plan.actions {
+            match action {
+                Action::CreateNetwork { name } => observed.networks.push(name.clone()),
+                Action::CreateVolume { name, .. } => observed.volumes.push(name.clone()),
+                Action::DataContainer { spec, .. } => observed
+                    .containers
+                    .push(observed_of(spec, "data", "created")),
+                Action::Service { spec, .. } => observed
+                    .containers
+                    .push(observed_of(spec, "service", "running")),
+                _ => {}
+            }
+        }
+        observed
+    }
+
+    fn observed_of(spec: &ContainerSpec, role: &str, state: &str) -> ObservedContainer {
+        let labels = spec.labels();
+        ObservedContainer {
+            name: spec.name.clone(),
+            id: format!("id-{}", spec.name),
+            role: role.into(),
+            service: labels.get(names::SERVICE).cloned(),
+            state: state.into(),
+            status: String::new(),
+            health: None,
+            config_hash: labels.get(names::CONFIG_HASH).cloned(),
+            fields: labels.get(spec::FIELDS_LABEL).cloned(),
+            image_id: spec.image_id.clone(),
+            ports: Vec::new(),
+        }
+    }
+
+    fn changes(plan: &Plan) -> Vec<(String, &'static str, String)> {
+        plan.actions
+            .iter()
+            .map(|a| {
+                let (_, object, verb, reason) = a.describe();
+                (object, verb, reason)
+            })
+            .collect()
+    }
+
+    fn service_change<'a>(plan: &'a Plan, name: &str) -> &'a Change {
+        match plan.service(name) {
+            Some(Action::Service { change, .. }) => change,
+            other => panic!("no service action for {name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_engine_creates_everything_in_order() {
+        let stack = loaded(BASE);
+        let plan = plan(
+            &stack,
+            &images(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        let got: Vec<(String, &str)> = changes(&plan).into_iter().map(|(o, v, _)| (o, v)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("dev-demo_default".to_string(), "create"),
+                ("dev-demo_cache".to_string(), "create"),
+                ("dev-demo--dbdata".to_string(), "create"),
+                ("dev-demo--db".to_string(), "create"),
+                ("dev-demo--api".to_string(), "create"),
+                ("dev-demo--worker".to_string(), "create"),
+            ]
+        );
+        assert_eq!(service_change(&plan, "db"), &Change::Create);
+    }
+
+    #[test]
+    fn converged_state_plans_nothing() {
+        let stack = loaded(BASE);
+        let observed = converged(&stack);
+        let plan = plan(&stack, &images(), &observed, &PlanOptions::default()).unwrap();
+        assert!(plan.is_noop(), "{plan}");
+        for name in ["db", "api", "worker"] {
+            assert_eq!(
+                service_change(&plan, name),
+                &Change::Unchanged("running".into())
+            );
+        }
+    }
+
+    fn changed_one(yaml_after: &str, service: &str, field: &str) {
+        let before = loaded(BASE);
+        let observed = converged(&before);
+        let after = loaded(yaml_after);
+        let plan = plan(&after, &images(), &observed, &PlanOptions::default()).unwrap();
+        for name in ["db", "api", "worker"] {
+            let change = service_change(&plan, name);
+            if name == service {
+                assert_eq!(change, &Change::Recreate(vec![field.to_string()]), "{name}");
+            } else {
+                assert_eq!(
+                    change,
+                    &Change::Unchanged("running".into()),
+                    "{name} for a change of {field}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn each_kind_of_change_recreates_exactly_that_service() {
+        changed_one(
+            &BASE.replace(r#"{ A: "1" }"#, r#"{ A: "2" }"#),
+            "db",
+            "environment",
+        );
+        changed_one(
+            &BASE.replace("[httpd, -f]", "[httpd, -f, -v]"),
+            "api",
+            "command",
+        );
+        changed_one(
+            &BASE.replace(r#""5432:5432""#, r#""5433:5432""#),
+            "db",
+            "ports",
+        );
+        changed_one(
+            &BASE.replace("./logs:/logs:ro", "./logs:/logs"),
+            "api",
+            "volumes",
+        );
+        changed_one(
+            &BASE.replace(
+                "    depends_on: [api]",
+                "    depends_on: [api]\n    user: \"1000\"",
+            ),
+            "worker",
+            "user",
+        );
+        changed_one(
+            &BASE.replace("interval: 1s", "interval: 2s"),
+            "db",
+            "healthcheck",
+        );
+        changed_one(
+            &BASE.replace(
+                "  worker:\n    image: busybox:latest",
+                "  worker:\n    image: other:1",
+            ),
+            "worker",
+            "image",
+        );
+    }
+
+    #[test]
+    fn new_image_id_recreates_with_image_reason() {
+        let stack = loaded(BASE);
+        let observed = converged(&stack);
+        let mut newer = images();
+        newer.insert("busybox:latest".into(), "sha256:9999".into());
+        let plan = plan(&stack, &newer, &observed, &PlanOptions::default()).unwrap();
+        for name in ["db", "api", "worker"] {
+            assert_eq!(
+                service_change(&plan, name),
+                &Change::Recreate(vec!["image".into()])
+            );
+        }
+        // The data container keeps its data: it is never recreated.
+        assert!(plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::DataContainer { exists: true, .. })));
+    }
+
+    #[test]
+    fn stopped_container_is_started_and_missing_labels_say_config() {
+        let stack = loaded(BASE);
+        let mut observed = converged(&stack);
+        observed
+            .containers
+            .iter_mut()
+            .find(|c| c.name == "dev-demo--api")
+            .unwrap()
+            .state = "exited".into();
+        let worker = observed
+            .containers
+            .iter_mut()
+            .find(|c| c.name == "dev-demo--worker")
+            .unwrap();
+        worker.fields = None;
+        worker.config_hash = Some("old".into());
+        let plan = plan(&stack, &images(), &observed, &PlanOptions::default()).unwrap();
+        assert_eq!(
+            service_change(&plan, "api"),
+            &Change::Start("was stopped".into())
+        );
+        assert_eq!(
+            service_change(&plan, "worker"),
+            &Change::Recreate(vec!["config".into()])
+        );
+        let (_, _, verb, reason) = plan.service("worker").unwrap().describe();
+        assert_eq!((verb, reason.as_str()), ("recreate", "config changed"));
+    }
+
+    #[test]
+    fn orphans_are_reported_and_removed_only_when_asked() {
+        let stack = loaded(BASE);
+        let mut observed = converged(&stack);
+        observed.containers.push(ObservedContainer {
+            name: "dev-demo--old".into(),
+            role: "service".into(),
+            service: Some("old".into()),
+            state: "running".into(),
+            ..Default::default()
+        });
+        let plan1 = plan(&stack, &images(), &observed, &PlanOptions::default()).unwrap();
+        assert!(plan1.actions.contains(&Action::Orphan {
+            name: "dev-demo--old".into(),
+            remove: false
+        }));
+        assert!(plan1.is_noop());
+        let options = PlanOptions {
+            remove_orphans: true,
+            ..Default::default()
+        };
+        let plan2 = plan(&stack, &images(), &observed, &options).unwrap();
+        assert!(plan2.actions.contains(&Action::Orphan {
+            name: "dev-demo--old".into(),
+            remove: true
+        }));
+        assert!(!plan2.is_noop());
+    }
+
+    #[test]
+    fn selecting_a_service_brings_its_dependencies_only() {
+        let stack = loaded(BASE);
+        let options = PlanOptions {
+            services: vec!["api".into()],
+            ..Default::default()
+        };
+        let plan = plan(&stack, &images(), &Observed::default(), &options).unwrap();
+        assert!(plan.service("api").is_some());
+        assert!(plan.service("db").is_some());
+        assert!(plan.service("worker").is_none());
+        let bad = PlanOptions {
+            services: vec!["nope".into()],
+            ..Default::default()
+        };
+        assert_eq!(plan_err(&stack, &bad), UnknownService("nope".into()));
+    }
+
+    fn plan_err(stack: &LoadedStack, options: &PlanOptions) -> UnknownService {
+        plan(stack, &images(), &Observed::default(), options).unwrap_err()
+    }
+
+    #[test]
+    fn missing_images_are_built_or_reported() {
+        let stack = loaded("services:\n  api: { build: ./api }\n  web: { image: nothere:1 }\n");
+        let plan1 = plan(
+            &stack,
+            &HashMap::new(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            plan1.actions[..2],
+            [
+                Action::Build {
+                    owner: "api".into(),
+                    image: "demo/api:dev".into(),
+                    reason: "image missing".into()
+                },
+                Action::MissingImage {
+                    owner: "web".into(),
+                    image: "nothere:1".into()
+                },
+            ]
+        );
+        // Present images are built only with --build, and not twice in one run.
+        let options = PlanOptions {
+            build: true,
+            ..Default::default()
+        };
+        let plan2 = plan(&stack, &images(), &Observed::default(), &options).unwrap();
+        assert_eq!(plan2.builds().count(), 1);
+        let options = PlanOptions {
+            build: true,
+            built: HashSet::from(["demo/api:dev".to_string()]),
+            ..Default::default()
+        };
+        let plan3 = plan(&stack, &images(), &Observed::default(), &options).unwrap();
+        assert_eq!(plan3.builds().count(), 0);
+    }
+
+    #[test]
+    fn one_shot_dependency_that_completed_is_current() {
+        let stack = loaded(
+            "services:\n  migrate: { image: busybox:latest, command: [\"true\"] }\n  api:\n    image: busybox:latest\n    depends_on: { migrate: { condition: service_completed_successfully } }\n",
+        );
+        let mut observed = converged(&stack);
+        let migrate = observed
+            .containers
+            .iter_mut()
+            .find(|c| c.name == "dev-demo--migrate")
+            .unwrap();
+        migrate.state = "exited".into();
+        migrate.status = "Exited (0) 3 seconds ago".into();
+        let plan1 = plan(&stack, &images(), &observed, &PlanOptions::default()).unwrap();
+        assert_eq!(
+            service_change(&plan1, "migrate"),
+            &Change::Unchanged("completed".into())
+        );
+        observed
+            .containers
+            .iter_mut()
+            .find(|c| c.name == "dev-demo--migrate")
+            .unwrap()
+            .status = "Exited (3) 1 second ago".into();
+        let plan2 = plan(&stack, &images(), &observed, &PlanOptions::default()).unwrap();
+        assert_eq!(
+            service_change(&plan2, "migrate"),
+            &Change::Start("was stopped".into())
+        );
+    }
+
+    #[test]
+    fn external_objects_are_checked_not_created() {
+        let stack = loaded(
+            "services:\n  a:\n    image: busybox:latest\n    networks: [shared]\n    volumes: [\"ext:/x\"]\nnetworks:\n  shared: { external: true, name: corp-net }\nvolumes:\n  ext: { external: true }\n",
+        );
+        let plan = plan(
+            &stack,
+            &images(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert!(plan.actions.contains(&Action::ExternalNetwork {
+            name: "corp-net".into(),
+            key: "shared".into()
+        }));
+        assert!(plan.actions.contains(&Action::ExternalVolume {
+            name: "ext".into(),
+            key: "ext".into()
+        }));
+        match plan.service("a") {
+            Some(Action::Service { spec, .. }) => {
+                assert_eq!(spec.networks[0].network, "dev-demo_default");
+                assert_eq!(spec.networks[1].network, "corp-net");
+                assert_eq!(spec.networks[1].aliases, vec!["a".to_string()]);
+                assert_eq!(spec.binds, vec!["ext:/x".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dependency_order_puts_dependencies_first() {
+        let stack = loaded(
+            "services:\n  web: { image: busybox:latest, depends_on: [api] }\n  api: { image: busybox:latest, depends_on: [db], volumes_from: [\"files:ro\"] }\n  db: { image: busybox:latest }\n  files: { image: busybox:latest }\n",
+        );
+        let order = select_services(&stack, &[]).unwrap();
+        assert_eq!(order, vec!["db", "files", "api", "web"]);
+        match plan(
+            &stack,
+            &images(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        )
+        .unwrap()
+        .service("api")
+        {
+            Some(Action::Service { spec, .. }) => {
+                assert_eq!(spec.volumes_from, vec!["dev-demo--files:ro".to_string()])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn spec_maps_resolved_names_and_paths() {
+        let stack = loaded(BASE);
+        let plan = plan(
+            &stack,
+            &images(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        match plan.service("api") {
+            Some(Action::Service {
+                spec, depends_on, ..
+            }) => {
+                assert_eq!(
+                    spec.binds,
+                    vec![
+                        "dev-demo_cache:/cache".to_string(),
+                        "/srv/demo/logs:/logs:ro".to_string()
+                    ]
+                );
+                assert_eq!(spec.anonymous_volumes, vec!["/anon".to_string()]);
+                assert_eq!(
+                    depends_on,
+                    &vec![("db".to_string(), Condition::ServiceHealthy)]
+                );
+                assert_eq!(spec.networks[0].aliases, vec!["api".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
