@@ -23,23 +23,15 @@ pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
     let loaded = stack::load(&ctx.project)?;
     ctx.printer.add_secrets(loaded.secrets.iter().cloned());
     let printer = ctx.printer;
-    let mut builds = select(&loaded, &args.services, &printer)?;
+    let builds = prepare(&loaded, &args.services, args.no_cache, &printer)?;
     if builds.is_empty() {
         printer.status("nothing to build: no service, data container or task has `build:`");
         return Ok(exit::OK);
     }
-    for build in &mut builds {
-        build.request.no_cache = args.no_cache;
-    }
-    images::check_sources(&loaded, &builds)?;
     let engine = Engine::connect().await?;
-    let verbose = ctx.global.verbose > 0;
     let started = Instant::now();
     let count = builds.len();
-    let outcome = tokio::select! {
-        result = build_all(&engine, builds, &printer, verbose) => result,
-        _ = crate::interrupt::wait() => Err(Interrupted.into()),
-    };
+    let outcome = build_images(&engine, builds, &printer, ctx.global.verbose > 0).await;
     let elapsed = started.elapsed().as_millis();
     match outcome {
         Ok(()) => {
@@ -60,6 +52,50 @@ pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
             }
             Err(err)
         }
+    }
+}
+
+/// Build the named entries' images (all when `names` is empty) with the same checks, output
+/// and failure handling as `stackctl build`; for the built-in `build` step of task
+/// sequences and for `up --build`.
+pub async fn build_stage(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    printer: &Printer,
+    names: &[String],
+    no_cache: bool,
+    verbose: bool,
+) -> Result<()> {
+    let builds = prepare(loaded, names, no_cache, printer)?;
+    build_images(engine, builds, printer, verbose).await
+}
+
+/// The checked builds to run: selected, deduplicated by tag, contexts verified.
+fn prepare(
+    loaded: &LoadedStack,
+    names: &[String],
+    no_cache: bool,
+    printer: &Printer,
+) -> Result<Vec<ImageBuild>> {
+    let mut builds = select(loaded, names, printer)?;
+    for build in &mut builds {
+        build.request.no_cache = no_cache;
+    }
+    images::check_sources(loaded, &builds)?;
+    Ok(builds)
+}
+
+/// Run the builds until done, or until an interrupt (the engine then stops the build and
+/// removes its container).
+async fn build_images(
+    engine: &Engine,
+    builds: Vec<ImageBuild>,
+    printer: &Printer,
+    verbose: bool,
+) -> Result<()> {
+    tokio::select! {
+        result = build_all(engine, builds, printer, verbose) => result,
+        _ = crate::interrupt::wait() => Err(Interrupted.into()),
     }
 }
 
