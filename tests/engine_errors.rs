@@ -1,0 +1,147 @@
+//! Clear failures of `up`: a taken port, an unhealthy service, an unreachable daemon, a
+//! missing external network, and the stage lock held by another process.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{busybox_image, TestStack};
+
+fn stderr_of(out: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+}
+
+#[test]
+fn port_already_allocated_names_service_and_port() {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind a free port");
+    let port = listener.local_addr().unwrap().port();
+    let t = TestStack::new("port");
+    t.stack(&format!(
+        r#"
+services:
+  web:
+    image: {}
+    command: [httpd, -f, -p, "8080"]
+    ports: ["${{WEB_PORT:-{port}}}:8080"]
+"#,
+        busybox_image()
+    ));
+    let out = t.cmd().arg("up").assert().code(1);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains(&format!("port {port} is already allocated")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("service `web`"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("hint: set WEB_PORT in .env.{}", t.stage)),
+        "{stderr}"
+    );
+    drop(listener);
+}
+
+#[test]
+fn unhealthy_service_shows_its_health_output_and_logs() {
+    let t = TestStack::new("unhealthy");
+    t.stack(&format!(
+        r#"
+services:
+  db:
+    image: {}
+    init: true
+    command: [sh, -c, "echo starting db; exec sleep 3600"]
+    healthcheck:
+      test: [CMD, sh, -c, "echo not ready yet; exit 1"]
+      interval: 500ms
+      retries: 2
+"#,
+        busybox_image()
+    ));
+    let out = t.cmd().args(["up", "--timeout", "30"]).assert().code(1);
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("service `db` is unhealthy"), "{stderr}");
+    assert!(
+        stderr.contains("last health check: exit 1: not ready yet"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("starting db"), "{stderr}");
+
+    // --no-wait does not wait for health; --timeout bounds the wait.
+    t.cmd().args(["up", "--no-wait"]).assert().success();
+}
+
+#[test]
+fn unreachable_daemon_is_one_clear_error() {
+    let t = TestStack::new("nodaemon");
+    t.stack(&format!(
+        "services:\n  a: {{ image: {} }}\n",
+        busybox_image()
+    ));
+    let out = t
+        .cmd()
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .arg("up")
+        .assert()
+        .code(1);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.starts_with("error: cannot reach the Docker engine at unix:///nonexistent.sock"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn missing_external_network_fails_with_a_hint() {
+    let t = TestStack::new("extnet");
+    t.stack(&format!(
+        "services:\n  a:\n    image: {}\n    networks: [shared]\nnetworks:\n  shared: {{ external: true, name: {}-absent }}\n",
+        busybox_image(),
+        t.project
+    ));
+    let out = t.cmd().arg("up").assert().code(1);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains(&format!("external network `{}-absent`", t.project)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: create it with `docker network create"),
+        "{stderr}"
+    );
+    assert!(t.containers().is_empty());
+}
+
+#[test]
+fn second_process_waits_for_the_stage_lock_then_gives_up() {
+    let t = TestStack::new("lock");
+    t.stack(&format!(
+        r#"
+services:
+  slow:
+    image: {}
+    init: true
+    command: [sh, -c, "sleep 4; touch /tmp/ready; exec sleep 3600"]
+    healthcheck: {{ test: [CMD, sh, -c, "test -f /tmp/ready"], interval: 500ms, retries: 30 }}
+"#,
+        busybox_image()
+    ));
+    let mut first = t.std_cmd().arg("up").spawn().expect("start first up");
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = t.cmd().args(["down", "--timeout", "1"]).assert().code(1);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains(&format!(
+            "waiting for another stackctl on stage `{}`",
+            t.stage
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("another stackctl is still changing stage"),
+        "{stderr}"
+    );
+    assert!(first.wait().expect("first up").success());
+    // Once the first is done, the lock is free.
+    t.cmd().args(["down", "--timeout", "5"]).assert().success();
+}
