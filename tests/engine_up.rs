@@ -286,8 +286,7 @@ fn second_up_changes_nothing_and_each_change_recreates_exactly_its_service() {
             vec![service],
             "a change of {field}"
         );
-        current = now;
-        // The stack as changed is the new baseline for the next case.
+        // Back to the original stack (recreating that service again) for the next case.
         t.stack(&yaml);
         t.cmd().arg("up").assert().success();
         current = ids(&t);
