@@ -1,0 +1,1080 @@
+//! Side-by-side benchmark of stackctl, docker-compose v1 and the floor (the fewest Engine API
+//! calls that do the same work, made directly with ideal parallelism) on one stack file.
+//!
+//! ```text
+//! cargo bench --bench compare                      # 7 runs, 1 GiB through stdin
+//! cargo bench --bench compare -- --quick           # 1 run, 32 MiB: checks the harness works
+//! cargo bench --bench compare -- --update BENCHMARKS.md   # also rewrite the results there
+//! ```
+//!
+//! Cargo builds the `stackctl` binary with the release settings for a bench, and the harness
+//! runs that binary (`CARGO_BIN_EXE_stackctl`), never a debug build. Each tool gets its own
+//! project name so they never touch each other's objects; everything is removed by label at
+//! the end, on failure and on Ctrl-C. Times are never asserted: the harness fails only when a
+//! tool or the harness itself does not do the work (a service not running after `up`, a
+//! container left after `down`, a wrong byte count).
+
+mod floor;
+mod process;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptions,
+};
+
+use floor::Floor;
+use process::{Outcome, Runner};
+
+/// The benchmark stack, read by all three.
+const STACK: &str = include_str!("stack.yml");
+/// stackctl's tasks for the one-off steps (Compose has no `tasks:`; it runs the same service
+/// with `run --rm`).
+const TASKS: &str = "
+tasks:
+  noop: { service: worker1, command: [\"true\"] }
+  count: { service: worker1, command: [wc, -c] }
+";
+const IMAGE: &str = "stackctl-fixture/busybox:latest";
+const TASK_SERVICE: &str = "worker1";
+const STEP_TIMEOUT: Duration = Duration::from_secs(180);
+const STDIN_TIMEOUT: Duration = Duration::from_secs(900);
+const NOOP_REPEATS: usize = 3;
+const RESULTS_START: &str = "<!-- bench:results:start -->";
+const RESULTS_END: &str = "<!-- bench:results:end -->";
+
+struct Options {
+    runs: usize,
+    stdin_mib: u64,
+    quick: bool,
+    update: Option<PathBuf>,
+    verbose: bool,
+    stackctl: PathBuf,
+}
+
+impl Options {
+    fn parse() -> Result<Options> {
+        let quick_env =
+            std::env::var("STACKCTL_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let mut options = Options {
+            runs: 7,
+            stdin_mib: 1024,
+            quick: false,
+            update: None,
+            verbose: false,
+            stackctl: PathBuf::from(env!("CARGO_BIN_EXE_stackctl")),
+        };
+        let mut explicit_runs = None;
+        let mut explicit_mib = None;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value =
+                |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+            match arg.as_str() {
+                // Cargo passes `--bench` to every bench binary.
+                "--bench" => {}
+                "--quick" => options.quick = true,
+                "--verbose" | "-v" => options.verbose = true,
+                "--runs" => explicit_runs = Some(value("--runs")?.parse().context("--runs")?),
+                "--stdin-mib" => {
+                    explicit_mib = Some(value("--stdin-mib")?.parse().context("--stdin-mib")?)
+                }
+                "--update" => options.update = Some(PathBuf::from(value("--update")?)),
+                "--stackctl" => options.stackctl = PathBuf::from(value("--stackctl")?),
+                "--help" | "-h" => {
+                    println!(
+                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--verbose]"
+                    );
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument `{other}` (try --help)"),
+            }
+        }
+        if options.quick || quick_env {
+            options.quick = true;
+            options.runs = 1;
+            options.stdin_mib = 32;
+        }
+        options.runs = explicit_runs.unwrap_or(options.runs).max(1);
+        options.stdin_mib = explicit_mib.unwrap_or(options.stdin_mib).max(1);
+        Ok(options)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Tool {
+    Stackctl,
+    Compose,
+    Floor,
+    /// `docker run -i --rm`, the reference for stdin throughput.
+    DockerRun,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Stackctl => "stackctl",
+            Tool::Compose => "docker-compose",
+            Tool::Floor => "floor",
+            Tool::DockerRun => "docker run -i",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Step {
+    ColdUp,
+    NoopUp,
+    Down,
+    Purge,
+    Task,
+    Stdin,
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::ColdUp => "cold up",
+            Step::NoopUp => "no-op up",
+            Step::Down => "down",
+            Step::Purge => "purge / down -v",
+            Step::Task => "task round trip",
+            Step::Stdin => "stdin",
+        }
+    }
+}
+
+/// Every measurement of one run of the harness.
+#[derive(Default)]
+struct Samples {
+    times: HashMap<(Tool, Step), Vec<Duration>>,
+    /// Steps a tool does not support yet (stackctl while it is being built).
+    missing: Vec<(Tool, Step)>,
+    /// Peak RSS (KiB) of each stdin run, per tool that is a process.
+    rss: HashMap<Tool, Vec<i64>>,
+}
+
+impl Samples {
+    fn add(&mut self, tool: Tool, step: Step, elapsed: Option<Duration>) {
+        match elapsed {
+            Some(elapsed) => {
+                eprintln!(
+                    "  {:<15} {:<16} {}",
+                    tool.name(),
+                    step.name(),
+                    fmt_duration(elapsed)
+                );
+                self.times.entry((tool, step)).or_default().push(elapsed);
+            }
+            None => {
+                if !self.missing.contains(&(tool, step)) {
+                    eprintln!(
+                        "  {:<15} {:<16} not supported yet",
+                        tool.name(),
+                        step.name()
+                    );
+                    self.missing.push((tool, step));
+                }
+            }
+        }
+    }
+
+    fn median(&self, tool: Tool, step: Step) -> Option<Duration> {
+        let mut times = self.times.get(&(tool, step))?.clone();
+        if times.is_empty() {
+            return None;
+        }
+        times.sort();
+        let n = times.len();
+        Some(if n % 2 == 1 {
+            times[n / 2]
+        } else {
+            (times[n / 2 - 1] + times[n / 2]) / 2
+        })
+    }
+
+    fn count(&self, tool: Tool, step: Step) -> usize {
+        self.times.get(&(tool, step)).map_or(0, Vec::len)
+    }
+}
+
+/// The engine objects of one tool, by label filter.
+struct Owned {
+    tool: Tool,
+    filters: Vec<String>,
+}
+
+/// Everything a run needs.
+struct Bench {
+    options: Options,
+    runtime: tokio::runtime::Runtime,
+    runner: Runner,
+    /// stackctl's project directory and stage.
+    stackctl_dir: PathBuf,
+    stage: String,
+    /// docker-compose's project name and file.
+    compose_project: String,
+    compose_file: PathBuf,
+    floor: Floor,
+    stdin_file: PathBuf,
+    owned: Vec<Owned>,
+    task_serial: usize,
+}
+
+/// Remove every object of every tool.
+fn cleanup(bench: &Bench) {
+    for owned in &bench.owned {
+        if let Err(err) = bench.runtime.block_on(remove_all(&owned.filters)) {
+            eprintln!("warning: cleanup of {} objects: {err:#}", owned.tool.name());
+        }
+    }
+}
+
+fn main() {
+    match main_inner() {
+        Ok(()) => {}
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn main_inner() -> Result<()> {
+    let options = Options::parse()?;
+    let scratch_dir = tempfile::tempdir().context("create a scratch directory")?;
+    let scratch = scratch_dir.path().to_path_buf();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+
+    let id = std::process::id();
+    let stage = format!("bench{id}");
+    let stackctl_dir = scratch.join("benchstack");
+    std::fs::create_dir_all(stackctl_dir.join("stacks"))?;
+    std::fs::write(
+        stackctl_dir.join("stacks").join(format!("{stage}.yml")),
+        format!("{STACK}{TASKS}"),
+    )?;
+    let compose_dir = scratch.join("compose");
+    std::fs::create_dir_all(&compose_dir)?;
+    let compose_file = compose_dir.join("docker-compose.yml");
+    std::fs::write(&compose_file, STACK)?;
+    let compose_project = format!("stackctlbench{id}");
+    let floor_prefix = format!("stackctlbench{id}floor");
+    let floor = Floor::new(STACK, &floor_prefix)?;
+
+    let owned = vec![
+        Owned {
+            tool: Tool::Stackctl,
+            filters: vec![
+                "io.stackctl.project=benchstack".to_string(),
+                format!("io.stackctl.stage={stage}"),
+            ],
+        },
+        Owned {
+            tool: Tool::Compose,
+            filters: vec![format!("com.docker.compose.project={compose_project}")],
+        },
+        Owned {
+            tool: Tool::Floor,
+            filters: vec![floor.filter()],
+        },
+    ];
+
+    let mut bench = Bench {
+        runner: Runner::new(&scratch, options.verbose),
+        options,
+        runtime,
+        stackctl_dir,
+        stage,
+        compose_project,
+        compose_file,
+        floor,
+        stdin_file: scratch.join("stdin.bin"),
+        owned,
+        task_serial: 0,
+    };
+
+    // Ctrl-C: remove what we created, then exit like an interrupted command.
+    let interrupt_filters: Vec<Vec<String>> =
+        bench.owned.iter().map(|o| o.filters.clone()).collect();
+    bench.runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: removing benchmark objects");
+            for filters in &interrupt_filters {
+                let _ = remove_all(filters).await;
+            }
+            std::process::exit(130);
+        }
+    });
+
+    // Measure; whatever happens (error or panic), remove every object before going on.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        prepare(&mut bench).and_then(|()| measure(&mut bench))
+    }));
+    cleanup(&bench);
+    let report = match result {
+        Ok(report) => report?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    let text = render(&bench, &report)?;
+    println!("{text}");
+    if let Some(path) = &bench.options.update {
+        update_doc(path, &text)?;
+        eprintln!("updated {}", path.display());
+    }
+    drop(scratch_dir);
+    Ok(())
+}
+
+/// Check the tools, build the image if missing, write the stdin file, clear leftovers.
+fn prepare(bench: &mut Bench) -> Result<()> {
+    if !bench.options.stackctl.exists() {
+        bail!(
+            "stackctl binary `{}` not found",
+            bench.options.stackctl.display()
+        );
+    }
+    let compose = Command::new("docker-compose").arg("version").output();
+    match compose {
+        Ok(out) if out.status.success() => {}
+        _ => bail!("docker-compose (v1) is not installed; hint: apt-get install docker-compose"),
+    }
+    ensure_image()?;
+    write_stdin_file(&bench.stdin_file, bench.options.stdin_mib)?;
+    for owned in &bench.owned {
+        bench.runtime.block_on(remove_all(&owned.filters))?;
+    }
+    Ok(())
+}
+
+/// The busybox image (`FROM scratch` + Debian's static busybox), built once; the tag is the
+/// cache, so nothing is built while a step is timed.
+fn ensure_image() -> Result<()> {
+    let exists = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if exists {
+        return Ok(());
+    }
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        bail!("/bin/busybox is missing; hint: apt-get install busybox-static");
+    }
+    let ctx = tempfile::tempdir()?;
+    std::fs::copy(busybox, ctx.path().join("busybox"))?;
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nRUN mkdir -p /tmp /var/www && chmod 1777 /tmp\nCMD [\"sh\"]\n",
+    )?;
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", IMAGE])
+        .arg(ctx.path())
+        .output()
+        .context("run docker build")?;
+    if !out.status.success() {
+        bail!(
+            "building {IMAGE} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn write_stdin_file(path: &Path, mib: u64) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    // Not all zeros, so nothing along the way can shortcut it.
+    let chunk: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    for _ in 0..mib {
+        file.write_all(&chunk)?;
+    }
+    file.flush()?;
+    Ok(())
+}
+
+struct Report {
+    samples: Samples,
+    stdin_bytes: u64,
+}
+
+fn measure(bench: &mut Bench) -> Result<Report> {
+    let mut samples = Samples::default();
+    let tools = [Tool::Stackctl, Tool::Compose, Tool::Floor];
+    for run in 0..bench.options.runs {
+        eprintln!("run {}/{} (lifecycle)", run + 1, bench.options.runs);
+        // Rotate the order so no tool always runs first (warm caches, daemon state).
+        for k in 0..tools.len() {
+            let tool = tools[(run + k) % tools.len()];
+            lifecycle(bench, tool, &mut samples)?;
+        }
+    }
+    stdin_phase(bench, &mut samples)?;
+    Ok(Report {
+        samples,
+        stdin_bytes: bench.options.stdin_mib * 1024 * 1024,
+    })
+}
+
+/// cold up → no-op up (×3) → task → down → up (untimed) → purge, each checked.
+fn lifecycle(bench: &mut Bench, tool: Tool, samples: &mut Samples) -> Result<()> {
+    expect_state(bench, tool, State::Gone)?;
+    let cold = up(bench, tool)?;
+    samples.add(tool, Step::ColdUp, cold);
+    if cold.is_none() {
+        force_clean(bench, tool)?;
+        return Ok(());
+    }
+    expect_state(bench, tool, State::Up)?;
+    for _ in 0..NOOP_REPEATS {
+        let noop = up(bench, tool)?;
+        samples.add(tool, Step::NoopUp, noop);
+    }
+    expect_state(bench, tool, State::Up)?;
+    let task = task(bench, tool)?;
+    samples.add(tool, Step::Task, task.map(|(elapsed, _)| elapsed));
+    let down_time = down(bench, tool, false)?;
+    samples.add(tool, Step::Down, down_time);
+    match down_time {
+        Some(_) => expect_state(bench, tool, State::Down)?,
+        None => force_clean(bench, tool)?,
+    }
+    up(bench, tool)?;
+    expect_state(bench, tool, State::Up)?;
+    let purge = down(bench, tool, true)?;
+    samples.add(tool, Step::Purge, purge);
+    match purge {
+        Some(_) => expect_state(bench, tool, State::Gone)?,
+        None => force_clean(bench, tool)?,
+    }
+    Ok(())
+}
+
+/// The stack up for each tool, then per run: stackctl `exec count`, `docker run -i --rm`,
+/// the floor's attach, each fed the same file.
+fn stdin_phase(bench: &mut Bench, samples: &mut Samples) -> Result<()> {
+    let bytes = bench.options.stdin_mib * 1024 * 1024;
+    let stackctl_up = up(bench, Tool::Stackctl)?.is_some();
+    bench.runtime.block_on(bench.floor.cold_up())?;
+    for run in 0..bench.options.runs {
+        eprintln!(
+            "run {}/{} (stdin, {} MiB)",
+            run + 1,
+            bench.options.runs,
+            bench.options.stdin_mib
+        );
+        let order = [Tool::Stackctl, Tool::DockerRun, Tool::Floor];
+        for k in 0..order.len() {
+            let tool = order[(run + k) % order.len()];
+            if tool == Tool::Stackctl && !stackctl_up {
+                samples.add(tool, Step::Stdin, None);
+                continue;
+            }
+            let result = stdin_run(bench, tool)?;
+            if let Some((_, counted, _)) = &result {
+                if *counted != bytes {
+                    bail!(
+                        "{} counted {counted} bytes through stdin, expected {bytes}",
+                        tool.name()
+                    );
+                }
+            }
+            if let Some((_, _, Some(rss))) = &result {
+                samples.rss.entry(tool).or_default().push(*rss);
+            }
+            samples.add(tool, Step::Stdin, result.map(|(elapsed, _, _)| elapsed));
+        }
+    }
+    if stackctl_up && down(bench, Tool::Stackctl, true)?.is_none() {
+        force_clean(bench, Tool::Stackctl)?;
+    }
+    force_clean(bench, Tool::Stackctl)?;
+    bench.runtime.block_on(bench.floor.down(true))?;
+    Ok(())
+}
+
+/// (elapsed, bytes counted, peak RSS KiB)
+fn stdin_run(bench: &mut Bench, tool: Tool) -> Result<Option<(Duration, u64, Option<i64>)>> {
+    let parse = |out: &str, tool: Tool| -> Result<u64> {
+        out.trim()
+            .parse()
+            .with_context(|| format!("{} printed `{}`, not a byte count", tool.name(), out.trim()))
+    };
+    match tool {
+        Tool::Stackctl => {
+            let file = bench.stdin_file.clone();
+            let mut cmd = stackctl_cmd(bench);
+            cmd.args(["exec", "count"]);
+            let Some(out) = tool_run(bench, tool, &mut cmd, Some(&file), STDIN_TIMEOUT)? else {
+                return Ok(None);
+            };
+            Ok(Some((
+                out.elapsed,
+                parse(&out.stdout, tool)?,
+                Some(out.max_rss_kib),
+            )))
+        }
+        Tool::DockerRun => {
+            let file = bench.stdin_file.clone();
+            let mut cmd = Command::new("docker");
+            cmd.args(["run", "-i", "--rm", IMAGE, "wc", "-c"]);
+            let out = tool_run(bench, tool, &mut cmd, Some(&file), STDIN_TIMEOUT)?
+                .context("docker run")?;
+            Ok(Some((
+                out.elapsed,
+                parse(&out.stdout, tool)?,
+                Some(out.max_rss_kib),
+            )))
+        }
+        Tool::Floor => {
+            bench.task_serial += 1;
+            let (elapsed, stdout) = bench.runtime.block_on(bench.floor.task(
+                TASK_SERVICE,
+                &["wc", "-c"],
+                Some(&bench.stdin_file),
+                bench.task_serial,
+            ))?;
+            Ok(Some((elapsed, parse(&stdout, tool)?, None)))
+        }
+        Tool::Compose => bail!("docker-compose is not measured for stdin"),
+    }
+}
+
+fn stackctl_cmd(bench: &Bench) -> Command {
+    let mut cmd = Command::new(&bench.options.stackctl);
+    cmd.arg("-C")
+        .arg(&bench.stackctl_dir)
+        .arg("-e")
+        .arg(&bench.stage)
+        .env("NO_COLOR", "1")
+        .env_remove("STACKCTL_ENV");
+    cmd
+}
+
+fn compose_cmd(bench: &Bench) -> Command {
+    let mut cmd = Command::new("docker-compose");
+    cmd.arg("-p")
+        .arg(&bench.compose_project)
+        .arg("-f")
+        .arg(&bench.compose_file)
+        .arg("--no-ansi");
+    cmd
+}
+
+/// Run one tool command. `None` when stackctl says the command is not implemented yet; an
+/// error when it fails otherwise.
+fn tool_run(
+    bench: &Bench,
+    tool: Tool,
+    cmd: &mut Command,
+    stdin: Option<&Path>,
+    timeout: Duration,
+) -> Result<Option<Outcome>> {
+    let out = bench.runner.run(cmd, stdin, timeout)?;
+    if out.code == 0 {
+        return Ok(Some(out));
+    }
+    if tool == Tool::Stackctl && out.code == 2 && out.stderr.contains("not implemented yet") {
+        return Ok(None);
+    }
+    bail!("{} failed: {cmd:?}\n{}", tool.name(), out.describe())
+}
+
+fn up(bench: &mut Bench, tool: Tool) -> Result<Option<Duration>> {
+    match tool {
+        Tool::Stackctl => {
+            let mut cmd = stackctl_cmd(bench);
+            cmd.arg("up");
+            Ok(tool_run(bench, tool, &mut cmd, None, STEP_TIMEOUT)?.map(|o| o.elapsed))
+        }
+        Tool::Compose => {
+            let mut cmd = compose_cmd(bench);
+            cmd.args(["up", "-d"]);
+            Ok(tool_run(bench, tool, &mut cmd, None, STEP_TIMEOUT)?.map(|o| o.elapsed))
+        }
+        Tool::Floor => {
+            // A second `up` of the floor is its no-op: everything exists and runs.
+            let exists = bench
+                .runtime
+                .block_on(count_objects(&[bench.floor.filter()]))?
+                .containers
+                > 0;
+            if exists {
+                Ok(Some(bench.runtime.block_on(bench.floor.noop_up())?))
+            } else {
+                Ok(Some(bench.runtime.block_on(bench.floor.cold_up())?))
+            }
+        }
+        Tool::DockerRun => bail!("docker run has no up"),
+    }
+}
+
+fn down(bench: &mut Bench, tool: Tool, purge: bool) -> Result<Option<Duration>> {
+    match tool {
+        Tool::Stackctl => {
+            let mut cmd = stackctl_cmd(bench);
+            if purge {
+                cmd.args(["purge", "--yes"]);
+            } else {
+                cmd.arg("down");
+            }
+            Ok(tool_run(bench, tool, &mut cmd, None, STEP_TIMEOUT)?.map(|o| o.elapsed))
+        }
+        Tool::Compose => {
+            let mut cmd = compose_cmd(bench);
+            cmd.arg("down");
+            if purge {
+                cmd.arg("-v");
+            }
+            Ok(tool_run(bench, tool, &mut cmd, None, STEP_TIMEOUT)?.map(|o| o.elapsed))
+        }
+        Tool::Floor => Ok(Some(bench.runtime.block_on(bench.floor.down(purge))?)),
+        Tool::DockerRun => bail!("docker run has no down"),
+    }
+}
+
+/// A one-off `true` in a fresh container of the task's service: (elapsed, stdout).
+fn task(bench: &mut Bench, tool: Tool) -> Result<Option<(Duration, String)>> {
+    match tool {
+        Tool::Stackctl => {
+            let mut cmd = stackctl_cmd(bench);
+            cmd.args(["exec", "noop"]);
+            Ok(tool_run(bench, tool, &mut cmd, None, STEP_TIMEOUT)?.map(|o| (o.elapsed, o.stdout)))
+        }
+        Tool::Compose => {
+            let mut cmd = compose_cmd(bench);
+            cmd.args(["run", "--rm", "--no-deps", "-T", TASK_SERVICE, "true"]);
+            Ok(tool_run(bench, tool, &mut cmd, None, STEP_TIMEOUT)?.map(|o| (o.elapsed, o.stdout)))
+        }
+        Tool::Floor => {
+            bench.task_serial += 1;
+            let serial = bench.task_serial;
+            Ok(Some(bench.runtime.block_on(bench.floor.task(
+                TASK_SERVICE,
+                &["true"],
+                None,
+                serial,
+            ))?))
+        }
+        Tool::DockerRun => bail!("docker run is only measured for stdin"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Every service running, and healthy where it has a healthcheck.
+    Up,
+    /// No containers, no network, the volume kept.
+    Down,
+    /// Nothing at all.
+    Gone,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    containers: usize,
+    running: usize,
+    unhealthy_or_starting: usize,
+    networks: usize,
+    volumes: usize,
+}
+
+fn expect_state(bench: &Bench, tool: Tool, state: State) -> Result<()> {
+    let filters = &bench
+        .owned
+        .iter()
+        .find(|o| o.tool == tool)
+        .context("owned")?
+        .filters;
+    let counts = bench.runtime.block_on(count_objects(filters))?;
+    let services = bench.floor.container_count();
+    let ok = match state {
+        State::Up => {
+            counts.containers == services
+                && counts.running == services
+                && counts.unhealthy_or_starting == 0
+                && counts.networks == 1
+                && counts.volumes == 1
+        }
+        State::Down => counts.containers == 0 && counts.networks == 0 && counts.volumes == 1,
+        State::Gone => counts.containers == 0 && counts.networks == 0 && counts.volumes == 0,
+    };
+    if !ok {
+        bail!(
+            "{}: expected the stack to be {state:?}, found {counts:?}",
+            tool.name()
+        );
+    }
+    Ok(())
+}
+
+/// Remove a tool's objects by label (after a step it does not support yet).
+fn force_clean(bench: &Bench, tool: Tool) -> Result<()> {
+    let filters = &bench
+        .owned
+        .iter()
+        .find(|o| o.tool == tool)
+        .context("owned")?
+        .filters;
+    bench.runtime.block_on(remove_all(filters))
+}
+
+fn label_filter(filters: &[String]) -> HashMap<&'static str, Vec<String>> {
+    HashMap::from([("label", filters.to_vec())])
+}
+
+async fn count_objects(filters: &[String]) -> Result<Counts> {
+    let docker = floor::connect()?;
+    let filter = label_filter(filters);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filter)
+                .build(),
+        ))
+        .await?;
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filter)
+                .build(),
+        ))
+        .await?;
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::default()
+                .filters(&filter)
+                .build(),
+        ))
+        .await?
+        .volumes
+        .unwrap_or_default();
+    let running = containers
+        .iter()
+        .filter(|c| c.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running"))
+        .count();
+    let unhealthy_or_starting = containers
+        .iter()
+        .filter(|c| {
+            c.status
+                .as_deref()
+                .is_some_and(|s| s.contains("(health: starting)") || s.contains("(unhealthy)"))
+        })
+        .count();
+    Ok(Counts {
+        containers: containers.len(),
+        running,
+        unhealthy_or_starting,
+        networks: networks.len(),
+        volumes: volumes.len(),
+    })
+}
+
+/// Remove every container, network and volume matching all `filters` (labels).
+async fn remove_all(filters: &[String]) -> Result<()> {
+    let docker = floor::connect()?;
+    let filter = label_filter(filters);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filter)
+                .build(),
+        ))
+        .await?;
+    for id in containers.iter().filter_map(|c| c.id.as_deref()) {
+        let _ = docker
+            .remove_container(
+                id,
+                Some(
+                    RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .v(true)
+                        .build(),
+                ),
+            )
+            .await;
+    }
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filter)
+                .build(),
+        ))
+        .await?;
+    for id in networks.iter().filter_map(|n| n.id.as_deref()) {
+        let _ = docker.remove_network(id).await;
+    }
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::default()
+                .filters(&filter)
+                .build(),
+        ))
+        .await?
+        .volumes
+        .unwrap_or_default();
+    for volume in volumes {
+        let _ = docker
+            .remove_volume(&volume.name, None::<RemoveVolumeOptions>)
+            .await;
+    }
+    let left = count_objects(filters).await?;
+    if left.containers + left.networks + left.volumes > 0 {
+        bail!("could not remove everything labelled {filters:?}: {left:?}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "—".to_string(),
+    }
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "—",
+    }
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let kernel = command_output("uname", &["-r"]);
+    format!("{model}, {cores} cores, {mem_gib:.0} GiB RAM, Linux {kernel}")
+}
+
+fn render(bench: &Bench, report: &Report) -> Result<String> {
+    let samples = &report.samples;
+    let engine = bench.runtime.block_on(async {
+        let v = floor::connect()?.version().await?;
+        Ok::<_, anyhow::Error>(format!(
+            "Docker Engine {} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        ))
+    })?;
+    let compose = command_output("docker-compose", &["version", "--short"]);
+    let stackctl = command_output(&bench.options.stackctl.to_string_lossy(), &["--version"]);
+    let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let command = if bench.options.quick {
+        "cargo bench --bench compare -- --quick".to_string()
+    } else {
+        "cargo bench --bench compare".to_string()
+    };
+
+    let secs = |tool, step| samples.median(tool, step).map(|d| d.as_secs_f64());
+    let cell = |tool, step| match samples.median(tool, step) {
+        Some(d) => fmt_duration(d),
+        None if samples.missing.contains(&(tool, step)) => "not supported yet".to_string(),
+        None => "—".to_string(),
+    };
+
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let mut out = String::new();
+    writeln!(out, "- Machine: {}", machine())?;
+    writeln!(
+        out,
+        "- Engine: {engine}; docker-compose {compose}; {stackctl} ({profile} build, commit {commit})"
+    )?;
+    writeln!(out, "- Date: {date}")?;
+    writeln!(
+        out,
+        "- Runs: {} per step, medians (no-op up: {} samples per run); stdin: {} MiB",
+        bench.options.runs, NOOP_REPEATS, bench.options.stdin_mib
+    )?;
+    writeln!(out, "- Reproduce: `{command}`")?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| step | stackctl | docker-compose | floor | stackctl / compose | stackctl / floor | target | |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---|---|")?;
+
+    let s = |step| secs(Tool::Stackctl, step);
+    let c = |step| secs(Tool::Compose, step);
+    let f = |step| secs(Tool::Floor, step);
+    let rows: [(Step, &str, &str, Option<bool>); 5] = [
+        (
+            Step::ColdUp,
+            "cold `up` (until running/healthy)",
+            "≤ 1.10 × floor",
+            s(Step::ColdUp)
+                .zip(f(Step::ColdUp))
+                .map(|(s, f)| s <= 1.10 * f),
+        ),
+        (
+            Step::NoopUp,
+            "no-op `up`",
+            "≤ 25 ms and ≤ 1/20 × compose",
+            s(Step::NoopUp)
+                .zip(c(Step::NoopUp))
+                .map(|(s, c)| s <= 0.025 && s <= c / 20.0),
+        ),
+        (
+            Step::Down,
+            "`down`",
+            "≤ 1.15 × floor and ≤ 0.8 × compose",
+            s(Step::Down)
+                .zip(f(Step::Down))
+                .zip(c(Step::Down))
+                .map(|((s, f), c)| s <= 1.15 * f && s <= 0.8 * c),
+        ),
+        (Step::Purge, "`purge` / `down -v`", "—", None),
+        (
+            Step::Task,
+            "task round trip (`exec` of `true` / `run --rm`)",
+            "≤ 1.2 × floor",
+            s(Step::Task).zip(f(Step::Task)).map(|(s, f)| s <= 1.2 * f),
+        ),
+    ];
+    for (step, label, target, ok) in rows {
+        writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} | {} | {target} | {} |",
+            cell(Tool::Stackctl, step),
+            cell(Tool::Compose, step),
+            cell(Tool::Floor, step),
+            ratio(s(step), c(step)),
+            ratio(s(step), f(step)),
+            verdict(ok),
+        )?;
+    }
+
+    // Throughput: bytes over the whole command (create, stream, exit, remove).
+    let mb = report.stdin_bytes as f64 / 1e6;
+    let rate = |tool| secs(tool, Step::Stdin).map(|t| mb / t);
+    let rate_cell = |tool| match rate(tool) {
+        Some(r) => format!("{r:.0} MB/s"),
+        None if samples.missing.contains(&(tool, Step::Stdin)) => "not supported yet".to_string(),
+        None => "—".to_string(),
+    };
+    let (sr, dr, fr) = (
+        rate(Tool::Stackctl),
+        rate(Tool::DockerRun),
+        rate(Tool::Floor),
+    );
+    writeln!(
+        out,
+        "| stdin throughput, {} MiB through `wc -c` (compose column: `docker run -i --rm`) | {} | {} | {} | {} | {} | ≥ 0.95 × `docker run -i --rm` | {} |",
+        bench.options.stdin_mib,
+        rate_cell(Tool::Stackctl),
+        rate_cell(Tool::DockerRun),
+        rate_cell(Tool::Floor),
+        ratio(sr, dr),
+        ratio(sr, fr),
+        verdict(sr.zip(dr).map(|(s, d)| s >= 0.95 * d)),
+    )?;
+    let peak = |tool| {
+        samples
+            .rss
+            .get(&tool)
+            .and_then(|v| v.iter().max().copied())
+            .map(|kib| kib as f64 / 1024.0)
+    };
+    let mib_cell = |v: Option<f64>| v.map_or("—".to_string(), |m| format!("{m:.1} MiB"));
+    writeln!(
+        out,
+        "| peak RSS while streaming stdin (compose column: the `docker` CLI) | {} | {} | — | {} | — | ≤ 32 MiB | {} |",
+        mib_cell(peak(Tool::Stackctl)),
+        mib_cell(peak(Tool::DockerRun)),
+        ratio(peak(Tool::Stackctl), peak(Tool::DockerRun)),
+        verdict(peak(Tool::Stackctl).map(|m| m <= 32.0)),
+    )?;
+    writeln!(out)?;
+    let n = |tool, step| samples.count(tool, step);
+    writeln!(
+        out,
+        "Samples: cold up {}/{}/{}, no-op up {}/{}/{}, task {}/{}/{}, stdin {}/{}/{} (stackctl/compose or docker/floor).",
+        n(Tool::Stackctl, Step::ColdUp),
+        n(Tool::Compose, Step::ColdUp),
+        n(Tool::Floor, Step::ColdUp),
+        n(Tool::Stackctl, Step::NoopUp),
+        n(Tool::Compose, Step::NoopUp),
+        n(Tool::Floor, Step::NoopUp),
+        n(Tool::Stackctl, Step::Task),
+        n(Tool::Compose, Step::Task),
+        n(Tool::Floor, Step::Task),
+        n(Tool::Stackctl, Step::Stdin),
+        n(Tool::DockerRun, Step::Stdin),
+        n(Tool::Floor, Step::Stdin),
+    )?;
+    Ok(out)
+}
+
+/// Replace the results block of `path` (between the markers) with `text`.
+fn update_doc(path: &Path, text: &str) -> Result<()> {
+    let doc = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let (Some(start), Some(end)) = (doc.find(RESULTS_START), doc.find(RESULTS_END)) else {
+        bail!(
+            "{} has no `{RESULTS_START}` … `{RESULTS_END}` block to update",
+            path.display()
+        );
+    };
+    let mut updated = String::new();
+    updated.push_str(&doc[..start + RESULTS_START.len()]);
+    updated.push('\n');
+    updated.push_str(text.trim_end());
+    updated.push('\n');
+    updated.push_str(&doc[end..]);
+    std::fs::write(path, updated).with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
