@@ -55,6 +55,8 @@ struct Service {
     #[serde(default)]
     volumes: Vec<String>,
     #[serde(default)]
+    init: Option<bool>,
+    #[serde(default)]
     healthcheck: Option<Healthcheck>,
     #[serde(default)]
     depends_on: Option<DependsOn>,
@@ -87,13 +89,33 @@ struct Spec {
     image: String,
     command: Option<Vec<String>>,
     binds: Vec<String>,
+    init: Option<bool>,
     healthcheck: Option<HealthConfig>,
     /// (dependency, wait for healthy)
     depends_on: Vec<(String, bool)>,
 }
 
+/// Prints a timeline of the floor's calls (`--verbose`), to see where a step's time goes.
+#[derive(Debug, Clone, Copy)]
+struct Trace {
+    start: Instant,
+    on: bool,
+}
+
+impl Trace {
+    fn mark(&self, what: &str) {
+        if self.on {
+            eprintln!(
+                "      floor +{:>7.1} ms  {what}",
+                self.start.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+    }
+}
+
 /// The floor for one stack file, its objects named `{prefix}_…` / `{prefix}-…`.
 pub struct Floor {
+    pub trace: bool,
     prefix: String,
     specs: Vec<Spec>,
     volumes: Vec<String>,
@@ -145,6 +167,7 @@ impl Floor {
                 image: service.image.clone(),
                 command: service.command.clone(),
                 binds,
+                init: service.init,
                 healthcheck,
                 depends_on,
             });
@@ -164,6 +187,7 @@ impl Floor {
             }
         }
         Ok(Floor {
+            trace: false,
             prefix: prefix.to_string(),
             specs: ordered,
             volumes,
@@ -193,6 +217,10 @@ impl Floor {
     /// Nothing exists → every service running, and healthy where it has a healthcheck.
     pub async fn cold_up(&self) -> Result<Duration> {
         let start = Instant::now();
+        let trace = Trace {
+            start,
+            on: self.trace,
+        };
         let docker = connect()?;
         let network = NetworkCreateRequest {
             name: self.network(),
@@ -216,6 +244,7 @@ impl Floor {
             },
             async { try_join_all(volumes).await.context("create volume") },
         )?;
+        trace.mark("network and volumes created");
 
         let since = (SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() - 1).to_string();
         let mut started: HashMap<String, Ready> = HashMap::new();
@@ -237,16 +266,23 @@ impl Floor {
             let d = docker.clone();
             let n = name.clone();
             let start_fut: Ready = async move {
-                let create = d.create_container(
-                    Some(CreateContainerOptionsBuilder::default().name(&n).build()),
-                    body,
-                );
+                let create = async {
+                    let created = d
+                        .create_container(
+                            Some(CreateContainerOptionsBuilder::default().name(&n).build()),
+                            body,
+                        )
+                        .await;
+                    trace.mark(&format!("created `{n}`"));
+                    created
+                };
                 let (created, deps) = tokio::join!(create, try_join_all(deps));
                 let id = created.map_err(|e| format!("create `{n}`: {e}"))?.id;
                 deps?;
                 d.start_container(&id, None::<StartContainerOptions>)
                     .await
                     .map_err(|e| format!("start `{n}`: {e}"))?;
+                trace.mark(&format!("started `{n}`"));
                 Ok(id)
             }
             .boxed()
@@ -258,6 +294,7 @@ impl Floor {
                 async move {
                     let id = started.await?;
                     wait_healthy(&d, &name, &id, &since).await?;
+                    trace.mark(&format!("healthy `{name}`"));
                     Ok(id)
                 }
                 .boxed()
@@ -388,6 +425,7 @@ impl Floor {
             healthcheck: spec.healthcheck.clone(),
             host_config: Some(HostConfig {
                 binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+                init: spec.init,
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {

@@ -270,7 +270,8 @@ fn main_inner() -> Result<()> {
     std::fs::write(&compose_file, STACK)?;
     let compose_project = format!("stackctlbench{id}");
     let floor_prefix = format!("stackctlbench{id}floor");
-    let floor = Floor::new(STACK, &floor_prefix)?;
+    let mut floor = Floor::new(STACK, &floor_prefix)?;
+    floor.trace = options.verbose;
 
     let owned = vec![
         Owned {
@@ -427,23 +428,29 @@ fn measure(bench: &mut Bench) -> Result<Report> {
     })
 }
 
-/// cold up → no-op up (×3) → task → down → up (untimed) → purge, each checked.
+/// cold up → no-op up (×3) → task → down → up (untimed) → purge, each checked. A tool
+/// without `up` (stackctl while it is being built) still has its task measured: a task
+/// creates the stage's network and volume itself.
 fn lifecycle(bench: &mut Bench, tool: Tool, samples: &mut Samples) -> Result<()> {
     expect_state(bench, tool, State::Gone)?;
     let cold = up(bench, tool)?;
     samples.add(tool, Step::ColdUp, cold);
-    if cold.is_none() {
-        force_clean(bench, tool)?;
-        return Ok(());
+    if cold.is_some() {
+        expect_state(bench, tool, State::Up)?;
+        for _ in 0..NOOP_REPEATS {
+            let noop = up(bench, tool)?;
+            samples.add(tool, Step::NoopUp, noop);
+        }
+        expect_state(bench, tool, State::Up)?;
     }
-    expect_state(bench, tool, State::Up)?;
-    for _ in 0..NOOP_REPEATS {
-        let noop = up(bench, tool)?;
-        samples.add(tool, Step::NoopUp, noop);
-    }
-    expect_state(bench, tool, State::Up)?;
     let task = task(bench, tool)?;
     samples.add(tool, Step::Task, task.map(|(elapsed, _)| elapsed));
+    if cold.is_none() {
+        for step in [Step::NoopUp, Step::Down, Step::Purge] {
+            samples.add(tool, step, None);
+        }
+        return force_clean(bench, tool);
+    }
     let down_time = down(bench, tool, false)?;
     samples.add(tool, Step::Down, down_time);
     match down_time {
@@ -465,6 +472,7 @@ fn lifecycle(bench: &mut Bench, tool: Tool, samples: &mut Samples) -> Result<()>
 /// the floor's attach, each fed the same file.
 fn stdin_phase(bench: &mut Bench, samples: &mut Samples) -> Result<()> {
     let bytes = bench.options.stdin_mib * 1024 * 1024;
+    // Up like a user would have it; without `up`, `exec` creates what the task needs.
     let stackctl_up = up(bench, Tool::Stackctl)?.is_some();
     bench.runtime.block_on(bench.floor.cold_up())?;
     for run in 0..bench.options.runs {
@@ -477,10 +485,6 @@ fn stdin_phase(bench: &mut Bench, samples: &mut Samples) -> Result<()> {
         let order = [Tool::Stackctl, Tool::DockerRun, Tool::Floor];
         for k in 0..order.len() {
             let tool = order[(run + k) % order.len()];
-            if tool == Tool::Stackctl && !stackctl_up {
-                samples.add(tool, Step::Stdin, None);
-                continue;
-            }
             let result = stdin_run(bench, tool)?;
             if let Some((_, counted, _)) = &result {
                 if *counted != bytes {
