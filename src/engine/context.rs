@@ -294,6 +294,8 @@ pub struct Context {
     pub generated_dockerfile: Option<(String, Vec<u8>)>,
     pub files: usize,
     pub bytes: u64,
+    /// `.dockerignore` lists the Dockerfile: it is sent, but the engine hides it from `COPY`.
+    pub dockerfile_ignored: bool,
 }
 
 impl Context {
@@ -308,6 +310,12 @@ impl Context {
     /// Send `text` as the Dockerfile instead of the file on disk (which is still sent, as
     /// part of the context).
     pub fn replace_dockerfile(&mut self, text: Vec<u8>) {
+        // The engine hides only the Dockerfile it is told to use: one that `.dockerignore`
+        // lists must then stay out of the context, as it would be out of `COPY`.
+        if self.generated_dockerfile.is_none() && self.dockerfile_ignored {
+            let original = PathBuf::from(&self.dockerfile);
+            self.entries.retain(|entry| entry.name != original);
+        }
         let name = format!(".dockerfile.{}", short_hash(&text));
         self.dockerfile = name.clone();
         self.generated_dockerfile = Some((name, text));
@@ -370,14 +378,17 @@ pub fn scan(root: &Path, dockerfile: Option<&str>) -> Result<Context, ContextErr
     if ignore.excluded(".dockerignore") {
         ignore.keep(".dockerignore");
     }
+    let mut dockerfile_ignored = false;
     if let Some(rel) = &inside {
         if ignore.excluded(rel) {
+            dockerfile_ignored = true;
             ignore.keep(rel);
         }
     }
 
     let mut context = Context {
         root: root.to_path_buf(),
+        dockerfile_ignored,
         ..Context::default()
     };
     walk(root, Path::new(""), &ignore, &mut context)?;
@@ -982,6 +993,21 @@ mod tests {
                 ("app.py".to_string(), "content of app.py".to_string()),
                 (generated, "content of DockerfileLABEL a=b\n".to_string()),
             ]
+        );
+    }
+
+    #[test]
+    fn replaced_dockerfile_that_dockerignore_lists_is_not_sent() {
+        let dir = tree(&["Dockerfile", "app.py"]);
+        fs::write(dir.path().join(".dockerignore"), "Dockerfile\n").expect("write");
+        let mut context = scan(dir.path(), None).expect("scan");
+        assert!(context.dockerfile_ignored);
+        let text = context.dockerfile_text().expect("read Dockerfile");
+        context.replace_dockerfile(text);
+        let generated = context.dockerfile.clone();
+        assert_eq!(
+            tar_names(&context),
+            vec![".dockerignore".to_string(), "app.py".to_string(), generated]
         );
     }
 
