@@ -25,7 +25,11 @@ pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
     let printer = ctx.printer;
     let builds = prepare(&loaded, &args.services, args.no_cache, &printer)?;
     if builds.is_empty() {
-        printer.status("nothing to build: no service, data container or task has `build:`");
+        printer.status(if args.services.is_empty() {
+            "nothing to build: no service, data container or task has `build:`"
+        } else {
+            "nothing to build"
+        });
         return Ok(exit::OK);
     }
     let engine = Engine::connect().await?;
