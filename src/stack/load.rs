@@ -70,33 +70,34 @@ pub struct SyntaxError {
 pub fn parse(text: &str) -> Result<(Value, Marks), SyntaxError> {
     let mut recorder = Recorder::default();
     let mut parser = Parser::new_from_str(text);
-    if let Err(err) = parser.load(&mut recorder, false) {
-        let marker = err.marker();
-        return Err(SyntaxError {
-            pos: Some(pos(marker)),
-            message: err.info().to_string(),
-        });
-    }
-    if let Some((key, at)) = recorder.duplicate {
+    let marked = parser.load(&mut recorder, false);
+    // libyaml (under serde_yaml) words syntax errors best ("did not find expected ']' …,
+    // while parsing a flow sequence at …"): prefer its message when both parsers fail.
+    let parsed: Result<Value, serde_yaml::Error> = serde_yaml::from_str(text);
+    if let (Ok(()), Some((key, at))) = (&marked, recorder.duplicate.take()) {
         return Err(SyntaxError {
             pos: Some(at),
             message: format!("duplicate key `{key}` (the same key appears earlier in this map)"),
         });
     }
-    let mut value: Value = match serde_yaml::from_str(text) {
-        Ok(value) => value,
-        Err(err) => {
+    let mut value = match (marked, parsed) {
+        (_, Err(err)) => {
             let pos = err.location().map(|l| Pos {
                 line: l.line(),
                 column: l.column(),
             });
-            let mut message = err.to_string();
-            // serde_yaml appends " at line L column C"; the position is printed in front.
-            if let Some(cut) = message.find(" at line ") {
-                message.truncate(cut);
-            }
-            return Err(SyntaxError { pos, message });
+            return Err(SyntaxError {
+                pos,
+                message: yaml_message(&err.to_string()),
+            });
         }
+        (Err(err), Ok(_)) => {
+            return Err(SyntaxError {
+                pos: Some(pos(err.marker())),
+                message: err.info().to_string(),
+            });
+        }
+        (Ok(()), Ok(value)) => value,
     };
     if let Err(err) = value.apply_merge() {
         return Err(SyntaxError {
@@ -105,6 +106,15 @@ pub fn parse(text: &str) -> Result<(Value, Marks), SyntaxError> {
         });
     }
     Ok((value, Marks { map: recorder.map }))
+}
+
+/// libyaml's message without its own position (printed in front), other positions as `L:C`.
+fn yaml_message(message: &str) -> String {
+    let Ok(at) = regex::Regex::new(r" at line (\d+) column (\d+)") else {
+        return message.to_string();
+    };
+    let first_removed = at.replacen(message, 1, "");
+    at.replace_all(&first_removed, " at $1:$2").into_owned()
 }
 
 /// Deserialize a typed value from a tree, reporting the path of the first problem.
@@ -130,14 +140,52 @@ pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, String> {
     serde_yaml::to_string(value).map_err(|e| e.to_string())
 }
 
-/// serde's messages name Rust-ish types; keep them but drop position suffixes that point
-/// into an intermediate value rather than the file.
+/// serde's messages name Rust types (`expected u32`); say what a user writes instead, and
+/// drop position suffixes that point into an intermediate value rather than the file.
 fn clean_message(message: &str) -> String {
     let mut message = message.to_string();
     if let Some(cut) = message.find(" at line ") {
         message.truncate(cut);
     }
+    let invalid = regex::Regex::new(r"^invalid (?:type|value): (.+), expected (.+)$");
+    if let Some(caps) = invalid.ok().and_then(|re| re.captures(&message)) {
+        let found = describe_found(&caps[1]);
+        let expected = match &caps[2] {
+            "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_string(),
+            "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
+            "f32" | "f64" => "a number".to_string(),
+            "a sequence" => "a list".to_string(),
+            other if other.starts_with("struct ") => "a map".to_string(),
+            other => other.to_string(),
+        };
+        return format!("expected {expected}, found {found}");
+    }
+    let variant = regex::Regex::new(r"^unknown variant `([^`]*)`, expected (?:one of )?(.+)$");
+    if let Some(caps) = variant.ok().and_then(|re| re.captures(&message)) {
+        return format!("`{}` is not one of {}", &caps[1], &caps[2]);
+    }
     message
+}
+
+fn describe_found(found: &str) -> String {
+    if let Some(text) = found.strip_prefix("string ") {
+        return format!("the string `{}`", text.trim_matches('"'));
+    }
+    for (prefix, noun) in [
+        ("integer ", "the number"),
+        ("floating point ", "the number"),
+        ("boolean ", "the boolean"),
+    ] {
+        if let Some(value) = found.strip_prefix(prefix) {
+            return format!("{noun} {}", value.trim_matches('`'));
+        }
+    }
+    match found {
+        "sequence" => "a list".into(),
+        "map" => "a map".into(),
+        "unit value" | "unit" => "nothing (null)".into(),
+        other => other.into(),
+    }
 }
 
 fn pos(marker: &Marker) -> Pos {
@@ -297,6 +345,32 @@ mod tests {
         let err = parse("a: 1\na: 2\n").unwrap_err();
         assert!(err.message.contains("duplicate"), "{err:?}");
         assert_eq!(err.pos.map(|p| p.line), Some(2));
+    }
+
+    #[test]
+    fn serde_messages_speak_yaml() {
+        let cases = [
+            (
+                "invalid type: string \"many\", expected u32",
+                "expected a whole number (0 or more), found the string `many`",
+            ),
+            (
+                "invalid type: integer `3`, expected a boolean",
+                "expected a boolean, found the number 3",
+            ),
+            (
+                "invalid type: sequence, expected struct Healthcheck",
+                "expected a map, found a list",
+            ),
+            (
+                "unknown variant `x`, expected one of `no`, `always`",
+                "`x` is not one of `no`, `always`",
+            ),
+            ("something else at line 3 column 4", "something else"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(clean_message(input), expected, "{input}");
+        }
     }
 
     #[test]

@@ -326,7 +326,8 @@ fn check_keys(
 }
 
 /// Deserialize `map` key by key into `T`, reporting every key whose value has the wrong
-/// type; then the whole map. Returns the typed value when everything was fine.
+/// type (and, inside lists and maps, every wrong item); then the whole map. Returns the
+/// typed value when everything was fine.
 fn typed<T: serde::de::DeserializeOwned>(
     report: &mut Report,
     map: &Mapping,
@@ -335,19 +336,7 @@ fn typed<T: serde::de::DeserializeOwned>(
 ) -> Option<T> {
     let mut ok = true;
     for (key, value) in map {
-        let mut single = Mapping::new();
-        single.insert(key.clone(), value.clone());
-        if let Err((inner, message)) = load::from_value::<T>(Value::Mapping(single)) {
-            ok = false;
-            let mut at = base.to_vec();
-            at.extend(inner.iter().cloned());
-            let field = if inner.is_empty() {
-                key_text(key)
-            } else {
-                inner.join(".")
-            };
-            report.at_value(&at, format!("{what}, `{field}`: {message}"), None);
-        }
+        ok &= probe::<T>(report, base, key, value, what);
     }
     if !ok {
         return None;
@@ -361,6 +350,70 @@ fn typed<T: serde::de::DeserializeOwned>(
             None
         }
     }
+}
+
+/// Check one key alone; when it fails and holds several items (a list or a map), check each
+/// item alone so that every wrong one is reported, not only the first.
+fn probe<T: serde::de::DeserializeOwned>(
+    report: &mut Report,
+    base: &[String],
+    key: &Value,
+    value: &Value,
+    what: &str,
+) -> bool {
+    let single = |inner: Value| {
+        let mut map = Mapping::new();
+        map.insert(key.clone(), inner);
+        load::from_value::<T>(Value::Mapping(map))
+    };
+    let Err(first) = single(value.clone()) else {
+        return true;
+    };
+    let mut found = Vec::new();
+    match value {
+        Value::Sequence(items) if items.len() > 1 => {
+            for (index, item) in items.iter().enumerate() {
+                if let Err((mut inner, message)) = single(Value::Sequence(vec![item.clone()])) {
+                    // The item was checked alone, at index 0: put its real index back.
+                    if inner.len() > 1 && inner[1] == "0" {
+                        inner[1] = index.to_string();
+                    } else {
+                        inner.truncate(1);
+                        inner.push(index.to_string());
+                    }
+                    found.push((inner, message));
+                }
+            }
+        }
+        Value::Mapping(entries) if entries.len() > 1 => {
+            for (sub, item) in entries {
+                let mut one = Mapping::new();
+                one.insert(sub.clone(), item.clone());
+                if let Err((mut inner, message)) = single(Value::Mapping(one)) {
+                    if inner.len() < 2 {
+                        inner.truncate(1);
+                        inner.push(key_text(sub));
+                    }
+                    found.push((inner, message));
+                }
+            }
+        }
+        _ => {}
+    }
+    if found.is_empty() {
+        found.push(first);
+    }
+    for (inner, message) in found {
+        let mut at = base.to_vec();
+        at.extend(inner.iter().cloned());
+        let field = if inner.is_empty() {
+            key_text(key)
+        } else {
+            inner.join(".")
+        };
+        report.at_value(&at, format!("{what}, `{field}`: {message}"), None);
+    }
+    false
 }
 
 /// A valid name for a service, task, data container, volume or network.
