@@ -348,10 +348,9 @@ impl Line {
     pub fn waiting(&self, action: &str) {
         match &self.bar {
             Some(bar) => {
-                let style = indicatif::ProgressStyle::with_template(
-                    "{spinner} {prefix} {msg} {elapsed_precise}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+                let style =
+                    indicatif::ProgressStyle::with_template("{spinner} {prefix} {msg} {elapsed}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
                 bar.set_style(style);
                 bar.reset_elapsed();
                 bar.set_message(action.to_string());
@@ -375,12 +374,17 @@ impl Line {
         let reason_text = reason.map(|r| format!(" ({r})")).unwrap_or_default();
         match (&self.bar, self.progress.printer.mode) {
             (Some(bar), _) => {
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template("  {prefix} {wide_msg}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-                );
-                bar.finish_with_message(format!(
-                    "{action}{reason_text} {:.1}s",
+                // Finished objects become permanent lines above the live ones.
+                bar.finish_and_clear();
+                let mark = if self.progress.printer.color {
+                    "\x1b[32m✔\x1b[0m"
+                } else {
+                    "✔"
+                };
+                self.progress.message(&format!(
+                    "{mark} {} {}: {action}{reason_text} ({:.1}s)",
+                    self.kind,
+                    self.object,
                     elapsed as f64 / 1000.0
                 ));
             }
@@ -417,7 +421,18 @@ impl Line {
         let elapsed = self.started.elapsed().as_millis();
         let first = message.lines().next().unwrap_or("");
         match (&self.bar, self.progress.printer.mode) {
-            (Some(bar), _) => bar.abandon_with_message(format!("{action} failed")),
+            (Some(bar), _) => {
+                bar.finish_and_clear();
+                let mark = if self.progress.printer.color {
+                    "\x1b[31m✘\x1b[0m"
+                } else {
+                    "✘"
+                };
+                self.progress.message(&format!(
+                    "{mark} {} {}: {action} failed",
+                    self.kind, self.object
+                ));
+            }
             (None, Mode::Json) => self.progress.printer.json_event(
                 &self.object,
                 &self.kind,
@@ -439,7 +454,7 @@ impl Drop for Line {
     fn drop(&mut self) {
         if !self.finished {
             if let Some(bar) = &self.bar {
-                bar.abandon_with_message("stopped");
+                bar.finish_and_clear();
             }
         }
     }

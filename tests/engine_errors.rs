@@ -145,3 +145,62 @@ services:
     // Once the first is done, the lock is free.
     t.cmd().args(["down", "--timeout", "5"]).assert().success();
 }
+
+fn interrupt(child: &std::process::Child) {
+    // SAFETY: sending a signal to a child process we started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+}
+
+#[test]
+fn interrupted_up_and_logs_follow_exit_130() {
+    let t = TestStack::new("interrupt");
+    t.stack(&format!(
+        r#"
+services:
+  never:
+    image: {}
+    init: true
+    command: [sh, -c, "echo waiting; exec sleep 3600"]
+    healthcheck: {{ test: [CMD, sh, -c, "test -f /tmp/never"], interval: 500ms, retries: 100 }}
+"#,
+        busybox_image()
+    ));
+    let started = std::time::Instant::now();
+    let mut up = t
+        .std_cmd()
+        .arg("up")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start up");
+    std::thread::sleep(Duration::from_millis(2000));
+    interrupt(&up);
+    let status = up.wait().expect("wait for up");
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed() < Duration::from_secs(15));
+
+    let mut logs = t
+        .std_cmd()
+        .args(["logs", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start logs -f");
+    std::thread::sleep(Duration::from_millis(1000));
+    interrupt(&logs);
+    let output = {
+        let status = logs.wait().expect("wait for logs");
+        let mut text = String::new();
+        use std::io::Read;
+        logs.stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        (status, text)
+    };
+    assert_eq!(output.0.code(), Some(130));
+    assert!(output.1.contains("never | waiting"), "{}", output.1);
+    // The next up converges from what was left: the container is there and running.
+    t.cmd().args(["up", "--no-wait"]).assert().success();
+}
