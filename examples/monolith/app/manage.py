@@ -10,6 +10,7 @@
 """
 import argparse
 import os
+import signal
 import shlex
 import shutil
 import sys
@@ -107,6 +108,9 @@ def cron(_args):
 
 
 def runserver(args):
+    # As PID 1 in a container, SIGTERM has no default action: exit on it so that stopping
+    # the container is immediate.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from webapp import app
 
     app.run(host=args.host, port=args.port, threaded=True)

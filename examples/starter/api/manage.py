@@ -6,6 +6,7 @@
 """
 import argparse
 import os
+import signal
 import sys
 
 from werkzeug.security import generate_password_hash
@@ -31,6 +32,9 @@ def resetdb(_args):
 
 
 def runserver(args):
+    # As PID 1 in a container, SIGTERM has no default action: exit on it so that stopping
+    # the container is immediate.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from app import app
 
     app.run(host=args.host, port=args.port, threaded=True)
