@@ -473,3 +473,58 @@ fn on_a_terminal_the_task_gets_a_tty_of_our_size_and_the_terminal_is_restored() 
     );
     assert!(task_containers(&stack).is_empty());
 }
+
+#[test]
+fn init_renders_then_runs_the_init_sequence_and_names_the_failing_step() {
+    let image = busybox_image();
+    let stack = TestStack::new("init-run");
+    stack.write("templates/env", "TOKEN={secret}\n");
+    stack.write(
+        "templates/stack.yml",
+        &format!(
+            "tasks:
+  first: {{ image: {image}, command: [echo, 'first on {{stage}}'] }}
+  second: {{ image: {image}, command: [echo, second] }}
+  broken: {{ image: {image}, command: [sh, -c, 'exit 6'] }}
+  never: {{ image: {image}, command: [echo, never] }}
+  init: {{ steps: [first, second, broken, never] }}
+"
+        ),
+    );
+
+    // --no-run renders and validates only.
+    let output = stack.cmd().args(["init", "--no-run"]).output().expect("run");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).is_empty());
+    assert!(stack.containers().is_empty(), "nothing ran");
+
+    let output = stack.cmd().args(["init", "--force"]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(6), "the failing step's code: {stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("first on {}\nsecond\n", stack.stage),
+        "steps in order, none after the failure"
+    );
+    assert!(
+        stderr.contains("error: task `init`: step 3/4 `broken` failed with exit code 6"),
+        "{stderr}"
+    );
+    assert!(task_containers(&stack).is_empty());
+}
+
+#[test]
+fn init_without_an_init_task_says_so_and_succeeds() {
+    let image = busybox_image();
+    let stack = TestStack::new("init-none");
+    stack.write("templates/env", "");
+    stack.write(
+        "templates/stack.yml",
+        &format!("tasks:\n  other: {{ image: {image}, command: [echo, hi] }}\n"),
+    );
+    let output = stack.cmd().arg("init").output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("no `init` task in stacks/"), "{stderr}");
+    assert!(stack.containers().is_empty());
+}
