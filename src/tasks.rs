@@ -5,7 +5,7 @@
 //! environment (the task's own entries win), networks, volumes and `volumes_from`, entrypoint,
 //! working directory and user; never its ports, healthcheck or restart policy.
 
-use std::path::{Component, PathBuf};
+use std::path::PathBuf;
 
 use indexmap::IndexMap;
 
@@ -14,6 +14,7 @@ use crate::engine::task::{TaskContainer, TASK_LABEL};
 use crate::error::UsageError;
 use crate::images::{self, Owner};
 use crate::names;
+use crate::spec;
 use crate::stack::model::{
     env_list, ContainerTask, MountKind, Service, Stack, Task, BUILTIN_STEPS,
 };
@@ -26,8 +27,8 @@ pub struct TaskPlan {
     pub container: TaskContainer,
     /// Build this image first when it does not exist locally.
     pub build: Option<BuildRequest>,
-    /// Named volumes of the stage to create when missing (engine names).
-    pub volumes: Vec<String>,
+    /// Named volumes of the stage to create when missing: engine name and driver.
+    pub volumes: Vec<(String, Option<String>)>,
     /// Stage networks to create when missing (engine names; external ones are not listed).
     pub networks: Vec<String>,
     /// A file streamed to the process's stdin instead of ours.
@@ -98,63 +99,77 @@ pub fn plan_container(
         .find(|b| b.owner == owner && b.name == owner_name)
         .map(|b| b.request);
 
+    // What the service's own container gets (`spec::service`, the same function `up` uses),
+    // minus ports, healthcheck and restart, plus the task's own entries.
+    let base =
+        service.map(|(service_name, service)| spec::service(loaded, service_name, service, ""));
+
     let mut environment: IndexMap<String, Option<String>> = IndexMap::new();
     if let Some((_, service)) = service {
         environment.extend(service.environment.clone());
     }
     environment.extend(task.environment.clone());
 
-    let mut volume_mounts = Vec::new();
-    let mut volumes_from = Vec::new();
-    if let Some((_, service)) = service {
-        volume_mounts.extend(service.volumes.iter().cloned());
-        volumes_from.extend(service.volumes_from.iter().cloned());
-    }
-    volume_mounts.extend(task.volumes.iter().cloned());
-    volumes_from.extend(task.volumes_from.iter().cloned());
-
-    let mut binds = Vec::new();
-    let mut anonymous_volumes = Vec::new();
-    let mut volumes = Vec::new();
-    for mount in &volume_mounts {
-        let suffix = if mount.read_only { ":ro" } else { "" };
-        match (mount.kind, &mount.source) {
-            (MountKind::Named, Some(source)) => {
-                let (engine_name, owned) = volume_name(stack, stage, project, source);
-                if owned && !volumes.contains(&engine_name) {
-                    volumes.push(engine_name.clone());
-                }
-                binds.push(format!("{engine_name}:{}{suffix}", mount.target));
-            }
-            (MountKind::Bind, Some(source)) => {
-                let path = host_path(loaded, source);
-                binds.push(format!("{}:{}{suffix}", path.display(), mount.target));
-            }
-            _ => anonymous_volumes.push(mount.target.clone()),
-        }
-    }
-    let volumes_from = volumes_from
-        .iter()
-        .map(|entry| volumes_from_name(stack, stage, project, entry))
-        .collect();
-
-    let mut networks = Vec::new();
-    let mut owned_networks = Vec::new();
-    let service_networks: Vec<&str> = service
-        .map(|(_, s)| s.networks.keys().map(String::as_str).collect())
+    let (task_binds, task_anonymous) = spec::mounts(loaded, &task.volumes);
+    let mut binds = base.as_ref().map(|b| b.binds.clone()).unwrap_or_default();
+    binds.extend(task_binds);
+    let mut anonymous_volumes = base
+        .as_ref()
+        .map(|b| b.anonymous_volumes.clone())
         .unwrap_or_default();
-    let keys = if service_networks.is_empty() {
-        vec!["default"]
-    } else {
-        service_networks
-    };
-    for key in keys {
-        let (engine_name, owned) = network_name(stack, stage, project, key);
-        if owned {
-            owned_networks.push(engine_name.clone());
+    anonymous_volumes.extend(task_anonymous);
+    let mut volumes_from = base
+        .as_ref()
+        .map(|b| b.volumes_from.clone())
+        .unwrap_or_default();
+    volumes_from.extend(
+        task.volumes_from
+            .iter()
+            .map(|entry| spec::volumes_from_name(loaded, entry)),
+    );
+
+    // The stage's own named volumes the container mounts, to create when missing.
+    let mut volumes: Vec<(String, Option<String>)> = Vec::new();
+    let mounted = service
+        .map(|(_, s)| s.volumes.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .chain(task.volumes.iter());
+    for mount in mounted {
+        let (MountKind::Named, Some(key)) = (mount.kind, &mount.source) else {
+            continue;
+        };
+        let def = stack.volumes.get(key);
+        if def.is_some_and(|d| d.external) {
+            continue;
         }
-        networks.push(engine_name);
+        let engine_name = spec::volume_name(loaded, key);
+        if !volumes.iter().any(|(name, _)| name == &engine_name) {
+            volumes.push((engine_name, def.and_then(|d| d.driver.clone())));
+        }
     }
+
+    // The service's networks (the stage network first), or the stage network alone; the
+    // stage's own ones are created when missing.
+    let networks: Vec<String> = match &base {
+        Some(base) => base.networks.iter().map(|n| n.network.clone()).collect(),
+        None => vec![spec::default_network(loaded)],
+    };
+    let mut keys = vec!["default"];
+    if let Some((_, service)) = service {
+        keys.extend(
+            service
+                .networks
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "default"),
+        );
+    }
+    let owned_networks: Vec<String> = keys
+        .into_iter()
+        .filter(|key| !stack.networks.get(*key).is_some_and(|d| d.external))
+        .map(|key| spec::network_name(loaded, key))
+        .collect();
 
     let inherited = |pick: fn(&Service) -> Option<Vec<String>>| service.and_then(|(_, s)| pick(s));
     let cmd = if !args.is_empty() {
@@ -199,74 +214,11 @@ pub fn plan_container(
         build,
         volumes,
         networks: owned_networks,
-        stdin_file: task.stdin.as_ref().map(|file| host_path(loaded, file)),
+        stdin_file: task
+            .stdin
+            .as_ref()
+            .map(|file| spec::bind_source(&loaded.dir, file)),
     })
-}
-
-/// A host path of the stack file, made absolute against the project directory and cleaned
-/// of `.` and `..` (Docker shows bind sources as given).
-fn host_path(loaded: &LoadedStack, path: &str) -> PathBuf {
-    if let Some(rest) = path.strip_prefix("~/") {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home).join(rest);
-        }
-    }
-    let mut out = PathBuf::new();
-    for component in loaded.dir.join(path).components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// The engine name of a stack volume, and whether the stage owns it (not external).
-fn volume_name(stack: &Stack, stage: &str, project: &str, key: &str) -> (String, bool) {
-    match stack.volumes.get(key) {
-        Some(def) if def.external => (def.name.clone().unwrap_or_else(|| key.to_string()), false),
-        Some(def) => match &def.name {
-            Some(name) => (name.clone(), true),
-            None => (names::volume(stage, project, key), true),
-        },
-        None => (names::volume(stage, project, key), true),
-    }
-}
-
-/// The engine name of a stack network, and whether the stage owns it (not external).
-fn network_name(stack: &Stack, stage: &str, project: &str, key: &str) -> (String, bool) {
-    match stack.networks.get(key) {
-        Some(def) if def.external => (def.name.clone().unwrap_or_else(|| key.to_string()), false),
-        Some(def) => match &def.name {
-            Some(name) => (name.clone(), true),
-            None => (names::network(stage, project, key), true),
-        },
-        None => (names::network(stage, project, key), true),
-    }
-}
-
-/// `SERVICE[:ro|:rw]` or `DATA_CONTAINER[:…]` to the engine's container name; anything else
-/// is passed as written (`container:NAME` included).
-fn volumes_from_name(stack: &Stack, stage: &str, project: &str, entry: &str) -> String {
-    let (name, mode) = match entry.rsplit_once(':') {
-        Some((name, mode)) if mode == "ro" || mode == "rw" => (name, Some(mode)),
-        _ => (entry, None),
-    };
-    let name = name.strip_prefix("service:").unwrap_or(name);
-    let engine_name = if stack.services.contains_key(name) {
-        names::container(stage, project, name)
-    } else if stack.data_containers.contains_key(name) {
-        names::data_container(stage, project, name)
-    } else {
-        name.strip_prefix("container:").unwrap_or(name).to_string()
-    };
-    match mode {
-        Some(mode) => format!("{engine_name}:{mode}"),
-        None => engine_name,
-    }
 }
 
 /// One step of a sequence.
@@ -446,7 +398,7 @@ tasks:
             Some("migrate")
         );
         // The external volume is not ours to create; the stage's own is.
-        assert_eq!(plan.volumes, vec!["dev-app_cache".to_string()]);
+        assert_eq!(plan.volumes, vec![("dev-app_cache".to_string(), None)]);
         assert_eq!(plan.networks, vec!["dev-app_default".to_string()]);
         let build = plan.build.expect("the service's build");
         assert_eq!(build.tag, "app/api:dev");

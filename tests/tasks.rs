@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{busybox_image, docker, docker_ok, lines, TestStack};
+use support::{busybox_image, docker, lines, TestStack};
 
 /// Names of this stage's task containers (all states).
 fn task_containers(stack: &TestStack) -> Vec<String> {
@@ -308,47 +308,8 @@ fn an_unknown_name_is_a_usage_error_with_a_suggestion() {
     ");
 }
 
-/// A running `web` service (busybox httpd on 8080) on the stage network, made with the
-/// docker CLI with the labels and alias the stage's own containers carry.
-fn start_web_service(stack: &TestStack) {
-    let network = format!("{}-{}_default", stack.stage, stack.project);
-    docker_ok(&[
-        "network",
-        "create",
-        "--label",
-        &format!("io.stackctl.project={}", stack.project),
-        "--label",
-        &format!("io.stackctl.stage={}", stack.stage),
-        "--label",
-        "io.stackctl.role=network",
-        &network,
-    ]);
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        &stack.container("web"),
-        "--label",
-        &format!("io.stackctl.project={}", stack.project),
-        "--label",
-        &format!("io.stackctl.stage={}", stack.stage),
-        "--label",
-        "io.stackctl.role=service",
-        "--label",
-        "io.stackctl.service=web",
-        "--network",
-        &network,
-        "--network-alias",
-        "web",
-        busybox_image(),
-        "sh",
-        "-c",
-        "echo hello from web > /var/www/index.html; exec httpd -f -p 8080 -h /var/www",
-    ]);
-}
-
 #[test]
-fn exec_in_a_service_and_tasks_reach_services_by_name() {
+fn a_sequence_brings_services_up_and_tasks_reach_them_by_name_and_exec_runs_inside() {
     let image = busybox_image();
     let stack = TestStack::new("service-exec");
     stack.stack(&format!(
@@ -356,8 +317,10 @@ fn exec_in_a_service_and_tasks_reach_services_by_name() {
   web:
     image: {image}
     command: [sh, -c, 'echo hello from web > /var/www/index.html; exec httpd -f -p 8080 -h /var/www']
+    healthcheck: {{ test: [CMD, wget, -qO-, 'http://127.0.0.1:8080/'], interval: 1s, retries: 30 }}
 tasks:
   fetch: {{ image: {image}, command: [wget, -qO-, 'http://web:8080/'] }}
+  init: {{ steps: [up, wait, fetch] }}
 "
     ));
 
@@ -378,7 +341,16 @@ tasks:
         "{stderr}"
     );
 
-    start_web_service(&stack);
+    // `up`, `wait` for health, then a task on the stage network reaches `web` by name.
+    let output = stack.cmd().args(["exec", "init"]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "hello from web\n",
+        "{stderr}"
+    );
+    assert!(stderr.contains("task init: step 3/3 `fetch`"), "{stderr}");
 
     let output = stack
         .cmd()
@@ -403,26 +375,6 @@ tasks:
         "12",
         "stdin reached the exec'd process"
     );
-
-    // A task on the stage network reaches the service by its name. httpd may need a moment.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let output = stack
-            .cmd()
-            .args(["-q", "exec", "fetch"])
-            .output()
-            .expect("run");
-        if output.status.code() == Some(0) {
-            assert_eq!(String::from_utf8_lossy(&output.stdout), "hello from web\n");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task never reached `web`: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
     assert!(task_containers(&stack).is_empty());
 }
 
@@ -493,14 +445,27 @@ fn init_renders_then_runs_the_init_sequence_and_names_the_failing_step() {
     );
 
     // --no-run renders and validates only.
-    let output = stack.cmd().args(["init", "--no-run"]).output().expect("run");
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = stack
+        .cmd()
+        .args(["init", "--no-run"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).is_empty());
     assert!(stack.containers().is_empty(), "nothing ran");
 
     let output = stack.cmd().args(["init", "--force"]).output().expect("run");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(6), "the failing step's code: {stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(6),
+        "the failing step's code: {stderr}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
         format!("first on {}\nsecond\n", stack.stage),

@@ -2,19 +2,21 @@
 //! of steps, or a command inside a service's running container. The exit code is the
 //! process's own; stackctl's own lines go to stderr only, so stdout is the process's output.
 
+use std::collections::HashSet;
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
 use super::Context;
 use crate::cli::ExecArgs;
+use crate::converge;
 use crate::engine::attach::{End, Input, Outcome};
 use crate::engine::Engine;
 use crate::error::{exit, ExitWith, Interrupted, UsageError};
 use crate::names;
 use crate::output::{now_ms, Event, Mode};
-use crate::stack::model::{ContainerTask, Task};
+use crate::stack::model::{Condition, ContainerTask, Task};
 use crate::stack::LoadedStack;
 use crate::tasks::{self, Step};
 use crate::tty::StdioKind;
@@ -274,15 +276,20 @@ async fn prepare(
             }
         }
     }
-    for volume in &plan.volumes {
-        let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::VOLUME);
-        if engine.ensure_volume(volume, &labels).await? {
+    for (volume, driver) in &plan.volumes {
+        if !engine.volume_exists(volume).await? {
+            let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::VOLUME);
+            engine
+                .create_volume(volume, driver.as_deref(), &labels)
+                .await?;
             ctx.printer.status(&format!("created volume `{volume}`"));
         }
     }
     for network in &plan.networks {
-        let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::NETWORK);
-        if engine.ensure_network(network, &labels).await? {
+        // The same labelled bridge network `up` creates; whichever comes first makes it.
+        if !engine.network_exists(network).await? {
+            let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::NETWORK);
+            engine.create_network(network, &labels).await?;
             ctx.printer.status(&format!("created network `{network}`"));
         }
     }
@@ -400,27 +407,73 @@ fn sequence_interrupted(ctx: &Context, name: &str, left: &[Step]) -> anyhow::Err
     Interrupted.into()
 }
 
-/// The built-in steps `up`, `down`, `build`, `wait`: what the command of that name does.
+/// How long the built-in steps `up` and `wait` wait for health (as `up`'s default).
+const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The built-in steps `up`, `down`, `build`, `wait`: what the command of that name does
+/// (`wait`: until every service is healthy, or running when it has no healthcheck, and every
+/// one-shot dependency has exited 0).
 async fn builtin_step(
     ctx: &Context,
-    _loaded: &LoadedStack,
-    _engine: &Engine,
+    loaded: &LoadedStack,
+    engine: &Engine,
     step: &str,
 ) -> Result<i32> {
-    let code = match step {
+    match step {
+        "up" => {
+            let args = crate::cli::UpArgs {
+                services: Vec::new(),
+                build: false,
+                no_wait: false,
+                timeout: STEP_TIMEOUT.as_secs(),
+                dry_run: false,
+                remove_orphans: false,
+            };
+            super::up::run(ctx, &args).await
+        }
+        "down" => {
+            let args = crate::cli::DownArgs {
+                timeout: STEP_TIMEOUT.as_secs(),
+            };
+            super::down::run(ctx, &args).await
+        }
         "build" => {
             let args = crate::cli::BuildArgs {
                 services: Vec::new(),
                 no_cache: false,
             };
-            super::build::run(ctx.clone(), &args).await?
+            super::build::run(ctx.clone(), &args).await
         }
-        other => {
-            return Err(UsageError::new(format!(
-                "the built-in step `{other}` is not available in this version"
-            ))
-            .into())
+        "wait" => wait_for_services(loaded, engine).await.map(|()| exit::OK),
+        other => Err(UsageError::new(format!("`{other}` is not a built-in step"))
+            .with_hint("built-in steps: `up`, `down`, `build`, `wait`")
+            .into()),
+    }
+}
+
+async fn wait_for_services(loaded: &LoadedStack, engine: &Engine) -> Result<()> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let one_shots: HashSet<&str> = loaded
+        .stack
+        .services
+        .values()
+        .flat_map(|service| service.depends_on.iter())
+        .filter(|(_, dependency)| dependency.condition == Condition::ServiceCompletedSuccessfully)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let waits = loaded.stack.services.keys().map(|service| {
+        let container = names::container(&loaded.stage, &loaded.project, service);
+        let one_shot = one_shots.contains(service.as_str());
+        async move {
+            if one_shot {
+                converge::wait_completed(engine, service, &container, deadline).await
+            } else {
+                converge::wait_healthy(engine, service, &container, deadline).await
+            }
         }
-    };
-    Ok(code)
+    });
+    for result in futures_util::future::join_all(waits).await {
+        result?;
+    }
+    Ok(())
 }
