@@ -106,23 +106,51 @@ impl Dockerignore {
 
     /// True when `path` (relative to the context, `/`-separated) is left out of the context:
     /// the last pattern that matches it or one of its parent directories is not an exception.
+    /// Computed as the directory walk does, each directory's result feeding its children's.
     pub fn excluded(&self, path: &str) -> bool {
-        let parents: Vec<&str> = path
+        let mut parent: Option<Vec<bool>> = None;
+        let mut excluded = false;
+        let ends = path
             .char_indices()
             .filter(|(_, c)| *c == '/')
-            .map(|(i, _)| &path[..i])
-            .collect();
-        let mut matched = false;
-        for pattern in &self.patterns {
-            // Only a pattern that can change the outcome needs evaluating.
-            if pattern.exclusion != matched {
-                continue;
+            .map(|(i, _)| i)
+            .chain([path.len()]);
+        for end in ends {
+            let (result, matches) = self.evaluate(&path[..end], parent.as_deref());
+            excluded = result;
+            parent = Some(matches);
+        }
+        excluded
+    }
+
+    /// Decide one path, given which patterns matched its parent directory (moby's
+    /// `MatchesUsingParentResults`, which the docker CLI's walker uses). Returns whether it
+    /// is excluded, and which patterns matched it, for its children. A pattern is only
+    /// evaluated when it could change the outcome so far, and a skipped pattern does not
+    /// count as matched for the children: with `*`, `!a/b`, `a` the docker CLI sends
+    /// `a/b`, and so does this.
+    fn evaluate(&self, path: &str, parent: Option<&[bool]>) -> (bool, Vec<bool>) {
+        let mut excluded = false;
+        let mut matches = vec![false; self.patterns.len()];
+        for (index, pattern) in self.patterns.iter().enumerate() {
+            let mut hit = parent.is_some_and(|p| p.get(index) == Some(&true));
+            if !hit {
+                if pattern.exclusion != excluded {
+                    continue;
+                }
+                hit = pattern.matches(path)
+                    || (parent.is_none()
+                        && path
+                            .char_indices()
+                            .filter(|(_, c)| *c == '/')
+                            .any(|(i, _)| pattern.matches(&path[..i])));
             }
-            if pattern.matches(path) || parents.iter().any(|parent| pattern.matches(parent)) {
-                matched = !pattern.exclusion;
+            matches[index] = hit;
+            if hit {
+                excluded = !pattern.exclusion;
             }
         }
-        matched
+        (excluded, matches)
     }
 
     /// True when the walker must look inside the excluded directory `dir` because an
@@ -391,7 +419,7 @@ pub fn scan(root: &Path, dockerfile: Option<&str>) -> Result<Context, ContextErr
         dockerfile_ignored,
         ..Context::default()
     };
-    walk(root, Path::new(""), &ignore, &mut context)?;
+    walk(root, Path::new(""), None, &ignore, &mut context)?;
     match inside {
         Some(rel) => context.dockerfile = rel,
         None => {
@@ -413,6 +441,7 @@ fn short_hash(data: &[u8]) -> String {
 fn walk(
     root: &Path,
     dir: &Path,
+    parent: Option<&[bool]>,
     ignore: &Dockerignore,
     context: &mut Context,
 ) -> Result<(), ContextError> {
@@ -428,11 +457,12 @@ fn walk(
         let path = root.join(&rel);
         let key = rel.to_string_lossy().replace('\\', "/");
         let meta = fs::symlink_metadata(&path).map_err(io_error(&path))?;
-        if ignore.excluded(&key) {
+        let (excluded, matches) = ignore.evaluate(&key, parent);
+        if excluded {
             // An excluded directory is still walked when an exception may re-include
             // something inside it; the directory entry itself stays out.
             if meta.is_dir() && ignore.must_descend(&key) {
-                walk(root, &rel, ignore, context)?;
+                walk(root, &rel, Some(&matches), ignore, context)?;
             }
             continue;
         }
@@ -443,7 +473,7 @@ fn walk(
                 path,
                 kind: EntryKind::Dir,
             });
-            walk(root, &rel, ignore, context)?;
+            walk(root, &rel, Some(&matches), ignore, context)?;
         } else if file_type.is_symlink() {
             let target = fs::read_link(&path).map_err(io_error(&path))?;
             context.entries.push(Entry {
@@ -679,6 +709,10 @@ mod tests {
             ("*.md\n!README.md", "CHANGES.md", true),
             ("!README.md\n*.md", "README.md", true),
             ("*.md\n!README.md\nREADME.md", "README.md", true),
+            // A pattern skipped at the parent (already excluded there) does not count for
+            // the children: the docker CLI sends `a/b` here.
+            ("*\n!a/b\na", "a/b", false),
+            ("*\n!a/b\na", "a/c", true),
             // An exception inside an excluded directory re-includes that file only.
             ("secret\n!secret/public.txt", "secret/public.txt", false),
             ("secret\n!secret/public.txt", "secret/private.key", true),
