@@ -356,7 +356,8 @@ impl Engine {
             human_bytes(context.bytes)
         ));
 
-        let previous = self.image_id(&request.tag).await?;
+        // A tag the engine cannot parse fails the build below, with the engine's message.
+        let previous = self.image_id(&request.tag).await.ok().flatten();
 
         let mut options = BuildImageOptionsBuilder::default()
             .dockerfile(&context.dockerfile)
