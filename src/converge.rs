@@ -201,6 +201,7 @@ pub async fn execute(
 
     if options.wait {
         wait_for_health(engine, plan, progress, started, deadline).await?;
+        check_running(engine, loaded, plan).await?;
     }
     Ok(())
 }
@@ -365,17 +366,24 @@ async fn apply(
         Change::Start(why) => ("started", Some(why.clone())),
     };
     let line = progress.line("service", &spec.name);
+    let step = std::sync::Mutex::new("start");
+    let enter = |name: &'static str, shown: &str| {
+        if let Ok(mut current) = step.lock() {
+            *current = name;
+        }
+        line.step(shown);
+    };
     let result: Result<()> = async {
         if matches!(change, Change::Recreate(_)) {
-            line.step("stopping");
+            enter("stop", "stopping");
             engine.stop_container(&spec.name, None).await?;
             engine.remove_container(&spec.name).await?;
         }
         if matches!(change, Change::Create | Change::Recreate(_)) {
-            line.step("creating");
+            enter("create", "creating");
             engine.create_container(spec).await?;
         }
-        line.step("starting");
+        enter("start", "starting");
         engine
             .start_container(&spec.name)
             .await
@@ -388,7 +396,8 @@ async fn apply(
             Ok(())
         }
         Err(err) => {
-            line.fail(action.trim_end_matches('d'), &format!("{err:#}"));
+            let failed = step.lock().map(|s| *s).unwrap_or("start");
+            line.fail(failed, &format!("{err:#}"));
             Err(err)
         }
     }
@@ -783,4 +792,46 @@ fn kind_of(container: &crate::plan::ObservedContainer) -> &'static str {
         "task" => "task",
         _ => "service",
     }
+}
+
+/// After `up` started services without a healthcheck, make sure none of them has already
+/// failed (exited non-zero). Services others wait on to complete, and unchanged ones, are
+/// not checked; exiting 0 is a finished job, not a failure.
+async fn check_running(engine: &Engine, loaded: &LoadedStack, plan: &Plan) -> Result<()> {
+    let one_shots: HashSet<&String> = loaded
+        .stack
+        .services
+        .values()
+        .flat_map(|s| s.depends_on.iter())
+        .filter(|(_, d)| d.condition == Condition::ServiceCompletedSuccessfully)
+        .map(|(n, _)| n)
+        .collect();
+    let checks = plan.actions.iter().filter_map(|action| match action {
+        Action::Service {
+            service,
+            spec,
+            change,
+            has_healthcheck: false,
+            ..
+        } if !matches!(change, Change::Unchanged(_)) && !one_shots.contains(service) => {
+            Some(async move {
+                match engine.container_status(&spec.name).await? {
+                    Some(status)
+                        if !status.running
+                            && status.status == "exited"
+                            && status.exit_code.unwrap_or(0) != 0 =>
+                    {
+                        let what = format!(
+                            "exited with code {} right after it started",
+                            status.exit_code.unwrap_or(-1)
+                        );
+                        Err(failure(engine, service, &spec.name, &what, &[]).await)
+                    }
+                    _ => Ok(()),
+                }
+            })
+        }
+        _ => None,
+    });
+    first_error(join_all(checks).await)
 }

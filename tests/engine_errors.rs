@@ -32,7 +32,10 @@ services:
         stderr.contains(&format!("port {port} is already allocated")),
         "{stderr}"
     );
-    assert!(stderr.contains("service `web`"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("service `web`, stacks/{}.yml:", t.stage)),
+        "{stderr}"
+    );
     assert!(
         stderr.contains(&format!("hint: set WEB_PORT in .env.{}", t.stage)),
         "{stderr}"
