@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::io::Read;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bollard::container::LogOutput;
@@ -65,7 +66,7 @@ pub struct Outcome {
 
 /// Read `reader` on its own thread (a blocking read of a terminal or pipe can't be
 /// cancelled; the thread simply dies with the process) into a small bounded channel.
-fn spawn_reader(mut reader: Box<dyn Read + Send>) -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+fn spawn_reader(mut reader: Box<dyn Read + Send>) -> ChunkReceiver {
     let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let spawned = std::thread::Builder::new()
         .name("stdin-reader".into())
@@ -97,13 +98,29 @@ fn spawn_reader(mut reader: Box<dyn Read + Send>) -> mpsc::Receiver<std::io::Res
     receiver
 }
 
+/// What a reader thread sends: chunks of input, or the error that ended it.
+type ChunkReceiver = mpsc::Receiver<std::io::Result<Vec<u8>>>;
+type SharedChunks = Arc<tokio::sync::Mutex<ChunkReceiver>>;
+type Chunks = tokio::sync::OwnedMutexGuard<ChunkReceiver>;
+
+/// Our stdin, read by one thread for the whole process and lent to one run at a time: a
+/// blocking read of a terminal can't be cancelled, so a reader per run would leave the old
+/// one parked on the terminal, stealing what is typed for the next step of a sequence.
+fn our_stdin() -> SharedChunks {
+    static STDIN: OnceLock<SharedChunks> = OnceLock::new();
+    STDIN
+        .get_or_init(|| {
+            Arc::new(tokio::sync::Mutex::new(spawn_reader(Box::new(
+                std::io::stdin(),
+            ))))
+        })
+        .clone()
+}
+
 /// Copy chunks into the container, then half-close the connection so the process sees EOF.
 /// Returns a read error of our input, if any. A write error means the process stopped
 /// reading (it exited): that is not our input's fault and is not reported.
-async fn feed(
-    mut chunks: mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    mut sink: InputSink,
-) -> Option<String> {
+async fn feed(mut chunks: Chunks, mut sink: InputSink) -> Option<String> {
     let mut read_error = None;
     while let Some(chunk) = chunks.recv().await {
         match chunk {
@@ -167,11 +184,15 @@ pub(crate) async fn pump(
             drop(input_sink);
             None
         }
-        Input::Stdin => Some(tokio::spawn(feed(
-            spawn_reader(Box::new(std::io::stdin())),
-            input_sink,
-        ))),
-        Input::File(file) => Some(tokio::spawn(feed(spawn_reader(Box::new(file)), input_sink))),
+        Input::Stdin => {
+            let chunks = our_stdin().lock_owned().await;
+            Some(tokio::spawn(feed(chunks, input_sink)))
+        }
+        Input::File(file) => {
+            let chunks = tokio::sync::Mutex::new(spawn_reader(Box::new(file)));
+            let chunks = Arc::new(chunks).lock_owned().await;
+            Some(tokio::spawn(feed(chunks, input_sink)))
+        }
     };
 
     let mut stdout = tokio::io::stdout();
