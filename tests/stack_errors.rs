@@ -75,6 +75,7 @@ broken!(
     many_errors,
     typo_key,
     unset_required,
+    tab_indent,
     unsupported_key,
     wrong_shapes,
     yaml_syntax,

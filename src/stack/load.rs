@@ -147,22 +147,35 @@ fn clean_message(message: &str) -> String {
     if let Some(cut) = message.find(" at line ") {
         message.truncate(cut);
     }
-    let invalid = regex::Regex::new(r"^invalid (?:type|value): (.+), expected (.+)$");
-    if let Some(caps) = invalid.ok().and_then(|re| re.captures(&message)) {
-        let found = describe_found(&caps[1]);
-        let expected = match &caps[2] {
-            "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_string(),
-            "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
-            "f32" | "f64" => "a number".to_string(),
-            "a sequence" => "a list".to_string(),
-            other if other.starts_with("struct ") => "a map".to_string(),
-            other => other.to_string(),
-        };
-        return format!("expected {expected}, found {found}");
+    // Nested deserializers prefix their messages (`` `db`: unknown variant … ``): rewrite the
+    // serde part wherever it is.
+    if let Ok(invalid) = regex::Regex::new(r"invalid (?:type|value): (.+), expected (.+)$") {
+        if let Some(caps) = invalid.captures(&message) {
+            let found = describe_found(&caps[1]);
+            let expected = match &caps[2] {
+                "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_string(),
+                "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
+                "f32" | "f64" => "a number".to_string(),
+                "a sequence" => "a list".to_string(),
+                other if other.starts_with("struct ") => "a map".to_string(),
+                other => other.to_string(),
+            };
+            let start = caps.get(0).map(|m| m.start()).unwrap_or(0);
+            return format!("{}expected {expected}, found {found}", &message[..start]);
+        }
     }
-    let variant = regex::Regex::new(r"^unknown variant `([^`]*)`, expected (?:one of )?(.+)$");
-    if let Some(caps) = variant.ok().and_then(|re| re.captures(&message)) {
-        return format!("`{}` is not one of {}", &caps[1], &caps[2]);
+    if let Ok(unknown) =
+        regex::Regex::new(r"unknown (variant|field) `([^`]*)`, expected (?:one of )?(.+)$")
+    {
+        if let Some(caps) = unknown.captures(&message) {
+            let start = caps.get(0).map(|m| m.start()).unwrap_or(0);
+            let prefix = &message[..start];
+            return if &caps[1] == "field" {
+                format!("{prefix}unknown key `{}` (expected {})", &caps[2], &caps[3])
+            } else {
+                format!("{prefix}`{}` is not one of {}", &caps[2], &caps[3])
+            };
+        }
     }
     message
 }

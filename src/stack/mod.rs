@@ -194,14 +194,21 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
         ))])
     })?;
     let (mut root, marks) = load::parse(&text).map_err(|e| {
-        StackErrors(vec![StackError::new(
+        let mut error = StackError::new(
             e.pos.map(|p| Location {
                 file: shown.clone(),
                 line: p.line,
                 column: p.column,
             }),
             format!("invalid YAML: {}", e.message),
-        )])
+        );
+        let line = e
+            .pos
+            .and_then(|p| text.lines().nth(p.line.saturating_sub(1)));
+        if line.is_some_and(|l| l.contains('\t')) {
+            error = error.with_hint("YAML indents with spaces; this line has a tab");
+        }
+        StackErrors(vec![error])
     })?;
 
     // The stage's variables.

@@ -371,7 +371,7 @@ fn probe<T: serde::de::DeserializeOwned>(
     };
     let mut found = Vec::new();
     match value {
-        Value::Sequence(items) if items.len() > 1 => {
+        Value::Sequence(items) if !items.is_empty() => {
             for (index, item) in items.iter().enumerate() {
                 if let Err((mut inner, message)) = single(Value::Sequence(vec![item.clone()])) {
                     // The item was checked alone, at index 0: put its real index back.
@@ -385,14 +385,19 @@ fn probe<T: serde::de::DeserializeOwned>(
                 }
             }
         }
-        Value::Mapping(entries) if entries.len() > 1 => {
+        Value::Mapping(entries) if !entries.is_empty() => {
             for (sub, item) in entries {
                 let mut one = Mapping::new();
                 one.insert(sub.clone(), item.clone());
-                if let Err((mut inner, message)) = single(Value::Mapping(one)) {
+                if let Err((mut inner, mut message)) = single(Value::Mapping(one)) {
                     if inner.len() < 2 {
                         inner.truncate(1);
                         inner.push(key_text(sub));
+                        // The entry is in the path now; drop the deserializer's own prefix.
+                        let prefix = format!("`{}`: ", key_text(sub));
+                        if let Some(rest) = message.strip_prefix(&prefix) {
+                            message = rest.to_string();
+                        }
                     }
                     found.push((inner, message));
                 }
@@ -867,6 +872,12 @@ fn check_references(root: &Mapping, report: &mut Report) {
                         &profiles_of[source],
                     );
                 }
+            } else if let Some(container) = source.strip_prefix("container:") {
+                report.at_value(
+                    &at,
+                    format!("service `{name}`: `volumes_from: container:{container}` is not supported yet"),
+                    Some("name a service or a data container of this stack; containers outside the stack are not managed by stackctl".into()),
+                );
             } else if !data.contains(&source) {
                 missing(report, &at, &format!("service `{name}` takes volumes from `{source}`, which is neither a service nor a data container"), source, &with_data);
             }
