@@ -190,14 +190,23 @@ fn half_a_gigabyte_streams_through_in_constant_memory() {
     assert!(task_containers(&stack).is_empty());
 }
 
-fn interrupt_removes_the_container(name: &str, signal: libc::c_int) {
+fn interrupt_removes_the_container(name: &str, signal: libc::c_int) -> String {
+    interrupt_task(name, "sleepy", signal)
+}
+
+/// Start `exec TASK` on a stack where `sleepy` sleeps, signal stackctl once the container
+/// runs, and check it exits 130 with nothing left; returns its stderr.
+fn interrupt_task(name: &str, task: &str, signal: libc::c_int) -> String {
     let stack = stack_with_tasks(
         name,
-        "  sleepy: { image: IMAGE, command: [sleep, '600'] }\n",
+        "  sleepy: { image: IMAGE, command: [sleep, '600'] }
+  after: { image: IMAGE, command: [echo, after] }
+  both: { steps: [sleepy, after] }
+",
     );
     let mut child = stack
         .std_cmd()
-        .args(["exec", "sleepy"])
+        .args(["exec", task])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -234,6 +243,7 @@ fn interrupt_removes_the_container(name: &str, signal: libc::c_int) {
         "stderr: {stderr}"
     );
     assert!(task_containers(&stack).is_empty(), "no task container left");
+    stderr
 }
 
 #[test]
@@ -244,6 +254,19 @@ fn sigint_exits_130_and_removes_the_task_container() {
 #[test]
 fn sigterm_exits_130_and_removes_the_task_container() {
     interrupt_removes_the_container("sigterm", libc::SIGTERM);
+}
+
+#[test]
+fn an_interrupted_sequence_starts_no_further_step_and_says_which_did_not_run() {
+    let stderr = interrupt_task("seq-int", "both", libc::SIGINT);
+    assert!(
+        stderr.contains("task both: interrupted; steps not run: `after`"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("step 2/2"),
+        "the next step never started: {stderr}"
+    );
 }
 
 #[test]
