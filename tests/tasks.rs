@@ -516,3 +516,54 @@ fn init_without_an_init_task_says_so_and_succeeds() {
     assert!(stderr.contains("no `init` task in stacks/"), "{stderr}");
     assert!(stack.containers().is_empty());
 }
+
+#[test]
+fn a_closed_stdout_stops_the_task_removes_it_and_exits_141() {
+    let stack = stack_with_tasks("epipe", "  flood: { image: IMAGE, command: [yes] }\n");
+    let mut child = stack
+        .std_cmd()
+        .args(["exec", "flood"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn stackctl");
+    // Read a little, then close our end, as `| head -1` does.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 2];
+    stdout.read_exact(&mut first).expect("some output");
+    assert_eq!(&first, b"y\n");
+    drop(stdout);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    assert_eq!(status.code(), Some(141), "stderr: {stderr}");
+    assert!(task_containers(&stack).is_empty(), "task container removed");
+}
+
+#[test]
+fn with_json_stdout_stays_the_tasks_and_the_event_goes_to_stderr() {
+    let stack = stack_with_tasks(
+        "json",
+        "  hello: { image: IMAGE, command: [echo, hello] }\n",
+    );
+    let output = stack
+        .cmd()
+        .args(["--json", "exec", "hello"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let event: serde_json::Value =
+        serde_json::from_str(stderr.lines().last().expect("an event line on stderr"))
+            .expect("a JSON event");
+    assert_eq!(event["object"], "hello");
+    assert_eq!(event["kind"], "task");
+    assert_eq!(event["status"], "done");
+    assert_eq!(event["stage"], stack.stage.as_str());
+}

@@ -1,0 +1,77 @@
+//! The GitLab CI example is a working pipeline: every `stackctl` command in it parses with
+//! the real command line, the stage is unique per pipeline, and `purge --yes` runs in
+//! `after_script` (regression guard for a CI example that drifts from the CLI).
+
+use clap::Parser;
+use stackctl::cli::{Cli, Command};
+
+fn example() -> serde_yaml::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ci/.gitlab-ci.yml");
+    let text = std::fs::read_to_string(path).expect("read examples/ci/.gitlab-ci.yml");
+    serde_yaml::from_str(&text).expect("valid YAML")
+}
+
+/// The stackctl invocation of a script line, without shell pipes and redirections.
+fn stackctl_args(line: &str) -> Option<Vec<String>> {
+    let command = line.split(['|', '<', '>']).next()?.trim();
+    let words = shell_words::split(command).expect("shell words");
+    (words.first().map(String::as_str) == Some("stackctl")).then_some(words)
+}
+
+fn script(job: &serde_yaml::Value, key: &str) -> Vec<String> {
+    job[key]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("job has `{key}`"))
+        .iter()
+        .map(|line| line.as_str().expect("a script line").to_string())
+        .collect()
+}
+
+#[test]
+fn every_stackctl_line_parses_and_the_stage_is_cleaned_up() {
+    let ci = example();
+    assert_eq!(
+        ci["variables"]["STACKCTL_ENV"].as_str(),
+        Some("ci-$CI_PIPELINE_ID"),
+        "one stage per pipeline"
+    );
+    let job = &ci["integration"];
+    let mut commands = Vec::new();
+    for line in script(job, "script")
+        .iter()
+        .chain(script(job, "after_script").iter())
+    {
+        let Some(args) = stackctl_args(line) else {
+            continue;
+        };
+        let cli =
+            Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("`{line}` does not parse: {e}"));
+        commands.push(cli);
+    }
+    let names: Vec<&str> = commands
+        .iter()
+        .map(|cli| match &cli.command {
+            Command::Init(_) => "init",
+            Command::Up(_) => "up",
+            Command::Exec(args) => args.name.as_str(),
+            Command::Purge(_) => "purge",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(names, ["init", "up", "init", "tests", "purge"]);
+    assert!(
+        commands.iter().any(|cli| cli.global.json),
+        "machine-readable events with --json"
+    );
+    let after = script(job, "after_script");
+    let purge = after
+        .iter()
+        .filter_map(|line| stackctl_args(line))
+        .map(|args| Cli::try_parse_from(&args).expect("parses"))
+        .find_map(|cli| match cli.command {
+            Command::Purge(args) => Some(args),
+            _ => None,
+        })
+        .expect("purge in after_script");
+    assert!(purge.yes, "purge never prompts in CI");
+}
