@@ -102,6 +102,29 @@ fn config_prints_the_resolved_stack() {
     );
     assert!(stderr.is_empty(), "no warnings: {stderr}");
     insta::assert_snapshot!(redact(&stack, &stdout));
+    // No engine is needed: an unreachable daemon changes nothing.
+    let output = stack
+        .cmd()
+        .arg("config")
+        .env("DOCKER_HOST", "tcp://127.0.0.1:9")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(stdout_of(&output), stdout);
+}
+
+#[test]
+fn selecting_a_profile_brings_its_services_in() {
+    let stack = TestStack::new("profiles");
+    stack.stack(
+        "services:\n  api:\n    image: busybox\n    depends_on: [debugger]\n    profiles: [debug]\n  debugger:\n    image: busybox\n    profiles: [debug, tools]\n  db:\n    image: busybox\n",
+    );
+    let (stdout, _) = ok(&stack, &["config", "--services"]);
+    assert_eq!(stdout, "db\n", "profiled services are off by default");
+    let (stdout, _) = ok(&stack, &["--profile", "tools", "config", "--services"]);
+    assert_eq!(stdout, "debugger\ndb\n");
+    let (stdout, _) = ok(&stack, &["--profile", "debug", "config", "--services"]);
+    assert_eq!(stdout, "api\ndebugger\ndb\n");
 }
 
 #[test]
@@ -203,6 +226,55 @@ fn process_environment_beats_env_file_beats_builtins() {
         stderr_of(&output).contains("strongest source first: process environment"),
         "the order is stated: {}",
         stderr_of(&output)
+    );
+}
+
+#[test]
+fn sources_show_unused_env_file_variables_and_typos_warn() {
+    let stack = TestStack::new("config-typo");
+    stack.stack(
+        "services:\n  app:\n    image: \"busybox:${STK_TAGG:-1}\"\n    environment: [STK_DB_PASWORD, STK_OPTIONAL]\n",
+    );
+    stack.write(
+        &format!(".env.{}", stack.stage),
+        "STK_TAG=2\nSTK_DB_PASSWORD=hunter2hunter2\n",
+    );
+    let output = stack
+        .cmd()
+        .args(["config", "--sources"])
+        .env_remove("STK_TAGG")
+        .env_remove("STK_DB_PASWORD")
+        .env_remove("STK_OPTIONAL")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let rows: Vec<String> = redact(&stack, &stdout_of(&output))
+        .lines()
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect();
+    insta::assert_snapshot!(rows.join("\n"), @r"
+    VARIABLE | SOURCE | VALUE | USED AT
+    STK_TAGG | default in the stack file | 1 | stacks/STAGE.yml:3:12
+    STK_DB_PASWORD | not set (entry left out) | stacks/STAGE.yml:4:19
+    STK_OPTIONAL | not set (entry left out) | stacks/STAGE.yml:4:35
+    STK_TAG | .env.STAGE:1 | 2 | (not used by the stack file)
+    STK_DB_PASSWORD | .env.STAGE:2 | **** | (not used by the stack file)
+    ");
+    let warnings: Vec<String> = redact(&stack, &stderr_of(&output))
+        .lines()
+        .filter(|l| l.starts_with("warning"))
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        warnings,
+        vec!["warning: variable `STK_DB_PASWORD` is not set; the entry is left out (stacks/STAGE.yml:4:19) (`.env.STAGE` has `STK_DB_PASSWORD`: a typo?)".to_string()],
+        "only the likely typo warns"
     );
 }
 

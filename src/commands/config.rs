@@ -62,6 +62,7 @@ fn sources_table(loaded: &LoadedStack, show_secrets: bool) -> String {
             Resolution::Set(source) => source.to_string(),
             Resolution::Default => "default in the stack file".into(),
             Resolution::Unset => "not set (empty)".into(),
+            Resolution::LeftOut => "not set (entry left out)".into(),
         };
         let value = if is_secret_key(&used.name) && !show_secrets && !used.value.is_empty() {
             "****".to_string()
@@ -74,6 +75,22 @@ fn sources_table(loaded: &LoadedStack, show_secrets: bool) -> String {
             .map(|l| l.to_string())
             .unwrap_or_default();
         rows.push([used.name.clone(), source, value, at]);
+    }
+    for unused in &loaded.unused_env {
+        let Resolution::Set(source) = &unused.resolution else {
+            continue;
+        };
+        let value = if is_secret_key(&unused.name) && !show_secrets && !unused.value.is_empty() {
+            "****".to_string()
+        } else {
+            unused.value.clone()
+        };
+        rows.push([
+            unused.name.clone(),
+            source.to_string(),
+            value,
+            "(not used by the stack file)".into(),
+        ]);
     }
     let mut widths = [0usize; 3];
     for row in &rows {

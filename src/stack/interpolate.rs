@@ -110,6 +110,9 @@ pub enum Resolution {
     Default,
     /// The variable was unset and nothing replaced it: it became an empty string.
     Unset,
+    /// An `environment`/`args` entry without a value whose variable is set nowhere: the
+    /// entry is left out.
+    LeftOut,
 }
 
 /// One variable reference found in the stack file.

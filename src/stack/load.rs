@@ -48,6 +48,12 @@ impl Marks {
         }
     }
 
+    /// Whether `path` itself (not an ancestor) has a position.
+    pub fn has<S: AsRef<str>>(&self, path: &[S]) -> bool {
+        let path: Vec<String> = path.iter().map(|s| s.as_ref().to_string()).collect();
+        self.map.contains_key(&path)
+    }
+
     /// Where the key of `path` is written (the value's position for list items).
     pub fn key<S: AsRef<str>>(&self, path: &[S]) -> Option<Pos> {
         self.find(path).map(|m| m.key.unwrap_or(m.value))

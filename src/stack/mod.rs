@@ -110,6 +110,8 @@ pub struct LoadedStack {
     /// Every variable reference and environment entry filled from a variable, with where
     /// its value came from (`stackctl config --sources`).
     pub variables: Vec<Use>,
+    /// Variables of `.env.STAGE` that the stack file never uses (often a typo on one side).
+    pub unused_env: Vec<Use>,
     /// Services left out because none of their profiles is selected.
     pub inactive_services: Vec<String>,
     /// Positions of every key and value of the stack file.
@@ -146,21 +148,50 @@ impl LoadedStack {
         }
     }
 
-    /// Warnings worth showing before acting: variables that were referenced but not set.
+    /// Warnings worth showing before acting: variables referenced but set nowhere (as
+    /// Compose warns), and valueless `environment`/`args` entries left out when `.env.STAGE`
+    /// has a close name (a likely typo).
     pub fn warnings(&self) -> Vec<String> {
         let mut seen = std::collections::HashSet::new();
+        let likely_typo = |name: &str| {
+            validate::suggest(name, self.unused_env.iter().map(|e| e.name.as_str())).is_some()
+        };
         self.variables
             .iter()
-            .filter(|u| u.resolution == Resolution::Unset && seen.insert(u.name.clone()))
+            .filter(|u| match u.resolution {
+                Resolution::Unset => seen.insert(u.name.clone()),
+                Resolution::LeftOut => likely_typo(&u.name) && seen.insert(u.name.clone()),
+                _ => false,
+            })
             .map(|u| {
                 let at = self
                     .locate_value(&u.path.iter().map(String::as_str).collect::<Vec<_>>())
                     .map(|l| format!(" ({l})"))
                     .unwrap_or_default();
-                format!(
-                    "variable `{}` is not set; using an empty string{at}",
-                    u.name
-                )
+                let close =
+                    validate::suggest(&u.name, self.unused_env.iter().map(|e| e.name.as_str()));
+                let hint = match (close, self.unused_env.first()) {
+                    (
+                        Some(close),
+                        Some(Use {
+                            resolution: Resolution::Set(source),
+                            ..
+                        }),
+                    ) => {
+                        let file = match source {
+                            Source::EnvFile { file, .. } => file.as_str(),
+                            _ => "the env file",
+                        };
+                        format!(" (`{file}` has `{close}`: a typo?)")
+                    }
+                    _ => String::new(),
+                };
+                let effect = if u.resolution == Resolution::LeftOut {
+                    "the entry is left out"
+                } else {
+                    "using an empty string"
+                };
+                format!("variable `{}` is not set; {effect}{at}{hint}", u.name)
             })
             .collect()
     }
@@ -306,6 +337,7 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
         secrets: Vec::new(),
         variables: uses,
         inactive_services: Vec::new(),
+        unused_env: Vec::new(),
         marks,
     };
     resolve::resolve(loaded, project, &vars, &entries).map_err(StackErrors::sorted)

@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 
 use super::envfile;
 use super::interpolate::{Resolution, Use, Variables};
+use super::load::Marks;
 use super::model::{Build, MountKind, Task, VolumeMount};
 use super::{is_secret_key, LoadedStack, Location, StackError};
 use crate::project::{sanitize_name, Project};
@@ -31,6 +32,7 @@ pub(super) fn resolve(
     loaded.stack.name = Some(loaded.project.clone());
 
     let mut uses = Vec::new();
+    let marks = loaded.marks.clone();
     let mut stack = std::mem::take(&mut loaded.stack);
     for (name, service) in stack.services.iter_mut() {
         let base = ["services", name.as_str()];
@@ -69,11 +71,18 @@ pub(super) fn resolve(
             vars,
             &mut uses,
             &[base[0], base[1], "environment"],
+            &marks,
         );
         for (key, value) in service.environment.iter_mut() {
             if value.is_none() {
                 if let Some(from_file) = from_files.get(key) {
                     *value = Some(from_file.clone());
+                    // Not left out after all: the service's env file has it.
+                    uses.retain(|u| {
+                        !(u.resolution == Resolution::LeftOut
+                            && u.name == *key
+                            && u.path.get(1) == Some(name))
+                    });
                 }
             }
         }
@@ -86,7 +95,14 @@ pub(super) fn resolve(
             service.environment = merged;
         }
         if let Some(build) = &mut service.build {
-            resolve_build(build, &dir, vars, &mut uses, &[base[0], base[1], "build"]);
+            resolve_build(
+                build,
+                &dir,
+                vars,
+                &mut uses,
+                &[base[0], base[1], "build"],
+                &marks,
+            );
         }
         absolute_mounts(&mut service.volumes, &dir);
     }
@@ -98,6 +114,7 @@ pub(super) fn resolve(
                 vars,
                 &mut uses,
                 &["data_containers", name, "build"],
+                &marks,
             );
         }
         absolute_mounts(&mut data.volumes, &dir);
@@ -109,9 +126,17 @@ pub(super) fn resolve(
                 vars,
                 &mut uses,
                 &["tasks", name, "environment"],
+                &marks,
             );
             if let Some(build) = &mut task.build {
-                resolve_build(build, &dir, vars, &mut uses, &["tasks", name, "build"]);
+                resolve_build(
+                    build,
+                    &dir,
+                    vars,
+                    &mut uses,
+                    &["tasks", name, "build"],
+                    &marks,
+                );
             }
             absolute_mounts(&mut task.volumes, &dir);
             if let Some(stdin) = &mut task.stdin {
@@ -175,6 +200,22 @@ pub(super) fn resolve(
     secrets.dedup();
     loaded.secrets = secrets;
     loaded.variables.extend(uses);
+    loaded.unused_env = env_file
+        .iter()
+        .filter(|entry| !loaded.variables.iter().any(|u| u.name == entry.key))
+        .filter_map(|entry| {
+            let (value, source) = vars.get(&entry.key)?;
+            // Overridden by the process environment: the file's line is not what counts.
+            matches!(source, super::Source::EnvFile { line, .. } if *line == entry.line).then(
+                || Use {
+                    name: entry.key.clone(),
+                    resolution: Resolution::Set(source.clone()),
+                    value: value.clone(),
+                    path: Vec::new(),
+                },
+            )
+        })
+        .collect();
     loaded.stack = stack;
     if errors.is_empty() {
         Ok(loaded)
@@ -190,13 +231,19 @@ fn fill_environment(
     vars: &Variables,
     uses: &mut Vec<Use>,
     base: &[&str],
+    marks: &Marks,
 ) {
-    for (key, value) in env.iter_mut() {
+    for (index, (key, value)) in env.iter_mut().enumerate() {
         if value.is_some() {
             continue;
         }
+        // The map form has the key in the path; the list form (`[KEY, …]`) its index.
         let mut path: Vec<String> = base.iter().map(|s| s.to_string()).collect();
         path.push(key.clone());
+        if !marks.has(&path) {
+            path.pop();
+            path.push(index.to_string());
+        }
         match vars.get(key) {
             Some((found, source)) => {
                 *value = Some(found.clone());
@@ -209,7 +256,7 @@ fn fill_environment(
             }
             None => uses.push(Use {
                 name: key.clone(),
-                resolution: Resolution::Unset,
+                resolution: Resolution::LeftOut,
                 value: String::new(),
                 path,
             }),
@@ -223,6 +270,7 @@ fn resolve_build(
     vars: &Variables,
     uses: &mut Vec<Use>,
     base: &[&str],
+    marks: &Marks,
 ) {
     // Remote contexts (git URLs) are passed through as written.
     if !build.context.contains("://") {
@@ -230,7 +278,7 @@ fn resolve_build(
     }
     let mut at: Vec<&str> = base.to_vec();
     at.push("args");
-    fill_environment(&mut build.args, vars, uses, &at);
+    fill_environment(&mut build.args, vars, uses, &at, marks);
 }
 
 fn absolute_mounts(mounts: &mut [VolumeMount], dir: &Path) {
