@@ -39,7 +39,9 @@ pub fn install() {
                 std::process::exit(crate::error::exit::INTERRUPTED);
             }
             REQUESTED.store(true, Ordering::SeqCst);
-            let _ = channel().send(true);
+            // `send` stores nothing when no receiver exists yet; `send_replace` always does,
+            // so a `wait()` that starts after the signal still sees it.
+            channel().send_replace(true);
         }
     });
 }
@@ -52,7 +54,7 @@ pub fn requested() -> bool {
 /// Resolves when the first interrupt arrives (at once if it already has).
 pub async fn wait() {
     let mut receiver = channel().subscribe();
-    if *receiver.borrow() {
+    if requested() || *receiver.borrow() {
         return;
     }
     let _ = receiver.wait_for(|v| *v).await;

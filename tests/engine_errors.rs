@@ -180,7 +180,16 @@ services:
     std::thread::sleep(Duration::from_millis(2000));
     interrupt(&up);
     let status = up.wait().expect("wait for up");
-    assert_eq!(status.code(), Some(130));
+    let mut up_stderr = String::new();
+    {
+        use std::io::Read;
+        up.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut up_stderr)
+            .unwrap();
+    }
+    assert_eq!(status.code(), Some(130), "{up_stderr}");
     assert!(started.elapsed() < Duration::from_secs(15));
 
     let mut logs = t

@@ -345,3 +345,164 @@ pub fn port_in_use(err: &EngineError) -> Option<String> {
         .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
         .or(Some(String::new()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::{LoadedStack, Stack};
+
+    fn spec_of(yaml: &str) -> ContainerSpec {
+        let stack: Stack = serde_yaml::from_str(yaml).expect("valid stack");
+        let loaded = LoadedStack {
+            stack,
+            project: "demo".into(),
+            stage: "dev".into(),
+            dir: "/srv/demo".into(),
+            file: "/srv/demo/stacks/dev.yml".into(),
+            ..Default::default()
+        };
+        let service = &loaded.stack.services["api"];
+        crate::spec::service(&loaded, "api", service, "sha256:abc")
+    }
+
+    const API: &str = r#"
+services:
+  api:
+    image: busybox:latest
+    command: [httpd, -f]
+    entrypoint: [/bin/sh, -c]
+    environment: { B: "2", A: "1", UNSET: }
+    ports: ["127.0.0.1:8080:80", "9090"]
+    volumes: ["data:/data:ro", "./logs:/logs", "/scratch"]
+    volumes_from: ["files:ro"]
+    networks: { back: { aliases: [api-back] } }
+    healthcheck: { test: [CMD, "true"], interval: 1s, timeout: 500ms, retries: 3, start_period: 2s }
+    restart: unless-stopped
+    labels: { team: data }
+    working_dir: /app
+    user: "1000:1000"
+    init: true
+    stop_signal: SIGINT
+    stop_grace_period: 1m30s
+    mem_limit: 64m
+    cpus: 0.5
+    hostname: api-host
+    extra_hosts: ["db.local:10.0.0.5"]
+  files: { image: busybox:latest }
+"#;
+
+    #[test]
+    fn every_model_key_reaches_the_create_request() {
+        let spec = spec_of(API);
+        let body = create_body(&spec);
+        let host = body.host_config.clone().expect("host config");
+        assert_eq!(body.image.as_deref(), Some("busybox:latest"));
+        assert_eq!(body.cmd, Some(vec!["httpd".to_string(), "-f".to_string()]));
+        assert_eq!(
+            body.entrypoint,
+            Some(vec!["/bin/sh".to_string(), "-c".to_string()])
+        );
+        assert_eq!(body.env, Some(vec!["A=1".to_string(), "B=2".to_string()]));
+        assert_eq!(
+            body.exposed_ports,
+            Some(vec!["80/tcp".to_string(), "9090/tcp".to_string()])
+        );
+        let bindings = host.port_bindings.expect("port bindings");
+        let web = bindings["80/tcp"].clone().expect("80 bound");
+        assert_eq!(web[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(web[0].host_port.as_deref(), Some("8080"));
+        // No host IP means every interface, as in Compose; no host port means ephemeral.
+        let other = bindings["9090/tcp"].clone().expect("9090 bound");
+        assert_eq!(other[0].host_ip.as_deref(), Some(""));
+        assert_eq!(other[0].host_port.as_deref(), Some(""));
+        assert_eq!(
+            host.binds,
+            Some(vec![
+                "dev-demo_data:/data:ro".to_string(),
+                "/srv/demo/logs:/logs".to_string()
+            ])
+        );
+        assert_eq!(body.volumes, Some(vec!["/scratch".to_string()]));
+        assert_eq!(
+            host.volumes_from,
+            Some(vec!["dev-demo--files:ro".to_string()])
+        );
+        let health = body.healthcheck.expect("healthcheck");
+        assert_eq!(health.interval, Some(1_000_000_000));
+        assert_eq!(health.timeout, Some(500_000_000));
+        assert_eq!(health.start_period, Some(2_000_000_000));
+        assert_eq!(health.retries, Some(3));
+        assert_eq!(
+            host.restart_policy.and_then(|r| r.name),
+            Some(RestartPolicyNameEnum::UNLESS_STOPPED)
+        );
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.init, Some(true));
+        assert_eq!(
+            host.extra_hosts,
+            Some(vec!["db.local:10.0.0.5".to_string()])
+        );
+        assert_eq!(body.working_dir.as_deref(), Some("/app"));
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        assert_eq!(body.stop_signal.as_deref(), Some("SIGINT"));
+        assert_eq!(body.stop_timeout, Some(90));
+        assert_eq!(body.hostname.as_deref(), Some("api-host"));
+        let labels = body.labels.expect("labels");
+        assert_eq!(labels["team"], "data");
+        assert_eq!(labels["io.stackctl.role"], "service");
+        assert_eq!(labels["io.stackctl.service"], "api");
+        assert_eq!(labels["io.stackctl.config-hash"], spec.config_hash());
+        // Created on the stage network only; the others are connected after create.
+        let endpoints = body
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .expect("endpoints");
+        assert_eq!(endpoints.len(), 1);
+        assert_eq!(
+            endpoints["dev-demo_default"].aliases,
+            Some(vec!["api".to_string()])
+        );
+        assert_eq!(spec.networks[1].network, "dev-demo_back");
+        assert_eq!(
+            spec.networks[1].aliases,
+            vec!["api".to_string(), "api-back".to_string()]
+        );
+    }
+
+    #[test]
+    fn config_hash_is_canonical() {
+        let one = spec_of(API);
+        let reordered = spec_of(&API.replace(
+            r#"{ B: "2", A: "1", UNSET: }"#,
+            r#"{ A: "1", UNSET: , B: "2" }"#,
+        ));
+        assert_eq!(one.config_hash(), reordered.config_hash());
+        let changed = spec_of(&API.replace("cpus: 0.5", "cpus: 1"));
+        assert_ne!(one.config_hash(), changed.config_hash());
+        assert_eq!(
+            crate::spec::changed_fields(&one.field_hashes(), &changed.field_hashes()),
+            vec!["cpus".to_string()]
+        );
+    }
+
+    #[test]
+    fn port_in_use_finds_the_port_in_both_engine_messages() {
+        let allocated = EngineError::other(
+            "start container",
+            "x",
+            "driver failed programming external connectivity on endpoint x (abc): Bind for 0.0.0.0:18080 failed: port is already allocated",
+        );
+        assert_eq!(port_in_use(&allocated).as_deref(), Some("18080"));
+        let in_use = EngineError::other(
+            "start container",
+            "x",
+            "driver failed programming external connectivity on endpoint x (abc): Error starting userland proxy: listen tcp4 0.0.0.0:5432: bind: address already in use",
+        );
+        assert_eq!(port_in_use(&in_use).as_deref(), Some("5432"));
+        assert_eq!(
+            port_in_use(&EngineError::other("start container", "x", "no such image")),
+            None
+        );
+    }
+}
