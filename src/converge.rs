@@ -20,8 +20,10 @@ use crate::plan::{Action, Change, Plan};
 use crate::stack::model::Condition;
 use crate::stack::LoadedStack;
 
-/// How many engine operations run at once.
-pub const PARALLEL: usize = 4;
+/// How many engine operations run at once. High enough that a small stack's containers all
+/// stop (or start) in one wave: with 4, the fifth container's stop waited for the first one,
+/// adding a whole stop to `down` (BENCHMARKS.md).
+pub const PARALLEL: usize = 16;
 
 /// How often health and exit states are polled.
 const POLL: Duration = Duration::from_millis(250);
