@@ -2,7 +2,7 @@
 //! calls that do the same work, made directly with ideal parallelism) on one stack file.
 //!
 //! ```text
-//! cargo bench --bench compare                      # 7 runs, 1 GiB through stdin
+//! cargo bench --bench compare                      # 7 runs; stdin: 5 runs of 1 GiB
 //! cargo bench --bench compare -- --quick           # 1 run, 32 MiB: checks the harness works
 //! cargo bench --bench compare -- --update BENCHMARKS.md   # also rewrite the results there
 //! ```
@@ -51,6 +51,8 @@ const RESULTS_END: &str = "<!-- bench:results:end -->";
 
 struct Options {
     runs: usize,
+    /// Runs of the stdin step (each streams the whole file through every tool).
+    stdin_runs: usize,
     stdin_mib: u64,
     quick: bool,
     update: Option<PathBuf>,
@@ -64,6 +66,7 @@ impl Options {
             std::env::var("STACKCTL_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
         let mut options = Options {
             runs: 7,
+            stdin_runs: 5,
             stdin_mib: 1024,
             quick: false,
             update: None,
@@ -72,6 +75,7 @@ impl Options {
         };
         let mut explicit_runs = None;
         let mut explicit_mib = None;
+        let mut explicit_stdin_runs = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value =
@@ -82,6 +86,10 @@ impl Options {
                 "--quick" => options.quick = true,
                 "--verbose" | "-v" => options.verbose = true,
                 "--runs" => explicit_runs = Some(value("--runs")?.parse().context("--runs")?),
+                "--stdin-runs" => {
+                    explicit_stdin_runs =
+                        Some(value("--stdin-runs")?.parse().context("--stdin-runs")?)
+                }
                 "--stdin-mib" => {
                     explicit_mib = Some(value("--stdin-mib")?.parse().context("--stdin-mib")?)
                 }
@@ -89,7 +97,7 @@ impl Options {
                 "--stackctl" => options.stackctl = PathBuf::from(value("--stackctl")?),
                 "--help" | "-h" => {
                     println!(
-                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--verbose]"
+                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--verbose]"
                     );
                     std::process::exit(0);
                 }
@@ -99,9 +107,13 @@ impl Options {
         if options.quick || quick_env {
             options.quick = true;
             options.runs = 1;
+            options.stdin_runs = 1;
             options.stdin_mib = 32;
         }
         options.runs = explicit_runs.unwrap_or(options.runs).max(1);
+        options.stdin_runs = explicit_stdin_runs
+            .unwrap_or(options.stdin_runs.min(options.runs))
+            .max(1);
         options.stdin_mib = explicit_mib.unwrap_or(options.stdin_mib).max(1);
         Ok(options)
     }
@@ -475,11 +487,11 @@ fn stdin_phase(bench: &mut Bench, samples: &mut Samples) -> Result<()> {
     // Up like a user would have it; without `up`, `exec` creates what the task needs.
     let stackctl_up = up(bench, Tool::Stackctl)?.is_some();
     bench.runtime.block_on(bench.floor.cold_up())?;
-    for run in 0..bench.options.runs {
+    for run in 0..bench.options.stdin_runs {
         eprintln!(
             "run {}/{} (stdin, {} MiB)",
             run + 1,
-            bench.options.runs,
+            bench.options.stdin_runs,
             bench.options.stdin_mib
         );
         let order = [Tool::Stackctl, Tool::DockerRun, Tool::Floor];
@@ -942,8 +954,8 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
     writeln!(out, "- Date: {date}")?;
     writeln!(
         out,
-        "- Runs: {} per step, medians (no-op up: {} samples per run); stdin: {} MiB",
-        bench.options.runs, NOOP_REPEATS, bench.options.stdin_mib
+        "- Runs: {} per step, medians (no-op up: {} samples per run); stdin: {} runs of {} MiB",
+        bench.options.runs, NOOP_REPEATS, bench.options.stdin_runs, bench.options.stdin_mib
     )?;
     writeln!(out, "- Reproduce: `{command}`")?;
     writeln!(out)?;
