@@ -68,8 +68,11 @@ fn monolith_stages_run_side_by_side_with_cron_and_test_db() {
     stackctl(&ts, &dev, &["config"]).success();
 
     let started = Instant::now();
+    let phase = |what: &str| eprintln!("[{:6.1}s] {what}", started.elapsed().as_secs_f64());
     stackctl(&ts, &dev, &["exec", "init"]).success();
+    phase("dev initialised");
     stackctl(&ts, &qa, &["init", "--env", &qa]).success();
+    phase("qa initialised");
 
     // Both stages run at once, each with its own containers and host port.
     for stage in [&dev, &qa] {
@@ -136,6 +139,8 @@ fn monolith_stages_run_side_by_side_with_cron_and_test_db() {
     assert_eq!(visits(&dev), (dev_before + 1).to_string());
     assert_eq!(visits(&qa), (qa_before + 1).to_string());
 
+    phase("both stages checked");
+
     // test-db drops, creates and loads the test database: a stray row disappears.
     stackctl(&ts, &dev, &["exec", "test-db"]).success();
     assert_eq!(
@@ -173,6 +178,8 @@ fn monolith_stages_run_side_by_side_with_cron_and_test_db() {
         "qa's database is untouched"
     );
 
+    phase("test-db checked");
+
     // The cron worker runs every minute: a heartbeat appears within ~70 s of start.
     let remaining = Duration::from_secs(75).saturating_sub(started.elapsed());
     reference::wait_for(
@@ -183,6 +190,8 @@ fn monolith_stages_run_side_by_side_with_cron_and_test_db() {
             (s["heartbeats"].as_u64().unwrap_or(0) >= 1).then_some(())
         },
     );
+
+    phase("heartbeat seen");
 
     // purge each stage: nothing with its labels is left, and the other stage is untouched
     // until its own purge.
@@ -208,4 +217,5 @@ fn monolith_stages_run_side_by_side_with_cron_and_test_db() {
     assert_eq!(status(&ts, &qa)["articles"], 3, "qa still serves");
     stackctl(&ts, &qa, &["purge", "--yes"]).success();
     assert!(labels(&qa).is_empty(), "purge left {:?}", labels(&qa));
+    phase("both stages purged");
 }

@@ -75,6 +75,8 @@ impl Starter {
 fn starter_serves_pxcodes_keeps_data_and_purges_cleanly() {
     let s = Starter::new();
     let stage = s.ts.stage.clone();
+    let started = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("[{:6.1}s] {what}", started.elapsed().as_secs_f64());
 
     // init: render the stage's files, then run the init task (up, resetdb, import).
     s.stackctl(&["init", "--env", &stage]).success();
@@ -89,6 +91,7 @@ fn starter_serves_pxcodes_keeps_data_and_purges_cleanly() {
         assert_eq!(mode & 0o777, 0o600, ".env.{stage} must be private");
     }
     s.wait_ready();
+    phase("initialised");
 
     // All 100 codes on one page, with full URLs.
     let all = s.get("");
@@ -181,6 +184,8 @@ fn starter_serves_pxcodes_keeps_data_and_purges_cleanly() {
         404
     );
 
+    phase("API checked");
+
     // Data lives in the data container: it survives `down` + `up`.
     assert_eq!(create("998", "KEPT ACROSS DOWN AND UP").status, 201);
     s.stackctl(&["down"]).success();
@@ -198,6 +203,8 @@ fn starter_serves_pxcodes_keeps_data_and_purges_cleanly() {
     s.wait_ready();
     assert_eq!(s.get("").json()["meta"]["total"], 101);
     assert_eq!(s.get("998").json()["procedure"], "KEPT ACROSS DOWN AND UP");
+
+    phase("down and up");
 
     // purge: nothing with this stage's labels is left on the engine, nor the data
     // container's (anonymous) volume.
@@ -235,4 +242,5 @@ fn starter_serves_pxcodes_keeps_data_and_purges_cleanly() {
         let left = support::lines(&support::docker(&args));
         assert!(left.is_empty(), "purge left {kind:?}: {left:?}");
     }
+    phase("purged");
 }
