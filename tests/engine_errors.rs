@@ -52,7 +52,8 @@ services:
   db:
     image: {}
     init: true
-    command: [sh, -c, "echo starting db; exec sleep 3600"]
+    command: [sh, -c, "echo starting db with $$API_TOKEN; exec sleep 3600"]
+    environment: {{ API_TOKEN: tok-3f9a7c21 }}
     healthcheck:
       test: [CMD, sh, -c, "echo not ready yet; exit 1"]
       interval: 500ms
@@ -67,7 +68,9 @@ services:
         stderr.contains("last health check: exit 1: not ready yet"),
         "{stderr}"
     );
-    assert!(stderr.contains("starting db"), "{stderr}");
+    // The log line is shown, with the secret value masked.
+    assert!(stderr.contains("starting db with ****"), "{stderr}");
+    assert!(!stderr.contains("tok-3f9a7c21"), "{stderr}");
 
     // --no-wait does not wait for health; --timeout bounds the wait.
     t.cmd().args(["up", "--no-wait"]).assert().success();
