@@ -141,33 +141,72 @@ async fn feed(mut chunks: Chunks, mut sink: InputSink) -> Option<String> {
     read_error
 }
 
-/// Write one output frame to our stdout or stderr. `Err(())` when our stdout is closed.
-async fn write_frame(
-    frame: LogOutput,
-    stdout: &mut tokio::io::Stdout,
-    stderr: &mut tokio::io::Stderr,
-) -> Result<(), ()> {
-    match frame {
-        LogOutput::StdOut { message } | LogOutput::Console { message } => {
-            let written = async {
-                stdout.write_all(&message).await?;
-                stdout.flush().await
-            }
-            .await;
-            match written {
-                Ok(()) => Ok(()),
-                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(()),
-                // Any other write failure of stdout also means nobody gets the output.
-                Err(_) => Err(()),
-            }
+/// Frames waiting for the writer thread; bounded, so a slow reader of our stdout slows the
+/// container down instead of filling memory.
+const FRAMES_IN_FLIGHT: usize = 16;
+
+/// Writes output frames to our stdout and stderr on its own thread, with one unbuffered
+/// `write` per frame: no copy, no line buffering, and the runtime never blocks on a slow
+/// pipe. Dropping `frames` lets it finish; `done` then says whether stdout broke.
+struct OutputWriter {
+    frames: mpsc::Sender<LogOutput>,
+    done: tokio::sync::oneshot::Receiver<bool>,
+}
+
+impl OutputWriter {
+    fn spawn() -> OutputWriter {
+        let (frames, mut receiver) = mpsc::channel::<LogOutput>(FRAMES_IN_FLIGHT);
+        let (report, done) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("output-writer".into())
+            .spawn(move || {
+                use std::io::Write;
+                use std::os::fd::FromRawFd;
+                // SAFETY: fds 1 and 2 stay open for the life of the process; ManuallyDrop
+                // keeps these handles from closing them.
+                let mut stdout =
+                    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
+                let mut stderr =
+                    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(2) });
+                let mut broken = false;
+                while let Some(frame) = receiver.blocking_recv() {
+                    match frame {
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            // Any failure to write stdout (EPIPE above all) means nobody
+                            // gets the output any more.
+                            if stdout.write_all(&message).is_err() {
+                                broken = true;
+                                break;
+                            }
+                        }
+                        // A closed stderr is no reason to stop: its output is dropped.
+                        LogOutput::StdErr { message } => {
+                            let _ = stderr.write_all(&message);
+                        }
+                        LogOutput::StdIn { .. } => {}
+                    }
+                }
+                let _ = report.send(broken);
+            });
+        if spawned.is_err() {
+            // Without a writer the frames have nowhere to go: treat it like a closed stdout.
+            let (frames, _) = mpsc::channel(1);
+            let (report, done) = tokio::sync::oneshot::channel();
+            let _ = report.send(true);
+            return OutputWriter { frames, done };
         }
-        LogOutput::StdErr { message } => {
-            // A closed stderr is not a reason to stop the task: its output is dropped.
-            let _ = stderr.write_all(&message).await;
-            let _ = stderr.flush().await;
-            Ok(())
-        }
-        LogOutput::StdIn { .. } => Ok(()),
+        OutputWriter { frames, done }
+    }
+
+    /// Hand a frame over; `Err` when stdout is closed.
+    async fn write(&self, frame: LogOutput) -> Result<(), ()> {
+        self.frames.send(frame).await.map_err(|_| ())
+    }
+
+    /// Wait until every frame handed over is written; true when stdout broke.
+    async fn finish(self) -> bool {
+        drop(self.frames);
+        self.done.await.unwrap_or(true)
     }
 }
 
@@ -195,8 +234,7 @@ pub(crate) async fn pump(
         }
     };
 
-    let mut stdout = tokio::io::stdout();
-    let mut stderr = tokio::io::stderr();
+    let writer = OutputWriter::spawn();
     let mut exit = exit;
     let interrupted = crate::interrupt::wait();
     tokio::pin!(interrupted);
@@ -216,8 +254,15 @@ pub(crate) async fn pump(
             _ = &mut interrupted => break End::Interrupted,
             frame = output.next(), if !output_done => match frame {
                 Some(Ok(frame)) => {
-                    if write_frame(frame, &mut stdout, &mut stderr).await.is_err() {
-                        break End::BrokenPipe;
+                    // A reader of our stdout that stops reading must not make us deaf to
+                    // Ctrl-C.
+                    tokio::select! {
+                        written = writer.write(frame) => {
+                            if written.is_err() {
+                                break End::BrokenPipe;
+                            }
+                        }
+                        _ = &mut interrupted => break End::Interrupted,
                     }
                     if code.is_some() {
                         grace.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
@@ -234,6 +279,18 @@ pub(crate) async fn pump(
         }
     };
 
+    // Everything handed to the writer reaches stdout before we report the exit; after an
+    // interrupt or a broken pipe nothing more is written.
+    let end = match end {
+        End::Exited(code) => {
+            if writer.finish().await {
+                End::BrokenPipe
+            } else {
+                End::Exited(code)
+            }
+        }
+        other => other,
+    };
     let input_error = match feeder {
         Some(handle) if handle.is_finished() => handle.await.ok().flatten(),
         Some(handle) => {
