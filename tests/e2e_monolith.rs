@@ -65,7 +65,30 @@ fn monolith_stages_run_side_by_side_with_cron_and_test_db() {
 
     // The full profile (images from a registry) is a valid stack file too.
     stackctl(&ts, &dev, &["init", "--env", &dev, "--no-run"]).success();
-    stackctl(&ts, &dev, &["config"]).success();
+    let services = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["config", "--services"];
+        args.extend_from_slice(extra);
+        let out = stackctl(&ts, &dev, &args).success();
+        support::lines(&String::from_utf8_lossy(&out.get_output().stdout))
+    };
+    assert_eq!(
+        services(&[]),
+        ["postgres", "redis", "front", "app", "app-cron"],
+        "the registry-only services stay out by default"
+    );
+    assert_eq!(
+        services(&["--profile", "full"]),
+        [
+            "postgres",
+            "redis",
+            "front",
+            "app",
+            "app-cron",
+            "clickhouse",
+            "mail",
+            "proxy"
+        ]
+    );
 
     let started = Instant::now();
     let phase = |what: &str| eprintln!("[{:6.1}s] {what}", started.elapsed().as_secs_f64());
