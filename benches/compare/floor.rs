@@ -472,15 +472,16 @@ async fn run_attached(docker: &Docker, name: &str, stdin: Option<&Path>) -> Resu
         .start_container(name, None::<StartContainerOptions>)
         .await
         .context("start task container")?;
+    // The file is read on its own thread in 1 MiB chunks (a few in flight), so the socket
+    // writes never wait for a read: tokio's own file copy goes through the blocking pool in
+    // small pieces and is slower than the engine.
     let writer = async move {
         if let Some(path) = stdin {
             let mut input = input;
-            let mut file = tokio::fs::File::open(path)
-                .await
-                .with_context(|| format!("open {}", path.display()))?;
-            tokio::io::copy(&mut file, &mut input)
-                .await
-                .context("stream stdin")?;
+            let mut chunks = read_chunks(path)?;
+            while let Some(chunk) = chunks.recv().await {
+                input.write_all(&chunk?).await.context("stream stdin")?;
+            }
             input.shutdown().await.context("close stdin")?;
         }
         Ok::<_, anyhow::Error>(())
@@ -508,6 +509,31 @@ async fn run_attached(docker: &Docker, name: &str, stdin: Option<&Path>) -> Resu
     };
     let ((), stdout, code) = tokio::try_join!(writer, reader, wait)?;
     Ok((code, stdout))
+}
+
+/// `path` in 1 MiB chunks from a reader thread, at most 4 in flight.
+fn read_chunks(path: &Path) -> Result<tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    std::thread::spawn(move || loop {
+        let mut chunk = vec![0u8; 1 << 20];
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                chunk.truncate(n);
+                if sender.blocking_send(Ok(chunk)).is_err() {
+                    break;
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                let _ = sender.blocking_send(Err(err));
+                break;
+            }
+        }
+    });
+    Ok(receiver)
 }
 
 /// The container's `health_status: healthy` event (replayed from `since` if it came first).
