@@ -2,8 +2,15 @@
 
 pub mod build;
 pub mod config;
+pub mod down;
 pub mod exec;
 pub mod init;
+pub mod logs;
+pub mod ps;
+pub mod purge;
+pub mod start;
+pub mod stop;
+pub mod up;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -12,14 +19,6 @@ use crate::cli::{Cli, Command};
 use crate::error::{exit, UsageError};
 use crate::output::Printer;
 use crate::project::Project;
-
-pub mod down;
-pub mod logs;
-pub mod ps;
-pub mod purge;
-pub mod start;
-pub mod stop;
-pub mod up;
 
 /// What every command gets: the resolved project and the printer.
 #[derive(Clone)]
@@ -30,6 +29,7 @@ pub struct Context {
 }
 
 pub async fn dispatch(cli: Cli) -> Result<i32> {
+    // These two need no project.
     match &cli.command {
         Command::Completions(args) => {
             let mut command = Cli::command();
@@ -61,7 +61,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Start(args) => start::run(&ctx, &args).await,
         Command::Ps(args) => ps::run(&ctx, &args).await,
         Command::Logs(args) => logs::run(&ctx, &args).await,
-        other => not_yet(&ctx, &other),
+        Command::Completions(_) | Command::Man => Ok(exit::OK),
     }
 }
 
@@ -95,30 +95,4 @@ pub fn check_services(loaded: &crate::stack::LoadedStack, asked: &[String]) -> R
     } else {
         asked.to_vec()
     })
-}
-
-fn not_yet(_ctx: &Context, command: &Command) -> Result<i32> {
-    Err(UsageError::new(format!(
-        "`{}` is not implemented yet",
-        command_name(command)
-    ))
-    .into())
-}
-
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Init(_) => "init",
-        Command::Config(_) => "config",
-        Command::Build(_) => "build",
-        Command::Up(_) => "up",
-        Command::Stop(_) => "stop",
-        Command::Start(_) => "start",
-        Command::Down(_) => "down",
-        Command::Purge(_) => "purge",
-        Command::Exec(_) => "exec",
-        Command::Logs(_) => "logs",
-        Command::Ps(_) => "ps",
-        Command::Completions(_) => "completions",
-        Command::Man => "man",
-    }
 }
