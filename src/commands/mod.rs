@@ -96,3 +96,47 @@ pub fn check_services(loaded: &crate::stack::LoadedStack, asked: &[String]) -> R
         asked.to_vec()
     })
 }
+
+/// The service containers `stop`/`start` act on, with the stage locked while it is held.
+pub struct ServiceSelection {
+    pub loaded: crate::stack::LoadedStack,
+    pub printer: Printer,
+    pub engine: crate::engine::Engine,
+    /// The services asked for (all when none were named).
+    pub wanted: Vec<String>,
+    /// Their existing containers.
+    pub containers: Vec<crate::plan::ObservedContainer>,
+    _lock: crate::lock::StageLock,
+}
+
+/// Load the stack, check the named services, lock the stage and list their containers.
+pub async fn select_services(
+    ctx: &Context,
+    args: &crate::cli::ServicesArgs,
+) -> Result<ServiceSelection> {
+    let (loaded, printer) = load_stack(ctx)?;
+    let wanted = check_services(&loaded, &args.services)?;
+    let engine = connect().await?;
+    let lock = crate::lock::acquire(
+        &loaded.project,
+        &loaded.stage,
+        std::time::Duration::from_secs(args.timeout),
+        &printer,
+    )
+    .await?;
+    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let containers = observed
+        .containers
+        .into_iter()
+        .filter(|c| c.role == crate::names::role::SERVICE)
+        .filter(|c| c.service.as_ref().is_some_and(|s| wanted.contains(s)))
+        .collect();
+    Ok(ServiceSelection {
+        loaded,
+        printer,
+        engine,
+        wanted,
+        containers,
+        _lock: lock,
+    })
+}
