@@ -241,7 +241,9 @@ fn interrupted_task(ctx: &Context, container: &str) -> anyhow::Error {
     Interrupted.into()
 }
 
-/// Make sure the image, the stage's volumes and networks exist.
+/// Make sure the image, the stage's volumes and networks exist. The existence checks are
+/// independent reads, so they run concurrently: on the common path (everything exists) a task
+/// pays one round trip here, not one per object. Nothing is created before the image is known.
 async fn prepare(
     ctx: &Context,
     engine: &Engine,
@@ -249,7 +251,20 @@ async fn prepare(
     plan: &tasks::TaskPlan,
 ) -> Result<()> {
     let image = &plan.container.image;
-    if engine.image_id(image).await?.is_none() {
+    let volumes_exist = plan
+        .volumes
+        .iter()
+        .map(|(volume, _)| engine.volume_exists(volume));
+    let networks_exist = plan
+        .networks
+        .iter()
+        .map(|network| engine.network_exists(network));
+    let (image_id, volumes_exist, networks_exist) = tokio::try_join!(
+        engine.image_id(image),
+        futures_util::future::try_join_all(volumes_exist),
+        futures_util::future::try_join_all(networks_exist),
+    )?;
+    if image_id.is_none() {
         match &plan.build {
             Some(request) => {
                 ctx.printer.status(&format!("build image `{image}`"));
@@ -276,8 +291,8 @@ async fn prepare(
             }
         }
     }
-    for (volume, driver) in &plan.volumes {
-        if !engine.volume_exists(volume).await? {
+    for ((volume, driver), exists) in plan.volumes.iter().zip(volumes_exist) {
+        if !exists {
             let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::VOLUME);
             engine
                 .create_volume(volume, driver.as_deref(), &labels)
@@ -285,9 +300,9 @@ async fn prepare(
             ctx.printer.status(&format!("created volume `{volume}`"));
         }
     }
-    for network in &plan.networks {
+    for (network, exists) in plan.networks.iter().zip(networks_exist) {
         // The same labelled bridge network `up` creates; whichever comes first makes it.
-        if !engine.network_exists(network).await? {
+        if !exists {
             let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::NETWORK);
             engine.create_network(network, &labels).await?;
             ctx.printer.status(&format!("created network `{network}`"));
