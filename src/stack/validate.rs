@@ -13,8 +13,8 @@ use indexmap::IndexMap;
 use super::interpolate::key_text;
 use super::load::{self, Mapping, Marks, Pos, Value};
 use super::model::{
-    ContainerTask, DataContainer, MountKind, NetworkDef, Service, Stack, StepsTask, Task,
-    VolumeDef, VolumeMount, BUILTIN_STEPS,
+    ContainerTask, DataContainer, MountKind, Service, Stack, StepsTask, Task, VolumeMount,
+    BUILTIN_STEPS,
 };
 use super::{Location, StackError};
 
@@ -428,6 +428,31 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// The entries of a top-level `networks:` or `volumes:` section: each a map (or null) with
+/// known keys, deserialized into its model type; every problem reported.
+fn top_level_entries<T: serde::de::DeserializeOwned>(
+    report: &mut Report,
+    root: &Mapping,
+    key: &str,
+    noun: &str,
+    known: &[&str],
+    unsupported: &[&str],
+) -> IndexMap<String, T> {
+    let mut entries = IndexMap::new();
+    for (name, value) in section(report, root, key) {
+        let base = path(&[key, &name]);
+        let what = format!("{noun} `{name}`");
+        let Some(map) = entry_map(report, value, &base, &what, true) else {
+            continue;
+        };
+        let kept = check_keys(report, &map, &base, known, unsupported, true, &what);
+        if let Some(entry) = typed::<T>(report, &kept, &base, &what) {
+            entries.insert(name, entry);
+        }
+    }
+    entries
+}
+
 /// A section (`services:` …) as a map of entries; reports a wrong shape.
 fn section<'v>(report: &mut Report, root: &'v Mapping, key: &str) -> Vec<(String, &'v Value)> {
     match root.get(key) {
@@ -555,44 +580,22 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
             stack.services.insert(name, service);
         }
     }
-    for (name, value) in section(report, root, "networks") {
-        let base = path(&["networks", &name]);
-        let what = format!("network `{name}`");
-        let Some(map) = entry_map(report, value, &base, &what, true) else {
-            continue;
-        };
-        let kept = check_keys(
-            report,
-            &map,
-            &base,
-            NETWORK_KEYS,
-            NETWORK_UNSUPPORTED,
-            true,
-            &what,
-        );
-        if let Some(network) = typed::<NetworkDef>(report, &kept, &base, &what) {
-            stack.networks.insert(name, network);
-        }
-    }
-    for (name, value) in section(report, root, "volumes") {
-        let base = path(&["volumes", &name]);
-        let what = format!("volume `{name}`");
-        let Some(map) = entry_map(report, value, &base, &what, true) else {
-            continue;
-        };
-        let kept = check_keys(
-            report,
-            &map,
-            &base,
-            VOLUME_KEYS,
-            VOLUME_UNSUPPORTED,
-            true,
-            &what,
-        );
-        if let Some(volume) = typed::<VolumeDef>(report, &kept, &base, &what) {
-            stack.volumes.insert(name, volume);
-        }
-    }
+    stack.networks = top_level_entries(
+        report,
+        root,
+        "networks",
+        "network",
+        NETWORK_KEYS,
+        NETWORK_UNSUPPORTED,
+    );
+    stack.volumes = top_level_entries(
+        report,
+        root,
+        "volumes",
+        "volume",
+        VOLUME_KEYS,
+        VOLUME_UNSUPPORTED,
+    );
     for (name, value) in section(report, root, "data_containers") {
         let base = path(&["data_containers", &name]);
         let what = format!("data container `{name}`");
