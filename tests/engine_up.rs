@@ -492,3 +492,33 @@ services:
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(stderr.contains("only in profile `debug`"), "{stderr}");
 }
+
+#[test]
+fn defect3_depends_on_restart_true_restarts_the_dependent_when_its_dependency_is_recreated() {
+    let t = TestStack::new("restart-dep");
+    let image = busybox_image();
+    let stack = |version: &str| {
+        format!(
+            r#"
+services:
+  db: {{ image: {image}, init: true, command: [sleep, "3600"], environment: {{ V: "{version}" }} }}
+  api:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+    depends_on: {{ db: {{ condition: service_started, restart: true }} }}
+"#
+        )
+    };
+    t.stack(&stack("1"));
+    t.cmd().arg("up").assert().success();
+    let api = t.container("api");
+    let (id, started) = (container_id(&api), inspect(&api, "{{.State.StartedAt}}"));
+    t.stack(&stack("2"));
+    let out = t.cmd().arg("up").assert().success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("restarted"), "{stderr}");
+    assert_eq!(container_id(&api), id, "restarted, not recreated");
+    assert_ne!(inspect(&api, "{{.State.StartedAt}}"), started);
+    assert_eq!(inspect(&api, "{{.State.Running}}"), "true");
+}
