@@ -19,6 +19,7 @@ use crate::observed::Observed;
 use crate::plan::container::{self, ContainerSpec};
 use crate::plan::image::ImageSpec;
 use crate::plan::up::{Action, Change};
+use crate::registry::{credentials_for, Credentials, RegistryError};
 use crate::stack::LoadedStack;
 
 /// How often health and exit states are polled. Each poll is one inspect (about a
@@ -75,6 +76,41 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
         extra_hosts: spec.extra_hosts.clone(),
         attach: None,
     }
+}
+
+/// Pull an image with the credentials Docker's config gives for its registry; failures say
+/// what to do (`docker login REGISTRY`, a tag that does not exist, a registry down).
+pub async fn pull_image(
+    engine: &Engine,
+    image: &str,
+    owner: &str,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<u64> {
+    let credentials = credentials(image).await?;
+    engine
+        .pull_image(image, credentials.as_ref(), progress)
+        .await
+        .map_err(|err| RegistryError::new("pull", image, owner, &err.message).into())
+}
+
+/// Push an image to the registry its name holds, with the credentials Docker's config gives.
+pub async fn push_image(
+    engine: &Engine,
+    image: &str,
+    owner: &str,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<u64> {
+    let credentials = credentials(image).await?;
+    engine
+        .push_image(image, credentials.as_ref(), progress)
+        .await
+        .map_err(|err| RegistryError::new("push", image, owner, &err.message).into())
+}
+
+/// The lookup may run a credential helper (a process): off the async threads.
+async fn credentials(image: &str) -> Result<Option<Credentials>> {
+    let image = image.to_string();
+    Ok(tokio::task::spawn_blocking(move || credentials_for(&image)).await??)
 }
 
 /// The engine request for an image spec.
@@ -185,10 +221,20 @@ impl Target for DockerTarget<'_> {
         Ok(())
     }
 
+    async fn pull(
+        &self,
+        image: &str,
+        owner: &str,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<u64> {
+        let owner = crate::registry::owner_label(self.loaded, owner);
+        pull_image(self.engine, image, &owner, progress).await
+    }
+
     async fn apply(&self, action: &Action, phase: Phase<'_>) -> Result<()> {
         let engine = self.engine;
         match action {
-            Action::Build { .. } | Action::MissingImage { .. } => Ok(()),
+            Action::Build { .. } | Action::Pull { .. } | Action::MissingImage { .. } => Ok(()),
             Action::ExternalNetwork { name, key } => {
                 if engine.network_exists(name).await? {
                     return Ok(());

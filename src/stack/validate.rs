@@ -54,6 +54,7 @@ const SERVICE_KEYS: &[&str] = &[
     "profiles",
     "hostname",
     "extra_hosts",
+    "pull_policy",
 ];
 /// Compose service keys stackctl does not implement yet: an error, never ignored.
 const SERVICE_UNSUPPORTED: &[&str] = &[
@@ -106,7 +107,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "post_start",
     "pre_stop",
     "privileged",
-    "pull_policy",
     "read_only",
     "runtime",
     "scale",
@@ -576,6 +576,8 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
                 Some("add `image: NAME` to run an image, or `build: DIR` to build one".into()),
             );
         }
+        check_pull_policy(report, &mut kept, &base, &what);
+        check_image(report, &mut kept, &base, &what);
         if let Some(service) = typed::<Service>(report, &kept, &base, &what) {
             stack.services.insert(name, service);
         }
@@ -611,6 +613,7 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
                 Some("add `image: NAME` or `build: DIR`".into()),
             );
         }
+        check_image(report, &mut kept, &base, &what);
         if let Some(data) = typed::<DataContainer>(report, &kept, &base, &what) {
             stack.data_containers.insert(name, data);
         }
@@ -661,6 +664,7 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
                     Some("give it `service: NAME` to run in a copy of a service, `image`/`build` for its own container, or `steps: [...]`".into()),
                 );
             }
+            check_image(report, &mut kept, &base, &what);
             if let Some(task) = typed::<ContainerTask>(report, &kept, &base, &what) {
                 stack.tasks.insert(name, Task::Container(task));
             }
@@ -676,6 +680,47 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
 }
 
 /// An entry of a section as a map (null allowed for networks and volumes).
+/// `image:` must be a reference Docker accepts (a pull, a push or a tag would fail later,
+/// far from the line to fix).
+fn check_image(report: &mut Report, kept: &mut Mapping, base: &[String], what: &str) {
+    let Some(Value::String(image)) = kept.get("image") else {
+        return;
+    };
+    if let Some(problem) = crate::registry::reference_problem(image) {
+        report.at_value(
+            &child(base, "image"),
+            format!("{what}: image `{image}` is not a valid reference: {problem}"),
+            Some("write `[REGISTRY[:PORT]/]NAME[:TAG]`, in lowercase, e.g. `127.0.0.1:5000/shop/api:1.2`".into()),
+        );
+        kept.remove("image");
+    }
+}
+
+/// `pull_policy`: the timed policies of Compose (`daily`, `weekly`, `every_<duration>`) are
+/// refused as not supported yet; `build` needs a `build:`. Other values are checked by type.
+fn check_pull_policy(report: &mut Report, kept: &mut Mapping, base: &[String], what: &str) {
+    let Some(Value::String(policy)) = kept.get("pull_policy") else {
+        return;
+    };
+    let policy = policy.clone();
+    let at = child(base, "pull_policy");
+    if policy == "daily" || policy == "weekly" || policy.starts_with("every_") {
+        report.at_value(
+            &at,
+            format!("{what}: `pull_policy: {policy}` is not supported yet"),
+            Some("use `always` (pull at every `up`) or `missing`".into()),
+        );
+        kept.remove("pull_policy");
+    } else if policy == "build" && !kept.contains_key("build") {
+        report.at_value(
+            &at,
+            format!("{what}: `pull_policy: build` needs a `build:`"),
+            None,
+        );
+        kept.remove("pull_policy");
+    }
+}
+
 fn entry_map(
     report: &mut Report,
     value: &Value,
