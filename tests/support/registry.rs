@@ -37,7 +37,24 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Storage of labs whose test process is gone (a static is never dropped, so each run
+/// removes what earlier runs left).
+fn remove_stale_labs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("stackctl-registry-") {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 fn start() -> Lab {
+    remove_stale_labs();
     let dir = std::env::temp_dir().join(format!("stackctl-registry-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("data")).expect("registry dir");
