@@ -9,9 +9,6 @@ use std::path::PathBuf;
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 
-/// The key Docker's config uses for Docker Hub.
-pub const DOCKER_HUB: &str = "https://index.docker.io/v1/";
-
 /// The registry host an image reference names (`127.0.0.1:5000/shop/api:1` →
 /// `127.0.0.1:5000`), or `None` for Docker Hub (`postgres:16`, `library/redis`).
 pub fn registry_of(reference: &str) -> Option<&str> {
@@ -19,9 +16,18 @@ pub fn registry_of(reference: &str) -> Option<&str> {
     (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
 }
 
-/// Where messages and `docker login` name a reference's registry.
+/// How messages name a reference's registry (the engine's default one when the name holds
+/// none).
 pub fn registry_name(reference: &str) -> &str {
-    registry_of(reference).unwrap_or("docker.io")
+    registry_of(reference).unwrap_or("the default registry")
+}
+
+/// What `docker login` needs to reach the reference's registry.
+pub fn login_hint(reference: &str) -> String {
+    match registry_of(reference) {
+        Some(host) => format!("docker login {host}"),
+        None => "docker login".to_string(),
+    }
 }
 
 /// Split a reference into the repository and the tag (`latest` when there is none). A
@@ -174,9 +180,14 @@ pub fn config_dir() -> Option<PathBuf> {
 
 /// The credentials `config.json` gives for the registry of `reference`, through `auths`,
 /// `credHelpers` or `credsStore` (`docker-credential-NAME get`); `None` when there are none
-/// (the pull or push then goes without, as `docker` does).
-pub fn credentials_for(reference: &str) -> Result<Option<Credentials>, CredentialError> {
-    let server = registry_of(reference).unwrap_or(DOCKER_HUB).to_string();
+/// (the pull or push then goes without, as `docker` does). `default_key` is the key the
+/// config uses for the engine's default registry (the engine's `IndexServerAddress`),
+/// for names that hold no registry.
+pub fn credentials_for(
+    reference: &str,
+    default_key: &str,
+) -> Result<Option<Credentials>, CredentialError> {
+    let server = registry_of(reference).unwrap_or(default_key).to_string();
     let Some(dir) = config_dir() else {
         return Ok(None);
     };
@@ -290,25 +301,28 @@ impl RegistryError {
     /// `operation` is `pull` or `push`; `owner` how messages name who needs the image
     /// (`service `api` (stacks/dev.yml:4:5)`); `engine_message` the engine's words.
     pub fn new(operation: &str, reference: &str, owner: &str, engine_message: &str) -> Self {
-        let registry = registry_name(reference);
+        let registry = match registry_of(reference) {
+            Some(host) => format!("the registry `{host}`"),
+            None => "the default registry".to_string(),
+        };
         let problem = classify(engine_message);
         let (message, hint) = match problem {
             Problem::NotFound => (
                 format!(
-                    "{operation} `{reference}` for {owner}: the registry `{registry}` has no such repository or tag ({})",
+                    "{operation} `{reference}` for {owner}: {registry} has no such repository or tag ({})",
                     engine_message.trim()
                 ),
                 Some("check the image name and tag; `docker login` if the repository is private".to_string()),
             ),
             Problem::Unauthorized => (
                 format!(
-                    "{operation} `{reference}` for {owner}: the registry `{registry}` refused the credentials (or there were none)"
+                    "{operation} `{reference}` for {owner}: {registry} refused the credentials (or there were none)"
                 ),
-                Some(format!("docker login {registry}")),
+                Some(login_hint(reference)),
             ),
             Problem::Unreachable => (
                 format!(
-                    "{operation} `{reference}` for {owner}: the registry `{registry}` cannot be reached ({})",
+                    "{operation} `{reference}` for {owner}: {registry} cannot be reached ({})",
                     engine_message.trim()
                 ),
                 Some("check the registry address and the network; without a registry, load the image with `docker load` and set `pull_policy: never`".to_string()),
@@ -349,7 +363,11 @@ mod tests {
         );
         assert_eq!(registry_of("library/redis:7"), None);
         assert_eq!(registry_of("postgres:16-alpine"), None);
-        assert_eq!(registry_name("postgres"), "docker.io");
+        assert_eq!(login_hint("postgres"), "docker login");
+        assert_eq!(
+            login_hint("127.0.0.1:5000/a"),
+            "docker login 127.0.0.1:5000"
+        );
     }
 
     #[test]

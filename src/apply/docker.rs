@@ -86,7 +86,7 @@ pub async fn pull_image(
     owner: &str,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<u64> {
-    let credentials = credentials(image).await?;
+    let credentials = credentials(engine, image).await?;
     engine
         .pull_image(image, credentials.as_ref(), progress)
         .await
@@ -100,17 +100,23 @@ pub async fn push_image(
     owner: &str,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<u64> {
-    let credentials = credentials(image).await?;
+    let credentials = credentials(engine, image).await?;
     engine
         .push_image(image, credentials.as_ref(), progress)
         .await
         .map_err(|err| RegistryError::new("push", image, owner, &err.message).into())
 }
 
-/// The lookup may run a credential helper (a process): off the async threads.
-async fn credentials(image: &str) -> Result<Option<Credentials>> {
+/// The lookup may run a credential helper (a process): off the async threads. A name
+/// without a registry uses the engine's default one, whose config key the engine tells.
+async fn credentials(engine: &Engine, image: &str) -> Result<Option<Credentials>> {
+    let default_key = if crate::registry::registry_of(image).is_none() {
+        engine.index_server_address().await?
+    } else {
+        String::new()
+    };
     let image = image.to_string();
-    Ok(tokio::task::spawn_blocking(move || credentials_for(&image)).await??)
+    Ok(tokio::task::spawn_blocking(move || credentials_for(&image, &default_key)).await??)
 }
 
 /// The engine request for an image spec.

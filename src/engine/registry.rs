@@ -78,6 +78,18 @@ impl Layers {
 }
 
 impl Engine {
+    /// The key Docker's config uses for the engine's default registry (`docker info`'s
+    /// `IndexServerAddress`).
+    pub async fn index_server_address(&self) -> Result<String, EngineError> {
+        let info = self
+            .client()
+            .info()
+            .await
+            .map_err(|err| EngineError::new("read", "engine info", err))?;
+        info.index_server_address
+            .ok_or_else(|| EngineError::other("read", "engine info", "no IndexServerAddress"))
+    }
+
     /// Pull `reference` (tag `latest` when it has none); returns the bytes transferred.
     pub async fn pull_image(
         &self,
