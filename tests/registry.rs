@@ -324,3 +324,28 @@ fn invalid_reference_and_timed_pull_policy_are_located_usage_errors() {
     );
     assert!(!Path::new(&stack.dir).join("x").exists());
 }
+
+#[test]
+fn init_of_the_built_in_template_pulls_its_db_image_from_the_registry() {
+    let source = "stackctl-fixture/postgres:15";
+    assert!(
+        image_present(source),
+        "{source} is missing: run tests/fixtures/base-images.sh"
+    );
+    let lab = lab();
+    let stack = TestStack::new("template");
+    let image = lab.seed_from(source, &format!("{}/postgres", stack.project), "15");
+    let _images = Images(vec![image.clone()]);
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let port = registry_lab::free_port().to_string();
+    let (code, stdout, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .env("DB_IMAGE", &image)
+        .env("DB_PORT", &port)
+        .args(["init"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("image {image}: pulled")), "{stderr}");
+    let (code, _, stderr) = run(stack.cmd().args(["purge", "--yes"]));
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -198,7 +198,11 @@ impl Lab {
     /// through a throwaway config), then remove the local tag: the image now exists only in
     /// the registry (busybox itself stays).
     pub fn seed(&self, repository: &str, tag: &str) -> String {
-        let busybox = crate::support::busybox_image();
+        self.seed_from(crate::support::busybox_image(), repository, tag)
+    }
+
+    /// `seed` with another local image as the source.
+    pub fn seed_from(&self, source: &str, repository: &str, tag: &str) -> String {
         let reference = format!("{}/{repository}:{tag}", self.host);
         let config = tempfile::tempdir().expect("temp dir");
         let login = Command::new("docker")
@@ -222,7 +226,7 @@ impl Lab {
             "docker login: {}",
             String::from_utf8_lossy(&login.stderr)
         );
-        docker_ok(&["tag", busybox, &reference]);
+        docker_ok(&["tag", source, &reference]);
         let push = Command::new("docker")
             .env("DOCKER_CONFIG", config.path())
             .args(["push", &reference])
