@@ -145,6 +145,47 @@ pub fn owner_label(loaded: &crate::stack::LoadedStack, owner: &str) -> String {
     }
 }
 
+/// The images a Dockerfile's `FROM` lines name, `$ARG`s resolved from `args` then the
+/// `ARG` defaults; stage names (`FROM build AS run` … `FROM build`) and `scratch` left out.
+pub fn from_images(
+    dockerfile: &str,
+    args: &std::collections::HashMap<String, String>,
+) -> Vec<String> {
+    let mut defaults: std::collections::HashMap<String, String> = Default::default();
+    let mut stages: Vec<String> = Vec::new();
+    let mut images = Vec::new();
+    for line in dockerfile.lines() {
+        let mut words = line.split_whitespace();
+        let Some(instruction) = words.next() else {
+            continue;
+        };
+        if instruction.eq_ignore_ascii_case("ARG") {
+            if let Some((name, value)) = words.next().and_then(|d| d.split_once('=')) {
+                defaults
+                    .entry(name.to_string())
+                    .or_insert_with(|| value.trim_matches('"').to_string());
+            }
+        } else if instruction.eq_ignore_ascii_case("FROM") {
+            let rest: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
+            let Some(raw) = rest.first() else { continue };
+            let mut image = raw.to_string();
+            for (name, value) in args.iter().chain(defaults.iter()) {
+                image = image
+                    .replace(&format!("${{{name}}}"), value)
+                    .replace(&format!("${name}"), value);
+            }
+            let earlier_stage = stages.contains(&image.to_ascii_lowercase());
+            if rest.len() >= 3 && rest[1].eq_ignore_ascii_case("AS") {
+                stages.push(rest[2].to_ascii_lowercase());
+            }
+            if image != "scratch" && !earlier_stage && !images.contains(&image) {
+                images.push(image);
+            }
+        }
+    }
+    images
+}
+
 /// Credentials for one registry. Debug and Display show the registry only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -440,6 +481,19 @@ mod tests {
             "unauthorized: authentication required",
         );
         assert_eq!(err.hint.as_deref(), Some("docker login 127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn from_lines_name_the_base_images() {
+        let args = std::collections::HashMap::from([(
+            "BASE".to_string(),
+            "127.0.0.1:5000/b:1".to_string(),
+        )]);
+        let text = "ARG BASE=x\nARG OTHER=o:2\nFROM --platform=linux/amd64 ${BASE} AS build\nRUN true\nFROM $OTHER\nFROM build\nFROM scratch\n";
+        assert_eq!(
+            from_images(text, &args),
+            vec!["127.0.0.1:5000/b:1".to_string(), "o:2".to_string()]
+        );
     }
 
     #[test]

@@ -345,7 +345,33 @@ fn init_of_the_built_in_template_pulls_its_db_image_from_the_registry() {
         .env("DB_PORT", &port)
         .args(["init"]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stderr.contains(&format!("image {image}: pulled")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("image {image}: pulled")),
+        "{stderr}"
+    );
     let (code, _, stderr) = run(stack.cmd().args(["purge", "--yes"]));
     assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn build_pulls_a_private_from_base_with_the_configs_credentials() {
+    let lab = lab();
+    let stack = TestStack::new("from-base");
+    let base = lab.seed(&stack.project, "base");
+    let _images = Images(vec![base.clone()]);
+    stack.write(
+        "api/Dockerfile",
+        "ARG BASE=none\nFROM ${BASE}\nRUN echo built > /built\n",
+    );
+    stack.stack(&format!(
+        "services:\n  api:\n    build: {{ context: api, args: {{ BASE: \"{base}\" }} }}\n    command: [sleep, \"300\"]\n"
+    ));
+    // Without credentials the builder cannot pull the base: the registry wants a login.
+    let empty = docker_config(&stack, "{}");
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &empty).arg("build"));
+    assert_eq!(code, 1, "{stderr}");
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("build"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(image_present(&base));
 }

@@ -129,7 +129,32 @@ pub fn build_request(image: &ImageSpec) -> BuildRequest {
         labels: image.labels.clone(),
         tag: image.tag.clone(),
         no_cache: image.no_cache,
+        registry_auth: base_credentials(image),
     }
+}
+
+/// Credentials for the registries the Dockerfile's `FROM` images name, so the builder can
+/// pull a private base image. A lookup that fails is left out: the build then fails with the
+/// registry's own refusal.
+fn base_credentials(image: &ImageSpec) -> Vec<Credentials> {
+    let path = image
+        .context
+        .join(image.dockerfile.as_deref().unwrap_or("Dockerfile"));
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Credentials> = Vec::new();
+    for base in crate::registry::from_images(&text, &image.args) {
+        if crate::registry::registry_of(&base).is_none() {
+            continue;
+        }
+        if let Ok(Some(credentials)) = credentials_for(&base, "") {
+            if !found.iter().any(|c| c.server == credentials.server) {
+                found.push(credentials);
+            }
+        }
+    }
+    found
 }
 
 /// A stage on a Docker engine.

@@ -29,6 +29,8 @@ pub struct BuildRequest {
     /// The tag to give the image (`project/service:stage`, or the service's `image:`).
     pub tag: String,
     pub no_cache: bool,
+    /// Credentials for the registries the `FROM` images are pulled from.
+    pub registry_auth: Vec<crate::registry::Credentials>,
 }
 
 /// How many lines of a failing step's output an error shows.
@@ -373,9 +375,16 @@ impl Engine {
             options = options.labels(&request.labels);
         }
         let (body, tar_task) = context::stream(context);
+        let auth = (!request.registry_auth.is_empty()).then(|| {
+            request
+                .registry_auth
+                .iter()
+                .map(|c| (c.server.clone(), super::registry::to_bollard(c)))
+                .collect()
+        });
         let mut stream =
             self.client()
-                .build_image(options.build(), None, Some(body_try_stream(body)));
+                .build_image(options.build(), auth, Some(body_try_stream(body)));
 
         let mut transcript = Transcript::default();
         let mut image_id: Option<String> = None;

@@ -21,14 +21,14 @@ pub const STALL: Duration = Duration::from_secs(60);
 /// Bytes done and total of a transfer, over every layer seen so far.
 pub type OnProgress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 
-fn to_bollard(credentials: Option<&Credentials>) -> Option<DockerCredentials> {
-    credentials.map(|c| DockerCredentials {
+pub(crate) fn to_bollard(c: &Credentials) -> DockerCredentials {
+    DockerCredentials {
         username: c.username.clone(),
         password: c.password.clone(),
         identitytoken: c.identity_token.clone(),
         serveraddress: Some(c.server.clone()),
         ..Default::default()
-    })
+    }
 }
 
 /// Sums the byte counts layers report (`Downloading`/`Pushing` with a progress detail).
@@ -104,7 +104,7 @@ impl Engine {
         }
         let stream =
             self.client()
-                .create_image(Some(builder.build()), None, to_bollard(credentials));
+                .create_image(Some(builder.build()), None, credentials.map(to_bollard));
         futures_util::pin_mut!(stream);
         let mut layers = Layers::default();
         loop {
@@ -147,9 +147,11 @@ impl Engine {
         if let Some(tag) = tag {
             builder = builder.tag(tag);
         }
-        let stream =
-            self.client()
-                .push_image(repository, Some(builder.build()), to_bollard(credentials));
+        let stream = self.client().push_image(
+            repository,
+            Some(builder.build()),
+            credentials.map(to_bollard),
+        );
         futures_util::pin_mut!(stream);
         let mut layers = Layers::default();
         loop {
