@@ -13,7 +13,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::engine::containers::port_in_use;
 use crate::engine::{Engine, EngineError};
-use crate::error::Interrupted;
+use crate::error::{Failure, Interrupted};
 use crate::names;
 use crate::output::Progress;
 use crate::plan::{Action, Change, Plan};
@@ -117,31 +117,35 @@ pub async fn execute(
         })
         .collect();
     if !missing.is_empty() {
-        return Err(anyhow!(
-            "{}\nhint: load or build the image first (`docker load`, `docker build -t …`), or give `{}` a `build:`",
-            missing.join("\n"),
-            plan.actions
-                .iter()
-                .find_map(|a| match a {
-                    Action::MissingImage { owner, .. } => Some(owner.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default()
-        ));
+        let owner = plan
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::MissingImage { owner, .. } => Some(owner.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        return Err(Failure::new(missing.join("\n"))
+            .with_hint(format!("load or build the image first (`docker load`, `docker build -t …`), or give `{owner}` a `build:`"))
+            .into());
     }
 
     for action in &plan.actions {
         crate::interrupt::check()?;
         match action {
             Action::ExternalNetwork { name, key } if !engine.network_exists(name).await? => {
-                return Err(anyhow!(
-                    "external network `{name}` (networks.{key}) does not exist\nhint: create it with `docker network create {name}`, or drop `external: true` to let stackctl create it"
-                ));
+                return Err(Failure::new(format!(
+                    "external network `{name}` (networks.{key}) does not exist"
+                ))
+                .with_hint(format!("create it with `docker network create {name}`, or drop `external: true` to let stackctl create it"))
+                .into());
             }
             Action::ExternalVolume { name, key } if !engine.volume_exists(name).await? => {
-                return Err(anyhow!(
-                    "external volume `{name}` (volumes.{key}) does not exist\nhint: create it with `docker volume create {name}`, or drop `external: true` to let stackctl create it"
-                ));
+                return Err(Failure::new(format!(
+                    "external volume `{name}` (volumes.{key}) does not exist"
+                ))
+                .with_hint(format!("create it with `docker volume create {name}`, or drop `external: true` to let stackctl create it"))
+                .into());
             }
             Action::CreateNetwork { name } => {
                 let line = progress.line("network", name);
@@ -192,9 +196,10 @@ pub async fn execute(
                     engine.remove_container(name).await?;
                     line.done("removed", Some("orphan"));
                 } else {
-                    progress.message(&format!(
-                        "warning: container `{name}` belongs to no service of the stack file\nhint: `stackctl up --remove-orphans` removes it"
-                    ));
+                    progress.warn(
+                        &format!("container `{name}` belongs to no service of the stack file"),
+                        Some("`stackctl up --remove-orphans` removes it"),
+                    );
                 }
             }
             _ => {}
@@ -320,25 +325,23 @@ async fn converge_services(
 /// Combine the failures of parallel work into one error: an interrupt wins; skipped
 /// services (a dependency failed) are not reported on their own.
 fn first_error(results: Vec<Result<()>>) -> Result<()> {
-    let mut messages: Vec<String> = Vec::new();
+    let mut errors: Vec<anyhow::Error> = Vec::new();
     let mut interrupted = false;
-    let mut first: Option<anyhow::Error> = None;
     for result in results {
         let Err(err) = result else { continue };
         if err.downcast_ref::<Interrupted>().is_some() {
             interrupted = true;
         } else if err.downcast_ref::<Skipped>().is_none() {
-            messages.push(format!("{err:#}"));
-            first.get_or_insert(err);
+            errors.push(err);
         }
     }
     if interrupted {
         return Err(Interrupted.into());
     }
-    match (messages.len(), first) {
-        (0, _) => Ok(()),
-        (1, Some(err)) => Err(err),
-        _ => Err(anyhow!(messages.join("\nerror: "))),
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(crate::error::Several(errors).into()),
     }
 }
 
@@ -431,7 +434,11 @@ fn start_error(loaded: &LoadedStack, service: &str, err: EngineError) -> anyhow:
             display_file(loaded)
         ),
     };
-    anyhow!("{port_text} is already allocated on this host (service `{service}`, {location})\nhint: {hint}")
+    Failure::new(format!(
+        "{port_text} is already allocated on this host (service `{service}`, {location})"
+    ))
+    .with_hint(hint)
+    .into()
 }
 
 fn display_file(loaded: &LoadedStack) -> String {
@@ -593,10 +600,11 @@ async fn failure(
         }
         _ => {}
     }
-    message.push_str(&format!(
-        "\nhint: see `stackctl logs {service}`; `up --timeout S` waits longer"
-    ));
-    anyhow!(message)
+    Failure::new(message)
+        .with_hint(format!(
+            "see `stackctl logs {service}`; `up --timeout S` waits longer"
+        ))
+        .into()
 }
 
 /// Wait, in parallel, for every service with a healthcheck to be healthy.
@@ -777,12 +785,11 @@ pub async fn remove_networks(
                 }
                 Err(err) => {
                     line.fail("remove", &err.to_string());
-                    let hint = if err.message.contains("active endpoints") {
-                        format!("\nhint: a container stackctl does not own is attached; see `docker network inspect {name}`")
-                    } else {
-                        String::new()
-                    };
-                    return Err(anyhow!("{err}{hint}"));
+                    let mut failure = Failure::new(err.to_string());
+                    if err.message.contains("active endpoints") {
+                        failure = failure.with_hint(format!("a container stackctl does not own is attached; see `docker network inspect {name}`"));
+                    }
+                    return Err(failure.into());
                 }
             }
         }

@@ -46,6 +46,15 @@ pub fn install() {
     });
 }
 
+/// How long a command may take to wind down after the first interrupt.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolves `GRACE` after the first interrupt.
+pub async fn grace_expired() {
+    wait().await;
+    tokio::time::sleep(GRACE).await;
+}
+
 /// True once the first interrupt arrived.
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)

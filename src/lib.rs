@@ -47,13 +47,26 @@ pub fn run() -> i32 {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return exit::FAILURE;
+            return report(&anyhow::Error::new(err).context("cannot start the async runtime"));
         }
     };
+    let quiet = cli.global.quiet;
     let result = runtime.block_on(async {
         interrupt::install();
-        commands::dispatch(cli).await
+        tokio::select! {
+            result = commands::dispatch(cli) => result,
+            () = interrupt::grace_expired() => {
+                if !quiet {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "warning: stopped waiting {}s after the interrupt: the engine did not answer; \
+                         what was in flight may be left over (`stackctl down` removes it)",
+                        interrupt::GRACE.as_secs()
+                    );
+                }
+                Err(Interrupted.into())
+            }
+        }
     });
     // Do not wait for blocking stdin readers still parked in the runtime.
     runtime.shutdown_background();
@@ -63,32 +76,78 @@ pub fn run() -> i32 {
     }
 }
 
-/// Print an error chain once, and pick its exit code.
+/// The one place that prints an error: pick its exit code, print it (unless the user asked
+/// for it: an interrupt exits 130 quietly, a task's own exit code was already reported).
 fn report(err: &anyhow::Error) -> i32 {
     if let Some(ExitWith(code)) = err.downcast_ref::<ExitWith>() {
         return *code;
     }
-    let code = if err.downcast_ref::<Interrupted>().is_some() {
-        exit::INTERRUPTED
-    } else if err.downcast_ref::<UsageError>().is_some()
+    if err.downcast_ref::<Interrupted>().is_some() {
+        return exit::INTERRUPTED;
+    }
+    if let Some(failed) = err.downcast_ref::<error::FailedWith>() {
+        print_error(err);
+        return failed.code;
+    }
+    let code = if err.downcast_ref::<UsageError>().is_some()
         || err.downcast_ref::<stack::StackErrors>().is_some()
     {
         exit::USAGE
     } else {
         exit::FAILURE
     };
-    let mut stderr = std::io::stderr().lock();
-    if let Some(errors) = err.downcast_ref::<stack::StackErrors>() {
-        let _ = write!(stderr, "{errors}");
-        return code;
-    }
-    let mut message = format!("error: {err}");
-    for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !message.contains(&cause) {
-            message.push_str(&format!(": {cause}"));
-        }
-    }
-    let _ = writeln!(stderr, "{message}");
+    print_error(err);
     code
+}
+
+/// Print an error on stderr: `error: ` and its chain of causes on one line, then `hint: `
+/// lines, every secret value of the stage masked. For a command that goes on after an
+/// error (a build that fails next to another) as for the final one.
+pub fn print_error(err: &anyhow::Error) {
+    let text = output::mask(&render_error(err));
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
+}
+
+/// The text `print_error` prints (unmasked), each line ending in a newline.
+pub fn render_error(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    if let Some(errors) = err.downcast_ref::<stack::StackErrors>() {
+        for error in &errors.0 {
+            match &error.location {
+                Some(location) => out.push_str(&format!("error: {location}: {}\n", error.message)),
+                None => out.push_str(&format!("error: {}\n", error.message)),
+            }
+            if let Some(hint) = &error.hint {
+                out.push_str(&format!("  hint: {hint}\n"));
+            }
+        }
+        if errors.0.len() > 1 {
+            out.push_str(&format!("{} problems found\n", errors.0.len()));
+        }
+        return out;
+    }
+    if let Some(several) = err.downcast_ref::<error::Several>() {
+        for each in &several.0 {
+            out.push_str(&render_error(each));
+        }
+        return out;
+    }
+    let mut message = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if cause.is_empty() || message.contains(&cause) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&cause);
+    }
+    out.push_str(&format!("error: {message}\n"));
+    for hint in error::hints(err) {
+        out.push_str(&format!("hint: {hint}\n"));
+    }
+    out
 }

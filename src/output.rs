@@ -46,8 +46,35 @@ pub struct Printer {
     pub verbose: u8,
     pub color: bool,
     pub stage: String,
-    /// Values that must never be printed (secrets); replaced by `****`.
-    secrets: Vec<String>,
+}
+
+/// Values that must never be printed (the stage's secrets), longest first. Process-wide:
+/// registered once the stack's variables are known, used by every message printed.
+static SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Register values to mask in every message from now on (secret values of the stage).
+/// Values shorter than four characters are not masked: they would mask ordinary words.
+pub fn register_secrets(values: impl IntoIterator<Item = String>) {
+    let Ok(mut secrets) = SECRETS.write() else {
+        return;
+    };
+    secrets.extend(values.into_iter().filter(|v| v.len() >= 4));
+    secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    secrets.dedup();
+}
+
+/// Replace every registered secret value in `text` by `****`.
+pub fn mask(text: &str) -> String {
+    let Ok(secrets) = SECRETS.read() else {
+        return text.to_string();
+    };
+    let mut out = text.to_string();
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "****");
+        }
+    }
+    out
 }
 
 impl Printer {
@@ -68,27 +95,17 @@ impl Printer {
             verbose: global.verbose,
             color,
             stage: stage.to_string(),
-            secrets: Vec::new(),
         }
     }
 
     /// Register values to mask in every message (secret values of the stage).
     pub fn add_secrets(&mut self, values: impl IntoIterator<Item = String>) {
-        self.secrets
-            .extend(values.into_iter().filter(|v| v.len() >= 4));
-        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        self.secrets.dedup();
+        register_secrets(values);
     }
 
     /// Replace registered secret values in `text`.
     pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "****");
-            }
-        }
-        out
+        mask(text)
     }
 
     /// A status line about one object (`create container dev-app--api`), or its JSON event.
@@ -146,6 +163,15 @@ impl Printer {
         };
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{prefix}: {}", self.mask(message));
+    }
+
+    /// A warning with what to do about it on a `hint:` line.
+    pub fn warn_with_hint(&self, message: &str, hint: &str) {
+        self.warn(message);
+        if !self.quiet {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "hint: {}", self.mask(hint));
+        }
     }
 
     /// Data for stdout (what a script captures).
@@ -264,6 +290,26 @@ impl Progress {
                 let _ = multi.println(self.printer.mask(text));
             }
             None => self.printer.status(text),
+        }
+    }
+
+    /// A warning above the live lines (or on stderr), with an optional hint line.
+    pub fn warn(&self, message: &str, hint: Option<&str>) {
+        if self.printer.quiet {
+            return;
+        }
+        let mut text = format!("warning: {message}");
+        if let Some(hint) = hint {
+            text.push_str(&format!("\nhint: {hint}"));
+        }
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(self.printer.mask(&text));
+            }
+            None => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{}", self.printer.mask(&text));
+            }
         }
     }
 

@@ -55,24 +55,9 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     }
     .await;
     progress.summary("up", result.is_ok());
-    result.map(|()| 0).map_err(|err| mask_error(&printer, err))
-}
-
-/// Failures carry log lines and health output from containers: mask the stage's secrets in
-/// them, keeping the errors whose type decides the exit code.
-fn mask_error(printer: &crate::output::Printer, err: anyhow::Error) -> anyhow::Error {
-    if err.downcast_ref::<crate::error::Interrupted>().is_some()
-        || err.downcast_ref::<UsageError>().is_some()
-    {
-        return err;
-    }
-    let text = format!("{err:#}");
-    let masked = printer.mask(&text);
-    if masked == text {
-        err
-    } else {
-        anyhow::anyhow!(masked)
-    }
+    // Failures carry log lines and health output of containers: the reporter masks the
+    // stage's secrets in them.
+    result.map(|()| 0)
 }
 
 fn make_plan(

@@ -62,9 +62,7 @@ impl fmt::Display for BuildError {
         for line in &self.output {
             write!(f, "\n  | {line}")?;
         }
-        if let Some(hint) = &self.hint {
-            write!(f, "\nhint: {hint}")?;
-        }
+        // The hint is printed on its own line by the reporter (`crate::error::hint_of`).
         Ok(())
     }
 }
@@ -373,9 +371,8 @@ impl Engine {
             options = options.labels(&request.labels);
         }
         let (body, tar_task) = context::stream(context);
-        let mut stream =
-            self.client()
-                .build_image(options.build(), None, Some(body_try_stream(body)));
+        let client = self.long_client();
+        let mut stream = client.build_image(options.build(), None, Some(body_try_stream(body)));
 
         let mut transcript = Transcript::default();
         let mut image_id: Option<String> = None;

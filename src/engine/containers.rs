@@ -166,8 +166,9 @@ impl Engine {
         if let Some(t) = timeout {
             options = options.t(t);
         }
+        // The engine answers after the container's grace period (its `stop_grace_period`).
         match self
-            .client()
+            .long_client()
             .stop_container(name, Some(options.build()))
             .await
         {

@@ -210,19 +210,31 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
     let file = project.stack_file();
     let shown = project.display_path(&file);
     let text = std::fs::read_to_string(&file).map_err(|e| {
-        let reason = if e.kind() == std::io::ErrorKind::NotFound {
-            "no such file".to_string()
-        } else {
-            e.to_string()
+        let (reason, hint) = match e.kind() {
+            std::io::ErrorKind::NotFound => (
+                "no such file".to_string(),
+                format!("run `stackctl init --env {}` to create it", project.stage),
+            ),
+            std::io::ErrorKind::IsADirectory => (
+                "it is a directory".to_string(),
+                "the stack file must be a regular file: remove or rename that directory"
+                    .to_string(),
+            ),
+            std::io::ErrorKind::PermissionDenied => (
+                "permission denied".to_string(),
+                "make it readable for this user (`chmod u+r`), or run stackctl as its owner"
+                    .to_string(),
+            ),
+            _ => (
+                crate::error::io_reason(&e),
+                "check the file: stackctl reads it as UTF-8 text".to_string(),
+            ),
         };
         StackErrors(vec![StackError::new(
             None,
             format!("cannot read stack file `{shown}`: {reason}"),
         )
-        .with_hint(format!(
-            "run `stackctl init --env {}` to create it",
-            project.stage
-        ))])
+        .with_hint(hint)])
     })?;
     let (mut root, marks) = load::parse(&text).map_err(|e| {
         let mut error = StackError::new(
@@ -264,6 +276,22 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
             )]))
         }
     };
+    // From here on every message masks the stage's secret-looking variables, also an error
+    // that quotes one while the stack file is checked.
+    crate::output::register_secrets(
+        entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .chain(
+                std::env::vars()
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .filter(|(key, _)| is_secret_key(key))
+            .map(|(_, value)| value.to_string())
+            .collect::<Vec<_>>(),
+    );
     let dir_name = project.dir_name();
     let mut vars = interpolate::Variables::new(
         std::env::vars(),
@@ -340,5 +368,7 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
         unused_env: Vec::new(),
         marks,
     };
-    resolve::resolve(loaded, project, &vars, &entries).map_err(StackErrors::sorted)
+    let loaded = resolve::resolve(loaded, project, &vars, &entries).map_err(StackErrors::sorted)?;
+    crate::output::register_secrets(loaded.secrets.iter().cloned());
+    Ok(loaded)
 }
