@@ -51,17 +51,18 @@ pub fn run() -> i32 {
         }
     };
     let quiet = cli.global.quiet;
+    let grace = interrupt::grace(&cli.command);
     let result = runtime.block_on(async {
         interrupt::install();
         tokio::select! {
             result = commands::dispatch(cli) => result,
-            () = interrupt::grace_expired() => {
-                if !quiet {
+            () = interrupt::grace_expired(grace) => {
+                if !quiet && !grace.is_zero() {
                     let _ = writeln!(
                         std::io::stderr().lock(),
                         "warning: stopped waiting {}s after the interrupt: the engine did not answer; \
                          what was in flight may be left over (`stackctl down` removes it)",
-                        interrupt::GRACE.as_secs()
+                        grace.as_secs()
                     );
                 }
                 Err(Interrupted.into())

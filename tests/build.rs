@@ -46,7 +46,7 @@ fn build_applies_dockerignore_args_and_labels_then_replaces_the_old_image() {
         .success()
         .stderr(predicate::str::contains("build api: Step 1/"))
         .stderr(predicate::str::contains(format!(
-            "image {}/api:{}: build done",
+            "image {}/api:{}: built (",
             t.project, t.stage
         )));
 
@@ -116,8 +116,8 @@ fn build_applies_dockerignore_args_and_labels_then_replaces_the_old_image() {
     assert_eq!(
         actions,
         vec![
-            (tag.as_str(), "build", "started"),
-            (tag.as_str(), "build", "done"),
+            (tag.as_str(), "building", "started"),
+            (tag.as_str(), "built", "done"),
             (t.stage.as_str(), "build", "done"),
         ]
     );

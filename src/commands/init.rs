@@ -130,7 +130,7 @@ fn report(ctx: &Context, rendered: &Rendered) {
     for file in &rendered.files {
         let shown = ctx.project.display_path(&file.path);
         if ctx.printer.mode == Mode::Json {
-            let action = if file.written { "write" } else { "keep" };
+            let action = if file.written { "written" } else { "kept" };
             ctx.printer.event(&shown, "file", action, "done", 0);
         } else if file.written {
             let from = if file.template == "built-in" {
