@@ -105,10 +105,35 @@ fn report(err: &anyhow::Error) -> i32 {
 /// lines, every secret value of the stage masked. For a command that goes on after an
 /// error (a build that fails next to another) as for the final one.
 pub fn print_error(err: &anyhow::Error) {
-    let text = output::mask(&render_error(err));
+    // Mask first: a secret cut in two by the bound would no longer be found.
+    let text = bound_lines(&output::mask(&render_error(err)));
     let mut stderr = std::io::stderr().lock();
     let _ = stderr.write_all(text.as_bytes());
     let _ = stderr.flush();
+}
+
+/// The longest line an error prints, in characters: an offending value of megabytes is
+/// quoted only in part.
+const MAX_LINE: usize = 2000;
+
+/// Cut every line longer than `MAX_LINE`, saying how much was left out.
+fn bound_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(64 * 1024));
+    for line in text.split_inclusive('\n') {
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line, ""),
+        };
+        let count = body.chars().count();
+        if count > MAX_LINE {
+            out.extend(body.chars().take(MAX_LINE));
+            out.push_str(&format!("… ({} more characters)", count - MAX_LINE));
+        } else {
+            out.push_str(body);
+        }
+        out.push_str(end);
+    }
+    out
 }
 
 /// The text `print_error` prints (unmasked), each line ending in a newline.
@@ -151,4 +176,45 @@ pub fn render_error(err: &anyhow::Error) -> String {
         out.push_str(&format!("hint: {hint}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r22_an_error_line_is_bounded() {
+        let long = "x".repeat(MAX_LINE + 500);
+        let text = bound_lines(&format!("error: value `{long}`\nhint: short\n"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].ends_with("… (515 more characters)"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].chars().count() < MAX_LINE + 40);
+        assert_eq!(lines[1], "hint: short");
+    }
+
+    #[test]
+    fn issue9_hints_are_fields_printed_on_their_own_line() {
+        let err = anyhow::Error::from(
+            crate::error::Failure::new("external network `x` does not exist")
+                .with_hint("create it"),
+        )
+        .context("up `dev`");
+        assert_eq!(
+            render_error(&err),
+            "error: up `dev`: external network `x` does not exist\nhint: create it\n"
+        );
+        let several = anyhow::Error::from(crate::error::Several(vec![
+            UsageError::new("one").with_hint("fix one").into(),
+            anyhow::anyhow!("two"),
+        ]));
+        assert_eq!(
+            render_error(&several),
+            "error: one\nhint: fix one\nerror: two\n"
+        );
+    }
 }
