@@ -93,6 +93,9 @@ pub fn hint_of<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a s
     if let Some(e) = cause.downcast_ref::<crate::engine::build::BuildError>() {
         return e.hint.as_deref();
     }
+    if let Some(e) = cause.downcast_ref::<crate::engine::EngineError>() {
+        return e.hint.as_deref();
+    }
     None
 }
 

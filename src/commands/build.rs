@@ -10,13 +10,11 @@ use super::Context;
 use crate::cli::BuildArgs;
 use crate::engine::Engine;
 use crate::error::{exit, Interrupted, UsageError};
-use crate::images::{self, ImageBuild};
 use crate::output::{Mode, Printer, Progress};
+use crate::plan::image::{self as images, ImageBuild};
 use crate::stack::{self, model::Task, LoadedStack};
 
-/// Builds running at once. Measured on two cores with the classic builder: two independent
-/// uncached builds took 6-7 s side by side against 10-11 s one after the other.
-const PARALLEL_BUILDS: usize = 2;
+use crate::apply::PARALLEL_BUILDS;
 
 pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
     let loaded = stack::load(&ctx.project)?;
@@ -138,7 +136,8 @@ async fn build_one(
             }
         }
     };
-    match engine.build_image(&build.request, &shown).await {
+    let request = crate::apply::docker::build_request(&build.request);
+    match engine.build_image(&request, &shown).await {
         Ok(_) => {
             line.done("built", None);
             Ok(())

@@ -34,6 +34,8 @@ pub struct EngineError {
     pub message: String,
     /// HTTP status from the daemon, when there was one.
     pub status: Option<u16>,
+    /// What the user can do about it (printed as `hint:` by the reporter).
+    pub hint: Option<String>,
 }
 
 impl EngineError {
@@ -58,6 +60,7 @@ impl EngineError {
             object: object.to_string(),
             message,
             status,
+            hint: None,
         }
     }
 
@@ -72,7 +75,13 @@ impl EngineError {
             object: object.to_string(),
             message: message.into(),
             status: None,
+            hint: None,
         }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
 }
 
