@@ -310,17 +310,49 @@ fn defect9_build_and_up_send_the_same_events_and_logs_ps_honour_json() {
     assert_eq!(rows[0]["service"], "app");
     assert_eq!(rows[0]["state"], "running");
 
-    let out = run(&t, &["--json", "down"]);
+    for (args, command) in [
+        (&["--json", "stop"][..], "stop"),
+        (&["--json", "start"][..], "start"),
+        (&["--json", "down"][..], "down"),
+        (&["--json", "purge", "--yes"][..], "purge"),
+    ] {
+        let out = run(&t, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr_of(&out));
+        let events = json_lines(&stdout_of(&out));
+        assert_eq!(
+            shape(&events).last().unwrap(),
+            &(
+                "summary".to_string(),
+                command.to_string(),
+                "done".to_string()
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn defect9_init_honours_json() {
+    let t = TestStack::new("d9init");
+    let out = run(&t, &["--json", "init", "--no-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let down = json_lines(&stdout_of(&out));
+    let events = json_lines(&stdout_of(&out));
     assert_eq!(
-        shape(&down).last().unwrap(),
-        &(
-            "summary".to_string(),
-            "down".to_string(),
-            "done".to_string()
-        )
+        shape(&events),
+        vec![
+            (
+                "file".to_string(),
+                "written".to_string(),
+                "done".to_string()
+            ),
+            (
+                "file".to_string(),
+                "written".to_string(),
+                "done".to_string()
+            ),
+        ]
     );
+    assert!(stderr_of(&out).is_empty(), "{}", stderr_of(&out));
 }
 
 // ---------------------------------------------------------------------------------------
