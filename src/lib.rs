@@ -82,7 +82,11 @@ fn report(err: &anyhow::Error) -> i32 {
     if let Some(ExitWith(code)) = err.downcast_ref::<ExitWith>() {
         return *code;
     }
-    if err.downcast_ref::<Interrupted>().is_some() {
+    let engine_interrupted = err
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<engine::EngineError>())
+        .any(engine::EngineError::is_interrupted);
+    if err.downcast_ref::<Interrupted>().is_some() || engine_interrupted {
         return exit::INTERRUPTED;
     }
     if let Some(failed) = err.downcast_ref::<error::FailedWith>() {
@@ -180,6 +184,15 @@ pub fn render_error(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defect10_an_interrupt_exits_130_whatever_carries_it() {
+        let plain = anyhow::Error::from(Interrupted);
+        assert_eq!(report(&plain), exit::INTERRUPTED);
+        let call = anyhow::Error::from(engine::EngineError::interrupted("create container", "x"))
+            .context("task `t`");
+        assert_eq!(report(&call), exit::INTERRUPTED);
+    }
 
     #[test]
     fn r22_an_error_line_is_bounded() {

@@ -79,11 +79,24 @@ impl EngineError {
         }
     }
 
+    /// The call was not made: the user interrupted. Reported like `crate::error::Interrupted`
+    /// (exit 130, no error line).
+    pub fn interrupted(operation: &str, object: &str) -> Self {
+        Self::other(operation, object, INTERRUPTED)
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        self.status.is_none() && self.message == INTERRUPTED
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
 }
+
+/// The message of an `EngineError` for a call not made because of an interrupt.
+const INTERRUPTED: &str = "interrupted";
 
 /// `map_err` helper: `.map_err(op("start container", name))`.
 pub(crate) fn op<'a>(

@@ -33,13 +33,8 @@ impl Engine {
         input: Input,
         tty: bool,
     ) -> Result<Outcome, EngineError> {
-        crate::interrupt::check().map_err(|_| EngineError {
-            operation: "create container".into(),
-            object: config.name.clone(),
-            message: "interrupted".into(),
-            status: None,
-            hint: None,
-        })?;
+        crate::interrupt::check()
+            .map_err(|_| EngineError::interrupted("create container", &config.name))?;
         let config = ContainerConfig {
             attach: Some(Attach {
                 stdin: input.is_attached(),
