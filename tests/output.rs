@@ -619,6 +619,37 @@ fn r17_ctrl_c_ends_a_hanging_call_at_once() {
 }
 
 #[test]
+fn r17_ctrl_c_on_a_changing_command_stops_after_its_grace() {
+    let engine = HangingEngine::start(true);
+    let t = TestStack::new("r17grace");
+    t.stack("services:\n  a: { image: busybox }\n");
+    let mut up = t
+        .std_cmd()
+        .env("DOCKER_HOST", engine.host())
+        .arg("up")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("a call left hanging", Duration::from_secs(10), || {
+        engine.hung.load(Ordering::SeqCst) > 0
+    });
+    let sent = Instant::now();
+    interrupt(&up);
+    let status = wait_with_deadline(&mut up, Duration::from_secs(10));
+    let stderr = read_all(up.stderr.take());
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(
+        stderr.contains("stopped waiting 3s after the interrupt"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn r17_ctrl_c_ends_the_connect_wait_at_once() {
     let engine = HangingEngine::start(false);
     let t = TestStack::new("r17conn");

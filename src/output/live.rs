@@ -330,3 +330,70 @@ impl Row {
         format!("{mark} {}", fit.trim_end())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kind: &str, object: &str, done: &[&str], now: Now) -> Row {
+        Row {
+            kind: kind.into(),
+            object: object.into(),
+            done: done.iter().map(|d| d.to_string()).collect(),
+            reason: None,
+            started: Instant::now(),
+            now,
+        }
+    }
+
+    #[test]
+    fn defect8_a_row_is_cut_to_the_terminal_never_padded() {
+        let long = row(
+            "service",
+            "dev-a-very-long-project-name--api",
+            &[],
+            Now::Active {
+                step: "waiting for `db` to be healthy".into(),
+                since: Instant::now(),
+                timer: false,
+            },
+        );
+        let text = long.text(0, false, 40);
+        assert!(text.chars().count() <= 40, "{text}");
+        assert!(!text.ends_with(' '));
+        let short = row(
+            "network",
+            "dev-a_default",
+            &["created"],
+            Now::Done {
+                elapsed: Duration::from_millis(100),
+            },
+        );
+        assert_eq!(
+            short.text(0, false, 80),
+            "✔ network dev-a_default: created (0.1s)"
+        );
+    }
+
+    #[test]
+    fn defect8_an_object_keeps_one_row_in_kind_then_name_order() {
+        let mut state = State {
+            rows: Vec::new(),
+            drawn: 0,
+            color: false,
+            tick: 0,
+            finished: false,
+        };
+        for (kind, object) in [
+            ("service", "web"),
+            ("network", "net"),
+            ("service", "db"),
+            ("image", "img"),
+            ("service", "web"),
+        ] {
+            state.row(kind, object);
+        }
+        let order: Vec<&str> = state.rows.iter().map(|r| r.object.as_str()).collect();
+        assert_eq!(order, ["img", "net", "db", "web"]);
+    }
+}
