@@ -129,7 +129,10 @@ fn r14_validation_error_quoting_a_secret_masks_it() {
 #[test]
 fn defect6_config_masks_whole_values() {
     let t = TestStack::new("d6");
-    t.write(&format!(".env.{}", t.stage), "DB_PASSWORD=postgres\n");
+    t.write(
+        &format!(".env.{}", t.stage),
+        "DB_PASSWORD=postgres\nPRIMARY_URL=postgresql://app:postgres@primary/app\n",
+    );
     t.stack(
         r#"
 services:
@@ -140,6 +143,8 @@ services:
       POSTGRES_PASSWORD: ${DB_PASSWORD}
       DATABASE_URL: postgresql://app:${DB_PASSWORD}@db/app
       REPLICA_URL: postgresql://replica/app
+      PRIMARY: ${PRIMARY_URL}
+      IMAGE: ${BASE_IMAGE:-postgres:16}
 "#,
     );
     let out = run(&t, &["config"]);
@@ -152,6 +157,14 @@ services:
         "a value without the secret is left whole: {yaml}"
     );
     assert!(!yaml.contains("****ql"), "{yaml}");
+    assert!(
+        yaml.contains("PRIMARY: '****'"),
+        "a value from .env.STAGE that holds the password: {yaml}"
+    );
+    assert!(
+        yaml.contains("IMAGE: postgres:16"),
+        "a default in the stack file is not a secret: {yaml}"
+    );
     assert!(yaml.contains("- '****'"), "{yaml}");
 
     // The output is a valid stack file: stackctl's own loader reads it back.

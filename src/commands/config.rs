@@ -8,7 +8,7 @@ use crate::cli::ConfigArgs;
 use crate::error::exit;
 use crate::output::Mode;
 use crate::stack::model::{Build, Stack, Task};
-use crate::stack::{self, is_secret_key, LoadedStack, Resolution};
+use crate::stack::{self, is_secret_key, LoadedStack, Resolution, Use};
 
 pub async fn run(ctx: &Context, args: &ConfigArgs) -> Result<i32> {
     let loaded = stack::load(&ctx.project)?;
@@ -71,7 +71,7 @@ const MASK: &str = "****";
 /// deepest place reached that holds the variable's value is replaced.
 fn mask_interpolated(tree: &mut serde_json::Value, loaded: &LoadedStack) {
     for used in &loaded.variables {
-        if !is_secret_key(&used.name) || used.value.is_empty() {
+        if !holds_secret(loaded, used) {
             continue;
         }
         // The longest prefix of the path that exists in the resolved stack, as a JSON pointer.
@@ -94,6 +94,22 @@ fn mask_interpolated(tree: &mut serde_json::Value, loaded: &LoadedStack) {
         }
         mask_strings_holding(node, &used.value);
     }
+}
+
+/// Is this variable's value a secret, or does it hold one? A secret-looking name (`DB_PASSWORD`),
+/// or a value from the environment or `.env.STAGE` with a secret value of the stage inside
+/// (`DATABASE_URL=postgresql://app:${the password}@db`). A default written in the stack file
+/// is not a secret, even when a password happens to be a word of it (`postgres:16`).
+fn holds_secret(loaded: &LoadedStack, used: &Use) -> bool {
+    if used.value.is_empty() {
+        return false;
+    }
+    is_secret_key(&used.name)
+        || (matches!(used.resolution, Resolution::Set(_))
+            && loaded
+                .secrets
+                .iter()
+                .any(|secret| secret.len() >= 4 && used.value.contains(secret.as_str())))
 }
 
 /// Replace every string under `node` that contains `value` by `****`.
@@ -127,11 +143,11 @@ struct SourceRow {
 fn sources(loaded: &LoadedStack, show_secrets: bool) -> Vec<SourceRow> {
     let mut rows: Vec<SourceRow> = Vec::new();
     let mut seen: Vec<(String, Resolution)> = Vec::new();
-    let shown = |name: &str, value: &str| {
-        if is_secret_key(name) && !show_secrets && !value.is_empty() {
+    let shown = |used: &Use| {
+        if !show_secrets && holds_secret(loaded, used) {
             MASK.to_string()
         } else {
-            value.to_string()
+            used.value.clone()
         }
     };
     for used in &loaded.variables {
@@ -154,7 +170,7 @@ fn sources(loaded: &LoadedStack, show_secrets: bool) -> Vec<SourceRow> {
         rows.push(SourceRow {
             variable: used.name.clone(),
             source,
-            value: shown(&used.name, &used.value),
+            value: shown(used),
             used_at: at,
         });
     }
@@ -165,7 +181,7 @@ fn sources(loaded: &LoadedStack, show_secrets: bool) -> Vec<SourceRow> {
         rows.push(SourceRow {
             variable: unused.name.clone(),
             source: source.to_string(),
-            value: shown(&unused.name, &unused.value),
+            value: shown(unused),
             used_at: "(not used by the stack file)".into(),
         });
     }
