@@ -770,4 +770,13 @@ fn r23_init_refuses_a_symlinked_env_file() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "KEEP=1\n");
     assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o644);
+
+    // The stack file it writes gets the same treatment.
+    let t = TestStack::new("r23stack");
+    let stack_target = outside.path().join("stack-target");
+    std::os::unix::fs::symlink(&stack_target, t.path(&format!("stacks/{}.yml", t.stage))).unwrap();
+    let out = run(&t, &["init", "--no-run", "--force"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("is a symlink"));
+    assert!(!stack_target.exists(), "init wrote through the link");
 }
