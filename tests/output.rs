@@ -121,6 +121,20 @@ fn r14_validation_error_quoting_a_secret_masks_it() {
         assert!(stderr.contains("`****`"), "{stderr}");
         assert!(!stderr.contains(&secret), "the secret leaked: {stderr}");
     }
+
+    // A secret from the process environment that the stack file names, too.
+    let secret = format!("proc{}tok", t.stage);
+    t.stack("services:\n  db:\n    image: busybox\n    ports: [\"${OTHER_API_TOKEN}\"]\n");
+    let out = t
+        .cmd()
+        .env("OTHER_API_TOKEN", &secret)
+        .arg("config")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains(&secret), "the secret leaked: {stderr}");
+    assert!(stderr.contains("`****`"), "{stderr}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -276,20 +276,16 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
             )]))
         }
     };
-    // From here on every message masks the stage's secret-looking variables, also an error
+    // From here on every message masks the stage's secret-looking variables (of the env
+    // file, and of the process environment when the stack file names them), also an error
     // that quotes one while the stack file is checked.
     crate::output::register_secrets(
         entries
             .iter()
-            .map(|e| (e.key.as_str(), e.value.as_str()))
-            .chain(
-                std::env::vars()
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            )
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .chain(std::env::vars().filter(|(key, _)| text.contains(key.as_str())))
             .filter(|(key, _)| is_secret_key(key))
-            .map(|(_, value)| value.to_string())
+            .map(|(_, value)| value)
             .collect::<Vec<_>>(),
     );
     let dir_name = project.dir_name();
