@@ -130,6 +130,10 @@ pub async fn execute(
         ));
     }
 
+    let networks = names::networks_wanted(loaded)?;
+    engine
+        .check_networks(&loaded.stage, &loaded.project, &networks)
+        .await?;
     for action in &plan.actions {
         crate::interrupt::check()?;
         match action {
@@ -146,10 +150,9 @@ pub async fn execute(
             Action::CreateNetwork { name } => {
                 let line = progress.line("network", name);
                 line.step("creating");
-                let labels =
-                    names::owner_labels(&loaded.stage, &loaded.project, names::role::NETWORK);
-                match engine.create_network(name, &labels).await {
-                    Ok(()) => line.done("created", None),
+                let wanted = names::network_wanted(loaded, name)?;
+                match engine.ensure_network(&wanted).await {
+                    Ok(_) => line.done("created", None),
                     Err(err) => {
                         line.fail("create", &err.to_string());
                         return Err(err.into());
@@ -159,8 +162,7 @@ pub async fn execute(
             Action::CreateVolume { name, driver } => {
                 let line = progress.line("volume", name);
                 line.step("creating");
-                let labels =
-                    names::owner_labels(&loaded.stage, &loaded.project, names::role::VOLUME);
+                let labels = names::volume_labels(loaded, name)?;
                 match engine.create_volume(name, driver.as_deref(), &labels).await {
                     Ok(()) => line.done("created", None),
                     Err(err) => {

@@ -255,14 +255,14 @@ async fn prepare(
         .volumes
         .iter()
         .map(|(volume, _)| engine.volume_exists(volume));
-    let networks_exist = plan
+    let networks_found = plan
         .networks
         .iter()
-        .map(|network| engine.network_exists(network));
-    let (image_id, volumes_exist, networks_exist) = tokio::try_join!(
+        .map(|network| engine.networks_named(network));
+    let (image_id, volumes_exist, networks_found) = tokio::try_join!(
         engine.image_id(image),
         futures_util::future::try_join_all(volumes_exist),
-        futures_util::future::try_join_all(networks_exist),
+        futures_util::future::try_join_all(networks_found),
     )?;
     if image_id.is_none() {
         match &plan.build {
@@ -291,20 +291,32 @@ async fn prepare(
             }
         }
     }
-    for ((volume, driver), exists) in plan.volumes.iter().zip(volumes_exist) {
-        if !exists {
-            let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::VOLUME);
+    // Only a stage network that exists once, with the stage's labels, is used as it is;
+    // anything else is settled under the stage lock (R6, R8, R11).
+    let networks_ready = networks_found
+        .iter()
+        .all(|found| found.len() == 1 && found[0].is_stage(&loaded.stage, &loaded.project));
+    if networks_ready && volumes_exist.iter().all(|exists| *exists) {
+        return Ok(());
+    }
+    // Creation is serialised per stage: parallel tasks after `down` make one network, and
+    // the others wait for it.
+    let _lock =
+        crate::lock::acquire(&loaded.project, &loaded.stage, STEP_TIMEOUT, &ctx.printer).await?;
+    for (volume, driver) in &plan.volumes {
+        if !engine.volume_exists(volume).await? {
+            let labels = names::volume_labels(loaded, volume)?;
             engine
                 .create_volume(volume, driver.as_deref(), &labels)
                 .await?;
             ctx.printer.status(&format!("created volume `{volume}`"));
         }
     }
-    for (network, exists) in plan.networks.iter().zip(networks_exist) {
-        // The same labelled bridge network `up` creates; whichever comes first makes it.
-        if !exists {
-            let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::NETWORK);
-            engine.create_network(network, &labels).await?;
+    for network in &plan.networks {
+        // The same labelled network `up` creates; whichever comes first makes it.
+        let wanted = names::network_wanted(loaded, network)?;
+        let (_, created) = engine.ensure_network(&wanted).await?;
+        if created {
             ctx.printer.status(&format!("created network `{network}`"));
         }
     }
