@@ -51,7 +51,14 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
             wait: !args.no_wait,
             timeout,
         };
-        converge::execute(&engine, &loaded, &current, &converge_options, &progress).await
+        converge::execute(&engine, &loaded, &current, &converge_options, &progress).await?;
+        if !options.built.is_empty() {
+            // The images the builds replaced, now that the containers use the new ones (R12).
+            engine
+                .remove_replaced_images(&loaded.stage, &loaded.project)
+                .await?;
+        }
+        Ok(())
     }
     .await;
     progress.summary("up", result.is_ok());
