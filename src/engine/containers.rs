@@ -125,11 +125,15 @@ impl Engine {
         let options = CreateContainerOptionsBuilder::default()
             .name(&spec.name)
             .build();
-        let created = self
-            .client()
-            .create_container(Some(options), body)
-            .await
-            .map_err(op("create container", &spec.name))?;
+        let created = match self.client().create_container(Some(options), body).await {
+            Ok(created) => created,
+            Err(err) => {
+                let err = EngineError::new("create container", &spec.name, err);
+                return Err(self
+                    .explain_name_conflict(&spec.name, &spec.owner_labels, err)
+                    .await);
+            }
+        };
         for extra in spec.networks.iter().skip(1) {
             self.client()
                 .connect_network(

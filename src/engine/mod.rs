@@ -14,6 +14,7 @@ pub mod context;
 pub mod images;
 pub mod networks;
 pub mod observe;
+pub mod ownership;
 pub mod task;
 pub mod volumes;
 
