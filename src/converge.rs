@@ -755,43 +755,6 @@ pub async fn start_containers(
     first_error(results)
 }
 
-/// Remove networks once their endpoints are gone (the engine can take a moment to release
-/// an endpoint after its container is removed).
-pub async fn remove_networks(
-    engine: &Engine,
-    networks: &[String],
-    progress: &Progress,
-) -> Result<()> {
-    for name in networks {
-        crate::interrupt::check()?;
-        let line = progress.line("network", name);
-        line.step("removing");
-        let mut attempt = 0;
-        loop {
-            match engine.remove_network(name).await {
-                Ok(()) => {
-                    line.done("removed", None);
-                    break;
-                }
-                Err(err) if err.message.contains("active endpoints") && attempt < 20 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(err) => {
-                    line.fail("remove", &err.to_string());
-                    let hint = if err.message.contains("active endpoints") {
-                        format!("\nhint: a container stackctl does not own is attached; see `docker network inspect {name}`")
-                    } else {
-                        String::new()
-                    };
-                    return Err(anyhow!("{err}{hint}"));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 fn kind_of(container: &crate::plan::ObservedContainer) -> &'static str {
     match container.role.as_str() {
         "data" => "data",
