@@ -142,6 +142,28 @@ fn r6_concurrent_execs_after_down_make_one_network() {
 }
 
 #[test]
+fn r6_up_racing_exec_after_down_makes_one_network() {
+    let t = stack("r6-up-exec");
+    let network = format!("{}-{}_default", t.stage, t.project);
+    for _ in 0..3 {
+        t.cmd().arg("down").assert().success();
+        let up = spawn(&t, &["up"]);
+        let exec = spawn(&t, &["exec", "hello"]);
+        for (what, run) in [("up", up), ("exec", exec)] {
+            let out = run.wait(Duration::from_secs(120));
+            assert!(
+                out.status.success(),
+                "{what} failed ({:?}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let found = networks_named(&network);
+        assert_eq!(found.len(), 1, "networks named {network}: {found:?}");
+    }
+}
+
+#[test]
 fn r8_ten_parallel_execs_after_down_all_run() {
     let t = stack("r8-ten");
     parallel_execs(&t, 10);

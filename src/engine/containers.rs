@@ -190,6 +190,17 @@ impl Engine {
         match self.client().remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(err) if is_not_found(&err) => Ok(()),
+            // Another process (a task's own `exec`) is removing it: wait until it is gone.
+            Err(err) if err.to_string().contains("already in progress") => {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while self.container_status(name).await?.is_some() {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(EngineError::new("remove container", name, err));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Ok(())
+            }
             Err(err) => Err(EngineError::new("remove container", name, err)),
         }
     }
