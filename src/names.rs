@@ -58,6 +58,13 @@ pub fn stage_filter(stage: &str, project: &str) -> Vec<String> {
     vec![format!("{PROJECT}={project}"), format!("{STAGE}={stage}")]
 }
 
+/// Label holding the short hash of each hashed field of a container (`image:1a2b3c4d,…`), so
+/// the planner can say which field changed from the container list alone.
+pub const CONFIG_FIELDS: &str = "io.stackctl.config-fields";
+
+/// Label naming the task a one-off container runs.
+pub const TASK: &str = "io.stackctl.task";
+
 /// Labels of a built image. Under their own keys, never the container keys above: a
 /// container started from the image, or an image built `FROM` it, inherits them, and must
 /// not pass for the stage's own object. `tag` is the one tag stackctl gives the image;

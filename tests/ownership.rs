@@ -121,9 +121,8 @@ fn r10_foreign_container_holding_a_stage_name_is_named() {
     let out = t.cmd().arg("up").assert().code(1);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(
-        stderr.contains(&format!(
-            "a container that is not this stage's holds the name `{name}`"
-        )),
+        stderr.contains(&format!("create container `{name}`"))
+            && stderr.contains("held by a container that is not this stage's"),
         "{stderr}"
     );
     assert!(stderr.contains("remove or rename it"), "{stderr}");

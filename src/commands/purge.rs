@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{connect, load_stack, Context};
+use crate::apply;
 use crate::cli::PurgeArgs;
-use crate::converge;
 use crate::error::UsageError;
 
 pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
@@ -59,8 +59,8 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     }
     let progress = printer.progress();
     let result = async {
-        converge::remove_containers(&engine, &observed.containers, &progress).await?;
-        super::down::remove_networks(
+        apply::remove_containers(&engine, &observed.containers, &progress).await?;
+        apply::remove_networks(
             &engine,
             &loaded.stage,
             &loaded.project,

@@ -14,7 +14,6 @@ pub mod context;
 pub mod images;
 pub mod networks;
 pub mod observe;
-pub mod ownership;
 pub mod task;
 pub mod volumes;
 

@@ -1,0 +1,137 @@
+//! Running one-off tasks: what must exist first (the image, built when missing; the stage's
+//! volumes and networks), then the attached container, through the same container path as
+//! `up` ([`super::docker::container_config`]); and the `wait` step of sequences.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::docker::{build_request, container_config, DockerTarget};
+use super::target::{Readiness, Target};
+use crate::engine::attach::{Input, Outcome};
+use crate::engine::{Engine, EngineError};
+use crate::error::{Interrupted, UsageError};
+use crate::names;
+use crate::output::Printer;
+use crate::plan::task::TaskPlan;
+use crate::stack::LoadedStack;
+
+/// Make sure the image, the stage's volumes and networks exist. The existence checks are
+/// independent reads, so they run concurrently: on the common path (everything exists) a task
+/// pays one round trip here, not one per object. Nothing is created before the image is known.
+pub async fn prepare(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    plan: &TaskPlan,
+    printer: &Printer,
+    verbose: bool,
+) -> Result<()> {
+    let image = &plan.container.image;
+    let volumes_exist = plan
+        .volumes
+        .iter()
+        .map(|(volume, _)| engine.volume_exists(volume));
+    let networks_found = plan
+        .networks
+        .iter()
+        .map(|network| engine.networks_named(network));
+    let (image_id, volumes_exist, networks_found) = tokio::try_join!(
+        engine.image_id(image),
+        futures_util::future::try_join_all(volumes_exist),
+        futures_util::future::try_join_all(networks_found),
+    )?;
+    if image_id.is_none() {
+        let Some(build) = &plan.build else {
+            return Err(UsageError::new(format!(
+                "task `{}`: image `{image}` does not exist on this engine",
+                plan.task
+            ))
+            .with_hint(format!(
+                "build or load it first (`docker pull {image}` or `docker build -t {image} …`), or give the task `build:`"
+            ))
+            .into());
+        };
+        printer.status(&format!("build image `{image}`"));
+        let output = move |line: &str| {
+            if verbose {
+                printer.status(&format!("  {line}"));
+            }
+        };
+        let request = build_request(build);
+        tokio::select! {
+            built = engine.build_image(&request, &output) => { built?; }
+            _ = crate::interrupt::wait() => return Err(Interrupted.into()),
+        }
+    }
+    // Only a stage network that exists once, with the stage's labels, is used as it is;
+    // anything else is settled under the stage lock (R6, R8, R11).
+    let networks_ready = networks_found
+        .iter()
+        .all(|found| found.len() == 1 && found[0].is_stage(&loaded.stage, &loaded.project));
+    if networks_ready && volumes_exist.iter().all(|exists| *exists) {
+        return Ok(());
+    }
+    // Creation is serialised per stage: parallel tasks after `down` make one network, and
+    // the others wait for it.
+    let _lock = crate::lock::acquire(&loaded.project, &loaded.stage, LOCK_TIMEOUT, printer).await?;
+    for (volume, driver) in &plan.volumes {
+        if !engine.volume_exists(volume).await? {
+            let labels = names::volume_labels(loaded, volume)?;
+            engine
+                .create_volume(volume, driver.as_deref(), &labels)
+                .await?;
+            printer.status(&format!("created volume `{volume}`"));
+        }
+    }
+    for network in &plan.networks {
+        // The same labelled network `up` creates; whichever comes first makes it.
+        let wanted = names::network_wanted(loaded, network)?;
+        let (_, created) = engine.ensure_network(&wanted).await?;
+        if created {
+            printer.status(&format!("created network `{network}`"));
+        }
+    }
+    Ok(())
+}
+
+/// How long a task waits for another stackctl changing the stage (an `up` holds the lock
+/// through its health waits) before it creates the stage's networks or volumes.
+const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Run the task's one-off container attached to `input`; it is removed on every path.
+pub async fn run(
+    engine: &Engine,
+    plan: &TaskPlan,
+    input: Input,
+    tty: bool,
+) -> Result<Outcome, EngineError> {
+    engine
+        .run_task(&container_config(&plan.container), input, tty)
+        .await
+}
+
+/// The `wait` step: until every service is healthy (or running, without a healthcheck) and
+/// every one-shot dependency has exited 0, within `deadline`.
+pub async fn wait_for_stage(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    deadline: Instant,
+) -> Result<()> {
+    let target = DockerTarget::new(engine, loaded);
+    let one_shots: HashSet<String> = crate::plan::up::one_shot_services(loaded);
+    let waits = loaded.stack.services.keys().map(|service| {
+        let container = names::container(&loaded.stage, &loaded.project, service);
+        let readiness = if one_shots.contains(service) {
+            Readiness::Completed
+        } else {
+            Readiness::Healthy
+        };
+        let target = &target;
+        async move { target.wait(service, &container, readiness, deadline).await }
+    });
+    for result in futures_util::future::join_all(waits).await {
+        result?;
+    }
+    Ok(())
+}
