@@ -275,3 +275,49 @@ volumes:
     ]))
     .is_empty());
 }
+
+#[test]
+fn r9_purge_removes_an_older_versions_image_by_its_stack_tag_only() {
+    let (t, tag) = built_stack("r9-legacy");
+    let mut foreign = Foreign::new();
+    // As an older stackctl labelled its images: the container keys, role `image`.
+    let project_label = format!("io.stackctl.project={}", t.project);
+    let stage_label = format!("io.stackctl.stage={}", t.stage);
+    docker_ok(&[
+        "build",
+        "-q",
+        "-t",
+        &tag,
+        "--label",
+        &project_label,
+        "--label",
+        &stage_label,
+        "--label",
+        "io.stackctl.role=image",
+        &t.path("api").to_string_lossy(),
+    ]);
+    let extra = format!("{}-user/old:1", t.project);
+    foreign.on_drop(&["rmi", &extra]);
+    docker_ok(&["tag", &tag, &extra]);
+    let derived = format!("{}-user/derived-old:1", t.project);
+    foreign.on_drop(&["rmi", &derived]);
+    t.write(
+        "derived/Dockerfile",
+        &format!("FROM {tag}\nCMD [\"true\"]\n"),
+    );
+    docker_ok(&[
+        "build",
+        "-q",
+        "-t",
+        &derived,
+        &t.path("derived").to_string_lossy(),
+    ]);
+
+    t.cmd().args(["purge", "--yes"]).assert().success();
+    assert!(!image_exists(&tag), "purge left the stage's own tag");
+    assert!(image_exists(&extra), "purge removed the user's extra tag");
+    assert!(
+        image_exists(&derived),
+        "purge removed an image built FROM the stage's"
+    );
+}

@@ -31,10 +31,14 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
         &printer,
     )
     .await?;
+    let stack_tags: Vec<String> = crate::plan::image::stage_images(&loaded)
+        .into_iter()
+        .map(|image| image.request.tag)
+        .collect();
     let (observed, networks, images) = tokio::try_join!(
         engine.observe(&loaded.stage, &loaded.project),
         engine.stage_networks(&loaded.stage, &loaded.project),
-        engine.stage_images(&loaded.stage, &loaded.project),
+        engine.stage_images(&loaded.stage, &loaded.project, &stack_tags),
     )?;
     // Only what stackctl made: the tag it gave (another tag, and the image under it, stay),
     // or an image a rebuild left without any tag.

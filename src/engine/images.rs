@@ -58,13 +58,40 @@ impl Engine {
         Ok(ImageIndex { ids })
     }
 
-    /// The images built for this stage (their own ownership labels), tagged or not.
+    /// The images built for this stage (their own ownership labels), tagged or not; and
+    /// images an older stackctl built under the container keys (`io.stackctl.role=image`),
+    /// by one of `stack_tags` (the tags the stack builds) only: those keys are inherited by
+    /// images built `FROM` them, so only a tag stackctl itself gives marks one as the stage's.
     pub async fn stage_images(
         &self,
         stage: &str,
         project: &str,
+        stack_tags: &[String],
     ) -> Result<Vec<StageImage>, EngineError> {
-        self.list_stage_images(stage, project, false).await
+        let mut images = self.list_stage_images(stage, project, false).await?;
+        let mut legacy = names::stage_filter(stage, project);
+        legacy.push(format!("{}={}", names::ROLE, "image"));
+        let options = ListImagesOptionsBuilder::default()
+            .filters(&label_filters(&legacy))
+            .build();
+        let old = self
+            .client()
+            .list_images(Some(options))
+            .await
+            .map_err(|err| EngineError::new("list", "images", err))?;
+        for image in old {
+            if images.iter().any(|i| i.id == image.id) {
+                continue;
+            }
+            if let Some(tag) = image.repo_tags.iter().find(|t| stack_tags.contains(t)) {
+                images.push(StageImage {
+                    id: image.id.clone(),
+                    own_tag: Some(tag.clone()),
+                    dangling: false,
+                });
+            }
+        }
+        Ok(images)
     }
 
     async fn list_stage_images(
