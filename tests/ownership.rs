@@ -321,3 +321,39 @@ fn r9_purge_removes_an_older_versions_image_by_its_stack_tag_only() {
         "purge removed an image built FROM the stage's"
     );
 }
+
+#[test]
+fn foreign_volume_with_a_stage_volume_name_is_named_not_used() {
+    let image = busybox_image();
+    let t = TestStack::new("foreign-volume");
+    t.stack(&format!(
+        r#"
+services:
+  api: {{ image: {image}, command: [sleep, "3600"], volumes: ["cache:/cache"] }}
+tasks:
+  hello: {{ image: {image}, command: [echo, hi], volumes: ["cache:/cache"] }}
+volumes:
+  cache: {{}}
+"#
+    ));
+    let mut foreign = Foreign::new();
+    let volume = format!("{}-{}_cache", t.stage, t.project);
+    foreign.on_drop(&["volume", "rm", "-f", &volume]);
+    docker_ok(&["volume", "create", &volume]);
+    for args in [&["up"][..], &["exec", "hello"][..]] {
+        let out = t.cmd().args(args).assert().failure();
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains(&format!(
+                "a volume that is not this stage's holds the name `{volume}`"
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(t.containers().is_empty(), "{:?}", t.containers());
+    // Still the user's, unlabelled.
+    assert_eq!(
+        docker_ok(&["volume", "inspect", "--format", "{{json .Labels}}", &volume]).trim(),
+        "null"
+    );
+}

@@ -31,7 +31,7 @@ pub async fn prepare(
     let volumes_exist = plan
         .volumes
         .iter()
-        .map(|(volume, _)| engine.volume_exists(volume));
+        .map(|(volume, _)| engine.volume_labels(volume));
     let networks_found = plan
         .networks
         .iter()
@@ -69,18 +69,26 @@ pub async fn prepare(
     let networks_ready = networks_found
         .iter()
         .all(|found| found.len() == 1 && found[0].is_stage(&loaded.stage, &loaded.project));
-    if networks_ready && volumes_exist.iter().all(|exists| *exists) {
+    let volumes_ready = volumes_exist.iter().all(|labels| {
+        labels.as_ref().is_some_and(|labels| {
+            labels.get(names::PROJECT) == Some(&loaded.project)
+                && labels.get(names::STAGE) == Some(&loaded.stage)
+        })
+    });
+    if networks_ready && volumes_ready {
         return Ok(());
     }
     // Creation is serialised per stage: parallel tasks after `down` make one network, and
     // the others wait for it.
     let _lock = crate::lock::acquire(&loaded.project, &loaded.stage, LOCK_TIMEOUT, printer).await?;
     for (volume, driver) in &plan.volumes {
-        if !engine.volume_exists(volume).await? {
-            let labels = names::volume_labels(loaded, volume)?;
-            engine
-                .create_volume(volume, driver.as_deref(), &labels)
-                .await?;
+        // Creates it when missing, refuses one of that name that is not the stage's.
+        let existed = engine.volume_labels(volume).await?.is_some();
+        let labels = names::volume_labels(loaded, volume)?;
+        engine
+            .create_volume(volume, driver.as_deref(), &labels)
+            .await?;
+        if !existed {
             printer.status(&format!("created volume `{volume}`"));
         }
     }

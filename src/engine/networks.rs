@@ -86,7 +86,7 @@ fn oldest(found: &[NetworkFound]) -> Option<&NetworkFound> {
 /// Why a wanted network could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
-    #[error("a network that is not this stage's holds the name `{name}` (ID {id}, without the labels of stage `{stage}`): stackctl will not use or create a second one\nhint: remove or rename it (`docker network rm {id}`), or give networks.{key} another `name:`")]
+    #[error("a network that is not this stage's holds the name `{name}` (ID {id}, without the labels of stage `{stage}`): stackctl will not use or create a second one\nhint: remove or rename it (`docker network rm {id}`), give networks.{key} another `name:`, or declare it `external: true` to use it as it is")]
     Foreign {
         name: String,
         key: String,
