@@ -143,6 +143,33 @@ pub fn object_labels(
     Ok(labels)
 }
 
+/// Every network and volume label of the stack checked at once (for `config`): the
+/// `io.stackctl.` ones are refused, each located.
+pub fn check_object_labels(
+    loaded: &crate::stack::LoadedStack,
+) -> Result<(), crate::stack::StackErrors> {
+    let networks = loaded
+        .stack
+        .networks
+        .keys()
+        .map(|key| object_labels(loaded, "networks", key, role::NETWORK));
+    let volumes = loaded
+        .stack
+        .volumes
+        .keys()
+        .map(|key| object_labels(loaded, "volumes", key, role::VOLUME));
+    let errors: Vec<crate::stack::StackError> = networks
+        .chain(volumes)
+        .filter_map(Result::err)
+        .flat_map(|errors| errors.0)
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::stack::StackErrors(errors))
+    }
+}
+
 /// The stage's network of engine name `name` as the stack wants it: its key under
 /// `networks:` (`default` for the stage network), driver (`bridge` unless the stack says
 /// otherwise) and labels.

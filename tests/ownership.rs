@@ -259,13 +259,15 @@ volumes:
     // An ownership label is the stage's own: refused, located.
     t.cmd().arg("down").assert().success();
     t.stack(&stack("bridge", "io.stackctl.stage"));
-    let out = t.cmd().args(["up", "--no-wait"]).assert().code(2);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(
-        stderr.contains(&format!("stacks/{}.yml:", t.stage))
-            && stderr.contains("label `io.stackctl.stage` of networks.back"),
-        "{stderr}"
-    );
+    for args in [&["up", "--no-wait"][..], &["config"][..]] {
+        let out = t.cmd().args(args).assert().code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains(&format!("stacks/{}.yml:", t.stage))
+                && stderr.contains("label `io.stackctl.stage` of networks.back"),
+            "{args:?}: {stderr}"
+        );
+    }
     assert!(lines(&docker(&[
         "network",
         "ls",
