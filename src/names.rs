@@ -230,6 +230,24 @@ pub fn networks_wanted(
         .collect()
 }
 
+/// The stage's own volumes whose driver the stack sets: `(engine name, key, driver)`.
+pub fn volume_drivers(loaded: &crate::stack::LoadedStack) -> Vec<(String, String, String)> {
+    loaded
+        .stack
+        .volumes
+        .iter()
+        .filter(|(_, def)| !def.external)
+        .filter_map(|(key, def)| {
+            let driver = def.driver.clone().filter(|d| !d.is_empty())?;
+            let name = def
+                .name
+                .clone()
+                .unwrap_or_else(|| volume(&loaded.stage, &loaded.project, key));
+            Some((name, key.clone(), driver))
+        })
+        .collect()
+}
+
 /// The labels of the stage's volume of engine name `name`.
 pub fn volume_labels(
     loaded: &crate::stack::LoadedStack,

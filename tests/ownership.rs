@@ -256,6 +256,20 @@ volumes:
         "{stderr}"
     );
 
+    // So is a volume's.
+    t.stack(&stack("bridge", "team").replace(
+        "cache: { labels: { team: green } }",
+        "cache: { driver: nfs-like, labels: { team: green } }",
+    ));
+    let out = t.cmd().args(["up", "--no-wait"]).assert().code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "volume `{volume}`: exists with driver `local`, but volumes.cache asks for `nfs-like`"
+        )),
+        "{stderr}"
+    );
+
     // An ownership label is the stage's own: refused, located.
     t.cmd().arg("down").assert().success();
     t.stack(&stack("bridge", "io.stackctl.stage"));

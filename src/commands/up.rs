@@ -42,6 +42,9 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     engine
         .check_networks(&loaded.stage, &loaded.project, &networks)
         .await?;
+    engine
+        .check_volume_drivers(&crate::names::volume_drivers(&loaded))
+        .await?;
     let progress = printer.progress();
     let apply_options = ApplyOptions::new(!args.no_wait, timeout);
     let result = async {

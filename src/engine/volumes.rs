@@ -45,6 +45,29 @@ impl Engine {
             .map_err(|err| EngineError::new("create volume", name, err))
     }
 
+    /// Check the driver of each existing volume `(name, key under volumes:, driver)` the
+    /// stack gives a driver: one made with another driver is named, not silently kept.
+    pub async fn check_volume_drivers(
+        &self,
+        wanted: &[(String, String, String)],
+    ) -> Result<(), EngineError> {
+        for (name, key, driver) in wanted {
+            let found = match self.client().inspect_volume(name).await {
+                Ok(volume) => volume.driver,
+                Err(err) if is_not_found(&err) => continue,
+                Err(err) => return Err(EngineError::new("inspect volume", name, err)),
+            };
+            if found != *driver {
+                return Err(EngineError::other(
+                    "volume",
+                    name,
+                    format!("exists with driver `{found}`, but volumes.{key} asks for `{driver}`\nhint: `stackctl purge` removes the stage's volumes (and their data); or set the driver back to `{found}`"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The labels of the volume of this name, or None when there is none.
     pub async fn volume_labels(
         &self,
