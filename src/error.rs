@@ -80,21 +80,24 @@ pub fn io_reason(err: &std::io::Error) -> String {
 }
 
 /// The hint an error in a chain carries, if it is one of the types that have one.
-pub fn hint_of<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a str> {
+pub fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = cause.downcast_ref::<UsageError>() {
-        return e.hint.as_deref();
+        return e.hint.clone();
     }
     if let Some(e) = cause.downcast_ref::<Failure>() {
-        return e.hint.as_deref();
+        return e.hint.clone();
     }
     if let Some(e) = cause.downcast_ref::<crate::engine::Unreachable>() {
-        return Some(e.hint());
+        return Some(e.hint().to_string());
     }
     if let Some(e) = cause.downcast_ref::<crate::engine::build::BuildError>() {
-        return e.hint.as_deref();
+        return e.hint.clone();
     }
     if let Some(e) = cause.downcast_ref::<crate::engine::EngineError>() {
-        return e.hint.as_deref();
+        return e.hint.clone();
+    }
+    if let Some(e) = cause.downcast_ref::<crate::engine::networks::NetworkError>() {
+        return e.hint();
     }
     None
 }
@@ -103,20 +106,17 @@ pub fn hint_of<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a s
 /// given as context (`.context(Failure::new(…).with_hint(…))`), outermost first.
 pub fn hints(err: &anyhow::Error) -> Vec<String> {
     let mut hints: Vec<String> = Vec::new();
-    let mut push = |hint: Option<&str>| {
+    let mut push = |hint: Option<String>| {
         if let Some(hint) = hint {
-            if !hints.iter().any(|h| h == hint) {
-                hints.push(hint.to_string());
+            if !hints.contains(&hint) {
+                hints.push(hint);
             }
         }
     };
-    push(
-        err.downcast_ref::<Failure>()
-            .and_then(|e| e.hint.as_deref()),
-    );
+    push(err.downcast_ref::<Failure>().and_then(|e| e.hint.clone()));
     push(
         err.downcast_ref::<UsageError>()
-            .and_then(|e| e.hint.as_deref()),
+            .and_then(|e| e.hint.clone()),
     );
     for cause in err.chain() {
         push(hint_of(cause));
