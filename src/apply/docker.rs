@@ -483,7 +483,7 @@ services:
     #[test]
     fn every_model_key_reaches_the_create_request() {
         let spec = spec_of(API);
-        let body = create_body(&container_config(&spec));
+        let body = create_body(&container_config(&spec), false);
         let host = body.host_config.clone().expect("host config");
         assert_eq!(body.image.as_deref(), Some("busybox:latest"));
         assert_eq!(body.cmd, Some(vec!["httpd".to_string(), "-f".to_string()]));
