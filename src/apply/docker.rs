@@ -106,10 +106,6 @@ impl<'a> DockerTarget<'a> {
         }
     }
 
-    fn labels(&self, role: &str) -> std::collections::HashMap<String, String> {
-        names::owner_labels(&self.loaded.stage, &self.loaded.project, role)
-    }
-
     /// Stop a container, giving up the wait (not the stop) on an interrupt: the engine
     /// finishes the stop on its own, and nothing else is started after it.
     async fn stop(&self, name: &str) -> Result<()> {
@@ -207,14 +203,15 @@ impl Target for DockerTarget<'_> {
             }
             Action::CreateNetwork { name } => {
                 phase("creating")?;
-                Ok(engine
-                    .create_network(name, &self.labels(names::role::NETWORK))
-                    .await?)
+                let wanted = names::network_wanted(self.loaded, name)?;
+                engine.ensure_network(&wanted).await?;
+                Ok(())
             }
             Action::CreateVolume { name, driver } => {
                 phase("creating")?;
+                let labels = names::volume_labels(self.loaded, name)?;
                 Ok(engine
-                    .create_volume(name, driver.as_deref(), &self.labels(names::role::VOLUME))
+                    .create_volume(name, driver.as_deref(), &labels)
                     .await?)
             }
             Action::DataContainer { spec, exists, .. } => {

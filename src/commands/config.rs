@@ -11,6 +11,7 @@ use crate::stack::{self, is_secret_key, LoadedStack, Resolution};
 
 pub async fn run(ctx: &Context, args: &ConfigArgs) -> Result<i32> {
     let loaded = stack::load(&ctx.project)?;
+    crate::names::check_object_labels(&loaded)?;
     let mut printer = ctx.printer.clone();
     if !args.show_secrets {
         printer.add_secrets(loaded.secrets.clone());

@@ -39,6 +39,15 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         print_plan(ctx, &first);
         return Ok(0);
     }
+    // The stage's existing networks: a driver the stack changed is named, and a name held
+    // twice (an older version's race) is repaired before anything uses it.
+    let networks = crate::names::networks_wanted(&loaded)?;
+    engine
+        .check_networks(&loaded.stage, &loaded.project, &networks)
+        .await?;
+    engine
+        .check_volume_drivers(&crate::names::volume_drivers(&loaded))
+        .await?;
     let progress = printer.progress();
     let apply_options = ApplyOptions::new(!args.no_wait, timeout);
     let result = async {
@@ -49,7 +58,14 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
             let observed = target.observe().await?;
             current = make_plan(&loaded, &observed, &options)?;
         }
-        apply::execute(&target, &current, &apply_options, &progress).await
+        apply::execute(&target, &current, &apply_options, &progress).await?;
+        if !options.built.is_empty() {
+            // The images the builds replaced, now that the containers use the new ones (R12).
+            engine
+                .remove_replaced_images(&loaded.stage, &loaded.project)
+                .await?;
+        }
+        Ok(())
     }
     .await;
     progress.summary("up", result.is_ok());
