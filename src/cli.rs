@@ -90,7 +90,7 @@ pub enum Command {
     Purge(PurgeArgs),
     /// Run a task in a fresh one-off container, or a command inside a running service.
     #[command(
-        after_help = "Examples:\n  stackctl exec migrate\n  stackctl exec import < dump.sql\n  stackctl exec postgres -- psql -U admin"
+        after_help = "Examples:\n  stackctl exec migrate\n  stackctl exec import < dump.sql     piped input replaces the task's stdin: file\n  stackctl exec postgres -- psql -U admin"
     )]
     Exec(ExecArgs),
     /// Show the services' logs, merged, each line prefixed with its service.

@@ -289,3 +289,63 @@ fn interrupt_stops_the_build_exits_130_and_leaves_no_container() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn r18_interrupt_cancels_a_build_that_up_runs_exits_130_and_leaves_no_container() {
+    let base = busybox_image();
+    let t = TestStack::new("up-build-interrupt");
+    let marker = format!("marker-{}", t.project);
+    t.stack("services:\n  slow:\n    build: slow\n").write(
+        "slow/Dockerfile",
+        &format!("FROM {base}\nRUN echo {marker} && sleep 60\n"),
+    );
+    let running = || {
+        lines(&docker(&[
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Command}}",
+        ]))
+        .into_iter()
+        .filter(|l| l.contains(&marker))
+        .count()
+    };
+    let mut child = t
+        .std_cmd()
+        .args(["up"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start stackctl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running() == 0 {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the RUN step never started");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let interrupted = Instant::now();
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: sending SIGINT to the child this test started.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = child.wait().expect("wait for stackctl");
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(15),
+        "up waited for the build to end"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the build's container is still there after the interrupt"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        t.containers().is_empty(),
+        "nothing was created after the interrupt"
+    );
+}

@@ -219,3 +219,61 @@ services:
     // The next up converges from what was left: the container is there and running.
     t.cmd().args(["up", "--no-wait"]).assert().success();
 }
+
+#[test]
+fn r18_ctrl_c_gives_up_waiting_for_a_stop_grace_period() {
+    use std::io::BufRead;
+    let t = TestStack::new("grace");
+    // PID 1 `sleep` ignores SIGTERM: a stop waits the whole grace period, then kills.
+    t.stack(&format!(
+        "services:\n  slow: {{ image: {}, command: [sleep, \"3600\"], stop_grace_period: 60s }}\n",
+        busybox_image()
+    ));
+    t.cmd().args(["up", "--no-wait"]).assert().success();
+    let mut down = t
+        .std_cmd()
+        .arg("down")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start down");
+    let (lines, seen) = std::sync::mpsc::channel::<String>();
+    let stderr = down.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut transcript = Vec::new();
+    while !transcript
+        .iter()
+        .any(|l: &String| l.ends_with(": stopping"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) => transcript.push(line),
+            Err(_) => {
+                let _ = down.kill();
+                panic!("`down` never started stopping: {transcript:?}");
+            }
+        }
+    }
+    let interrupted = std::time::Instant::now();
+    interrupt(&down);
+    let limit = interrupted + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = down.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() > limit {
+            let _ = down.kill();
+            panic!("`down` still waits for the grace period after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(interrupted.elapsed() < Duration::from_secs(10));
+}

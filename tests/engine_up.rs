@@ -339,3 +339,186 @@ services:
         .expect("api row");
     assert_eq!(api_row["state"], "running");
 }
+
+#[test]
+fn defect1_a_service_running_the_tag_another_service_builds_is_built_first() {
+    let t = TestStack::new("shared-tag");
+    let image = busybox_image();
+    let tag = format!("{}/bb:dev", t.project);
+    t.write(
+        "db/Dockerfile",
+        &format!("FROM {image}\nCMD [\"sleep\", \"3600\"]\n"),
+    );
+    // `api` (first in the file) and a data container run the tag that `db` builds.
+    t.stack(&format!(
+        r#"
+services:
+  api: {{ image: "{tag}", init: true }}
+  db: {{ build: ./db, image: "{tag}", init: true }}
+data_containers:
+  files: {{ image: "{tag}", volumes: [/files] }}
+tasks:
+  check: {{ service: api, command: [echo, from-the-shared-tag] }}
+"#
+    ));
+    let out = t.cmd().arg("up").assert().success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(!stderr.contains("is not on this engine"), "{stderr}");
+    assert_eq!(inspect(&t.container("api"), "{{.State.Running}}"), "true");
+    assert_eq!(inspect(&t.container("db"), "{{.State.Running}}"), "true");
+
+    // exec (and init, which runs tasks the same way) builds the tag too when it is missing.
+    t.cmd().arg("down").assert().success();
+    docker_ok(&["rmi", "-f", &tag]);
+    let out = t.cmd().args(["exec", "check"]).assert().success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert_eq!(stdout.trim(), "from-the-shared-tag");
+}
+
+#[test]
+fn defect4_a_failed_network_connect_leaves_no_container() {
+    let t = TestStack::new("connect-fails");
+    let image = busybox_image();
+    // Joining the engine's `host` network after create is refused by the engine.
+    t.stack(&format!(
+        r#"
+services:
+  api:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+    networks: [default, hostnet]
+networks:
+  hostnet: {{ external: true, name: host }}
+"#
+    ));
+    let out = t.cmd().arg("up").assert().code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("connect to network `host`"), "{stderr}");
+    assert!(
+        t.containers().is_empty(),
+        "a container that missed a network must not exist: {:?}",
+        t.containers()
+    );
+}
+
+#[test]
+fn r4_a_half_made_container_of_the_stage_is_recreated_and_a_foreign_one_is_named() {
+    let t = TestStack::new("half-made");
+    let image = busybox_image();
+    t.stack(&format!(
+        "services:\n  api: {{ image: {image}, init: true, command: [sleep, \"3600\"] }}\n"
+    ));
+    // What a killed `up` can leave: the stage's labels, no config hash.
+    let name = t.container("api");
+    docker_ok(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        &format!("io.stackctl.project={}", t.project),
+        "--label",
+        &format!("io.stackctl.stage={}", t.stage),
+        "--label",
+        "io.stackctl.role=service",
+        "--label",
+        "io.stackctl.service=api",
+        image,
+        "sleep",
+        "3600",
+    ]);
+    let half_made = container_id(&name);
+    t.cmd().arg("up").assert().success();
+    assert_ne!(container_id(&name), half_made, "recreated");
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+    assert!(!inspect(
+        &name,
+        "{{index .Config.Labels \"io.stackctl.config-hash\"}}"
+    )
+    .is_empty());
+
+    // A container that is not the stage's holding the name: named, left alone.
+    t.cmd().arg("down").assert().success();
+    /// Removes the unlabelled container (cleanup by labels cannot find it) on every path.
+    struct Foreign(String);
+    impl Drop for Foreign {
+        fn drop(&mut self) {
+            support::docker(&["rm", "-f", &self.0]);
+        }
+    }
+    let foreign = Foreign(
+        docker_ok(&["create", "--name", &name, image, "sleep", "3600"])
+            .trim()
+            .to_string(),
+    );
+    let out = t.cmd().arg("up").assert().code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("not this stage's"), "{stderr}");
+    assert_eq!(
+        container_id(&name),
+        foreign.0,
+        "the foreign container is left alone"
+    );
+}
+
+#[test]
+fn defect3_depends_on_required_false_skips_an_inactive_dependency_with_a_warning() {
+    let t = TestStack::new("optional-dep");
+    let image = busybox_image();
+    let stack = |required: &str| {
+        format!(
+            r#"
+services:
+  api:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+    depends_on: {{ debug: {{ condition: service_started{required} }} }}
+  debug: {{ image: {image}, profiles: [debug], command: [sleep, "3600"] }}
+"#
+        )
+    };
+    t.stack(&stack(", required: false"));
+    let out = t.cmd().arg("up").assert().success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("warning: service `api` starts without `debug`"),
+        "{stderr}"
+    );
+    assert_eq!(t.containers(), vec![t.container("api")]);
+    // Required (the default): still refused, with its location.
+    t.stack(&stack(""));
+    let out = t.cmd().arg("up").assert().code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("only in profile `debug`"), "{stderr}");
+}
+
+#[test]
+fn defect3_depends_on_restart_true_restarts_the_dependent_when_its_dependency_is_recreated() {
+    let t = TestStack::new("restart-dep");
+    let image = busybox_image();
+    let stack = |version: &str| {
+        format!(
+            r#"
+services:
+  db: {{ image: {image}, init: true, command: [sleep, "3600"], environment: {{ V: "{version}" }} }}
+  api:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+    depends_on: {{ db: {{ condition: service_started, restart: true }} }}
+"#
+        )
+    };
+    t.stack(&stack("1"));
+    t.cmd().arg("up").assert().success();
+    let api = t.container("api");
+    let (id, started) = (container_id(&api), inspect(&api, "{{.State.StartedAt}}"));
+    t.stack(&stack("2"));
+    let out = t.cmd().arg("up").assert().success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("restarted"), "{stderr}");
+    assert_eq!(container_id(&api), id, "restarted, not recreated");
+    assert_ne!(inspect(&api, "{{.State.StartedAt}}"), started);
+    assert_eq!(inspect(&api, "{{.State.Running}}"), "true");
+}

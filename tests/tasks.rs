@@ -567,3 +567,33 @@ fn with_json_stdout_stays_the_tasks_and_the_event_goes_to_stderr() {
     assert_eq!(event["status"], "done");
     assert_eq!(event["stage"], stack.stage.as_str());
 }
+
+#[test]
+fn defect5_piped_input_replaces_the_tasks_stdin_file_and_says_so() {
+    let stack = stack_with_tasks(
+        "piped-wins",
+        "  lines: { image: IMAGE, command: [wc, -l], stdin: data/three.txt }\n",
+    );
+    stack.write("data/three.txt", "a\nb\nc\n");
+    let output = stack
+        .cmd()
+        .args(["exec", "lines"])
+        .write_stdin("x\ny\n")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "2");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("instead of its `stdin:` file `data/three.txt`"),
+        "{stderr}"
+    );
+    // Nothing piped (an empty pipe, as a CI runner gives): the file.
+    let output = stack
+        .cmd()
+        .args(["-q", "exec", "lines"])
+        .write_stdin("")
+        .output()
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "3");
+}

@@ -453,7 +453,6 @@ async fn failure(
 mod tests {
     use super::*;
     use crate::engine::containers::create_body;
-    use bollard::models::RestartPolicyNameEnum;
 
     fn spec_of(yaml: &str) -> ContainerSpec {
         let loaded = crate::plan::test_stack(yaml, "demo", "dev", "/srv/demo");
@@ -490,7 +489,7 @@ services:
     #[test]
     fn every_model_key_reaches_the_create_request() {
         let spec = spec_of(API);
-        let body = create_body(&container_config(&spec));
+        let body = create_body(&container_config(&spec), false);
         let host = body.host_config.clone().expect("host config");
         assert_eq!(body.image.as_deref(), Some("busybox:latest"));
         assert_eq!(body.cmd, Some(vec!["httpd".to_string(), "-f".to_string()]));
@@ -529,8 +528,10 @@ services:
         assert_eq!(health.start_period, Some(2_000_000_000));
         assert_eq!(health.retries, Some(3));
         assert_eq!(
-            host.restart_policy.and_then(|r| r.name),
-            Some(RestartPolicyNameEnum::UNLESS_STOPPED)
+            host.restart_policy
+                .and_then(|r| r.name)
+                .map(|name| name.to_string()),
+            Some("unless-stopped".to_string())
         );
         assert_eq!(host.memory, Some(64 << 20));
         assert_eq!(host.nano_cpus, Some(500_000_000));

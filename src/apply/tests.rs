@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 
 use super::target::{Phase, Readiness, Target};
-use super::{execute, ApplyOptions, Interrupt};
+use super::{build_images, execute, ApplyOptions, Interrupt};
 use crate::error::Interrupted;
 use crate::observed::Observed;
 use crate::plan::image::ImageSpec;
@@ -58,6 +58,12 @@ impl Target for Fake {
     }
 
     async fn build(&self, image: &ImageSpec, _output: &(dyn Fn(&str) + Send + Sync)) -> Result<()> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.record(format!("build {}", image.tag));
         Ok(())
     }
@@ -237,7 +243,7 @@ fn after_an_interrupt_nothing_new_starts_and_the_run_ends_interrupted() {
 }
 
 #[test]
-fn an_interrupt_as_the_last_action_finishes_still_ends_interrupted() {
+fn r5_an_interrupt_during_the_last_creates_starts_nothing_and_ends_interrupted() {
     // R5: the signal arrives while the last creates run; everything already began, yet the
     // run must not end as a success.
     let (switch, interrupt) = Interrupt::switch();
@@ -248,4 +254,38 @@ fn an_interrupt_as_the_last_action_finishes_still_ends_interrupted() {
     let err = run(&fake, 16, interrupt).expect_err("interrupted");
     assert!(err.downcast_ref::<Interrupted>().is_some(), "{err:#}");
     assert!(!fake.log().contains(&"started web".to_string()));
+}
+
+#[test]
+fn defect11_up_builds_missing_images_in_parallel_within_the_bound() {
+    let loaded = crate::plan::test_stack(
+        "services:\n  a: { build: ./a }\n  b: { build: ./b }\n  c: { build: ./c }\n",
+        "demo",
+        "dev",
+        "/srv/demo",
+    );
+    let plan = plan(
+        &loaded,
+        &Default::default(),
+        &Observed::default(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
+    assert_eq!(plan.builds().count(), 3);
+    let fake = Fake::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let built = runtime
+        .block_on(build_images(
+            &fake,
+            &plan,
+            &options(16, Interrupt::switch().1),
+            &quiet_progress(),
+            false,
+        ))
+        .expect("builds");
+    assert_eq!(built.len(), 3);
+    assert_eq!(fake.most_in_flight.load(Ordering::SeqCst), 2);
 }

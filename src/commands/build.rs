@@ -36,21 +36,6 @@ pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
     outcome.map(|()| exit::OK)
 }
 
-/// Build the named entries' images (all when `names` is empty) with the same checks, output
-/// and failure handling as `stackctl build`; for the built-in `build` step of task
-/// sequences and for `up --build`.
-pub async fn build_stage(
-    engine: &Engine,
-    loaded: &LoadedStack,
-    printer: &Printer,
-    names: &[String],
-    no_cache: bool,
-    verbose: bool,
-) -> Result<()> {
-    let builds = prepare(loaded, names, no_cache, printer)?;
-    build_images(engine, builds, &printer.progress(), verbose).await
-}
-
 /// The checked builds to run: selected, deduplicated by tag, contexts verified.
 fn prepare(
     loaded: &LoadedStack,

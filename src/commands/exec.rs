@@ -196,41 +196,10 @@ async fn run_container_task(
     caller_stdin: bool,
 ) -> Result<i32> {
     let plan = task::plan_container(loaded, name, task, args, &task::short_id())?;
-    let kind = StdioKind::detect();
-    let piped = match &plan.stdin_file {
-        Some(_) if caller_stdin => piped_input().await?,
-        _ => None,
-    };
-    let input_file = match &plan.stdin_file {
-        Some(path) if piped.is_some() => {
-            ctx.printer.status(&format!(
-                "task `{name}`: reading the input piped to stackctl instead of its `stdin:` file `{}`",
-                ctx.project.display_path(path)
-            ));
-            None
-        }
-        Some(path) => Some(std::fs::File::open(path).map_err(|e| {
-            UsageError::new(format!(
-                "task `{name}`: cannot open its `stdin:` file `{}`: {e}",
-                ctx.project.display_path(path)
-            ))
-            .with_hint(format!(
-                "fix `stdin:` of task `{name}` in {}",
-                ctx.project.display_path(&loaded.file)
-            ))
-        })?),
-        None => None,
-    };
+    let (input, tty) = task_input(ctx, loaded, &plan, caller_stdin).await?;
     let verbose = ctx.global.verbose > 0 && !ctx.global.quiet;
     apply::task::prepare(engine, loaded, &plan, &ctx.printer, verbose).await?;
     crate::interrupt::check()?;
-
-    let (input, tty) = match (piped, input_file) {
-        (Some(reader), _) => (Input::Reader(reader), false),
-        (None, Some(file)) => (Input::File(file), false),
-        (None, None) if kind.attach_stdin && (caller_stdin || kind.tty) => (Input::Stdin, kind.tty),
-        (None, None) => (Input::Detached, false),
-    };
     let started = Instant::now();
     let outcome = match apply::task::run(engine, &plan, input, tty).await {
         Ok(outcome) => outcome,
@@ -243,6 +212,51 @@ async fn run_container_task(
         return Err(interrupted_task(ctx, &plan.container.name));
     }
     finish(ctx, "task", name, outcome, started)
+}
+
+/// What feeds the task's stdin, and whether it gets a TTY: input piped to us (when we may
+/// read it), else its `stdin:` file, else our stdin as [`StdioKind`] decides.
+async fn task_input(
+    ctx: &Context,
+    loaded: &LoadedStack,
+    plan: &task::TaskPlan,
+    caller_stdin: bool,
+) -> Result<(Input, bool)> {
+    let name = &plan.task;
+    let piped = match &plan.stdin_file {
+        Some(_) if caller_stdin => piped_input().await?,
+        _ => None,
+    };
+    match (&plan.stdin_file, piped) {
+        (Some(path), Some(reader)) => {
+            ctx.printer.status(&format!(
+                "task `{name}`: reading the input piped to stackctl instead of its `stdin:` file `{}`",
+                ctx.project.display_path(path)
+            ));
+            Ok((Input::Reader(reader), false))
+        }
+        (Some(path), None) => {
+            let file = std::fs::File::open(path).map_err(|e| {
+                UsageError::new(format!(
+                    "task `{name}`: cannot open its `stdin:` file `{}`: {e}",
+                    ctx.project.display_path(path)
+                ))
+                .with_hint(format!(
+                    "fix `stdin:` of task `{name}` in {}",
+                    ctx.project.display_path(&loaded.file)
+                ))
+            })?;
+            Ok((Input::File(file), false))
+        }
+        (None, _) => {
+            let kind = StdioKind::detect();
+            Ok(if kind.attach_stdin && (caller_stdin || kind.tty) {
+                (Input::Stdin, kind.tty)
+            } else {
+                (Input::Detached, false)
+            })
+        }
+    }
 }
 
 /// Input piped or redirected to us, when there is any: its first bytes are read here, so an

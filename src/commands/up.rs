@@ -32,6 +32,9 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let target = DockerTarget::new(&engine, &loaded);
     let observed = target.observe().await?;
     let first = make_plan(&loaded, &observed, &options)?;
+    for warning in &first.warnings {
+        printer.warn(warning);
+    }
     if args.dry_run {
         print_plan(ctx, &first);
         return Ok(0);

@@ -116,9 +116,10 @@ pub struct ContainerStatus {
     pub started_at: Option<String>,
 }
 
-/// The create request (pure). The first network is set at create time; the others are
-/// connected after (20.10 refuses more than one at create).
-pub fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
+/// The create request (pure). `all_networks`: every network in the request (API 1.44 and
+/// later accept that); otherwise the first only, and the others are connected after (20.10
+/// refuses more than one at create).
+pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCreateBody {
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for port in &config.ports {
         port_bindings
@@ -142,11 +143,20 @@ pub fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
         }),
         maximum_retry_count: None,
     });
-    let networking_config = config.networks.first().map(|first| NetworkingConfig {
-        endpoints_config: Some(HashMap::from([(
-            first.network.clone(),
-            endpoint_settings(first),
-        )])),
+    let at_create = if all_networks {
+        config.networks.len()
+    } else {
+        1
+    };
+    let networking_config = (!config.networks.is_empty()).then(|| NetworkingConfig {
+        endpoints_config: Some(
+            config
+                .networks
+                .iter()
+                .take(at_create)
+                .map(|endpoint| (endpoint.network.clone(), endpoint_settings(endpoint)))
+                .collect(),
+        ),
     });
     let attach = config.attach;
     let stdin = attach.is_some_and(|a| a.stdin);
@@ -241,10 +251,20 @@ impl Engine {
             .name(&config.name)
             .build();
         self.client()
-            .create_container(Some(options), create_body(config))
+            .create_container(
+                Some(options),
+                create_body(config, self.joins_all_at_create()),
+            )
             .await
             .map(|created| created.id)
             .map_err(op("create container", &config.name))
+    }
+
+    /// Whether the engine takes every network in the create request (API 1.44+): then a
+    /// container is never without one of its networks, even for a moment.
+    fn joins_all_at_create(&self) -> bool {
+        let version = self.client().client_version();
+        (version.major_version, version.minor_version) >= (1, 44)
     }
 
     async fn connect_networks(
@@ -252,6 +272,9 @@ impl Engine {
         id: &str,
         config: &ContainerConfig,
     ) -> Result<(), EngineError> {
+        if self.joins_all_at_create() {
+            return Ok(());
+        }
         for extra in config.networks.iter().skip(1) {
             self.client()
                 .connect_network(
@@ -534,7 +557,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let body = create_body(&config);
+        let body = create_body(&config, false);
         assert_eq!(body.open_stdin, Some(true));
         assert_eq!(body.stdin_once, Some(true));
         assert_eq!(body.tty, Some(false));
@@ -550,16 +573,27 @@ mod tests {
         assert_eq!(endpoints.len(), 1, "one network at create (20.10)");
         assert!(endpoints.contains_key("dev-app_default"));
 
-        let detached = create_body(&ContainerConfig {
-            attach: None,
-            ..config.clone()
-        });
+        let all = create_body(&config, true)
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .unwrap_or_default();
+        assert_eq!(all.len(), 2, "every network at create (API 1.44+)");
+        let detached = create_body(
+            &ContainerConfig {
+                attach: None,
+                ..config.clone()
+            },
+            false,
+        );
         assert_eq!(detached.open_stdin, None);
         assert_eq!(detached.host_config.and_then(|h| h.log_config), None);
-        let closed = create_body(&ContainerConfig {
-            attach: Some(Attach::default()),
-            ..config
-        });
+        let closed = create_body(
+            &ContainerConfig {
+                attach: Some(Attach::default()),
+                ..config
+            },
+            false,
+        );
         assert_eq!(closed.open_stdin, Some(false));
         assert_eq!(closed.stdin_once, Some(false));
     }

@@ -468,4 +468,16 @@ tasks:
         assert_eq!(id.len(), 8);
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
     }
+
+    #[test]
+    fn defect1_a_task_of_a_service_running_another_services_tag_gets_that_build() {
+        let loaded = loaded(
+            "services:\n  api: { image: app/bb:dev }\n  db: { build: ./db, image: app/bb:dev }\ntasks:\n  migrate: { service: api, command: [true] }\n",
+        );
+        let task = container_task(&loaded, "migrate");
+        let plan = plan_container(&loaded, "migrate", &task, &[], "0a0a0a0a").expect("plan");
+        assert_eq!(plan.container.image, "app/bb:dev");
+        let build = plan.build.expect("db's build");
+        assert_eq!(build.context, PathBuf::from("/srv/app/db"));
+    }
 }

@@ -193,6 +193,8 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Unchanged services the engine already reports healthy (no wait needed).
     pub healthy: BTreeSet<String>,
+    /// What the user should know before it runs (a `required: false` dependency left out).
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -231,7 +233,7 @@ pub struct UnknownService(pub String);
 
 /// The services to act on: those asked for plus everything they depend on (`depends_on`,
 /// `volumes_from` a service), in dependency order. Empty `asked`: every (active) service.
-pub fn select_services(
+pub fn services_in_order(
     loaded: &LoadedStack,
     asked: &[String],
 ) -> Result<Vec<String>, UnknownService> {
@@ -323,7 +325,7 @@ pub fn plan(
     observed: &Observed,
     options: &PlanOptions,
 ) -> Result<Plan, UnknownService> {
-    let selected = select_services(loaded, &options.services)?;
+    let selected = services_in_order(loaded, &options.services)?;
     let data = data_containers(loaded, &selected, options);
     let mut actions = image_actions(loaded, images, observed, options, &selected, &data);
     if !selected.is_empty() {
@@ -344,7 +346,11 @@ pub fn plan(
     let (services, healthy) = service_actions(loaded, images, observed, &selected, &actions);
     actions.extend(services);
     actions.extend(orphan_actions(loaded, observed, options));
-    Ok(Plan { actions, healthy })
+    Ok(Plan {
+        actions,
+        healthy,
+        warnings: optional_dependencies_left_out(loaded, &selected),
+    })
 }
 
 /// Data containers the selected services use (all of them for a full `up`).
@@ -545,6 +551,22 @@ fn service_actions(
         });
     }
     (actions, healthy)
+}
+
+/// `depends_on` entries with `required: false` whose service is not active (its profile is
+/// not selected): the dependent starts without it, as in Compose, and is told so.
+fn optional_dependencies_left_out(loaded: &LoadedStack, selected: &[String]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for name in selected {
+        for (dep, dependency) in &loaded.stack.services[name.as_str()].depends_on {
+            if !dependency.required && !loaded.stack.services.contains_key(dep) {
+                warnings.push(format!(
+                    "service `{name}` starts without `{dep}`: it is not active and the dependency has `required: false`"
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// Services others wait on to complete: their exited-0 container is current.
@@ -1070,7 +1092,7 @@ volumes:
         let stack = loaded(
             "services:\n  web: { image: busybox:latest, depends_on: [api] }\n  api: { image: busybox:latest, depends_on: [db], volumes_from: [\"files:ro\"] }\n  db: { image: busybox:latest }\n  files: { image: busybox:latest }\n",
         );
-        let order = select_services(&stack, &[]).unwrap();
+        let order = services_in_order(&stack, &[]).unwrap();
         assert_eq!(order, vec!["db", "files", "api", "web"]);
         match plan(
             &stack,
@@ -1118,5 +1140,224 @@ volumes:
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn decide_create_recreate_start_or_unchanged() {
+        let stack = loaded(BASE);
+        let spec = container::service(&stack, "db", &stack.stack.services["db"], IMAGE_ID);
+        let current = observed_of(&spec, "service", "running");
+        let with = |change: &dyn Fn(&mut ObservedContainer)| {
+            let mut c = current.clone();
+            change(&mut c);
+            c
+        };
+        let recreate =
+            |fields: &[&str]| Change::Recreate(fields.iter().map(|f| f.to_string()).collect());
+        let other = container::service(&stack, "api", &stack.stack.services["api"], IMAGE_ID);
+        // (case, observed container, rebuilding, one-shot, expected)
+        let table: Vec<(&str, Option<ObservedContainer>, bool, bool, Change)> = vec![
+            ("missing", None, false, false, Change::Create),
+            (
+                "running",
+                Some(current.clone()),
+                false,
+                false,
+                Change::Unchanged("running".into()),
+            ),
+            (
+                "restarting",
+                Some(with(&|c| c.state = "restarting".into())),
+                false,
+                false,
+                Change::Unchanged("running".into()),
+            ),
+            (
+                "paused",
+                Some(with(&|c| c.state = "paused".into())),
+                false,
+                false,
+                Change::Unchanged("paused".into()),
+            ),
+            (
+                "created",
+                Some(with(&|c| c.state = "created".into())),
+                false,
+                false,
+                Change::Start("created, not started".into()),
+            ),
+            (
+                "exited",
+                Some(with(&|c| {
+                    c.state = "exited".into();
+                    c.status = "Exited (0) 1s ago".into()
+                })),
+                false,
+                false,
+                Change::Start("was stopped".into()),
+            ),
+            (
+                "one-shot done",
+                Some(with(&|c| {
+                    c.state = "exited".into();
+                    c.status = "Exited (0) 1s ago".into()
+                })),
+                false,
+                true,
+                Change::Unchanged("completed".into()),
+            ),
+            (
+                "one-shot failed",
+                Some(with(&|c| {
+                    c.state = "exited".into();
+                    c.status = "Exited (2) 1s ago".into()
+                })),
+                false,
+                true,
+                Change::Start("was stopped".into()),
+            ),
+            (
+                "image rebuilt",
+                Some(current.clone()),
+                true,
+                false,
+                recreate(&["image"]),
+            ),
+            (
+                "no hash (half-made)",
+                Some(with(&|c| {
+                    c.config_hash = None;
+                    c.fields = None
+                })),
+                false,
+                false,
+                recreate(&["config"]),
+            ),
+            (
+                "other config",
+                Some(with(&|c| {
+                    c.config_hash = Some(other.config_hash());
+                    c.fields = Some(other.field_hashes())
+                })),
+                false,
+                false,
+                recreate(&[
+                    "command",
+                    "environment",
+                    "ports",
+                    "volumes",
+                    "volumes_from",
+                    "networks",
+                    "healthcheck",
+                ]),
+            ),
+            (
+                "network missing",
+                Some(with(&|c| c.networks = vec!["elsewhere".into()])),
+                false,
+                false,
+                recreate(&["networks"]),
+            ),
+        ];
+        for (case, observed, rebuilding, one_shot, expected) in table {
+            assert_eq!(
+                decide(&spec, observed.as_ref(), rebuilding, one_shot),
+                expected,
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn defect1_an_image_another_service_builds_is_built_not_missing() {
+        // `api` runs the tag `db` builds, and comes first in the file; a data container too.
+        let stack = loaded(
+            "services:\n  api: { image: app/bb:dev }\n  db: { build: ./db, image: app/bb:dev }\ndata_containers:\n  files: { image: app/bb:dev }\n",
+        );
+        let plan = plan(
+            &stack,
+            &HashMap::new(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert!(
+            !plan
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::MissingImage { .. })),
+            "{plan}"
+        );
+        let builds: Vec<(&str, &str)> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Build { owner, image, .. } => Some((owner.as_str(), image.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(builds, vec![("db", "app/bb:dev")]);
+    }
+
+    #[test]
+    fn defect4_a_container_missing_one_of_its_networks_is_recreated() {
+        let stack =
+            loaded("services:\n  a:\n    image: busybox:latest\n    networks: [default, back]\n");
+        let mut observed = converged(&stack);
+        observed.containers[0].networks = vec!["dev-demo_default".into()];
+        let plan = plan(&stack, &images(), &observed, &PlanOptions::default()).unwrap();
+        assert_eq!(
+            service_change(&plan, "a"),
+            &Change::Recreate(vec!["networks".into()])
+        );
+    }
+
+    #[test]
+    fn defect3_restart_true_restarts_the_dependent_when_its_dependency_is_recreated() {
+        let yaml = "services:\n  db: { image: busybox:latest, environment: { V: \"1\" } }\n  api:\n    image: busybox:latest\n    depends_on: { db: { condition: service_started, restart: true } }\n  web:\n    image: busybox:latest\n    depends_on: [db]\n";
+        let before = loaded(yaml);
+        let observed = converged(&before);
+        let after = loaded(&yaml.replace("V: \"1\"", "V: \"2\""));
+        let plan = plan(&after, &images(), &observed, &PlanOptions::default()).unwrap();
+        assert_eq!(
+            service_change(&plan, "db"),
+            &Change::Recreate(vec!["environment".into()])
+        );
+        assert_eq!(
+            service_change(&plan, "api"),
+            &Change::Restart("`db` recreated (restart: true)".into())
+        );
+        assert_eq!(
+            service_change(&plan, "web"),
+            &Change::Unchanged("running".into())
+        );
+        // Unchanged dependency: no restart.
+        let plan = plan_of(&before, &observed);
+        assert_eq!(
+            service_change(&plan, "api"),
+            &Change::Unchanged("running".into())
+        );
+    }
+
+    fn plan_of(stack: &LoadedStack, observed: &Observed) -> Plan {
+        plan(stack, &images(), observed, &PlanOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn defect3_a_dependency_not_required_and_not_active_is_left_out_with_a_warning() {
+        // As the loader leaves it: `ghost` is in a profile that is not selected.
+        let stack = loaded(
+            "services:\n  api:\n    image: busybox:latest\n    depends_on: { ghost: { condition: service_healthy, required: false } }\n",
+        );
+        let plan = plan_of(&stack, &Observed::default());
+        assert_eq!(service_change(&plan, "api"), &Change::Create);
+        match plan.service("api") {
+            Some(Action::Service { depends_on, .. }) => assert!(depends_on.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            plan.warnings,
+            vec!["service `api` starts without `ghost`: it is not active and the dependency has `required: false`".to_string()]
+        );
     }
 }

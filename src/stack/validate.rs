@@ -839,7 +839,9 @@ fn check_references(root: &Mapping, report: &mut Report) {
                 report.at_value(&at, format!("service `{name}` depends on itself"), None);
             } else if let Some(target) = services.iter().find(|s| **s == dep) {
                 edges.push((*target, at.clone()));
-                if active(name) && !active(&dep) {
+                // `required: false`: the planner leaves it out with a warning, as Compose.
+                if active(name) && !active(&dep) && dependency_required(raw.get("depends_on"), &dep)
+                {
                     inactive(
                         report,
                         &at,
@@ -1036,6 +1038,18 @@ fn named_volumes(
 fn missing(report: &mut Report, at: &[String], message: &str, name: &str, candidates: &[&str]) {
     let hint = did_you_mean(name, candidates.iter().copied());
     report.at_value(at, message.to_string(), hint);
+}
+
+/// `depends_on.DEP.required`: true unless written `false`.
+fn dependency_required(depends_on: Option<&Value>, dep: &str) -> bool {
+    let required = match depends_on {
+        Some(Value::Mapping(map)) => map
+            .get(dep)
+            .and_then(|entry| entry.get("required"))
+            .and_then(Value::as_bool),
+        _ => None,
+    };
+    required != Some(false)
 }
 
 fn inactive(report: &mut Report, at: &[String], message: &str, profiles: &[String]) {
