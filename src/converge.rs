@@ -449,7 +449,7 @@ fn port_variables(loaded: &LoadedStack, service: &str) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(&loaded.file) else {
         return Vec::new();
     };
-    let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+    let Ok((value, _)) = crate::stack::load::parse(&text) else {
         return Vec::new();
     };
     let Some(ports) = value
@@ -463,8 +463,8 @@ fn port_variables(loaded: &LoadedStack, service: &str) -> Vec<String> {
     let mut vars = Vec::new();
     for entry in ports {
         let text = match entry {
-            serde_yaml::Value::String(s) => s.clone(),
-            other => serde_yaml::to_string(other).unwrap_or_default(),
+            crate::stack::load::Value::String(s) => s.clone(),
+            other => other.scalar_text().unwrap_or_default(),
         };
         let mut rest = text.as_str();
         while let Some(start) = rest.find("${") {

@@ -248,7 +248,7 @@ mod tests {
 
     fn loaded(yaml: &str) -> LoadedStack {
         LoadedStack {
-            stack: serde_yaml::from_str(yaml).expect("valid stack"),
+            stack: crate::stack::Stack::from_yaml_str(yaml).expect("valid stack"),
             project: "shop".into(),
             stage: "qa".into(),
             dir: PathBuf::from("/work/shop"),

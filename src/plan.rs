@@ -589,7 +589,7 @@ mod tests {
     const IMAGE_ID: &str = "sha256:1111";
 
     fn loaded(yaml: &str) -> LoadedStack {
-        let stack: Stack = serde_yaml::from_str(yaml).expect("valid test stack");
+        let stack: Stack = crate::stack::Stack::from_yaml_str(yaml).expect("valid test stack");
         LoadedStack {
             stack,
             project: "demo".into(),

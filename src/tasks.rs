@@ -317,7 +317,7 @@ mod tests {
 
     fn loaded(yaml: &str) -> LoadedStack {
         LoadedStack {
-            stack: serde_yaml::from_str(yaml).expect("valid stack"),
+            stack: crate::stack::Stack::from_yaml_str(yaml).expect("valid stack"),
             project: "app".into(),
             stage: "dev".into(),
             dir: PathBuf::from("/srv/app"),

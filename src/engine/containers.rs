@@ -352,7 +352,7 @@ mod tests {
     use crate::stack::{LoadedStack, Stack};
 
     fn spec_of(yaml: &str) -> ContainerSpec {
-        let stack: Stack = serde_yaml::from_str(yaml).expect("valid stack");
+        let stack: Stack = crate::stack::Stack::from_yaml_str(yaml).expect("valid stack");
         let loaded = LoadedStack {
             stack,
             project: "demo".into(),

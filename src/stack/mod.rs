@@ -11,6 +11,7 @@ pub mod load;
 pub mod model;
 mod resolve;
 pub mod validate;
+pub mod value;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -205,24 +206,96 @@ pub fn is_secret_key(key: &str) -> bool {
         .any(|word| upper.contains(word))
 }
 
+/// The largest stack or env file read (a stack file is a few kilobytes; this keeps a
+/// runaway file, or a link to `/dev/zero`, from being read until memory runs out).
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Why a stack or env file could not be read as text.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    NotFound,
+    /// Anything else, said for the user (located when the text is not UTF-8).
+    Refused(StackError),
+}
+
+/// Read a stack or env file as UTF-8 text: a regular file (links followed) of at most
+/// `MAX_FILE_BYTES`; invalid UTF-8 is reported at its line and column.
+pub(crate) fn read_text(path: &std::path::Path, shown: &str) -> Result<String, ReadError> {
+    use std::io::Read;
+    let refused = |message: String| ReadError::Refused(StackError::new(None, message));
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::NotFound),
+        Err(e) => return Err(refused(format!("cannot read `{shown}`: {e}"))),
+    };
+    let file_type = metadata.file_type();
+    if !file_type.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if file_type.is_dir() {
+            "a directory"
+        } else if file_type.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if file_type.is_char_device() || file_type.is_block_device() {
+            "a device"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(refused(format!(
+            "cannot read `{shown}`: it is {kind}; stack and env files must be regular files"
+        )));
+    }
+    let too_big = || {
+        refused(format!(
+            "cannot read `{shown}`: it is larger than {} MiB; stack and env files are limited to that size",
+            MAX_FILE_BYTES >> 20
+        ))
+    };
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| refused(format!("cannot read `{shown}`: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let before = String::from_utf8_lossy(valid);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let byte = e.as_bytes()[valid.len()];
+        ReadError::Refused(
+            StackError::new(
+                Some(Location {
+                    file: shown.to_string(),
+                    line,
+                    column,
+                }),
+                format!("the file is not valid UTF-8 (byte 0x{byte:02x})"),
+            )
+            .with_hint("save the file as UTF-8"),
+        )
+    })
+}
+
 /// Load, interpolate, validate and resolve the stack file of the project's stage.
 pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
     let file = project.stack_file();
     let shown = project.display_path(&file);
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        let reason = if e.kind() == std::io::ErrorKind::NotFound {
-            "no such file".to_string()
-        } else {
-            e.to_string()
-        };
-        StackErrors(vec![StackError::new(
+    let text = read_text(&file, &shown).map_err(|e| match e {
+        ReadError::NotFound => StackErrors(vec![StackError::new(
             None,
-            format!("cannot read stack file `{shown}`: {reason}"),
+            format!("cannot read stack file `{shown}`: no such file"),
         )
         .with_hint(format!(
             "run `stackctl init --env {}` to create it",
             project.stage
-        ))])
+        ))]),
+        ReadError::Refused(error) => StackErrors(vec![error]),
     })?;
     let (mut root, marks) = load::parse(&text).map_err(|e| {
         let mut error = StackError::new(
@@ -245,7 +318,7 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
     // The stage's variables.
     let env_path = project.env_file();
     let env_shown = project.display_path(&env_path);
-    let entries = match std::fs::read_to_string(&env_path) {
+    let entries = match read_text(&env_path, &env_shown) {
         Ok(text) => envfile::parse(&text).map_err(|e| {
             StackErrors(vec![StackError::new(
                 Some(Location {
@@ -256,13 +329,8 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
                 e.message,
             )])
         })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(StackErrors(vec![StackError::new(
-                None,
-                format!("cannot read `{env_shown}`: {e}"),
-            )]))
-        }
+        Err(ReadError::NotFound) => Vec::new(),
+        Err(ReadError::Refused(error)) => return Err(StackErrors(vec![error])),
     };
     let dir_name = project.dir_name();
     let mut vars = interpolate::Variables::new(

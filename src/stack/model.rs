@@ -12,6 +12,13 @@ use indexmap::IndexMap;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
+use super::value::Value;
+
+/// Read a typed value from a subtree (inside a custom deserializer).
+fn from_tree<T: de::DeserializeOwned>(value: Value) -> Result<T, super::value::Error> {
+    super::value::from_value(value)
+}
+
 /// One resolved stack file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +36,14 @@ pub struct Stack {
     pub data_containers: IndexMap<String, DataContainer>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub tasks: IndexMap<String, Task>,
+}
+
+impl Stack {
+    /// A stack straight from YAML text, without interpolation, validation or resolving
+    /// (unit tests of the planners build their stacks this way).
+    pub fn from_yaml_str(text: &str) -> Result<Stack, String> {
+        super::load::from_yaml_str(text)
+    }
 }
 
 /// A long-running service container.
@@ -160,14 +175,14 @@ impl<'de> Deserialize<'de> for Build {
         }
         // Untagged enums lose the inner error; match on the value so an unknown key inside
         // `build:` is reported precisely.
-        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let value = Value::deserialize(deserializer)?;
         match value {
-            serde_yaml::Value::String(context) => Ok(Build {
+            Value::String(context) => Ok(Build {
                 context,
                 ..Default::default()
             }),
-            serde_yaml::Value::Mapping(_) => {
-                let long: Long = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            Value::Mapping(_) => {
+                let long: Long = from_tree(value).map_err(de::Error::custom)?;
                 Ok(Build {
                     context: long.context,
                     dockerfile: long.dockerfile,
@@ -382,17 +397,15 @@ pub enum Task {
 
 impl<'de> Deserialize<'de> for Task {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let value = Value::deserialize(deserializer)?;
         let is_steps = value
             .as_mapping()
             .map(|m| m.contains_key("steps"))
             .unwrap_or(false);
         if is_steps {
-            serde_yaml::from_value(value)
-                .map(Task::Steps)
-                .map_err(de::Error::custom)
+            from_tree(value).map(Task::Steps).map_err(de::Error::custom)
         } else if value.is_mapping() {
-            serde_yaml::from_value(value)
+            from_tree(value)
                 .map(Task::Container)
                 .map_err(de::Error::custom)
         } else {
@@ -696,14 +709,12 @@ impl<'de> Deserialize<'de> for PortMapping {
             #[serde(default)]
             mode: Option<String>,
         }
-        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let value = Value::deserialize(deserializer)?;
         match value {
-            serde_yaml::Value::String(text) => PortMapping::parse(&text).map_err(de::Error::custom),
-            serde_yaml::Value::Number(n) => {
-                PortMapping::parse(&n.to_string()).map_err(de::Error::custom)
-            }
-            serde_yaml::Value::Mapping(_) => {
-                let long: Long = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            Value::String(text) => PortMapping::parse(&text).map_err(de::Error::custom),
+            Value::Number(n) => PortMapping::parse(&n.to_string()).map_err(de::Error::custom),
+            Value::Mapping(_) => {
+                let long: Long = from_tree(value).map_err(de::Error::custom)?;
                 let _ = long.mode;
                 let host_port = match long.published {
                     None => None,
@@ -819,11 +830,11 @@ impl<'de> Deserialize<'de> for VolumeMount {
             #[serde(default)]
             read_only: bool,
         }
-        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let value = Value::deserialize(deserializer)?;
         match value {
-            serde_yaml::Value::String(text) => VolumeMount::parse(&text).map_err(de::Error::custom),
-            serde_yaml::Value::Mapping(_) => {
-                let long: Long = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            Value::String(text) => VolumeMount::parse(&text).map_err(de::Error::custom),
+            Value::Mapping(_) => {
+                let long: Long = from_tree(value).map_err(de::Error::custom)?;
                 let kind = match (long.kind.as_str(), &long.source) {
                     ("volume", Some(_)) => MountKind::Named,
                     ("volume", None) => MountKind::Anonymous,
@@ -897,13 +908,12 @@ impl Scalar {
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let value = Value::deserialize(deserializer)?;
         scalar_from_value(value).map_err(de::Error::custom)
     }
 }
 
-fn scalar_from_value(value: serde_yaml::Value) -> Result<Scalar, String> {
-    use serde_yaml::Value;
+fn scalar_from_value(value: Value) -> Result<Scalar, String> {
     match value {
         Value::String(s) => Ok(Scalar::Str(s)),
         Value::Bool(b) => Ok(Scalar::Bool(b)),
@@ -912,7 +922,7 @@ fn scalar_from_value(value: serde_yaml::Value) -> Result<Scalar, String> {
             if let Some(i) = n.as_i64() {
                 Ok(Scalar::Int(i))
             } else {
-                Ok(Scalar::Float(n.as_f64().unwrap_or_default()))
+                Ok(Scalar::Float(n.as_f64()))
             }
         }
         other => Err(format!(
@@ -923,8 +933,7 @@ fn scalar_from_value(value: serde_yaml::Value) -> Result<Scalar, String> {
 }
 
 /// A human description of a YAML value's kind, for error messages.
-pub fn describe(value: &serde_yaml::Value) -> String {
-    use serde_yaml::Value;
+pub fn describe(value: &Value) -> String {
     match value {
         Value::Null => "nothing (null)".into(),
         Value::Bool(b) => format!("the boolean {b}"),
@@ -932,7 +941,6 @@ pub fn describe(value: &serde_yaml::Value) -> String {
         Value::String(s) => format!("the string `{s}`"),
         Value::Sequence(_) => "a list".into(),
         Value::Mapping(_) => "a map".into(),
-        Value::Tagged(_) => "a tagged value".into(),
     }
 }
 
@@ -944,10 +952,10 @@ enum StringOrList {
 }
 
 fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    let value = serde_yaml::Value::deserialize(deserializer)?;
+    let value = Value::deserialize(deserializer)?;
     match value {
-        serde_yaml::Value::String(s) => Ok(vec![s]),
-        serde_yaml::Value::Sequence(items) => items
+        Value::String(s) => Ok(vec![s]),
+        Value::Sequence(items) => items
             .into_iter()
             .map(|item| {
                 scalar_from_value(item)
@@ -967,13 +975,13 @@ fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Stri
 fn opt_command<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Vec<String>>, D::Error> {
-    let value = serde_yaml::Value::deserialize(deserializer)?;
+    let value = Value::deserialize(deserializer)?;
     match value {
-        serde_yaml::Value::Null => Ok(None),
-        serde_yaml::Value::String(s) => shell_words::split(&s)
+        Value::Null => Ok(None),
+        Value::String(s) => shell_words::split(&s)
             .map(Some)
             .map_err(|e| de::Error::custom(format!("cannot split command `{s}`: {e}"))),
-        serde_yaml::Value::Sequence(items) => items
+        Value::Sequence(items) => items
             .into_iter()
             .map(|item| {
                 scalar_from_value(item)
@@ -1021,21 +1029,19 @@ fn opt_cpus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D
 fn environment<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<IndexMap<String, Option<String>>, D::Error> {
-    let value = serde_yaml::Value::deserialize(deserializer)?;
+    let value = Value::deserialize(deserializer)?;
     key_values(value).map_err(de::Error::custom)
 }
 
-fn key_values(value: serde_yaml::Value) -> Result<IndexMap<String, Option<String>>, String> {
-    use serde_yaml::Value;
+fn key_values(value: Value) -> Result<IndexMap<String, Option<String>>, String> {
     let mut out = IndexMap::new();
     match value {
         Value::Null => {}
         Value::Mapping(map) => {
             for (key, val) in map {
-                let key = match scalar_from_value(key)?.into_text() {
-                    Some(k) => k,
-                    None => return Err("a key cannot be empty".into()),
-                };
+                if key.is_empty() {
+                    return Err("a key cannot be empty".into());
+                }
                 let val = scalar_from_value(val)
                     .map_err(|e| format!("`{key}`: {e}"))?
                     .into_text();
@@ -1066,7 +1072,7 @@ fn key_values(value: serde_yaml::Value) -> Result<IndexMap<String, Option<String
 fn labels<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<IndexMap<String, String>, D::Error> {
-    let value = serde_yaml::Value::deserialize(deserializer)?;
+    let value = Value::deserialize(deserializer)?;
     let pairs = key_values(value).map_err(de::Error::custom)?;
     Ok(pairs
         .into_iter()
@@ -1075,11 +1081,10 @@ fn labels<'de, D: Deserializer<'de>>(
 }
 
 fn extra_hosts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    use serde_yaml::Value;
     let value = Value::deserialize(deserializer)?;
     match value {
         Value::Sequence(_) => {
-            let items: Vec<String> = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            let items: Vec<String> = from_tree(value).map_err(de::Error::custom)?;
             // Compose accepts `host=ip` too; Docker wants `host:ip`.
             Ok(items
                 .into_iter()
@@ -1106,11 +1111,10 @@ fn extra_hosts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>
 fn service_networks<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<IndexMap<String, ServiceNetwork>, D::Error> {
-    use serde_yaml::Value;
     let value = Value::deserialize(deserializer)?;
     match value {
         Value::Sequence(_) => {
-            let names: Vec<String> = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            let names: Vec<String> = from_tree(value).map_err(de::Error::custom)?;
             Ok(names
                 .into_iter()
                 .map(|n| (n, ServiceNetwork::default()))
@@ -1119,11 +1123,11 @@ fn service_networks<'de, D: Deserializer<'de>>(
         Value::Mapping(map) => {
             let mut out = IndexMap::new();
             for (key, val) in map {
-                let name: String = serde_yaml::from_value(key).map_err(de::Error::custom)?;
+                let name = key;
                 let net = if val.is_null() {
                     ServiceNetwork::default()
                 } else {
-                    serde_yaml::from_value(val)
+                    from_tree(val)
                         .map_err(|e| de::Error::custom(format!("network `{name}`: {e}")))?
                 };
                 out.insert(name, net);
@@ -1140,11 +1144,10 @@ fn service_networks<'de, D: Deserializer<'de>>(
 fn depends_on<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<IndexMap<String, Dependency>, D::Error> {
-    use serde_yaml::Value;
     let value = Value::deserialize(deserializer)?;
     match value {
         Value::Sequence(_) => {
-            let names: Vec<String> = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            let names: Vec<String> = from_tree(value).map_err(de::Error::custom)?;
             Ok(names
                 .into_iter()
                 .map(|n| {
@@ -1161,15 +1164,14 @@ fn depends_on<'de, D: Deserializer<'de>>(
         Value::Mapping(map) => {
             let mut out = IndexMap::new();
             for (key, val) in map {
-                let name: String = serde_yaml::from_value(key).map_err(de::Error::custom)?;
+                let name = key;
                 let dep = if val.is_null() {
                     Dependency {
                         required: true,
                         ..Default::default()
                     }
                 } else {
-                    serde_yaml::from_value(val)
-                        .map_err(|e| de::Error::custom(format!("`{name}`: {e}")))?
+                    from_tree(val).map_err(|e| de::Error::custom(format!("`{name}`: {e}")))?
                 };
                 out.insert(name, dep);
             }

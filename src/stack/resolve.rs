@@ -40,7 +40,8 @@ pub(super) fn resolve(
         for (index, file) in service.env_file.iter_mut().enumerate() {
             let path = absolute(&dir, file);
             let at = loaded.locate_value(&[base[0], base[1], "env_file", &index.to_string()]);
-            match std::fs::read_to_string(&path) {
+            let shown = project.display_path(&path);
+            match super::read_text(&path, &shown) {
                 Ok(text) => match envfile::parse(&text) {
                     Ok(entries) => {
                         for entry in entries {
@@ -56,13 +57,18 @@ pub(super) fn resolve(
                         format!("{} (env file of service `{name}`)", e.message),
                     )),
                 },
-                Err(e) => errors.push(
+                Err(super::ReadError::NotFound) => errors.push(
                     StackError::new(
                         at,
-                        format!("service `{name}`: cannot read env file `{file}`: {e}"),
+                        format!("service `{name}`: cannot read env file `{file}`: no such file"),
                     )
                     .with_hint("paths in `env_file` are relative to the project directory"),
                 ),
+                Err(super::ReadError::Refused(error)) => errors.push(StackError {
+                    location: error.location.or(at),
+                    message: format!("service `{name}`: {}", error.message),
+                    hint: error.hint,
+                }),
             }
             *file = path.display().to_string();
         }

@@ -357,13 +357,13 @@ fn typed<T: serde::de::DeserializeOwned>(
 fn probe<T: serde::de::DeserializeOwned>(
     report: &mut Report,
     base: &[String],
-    key: &Value,
+    key: &str,
     value: &Value,
     what: &str,
 ) -> bool {
     let single = |inner: Value| {
         let mut map = Mapping::new();
-        map.insert(key.clone(), inner);
+        map.insert(key.to_string(), inner);
         load::from_value::<T>(Value::Mapping(map))
     };
     let Err(first) = single(value.clone()) else {
@@ -624,8 +624,8 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
         if map.contains_key("steps") {
             let others: Vec<String> = map
                 .keys()
-                .map(key_text)
-                .filter(|k| k != "steps" && !k.starts_with("x-"))
+                .filter(|k| *k != "steps" && !k.starts_with("x-"))
+                .cloned()
                 .collect();
             let mut kept = Mapping::new();
             for (key, value) in &map {
@@ -785,7 +785,7 @@ fn raw_entries<'v>(root: &'v Mapping, section: &str) -> Vec<(String, &'v Mapping
 
 fn raw_names(root: &Mapping, section: &str) -> Vec<String> {
     match root.get(section) {
-        Some(Value::Mapping(map)) => map.keys().map(key_text).collect(),
+        Some(Value::Mapping(map)) => map.keys().cloned().collect(),
         _ => Vec::new(),
     }
 }
