@@ -52,14 +52,18 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let mut exposed: Vec<String> = spec.ports.iter().map(|p| p.key()).collect();
     exposed.sort();
     exposed.dedup();
-    let restart_policy = spec.restart.as_deref().map(|r| RestartPolicy {
-        name: Some(match r {
-            "always" => RestartPolicyNameEnum::ALWAYS,
-            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
-            _ => RestartPolicyNameEnum::NO,
-        }),
-        maximum_retry_count: None,
+    let restart_policy = spec.restart.as_deref().map(|r| {
+        // `on-failure:N`: at most N restarts.
+        let (name, count) = r.split_once(':').unwrap_or((r, ""));
+        RestartPolicy {
+            name: Some(match name {
+                "always" => RestartPolicyNameEnum::ALWAYS,
+                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+                _ => RestartPolicyNameEnum::NO,
+            }),
+            maximum_retry_count: count.parse().ok(),
+        }
     });
     let networking_config = spec.networks.first().map(|first| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
@@ -390,6 +394,17 @@ services:
     extra_hosts: ["db.local:10.0.0.5"]
   files: { image: busybox:latest }
 "#;
+
+    #[test]
+    fn defect7_on_failure_with_a_count_reaches_the_create_request() {
+        let spec = spec_of(&API.replace("restart: unless-stopped", "restart: on-failure:5"));
+        let policy = create_body(&spec)
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .expect("restart policy");
+        assert_eq!(policy.name, Some(RestartPolicyNameEnum::ON_FAILURE));
+        assert_eq!(policy.maximum_retry_count, Some(5));
+    }
 
     #[test]
     fn every_model_key_reaches_the_create_request() {

@@ -641,7 +641,10 @@ fn clean_message(message: &str) -> String {
         if let Some(caps) = invalid.captures(&message) {
             let found = describe_found(&caps[1]);
             let expected = match &caps[2] {
-                "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_string(),
+                "u8" => "a whole number from 0 to 255".to_string(),
+                "u16" => "a whole number from 0 to 65535".to_string(),
+                "u32" => format!("a whole number from 0 to {}", u32::MAX),
+                "u64" | "usize" => "a whole number (0 or more)".to_string(),
                 "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
                 "f32" | "f64" => "a number".to_string(),
                 "a sequence" => "a list".to_string(),
@@ -750,7 +753,7 @@ mod tests {
         let cases = [
             (
                 "invalid type: string \"many\", expected u32",
-                "expected a whole number (0 or more), found the string `many`",
+                "expected a whole number from 0 to 4294967295, found the string `many`",
             ),
             (
                 "invalid type: integer `3`, expected a boolean",

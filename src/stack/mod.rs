@@ -283,7 +283,106 @@ pub(crate) fn read_text(path: &std::path::Path, shown: &str) -> Result<String, R
 }
 
 /// Load, interpolate, validate and resolve the stack file of the project's stage.
+///
+/// Errors never show a secret: values of secret-looking variables (and secret-looking
+/// entries written in the stack file) are masked in every message, and quoted values are
+/// shortened (an 8 MB value does not make an 8 MB line).
 pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
+    let mut secrets = Vec::new();
+    load_stack(project, &mut secrets).map_err(|errors| errors.for_display(&secrets))
+}
+
+/// Values shorter than this are not masked in error messages: they would mask digits and
+/// words of the message itself, and hide nothing worth hiding.
+const MIN_MASKED_LEN: usize = 4;
+/// Quoted values in messages are cut after this many characters.
+pub const MAX_QUOTED_CHARS: usize = 80;
+
+impl StackErrors {
+    /// Secrets masked and quoted values bounded in every message and hint.
+    pub fn for_display(self, secrets: &[String]) -> StackErrors {
+        let mut secrets: Vec<&str> = secrets
+            .iter()
+            .map(String::as_str)
+            .filter(|s| s.chars().count() >= MIN_MASKED_LEN)
+            .collect();
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        let clean = |text: &str| {
+            let mut text = text.to_string();
+            for secret in &secrets {
+                if text.contains(secret) {
+                    text = text.replace(secret, "****");
+                }
+            }
+            bound_quoted(&text)
+        };
+        StackErrors(
+            self.0
+                .into_iter()
+                .map(|error| StackError {
+                    location: error.location,
+                    message: clean(&error.message),
+                    hint: error.hint.as_deref().map(clean),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Each `quoted` part of a message cut to `MAX_QUOTED_CHARS` (with `…`), line breaks
+/// shown as `\n`; the whole message cut to a few lines' worth.
+pub fn bound_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(4096));
+    for (index, part) in text.split('`').enumerate() {
+        if index > 0 {
+            out.push('`');
+        }
+        if index % 2 == 1 {
+            let shown: String = part.chars().take(MAX_QUOTED_CHARS).collect();
+            out.push_str(&shown.replace('\n', "\\n").replace('\r', "\\r"));
+            if part.chars().nth(MAX_QUOTED_CHARS).is_some() {
+                out.push('…');
+            }
+        } else {
+            out.push_str(part);
+        }
+        if out.len() > 2000 {
+            let cut: String = out.chars().take(2000).collect();
+            return cut + "…";
+        }
+    }
+    out
+}
+
+/// Secret-looking entries written in the tree itself (`DB_PASSWORD: literal`).
+fn literal_secrets(value: &load::Value, secrets: &mut Vec<String>) {
+    match value {
+        load::Value::Mapping(map) => {
+            for (key, item) in map {
+                match item.scalar_text() {
+                    Some(text) if is_secret_key(key) => secrets.push(text),
+                    _ => literal_secrets(item, secrets),
+                }
+            }
+        }
+        load::Value::Sequence(items) => {
+            for item in items {
+                // `KEY=VALUE` list entries.
+                if let Some((key, text)) = item.as_str().and_then(|s| s.split_once('=')) {
+                    if is_secret_key(key) {
+                        secrets.push(text.to_string());
+                    }
+                }
+                literal_secrets(item, secrets);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStack, StackErrors> {
     let file = project.stack_file();
     let shown = project.display_path(&file);
     let text = read_text(&file, &shown).map_err(|e| match e {
@@ -339,6 +438,12 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
         &env_shown,
         &[("STAGE", &project.stage), ("PROJECT", &dir_name)],
     );
+    secrets.extend(
+        vars.iter()
+            .filter(|(name, _)| is_secret_key(name))
+            .map(|(_, (value, _))| value.clone()),
+    );
+    literal_secrets(&root, secrets);
 
     // Interpolate `name:` first: `${PROJECT}` means the project name everywhere else.
     let mut uses = Vec::new();

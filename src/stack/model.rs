@@ -312,16 +312,76 @@ impl<'de> Deserialize<'de> for Healthcheck {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// `restart:` as Compose writes it: `no`, `always`, `on-failure[:N]` (at most N restarts),
+/// `unless-stopped`. Displayed the same way (`on-failure:5`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
-    #[serde(rename = "no")]
     No,
-    #[serde(rename = "always")]
     Always,
-    #[serde(rename = "on-failure")]
-    OnFailure,
-    #[serde(rename = "unless-stopped")]
+    OnFailure(Option<u32>),
     UnlessStopped,
+}
+
+impl RestartPolicy {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "no" => RestartPolicy::No,
+            "always" => RestartPolicy::Always,
+            "on-failure" => RestartPolicy::OnFailure(None),
+            "unless-stopped" => RestartPolicy::UnlessStopped,
+            other => match other.strip_prefix("on-failure:") {
+                Some(count) => RestartPolicy::OnFailure(Some(count.parse().map_err(|_| {
+                    format!(
+                        "`{other}`: the number of restarts must be a whole number (0 to {})",
+                        u32::MAX
+                    )
+                })?)),
+                None => {
+                    return Err(format!(
+                        "`{other}` is not a restart policy (`no`, `always`, `on-failure[:N]` or `unless-stopped`)"
+                    ))
+                }
+            },
+        })
+    }
+
+    /// The engine's policy name (without the count).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure(_) => "on-failure",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+        }
+    }
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
+        if let RestartPolicy::OnFailure(Some(count)) = self {
+            write!(f, ":{count}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for RestartPolicy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Scalar::deserialize(deserializer)? {
+            Scalar::Str(text) => RestartPolicy::parse(&text).map_err(de::Error::custom),
+            other => Err(de::Error::custom(format!(
+                "expected a restart policy (`no`, `always`, `on-failure[:N]` or `unless-stopped`), found {}",
+                other.describe()
+            ))),
+        }
+    }
+}
+
+impl Serialize for RestartPolicy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// A top-level network.
@@ -477,12 +537,32 @@ pub const BUILTIN_STEPS: &[&str] = &["up", "down", "build", "wait"];
 pub struct DurationSpec(pub Duration);
 
 impl DurationSpec {
+    /// The longest duration accepted: what the engine's nanosecond fields hold (`i64`),
+    /// about 292 years.
+    pub const MAX: Duration = Duration::from_nanos(i64::MAX as u64);
+
+    fn too_long(text: &str) -> String {
+        format!(
+            "`{text}` is too long (at most {}h)",
+            Self::MAX.as_secs() / 3600
+        )
+    }
+
+    /// A number of seconds, range-checked.
+    pub fn from_secs(seconds: u64) -> Result<Self, String> {
+        let duration = Duration::from_secs(seconds);
+        if duration > Self::MAX {
+            return Err(Self::too_long(&format!("{seconds}s")));
+        }
+        Ok(DurationSpec(duration))
+    }
+
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if text.is_empty() {
             return Err("empty duration".into());
         }
-        let mut total = Duration::ZERO;
+        let mut total = 0f64;
         let mut rest = text;
         while !rest.is_empty() {
             let digits = rest
@@ -497,7 +577,9 @@ impl DurationSpec {
             }
             let number: f64 = rest[..digits]
                 .parse()
-                .map_err(|_| format!("`{text}` is not a duration (like `1m30s`)"))?;
+                .ok()
+                .filter(|n: &f64| n.is_finite())
+                .ok_or_else(|| format!("`{text}` is not a duration (like `1m30s`)"))?;
             rest = &rest[digits..];
             let unit_len = rest
                 .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -517,9 +599,16 @@ impl DurationSpec {
                     ))
                 }
             };
-            total += Duration::from_secs_f64(seconds);
+            total += seconds;
+            if !total.is_finite() || total > Self::MAX.as_secs_f64() {
+                return Err(Self::too_long(text));
+            }
         }
-        Ok(DurationSpec(total))
+        Duration::try_from_secs_f64(total)
+            .ok()
+            .filter(|d| *d <= Self::MAX)
+            .map(DurationSpec)
+            .ok_or_else(|| Self::too_long(text))
     }
 }
 
@@ -552,7 +641,7 @@ impl<'de> Deserialize<'de> for DurationSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match Scalar::deserialize(deserializer)? {
             Scalar::Int(seconds) if seconds >= 0 => {
-                Ok(DurationSpec(Duration::from_secs(seconds as u64)))
+                DurationSpec::from_secs(seconds as u64).map_err(de::Error::custom)
             }
             Scalar::Str(text) => DurationSpec::parse(&text).map_err(de::Error::custom),
             other => Err(de::Error::custom(format!(
@@ -580,9 +669,11 @@ impl ByteSize {
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(lower.len());
         let (number, unit) = lower.split_at(digits_end);
-        let number: i64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a size (like `512m` or `1g`)"))?;
+        if number.is_empty() {
+            return Err(format!("`{text}` is not a size (like `512m` or `1g`)"));
+        }
+        let too_large = || format!("`{text}` is too large (at most 8589934591g)");
+        let number: i64 = number.parse().map_err(|_| too_large())?;
         let factor: i64 = match unit.trim_end_matches('b') {
             "" => 1,
             "k" => 1 << 10,
@@ -594,7 +685,10 @@ impl ByteSize {
                 ))
             }
         };
-        Ok(ByteSize(number * factor))
+        number
+            .checked_mul(factor)
+            .map(ByteSize)
+            .ok_or_else(too_large)
     }
 }
 
@@ -699,7 +793,7 @@ impl<'de> Deserialize<'de> for PortMapping {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Long {
-            target: u16,
+            target: Scalar,
             #[serde(default)]
             published: Option<Scalar>,
             #[serde(default)]
@@ -715,27 +809,50 @@ impl<'de> Deserialize<'de> for PortMapping {
             Value::Number(n) => PortMapping::parse(&n.to_string()).map_err(de::Error::custom),
             Value::Mapping(_) => {
                 let long: Long = from_tree(value).map_err(de::Error::custom)?;
-                let _ = long.mode;
-                let host_port = match long.published {
-                    None => None,
-                    Some(Scalar::Int(n)) if (1..=65535).contains(&n) => Some(n as u16),
-                    Some(Scalar::Str(s)) => Some(s.parse::<u16>().map_err(|_| {
-                        de::Error::custom(format!(
-                            "published port `{s}` is not a port number (1-65535)"
+                match long.mode.as_deref() {
+                    // What a single engine does: the port is published on this host.
+                    None | Some("host") => {}
+                    Some("ingress") => {
+                        return Err(de::Error::custom(
+                            "port `mode: ingress` (the Swarm routing mesh) is not supported yet on a single engine; remove `mode` or write `mode: host`",
                         ))
-                    })?),
+                    }
                     Some(other) => {
                         return Err(de::Error::custom(format!(
-                            "published port must be a number (1-65535), found {}",
-                            other.describe()
+                            "`{other}` is not a port mode (`host`, or `ingress` under Swarm)"
                         )))
                     }
+                }
+                let port = |what: &str, scalar: Scalar| -> Result<u16, D::Error> {
+                    let number = match &scalar {
+                        Scalar::Int(n) => u16::try_from(*n).ok(),
+                        Scalar::Str(s) => s.parse::<u16>().ok(),
+                        _ => None,
+                    };
+                    number.filter(|n| *n > 0).ok_or_else(|| {
+                        de::Error::custom(format!(
+                            "{what} port must be a port number (1-65535), found {}",
+                            scalar.describe()
+                        ))
+                    })
                 };
+                let container_port = port("the target", long.target)?;
+                let host_port = long
+                    .published
+                    .filter(|p| *p != Scalar::Null)
+                    .map(|p| port("the published", p))
+                    .transpose()?;
+                let protocol = long.protocol.unwrap_or_else(|| "tcp".into());
+                if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
+                    return Err(de::Error::custom(format!(
+                        "`{protocol}` is not a protocol (tcp, udp or sctp)"
+                    )));
+                }
                 Ok(PortMapping {
                     host_ip: long.host_ip,
                     host_port,
-                    container_port: long.target,
-                    protocol: long.protocol.unwrap_or_else(|| "tcp".into()),
+                    container_port,
+                    protocol,
                 })
             }
             other => Err(de::Error::custom(format!(
@@ -890,7 +1007,7 @@ impl Scalar {
         match self {
             Scalar::Str(s) => format!("the string `{s}`"),
             Scalar::Int(n) => format!("the number {n}"),
-            Scalar::Float(n) => format!("the number {n}"),
+            Scalar::Float(n) => format!("the number {}", super::value::Number::Float(*n)),
             Scalar::Bool(b) => format!("the boolean {b}"),
             Scalar::Null => "nothing (null)".into(),
         }
@@ -899,7 +1016,7 @@ impl Scalar {
         match self {
             Scalar::Str(s) => Some(s),
             Scalar::Int(n) => Some(n.to_string()),
-            Scalar::Float(n) => Some(n.to_string()),
+            Scalar::Float(n) => Some(super::value::Number::Float(n).to_string()),
             Scalar::Bool(b) => Some(b.to_string()),
             Scalar::Null => None,
         }
@@ -1006,13 +1123,25 @@ fn opt_scalar_string<'de, D: Deserializer<'de>>(
     Ok(Scalar::deserialize(deserializer)?.into_text())
 }
 
+/// The most CPUs `cpus:` may ask for (the engine refuses more than the host has anyway).
+pub const MAX_CPUS: f64 = 4096.0;
+
 fn opt_cpus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    let in_range = |n: f64| n > 0.0 && n <= MAX_CPUS;
+    let out_of_range = |n: &dyn fmt::Display| {
+        de::Error::custom(format!(
+            "{n} CPUs is out of range (more than 0, at most {MAX_CPUS})"
+        ))
+    };
     match Scalar::deserialize(deserializer)? {
         Scalar::Null => Ok(None),
-        Scalar::Int(n) if n > 0 => Ok(Some(n as f64)),
-        Scalar::Float(n) if n > 0.0 => Ok(Some(n)),
+        Scalar::Int(n) if in_range(n as f64) => Ok(Some(n as f64)),
+        Scalar::Float(n) if in_range(n) => Ok(Some(n)),
+        Scalar::Int(n) => Err(out_of_range(&n)),
+        Scalar::Float(n) => Err(out_of_range(&n)),
         Scalar::Str(s) => match s.parse::<f64>() {
-            Ok(n) if n > 0.0 => Ok(Some(n)),
+            Ok(n) if in_range(n) => Ok(Some(n)),
+            Ok(n) if n.is_finite() => Err(out_of_range(&n)),
             _ => Err(de::Error::custom(format!(
                 "`{s}` is not a number of CPUs (like 0.5 or 2)"
             ))),

@@ -421,10 +421,15 @@ fn probe<T: serde::de::DeserializeOwned>(
     false
 }
 
+/// The longest name of a service, task, data container, volume or network (engine object
+/// names are built from it with the stage and the project).
+pub const MAX_NAME_LEN: usize = 63;
+
 /// A valid name for a service, task, data container, volume or network.
 pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+    name.len() <= MAX_NAME_LEN
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
@@ -465,7 +470,11 @@ fn section<'v>(report: &mut Report, root: &'v Mapping, key: &str) -> Vec<(String
                     report.at_key(
                         &path(&[key, &name]),
                         format!("`{name}` is not a valid name (in `{key}`)"),
-                        Some("names start with a letter or digit and contain only letters, digits, `_`, `.` and `-`".into()),
+                        Some(if name.len() > MAX_NAME_LEN {
+                            format!("names are at most {MAX_NAME_LEN} characters long (this one has {})", name.len())
+                        } else {
+                            "names start with a letter or digit and contain only letters, digits, `_`, `.` and `-`".to_string()
+                        }),
                     );
                 }
                 entries.push((name, value));

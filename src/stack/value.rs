@@ -51,7 +51,8 @@ impl fmt::Display for Number {
             Number::Float(n) if n.is_infinite() => {
                 f.write_str(if n > 0.0 { ".inf" } else { "-.inf" })
             }
-            Number::Float(n) if n.fract() == 0.0 && n.abs() < 1e16 => write!(f, "{n:.1}"),
+            Number::Float(n) if n.abs() >= 1e16 => write!(f, "{n:e}"),
+            Number::Float(n) if n.fract() == 0.0 => write!(f, "{n:.1}"),
             Number::Float(n) => write!(f, "{n}"),
         }
     }
