@@ -94,6 +94,7 @@ pub fn parse(text: &str) -> Result<(Value, Marks), SyntaxError> {
         parser: Parser::new_from_str(text),
         lines: text.split('\n').collect(),
         open_flows: Vec::new(),
+        recording: true,
         marks: HashMap::new(),
         anchors: HashMap::new(),
         alias_nodes: 0,
@@ -119,6 +120,8 @@ struct Builder<'a> {
     lines: Vec<&'a str>,
     /// Flow collections (`[`, `{`) open around the current event, for error messages.
     open_flows: Vec<(char, Pos)>,
+    /// Off while building the value of a `<<` merge key (its nodes get the merge's marks).
+    recording: bool,
     marks: HashMap<Vec<String>, Mark>,
     /// Anchored nodes by the parser's anchor id.
     anchors: HashMap<usize, Value>,
@@ -185,6 +188,12 @@ impl Builder<'_> {
         }
     }
 
+    fn mark(&mut self, path: &[String], mark: Mark) {
+        if self.recording {
+            self.marks.insert(path.to_vec(), mark);
+        }
+    }
+
     fn remember(&mut self, anchor: usize, value: &Value) {
         if anchor > 0 {
             self.anchors.insert(anchor, value.clone());
@@ -245,8 +254,8 @@ impl Builder<'_> {
                         break;
                     }
                     path.push(items.len().to_string());
-                    self.marks.insert(
-                        path.clone(),
+                    self.mark(
+                        path,
                         Mark {
                             key: None,
                             value: item_at,
@@ -322,7 +331,10 @@ impl Builder<'_> {
             };
             let (event, value_at) = self.next()?;
             if merge {
-                let merged = self.node(event, value_at, &mut vec!["<<".to_string()], depth + 1)?;
+                let recording = std::mem::replace(&mut self.recording, false);
+                let merged = self.node(event, value_at, path, depth + 1);
+                self.recording = recording;
+                let merged = merged?;
                 let maps = match merged {
                     Value::Mapping(map) => vec![map],
                     Value::Sequence(items) if items.iter().all(Value::is_mapping) => items
@@ -353,8 +365,8 @@ impl Builder<'_> {
             }
             explicit.insert(key.clone(), key_at);
             path.push(key.clone());
-            self.marks.insert(
-                path.clone(),
+            self.mark(
+                path,
                 Mark {
                     key: Some(key_at),
                     value: value_at,
@@ -378,10 +390,15 @@ impl Builder<'_> {
                                 continue;
                             }
                             path.push(key.clone());
-                            self.marks.entry(path.clone()).or_insert(Mark {
-                                key: Some(key_at),
-                                value: value_at,
-                            });
+                            if self.recording && !self.marks.contains_key(path.as_slice()) {
+                                self.marks.insert(
+                                    path.clone(),
+                                    Mark {
+                                        key: Some(key_at),
+                                        value: value_at,
+                                    },
+                                );
+                            }
                             path.pop();
                             map.insert(key, value);
                         }
