@@ -277,7 +277,13 @@ fn defect2_huge_durations_on_the_command_line_are_usage_errors() {
     let (code, stderr) = run(&stack, &["logs", "--since", "99999999999999999999h"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("too long"), "{stderr}");
-    // R19: a timeout past what deadline arithmetic holds is refused before anything runs.
+}
+
+#[test]
+fn r19_a_huge_timeout_is_a_usage_error_not_a_panic() {
+    let stack = TestStack::new("huge-timeout");
+    stack.stack("services:\n  api:\n    image: busybox\n");
+    // Refused by the argument parser, before the engine is asked anything.
     let (code, stderr) = run(&stack, &["up", "--timeout", "9223372036854775807"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--timeout"), "{stderr}");
@@ -301,4 +307,13 @@ fn defect7_restart_on_failure_with_a_count_is_accepted() {
     let (code, stderr) = run(&stack, &["config"]);
     assert_eq!(code, Some(2));
     insta::assert_snapshot!(stderr, @"error: stacks/STAGE.yml:4:14: service `api`, `restart`: `on-failure:many`: the number of restarts must be a whole number (0 to 4294967295)");
+}
+
+#[test]
+fn r22_a_directory_as_stack_file_is_named_without_the_init_hint() {
+    let stack = TestStack::new("dir-stack");
+    std::fs::create_dir_all(stack.path(&format!("stacks/{}.yml", stack.stage))).expect("mkdir");
+    let (code, stderr) = run(&stack, &["config"]);
+    assert_eq!(code, Some(2));
+    insta::assert_snapshot!(stderr, @"error: cannot read `stacks/STAGE.yml`: it is a directory; stack and env files must be regular files");
 }
