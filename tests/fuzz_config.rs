@@ -200,34 +200,49 @@ fn located(line: &str) -> bool {
         && row.bytes().all(|b| b.is_ascii_digit())
 }
 
-#[test]
-fn fuzz_mutated_stack_files_exit_0_or_2_with_located_errors() {
+/// One mutated file: where it came from and its bytes.
+struct Case {
+    run: usize,
+    from: String,
+    bytes: Vec<u8>,
+}
+
+/// Every case, generated up front from the seed (so workers do not change them).
+fn cases() -> Vec<Case> {
+    let corpus = corpus("fuzzstage");
+    let mut rng = Rng(SEED);
+    (0..RUNS)
+        .map(|run| {
+            // Valid files (the last two) more often than broken ones: mutations of a valid
+            // file reach deeper into validation.
+            let (from, text) = if rng.below(10) < 6 {
+                corpus[corpus.len() - 1 - rng.below(2)].clone()
+            } else {
+                rng.pick(&corpus).clone()
+            };
+            // One to three mutations on top of each other.
+            let mut bytes = text.into_bytes();
+            for _ in 0..=rng.below(3) {
+                let current = String::from_utf8_lossy(&bytes).into_owned();
+                bytes = mutate(&mut rng, &current);
+            }
+            Case { run, from, bytes }
+        })
+        .collect()
+}
+
+/// Run `config` on each case in a project of its own; the exit codes seen and the problems.
+fn check(cases: &[Case]) -> ([usize; 2], Vec<String>) {
     let stack = TestStack::new("fuzz");
     stack.write(
         &format!(".env.{}", stack.stage),
         "DB_PASSWORD=fuzz-password\nSECRET_KEY=fuzz-secret-key\n",
     );
-    let corpus = corpus(&stack.stage);
     let file = stack.path(&format!("stacks/{}.yml", stack.stage));
-    let mut rng = Rng(SEED);
-    let started = std::time::Instant::now();
     let mut failures = Vec::new();
     let mut exits = [0usize; 2];
-    for run in 0..RUNS {
-        // Valid files (the last two) more often than broken ones: mutations of a valid
-        // file reach deeper into validation.
-        let (name, text) = if rng.below(10) < 6 {
-            corpus[corpus.len() - 1 - rng.below(2)].clone()
-        } else {
-            rng.pick(&corpus).clone()
-        };
-        // One to three mutations on top of each other.
-        let mut bytes = text.into_bytes();
-        for _ in 0..=rng.below(3) {
-            let current = String::from_utf8_lossy(&bytes).into_owned();
-            bytes = mutate(&mut rng, &current);
-        }
-        std::fs::write(&file, &bytes).expect("write mutated stack");
+    for case in cases {
+        std::fs::write(&file, &case.bytes).expect("write mutated stack");
         let output = stack
             .cmd()
             .arg("config")
@@ -253,12 +268,42 @@ fn fuzz_mutated_stack_files_exit_0_or_2_with_located_errors() {
             _ => {}
         }
         if let Some(problem) = problem {
-            let shown: String = String::from_utf8_lossy(&bytes).chars().take(2000).collect();
+            let shown: String = String::from_utf8_lossy(&case.bytes)
+                .chars()
+                .take(2000)
+                .collect();
             failures.push(format!(
-                "run {run} (seed {SEED:#x}, from {name}): {problem}\n--- stderr:\n{}\n--- file:\n{shown}",
+                "run {} (seed {SEED:#x}, from {}): {problem}\n--- stderr:\n{}\n--- file:\n{shown}",
+                case.run,
+                case.from,
                 stderr.chars().take(2000).collect::<String>()
             ));
         }
+    }
+    (exits, failures)
+}
+
+#[test]
+fn fuzz_mutated_stack_files_exit_0_or_2_with_located_errors() {
+    let cases = cases();
+    let started = std::time::Instant::now();
+    // Two workers: each run is a short process, mostly start-up.
+    let results: Vec<([usize; 2], Vec<String>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = cases
+            .chunks(cases.len().div_ceil(2))
+            .map(|chunk| scope.spawn(move || check(chunk)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("fuzz worker"))
+            .collect()
+    });
+    let mut exits = [0usize; 2];
+    let mut failures = Vec::new();
+    for (seen, problems) in results {
+        exits[0] += seen[0];
+        exits[1] += seen[1];
+        failures.extend(problems);
     }
     eprintln!(
         "{RUNS} mutated files in {:?}: {} accepted, {} refused",
@@ -274,4 +319,16 @@ fn fuzz_mutated_stack_files_exit_0_or_2_with_located_errors() {
     );
     // The corpus is not all broken: some mutations keep a file valid.
     assert!(exits[0] > 0 && exits[1] > 0, "exits: {exits:?}");
+}
+
+/// The check itself: an error line without a place is caught.
+#[test]
+fn located_requires_file_line_and_column() {
+    assert!(located("error: stacks/dev.yml:3:14: invalid YAML: x"));
+    assert!(located("  hint: not an error line"));
+    assert!(!located("error: invalid YAML: more than one document"));
+    assert!(!located("error: stacks/dev.yml: no line"));
+    assert!(!located(
+        "error: cannot read `stacks/dev.yml`: it is a FIFO"
+    ));
 }
