@@ -1,24 +1,23 @@
 //! stackctl: drive Docker for small data-oriented services from per-stage stack files.
 //!
-//! The data flows file → model → plan → engine: `stack` loads and validates a stack file,
-//! `plan` decides what to change, `engine` is the only module that talks to Docker, and
-//! `commands` holds one short file per subcommand.
+//! The data flows file → model → plan → apply → engine: `stack` loads and validates a stack
+//! file, `plan` decides what the stage should look like (pure), `apply` runs a plan through a
+//! target, `engine` is the only module that talks to Docker, and `commands` holds one short
+//! file per subcommand.
 
+pub mod apply;
 pub mod cli;
 pub mod commands;
-pub mod converge;
 pub mod engine;
 pub mod error;
-pub mod images;
 pub mod interrupt;
 pub mod lock;
 pub mod names;
+pub mod observed;
 pub mod output;
 pub mod plan;
 pub mod project;
-pub mod spec;
 pub mod stack;
-pub mod tasks;
 pub mod tty;
 
 use std::io::Write;

@@ -58,3 +58,10 @@ pub fn owner_labels(stage: &str, project: &str, role: &str) -> HashMap<String, S
 pub fn stage_filter(stage: &str, project: &str) -> Vec<String> {
     vec![format!("{PROJECT}={project}"), format!("{STAGE}={stage}")]
 }
+
+/// Label holding the short hash of each hashed field of a container (`image:1a2b3c4d,…`), so
+/// the planner can say which field changed from the container list alone.
+pub const CONFIG_FIELDS: &str = "io.stackctl.config-fields";
+
+/// Label naming the task a one-off container runs.
+pub const TASK: &str = "io.stackctl.task";

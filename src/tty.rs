@@ -110,6 +110,23 @@ pub fn size() -> Option<(u16, u16)> {
     }
 }
 
+/// True when our stdin carries input someone gave us on purpose: a pipe, a socket or a
+/// redirected file (`cat x | stackctl …`, `< x`). A terminal, `/dev/null` or a closed stdin
+/// is not.
+pub fn stdin_has_input() -> bool {
+    // SAFETY: fstat on fd 0 fills a zeroed stat struct; a failure means no usable stdin.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        if libc::fstat(libc::STDIN_FILENO, &mut stat) != 0 {
+            return false;
+        }
+        matches!(
+            stat.st_mode & libc::S_IFMT,
+            libc::S_IFIFO | libc::S_IFREG | libc::S_IFSOCK
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

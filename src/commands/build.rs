@@ -11,13 +11,11 @@ use super::Context;
 use crate::cli::BuildArgs;
 use crate::engine::Engine;
 use crate::error::{exit, Interrupted, UsageError};
-use crate::images::{self, ImageBuild};
 use crate::output::{Mode, Printer};
+use crate::plan::image::{self as images, ImageBuild};
 use crate::stack::{self, model::Task, LoadedStack};
 
-/// Builds running at once. Measured on two cores with the classic builder: two independent
-/// uncached builds took 6-7 s side by side against 10-11 s one after the other.
-const PARALLEL_BUILDS: usize = 2;
+use crate::apply::PARALLEL_BUILDS;
 
 pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
     let loaded = stack::load(&ctx.project)?;
@@ -158,7 +156,8 @@ async fn build_one(
             progress_printer.status(&format!("build {name}: {line}"));
         }
     };
-    let result = engine.build_image(&build.request, &progress).await;
+    let request = crate::apply::docker::build_request(&build.request);
+    let result = engine.build_image(&request, &progress).await;
     let elapsed = started.elapsed().as_millis().max(1);
     match result {
         Ok(_) => {

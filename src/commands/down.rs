@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{connect, load_stack, Context};
+use crate::apply;
 use crate::cli::DownArgs;
-use crate::converge;
 use crate::names::role;
 
 pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
@@ -29,8 +29,8 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
             .filter(|c| c.role != role::DATA)
             .cloned()
             .collect();
-        converge::remove_containers(&engine, &containers, &progress).await?;
-        converge::remove_networks(&engine, &observed.networks, &progress).await
+        apply::remove_containers(&engine, &containers, &progress).await?;
+        apply::remove_networks(&engine, &observed.networks, &progress).await
     }
     .await;
     progress.summary("down", result.is_ok());

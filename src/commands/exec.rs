@@ -2,23 +2,22 @@
 //! of steps, or a command inside a service's running container. The exit code is the
 //! process's own; stackctl's own lines go to stderr only, so stdout is the process's output.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
 use super::Context;
+use crate::apply;
 use crate::cli::ExecArgs;
-use crate::converge;
 use crate::engine::attach::{End, Input, Outcome};
 use crate::engine::Engine;
 use crate::error::{exit, ExitWith, Interrupted, UsageError};
 use crate::names;
 use crate::output::{now_ms, Event, Mode};
-use crate::stack::model::{Condition, ContainerTask, Task};
+use crate::plan::task::{self, Step};
+use crate::stack::model::{ContainerTask, Task};
 use crate::stack::LoadedStack;
-use crate::tasks::{self, Step};
 use crate::tty::StdioKind;
 
 /// Exit code when our stdout was closed by its reader (`stackctl exec dump | head`): what a
@@ -90,7 +89,7 @@ fn unknown_name(loaded: &LoadedStack, name: &str) -> UsageError {
     let tasks: Vec<&str> = loaded.stack.tasks.keys().map(String::as_str).collect();
     let services: Vec<&str> = loaded.stack.services.keys().map(String::as_str).collect();
     let error = UsageError::new(format!("`{name}` is neither a task nor a service"));
-    let close = tasks::did_you_mean(name, tasks.iter().chain(services.iter()).copied());
+    let close = task::did_you_mean(name, tasks.iter().chain(services.iter()).copied());
     let list = |kind: &str, names: &[&str]| {
         if names.is_empty() {
             format!("no {kind}")
@@ -185,7 +184,8 @@ fn finish(
 
 /// Run a container task in a fresh one-off container. `caller_stdin`: whether our own
 /// stdin may feed it (not inside a sequence unless on a terminal: one input can't be split
-/// between steps).
+/// between steps). Input piped or redirected to us replaces the task's `stdin:` file: what
+/// the caller gives explicitly wins, and stderr says so.
 async fn run_container_task(
     ctx: &Context,
     loaded: &LoadedStack,
@@ -195,8 +195,20 @@ async fn run_container_task(
     args: &[String],
     caller_stdin: bool,
 ) -> Result<i32> {
-    let plan = tasks::plan_container(loaded, name, task, args, &tasks::short_id())?;
+    let plan = task::plan_container(loaded, name, task, args, &task::short_id())?;
+    let kind = StdioKind::detect();
+    let piped = match &plan.stdin_file {
+        Some(_) if caller_stdin => piped_input().await?,
+        _ => None,
+    };
     let input_file = match &plan.stdin_file {
+        Some(path) if piped.is_some() => {
+            ctx.printer.status(&format!(
+                "task `{name}`: reading the input piped to stackctl instead of its `stdin:` file `{}`",
+                ctx.project.display_path(path)
+            ));
+            None
+        }
         Some(path) => Some(std::fs::File::open(path).map_err(|e| {
             UsageError::new(format!(
                 "task `{name}`: cannot open its `stdin:` file `{}`: {e}",
@@ -209,21 +221,20 @@ async fn run_container_task(
         })?),
         None => None,
     };
-    prepare(ctx, engine, loaded, &plan).await?;
+    let verbose = ctx.global.verbose > 0 && !ctx.global.quiet;
+    apply::task::prepare(engine, loaded, &plan, &ctx.printer, verbose).await?;
     crate::interrupt::check()?;
 
-    let kind = StdioKind::detect();
-    let (input, tty) = match input_file {
-        Some(file) => (Input::File(file), false),
-        None if kind.attach_stdin && (caller_stdin || kind.tty) => (Input::Stdin, kind.tty),
-        None => (Input::Detached, false),
+    let (input, tty) = match (piped, input_file) {
+        (Some(reader), _) => (Input::Reader(reader), false),
+        (None, Some(file)) => (Input::File(file), false),
+        (None, None) if kind.attach_stdin && (caller_stdin || kind.tty) => (Input::Stdin, kind.tty),
+        (None, None) => (Input::Detached, false),
     };
     let started = Instant::now();
-    let outcome = engine.run_task(&plan.container, input, tty).await;
-    let outcome = match outcome {
+    let outcome = match apply::task::run(engine, &plan, input, tty).await {
         Ok(outcome) => outcome,
-        Err(err) if crate::interrupt::requested() => {
-            let _ = err;
+        Err(_) if crate::interrupt::requested() => {
             return Err(interrupted_task(ctx, &plan.container.name));
         }
         Err(err) => return Err(err).with_context(|| format!("task `{name}`")),
@@ -234,81 +245,37 @@ async fn run_container_task(
     finish(ctx, "task", name, outcome, started)
 }
 
+/// Input piped or redirected to us, when there is any: its first bytes are read here, so an
+/// empty pipe or file (what a CI runner or a test harness often gives) does not count as
+/// input and a task's `stdin:` file is used then.
+async fn piped_input() -> Result<Option<Box<dyn std::io::Read + Send>>> {
+    use std::io::Read;
+    if !crate::tty::stdin_has_input() {
+        return Ok(None);
+    }
+    let first = tokio::task::spawn_blocking(|| {
+        let mut first = vec![0u8; 64 * 1024];
+        let read = std::io::stdin().read(&mut first)?;
+        first.truncate(read);
+        Ok::<_, std::io::Error>(first)
+    });
+    let first = tokio::select! {
+        read = first => read.map_err(|e| anyhow::anyhow!(e))?.context("read stdin")?,
+        _ = crate::interrupt::wait() => return Err(Interrupted.into()),
+    };
+    if first.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(
+        std::io::Cursor::new(first).chain(std::io::stdin()),
+    )))
+}
+
 fn interrupted_task(ctx: &Context, container: &str) -> anyhow::Error {
     ctx.printer.status(&format!(
         "interrupted: removed task container `{container}`"
     ));
     Interrupted.into()
-}
-
-/// Make sure the image, the stage's volumes and networks exist. The existence checks are
-/// independent reads, so they run concurrently: on the common path (everything exists) a task
-/// pays one round trip here, not one per object. Nothing is created before the image is known.
-async fn prepare(
-    ctx: &Context,
-    engine: &Engine,
-    loaded: &LoadedStack,
-    plan: &tasks::TaskPlan,
-) -> Result<()> {
-    let image = &plan.container.image;
-    let volumes_exist = plan
-        .volumes
-        .iter()
-        .map(|(volume, _)| engine.volume_exists(volume));
-    let networks_exist = plan
-        .networks
-        .iter()
-        .map(|network| engine.network_exists(network));
-    let (image_id, volumes_exist, networks_exist) = tokio::try_join!(
-        engine.image_id(image),
-        futures_util::future::try_join_all(volumes_exist),
-        futures_util::future::try_join_all(networks_exist),
-    )?;
-    if image_id.is_none() {
-        match &plan.build {
-            Some(request) => {
-                ctx.printer.status(&format!("build image `{image}`"));
-                let verbose = ctx.global.verbose > 0 && !ctx.global.quiet;
-                let progress = move |line: &str| {
-                    if verbose {
-                        let _ = writeln!(std::io::stderr().lock(), "  {line}");
-                    }
-                };
-                tokio::select! {
-                    built = engine.build_image(request, &progress) => { built?; }
-                    _ = crate::interrupt::wait() => return Err(Interrupted.into()),
-                }
-            }
-            None => {
-                return Err(UsageError::new(format!(
-                    "task `{}`: image `{image}` does not exist on this engine",
-                    plan.task
-                ))
-                .with_hint(format!(
-                    "build or load it first (`docker pull {image}` or `docker build -t {image} …`), or give the task `build:`"
-                ))
-                .into())
-            }
-        }
-    }
-    for ((volume, driver), exists) in plan.volumes.iter().zip(volumes_exist) {
-        if !exists {
-            let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::VOLUME);
-            engine
-                .create_volume(volume, driver.as_deref(), &labels)
-                .await?;
-            ctx.printer.status(&format!("created volume `{volume}`"));
-        }
-    }
-    for (network, exists) in plan.networks.iter().zip(networks_exist) {
-        // The same labelled bridge network `up` creates; whichever comes first makes it.
-        if !exists {
-            let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::NETWORK);
-            engine.create_network(network, &labels).await?;
-            ctx.printer.status(&format!("created network `{network}`"));
-        }
-    }
-    Ok(())
 }
 
 /// Docker exec inside the service's running container.
@@ -359,7 +326,7 @@ async fn run_sequence(
     engine: &Engine,
     name: &str,
 ) -> Result<i32> {
-    let steps = tasks::flatten_steps(&loaded.stack, name)?;
+    let steps = task::flatten_steps(&loaded.stack, name)?;
     let total = steps.len();
     let label = |step: &Step| match step {
         Step::Builtin(s) | Step::Task(s) => s.clone(),
@@ -467,28 +434,5 @@ async fn builtin_step(
 }
 
 async fn wait_for_services(loaded: &LoadedStack, engine: &Engine) -> Result<()> {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    let one_shots: HashSet<&str> = loaded
-        .stack
-        .services
-        .values()
-        .flat_map(|service| service.depends_on.iter())
-        .filter(|(_, dependency)| dependency.condition == Condition::ServiceCompletedSuccessfully)
-        .map(|(name, _)| name.as_str())
-        .collect();
-    let waits = loaded.stack.services.keys().map(|service| {
-        let container = names::container(&loaded.stage, &loaded.project, service);
-        let one_shot = one_shots.contains(service.as_str());
-        async move {
-            if one_shot {
-                converge::wait_completed(engine, service, &container, deadline).await
-            } else {
-                converge::wait_healthy(engine, service, &container, deadline).await
-            }
-        }
-    });
-    for result in futures_util::future::join_all(waits).await {
-        result?;
-    }
-    Ok(())
+    apply::task::wait_for_stage(engine, loaded, Instant::now() + STEP_TIMEOUT).await
 }

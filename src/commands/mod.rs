@@ -105,7 +105,7 @@ pub struct ServiceSelection {
     /// The services asked for (all when none were named).
     pub wanted: Vec<String>,
     /// Their existing containers.
-    pub containers: Vec<crate::plan::ObservedContainer>,
+    pub containers: Vec<crate::observed::ObservedContainer>,
     _lock: crate::lock::StageLock,
 }
 

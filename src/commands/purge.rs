@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{connect, load_stack, Context};
+use crate::apply;
 use crate::cli::PurgeArgs;
-use crate::converge;
 use crate::error::UsageError;
 use crate::names;
 
@@ -52,8 +52,8 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     }
     let progress = printer.progress();
     let result = async {
-        converge::remove_containers(&engine, &observed.containers, &progress).await?;
-        converge::remove_networks(&engine, &observed.networks, &progress).await?;
+        apply::remove_containers(&engine, &observed.containers, &progress).await?;
+        apply::remove_networks(&engine, &observed.networks, &progress).await?;
         for volume in &observed.volumes {
             crate::interrupt::check()?;
             let line = progress.line("volume", volume);

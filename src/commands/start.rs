@@ -3,8 +3,8 @@
 use anyhow::Result;
 
 use super::{select_services, Context};
+use crate::apply;
 use crate::cli::ServicesArgs;
-use crate::converge;
 use crate::names;
 
 pub async fn run(ctx: &Context, args: &ServicesArgs) -> Result<i32> {
@@ -22,8 +22,7 @@ pub async fn run(ctx: &Context, args: &ServicesArgs) -> Result<i32> {
     }
     let progress = printer.progress();
     let result =
-        converge::start_containers(&selection.engine, loaded, &selection.containers, &progress)
-            .await;
+        apply::start_containers(&selection.engine, loaded, &selection.containers, &progress).await;
     progress.summary("start", result.is_ok());
     result.map(|()| 0)
 }

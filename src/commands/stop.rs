@@ -3,14 +3,13 @@
 use anyhow::Result;
 
 use super::{select_services, Context};
+use crate::apply;
 use crate::cli::ServicesArgs;
-use crate::converge;
 
 pub async fn run(ctx: &Context, args: &ServicesArgs) -> Result<i32> {
     let selection = select_services(ctx, args).await?;
     let progress = selection.printer.progress();
-    let result =
-        converge::stop_containers(&selection.engine, &selection.containers, &progress).await;
+    let result = apply::stop_containers(&selection.engine, &selection.containers, &progress).await;
     progress.summary("stop", result.is_ok());
     result.map(|()| 0)
 }

@@ -1,17 +1,17 @@
 //! `stackctl up`: converge the stage to its stack file, then wait for health.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Result;
 
 use super::{connect, load_stack, Context};
+use crate::apply::docker::DockerTarget;
+use crate::apply::{self, ApplyOptions, Target};
 use crate::cli::UpArgs;
-use crate::converge::{self, ConvergeOptions};
-use crate::engine::images::ImageIndex;
 use crate::error::UsageError;
+use crate::observed::Observed;
 use crate::output::Mode;
-use crate::plan::{self, Plan, PlanOptions};
+use crate::plan::up::{self, Plan, PlanOptions};
 use crate::stack::LoadedStack;
 
 pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
@@ -29,29 +29,24 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         remove_orphans: args.remove_orphans,
         ..Default::default()
     };
-    let (observed, index) = tokio::try_join!(
-        engine.observe(&loaded.stage, &loaded.project),
-        engine.image_index()
-    )?;
-    let first = make_plan(&loaded, &index, &observed, &options)?;
+    let target = DockerTarget::new(&engine, &loaded);
+    let observed = target.observe().await?;
+    let first = make_plan(&loaded, &observed, &options)?;
     if args.dry_run {
         print_plan(ctx, &first);
         return Ok(0);
     }
     let progress = printer.progress();
+    let apply_options = ApplyOptions::new(!args.no_wait, timeout);
     let result = async {
         let mut current = first;
         if current.builds().next().is_some() {
             options.built =
-                converge::build_images(&engine, &loaded, &current, &progress, false).await?;
-            let index = engine.image_index().await?;
-            current = make_plan(&loaded, &index, &observed, &options)?;
+                apply::build_images(&target, &current, &apply_options, &progress, false).await?;
+            let observed = target.observe().await?;
+            current = make_plan(&loaded, &observed, &options)?;
         }
-        let converge_options = ConvergeOptions {
-            wait: !args.no_wait,
-            timeout,
-        };
-        converge::execute(&engine, &loaded, &current, &converge_options, &progress).await
+        apply::execute(&target, &current, &apply_options, &progress).await
     }
     .await;
     progress.summary("up", result.is_ok());
@@ -75,39 +70,13 @@ fn mask_error(printer: &crate::output::Printer, err: anyhow::Error) -> anyhow::E
     }
 }
 
-fn make_plan(
-    loaded: &LoadedStack,
-    index: &ImageIndex,
-    observed: &plan::Observed,
-    options: &PlanOptions,
-) -> Result<Plan> {
-    let images = resolve_images(loaded, index);
-    plan::plan(loaded, &images, observed, options).map_err(|unknown| {
+fn make_plan(loaded: &LoadedStack, observed: &Observed, options: &PlanOptions) -> Result<Plan> {
+    up::plan(loaded, &observed.images, observed, options).map_err(|unknown| {
         let known: Vec<&str> = loaded.stack.services.keys().map(String::as_str).collect();
         UsageError::new(format!("no service `{}` in this stack", unknown.0))
             .with_hint(format!("services: {}", known.join(", ")))
             .into()
     })
-}
-
-/// The IDs of every image the stack refers to that the engine has.
-pub fn resolve_images(loaded: &LoadedStack, index: &ImageIndex) -> HashMap<String, String> {
-    let mut refs: Vec<String> = loaded
-        .stack
-        .services
-        .iter()
-        .map(|(name, service)| crate::spec::service_image(loaded, name, service))
-        .collect();
-    refs.extend(
-        loaded
-            .stack
-            .data_containers
-            .keys()
-            .map(|name| crate::spec::data_image(loaded, name)),
-    );
-    refs.into_iter()
-        .filter_map(|r| index.resolve(&r).map(|id| (r, id)))
-        .collect()
 }
 
 /// `up --dry-run`: the plan on stdout, as text or one JSON event per action.

@@ -38,6 +38,8 @@ pub enum Input {
     Stdin,
     /// A file opened by the caller (a task's `stdin:`).
     File(std::fs::File),
+    /// Any other reader (our piped stdin after its first bytes were looked at).
+    Reader(Box<dyn Read + Send>),
 }
 
 impl Input {
@@ -229,6 +231,11 @@ pub(crate) async fn pump(
         }
         Input::File(file) => {
             let chunks = tokio::sync::Mutex::new(spawn_reader(Box::new(file)));
+            let chunks = Arc::new(chunks).lock_owned().await;
+            Some(tokio::spawn(feed(chunks, input_sink)))
+        }
+        Input::Reader(reader) => {
+            let chunks = tokio::sync::Mutex::new(spawn_reader(reader));
             let chunks = Arc::new(chunks).lock_owned().await;
             Some(tokio::spawn(feed(chunks, input_sink)))
         }

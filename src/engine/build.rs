@@ -278,7 +278,7 @@ fn failure(request: &BuildRequest, transcript: &mut Transcript, message: String)
 /// `target`), no parser directive changes the escape character, and every label fits on
 /// one line; otherwise the labels go as the build option. Returns whether it did.
 fn inline_labels(
-    context: &mut context::Context,
+    context: &mut context::BuildContext,
     labels: &HashMap<String, String>,
 ) -> Result<bool, context::ContextError> {
     let Some(instruction) = label_instruction(labels) else {

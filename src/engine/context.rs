@@ -310,7 +310,7 @@ pub enum EntryKind {
 
 /// What will be sent: the walked entries, plus a generated Dockerfile when needed.
 #[derive(Debug, Clone, Default)]
-pub struct Context {
+pub struct BuildContext {
     /// The context directory.
     pub root: PathBuf,
     pub entries: Vec<Entry>,
@@ -326,7 +326,7 @@ pub struct Context {
     pub dockerfile_ignored: bool,
 }
 
-impl Context {
+impl BuildContext {
     /// The text of the Dockerfile that will be used.
     pub fn dockerfile_text(&self) -> io::Result<Vec<u8>> {
         match &self.generated_dockerfile {
@@ -377,7 +377,7 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
 /// Walk `root` with its `.dockerignore` and list what goes into the context. Nothing is read
 /// yet except `.dockerignore` and an outside Dockerfile; every file is checked to be readable
 /// so a permission problem is reported before the upload starts, as the docker CLI does.
-pub fn scan(root: &Path, dockerfile: Option<&str>) -> Result<Context, ContextError> {
+pub fn scan(root: &Path, dockerfile: Option<&str>) -> Result<BuildContext, ContextError> {
     if !root.is_dir() {
         return Err(ContextError::NotADirectory(root.to_path_buf()));
     }
@@ -414,10 +414,10 @@ pub fn scan(root: &Path, dockerfile: Option<&str>) -> Result<Context, ContextErr
         }
     }
 
-    let mut context = Context {
+    let mut context = BuildContext {
         root: root.to_path_buf(),
         dockerfile_ignored,
-        ..Context::default()
+        ..BuildContext::default()
     };
     walk(root, Path::new(""), None, &ignore, &mut context)?;
     match inside {
@@ -443,7 +443,7 @@ fn walk(
     dir: &Path,
     parent: Option<&[bool]>,
     ignore: &Dockerignore,
-    context: &mut Context,
+    context: &mut BuildContext,
 ) -> Result<(), ContextError> {
     let full = root.join(dir);
     let mut names: Vec<_> = fs::read_dir(&full)
@@ -498,7 +498,7 @@ fn walk(
 
 /// Write the context as a tar into `writer`, each file read once. Owners are root, as the
 /// docker CLI sends them; modes, times and symlinks are kept.
-pub fn write_tar<W: Write>(context: &Context, writer: W) -> io::Result<W> {
+pub fn write_tar<W: Write>(context: &BuildContext, writer: W) -> io::Result<W> {
     let mut builder = tar::Builder::new(writer);
     builder.follow_symlinks(false);
     let generated = context.generated_dockerfile.as_ref();
@@ -614,7 +614,7 @@ impl Write for ChannelWriter {
 /// sends it, so a large context is never held in memory. The task's result says whether
 /// the tar was complete (a failure also ends the stream with an error).
 pub fn stream(
-    context: Context,
+    context: BuildContext,
 ) -> (
     impl Stream<Item = io::Result<Bytes>> + Send + 'static,
     JoinHandle<io::Result<()>>,
@@ -802,7 +802,7 @@ mod tests {
         dir
     }
 
-    fn tar_names(context: &Context) -> Vec<String> {
+    fn tar_names(context: &BuildContext) -> Vec<String> {
         let bytes = write_tar(context, Vec::new()).expect("tar");
         let mut archive = tar::Archive::new(bytes.as_slice());
         archive

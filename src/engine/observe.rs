@@ -7,8 +7,7 @@ use bollard::query_parameters::{
 
 use super::{label_filters, Engine, EngineError};
 use crate::names;
-use crate::plan::{Observed, ObservedContainer};
-use crate::spec::FIELDS_LABEL;
+use crate::observed::{Observed, ObservedContainer};
 
 impl Engine {
     /// Every container (all states), network and volume labelled with this stage.
@@ -59,6 +58,7 @@ impl Engine {
             containers,
             networks,
             volumes,
+            ..Default::default()
         })
     }
 }
@@ -97,6 +97,12 @@ fn observed_container(summary: ContainerSummary) -> ObservedContainer {
         .collect();
     ports.sort();
     ports.dedup();
+    let mut networks: Vec<String> = summary
+        .network_settings
+        .and_then(|settings| settings.networks)
+        .map(|networks| networks.into_keys().collect())
+        .unwrap_or_default();
+    networks.sort();
     let name = summary
         .names
         .unwrap_or_default()
@@ -113,8 +119,9 @@ fn observed_container(summary: ContainerSummary) -> ObservedContainer {
         status,
         health,
         config_hash: labels.get(names::CONFIG_HASH).cloned(),
-        fields: labels.get(FIELDS_LABEL).cloned(),
+        fields: labels.get(names::CONFIG_FIELDS).cloned(),
         image_id: summary.image_id.unwrap_or_default(),
         ports,
+        networks,
     }
 }

@@ -2,89 +2,53 @@
 //! (`stackctl exec SERVICE -- …`): create, attach, start, stream, exit code, and removal of the
 //! one-off container on every path (success, failure, interrupt, closed stdout).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, ExecConfig, HostConfig, HostConfigLogConfig,
-    NetworkingConfig,
-};
+use bollard::models::ExecConfig;
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-    ResizeContainerTTYOptionsBuilder, ResizeExecOptions, WaitContainerOptions,
+    AttachContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder, ResizeExecOptions,
 };
 use bollard::Docker;
-use futures_util::StreamExt;
 
 use super::attach::{self, End, ExitFuture, Input, Outcome};
+use super::containers::{Attach, ContainerConfig};
 use super::{Engine, EngineError};
-
-/// Label naming the task a one-off container runs.
-pub const TASK_LABEL: &str = "io.stackctl.task";
-
-/// Everything needed to create a one-off task container; built from the stack by
-/// `crate::tasks`, so this module only knows the engine's shapes.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TaskContainer {
-    /// The container name (`names::task_container`).
-    pub name: String,
-    pub image: String,
-    pub cmd: Option<Vec<String>>,
-    pub entrypoint: Option<Vec<String>>,
-    /// `KEY=VALUE` items.
-    pub env: Vec<String>,
-    /// `SOURCE:TARGET[:ro]` for named volumes (engine names) and bind mounts (absolute).
-    pub binds: Vec<String>,
-    /// Container paths of anonymous volumes (removed with the container).
-    pub anonymous_volumes: Vec<String>,
-    /// Container names, with an optional `:ro`.
-    pub volumes_from: Vec<String>,
-    /// Engine network names; the first is joined at create, the others before start.
-    pub networks: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-    pub labels: HashMap<String, String>,
-}
 
 /// Where the exit code of an attached process comes from, and where a TTY resize goes.
 #[derive(Debug, Clone)]
-enum Target {
+enum TtyOwner {
     Container(String),
     Exec(String),
 }
 
 impl Engine {
-    /// Run a one-off task container attached to our streams and return how it ended. The
-    /// container is removed (forced, with its anonymous volumes) whatever happens after it
-    /// was created.
+    /// Run a one-off container attached to our streams and return how it ended: created
+    /// through the same path as every other container ([`Engine::create_container`]), with
+    /// the attach options set here. The container is removed (forced, with its anonymous
+    /// volumes) whatever happens after it was created.
     pub async fn run_task(
         &self,
-        spec: &TaskContainer,
+        config: &ContainerConfig,
         input: Input,
         tty: bool,
     ) -> Result<Outcome, EngineError> {
         crate::interrupt::check().map_err(|_| EngineError {
             operation: "create container".into(),
-            object: spec.name.clone(),
+            object: config.name.clone(),
             message: "interrupted".into(),
             status: None,
         })?;
-        let body = create_body(spec, input.is_attached(), tty);
-        let created = self
-            .docker
-            .create_container(
-                Some(
-                    CreateContainerOptionsBuilder::default()
-                        .name(&spec.name)
-                        .build(),
-                ),
-                body,
-            )
-            .await
-            .map_err(|e| EngineError::new("create container", &spec.name, e))?;
-        let result = self.run_created(&created.id, spec, input, tty).await;
-        let removed = self.remove_task_container(&spec.name).await;
+        let config = ContainerConfig {
+            attach: Some(Attach {
+                stdin: input.is_attached(),
+                tty,
+            }),
+            ..config.clone()
+        };
+        let id = self.create_container(&config).await?;
+        let result = self.run_created(&id, &config.name, input, tty).await;
+        let removed = self.remove_container(&config.name).await;
         let outcome = result?;
         removed?;
         Ok(outcome)
@@ -93,22 +57,10 @@ impl Engine {
     async fn run_created(
         &self,
         id: &str,
-        spec: &TaskContainer,
+        name: &str,
         input: Input,
         tty: bool,
     ) -> Result<Outcome, EngineError> {
-        for network in spec.networks.iter().skip(1) {
-            self.docker
-                .connect_network(
-                    network,
-                    bollard::models::NetworkConnectRequest {
-                        container: id.to_string(),
-                        endpoint_config: Some(EndpointSettings::default()),
-                    },
-                )
-                .await
-                .map_err(|e| EngineError::new("connect network", network, e))?;
-        }
         let attached = self
             .docker
             .attach_container(
@@ -123,7 +75,7 @@ impl Engine {
                 ),
             )
             .await
-            .map_err(|e| EngineError::new("attach container", &spec.name, e))?;
+            .map_err(|e| EngineError::new("attach container", name, e))?;
         if crate::interrupt::requested() {
             return Ok(Outcome {
                 end: End::Interrupted,
@@ -141,9 +93,9 @@ impl Engine {
         self.docker
             .start_container(id, None)
             .await
-            .map_err(|e| EngineError::new("start container", &spec.name, e))?;
-        let resizer = tty.then(|| self.follow_terminal_size(Target::Container(id.to_string())));
-        let exit = container_exit(self.docker.clone(), id.to_string(), spec.name.clone());
+            .map_err(|e| EngineError::new("start container", name, e))?;
+        let resizer = tty.then(|| self.follow_terminal_size(TtyOwner::Container(id.to_string())));
+        let exit = container_exit(self.clone(), id.to_string());
         let outcome = attach::pump(attached.output, attached.input, input, exit).await;
         if let Some(resizer) = resizer {
             resizer.abort();
@@ -151,38 +103,12 @@ impl Engine {
         outcome
     }
 
-    /// Force-remove a task container (and its anonymous volumes); a missing one is fine.
-    pub async fn remove_task_container(&self, name: &str) -> Result<(), EngineError> {
-        match self
-            .docker
-            .remove_container(
-                name,
-                Some(
-                    RemoveContainerOptionsBuilder::default()
-                        .force(true)
-                        .v(true)
-                        .build(),
-                ),
-            )
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if super::is_not_found(&e) => Ok(()),
-            // 409 "removal already in progress": someone (a second stackctl, `down`) is on it.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
-            Err(e) => Err(EngineError::new("remove container", name, e)),
-        }
-    }
-
     /// Whether a container exists and runs: `None` when it does not exist.
     pub async fn container_running(&self, name: &str) -> Result<Option<bool>, EngineError> {
-        match self.docker.inspect_container(name, None).await {
-            Ok(info) => Ok(Some(info.state.and_then(|s| s.running).unwrap_or(false))),
-            Err(e) if super::is_not_found(&e) => Ok(None),
-            Err(e) => Err(EngineError::new("inspect container", name, e)),
-        }
+        Ok(self
+            .container_status(name)
+            .await?
+            .map(|status| status.running))
     }
 
     /// Run `cmd` inside a running container (Docker exec), attached to our streams. On an
@@ -247,7 +173,7 @@ impl Engine {
                 status: None,
             });
         };
-        let resizer = tty.then(|| self.follow_terminal_size(Target::Exec(created.id.clone())));
+        let resizer = tty.then(|| self.follow_terminal_size(TtyOwner::Exec(created.id.clone())));
         let exit = exec_exit(
             self.docker.clone(),
             created.id.clone(),
@@ -261,7 +187,7 @@ impl Engine {
     }
 
     /// Keep the container's TTY the size of ours: once now, then on every SIGWINCH.
-    fn follow_terminal_size(&self, target: Target) -> tokio::task::JoinHandle<()> {
+    fn follow_terminal_size(&self, target: TtyOwner) -> tokio::task::JoinHandle<()> {
         let docker = self.docker.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
@@ -283,10 +209,10 @@ impl Engine {
     }
 }
 
-async fn resize(docker: &Docker, target: &Target, rows: u16, cols: u16) {
+async fn resize(docker: &Docker, target: &TtyOwner, rows: u16, cols: u16) {
     // A resize racing the process's exit fails harmlessly.
     match target {
-        Target::Container(id) => {
+        TtyOwner::Container(id) => {
             let _ = docker
                 .resize_container_tty(
                     id,
@@ -297,7 +223,7 @@ async fn resize(docker: &Docker, target: &Target, rows: u16, cols: u16) {
                 )
                 .await;
         }
-        Target::Exec(id) => {
+        TtyOwner::Exec(id) => {
             let _ = docker
                 .resize_exec(
                     id,
@@ -311,25 +237,9 @@ async fn resize(docker: &Docker, target: &Target, rows: u16, cols: u16) {
     }
 }
 
-/// The container's exit code (ENGINE-NOTES §3: a non-zero exit arrives as an error).
-fn container_exit(docker: Docker, id: String, name: String) -> ExitFuture {
-    Box::pin(async move {
-        match docker
-            .wait_container(&id, None::<WaitContainerOptions>)
-            .next()
-            .await
-        {
-            Some(Ok(response)) => Ok(response.status_code),
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(e)) => Err(EngineError::new("wait for container", &name, e)),
-            None => Err(EngineError {
-                operation: "wait for container".into(),
-                object: name,
-                message: "the engine ended the wait without an exit code".into(),
-                status: None,
-            }),
-        }
-    })
+/// The container's exit code, as a future that owns what it needs.
+fn container_exit(engine: Engine, name: String) -> ExitFuture {
+    Box::pin(async move { engine.wait_exit(&name).await })
 }
 
 /// The exec'd process's exit code: poll `inspect_exec` while it runs, backing off.
@@ -350,81 +260,4 @@ fn exec_exit(docker: Docker, exec_id: String, container: String) -> ExitFuture {
             delay = (delay * 2).min(Duration::from_secs(1));
         }
     })
-}
-
-/// The create body of a one-off container: attached, stdin held open only when attached
-/// (`stdin_once` so that closing our side delivers EOF), labelled, never published ports.
-fn create_body(spec: &TaskContainer, attach_stdin: bool, tty: bool) -> ContainerCreateBody {
-    let networking_config = spec.networks.first().map(|network| NetworkingConfig {
-        endpoints_config: Some(HashMap::from([(
-            network.clone(),
-            EndpointSettings::default(),
-        )])),
-    });
-    ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: spec.cmd.clone(),
-        entrypoint: spec.entrypoint.clone(),
-        env: Some(spec.env.clone()),
-        working_dir: spec.working_dir.clone(),
-        user: spec.user.clone(),
-        labels: Some(spec.labels.clone()),
-        volumes: (!spec.anonymous_volumes.is_empty()).then(|| spec.anonymous_volumes.clone()),
-        attach_stdin: Some(attach_stdin),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        open_stdin: Some(attach_stdin),
-        stdin_once: Some(attach_stdin),
-        tty: Some(tty),
-        host_config: Some(HostConfig {
-            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
-            volumes_from: (!spec.volumes_from.is_empty()).then(|| spec.volumes_from.clone()),
-            network_mode: spec.networks.first().cloned(),
-            // The output is streamed to us attached and the container is removed afterwards:
-            // a log file would only be a second copy. Without it the engine moves output
-            // about 2.5 times faster (512 MiB: 19 s instead of 50 s on 20.10).
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("none".to_string()),
-                config: None,
-            }),
-            // Honoured from API 1.42; older engines get the size by a resize right after start.
-            console_size: if tty {
-                crate::tty::size().map(|(rows, cols)| vec![usize::from(rows), usize::from(cols)])
-            } else {
-                None
-            },
-            ..Default::default()
-        }),
-        networking_config,
-        ..Default::default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stdin_is_held_open_once_only_when_attached() {
-        let spec = TaskContainer {
-            name: "dev-app--task-x-abc123".into(),
-            image: "img".into(),
-            networks: vec!["dev-app_default".into(), "dev-app_back".into()],
-            ..Default::default()
-        };
-        let body = create_body(&spec, true, false);
-        assert_eq!(body.open_stdin, Some(true));
-        assert_eq!(body.stdin_once, Some(true));
-        assert_eq!(body.tty, Some(false));
-        let endpoints = body
-            .networking_config
-            .and_then(|n| n.endpoints_config)
-            .unwrap_or_default();
-        assert_eq!(endpoints.len(), 1, "one network at create (20.10)");
-        assert!(endpoints.contains_key("dev-app_default"));
-
-        let body = create_body(&spec, false, false);
-        assert_eq!(body.open_stdin, Some(false));
-        assert_eq!(body.stdin_once, Some(false));
-    }
 }

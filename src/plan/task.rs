@@ -1,20 +1,22 @@
-//! Tasks, resolved: what a container task's one-off container looks like (pure: stack in,
-//! engine shapes out), and which steps a sequence runs. Running them is `commands::exec`.
+//! Tasks, planned: what a container task's one-off container looks like (pure: the stack
+//! in, a [`ContainerSpec`] out), and which steps a sequence runs. Running them is
+//! `apply::task`.
 //!
-//! A container task with `service:` inherits that service's image (built when missing),
-//! environment (the task's own entries win), networks, volumes and `volumes_from`, entrypoint,
-//! working directory and user; never its ports, healthcheck or restart policy.
+//! One container model: a task with `service:` starts from that service's own spec (the same
+//! [`container::service`] `up` uses) and adjusts it: its own name and role, the task's
+//! command, environment (the task's entries win), volumes and `volumes_from` added; never the
+//! service's ports, healthcheck, restart policy, hostname or network aliases (a task must not
+//! answer for the service). Without `service:` it starts from a bare spec on the stage
+//! network.
 
 use std::path::PathBuf;
 
 use indexmap::IndexMap;
 
-use crate::engine::build::BuildRequest;
-use crate::engine::task::{TaskContainer, TASK_LABEL};
+use super::container::{self, ContainerSpec, NetworkAttachment};
+use super::image::{self, ImageSpec, Owner};
 use crate::error::UsageError;
-use crate::images::{self, Owner};
 use crate::names;
-use crate::spec;
 use crate::stack::model::{
     env_list, ContainerTask, MountKind, Service, Stack, Task, BUILTIN_STEPS,
 };
@@ -24,14 +26,16 @@ use crate::stack::LoadedStack;
 #[derive(Debug, Clone)]
 pub struct TaskPlan {
     pub task: String,
-    pub container: TaskContainer,
-    /// Build this image first when it does not exist locally.
-    pub build: Option<BuildRequest>,
+    /// The one-off container.
+    pub container: ContainerSpec,
+    /// Build this image first when it does not exist locally: the build of whichever entry
+    /// of the stage makes the image's tag.
+    pub build: Option<ImageSpec>,
     /// Named volumes of the stage to create when missing: engine name and driver.
     pub volumes: Vec<(String, Option<String>)>,
     /// Stage networks to create when missing (engine names; external ones are not listed).
     pub networks: Vec<String>,
-    /// A file streamed to the process's stdin instead of ours.
+    /// The task's `stdin:` file, streamed to the process unless input is piped to us.
     pub stdin_file: Option<PathBuf>,
 }
 
@@ -57,25 +61,63 @@ pub fn plan_container(
     args: &[String],
     short_id: &str,
 ) -> Result<TaskPlan, UsageError> {
-    let stack = &loaded.stack;
-    let (stage, project) = (loaded.stage.as_str(), loaded.project.as_str());
-    let service = match &task.service {
-        Some(service_name) => Some((
-            service_name.as_str(),
-            stack.services.get(service_name).ok_or_else(|| {
-                UsageError::new(format!(
-                    "task `{name}` uses service `{service_name}`, which is not in the stack file"
-                ))
-                .with_hint(did_you_mean_hint(
-                    service_name,
-                    stack.services.keys().map(String::as_str),
-                ))
-            })?,
-        )),
-        None => None,
+    let service = task_service(loaded, name, task)?;
+    let image = task_image(loaded, name, task, service)?;
+    let build = image::builder_of(&image::stage_images(loaded), &image).map(|b| b.request.clone());
+    let mut container = match service {
+        Some((service_name, service)) => container::service(loaded, service_name, service, ""),
+        None => ContainerSpec {
+            networks: vec![NetworkAttachment {
+                network: container::default_network(loaded),
+                aliases: Vec::new(),
+            }],
+            ..Default::default()
+        },
     };
+    adjust(loaded, &mut container, name, task, service, args, short_id);
+    container.image = image;
+    Ok(TaskPlan {
+        task: name.to_string(),
+        container,
+        build,
+        volumes: owned_volumes(loaded, task, service),
+        networks: owned_networks(loaded, service),
+        stdin_file: task
+            .stdin
+            .as_ref()
+            .map(|file| container::absolute_path(&loaded.dir, file)),
+    })
+}
 
-    // The image: the task's own, else the service's; tags and builds as `images` names them.
+/// The service a task runs a copy of, checked.
+fn task_service<'a>(
+    loaded: &'a LoadedStack,
+    name: &str,
+    task: &ContainerTask,
+) -> Result<Option<(&'a str, &'a Service)>, UsageError> {
+    let Some(service_name) = &task.service else {
+        return Ok(None);
+    };
+    let stack = &loaded.stack;
+    match stack.services.get_key_value(service_name) {
+        Some((key, service)) => Ok(Some((key.as_str(), service))),
+        None => Err(UsageError::new(format!(
+            "task `{name}` uses service `{service_name}`, which is not in the stack file"
+        ))
+        .with_hint(did_you_mean_hint(
+            service_name,
+            stack.services.keys().map(String::as_str),
+        ))),
+    }
+}
+
+/// The image a task runs: its own, else its service's; tags as `image` names them.
+fn task_image(
+    loaded: &LoadedStack,
+    name: &str,
+    task: &ContainerTask,
+    service: Option<(&str, &Service)>,
+) -> Result<String, UsageError> {
     let (owner, owner_name, image) = match (&task.image, &task.build, service) {
         (Some(_), _, _) | (None, Some(_), _) => (Owner::Task, name, task.image.as_deref()),
         (None, None, Some((service_name, service))) => {
@@ -93,42 +135,72 @@ pub fn plan_container(
             .with_hint("give it `service: SERVICE` to run in a copy of that service, or `image:`"))
         }
     };
-    let image = images::image_tag(loaded, owner, owner_name, image);
-    let build = images::stage_images(loaded)
-        .into_iter()
-        .find(|b| b.owner == owner && b.name == owner_name)
-        .map(|b| b.request);
+    Ok(image::image_tag(loaded, owner, owner_name, image))
+}
 
-    // What the service's own container gets (`spec::service`, the same function `up` uses),
-    // minus ports, healthcheck and restart, plus the task's own entries.
-    let base =
-        service.map(|(service_name, service)| spec::service(loaded, service_name, service, ""));
-
+/// Turn a service's spec (or a bare one) into the task's one-off container.
+fn adjust(
+    loaded: &LoadedStack,
+    spec: &mut ContainerSpec,
+    name: &str,
+    task: &ContainerTask,
+    service: Option<(&str, &Service)>,
+    args: &[String],
+    short_id: &str,
+) {
+    let (stage, project) = (loaded.stage.as_str(), loaded.project.as_str());
+    spec.name = names::task_container(stage, project, name, short_id);
+    spec.image_id = String::new();
+    // What only the service's own container has.
+    spec.ports.clear();
+    spec.healthcheck = None;
+    spec.restart = None;
+    spec.hostname = None;
+    for network in &mut spec.networks {
+        network.aliases.clear();
+    }
     let mut environment: IndexMap<String, Option<String>> = IndexMap::new();
     if let Some((_, service)) = service {
         environment.extend(service.environment.clone());
     }
     environment.extend(task.environment.clone());
-
-    let (task_binds, task_anonymous) = spec::mounts(loaded, &task.volumes);
-    let mut binds = base.as_ref().map(|b| b.binds.clone()).unwrap_or_default();
-    binds.extend(task_binds);
-    let mut anonymous_volumes = base
-        .as_ref()
-        .map(|b| b.anonymous_volumes.clone())
-        .unwrap_or_default();
-    anonymous_volumes.extend(task_anonymous);
-    let mut volumes_from = base
-        .as_ref()
-        .map(|b| b.volumes_from.clone())
-        .unwrap_or_default();
-    volumes_from.extend(
+    spec.env = env_list(&environment);
+    let (binds, anonymous) = container::mounts(loaded, &task.volumes);
+    spec.binds.extend(binds);
+    spec.anonymous_volumes.extend(anonymous);
+    spec.volumes_from.extend(
         task.volumes_from
             .iter()
-            .map(|entry| spec::volumes_from_name(loaded, entry)),
+            .map(|entry| container::volumes_from_name(loaded, entry)),
     );
+    if !args.is_empty() {
+        spec.command = Some(args.to_vec());
+    } else if task.command.is_some() {
+        spec.command = task.command.clone();
+    }
+    if task.entrypoint.is_some() {
+        spec.entrypoint = task.entrypoint.clone();
+    }
+    if task.working_dir.is_some() {
+        spec.working_dir = task.working_dir.clone();
+    }
+    if task.user.is_some() {
+        spec.user = task.user.clone();
+    }
+    spec.owner_labels = names::owner_labels(stage, project, names::role::TASK)
+        .into_iter()
+        .collect();
+    spec.owner_labels
+        .insert(names::TASK.to_string(), name.to_string());
+}
 
-    // The stage's own named volumes the container mounts, to create when missing.
+/// The stage's own named volumes the container mounts, to create when missing.
+fn owned_volumes(
+    loaded: &LoadedStack,
+    task: &ContainerTask,
+    service: Option<(&str, &Service)>,
+) -> Vec<(String, Option<String>)> {
+    let stack = &loaded.stack;
     let mut volumes: Vec<(String, Option<String>)> = Vec::new();
     let mounted = service
         .map(|(_, s)| s.volumes.as_slice())
@@ -143,18 +215,17 @@ pub fn plan_container(
         if def.is_some_and(|d| d.external) {
             continue;
         }
-        let engine_name = spec::volume_name(loaded, key);
+        let engine_name = container::volume_name(loaded, key);
         if !volumes.iter().any(|(name, _)| name == &engine_name) {
             volumes.push((engine_name, def.and_then(|d| d.driver.clone())));
         }
     }
+    volumes
+}
 
-    // The service's networks (the stage network first), or the stage network alone; the
-    // stage's own ones are created when missing.
-    let networks: Vec<String> = match &base {
-        Some(base) => base.networks.iter().map(|n| n.network.clone()).collect(),
-        None => vec![spec::default_network(loaded)],
-    };
+/// The stage's own networks the container joins (the stage network first), to create when
+/// missing; external ones are not listed.
+fn owned_networks(loaded: &LoadedStack, service: Option<(&str, &Service)>) -> Vec<String> {
     let mut keys = vec!["default"];
     if let Some((_, service)) = service {
         keys.extend(
@@ -165,60 +236,10 @@ pub fn plan_container(
                 .filter(|k| *k != "default"),
         );
     }
-    let owned_networks: Vec<String> = keys
-        .into_iter()
-        .filter(|key| !stack.networks.get(*key).is_some_and(|d| d.external))
-        .map(|key| spec::network_name(loaded, key))
-        .collect();
-
-    let inherited = |pick: fn(&Service) -> Option<Vec<String>>| service.and_then(|(_, s)| pick(s));
-    let cmd = if !args.is_empty() {
-        Some(args.to_vec())
-    } else {
-        task.command
-            .clone()
-            .or_else(|| inherited(|s| s.command.clone()))
-    };
-    let entrypoint = task
-        .entrypoint
-        .clone()
-        .or_else(|| inherited(|s| s.entrypoint.clone()));
-    let working_dir = task
-        .working_dir
-        .clone()
-        .or_else(|| service.and_then(|(_, s)| s.working_dir.clone()));
-    let user = task
-        .user
-        .clone()
-        .or_else(|| service.and_then(|(_, s)| s.user.clone()));
-
-    let mut labels = names::owner_labels(stage, project, names::role::TASK);
-    labels.insert(TASK_LABEL.to_string(), name.to_string());
-
-    Ok(TaskPlan {
-        task: name.to_string(),
-        container: TaskContainer {
-            name: names::task_container(stage, project, name, short_id),
-            image,
-            cmd,
-            entrypoint,
-            env: env_list(&environment),
-            binds,
-            anonymous_volumes,
-            volumes_from,
-            networks,
-            working_dir,
-            user,
-            labels,
-        },
-        build,
-        volumes,
-        networks: owned_networks,
-        stdin_file: task
-            .stdin
-            .as_ref()
-            .map(|file| spec::bind_source(&loaded.dir, file)),
-    })
+    keys.into_iter()
+        .filter(|key| !loaded.stack.networks.get(*key).is_some_and(|d| d.external))
+        .map(|key| container::network_name(loaded, key))
+        .collect()
 }
 
 /// One step of a sequence.
@@ -316,15 +337,7 @@ mod tests {
     use super::*;
 
     fn loaded(yaml: &str) -> LoadedStack {
-        LoadedStack {
-            stack: crate::stack::Stack::from_yaml_str(yaml).expect("valid stack"),
-            project: "app".into(),
-            stage: "dev".into(),
-            dir: PathBuf::from("/srv/app"),
-            file: PathBuf::from("/srv/app/stacks/dev.yml"),
-            secrets: Vec::new(),
-            ..Default::default()
-        }
+        crate::plan::test_stack(yaml, "app", "dev", "/srv/app")
     }
 
     fn container_task(loaded: &LoadedStack, name: &str) -> ContainerTask {
@@ -370,7 +383,7 @@ tasks:
         assert_eq!(c.name, "dev-app--task-migrate-abc123");
         assert_eq!(c.image, "app/api:dev");
         assert_eq!(
-            c.cmd.as_deref(),
+            c.command.as_deref(),
             Some(&["python".to_string(), "manage.py".into(), "migrate".into()][..])
         );
         assert_eq!(
@@ -387,16 +400,18 @@ tasks:
         );
         assert_eq!(c.anonymous_volumes, vec!["/scratch".to_string()]);
         assert_eq!(c.volumes_from, vec!["dev-app--api_data".to_string()]);
-        assert_eq!(c.networks, vec!["dev-app_default".to_string()]);
+        assert_eq!(c.networks.len(), 1);
+        assert_eq!(c.networks[0].network, "dev-app_default");
+        assert!(c.networks[0].aliases.is_empty(), "no alias of the service");
+        assert!(c.ports.is_empty() && c.healthcheck.is_none() && c.restart.is_none());
         assert_eq!(c.working_dir.as_deref(), Some("/app"));
+        let labels = c.labels();
         assert_eq!(
-            c.labels.get("io.stackctl.role").map(String::as_str),
+            labels.get("io.stackctl.role").map(String::as_str),
             Some("task")
         );
-        assert_eq!(
-            c.labels.get(TASK_LABEL).map(String::as_str),
-            Some("migrate")
-        );
+        assert_eq!(labels.get(names::TASK).map(String::as_str), Some("migrate"));
+        assert_eq!(labels.get(names::SERVICE), None);
         // The external volume is not ours to create; the stage's own is.
         assert_eq!(plan.volumes, vec![("dev-app_cache".to_string(), None)]);
         assert_eq!(plan.networks, vec!["dev-app_default".to_string()]);
@@ -412,7 +427,7 @@ tasks:
         let task = container_task(&loaded, "import");
         let args = vec!["wc".to_string(), "-c".into()];
         let plan = plan_container(&loaded, "import", &task, &args, "0f0f0f").expect("plan");
-        assert_eq!(plan.container.cmd, Some(args));
+        assert_eq!(plan.container.command, Some(args));
         assert_eq!(plan.container.image, "db:1");
         assert!(plan.build.is_none());
         assert_eq!(plan.stdin_file, Some(PathBuf::from("/srv/app/dumps/x.sql")));

@@ -1,61 +1,17 @@
-//! The planner: desired stack + observed engine state → an ordered list of actions, each
-//! with its reason. Pure: no engine calls, so `up --dry-run` prints exactly what `up` would
-//! do and the tests below cover it without a daemon.
+//! The `up` planner: desired stack + observed state → an ordered list of actions, each with
+//! its reason. Pure: no engine calls, so `up --dry-run` prints exactly what `up` would do
+//! and the tests below cover it without a daemon. The heart is [`decide`]: what happens to
+//! one service's container.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
+use super::container::{self, ContainerSpec};
+use super::image::{self, ImageBuild, ImageSpec};
 use crate::names;
-use crate::spec::{self, ContainerSpec};
+pub use crate::observed::{Observed, ObservedContainer};
 use crate::stack::model::{Condition, MountKind};
 use crate::stack::LoadedStack;
-
-/// One container of the stage, as the engine's list reports it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ObservedContainer {
-    pub name: String,
-    pub id: String,
-    /// `io.stackctl.role`: service, data, task.
-    pub role: String,
-    /// `io.stackctl.service`: the service or data container it belongs to.
-    pub service: Option<String>,
-    /// `created`, `running`, `exited`, `paused`, …
-    pub state: String,
-    /// The engine's status text (`Up 3 minutes (healthy)`, `Exited (0) 2 seconds ago`).
-    pub status: String,
-    /// `starting`, `healthy`, `unhealthy` when the container has a healthcheck and runs.
-    pub health: Option<String>,
-    pub config_hash: Option<String>,
-    /// The per-field hashes label ([`spec::FIELDS_LABEL`]).
-    pub fields: Option<String>,
-    pub image_id: String,
-    /// Published ports as `host_ip:host_port->container_port/proto`.
-    pub ports: Vec<String>,
-}
-
-impl ObservedContainer {
-    /// The exit code in an `Exited (N) …` status.
-    pub fn exit_code(&self) -> Option<i64> {
-        let rest = self.status.strip_prefix("Exited (")?;
-        rest.split(')').next()?.parse().ok()
-    }
-}
-
-/// What the engine holds for one stage: one list call per kind.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Observed {
-    pub containers: Vec<ObservedContainer>,
-    /// Names of the stage's labelled networks.
-    pub networks: Vec<String>,
-    /// Names of the stage's labelled volumes.
-    pub volumes: Vec<String>,
-}
-
-impl Observed {
-    pub fn container(&self, name: &str) -> Option<&ObservedContainer> {
-        self.containers.iter().find(|c| c.name == name)
-    }
-}
 
 /// Options of `up` that change the plan.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +36,8 @@ pub enum Change {
     Start(String),
     /// Nothing to do; why it counts as current (`running`, `completed`).
     Unchanged(String),
+    /// The container is current but a dependency with `restart: true` was recreated.
+    Restart(String),
 }
 
 /// One step of a plan.
@@ -87,10 +45,11 @@ pub enum Change {
 pub enum Action {
     /// Build an image (before anything else).
     Build {
-        /// The service, data container or task it is for.
+        /// The service, data container or task whose `build:` makes it.
         owner: String,
         image: String,
         reason: String,
+        build: Box<ImageSpec>,
     },
     /// An image is missing and nothing builds it.
     MissingImage {
@@ -127,6 +86,8 @@ pub enum Action {
         depends_on: Vec<(String, Condition)>,
         /// Whether `up` waits for it to be healthy at the end.
         has_healthcheck: bool,
+        /// Others wait for it to complete: exiting 0 is its success, not a failure.
+        one_shot: bool,
     },
     /// A service container whose service is gone from the stack file.
     Orphan {
@@ -143,6 +104,7 @@ impl Action {
                 owner,
                 image,
                 reason,
+                ..
             } => (
                 "image",
                 image.clone(),
@@ -190,6 +152,7 @@ impl Action {
                             .join(", "),
                     ),
                     Change::Start(why) => ("service", name, "start", why.clone()),
+                    Change::Restart(why) => ("service", name, "restart", why.clone()),
                     Change::Unchanged(why) => ("service", name, "unchanged", why.clone()),
                 }
             }
@@ -307,7 +270,7 @@ pub fn service_deps(loaded: &LoadedStack, name: &str) -> Vec<(String, Condition)
         .map(|(d, dep)| (d.clone(), dep.condition))
         .collect();
     for entry in &service.volumes_from {
-        let target = spec::volumes_from_target(entry);
+        let target = container::volumes_from_target(entry);
         if loaded.stack.services.contains_key(target) && !deps.iter().any(|(d, _)| d == target) {
             deps.push((target.to_string(), Condition::ServiceStarted));
         }
@@ -360,94 +323,143 @@ pub fn plan(
     observed: &Observed,
     options: &PlanOptions,
 ) -> Result<Plan, UnknownService> {
-    let stack = &loaded.stack;
     let selected = select_services(loaded, &options.services)?;
-    let mut actions = Vec::new();
-    let mut healthy = BTreeSet::new();
+    let data = data_containers(loaded, &selected, options);
+    let mut actions = image_actions(loaded, images, observed, options, &selected, &data);
+    if !selected.is_empty() {
+        actions.extend(network_actions(loaded, observed, &selected));
+    }
+    actions.extend(volume_actions(loaded, observed, &selected, &data));
+    for name in &data {
+        let image = container::data_image(loaded, name);
+        let id = images.get(&image).cloned().unwrap_or_default();
+        if let Some(spec) = container::data_container(loaded, name, &id) {
+            actions.push(Action::DataContainer {
+                key: name.clone(),
+                exists: !data_missing(loaded, observed, name),
+                spec: Box::new(spec),
+            });
+        }
+    }
+    let (services, healthy) = service_actions(loaded, images, observed, &selected, &actions);
+    actions.extend(services);
+    actions.extend(orphan_actions(loaded, observed, options));
+    Ok(Plan { actions, healthy })
+}
 
-    // Data containers used by the selected services (all of them for a full `up`).
+/// Data containers the selected services use (all of them for a full `up`).
+fn data_containers(
+    loaded: &LoadedStack,
+    selected: &[String],
+    options: &PlanOptions,
+) -> Vec<String> {
+    let stack = &loaded.stack;
+    if options.services.is_empty() {
+        return stack.data_containers.keys().cloned().collect();
+    }
     let mut data: Vec<String> = Vec::new();
-    for name in &selected {
+    for name in selected {
         for entry in &stack.services[name.as_str()].volumes_from {
-            let target = spec::volumes_from_target(entry);
+            let target = container::volumes_from_target(entry);
             if stack.data_containers.contains_key(target) && !data.iter().any(|d| d == target) {
                 data.push(target.to_string());
             }
         }
     }
-    if options.services.is_empty() {
-        data = stack.data_containers.keys().cloned().collect();
-    }
+    data
+}
 
-    // Images: build what is missing (or everything buildable with --build).
-    let mut image_actions: Vec<Action> = Vec::new();
-    let mut seen_images: HashSet<String> = HashSet::new();
-    let mut need_image = |owner: &str, image: String, buildable: bool| {
-        if !seen_images.insert(image.clone()) {
-            return;
+/// Images to build: what is missing (or everything buildable with `--build`); images
+/// missing that nothing builds. An image another entry of the stage builds (a service
+/// running the tag a second service or a data container builds) counts as buildable.
+fn image_actions(
+    loaded: &LoadedStack,
+    images: &HashMap<String, String>,
+    observed: &Observed,
+    options: &PlanOptions,
+    selected: &[String],
+    data: &[String],
+) -> Vec<Action> {
+    let stack = &loaded.stack;
+    let builds: Vec<ImageBuild> = image::stage_images(loaded)
+        .into_iter()
+        .filter(|b| b.owner != image::Owner::Task)
+        .collect();
+    let mut wanted: Vec<(&str, String)> = Vec::new();
+    for name in data {
+        if data_missing(loaded, observed, name) {
+            wanted.push((name, container::data_image(loaded, name)));
+        }
+    }
+    for name in selected {
+        let service = &stack.services[name.as_str()];
+        wanted.push((name, container::service_image(loaded, name, service)));
+    }
+    let mut actions = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for (owner, image) in wanted {
+        if !seen.insert(image.clone()) {
+            continue;
         }
         let have = images.contains_key(&image);
-        if buildable && options.build && !options.built.contains(&image) {
-            image_actions.push(Action::Build {
+        let builder = image::builder_of(&builds, &image);
+        let built = options.built.contains(&image);
+        match builder {
+            Some(build) if !built && (options.build || !have) => actions.push(Action::Build {
+                owner: build.name.clone(),
+                image,
+                reason: if options.build {
+                    "--build".into()
+                } else {
+                    "image missing".into()
+                },
+                build: Box::new(build.request.clone()),
+            }),
+            None if !have => actions.push(Action::MissingImage {
                 owner: owner.to_string(),
                 image,
-                reason: "--build".into(),
-            });
-        } else if !have && buildable && !options.built.contains(&image) {
-            image_actions.push(Action::Build {
-                owner: owner.to_string(),
-                image,
-                reason: "image missing".into(),
-            });
-        } else if !have {
-            image_actions.push(Action::MissingImage {
-                owner: owner.to_string(),
-                image,
-            });
-        }
-    };
-    for name in &data {
-        let d = &stack.data_containers[name.as_str()];
-        if data_missing(loaded, observed, name) {
-            need_image(name, spec::data_image(loaded, name), d.build.is_some());
+            }),
+            _ => {}
         }
     }
-    for name in &selected {
-        let s = &stack.services[name.as_str()];
-        need_image(
-            name,
-            spec::service_image(loaded, name, s),
-            s.build.is_some(),
-        );
-    }
-    actions.extend(image_actions);
+    actions
+}
 
-    // Networks: the stage network and every other one the selected services join.
-    let mut network_keys: Vec<String> = vec!["default".to_string()];
-    for name in &selected {
+/// The stage network and every other one the selected services join.
+fn network_actions(loaded: &LoadedStack, observed: &Observed, selected: &[String]) -> Vec<Action> {
+    let stack = &loaded.stack;
+    let mut keys: Vec<String> = vec!["default".to_string()];
+    for name in selected {
         for key in stack.services[name.as_str()].networks.keys() {
-            if !network_keys.contains(key) {
-                network_keys.push(key.clone());
+            if !keys.contains(key) {
+                keys.push(key.clone());
             }
         }
     }
-    if !selected.is_empty() {
-        for key in &network_keys {
-            let name = spec::network_name(loaded, key);
-            let external = stack.networks.get(key).is_some_and(|n| n.external);
-            if external {
-                actions.push(Action::ExternalNetwork {
-                    name,
-                    key: key.clone(),
-                });
-            } else if !observed.networks.contains(&name) {
-                actions.push(Action::CreateNetwork { name });
-            }
+    let mut actions = Vec::new();
+    for key in &keys {
+        let name = container::network_name(loaded, key);
+        if stack.networks.get(key).is_some_and(|n| n.external) {
+            actions.push(Action::ExternalNetwork {
+                name,
+                key: key.clone(),
+            });
+        } else if !observed.networks.contains(&name) {
+            actions.push(Action::CreateNetwork { name });
         }
     }
+    actions
+}
 
-    // Named volumes the selected services and data containers mount.
-    let mut volume_keys: Vec<String> = Vec::new();
+/// Named volumes the selected services and data containers mount.
+fn volume_actions(
+    loaded: &LoadedStack,
+    observed: &Observed,
+    selected: &[String],
+    data: &[String],
+) -> Vec<Action> {
+    let stack = &loaded.stack;
+    let mut keys: Vec<String> = Vec::new();
     let mounts = selected
         .iter()
         .flat_map(|n| stack.services[n.as_str()].volumes.iter())
@@ -457,13 +469,14 @@ pub fn plan(
         );
     for mount in mounts {
         if let (MountKind::Named, Some(source)) = (mount.kind, &mount.source) {
-            if !volume_keys.contains(source) {
-                volume_keys.push(source.clone());
+            if !keys.contains(source) {
+                keys.push(source.clone());
             }
         }
     }
-    for key in &volume_keys {
-        let name = spec::volume_name(loaded, key);
+    let mut actions = Vec::new();
+    for key in &keys {
+        let name = container::volume_name(loaded, key);
         let def = stack.volumes.get(key);
         if def.is_some_and(|v| v.external) {
             actions.push(Action::ExternalVolume {
@@ -477,32 +490,26 @@ pub fn plan(
             });
         }
     }
+    actions
+}
 
-    for name in &data {
-        let image = spec::data_image(loaded, name);
-        let id = images.get(&image).cloned().unwrap_or_default();
-        if let Some(spec) = spec::data_container(loaded, name, &id) {
-            actions.push(Action::DataContainer {
-                key: name.clone(),
-                exists: !data_missing(loaded, observed, name),
-                spec: Box::new(spec),
-            });
-        }
-    }
-
-    // Which services others wait on to complete: their exited-0 container is current.
-    let one_shots: HashSet<String> = stack
-        .services
-        .values()
-        .flat_map(|s| s.depends_on.iter())
-        .filter(|(_, d)| d.condition == Condition::ServiceCompletedSuccessfully)
-        .map(|(n, _)| n.clone())
-        .collect();
-
-    for name in &selected {
+/// One action per selected service, in dependency order, and the unchanged services the
+/// engine already reports healthy.
+fn service_actions(
+    loaded: &LoadedStack,
+    images: &HashMap<String, String>,
+    observed: &Observed,
+    selected: &[String],
+    earlier: &[Action],
+) -> (Vec<Action>, BTreeSet<String>) {
+    let stack = &loaded.stack;
+    let one_shots = one_shot_services(loaded);
+    let mut healthy = BTreeSet::new();
+    let mut actions: Vec<Action> = Vec::new();
+    for name in selected {
         let service = &stack.services[name.as_str()];
-        let image = spec::service_image(loaded, name, service);
-        let rebuilding = actions
+        let image = container::service_image(loaded, name, service);
+        let rebuilding = earlier
             .iter()
             .any(|a| matches!(a, Action::Build { image: i, .. } if *i == image));
         let image_id = if rebuilding {
@@ -510,39 +517,20 @@ pub fn plan(
         } else {
             images.get(&image).cloned().unwrap_or_default()
         };
-        let spec = spec::service(loaded, name, service, &image_id);
-        let change = match observed.container(&spec.name) {
-            None => Change::Create,
-            Some(current) if rebuilding => {
-                let _ = current;
-                Change::Recreate(vec!["image".into()])
+        let spec = container::service(loaded, name, service, &image_id);
+        let current = observed.container(&spec.name);
+        let one_shot = one_shots.contains(name);
+        let mut change = decide(&spec, current, rebuilding, one_shot);
+        if matches!(change, Change::Unchanged(_)) {
+            if let Some(dep) = restarting_dependency(loaded, name, &actions) {
+                change = Change::Restart(format!("`{dep}` recreated (restart: true)"));
             }
-            Some(current) if current.config_hash.as_deref() != Some(&spec.config_hash()) => {
-                let fields = current
-                    .fields
-                    .as_deref()
-                    .map(|old| spec::changed_fields(old, &spec.field_hashes()))
-                    .unwrap_or_default();
-                if fields.is_empty() {
-                    Change::Recreate(vec!["config".into()])
-                } else {
-                    Change::Recreate(fields)
-                }
-            }
-            Some(current) => match current.state.as_str() {
-                "running" if current.health.as_deref() == Some("healthy") => {
-                    healthy.insert(name.clone());
-                    Change::Unchanged("running".into())
-                }
-                "running" | "restarting" => Change::Unchanged("running".into()),
-                "paused" => Change::Unchanged("paused".into()),
-                "exited" if one_shots.contains(name) && current.exit_code() == Some(0) => {
-                    Change::Unchanged("completed".into())
-                }
-                "created" => Change::Start("created, not started".into()),
-                _ => Change::Start("was stopped".into()),
-            },
-        };
+        }
+        if change == Change::Unchanged("running".into())
+            && current.is_some_and(|c| c.health.as_deref() == Some("healthy"))
+        {
+            healthy.insert(name.clone());
+        }
         let has_healthcheck = spec
             .healthcheck
             .as_ref()
@@ -551,27 +539,106 @@ pub fn plan(
             service: name.clone(),
             depends_on: service_deps(loaded, name),
             has_healthcheck,
+            one_shot,
             change,
             spec: Box::new(spec),
         });
     }
+    (actions, healthy)
+}
 
-    for container in &observed.containers {
-        if container.role != names::role::SERVICE {
-            continue;
-        }
-        let known = container
-            .service
-            .as_ref()
-            .is_some_and(|s| stack.services.contains_key(s));
-        if !known {
-            actions.push(Action::Orphan {
-                name: container.name.clone(),
-                remove: options.remove_orphans,
-            });
-        }
+/// Services others wait on to complete: their exited-0 container is current.
+pub fn one_shot_services(loaded: &LoadedStack) -> HashSet<String> {
+    loaded
+        .stack
+        .services
+        .values()
+        .flat_map(|s| s.depends_on.iter())
+        .filter(|(_, d)| d.condition == Condition::ServiceCompletedSuccessfully)
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// A dependency with `restart: true` that this plan recreates (dependencies come first).
+fn restarting_dependency(loaded: &LoadedStack, name: &str, planned: &[Action]) -> Option<String> {
+    let service = loaded.stack.services.get(name)?;
+    service
+        .depends_on
+        .iter()
+        .filter(|(_, dep)| dep.restart)
+        .map(|(dep, _)| dep)
+        .find(|dep| {
+            planned.iter().any(|a| {
+                matches!(a, Action::Service { service, change: Change::Recreate(_), .. } if service == *dep)
+            })
+        })
+        .cloned()
+}
+
+/// What happens to one service's container: created when missing, recreated when its
+/// config hash (or the networks it is attached to) differ from the spec or its image is being
+/// rebuilt, started when current but not running, else unchanged. A container without a
+/// config hash (a half-made one) is recreated. `one_shot`: others wait for it to complete,
+/// so its exit 0 counts as current.
+pub fn decide(
+    spec: &ContainerSpec,
+    current: Option<&ObservedContainer>,
+    rebuilding: bool,
+    one_shot: bool,
+) -> Change {
+    let Some(current) = current else {
+        return Change::Create;
+    };
+    if rebuilding {
+        return Change::Recreate(vec!["image".into()]);
     }
-    Ok(Plan { actions, healthy })
+    if current.config_hash.as_deref() != Some(&spec.config_hash()) {
+        let fields = current
+            .fields
+            .as_deref()
+            .map(|old| container::changed_fields(old, &spec.field_hashes()))
+            .unwrap_or_default();
+        return if fields.is_empty() {
+            Change::Recreate(vec!["config".into()])
+        } else {
+            Change::Recreate(fields)
+        };
+    }
+    let detached = !current.networks.is_empty()
+        && spec
+            .networks
+            .iter()
+            .any(|n| !current.networks.contains(&n.network));
+    if detached {
+        return Change::Recreate(vec!["networks".into()]);
+    }
+    match current.state.as_str() {
+        "running" | "restarting" => Change::Unchanged("running".into()),
+        "paused" => Change::Unchanged("paused".into()),
+        "exited" if one_shot && current.exit_code() == Some(0) => {
+            Change::Unchanged("completed".into())
+        }
+        "created" => Change::Start("created, not started".into()),
+        _ => Change::Start("was stopped".into()),
+    }
+}
+
+/// Service containers whose service is gone from the stack file.
+fn orphan_actions(loaded: &LoadedStack, observed: &Observed, options: &PlanOptions) -> Vec<Action> {
+    observed
+        .containers
+        .iter()
+        .filter(|c| c.role == names::role::SERVICE)
+        .filter(|c| {
+            !c.service
+                .as_ref()
+                .is_some_and(|s| loaded.stack.services.contains_key(s))
+        })
+        .map(|c| Action::Orphan {
+            name: c.name.clone(),
+            remove: options.remove_orphans,
+        })
+        .collect()
 }
 
 fn data_missing(loaded: &LoadedStack, observed: &Observed, name: &str) -> bool {
@@ -583,22 +650,11 @@ fn data_missing(loaded: &LoadedStack, observed: &Observed, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::Stack;
-    use std::path::PathBuf;
 
     const IMAGE_ID: &str = "sha256:1111";
 
     fn loaded(yaml: &str) -> LoadedStack {
-        let stack: Stack = crate::stack::Stack::from_yaml_str(yaml).expect("valid test stack");
-        LoadedStack {
-            stack,
-            project: "demo".into(),
-            stage: "dev".into(),
-            dir: PathBuf::from("/srv/demo"),
-            file: PathBuf::from("/srv/demo/stacks/dev.yml"),
-            secrets: Vec::new(),
-            ..Default::default()
-        }
+        crate::plan::test_stack(yaml, "demo", "dev", "/srv/demo")
     }
 
     fn images() -> HashMap<String, String> {
@@ -671,9 +727,10 @@ volumes:
             status: String::new(),
             health: None,
             config_hash: labels.get(names::CONFIG_HASH).cloned(),
-            fields: labels.get(spec::FIELDS_LABEL).cloned(),
+            fields: labels.get(names::CONFIG_FIELDS).cloned(),
             image_id: spec.image_id.clone(),
             ports: Vec::new(),
+            networks: spec.networks.iter().map(|n| n.network.clone()).collect(),
         }
     }
 
@@ -908,19 +965,27 @@ volumes:
             &PlanOptions::default(),
         )
         .unwrap();
+        match &plan1.actions[0] {
+            Action::Build {
+                owner,
+                image,
+                reason,
+                build,
+            } => {
+                assert_eq!(
+                    (owner.as_str(), image.as_str(), reason.as_str()),
+                    ("api", "demo/api:dev", "image missing")
+                );
+                assert_eq!(build.context, std::path::PathBuf::from("/srv/demo/api"));
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
-            plan1.actions[..2],
-            [
-                Action::Build {
-                    owner: "api".into(),
-                    image: "demo/api:dev".into(),
-                    reason: "image missing".into()
-                },
-                Action::MissingImage {
-                    owner: "web".into(),
-                    image: "nothere:1".into()
-                },
-            ]
+            plan1.actions[1],
+            Action::MissingImage {
+                owner: "web".into(),
+                image: "nothere:1".into()
+            }
         );
         // Present images are built only with --build, and not twice in one run.
         let options = PlanOptions {

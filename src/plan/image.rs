@@ -1,11 +1,11 @@
-//! What a stage builds: one `BuildRequest` per service, data container and container task
-//! with `build:`. Pure: the stack in, the requests out (tags, absolute contexts, build args,
-//! ownership labels); `build` and `up` both use it, so an image is named in one place.
+//! What a stage builds: one [`ImageSpec`] per service, data container and container task
+//! with `build:`. Pure: the stack in, the specs out (tags, absolute contexts, build args,
+//! ownership labels); `build`, `up` and `exec` all use it, so an image is named in one place.
 
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use crate::engine::build::BuildRequest;
+use super::container::absolute_path;
 use crate::names;
 use crate::stack::model::{Build, Task};
 use crate::stack::{LoadedStack, StackError, StackErrors};
@@ -38,13 +38,34 @@ impl Owner {
     }
 }
 
+/// How to build one image, as plain data (the Docker target turns it into a build request).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageSpec {
+    /// The build context directory (absolute).
+    pub context: PathBuf,
+    /// Dockerfile path relative to the context (default `Dockerfile`).
+    pub dockerfile: Option<String>,
+    pub args: HashMap<String, String>,
+    pub target: Option<String>,
+    pub labels: HashMap<String, String>,
+    /// The tag to give the image (`project/service:stage`, or the entry's `image:`).
+    pub tag: String,
+    pub no_cache: bool,
+}
+
 /// One image the stage builds.
 #[derive(Debug, Clone)]
 pub struct ImageBuild {
     pub owner: Owner,
     /// The service, data container or task name.
     pub name: String,
-    pub request: BuildRequest,
+    pub request: ImageSpec,
+}
+
+/// The build of the image tagged `tag`, whichever entry of the stage builds it (a service
+/// may run the image another service or a data container builds).
+pub fn builder_of<'a>(builds: &'a [ImageBuild], tag: &str) -> Option<&'a ImageBuild> {
+    builds.iter().find(|b| b.request.tag == tag)
 }
 
 /// Every image the stage builds, in stack order: services, data containers, then tasks.
@@ -209,12 +230,12 @@ fn image_build(
     ImageBuild {
         owner,
         name: name.to_string(),
-        request: BuildRequest {
+        request: ImageSpec {
             // Remote contexts (URLs) are kept as written; `check_sources` refuses them.
             context: if build.context.contains("://") {
                 PathBuf::from(&build.context)
             } else {
-                resolve(&loaded.dir, &build.context)
+                absolute_path(&loaded.dir, &build.context)
             },
             dockerfile: build.dockerfile.clone(),
             args,
@@ -226,36 +247,12 @@ fn image_build(
     }
 }
 
-/// `path` made absolute against `dir`, with `.` and `..` resolved lexically.
-fn resolve(dir: &Path, path: &str) -> PathBuf {
-    let joined = dir.join(path);
-    let mut out = PathBuf::new();
-    for component in joined.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn loaded(yaml: &str) -> LoadedStack {
-        LoadedStack {
-            stack: crate::stack::Stack::from_yaml_str(yaml).expect("valid stack"),
-            project: "shop".into(),
-            stage: "qa".into(),
-            dir: PathBuf::from("/work/shop"),
-            file: PathBuf::from("/work/shop/stacks/qa.yml"),
-            secrets: Vec::new(),
-            ..Default::default()
-        }
+        crate::plan::test_stack(yaml, "shop", "qa", "/work/shop")
     }
 
     const STACK: &str = r#"
@@ -393,8 +390,11 @@ tasks:
     #[test]
     fn contexts_resolve_lexically() {
         let dir = Path::new("/p/proj");
-        assert_eq!(resolve(dir, "."), PathBuf::from("/p/proj"));
-        assert_eq!(resolve(dir, "./a/../b/"), PathBuf::from("/p/proj/b"));
-        assert_eq!(resolve(dir, "/elsewhere/x"), PathBuf::from("/elsewhere/x"));
+        assert_eq!(absolute_path(dir, "."), PathBuf::from("/p/proj"));
+        assert_eq!(absolute_path(dir, "./a/../b/"), PathBuf::from("/p/proj/b"));
+        assert_eq!(
+            absolute_path(dir, "/elsewhere/x"),
+            PathBuf::from("/elsewhere/x")
+        );
     }
 }

@@ -2,9 +2,9 @@
 //! service or data container (names of volumes, networks and data containers already
 //! stage-qualified, bind sources absolute), and its config hash.
 //!
-//! Pure: no engine calls. `plan` compares these specs with what the engine reports,
-//! `engine::containers` turns one into a create request, and one-off tasks reuse
-//! [`service`] and adjust the result (drop ports, another name and role).
+//! Pure: no engine calls. `plan::up` compares these specs with what the engine reports, the
+//! Docker target (`apply::docker`) turns one into the engine's create request, and one-off
+//! tasks (`plan::task`) take [`service`]'s spec and adjust it.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -15,10 +15,6 @@ use sha2::{Digest, Sha256};
 use crate::names;
 use crate::stack::model::{MountKind, Service, VolumeMount};
 use crate::stack::LoadedStack;
-
-/// Label holding the short hash of each hashed field (`image:1a2b3c4d,command:…`), so the
-/// planner can say which field changed from the container list alone.
-pub const FIELDS_LABEL: &str = "io.stackctl.config-fields";
 
 /// One published port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,7 +53,7 @@ pub struct NetworkAttachment {
 
 /// Everything that reaches one container. Every field except `name`, `role_labels` and
 /// `image` (the reference; its resolved ID is `image_id`) is covered by the config hash.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ContainerSpec {
     /// The container name (`{stage}-{project}--{service}`).
     pub name: String,
@@ -180,7 +176,7 @@ pub fn mounts(loaded: &LoadedStack, volumes: &[VolumeMount]) -> (Vec<String>, Ve
             )),
             (MountKind::Bind, Some(source)) => binds.push(format!(
                 "{}:{}{suffix}",
-                bind_source(&loaded.dir, source).display(),
+                absolute_path(&loaded.dir, source).display(),
                 mount.target
             )),
             _ => anonymous.push(mount.target.clone()),
@@ -189,9 +185,10 @@ pub fn mounts(loaded: &LoadedStack, volumes: &[VolumeMount]) -> (Vec<String>, Ve
     (binds, anonymous)
 }
 
-/// A bind source made absolute: `~` is the home directory, relative paths resolve against
-/// the project directory; `.` and `..` are folded so equal paths hash equally.
-pub fn bind_source(dir: &Path, source: &str) -> PathBuf {
+/// A path of the stack file made absolute (bind sources, build contexts, `stdin:` files): `~`
+/// is the home directory, relative paths resolve against the project directory; `.` and `..`
+/// are folded lexically so equal paths hash equally.
+pub fn absolute_path(dir: &Path, source: &str) -> PathBuf {
     let raw = if let Some(rest) = source.strip_prefix("~/") {
         std::env::var_os("HOME")
             .map(PathBuf::from)
@@ -410,7 +407,7 @@ impl ContainerSpec {
         hex(&hasher.finalize())
     }
 
-    /// The value of [`FIELDS_LABEL`]: `field:shorthash` pairs, comma-separated.
+    /// The value of `names::CONFIG_FIELDS`: `field:shorthash` pairs, comma-separated.
     pub fn field_hashes(&self) -> String {
         self.hashed_fields()
             .into_iter()
@@ -424,12 +421,12 @@ impl ContainerSpec {
         let mut labels = self.user_labels.clone();
         labels.extend(self.owner_labels.clone());
         labels.insert(names::CONFIG_HASH.to_string(), self.config_hash());
-        labels.insert(FIELDS_LABEL.to_string(), self.field_hashes());
+        labels.insert(names::CONFIG_FIELDS.to_string(), self.field_hashes());
         labels
     }
 }
 
-/// The fields whose short hashes differ between two [`FIELDS_LABEL`] values, in the
+/// The fields whose short hashes differ between two `names::CONFIG_FIELDS` values, in the
 /// canonical order. Empty when the old label is missing or unreadable.
 pub fn changed_fields(old: &str, new: &str) -> Vec<String> {
     let parse = |text: &str| -> BTreeMap<String, String> {
@@ -448,4 +445,32 @@ pub fn changed_fields(old: &str, new: &str) -> Vec<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_of(yaml: &str) -> ContainerSpec {
+        let loaded = crate::plan::test_stack(yaml, "demo", "dev", "/srv/demo");
+        service(&loaded, "api", &loaded.stack.services["api"], "sha256:abc")
+    }
+
+    const API: &str = "services:\n  api:\n    image: busybox:latest\n    environment: { B: \"2\", A: \"1\", UNSET: }\n    cpus: 0.5\n";
+
+    #[test]
+    fn config_hash_is_canonical() {
+        let one = spec_of(API);
+        let reordered = spec_of(&API.replace(
+            r#"{ B: "2", A: "1", UNSET: }"#,
+            r#"{ A: "1", UNSET: , B: "2" }"#,
+        ));
+        assert_eq!(one.config_hash(), reordered.config_hash());
+        let changed = spec_of(&API.replace("cpus: 0.5", "cpus: 1"));
+        assert_ne!(one.config_hash(), changed.config_hash());
+        assert_eq!(
+            changed_fields(&one.field_hashes(), &changed.field_hashes()),
+            vec!["cpus".to_string()]
+        );
+    }
 }

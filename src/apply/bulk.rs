@@ -1,0 +1,177 @@
+//! Whole-stage operations of `down`, `purge`, `stop` and `start`: many containers (or
+//! networks) at once, [`PARALLEL`] at a time, each on its own progress line.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+
+use super::{first_error, PARALLEL};
+use crate::engine::Engine;
+use crate::observed::ObservedContainer;
+use crate::output::Progress;
+use crate::stack::LoadedStack;
+
+/// Stop and remove containers, [`PARALLEL`] at a time, each on its own line.
+pub async fn remove_containers(
+    engine: &Engine,
+    containers: &[ObservedContainer],
+    progress: &Progress,
+) -> Result<()> {
+    use futures_util::stream::{self, StreamExt};
+    let results: Vec<Result<()>> = stream::iter(containers.iter().map(|container| async move {
+        crate::interrupt::check()?;
+        let kind = kind_of(container);
+        let line = progress.line(kind, &container.name);
+        let result = async {
+            if container.state == "running" || container.state == "restarting" {
+                line.step("stopping");
+                stop(engine, &container.name).await?;
+            }
+            line.step("removing");
+            engine.remove_container(&container.name).await?;
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                line.done("removed", None);
+                Ok(())
+            }
+            Err(err) => {
+                line.fail("remove", &format!("{err:#}"));
+                Err(err)
+            }
+        }
+    }))
+    .buffer_unordered(PARALLEL)
+    .collect()
+    .await;
+    first_error(results)
+}
+
+/// Stop containers, [`PARALLEL`] at a time.
+pub async fn stop_containers(
+    engine: &Engine,
+    containers: &[ObservedContainer],
+    progress: &Progress,
+) -> Result<()> {
+    use futures_util::stream::{self, StreamExt};
+    let results: Vec<Result<()>> = stream::iter(containers.iter().map(|container| async move {
+        crate::interrupt::check()?;
+        if container.state != "running"
+            && container.state != "restarting"
+            && container.state != "paused"
+        {
+            progress.unchanged(kind_of(container), &container.name, "not running");
+            return Ok(());
+        }
+        let line = progress.line(kind_of(container), &container.name);
+        line.step("stopping");
+        match stop(engine, &container.name).await {
+            Ok(()) => {
+                line.done("stopped", None);
+                Ok(())
+            }
+            Err(err) => {
+                line.fail("stop", &format!("{err:#}"));
+                Err(err)
+            }
+        }
+    }))
+    .buffer_unordered(PARALLEL)
+    .collect()
+    .await;
+    first_error(results)
+}
+
+/// Start containers, [`PARALLEL`] at a time.
+pub async fn start_containers(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    containers: &[ObservedContainer],
+    progress: &Progress,
+) -> Result<()> {
+    use futures_util::stream::{self, StreamExt};
+    let results: Vec<Result<()>> = stream::iter(containers.iter().map(|container| async move {
+        crate::interrupt::check()?;
+        if container.state == "running" || container.state == "restarting" {
+            progress.unchanged(kind_of(container), &container.name, "running");
+            return Ok(());
+        }
+        let line = progress.line(kind_of(container), &container.name);
+        line.step("starting");
+        let service = container.service.clone().unwrap_or_default();
+        match engine
+            .start_container(&container.name)
+            .await
+            .map_err(|err| super::docker::start_error(loaded, &service, err))
+        {
+            Ok(()) => {
+                line.done("started", None);
+                Ok(())
+            }
+            Err(err) => {
+                line.fail("start", &format!("{err:#}"));
+                Err(err)
+            }
+        }
+    }))
+    .buffer_unordered(PARALLEL)
+    .collect()
+    .await;
+    first_error(results)
+}
+
+/// Remove networks once their endpoints are gone (the engine can take a moment to release
+/// an endpoint after its container is removed).
+pub async fn remove_networks(
+    engine: &Engine,
+    networks: &[String],
+    progress: &Progress,
+) -> Result<()> {
+    for name in networks {
+        crate::interrupt::check()?;
+        let line = progress.line("network", name);
+        line.step("removing");
+        let mut attempt = 0;
+        loop {
+            match engine.remove_network(name).await {
+                Ok(()) => {
+                    line.done("removed", None);
+                    break;
+                }
+                Err(err) if err.message.contains("active endpoints") && attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(err) => {
+                    line.fail("remove", &err.to_string());
+                    let hint = if err.message.contains("active endpoints") {
+                        format!("\nhint: a container stackctl does not own is attached; see `docker network inspect {name}`")
+                    } else {
+                        String::new()
+                    };
+                    return Err(anyhow!("{err}{hint}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stop a container; on an interrupt stop waiting for its grace period (the engine finishes
+/// the stop on its own) and report the interrupt.
+async fn stop(engine: &Engine, name: &str) -> Result<()> {
+    tokio::select! {
+        stopped = engine.stop_container(name, None) => Ok(stopped?),
+        _ = crate::interrupt::wait() => Err(crate::error::Interrupted.into()),
+    }
+}
+
+fn kind_of(container: &ObservedContainer) -> &'static str {
+    match container.role.as_str() {
+        "data" => "data",
+        "task" => "task",
+        _ => "service",
+    }
+}

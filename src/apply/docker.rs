@@ -1,0 +1,588 @@
+//! The Docker engine as a [`Target`]: the one place where a plan's specs become the engine's
+//! requests ([`container_config`], [`build_request`]), and where the engine's answers become
+//! the executor's errors (a port already allocated, a dependency that turned unhealthy).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+
+use super::target::{Phase, Readiness, Target};
+use super::Interrupt;
+use crate::engine::build::BuildRequest;
+use crate::engine::containers::{
+    port_in_use, ContainerConfig, Endpoint, Healthcheck, PublishedPort,
+};
+use crate::engine::{Engine, EngineError};
+use crate::error::Interrupted;
+use crate::names;
+use crate::observed::Observed;
+use crate::plan::container::{self, ContainerSpec};
+use crate::plan::image::ImageSpec;
+use crate::plan::up::{Action, Change};
+use crate::stack::LoadedStack;
+
+/// How often health and exit states are polled. Each poll is one inspect (about a
+/// millisecond on a local engine); every millisecond between the health change and the poll
+/// that sees it delays the dependents' start, and `up` itself (250 ms cost 125 ms on average).
+const POLL: Duration = Duration::from_millis(50);
+
+/// The engine request for a container spec: every field, the labels with the config hash.
+pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
+    ContainerConfig {
+        name: spec.name.clone(),
+        image: spec.image.clone(),
+        cmd: spec.command.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: spec.env.clone(),
+        ports: spec
+            .ports
+            .iter()
+            .map(|p| PublishedPort {
+                container_port: p.container_port,
+                protocol: p.protocol.clone(),
+                host_ip: p.host_ip.clone(),
+                host_port: p.host_port.clone(),
+            })
+            .collect(),
+        binds: spec.binds.clone(),
+        anonymous_volumes: spec.anonymous_volumes.clone(),
+        volumes_from: spec.volumes_from.clone(),
+        networks: spec
+            .networks
+            .iter()
+            .map(|n| Endpoint {
+                network: n.network.clone(),
+                aliases: n.aliases.clone(),
+            })
+            .collect(),
+        healthcheck: spec.healthcheck.as_ref().map(|h| Healthcheck {
+            test: h.test.clone(),
+            interval_ns: h.interval_ns,
+            timeout_ns: h.timeout_ns,
+            retries: h.retries,
+            start_period_ns: h.start_period_ns,
+        }),
+        restart: spec.restart.clone(),
+        labels: spec.labels().into_iter().collect(),
+        working_dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        init: spec.init,
+        stop_signal: spec.stop_signal.clone(),
+        stop_timeout_s: spec.stop_timeout_s,
+        memory: spec.memory,
+        nano_cpus: spec.nano_cpus,
+        hostname: spec.hostname.clone(),
+        extra_hosts: spec.extra_hosts.clone(),
+        attach: None,
+    }
+}
+
+/// The engine request for an image spec.
+pub fn build_request(image: &ImageSpec) -> BuildRequest {
+    BuildRequest {
+        context: image.context.clone(),
+        dockerfile: image.dockerfile.clone(),
+        args: image.args.clone(),
+        target: image.target.clone(),
+        labels: image.labels.clone(),
+        tag: image.tag.clone(),
+        no_cache: image.no_cache,
+    }
+}
+
+/// A stage on a Docker engine.
+pub struct DockerTarget<'a> {
+    pub engine: &'a Engine,
+    pub loaded: &'a LoadedStack,
+    pub interrupt: Interrupt,
+}
+
+impl<'a> DockerTarget<'a> {
+    pub fn new(engine: &'a Engine, loaded: &'a LoadedStack) -> Self {
+        DockerTarget {
+            engine,
+            loaded,
+            interrupt: Interrupt::Process,
+        }
+    }
+
+    fn labels(&self, role: &str) -> std::collections::HashMap<String, String> {
+        names::owner_labels(&self.loaded.stage, &self.loaded.project, role)
+    }
+
+    /// Stop a container, giving up the wait (not the stop) on an interrupt: the engine
+    /// finishes the stop on its own, and nothing else is started after it.
+    async fn stop(&self, name: &str) -> Result<()> {
+        tokio::select! {
+            stopped = self.engine.stop_container(name, None) => Ok(stopped?),
+            _ = self.interrupt.wait() => Err(Interrupted.into()),
+        }
+    }
+
+    /// Create, recreate, start or restart one service's container, phase by phase.
+    async fn service(
+        &self,
+        service: &str,
+        spec: &ContainerSpec,
+        change: &Change,
+        phase: Phase<'_>,
+    ) -> Result<()> {
+        if matches!(change, Change::Unchanged(_)) {
+            return Ok(());
+        }
+        if matches!(change, Change::Recreate(_) | Change::Restart(_)) {
+            phase("stopping")?;
+            self.stop(&spec.name).await?;
+        }
+        if matches!(change, Change::Recreate(_)) {
+            self.engine.remove_container(&spec.name).await?;
+        }
+        if matches!(change, Change::Create | Change::Recreate(_)) {
+            phase("creating")?;
+            self.engine
+                .create_container(&container_config(spec))
+                .await?;
+        }
+        phase("starting")?;
+        self.engine
+            .start_container(&spec.name)
+            .await
+            .map_err(|err| start_error(self.loaded, service, err))
+    }
+}
+
+impl Target for DockerTarget<'_> {
+    async fn observe(&self) -> Result<Observed> {
+        let loaded = self.loaded;
+        let (mut observed, index) = tokio::try_join!(
+            self.engine.observe(&loaded.stage, &loaded.project),
+            self.engine.image_index()
+        )?;
+        let mut references: Vec<String> = loaded
+            .stack
+            .services
+            .iter()
+            .map(|(name, service)| container::service_image(loaded, name, service))
+            .collect();
+        references.extend(
+            loaded
+                .stack
+                .data_containers
+                .keys()
+                .map(|name| container::data_image(loaded, name)),
+        );
+        observed.images = references
+            .into_iter()
+            .filter_map(|r| index.resolve(&r).map(|id| (r, id)))
+            .collect();
+        Ok(observed)
+    }
+
+    async fn build(&self, image: &ImageSpec, output: &(dyn Fn(&str) + Send + Sync)) -> Result<()> {
+        self.engine
+            .build_image(&build_request(image), &|line: &str| output(line))
+            .await?;
+        Ok(())
+    }
+
+    async fn apply(&self, action: &Action, phase: Phase<'_>) -> Result<()> {
+        let engine = self.engine;
+        match action {
+            Action::Build { .. } | Action::MissingImage { .. } => Ok(()),
+            Action::ExternalNetwork { name, key } => {
+                if engine.network_exists(name).await? {
+                    return Ok(());
+                }
+                Err(anyhow!(
+                    "external network `{name}` (networks.{key}) does not exist\nhint: create it with `docker network create {name}`, or drop `external: true` to let stackctl create it"
+                ))
+            }
+            Action::ExternalVolume { name, key } => {
+                if engine.volume_exists(name).await? {
+                    return Ok(());
+                }
+                Err(anyhow!(
+                    "external volume `{name}` (volumes.{key}) does not exist\nhint: create it with `docker volume create {name}`, or drop `external: true` to let stackctl create it"
+                ))
+            }
+            Action::CreateNetwork { name } => {
+                phase("creating")?;
+                Ok(engine
+                    .create_network(name, &self.labels(names::role::NETWORK))
+                    .await?)
+            }
+            Action::CreateVolume { name, driver } => {
+                phase("creating")?;
+                Ok(engine
+                    .create_volume(name, driver.as_deref(), &self.labels(names::role::VOLUME))
+                    .await?)
+            }
+            Action::DataContainer { spec, exists, .. } => {
+                if *exists {
+                    return Ok(());
+                }
+                phase("creating")?;
+                engine.create_container(&container_config(spec)).await?;
+                Ok(())
+            }
+            Action::Service {
+                service,
+                spec,
+                change,
+                ..
+            } => self.service(service, spec, change, phase).await,
+            Action::Orphan { name, remove } => {
+                if !*remove {
+                    return Ok(());
+                }
+                phase("removing")?;
+                self.stop(name).await?;
+                Ok(engine.remove_container(name).await?)
+            }
+        }
+    }
+
+    async fn wait(
+        &self,
+        service: &str,
+        container: &str,
+        readiness: Readiness,
+        deadline: Instant,
+    ) -> Result<()> {
+        let waited = async {
+            match readiness {
+                Readiness::Healthy => wait_healthy(self.engine, service, container, deadline).await,
+                Readiness::Completed => {
+                    wait_completed(self.engine, service, container, deadline).await
+                }
+                Readiness::NotFailed => not_failed(self.engine, service, container).await,
+            }
+        };
+        tokio::select! {
+            result = waited => result,
+            _ = self.interrupt.wait() => Err(Interrupted.into()),
+        }
+    }
+}
+
+/// A start failure, with the friendly form of "port is already allocated".
+pub fn start_error(loaded: &LoadedStack, service: &str, err: EngineError) -> anyhow::Error {
+    let Some(port) = port_in_use(&err) else {
+        return err.into();
+    };
+    let location = loaded
+        .locate(&["services", service, "ports"])
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| display_file(loaded));
+    let port_text = if port.is_empty() {
+        "a published port".to_string()
+    } else {
+        format!("port {port}")
+    };
+    let hint = match port_variables(loaded, service).first() {
+        Some(var) => format!(
+            "set {var} in .env.{} or stop the other container",
+            loaded.stage
+        ),
+        None => format!(
+            "change the published port of `{service}` in {} or stop the other container",
+            display_file(loaded)
+        ),
+    };
+    anyhow!("{port_text} is already allocated on this host (service `{service}`, {location})\nhint: {hint}")
+}
+
+fn display_file(loaded: &LoadedStack) -> String {
+    loaded
+        .file
+        .strip_prefix(&loaded.dir)
+        .unwrap_or(&loaded.file)
+        .display()
+        .to_string()
+}
+
+/// Variables used in a service's `ports:` entries (`"${API_PORT:-5000}:5000"` → `API_PORT`),
+/// from what loading recorded: the stack file is never read twice.
+fn port_variables(loaded: &LoadedStack, service: &str) -> Vec<String> {
+    let mut vars: Vec<String> = Vec::new();
+    for used in &loaded.variables {
+        let in_ports = used.path.len() >= 3
+            && used.path[0] == "services"
+            && used.path[1] == service
+            && used.path[2] == "ports";
+        if in_ports && !vars.contains(&used.name) {
+            vars.push(used.name.clone());
+        }
+    }
+    vars
+}
+
+/// Wait until a service's container is healthy; fail with its health output and logs when
+/// it turns unhealthy, exits, or the deadline passes.
+pub async fn wait_healthy(
+    engine: &Engine,
+    service: &str,
+    container: &str,
+    deadline: Instant,
+) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let status = engine.container_status(container).await?;
+        let Some(status) = status else {
+            return Err(anyhow!(
+                "service `{service}`: container `{container}` disappeared while waiting for health"
+            ));
+        };
+        match status.health.as_deref() {
+            Some("healthy") => return Ok(()),
+            None if status.running => return Ok(()),
+            Some("unhealthy") => {
+                return Err(failure(
+                    engine,
+                    service,
+                    container,
+                    &format!("is unhealthy after {:.1}s", started.elapsed().as_secs_f64()),
+                    &status.health_log,
+                )
+                .await)
+            }
+            _ => {}
+        }
+        if !status.running && status.status != "created" && status.status != "restarting" {
+            let what = format!(
+                "exited with code {} while waiting for health",
+                status.exit_code.unwrap_or(-1)
+            );
+            return Err(failure(engine, service, container, &what, &status.health_log).await);
+        }
+        if Instant::now() >= deadline {
+            let what = format!(
+                "is not healthy after {:.0}s (health: {})",
+                started.elapsed().as_secs_f64(),
+                status.health.as_deref().unwrap_or("none")
+            );
+            return Err(failure(engine, service, container, &what, &status.health_log).await);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Wait until a one-shot service exits 0; fail naming it, with its logs, otherwise.
+pub async fn wait_completed(
+    engine: &Engine,
+    service: &str,
+    container: &str,
+    deadline: Instant,
+) -> Result<()> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let code = match tokio::time::timeout(remaining, engine.wait_exit(container)).await {
+        Ok(code) => code?,
+        Err(_) => {
+            let what = format!(
+                "did not complete within the timeout ({:.0}s)",
+                remaining.as_secs_f64()
+            );
+            return Err(failure(engine, service, container, &what, &[]).await);
+        }
+    };
+    if code == 0 {
+        Ok(())
+    } else {
+        let what = format!("exited with code {code}");
+        Err(failure(engine, service, container, &what, &[]).await)
+    }
+}
+
+/// A service just started must not have exited with a failure already.
+async fn not_failed(engine: &Engine, service: &str, container: &str) -> Result<()> {
+    match engine.container_status(container).await? {
+        Some(status)
+            if !status.running
+                && status.status == "exited"
+                && status.exit_code.unwrap_or(0) != 0 =>
+        {
+            let what = format!(
+                "exited with code {} right after it started",
+                status.exit_code.unwrap_or(-1)
+            );
+            Err(failure(engine, service, container, &what, &[]).await)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A failed wait, with the last health output and the last log lines.
+async fn failure(
+    engine: &Engine,
+    service: &str,
+    container: &str,
+    what: &str,
+    health_log: &[String],
+) -> anyhow::Error {
+    let mut message = format!("service `{service}` {what}");
+    if let Some(last) = health_log.last() {
+        message.push_str("\n  last health check: ");
+        message.push_str(&last.replace('\n', "\n    "));
+    }
+    match engine.log_tail(container, 20).await {
+        Ok(lines) if !lines.is_empty() => {
+            message.push_str(&format!(
+                "\n  last {} log lines of `{container}`:",
+                lines.len()
+            ));
+            for line in lines {
+                message.push_str("\n    ");
+                message.push_str(&line);
+            }
+        }
+        _ => {}
+    }
+    message.push_str(&format!(
+        "\nhint: see `stackctl logs {service}`; `up --timeout S` waits longer"
+    ));
+    anyhow!(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::containers::create_body;
+    use bollard::models::RestartPolicyNameEnum;
+
+    fn spec_of(yaml: &str) -> ContainerSpec {
+        let loaded = crate::plan::test_stack(yaml, "demo", "dev", "/srv/demo");
+        let service = &loaded.stack.services["api"];
+        container::service(&loaded, "api", service, "sha256:abc")
+    }
+
+    const API: &str = r#"
+services:
+  api:
+    image: busybox:latest
+    command: [httpd, -f]
+    entrypoint: [/bin/sh, -c]
+    environment: { B: "2", A: "1", UNSET: }
+    ports: ["127.0.0.1:8080:80", "9090"]
+    volumes: ["data:/data:ro", "./logs:/logs", "/scratch"]
+    volumes_from: ["files:ro"]
+    networks: { back: { aliases: [api-back] } }
+    healthcheck: { test: [CMD, "true"], interval: 1s, timeout: 500ms, retries: 3, start_period: 2s }
+    restart: unless-stopped
+    labels: { team: data }
+    working_dir: /app
+    user: "1000:1000"
+    init: true
+    stop_signal: SIGINT
+    stop_grace_period: 1m30s
+    mem_limit: 64m
+    cpus: 0.5
+    hostname: api-host
+    extra_hosts: ["db.local:10.0.0.5"]
+  files: { image: busybox:latest }
+"#;
+
+    #[test]
+    fn every_model_key_reaches_the_create_request() {
+        let spec = spec_of(API);
+        let body = create_body(&container_config(&spec));
+        let host = body.host_config.clone().expect("host config");
+        assert_eq!(body.image.as_deref(), Some("busybox:latest"));
+        assert_eq!(body.cmd, Some(vec!["httpd".to_string(), "-f".to_string()]));
+        assert_eq!(
+            body.entrypoint,
+            Some(vec!["/bin/sh".to_string(), "-c".to_string()])
+        );
+        assert_eq!(body.env, Some(vec!["A=1".to_string(), "B=2".to_string()]));
+        assert_eq!(
+            body.exposed_ports,
+            Some(vec!["80/tcp".to_string(), "9090/tcp".to_string()])
+        );
+        let bindings = host.port_bindings.expect("port bindings");
+        let web = bindings["80/tcp"].clone().expect("80 bound");
+        assert_eq!(web[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(web[0].host_port.as_deref(), Some("8080"));
+        // No host IP means every interface, as in Compose; no host port means ephemeral.
+        let other = bindings["9090/tcp"].clone().expect("9090 bound");
+        assert_eq!(other[0].host_ip.as_deref(), Some(""));
+        assert_eq!(other[0].host_port.as_deref(), Some(""));
+        assert_eq!(
+            host.binds,
+            Some(vec![
+                "dev-demo_data:/data:ro".to_string(),
+                "/srv/demo/logs:/logs".to_string()
+            ])
+        );
+        assert_eq!(body.volumes, Some(vec!["/scratch".to_string()]));
+        assert_eq!(
+            host.volumes_from,
+            Some(vec!["dev-demo--files:ro".to_string()])
+        );
+        let health = body.healthcheck.expect("healthcheck");
+        assert_eq!(health.interval, Some(1_000_000_000));
+        assert_eq!(health.timeout, Some(500_000_000));
+        assert_eq!(health.start_period, Some(2_000_000_000));
+        assert_eq!(health.retries, Some(3));
+        assert_eq!(
+            host.restart_policy.and_then(|r| r.name),
+            Some(RestartPolicyNameEnum::UNLESS_STOPPED)
+        );
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.init, Some(true));
+        assert_eq!(
+            host.extra_hosts,
+            Some(vec!["db.local:10.0.0.5".to_string()])
+        );
+        assert_eq!(body.working_dir.as_deref(), Some("/app"));
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        assert_eq!(body.stop_signal.as_deref(), Some("SIGINT"));
+        assert_eq!(body.stop_timeout, Some(90));
+        assert_eq!(body.hostname.as_deref(), Some("api-host"));
+        // A service container is not attached and keeps its log file.
+        assert_eq!(body.open_stdin, None);
+        assert_eq!(host.log_config, None);
+        let labels = body.labels.expect("labels");
+        assert_eq!(labels["team"], "data");
+        assert_eq!(labels["io.stackctl.role"], "service");
+        assert_eq!(labels["io.stackctl.service"], "api");
+        assert_eq!(labels["io.stackctl.config-hash"], spec.config_hash());
+        // Created on the stage network only; the others are connected after create.
+        let endpoints = body
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .expect("endpoints");
+        assert_eq!(endpoints.len(), 1);
+        assert_eq!(
+            endpoints["dev-demo_default"].aliases,
+            Some(vec!["api".to_string()])
+        );
+        assert_eq!(spec.networks[1].network, "dev-demo_back");
+        assert_eq!(
+            spec.networks[1].aliases,
+            vec!["api".to_string(), "api-back".to_string()]
+        );
+    }
+
+    #[test]
+    fn port_variables_come_from_what_loading_recorded() {
+        let mut loaded = crate::plan::test_stack(
+            "services:\n  api: { image: x, ports: [\"5000:5000\"] }\n",
+            "demo",
+            "dev",
+            "/srv/demo",
+        );
+        let used = |name: &str, path: &[&str]| crate::stack::Use {
+            name: name.into(),
+            resolution: crate::stack::Resolution::Default,
+            value: String::new(),
+            path: path.iter().map(|p| p.to_string()).collect(),
+        };
+        loaded.variables = vec![
+            used("API_PORT", &["services", "api", "ports", "0"]),
+            used("DB_PORT", &["services", "db", "ports", "0"]),
+            used("IMAGE", &["services", "api", "image"]),
+        ];
+        assert_eq!(port_variables(&loaded, "api"), vec!["API_PORT".to_string()]);
+        assert!(port_variables(&loaded, "web").is_empty());
+    }
+}

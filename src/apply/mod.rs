@@ -1,0 +1,542 @@
+//! The executor: runs a [`Plan`] through a [`Target`]. Images first (in parallel, bounded),
+//! then networks, volumes and data containers, then services in dependency order with
+//! independent ones in parallel (bounded), each `depends_on` condition awaited with a
+//! deadline; finally every service with a healthcheck is awaited. After an interrupt nothing
+//! new starts (not even the next phase of an action under way) and the run ends in
+//! [`Interrupted`] (exit 130); the engine's in-flight calls finish, long waits (a build, a
+//! stop's grace period, a health wait) are given up at once.
+//!
+//! - [`target`]: the seam: what the executor asks of a target.
+//! - [`docker`]: the Docker engine as a target; the plan → engine translation.
+//! - [`task`]: running one-off tasks (what must exist first, then the attached container).
+//! - [`bulk`]: whole-stage stops, starts and removals (`down`, `purge`, `stop`, `start`).
+
+pub mod bulk;
+pub mod docker;
+pub mod target;
+pub mod task;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::{watch, Semaphore};
+
+pub use bulk::{remove_containers, remove_networks, start_containers, stop_containers};
+pub use target::{Readiness, Target};
+
+use crate::error::Interrupted;
+use crate::output::Progress;
+use crate::plan::up::{Action, Change, Plan};
+use crate::stack::model::Condition;
+
+/// How many engine operations run at once. High enough that a small stack's containers all
+/// stop (or start) in one wave: with 4, the fifth container's stop waited for the first one,
+/// adding a whole stop to `down` (BENCHMARKS.md).
+pub const PARALLEL: usize = 16;
+
+/// Builds running at once, in `up` as in `build`. Measured on two cores with the classic
+/// builder: two independent uncached builds took 6-7 s side by side against 10-11 s one
+/// after the other.
+pub const PARALLEL_BUILDS: usize = 2;
+
+/// Where the executor learns of an interrupt: the process's signals, or (in tests) a switch.
+#[derive(Debug, Clone)]
+pub enum Interrupt {
+    /// SIGINT / SIGTERM of this process (`crate::interrupt`).
+    Process,
+    /// Turned on by its sender.
+    Switch(watch::Receiver<bool>),
+}
+
+impl Interrupt {
+    /// A switch and its sender (`send(true)` interrupts).
+    pub fn switch() -> (watch::Sender<bool>, Interrupt) {
+        let (sender, receiver) = watch::channel(false);
+        (sender, Interrupt::Switch(receiver))
+    }
+
+    pub fn requested(&self) -> bool {
+        match self {
+            Interrupt::Process => crate::interrupt::requested(),
+            Interrupt::Switch(receiver) => *receiver.borrow(),
+        }
+    }
+
+    /// `Err(Interrupted)` once interrupted: call before starting anything.
+    pub fn check(&self) -> Result<(), Interrupted> {
+        if self.requested() {
+            Err(Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Resolves when interrupted (at once if already).
+    pub async fn wait(&self) {
+        match self {
+            Interrupt::Process => crate::interrupt::wait().await,
+            Interrupt::Switch(receiver) => {
+                let mut receiver = receiver.clone();
+                let _ = receiver.wait_for(|on| *on).await;
+            }
+        }
+    }
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Wait for every service with a healthcheck to be healthy.
+    pub wait: bool,
+    /// Bound on every wait of this run, from its start.
+    pub timeout: Duration,
+    /// Actions at once.
+    pub parallel: usize,
+    /// Builds at once.
+    pub parallel_builds: usize,
+    pub interrupt: Interrupt,
+}
+
+impl ApplyOptions {
+    pub fn new(wait: bool, timeout: Duration) -> Self {
+        ApplyOptions {
+            wait,
+            timeout,
+            parallel: PARALLEL,
+            parallel_builds: PARALLEL_BUILDS,
+            interrupt: Interrupt::Process,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Pending,
+    Ready,
+    Failed,
+}
+
+/// A service that failed because one it depends on failed (reported there, not here).
+#[derive(Debug, thiserror::Error)]
+#[error("skipped: `{0}` failed")]
+struct Skipped(String);
+
+/// Build the images the plan asks for, [`ApplyOptions::parallel_builds`] at a time; returns
+/// the references built. After a failure no new build starts; an interrupt gives up the
+/// builds under way (the engine stops them and removes their containers).
+pub async fn build_images<T: Target>(
+    target: &T,
+    plan: &Plan,
+    options: &ApplyOptions,
+    progress: &Progress,
+    no_cache: bool,
+) -> Result<HashSet<String>> {
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let failed = &failed;
+    let builds = plan.builds().filter_map(|action| match action {
+        Action::Build {
+            owner,
+            image,
+            reason,
+            build,
+        } => Some(async move {
+            options.interrupt.check()?;
+            if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(None);
+            }
+            let mut spec = (**build).clone();
+            spec.no_cache = no_cache;
+            let line = progress.line("image", image);
+            line.step("building");
+            let shown = |text: &str| line.detail(text);
+            let result = tokio::select! {
+                built = target.build(&spec, &shown) => built,
+                _ = options.interrupt.wait() => Err(Interrupted.into()),
+            };
+            match result {
+                Ok(()) => {
+                    line.done("built", Some(reason));
+                    Ok(Some(image.clone()))
+                }
+                Err(err) => {
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    line.fail("build", &format!("{err:#}"));
+                    Err(err.context(format!("build the image of `{owner}`")))
+                }
+            }
+        }),
+        _ => None,
+    });
+    let results: Vec<Result<Option<String>>> = stream::iter(builds)
+        .buffer_unordered(options.parallel_builds.max(1))
+        .collect()
+        .await;
+    let mut built = HashSet::new();
+    let mut outcomes = Vec::new();
+    for result in results {
+        match result {
+            Ok(Some(image)) => {
+                built.insert(image);
+                outcomes.push(Ok(()));
+            }
+            Ok(None) => {}
+            Err(err) => outcomes.push(Err(err)),
+        }
+    }
+    first_error(outcomes)?;
+    options.interrupt.check()?;
+    Ok(built)
+}
+
+/// Run every non-build action of the plan.
+pub async fn execute<T: Target>(
+    target: &T,
+    plan: &Plan,
+    options: &ApplyOptions,
+    progress: &Progress,
+) -> Result<()> {
+    let deadline = Instant::now() + options.timeout;
+    missing_images(plan)?;
+    prepare_stage(target, plan, options, progress).await?;
+    converge_services(target, plan, options, progress, deadline).await?;
+    if options.wait {
+        wait_for_health(target, plan, options, progress, deadline).await?;
+        check_not_failed(target, plan, options).await?;
+    }
+    // A signal that came while the last actions finished: they are done, but the run was
+    // interrupted and says so.
+    options.interrupt.check()?;
+    Ok(())
+}
+
+/// Images the plan needs that are missing and that nothing builds: one error naming them all.
+fn missing_images(plan: &Plan) -> Result<()> {
+    let missing: Vec<(&String, &String)> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::MissingImage { owner, image } => Some((owner, image)),
+            _ => None,
+        })
+        .collect();
+    let Some((first_owner, _)) = missing.first() else {
+        return Ok(());
+    };
+    let lines: Vec<String> = missing
+        .iter()
+        .map(|(owner, image)| format!("image `{image}` of `{owner}` is not on this engine"))
+        .collect();
+    Err(anyhow!(
+        "{}\nhint: load or build the image first (`docker load`, `docker build -t …`), or give `{first_owner}` a `build:`",
+        lines.join("\n")
+    ))
+}
+
+/// Networks, volumes, data containers and orphans, one after the other.
+async fn prepare_stage<T: Target>(
+    target: &T,
+    plan: &Plan,
+    options: &ApplyOptions,
+    progress: &Progress,
+) -> Result<()> {
+    let interrupt = &options.interrupt;
+    let phase = |_: &'static str| -> Result<()> { Ok(interrupt.check()?) };
+    for action in &plan.actions {
+        interrupt.check()?;
+        let (kind, object, verb, reason) = action.describe();
+        match action {
+            Action::ExternalNetwork { .. } | Action::ExternalVolume { .. } => {
+                target.apply(action, &phase).await?;
+            }
+            Action::Orphan { remove: false, name } => progress.message(&format!(
+                "warning: container `{name}` belongs to no service of the stack file\nhint: `stackctl up --remove-orphans` removes it"
+            )),
+            Action::DataContainer { exists: true, .. } => progress.unchanged(kind, &object, &reason),
+            Action::CreateNetwork { .. }
+            | Action::CreateVolume { .. }
+            | Action::DataContainer { .. }
+            | Action::Orphan { .. } => {
+                let line = progress.line(kind, &object);
+                line.step(if verb == "remove" { "removing" } else { "creating" });
+                match target.apply(action, &phase).await {
+                    Ok(()) if verb == "remove" => line.done("removed", Some(&reason)),
+                    Ok(()) => line.done("created", None),
+                    Err(err) => {
+                        line.fail(verb, &format!("{err:#}"));
+                        return Err(err);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Create, recreate, start or restart the services, each after its dependencies meet their
+/// condition; at most [`ApplyOptions::parallel`] at once. A service whose dependency failed
+/// is skipped (the dependency's error is the one reported); the others go on.
+async fn converge_services<T: Target>(
+    target: &T,
+    plan: &Plan,
+    options: &ApplyOptions,
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<()> {
+    let services: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Service { .. }))
+        .collect();
+    let mut senders: HashMap<String, watch::Sender<Outcome>> = HashMap::new();
+    let mut receivers: HashMap<String, watch::Receiver<Outcome>> = HashMap::new();
+    let mut container_of: HashMap<String, String> = HashMap::new();
+    for action in &services {
+        if let Action::Service { service, spec, .. } = action {
+            let (tx, rx) = watch::channel(Outcome::Pending);
+            senders.insert(service.clone(), tx);
+            receivers.insert(service.clone(), rx);
+            container_of.insert(service.clone(), spec.name.clone());
+        }
+    }
+    let permits = Arc::new(Semaphore::new(options.parallel.max(1)));
+    let runs = services.iter().map(|action| {
+        let permits = permits.clone();
+        let (receivers, senders, container_of) = (&receivers, &senders, &container_of);
+        async move {
+            let Action::Service {
+                service,
+                spec,
+                change,
+                depends_on,
+                ..
+            } = action
+            else {
+                return Ok(());
+            };
+            let result = async {
+                for (dep, condition) in depends_on {
+                    let Some(rx) = receivers.get(dep).cloned() else {
+                        continue;
+                    };
+                    let waited = wait_dependency(
+                        target,
+                        plan,
+                        options,
+                        progress,
+                        deadline,
+                        rx,
+                        dep,
+                        condition,
+                        &container_of[dep],
+                        &spec.name,
+                        change,
+                    );
+                    waited.await?;
+                }
+                options.interrupt.check()?;
+                let _permit = permits.acquire().await.map_err(|e| anyhow!(e))?;
+                options.interrupt.check()?;
+                apply_service(target, action, &spec.name, change, options, progress).await
+            }
+            .await;
+            let outcome = if result.is_ok() {
+                Outcome::Ready
+            } else {
+                Outcome::Failed
+            };
+            if let Some(tx) = senders.get(service) {
+                let _ = tx.send(outcome);
+            }
+            result
+        }
+    });
+    first_error(join_all(runs).await)
+}
+
+/// Wait for one dependency: its own action first, then its condition (unless this service
+/// has nothing to do).
+#[allow(clippy::too_many_arguments)]
+async fn wait_dependency<T: Target>(
+    target: &T,
+    plan: &Plan,
+    options: &ApplyOptions,
+    progress: &Progress,
+    deadline: Instant,
+    mut rx: watch::Receiver<Outcome>,
+    dep: &str,
+    condition: &Condition,
+    dep_container: &str,
+    container: &str,
+    change: &Change,
+) -> Result<()> {
+    let outcome = tokio::select! {
+        r = rx.wait_for(|o| *o != Outcome::Pending) => r.map(|o| *o).unwrap_or(Outcome::Failed),
+        _ = options.interrupt.wait() => return Err(Interrupted.into()),
+    };
+    if outcome == Outcome::Failed {
+        return Err(anyhow::Error::new(Skipped(dep.to_string())));
+    }
+    // Nothing to do here: no need to wait for what it depends on.
+    if matches!(change, Change::Unchanged(_)) {
+        return Ok(());
+    }
+    let (readiness, what) = match condition {
+        Condition::ServiceHealthy if !plan.healthy.contains(dep) => {
+            (Readiness::Healthy, "to be healthy")
+        }
+        Condition::ServiceCompletedSuccessfully => (Readiness::Completed, "to complete"),
+        _ => return Ok(()),
+    };
+    let line = progress.line("service", container);
+    line.waiting(&format!("waiting for `{dep}` {what}"));
+    let waited = target.wait(dep, dep_container, readiness, deadline).await;
+    line.clear();
+    waited
+}
+
+/// Do what the plan says for one service, on its own progress line.
+async fn apply_service<T: Target>(
+    target: &T,
+    action: &Action,
+    container: &str,
+    change: &Change,
+    options: &ApplyOptions,
+    progress: &Progress,
+) -> Result<()> {
+    let (done, reason) = match change {
+        Change::Unchanged(why) => {
+            progress.unchanged("service", container, why);
+            return Ok(());
+        }
+        Change::Create => ("created", None),
+        Change::Recreate(_) => ("recreated", Some(action.describe().3)),
+        Change::Start(why) => ("started", Some(why.clone())),
+        Change::Restart(why) => ("restarted", Some(why.clone())),
+    };
+    let line = progress.line("service", container);
+    let current = std::sync::Mutex::new("starting");
+    let phase = |name: &'static str| -> Result<()> {
+        options.interrupt.check()?;
+        if let Ok(mut current) = current.lock() {
+            *current = name;
+        }
+        line.step(name);
+        Ok(())
+    };
+    match target.apply(action, &phase).await {
+        Ok(()) => {
+            line.done(done, reason.as_deref());
+            Ok(())
+        }
+        Err(err) => {
+            let failed = match current.lock().map(|s| *s).unwrap_or("starting") {
+                "stopping" => "stop",
+                "creating" => "create",
+                "removing" => "remove",
+                _ => "start",
+            };
+            line.fail(failed, &format!("{err:#}"));
+            Err(err)
+        }
+    }
+}
+
+/// Combine the failures of parallel work into one error: an interrupt wins; skipped
+/// services (a dependency failed) are not reported on their own.
+pub(crate) fn first_error(results: Vec<Result<()>>) -> Result<()> {
+    let mut messages: Vec<String> = Vec::new();
+    let mut interrupted = false;
+    let mut first: Option<anyhow::Error> = None;
+    for result in results {
+        let Err(err) = result else { continue };
+        if err.downcast_ref::<Interrupted>().is_some() {
+            interrupted = true;
+        } else if err.downcast_ref::<Skipped>().is_none() {
+            messages.push(format!("{err:#}"));
+            first.get_or_insert(err);
+        }
+    }
+    if interrupted {
+        return Err(Interrupted.into());
+    }
+    match (messages.len(), first) {
+        (0, _) => Ok(()),
+        (1, Some(err)) => Err(err),
+        _ => Err(anyhow!(messages.join("\nerror: "))),
+    }
+}
+
+/// Wait, in parallel, for every service with a healthcheck to be healthy.
+async fn wait_for_health<T: Target>(
+    target: &T,
+    plan: &Plan,
+    options: &ApplyOptions,
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<()> {
+    let waits = plan.actions.iter().filter_map(|action| match action {
+        Action::Service {
+            service,
+            spec,
+            change,
+            has_healthcheck: true,
+            ..
+        } => Some(async move {
+            // An unchanged container the list already reports healthy needs no inspect.
+            if matches!(change, Change::Unchanged(_)) && plan.healthy.contains(service) {
+                return Ok(());
+            }
+            options.interrupt.check()?;
+            let line = progress.line("service", &spec.name);
+            line.waiting("waiting for health");
+            match target
+                .wait(service, &spec.name, Readiness::Healthy, deadline)
+                .await
+            {
+                Ok(()) => {
+                    line.done("healthy", None);
+                    Ok(())
+                }
+                Err(err) => {
+                    line.fail("wait for health", &format!("{err:#}"));
+                    Err(err)
+                }
+            }
+        }),
+        _ => None,
+    });
+    first_error(join_all(waits).await)
+}
+
+/// After `up` started services without a healthcheck, make sure none of them has already
+/// failed (exited non-zero). Services others wait on to complete, and unchanged ones, are
+/// not checked; exiting 0 is a finished job, not a failure.
+async fn check_not_failed<T: Target>(
+    target: &T,
+    plan: &Plan,
+    options: &ApplyOptions,
+) -> Result<()> {
+    let deadline = Instant::now() + options.timeout;
+    let checks = plan.actions.iter().filter_map(|action| match action {
+        Action::Service {
+            service,
+            spec,
+            change,
+            has_healthcheck: false,
+            one_shot: false,
+            ..
+        } if !matches!(change, Change::Unchanged(_)) => {
+            Some(target.wait(service, &spec.name, Readiness::NotFailed, deadline))
+        }
+        _ => None,
+    });
+    first_error(join_all(checks).await)
+}
+
+#[cfg(test)]
+mod tests;
