@@ -120,7 +120,11 @@ pub struct Service {
     pub stop_signal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<DurationSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_mem_limit"
+    )]
     pub mem_limit: Option<ByteSize>,
     #[serde(
         default,
@@ -288,6 +292,20 @@ impl<'de> Deserialize<'de> for Healthcheck {
             disable: bool,
         }
         let raw = Raw::deserialize(deserializer)?;
+        // The engine takes 0 (its default) or at least a millisecond.
+        for (key, duration) in [
+            ("interval", raw.interval),
+            ("timeout", raw.timeout),
+            ("start_period", raw.start_period),
+        ] {
+            if let Some(DurationSpec(d)) = duration {
+                if !d.is_zero() && d < Duration::from_millis(1) {
+                    return Err(de::Error::custom(format!(
+                        "`{key}: {d:?}` is too short: at least 1ms (or 0 for the engine's default)"
+                    )));
+                }
+            }
+        }
         let test = match raw.test {
             None => Vec::new(),
             // A string test runs through the shell, as in Compose.
@@ -711,6 +729,28 @@ impl Serialize for ByteSize {
     }
 }
 
+/// A host address a port is published on: an IPv4 or IPv6 address.
+fn checked_ip(ip: &str) -> Result<(), String> {
+    ip.parse::<std::net::IpAddr>()
+        .map(|_| ())
+        .map_err(|_| format!("`{ip}` is not an IP address (like `127.0.0.1` or `::1`)"))
+}
+
+/// The smallest memory limit the engine accepts (6 MiB).
+pub const MIN_MEM_LIMIT: i64 = 6 << 20;
+
+fn opt_mem_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ByteSize>, D::Error> {
+    let size = Option::<ByteSize>::deserialize(deserializer)?;
+    if let Some(ByteSize(bytes)) = size {
+        if bytes != 0 && bytes < MIN_MEM_LIMIT {
+            return Err(de::Error::custom(format!(
+                "a memory limit of {bytes} bytes is below the engine's minimum of 6m"
+            )));
+        }
+    }
+    Ok(size)
+}
+
 impl PortMapping {
     /// Parses the short syntax `[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]`.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -760,7 +800,10 @@ impl PortMapping {
             None => (None, number(&rest)?),
         };
         Ok(PortMapping {
-            host_ip: host_ip.filter(|ip| !ip.is_empty()),
+            host_ip: host_ip
+                .filter(|ip| !ip.is_empty())
+                .map(|ip| checked_ip(&ip).map(|_| ip))
+                .transpose()?,
             host_port,
             container_port,
             protocol,
@@ -849,7 +892,12 @@ impl<'de> Deserialize<'de> for PortMapping {
                     )));
                 }
                 Ok(PortMapping {
-                    host_ip: long.host_ip,
+                    host_ip: long
+                        .host_ip
+                        .filter(|ip| !ip.is_empty())
+                        .map(|ip| checked_ip(&ip).map(|_| ip))
+                        .transpose()
+                        .map_err(de::Error::custom)?,
                     host_port,
                     container_port,
                     protocol,
