@@ -334,6 +334,12 @@ fn typed<T: serde::de::DeserializeOwned>(
     base: &[String],
     what: &str,
 ) -> Option<T> {
+    // The whole map first: a valid one (the usual case) is read once. A key that is valid
+    // in the whole map is valid alone, so probing only after a failure reports the same.
+    let whole = load::from_value::<T>(Value::Mapping(map.clone()));
+    if whole.is_ok() {
+        return whole.ok();
+    }
     let mut ok = true;
     for (key, value) in map {
         ok &= probe::<T>(report, base, key, value, what);
@@ -341,7 +347,7 @@ fn typed<T: serde::de::DeserializeOwned>(
     if !ok {
         return None;
     }
-    match load::from_value::<T>(Value::Mapping(map.clone())) {
+    match whole {
         Ok(value) => Some(value),
         Err((inner, message)) => {
             let mut at = base.to_vec();
