@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{busybox_image, docker, docker_ok, lines, TestStack};
+use support::{busybox_image, docker, docker_ok, stage_objects, TestStack};
 
 /// Removes a container the test created without stackctl's labels, on every path.
 struct Bystander(String);
@@ -12,27 +12,6 @@ impl Drop for Bystander {
     fn drop(&mut self) {
         docker(&["rm", "-f", &self.0]);
     }
-}
-
-fn stage_objects(project: &str, stage: &str) -> Vec<String> {
-    let filters = [
-        "--filter".to_string(),
-        format!("label=io.stackctl.project={project}"),
-        "--filter".to_string(),
-        format!("label=io.stackctl.stage={stage}"),
-    ];
-    let mut all = Vec::new();
-    for kind in [
-        vec!["ps", "-a", "--format", "{{.Names}}"],
-        vec!["volume", "ls", "--format", "{{.Name}}"],
-        vec!["network", "ls", "--format", "{{.Name}}"],
-        vec!["images", "--format", "{{.Repository}}:{{.Tag}}"],
-    ] {
-        let mut args: Vec<String> = kind.iter().map(|s| s.to_string()).collect();
-        args.extend(filters.iter().cloned());
-        all.extend(lines(&docker(&args)));
-    }
-    all
 }
 
 #[test]

@@ -315,5 +315,8 @@ fn r22_a_directory_as_stack_file_is_named_without_the_init_hint() {
     std::fs::create_dir_all(stack.path(&format!("stacks/{}.yml", stack.stage))).expect("mkdir");
     let (code, stderr) = run(&stack, &["config"]);
     assert_eq!(code, Some(2));
-    insta::assert_snapshot!(stderr, @"error: cannot read `stacks/STAGE.yml`: it is a directory; stack and env files must be regular files");
+    insta::assert_snapshot!(stderr, @r"
+    error: cannot read `stacks/STAGE.yml`: it is a directory; stack and env files must be regular files
+      hint: remove or rename that directory
+    ");
 }

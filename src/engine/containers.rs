@@ -300,11 +300,12 @@ impl Engine {
         Err(EngineError {
             operation: "create container".into(),
             object: config.name.clone(),
-            message: format!(
-                "the name is held by a container that is not this stage's (it lacks the stage's labels)\nhint: remove or rename it (`docker rm -f {0}` or `docker rename {0} NEW`), then run again",
-                config.name
-            ),
+            message: "the name is held by a container that is not this stage's (it lacks the stage's labels)".to_string(),
             status: Some(409),
+            hint: Some(format!(
+                "remove or rename it (`docker rm -f {0}` or `docker rename {0} NEW`), then run again",
+                config.name
+            )),
         })
     }
 
@@ -326,8 +327,9 @@ impl Engine {
         if let Some(t) = timeout {
             options = options.t(t);
         }
+        // The engine answers after the container's grace period (its `stop_grace_period`).
         match self
-            .client()
+            .long_client()
             .stop_container(name, Some(options.build()))
             .await
         {

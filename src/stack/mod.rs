@@ -223,10 +223,22 @@ pub(crate) enum ReadError {
 pub(crate) fn read_text(path: &std::path::Path, shown: &str) -> Result<String, ReadError> {
     use std::io::Read;
     let refused = |message: String| ReadError::Refused(StackError::new(None, message));
+    let io_error = |e: std::io::Error| {
+        let error = StackError::new(
+            None,
+            format!("cannot read `{shown}`: {}", crate::error::io_reason(&e)),
+        );
+        ReadError::Refused(match e.kind() {
+            std::io::ErrorKind::PermissionDenied => error.with_hint(
+                "make it readable for this user (`chmod u+r`), or run stackctl as its owner",
+            ),
+            _ => error,
+        })
+    };
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::NotFound),
-        Err(e) => return Err(refused(format!("cannot read `{shown}`: {e}"))),
+        Err(e) => return Err(io_error(e)),
     };
     let file_type = metadata.file_type();
     if !file_type.is_file() {
@@ -242,9 +254,17 @@ pub(crate) fn read_text(path: &std::path::Path, shown: &str) -> Result<String, R
         } else {
             "not a regular file"
         };
-        return Err(refused(format!(
-            "cannot read `{shown}`: it is {kind}; stack and env files must be regular files"
-        )));
+        let error = StackError::new(
+            None,
+            format!(
+                "cannot read `{shown}`: it is {kind}; stack and env files must be regular files"
+            ),
+        );
+        return Err(ReadError::Refused(if file_type.is_dir() {
+            error.with_hint("remove or rename that directory")
+        } else {
+            error
+        }));
     }
     let too_big = || {
         refused(format!(
@@ -258,7 +278,7 @@ pub(crate) fn read_text(path: &std::path::Path, shown: &str) -> Result<String, R
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| refused(format!("cannot read `{shown}`: {e}")))?;
+        .map_err(io_error)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_big());
     }
@@ -431,6 +451,18 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
         Err(ReadError::NotFound) => Vec::new(),
         Err(ReadError::Refused(error)) => return Err(StackErrors(vec![error])),
     };
+    // From here on every message masks the stage's secret-looking variables (of the env
+    // file, and of the process environment when the stack file names them), also an error
+    // that quotes one while the stack file is checked.
+    crate::output::register_secrets(
+        entries
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .chain(std::env::vars().filter(|(key, _)| text.contains(key.as_str())))
+            .filter(|(key, _)| is_secret_key(key))
+            .map(|(_, value)| value)
+            .collect::<Vec<_>>(),
+    );
     let dir_name = project.dir_name();
     let mut vars = interpolate::Variables::new(
         std::env::vars(),
@@ -438,9 +470,15 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
         &env_shown,
         &[("STAGE", &project.stage), ("PROJECT", &dir_name)],
     );
+    // The env file's secret-looking variables, and the environment's when the stack file
+    // names them (a `SOME_KEY=true` elsewhere must not mask every `true`).
     secrets.extend(
         vars.iter()
-            .filter(|(name, _)| is_secret_key(name))
+            .filter(|(name, (_, source))| {
+                is_secret_key(name)
+                    && (!matches!(source, interpolate::Source::Process)
+                        || text.contains(name.as_str()))
+            })
             .map(|(_, (value, _))| value.clone()),
     );
     literal_secrets(&root, secrets);
@@ -513,5 +551,7 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
         unused_env: Vec::new(),
         marks,
     };
-    resolve::resolve(loaded, project, &vars, &entries).map_err(StackErrors::sorted)
+    let loaded = resolve::resolve(loaded, project, &vars, &entries).map_err(StackErrors::sorted)?;
+    crate::output::register_secrets(loaded.secrets.iter().cloned());
+    Ok(loaded)
 }
