@@ -125,3 +125,21 @@ services:
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert_eq!(stdout, "two | second\n");
 }
+
+/// Defect 7: `restart: on-failure:5` reaches the engine as the policy and its count.
+#[test]
+fn defect7_on_failure_count_reaches_the_engine() {
+    let t = TestStack::new("restart");
+    let image = busybox_image();
+    t.stack(&format!(
+        "services:\n  api: {{ image: {image}, init: true, restart: \"on-failure:5\", command: [sleep, \"3600\"] }}\n"
+    ));
+    t.cmd().args(["up", "--no-wait"]).assert().success();
+    let policy = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+        &t.container("api"),
+    ]);
+    assert_eq!(policy.trim(), "on-failure:5");
+}

@@ -134,14 +134,18 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
     let mut exposed: Vec<String> = config.ports.iter().map(|p| p.key()).collect();
     exposed.sort();
     exposed.dedup();
-    let restart_policy = config.restart.as_deref().map(|r| RestartPolicy {
-        name: Some(match r {
-            "always" => RestartPolicyNameEnum::ALWAYS,
-            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
-            _ => RestartPolicyNameEnum::NO,
-        }),
-        maximum_retry_count: None,
+    let restart_policy = config.restart.as_deref().map(|r| {
+        // `on-failure:N`: at most N restarts.
+        let (name, count) = r.split_once(':').unwrap_or((r, ""));
+        RestartPolicy {
+            name: Some(match name {
+                "always" => RestartPolicyNameEnum::ALWAYS,
+                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+                _ => RestartPolicyNameEnum::NO,
+            }),
+            maximum_retry_count: count.parse().ok(),
+        }
     });
     let at_create = if all_networks {
         config.networks.len()
@@ -535,6 +539,22 @@ pub fn port_in_use(err: &EngineError) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defect7_on_failure_with_a_count_reaches_the_create_request() {
+        let config = ContainerConfig {
+            name: "dev-app--api".into(),
+            image: "img".into(),
+            restart: Some("on-failure:5".into()),
+            ..Default::default()
+        };
+        let policy = create_body(&config)
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .expect("restart policy");
+        assert_eq!(policy.name, Some(RestartPolicyNameEnum::ON_FAILURE));
+        assert_eq!(policy.maximum_retry_count, Some(5));
+    }
 
     #[test]
     fn an_attached_one_off_holds_stdin_open_once_and_keeps_no_log_file() {
