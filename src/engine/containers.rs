@@ -548,7 +548,7 @@ mod tests {
             restart: Some("on-failure:5".into()),
             ..Default::default()
         };
-        let policy = create_body(&config)
+        let policy = create_body(&config, false)
             .host_config
             .and_then(|h| h.restart_policy)
             .expect("restart policy");
