@@ -163,7 +163,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// Seconds to wait for health (and for the stage lock).
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
     pub timeout: u64,
     /// Print the plan and change nothing.
     #[arg(long)]
@@ -203,14 +203,14 @@ pub struct ServicesArgs {
     /// Services (default: all).
     pub services: Vec<String>,
     /// Seconds to wait for the stage lock.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
     pub timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DownArgs {
     /// Seconds to wait for the stage lock.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
     pub timeout: u64,
 }
 
@@ -220,7 +220,7 @@ pub struct PurgeArgs {
     #[arg(short, long)]
     pub yes: bool,
     /// Seconds to wait for the stage lock.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
     pub timeout: u64,
 }
 
@@ -255,4 +255,12 @@ pub struct PsArgs {}
 pub struct CompletionsArgs {
     /// The shell to generate for.
     pub shell: clap_complete::Shell,
+}
+
+/// The longest `--timeout` accepted: a year (a larger one would overflow deadline
+/// arithmetic; nothing waits that long).
+pub const MAX_TIMEOUT_SECONDS: u64 = 365 * 24 * 3600;
+
+fn seconds() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(..=MAX_TIMEOUT_SECONDS)
 }

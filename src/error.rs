@@ -1,5 +1,7 @@
-//! Errors that decide the exit code. Everything else is an `anyhow::Error` with context and
-//! exits 1; `crate::run` prints the chain once.
+//! Errors that decide the exit code or carry a hint. Everything else is an `anyhow::Error`
+//! with context and exits 1. `crate::report` prints every error once, in one place: the
+//! chain of messages on one `error:` line, then the hint on a `hint:` line, with the
+//! stage's secrets masked.
 
 use std::fmt;
 
@@ -31,22 +33,133 @@ impl UsageError {
     }
 }
 
+/// The message only: the hint is a field, printed on its own line by the reporter.
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, "\nhint: {hint}")?;
-        }
-        Ok(())
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for UsageError {}
 
-/// The operation was interrupted (Ctrl-C, SIGTERM). Exit code 130.
+/// An operation that failed (exit code 1), with what the user can do about it.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// An operating system error in words, without Rust's `(os error N)` suffix.
+pub fn io_reason(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
+/// The hint an error in a chain carries, if it is one of the types that have one.
+pub fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(e) = cause.downcast_ref::<UsageError>() {
+        return e.hint.clone();
+    }
+    if let Some(e) = cause.downcast_ref::<Failure>() {
+        return e.hint.clone();
+    }
+    if let Some(e) = cause.downcast_ref::<crate::registry::RegistryError>() {
+        return e.hint.clone();
+    }
+    if let Some(e) = cause.downcast_ref::<crate::engine::Unreachable>() {
+        return Some(e.hint().to_string());
+    }
+    if let Some(e) = cause.downcast_ref::<crate::engine::build::BuildError>() {
+        return e.hint.clone();
+    }
+    if let Some(e) = cause.downcast_ref::<crate::engine::EngineError>() {
+        return e.hint.clone();
+    }
+    if let Some(e) = cause.downcast_ref::<crate::engine::networks::NetworkError>() {
+        return e.hint();
+    }
+    None
+}
+
+/// The hints of an error: of each cause in its chain, and of a `Failure` or `UsageError`
+/// given as context (`.context(Failure::new(…).with_hint(…))`), outermost first.
+pub fn hints(err: &anyhow::Error) -> Vec<String> {
+    let mut hints: Vec<String> = Vec::new();
+    let mut push = |hint: Option<String>| {
+        if let Some(hint) = hint {
+            if !hints.contains(&hint) {
+                hints.push(hint);
+            }
+        }
+    };
+    push(err.downcast_ref::<Failure>().and_then(|e| e.hint.clone()));
+    push(
+        err.downcast_ref::<UsageError>()
+            .and_then(|e| e.hint.clone()),
+    );
+    for cause in err.chain() {
+        push(hint_of(cause));
+    }
+    hints
+}
+
+/// Several failures of parallel work (builds, services); the reporter prints each one with
+/// its own `error:` and `hint:` lines. Exit code 1.
+#[derive(Debug)]
+pub struct Several(pub Vec<anyhow::Error>);
+
+impl fmt::Display for Several {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, err) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{err:#}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Several {}
+
+/// The operation was interrupted (Ctrl-C, SIGTERM). Exit code 130, printed quietly: the user
+/// asked for it.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted")]
 pub struct Interrupted;
+
+/// Exit with this code after printing `error: MESSAGE` (a step of a sequence that failed with
+/// its own code).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct FailedWith {
+    pub code: i32,
+    pub message: String,
+}
 
 /// Exit with this code and print nothing more (a task's own exit code, already reported).
 #[derive(Debug, thiserror::Error)]

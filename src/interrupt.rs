@@ -1,10 +1,14 @@
 //! Ctrl-C and SIGTERM for every long command. The first signal asks the work to stop
 //! (`requested()` turns true and `wait()` resolves): no new work starts, in-flight calls
 //! finish, one-off containers are removed, and the command exits 130. A second signal
-//! exits at once with 130.
+//! exits at once with 130. A command that only reads (`ps`, `logs`, `config`) stops at once;
+//! one that changes the stage gets a few seconds to finish the engine calls in flight, and
+//! one that runs a one-off container a little longer to remove it (`grace`): an engine that
+//! stopped answering never holds the user's terminal.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -44,6 +48,36 @@ pub fn install() {
             channel().send_replace(true);
         }
     });
+}
+
+/// How long a command may take to wind down after the first interrupt before it is stopped
+/// where it is: nothing for one that only reads; enough for the calls in flight of one that
+/// changes the stage (they take milliseconds on an engine that answers); enough to remove
+/// the one-off container of `exec` and `init`.
+pub fn grace(command: &crate::cli::Command) -> Duration {
+    use crate::cli::Command;
+    match command {
+        Command::Config(_)
+        | Command::Ps(_)
+        | Command::Logs(_)
+        | Command::Completions(_)
+        | Command::Man => Duration::ZERO,
+        Command::Exec(_) | Command::Init(_) => Duration::from_secs(10),
+        Command::Build(_)
+        | Command::Pull(_)
+        | Command::Push(_)
+        | Command::Up(_)
+        | Command::Stop(_)
+        | Command::Start(_)
+        | Command::Down(_)
+        | Command::Purge(_) => Duration::from_secs(3),
+    }
+}
+
+/// Resolves `grace` after the first interrupt.
+pub async fn grace_expired(grace: Duration) {
+    wait().await;
+    tokio::time::sleep(grace).await;
 }
 
 /// True once the first interrupt arrived.

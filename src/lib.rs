@@ -47,13 +47,27 @@ pub fn run() -> i32 {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return exit::FAILURE;
+            return report(&anyhow::Error::new(err).context("cannot start the async runtime"));
         }
     };
+    let quiet = cli.global.quiet;
+    let grace = interrupt::grace(&cli.command);
     let result = runtime.block_on(async {
         interrupt::install();
-        commands::dispatch(cli).await
+        tokio::select! {
+            result = commands::dispatch(cli) => result,
+            () = interrupt::grace_expired(grace) => {
+                if !quiet && !grace.is_zero() {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "warning: stopped waiting {}s after the interrupt: the engine did not answer; \
+                         what was in flight may be left over (`stackctl down` removes it)",
+                        grace.as_secs()
+                    );
+                }
+                Err(Interrupted.into())
+            }
+        }
     });
     // Do not wait for blocking stdin readers still parked in the runtime.
     runtime.shutdown_background();
@@ -63,32 +77,157 @@ pub fn run() -> i32 {
     }
 }
 
-/// Print an error chain once, and pick its exit code.
+/// The one place that prints an error: pick its exit code, print it (unless the user asked
+/// for it: an interrupt exits 130 quietly, a task's own exit code was already reported).
 fn report(err: &anyhow::Error) -> i32 {
     if let Some(ExitWith(code)) = err.downcast_ref::<ExitWith>() {
         return *code;
     }
-    let code = if err.downcast_ref::<Interrupted>().is_some() {
-        exit::INTERRUPTED
-    } else if err.downcast_ref::<UsageError>().is_some()
+    let engine_interrupted = err
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<engine::EngineError>())
+        .any(engine::EngineError::is_interrupted);
+    if err.downcast_ref::<Interrupted>().is_some() || engine_interrupted {
+        return exit::INTERRUPTED;
+    }
+    if let Some(failed) = err.downcast_ref::<error::FailedWith>() {
+        print_error(err);
+        return failed.code;
+    }
+    let code = if err.downcast_ref::<UsageError>().is_some()
         || err.downcast_ref::<stack::StackErrors>().is_some()
     {
         exit::USAGE
     } else {
         exit::FAILURE
     };
-    let mut stderr = std::io::stderr().lock();
-    if let Some(errors) = err.downcast_ref::<stack::StackErrors>() {
-        let _ = write!(stderr, "{errors}");
-        return code;
-    }
-    let mut message = format!("error: {err}");
-    for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !message.contains(&cause) {
-            message.push_str(&format!(": {cause}"));
-        }
-    }
-    let _ = writeln!(stderr, "{message}");
+    print_error(err);
     code
+}
+
+/// Print an error on stderr: `error: ` and its chain of causes on one line, then `hint: `
+/// lines, every secret value of the stage masked. For a command that goes on after an
+/// error (a build that fails next to another) as for the final one.
+pub fn print_error(err: &anyhow::Error) {
+    // Mask first: a secret cut in two by the bound would no longer be found.
+    let text = bound_lines(&output::mask(&render_error(err)));
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
+}
+
+/// The longest line an error prints, in characters: an offending value of megabytes is
+/// quoted only in part.
+const MAX_LINE: usize = 2000;
+
+/// Cut every line longer than `MAX_LINE`, saying how much was left out.
+fn bound_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(64 * 1024));
+    for line in text.split_inclusive('\n') {
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line, ""),
+        };
+        let count = body.chars().count();
+        if count > MAX_LINE {
+            out.extend(body.chars().take(MAX_LINE));
+            out.push_str(&format!("… ({} more characters)", count - MAX_LINE));
+        } else {
+            out.push_str(body);
+        }
+        out.push_str(end);
+    }
+    out
+}
+
+/// The text `print_error` prints (unmasked), each line ending in a newline.
+pub fn render_error(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    if let Some(errors) = err.downcast_ref::<stack::StackErrors>() {
+        for error in &errors.0 {
+            match &error.location {
+                Some(location) => out.push_str(&format!("error: {location}: {}\n", error.message)),
+                None => out.push_str(&format!("error: {}\n", error.message)),
+            }
+            if let Some(hint) = &error.hint {
+                out.push_str(&format!("  hint: {hint}\n"));
+            }
+        }
+        if errors.0.len() > 1 {
+            out.push_str(&format!("{} problems found\n", errors.0.len()));
+        }
+        return out;
+    }
+    if let Some(several) = err.downcast_ref::<error::Several>() {
+        for each in &several.0 {
+            out.push_str(&render_error(each));
+        }
+        return out;
+    }
+    let mut message = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if cause.is_empty() || message.contains(&cause) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&cause);
+    }
+    out.push_str(&format!("error: {message}\n"));
+    for hint in error::hints(err) {
+        out.push_str(&format!("hint: {hint}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defect10_an_interrupt_exits_130_whatever_carries_it() {
+        let plain = anyhow::Error::from(Interrupted);
+        assert_eq!(report(&plain), exit::INTERRUPTED);
+        let call = anyhow::Error::from(engine::EngineError::interrupted("create container", "x"))
+            .context("task `t`");
+        assert_eq!(report(&call), exit::INTERRUPTED);
+    }
+
+    #[test]
+    fn r22_an_error_line_is_bounded() {
+        let long = "x".repeat(MAX_LINE + 500);
+        let text = bound_lines(&format!("error: value `{long}`\nhint: short\n"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].ends_with("… (515 more characters)"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].chars().count() < MAX_LINE + 40);
+        assert_eq!(lines[1], "hint: short");
+    }
+
+    #[test]
+    fn issue9_hints_are_fields_printed_on_their_own_line() {
+        let err = anyhow::Error::from(
+            crate::error::Failure::new("external network `x` does not exist")
+                .with_hint("create it"),
+        )
+        .context("up `dev`");
+        assert_eq!(
+            render_error(&err),
+            "error: up `dev`: external network `x` does not exist\nhint: create it\n"
+        );
+        let several = anyhow::Error::from(crate::error::Several(vec![
+            UsageError::new("one").with_hint("fix one").into(),
+            anyhow::anyhow!("two"),
+        ]));
+        assert_eq!(
+            render_error(&several),
+            "error: one\nhint: fix one\nerror: two\n"
+        );
+    }
 }

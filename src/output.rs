@@ -1,5 +1,5 @@
 //! The one place that decides what reaches the user and how: live lines on a terminal
-//! (indicatif), plain lines off a terminal or under `CI`, JSON events with `--json`.
+//! (`live`), plain lines off a terminal or under `CI`, JSON events with `--json`.
 //!
 //! stdout carries data (`config`, `ps`, task output, JSON events); progress and messages go
 //! to stderr so they never mix into what a script captures.
@@ -8,6 +8,8 @@ use std::io::{IsTerminal, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+
+mod live;
 
 use crate::cli::GlobalArgs;
 
@@ -46,8 +48,35 @@ pub struct Printer {
     pub verbose: u8,
     pub color: bool,
     pub stage: String,
-    /// Values that must never be printed (secrets); replaced by `****`.
-    secrets: Vec<String>,
+}
+
+/// Values that must never be printed (the stage's secrets), longest first. Process-wide:
+/// registered once the stack's variables are known, used by every message printed.
+static SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Register values to mask in every message from now on (secret values of the stage).
+/// Values shorter than four characters are not masked: they would mask ordinary words.
+pub fn register_secrets(values: impl IntoIterator<Item = String>) {
+    let Ok(mut secrets) = SECRETS.write() else {
+        return;
+    };
+    secrets.extend(values.into_iter().filter(|v| v.len() >= 4));
+    secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    secrets.dedup();
+}
+
+/// Replace every registered secret value in `text` by `****`.
+pub fn mask(text: &str) -> String {
+    let Ok(secrets) = SECRETS.read() else {
+        return text.to_string();
+    };
+    let mut out = text.to_string();
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "****");
+        }
+    }
+    out
 }
 
 impl Printer {
@@ -68,27 +97,17 @@ impl Printer {
             verbose: global.verbose,
             color,
             stage: stage.to_string(),
-            secrets: Vec::new(),
         }
     }
 
     /// Register values to mask in every message (secret values of the stage).
     pub fn add_secrets(&mut self, values: impl IntoIterator<Item = String>) {
-        self.secrets
-            .extend(values.into_iter().filter(|v| v.len() >= 4));
-        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        self.secrets.dedup();
+        register_secrets(values);
     }
 
     /// Replace registered secret values in `text`.
     pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "****");
-            }
-        }
-        out
+        mask(text)
     }
 
     /// A status line about one object (`create container dev-app--api`), or its JSON event.
@@ -148,6 +167,15 @@ impl Printer {
         let _ = writeln!(err, "{prefix}: {}", self.mask(message));
     }
 
+    /// A warning with what to do about it on a `hint:` line.
+    pub fn warn_with_hint(&self, message: &str, hint: &str) {
+        self.warn(message);
+        if !self.quiet {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "hint: {}", self.mask(hint));
+        }
+    }
+
     /// Data for stdout (what a script captures).
     pub fn data(&self, text: &str) {
         let mut out = std::io::stdout().lock();
@@ -166,11 +194,11 @@ pub fn now_ms() -> u128 {
 }
 
 /// Live progress of one command over many objects: one line per object on a terminal
-/// (indicatif), plain lines off a terminal, JSON events with `--json`.
+/// (`live::Board`), plain lines off a terminal, JSON events with `--json`.
 #[derive(Clone)]
 pub struct Progress {
     printer: Printer,
-    multi: Option<indicatif::MultiProgress>,
+    board: Option<std::sync::Arc<live::Board>>,
     started: std::time::Instant,
     counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
 }
@@ -180,7 +208,7 @@ pub struct Line {
     progress: Progress,
     kind: String,
     object: String,
-    bar: Option<indicatif::ProgressBar>,
+    board: Option<std::sync::Arc<live::Board>>,
     started: std::time::Instant,
     finished: bool,
 }
@@ -188,12 +216,10 @@ pub struct Line {
 impl Printer {
     /// Start reporting progress over several objects.
     pub fn progress(&self) -> Progress {
-        let multi = (self.mode == Mode::Live && !self.quiet).then(|| {
-            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
-        });
+        let board = (self.mode == Mode::Live && !self.quiet).then(|| live::Board::new(self.color));
         Progress {
             printer: self.clone(),
-            multi,
+            board,
             started: std::time::Instant::now(),
             counts: Default::default(),
         }
@@ -235,20 +261,14 @@ impl Progress {
 
     /// A line for one object (`service`, `dev-app--api`).
     pub fn line(&self, kind: &str, object: &str) -> Line {
-        let bar = self.multi.as_ref().map(|multi| {
-            let bar = multi.add(indicatif::ProgressBar::new_spinner());
-            let style = indicatif::ProgressStyle::with_template("{spinner} {prefix} {wide_msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
-            bar.set_style(style);
-            bar.set_prefix(format!("{kind} {object}"));
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            bar
-        });
+        if let Some(board) = &self.board {
+            board.step(kind, object, "", false);
+        }
         Line {
             progress: self.clone(),
             kind: kind.to_string(),
             object: object.to_string(),
-            bar,
+            board: self.board.clone(),
             started: std::time::Instant::now(),
             finished: false,
         }
@@ -259,11 +279,27 @@ impl Progress {
         if self.printer.quiet || self.printer.mode == Mode::Json {
             return;
         }
-        match &self.multi {
-            Some(multi) => {
-                let _ = multi.println(self.printer.mask(text));
-            }
+        match &self.board {
+            Some(board) => board.message(&self.printer.mask(text)),
             None => self.printer.status(text),
+        }
+    }
+
+    /// A warning above the live lines (or on stderr), with an optional hint line.
+    pub fn warn(&self, message: &str, hint: Option<&str>) {
+        if self.printer.quiet {
+            return;
+        }
+        let mut text = format!("warning: {message}");
+        if let Some(hint) = hint {
+            text.push_str(&format!("\nhint: {hint}"));
+        }
+        match &self.board {
+            Some(board) => board.message(&self.printer.mask(&text)),
+            None => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{}", self.printer.mask(&text));
+            }
         }
     }
 
@@ -293,6 +329,10 @@ impl Progress {
         let elapsed = self.started.elapsed().as_millis();
         let counts = self.counts.lock().map(|c| c.clone()).unwrap_or_default();
         let status = if ok { "done" } else { "failed" };
+        // The rows stay as they are; the summary goes below them.
+        if let Some(board) = &self.board {
+            board.finish();
+        }
         match self.printer.mode {
             Mode::Json => self.printer.json_event(
                 &self.printer.stage,
@@ -326,8 +366,8 @@ impl Progress {
 impl Line {
     /// The object enters a step (`creating`, `starting`, `waiting for health`).
     pub fn step(&self, action: &str) {
-        match (&self.bar, self.progress.printer.mode) {
-            (Some(bar), _) => bar.set_message(action.to_string()),
+        match (&self.board, self.progress.printer.mode) {
+            (Some(board), _) => board.step(&self.kind, &self.object, action, false),
             (None, Mode::Json) => self.progress.printer.json_event(
                 &self.object,
                 &self.kind,
@@ -344,25 +384,22 @@ impl Line {
         }
     }
 
-    /// A step with an elapsed-time counter on the live line (`waiting for health 3.2s`).
+    /// A step with an elapsed-time counter on the live line (`waiting for health 3s`).
     pub fn waiting(&self, action: &str) {
-        match &self.bar {
-            Some(bar) => {
-                let style =
-                    indicatif::ProgressStyle::with_template("{spinner} {prefix} {msg} {elapsed}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
-                bar.set_style(style);
-                bar.reset_elapsed();
-                bar.set_message(action.to_string());
-            }
+        match &self.board {
+            Some(board) => board.step(&self.kind, &self.object, action, true),
             None => self.step(action),
         }
     }
 
-    /// Output of a long step (a build's lines): only shown on the live line, or with -v.
+    /// Output of a long step (a build's lines): only shown on the live line.
     pub fn detail(&self, text: &str) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(self.progress.printer.mask(text.trim()));
+        if let Some(board) = &self.board {
+            board.detail(
+                &self.kind,
+                &self.object,
+                &self.progress.printer.mask(text.trim()),
+            );
         }
     }
 
@@ -372,21 +409,10 @@ impl Line {
         self.progress.count(action);
         let elapsed = self.started.elapsed().as_millis();
         let reason_text = reason.map(|r| format!(" ({r})")).unwrap_or_default();
-        match (&self.bar, self.progress.printer.mode) {
-            (Some(bar), _) => {
-                // Finished objects become permanent lines above the live ones.
-                bar.finish_and_clear();
-                let mark = if self.progress.printer.color {
-                    "\x1b[32m✔\x1b[0m"
-                } else {
-                    "✔"
-                };
-                self.progress.message(&format!(
-                    "{mark} {} {}: {action}{reason_text} ({:.1}s)",
-                    self.kind,
-                    self.object,
-                    elapsed as f64 / 1000.0
-                ));
+        match (&self.board, self.progress.printer.mode) {
+            (Some(board), _) => {
+                let reason = reason.map(|r| self.progress.printer.mask(r));
+                board.done(&self.kind, &self.object, action, reason.as_deref());
             }
             (None, Mode::Json) => self.progress.printer.json_event(
                 &self.object,
@@ -406,11 +432,11 @@ impl Line {
         }
     }
 
-    /// Remove the line without recording anything (a wait that is over).
+    /// End the step without recording anything (a wait that is over).
     pub fn clear(mut self) {
         self.finished = true;
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        if let Some(board) = &self.board {
+            board.clear(&self.kind, &self.object);
         }
     }
 
@@ -420,19 +446,8 @@ impl Line {
         self.progress.count("failed");
         let elapsed = self.started.elapsed().as_millis();
         let first = message.lines().next().unwrap_or("");
-        match (&self.bar, self.progress.printer.mode) {
-            (Some(bar), _) => {
-                bar.finish_and_clear();
-                let mark = if self.progress.printer.color {
-                    "\x1b[31m✘\x1b[0m"
-                } else {
-                    "✘"
-                };
-                self.progress.message(&format!(
-                    "{mark} {} {}: {action} failed",
-                    self.kind, self.object
-                ));
-            }
+        match (&self.board, self.progress.printer.mode) {
+            (Some(board), _) => board.fail(&self.kind, &self.object, action),
             (None, Mode::Json) => self.progress.printer.json_event(
                 &self.object,
                 &self.kind,
@@ -453,8 +468,8 @@ impl Line {
 impl Drop for Line {
     fn drop(&mut self) {
         if !self.finished {
-            if let Some(bar) = &self.bar {
-                bar.finish_and_clear();
+            if let Some(board) = &self.board {
+                board.clear(&self.kind, &self.object);
             }
         }
     }
@@ -492,19 +507,19 @@ impl Printer {
 impl Line {
     /// True on a terminal (a live line to update as often as there is news).
     pub fn is_live(&self) -> bool {
-        self.bar.is_some()
+        self.board.is_some()
     }
 
     /// Bytes moved by a pull or push: on the live line (`pulling 3.1 MB / 12.0 MB`), or a
     /// `progress` JSON event whose reason is `DONE/TOTAL bytes` (the caller throttles them).
     /// Nothing off a terminal: the start and done lines say enough.
     pub fn transfer(&self, action: &str, done: u64, total: u64) {
-        match (&self.bar, self.progress.printer.mode) {
-            (Some(bar), _) => bar.set_message(format!(
-                "{action} {} / {}",
-                human_bytes(done),
-                human_bytes(total)
-            )),
+        match (&self.board, self.progress.printer.mode) {
+            (Some(board), _) => board.detail(
+                &self.kind,
+                &self.object,
+                &format!("{action} {} / {}", human_bytes(done), human_bytes(total)),
+            ),
             (None, Mode::Json) => self.progress.printer.json_event(
                 &self.object,
                 &self.kind,

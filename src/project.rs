@@ -26,19 +26,31 @@ impl Project {
             Some(dir) => cwd.join(dir),
             None => cwd,
         };
-        if !dir.is_dir() {
-            return Err(UsageError::new(format!(
-                "project directory `{}` does not exist",
-                dir.display()
-            )));
+        match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(UsageError::new(format!(
+                    "project directory `{}` is not a directory",
+                    dir.display()
+                ))
+                .with_hint("`-C DIR` takes the directory that holds `stacks/`"))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(UsageError::new(format!(
+                    "project directory `{}` does not exist",
+                    dir.display()
+                )))
+            }
+            Err(e) => {
+                return Err(UsageError::new(format!(
+                    "cannot use project directory `{}`: {}",
+                    dir.display(),
+                    crate::error::io_reason(&e)
+                )))
+            }
         }
         let dir = dir.canonicalize().unwrap_or(dir);
-        let stage = global
-            .env
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "dev".to_string());
-        validate_stage(&stage)?;
+        let stage = stage_of(global.env.as_deref(), std::env::var_os("STACKCTL_ENV"))?;
         let profiles = global
             .profiles
             .iter()
@@ -111,6 +123,29 @@ pub fn sanitize_name(raw: &str) -> String {
     }
 }
 
+/// The stage from `-e`/`--env` or `STACKCTL_ENV`, `dev` when neither is given. An empty one
+/// is a mistake (`-e "$STAGE"` with `STAGE` unset), never a silent `dev`: `purge --yes`
+/// would act on the wrong stage.
+fn stage_of(
+    flag: Option<&str>,
+    variable: Option<std::ffi::OsString>,
+) -> Result<String, UsageError> {
+    let empty = || {
+        UsageError::new("the stage is empty")
+            .with_hint("give `-e STAGE` (or set STACKCTL_ENV) to a stage name like `dev`, or leave both out for `dev`")
+    };
+    match flag {
+        Some("") => Err(empty()),
+        Some(stage) => {
+            validate_stage(stage)?;
+            Ok(stage.to_string())
+        }
+        // clap treats an empty STACKCTL_ENV as absent: look at it ourselves.
+        None if variable.is_some_and(|v| v.is_empty()) => Err(empty()),
+        None => Ok("dev".to_string()),
+    }
+}
+
 fn validate_stage(stage: &str) -> Result<(), UsageError> {
     let ok = stage.len() <= 63
         && stage
@@ -125,5 +160,19 @@ fn validate_stage(stage: &str) -> Result<(), UsageError> {
     } else {
         Err(UsageError::new(format!("stage `{stage}` is not a valid name"))
             .with_hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit (like `dev` or `ci-42`)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r16_empty_stage_is_a_usage_error() {
+        assert!(stage_of(Some(""), None).is_err());
+        assert!(stage_of(Some(""), Some("qa".into())).is_err());
+        assert!(stage_of(None, Some("".into())).is_err());
+        assert_eq!(stage_of(None, None).unwrap(), "dev");
+        assert_eq!(stage_of(Some("qa"), None).unwrap(), "qa");
     }
 }

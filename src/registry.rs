@@ -377,10 +377,7 @@ impl RegistryError {
             ),
         };
         RegistryError {
-            message: match &hint {
-                Some(hint) => format!("{message}\nhint: {hint}"),
-                None => message,
-            },
+            message,
             hint,
             problem,
         }

@@ -110,6 +110,22 @@ pub fn size() -> Option<(u16, u16)> {
     }
 }
 
+/// Rows and columns of the terminal on stderr, where progress is drawn.
+pub fn stderr_size() -> Option<(u16, u16)> {
+    // SAFETY: TIOCGWINSZ fills a winsize struct.
+    unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) == 0
+            && size.ws_row > 0
+            && size.ws_col > 0
+        {
+            Some((size.ws_row, size.ws_col))
+        } else {
+            None
+        }
+    }
+}
+
 /// True when our stdin carries input someone gave us on purpose: a pipe, a socket or a
 /// redirected file (`cat x | stackctl …`, `< x`). A terminal, `/dev/null` or a closed stdin
 /// is not.

@@ -46,7 +46,7 @@ fn build_applies_dockerignore_args_and_labels_then_replaces_the_old_image() {
         .success()
         .stderr(predicate::str::contains("build api: Step 1/"))
         .stderr(predicate::str::contains(format!(
-            "image {}/api:{}: build done",
+            "image {}/api:{}: built (",
             t.project, t.stage
         )));
 
@@ -81,10 +81,14 @@ fn build_applies_dockerignore_args_and_labels_then_replaces_the_old_image() {
         &tag,
     ]);
     let labels: serde_json::Value = serde_json::from_str(&labels).expect("labels JSON");
-    assert_eq!(labels["io.stackctl.project"], t.project.as_str());
-    assert_eq!(labels["io.stackctl.stage"], t.stage.as_str());
-    assert_eq!(labels["io.stackctl.role"], "image");
-    assert_eq!(labels["io.stackctl.service"], "api");
+    // Image ownership under keys of its own: containers and images made from it inherit
+    // them, and must not pass for the stage's (R9).
+    assert_eq!(labels["io.stackctl.image.project"], t.project.as_str());
+    assert_eq!(labels["io.stackctl.image.stage"], t.stage.as_str());
+    assert_eq!(labels["io.stackctl.image.service"], "api");
+    assert_eq!(labels["io.stackctl.image.tag"], tag.as_str());
+    assert!(labels.get("io.stackctl.project").is_none(), "{labels}");
+    assert!(labels.get("io.stackctl.stage").is_none(), "{labels}");
     assert_eq!(labels["team"], "data");
     assert_eq!(labels["note"], r#"say "hi" \o/"#);
 
@@ -116,8 +120,8 @@ fn build_applies_dockerignore_args_and_labels_then_replaces_the_old_image() {
     assert_eq!(
         actions,
         vec![
-            (tag.as_str(), "build", "started"),
-            (tag.as_str(), "build", "done"),
+            (tag.as_str(), "building", "started"),
+            (tag.as_str(), "built", "done"),
             (t.stage.as_str(), "build", "done"),
         ]
     );

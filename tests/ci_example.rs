@@ -5,10 +5,10 @@
 use clap::Parser;
 use stackctl::cli::{Cli, Command};
 
-fn example() -> serde_yaml::Value {
+fn example() -> stackctl::stack::load::Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ci/.gitlab-ci.yml");
     let text = std::fs::read_to_string(path).expect("read examples/ci/.gitlab-ci.yml");
-    serde_yaml::from_str(&text).expect("valid YAML")
+    stackctl::stack::load::parse(&text).expect("valid YAML").0
 }
 
 /// The stackctl invocation of a script line, without shell pipes and redirections.
@@ -18,7 +18,7 @@ fn stackctl_args(line: &str) -> Option<Vec<String>> {
     (words.first().map(String::as_str) == Some("stackctl")).then_some(words)
 }
 
-fn script(job: &serde_yaml::Value, key: &str) -> Vec<String> {
+fn script(job: &stackctl::stack::load::Value, key: &str) -> Vec<String> {
     job[key]
         .as_sequence()
         .unwrap_or_else(|| panic!("job has `{key}`"))

@@ -136,7 +136,7 @@ fn config_show_secrets_reveals_masked_values() {
     }
     assert!(masked.contains("POSTGRES_PASSWORD: '****'"), "{masked}");
     assert!(
-        masked.contains("- --secret\n    - ****\n"),
+        masked.contains("- --secret\n    - '****'\n"),
         "secret inside a command: {masked}"
     );
     let (shown, _) = ok(&stack, &["config", "--show-secrets"]);

@@ -222,23 +222,7 @@ fn monolith_stages_run_side_by_side_with_cron_and_test_db() {
     // purge each stage: nothing with its labels is left, and the other stage is untouched
     // until its own purge.
     stackctl(&ts, &dev, &["purge", "--yes"]).success();
-    let labels = |stage: &str| -> Vec<String> {
-        let mut left = Vec::new();
-        for kind in [
-            &["ps", "-a", "-q"][..],
-            &["volume", "ls", "-q"][..],
-            &["network", "ls", "-q"][..],
-            &["images", "-q"][..],
-        ] {
-            let mut args: Vec<String> = kind.iter().map(|s| s.to_string()).collect();
-            args.push("--filter".into());
-            args.push(format!("label=io.stackctl.project={}", ts.project));
-            args.push("--filter".into());
-            args.push(format!("label=io.stackctl.stage={stage}"));
-            left.extend(support::lines(&support::docker(&args)));
-        }
-        left
-    };
+    let labels = |stage: &str| support::stage_objects(&ts.project, stage);
     assert!(labels(&dev).is_empty(), "purge left {:?}", labels(&dev));
     assert_eq!(status(&ts, &qa)["articles"], 3, "qa still serves");
     stackctl(&ts, &qa, &["purge", "--yes"]).success();

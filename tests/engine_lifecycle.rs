@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{busybox_image, docker, docker_ok, lines, TestStack};
+use support::{busybox_image, docker, docker_ok, stage_objects, TestStack};
 
 /// Removes a container the test created without stackctl's labels, on every path.
 struct Bystander(String);
@@ -12,27 +12,6 @@ impl Drop for Bystander {
     fn drop(&mut self) {
         docker(&["rm", "-f", &self.0]);
     }
-}
-
-fn stage_objects(project: &str, stage: &str) -> Vec<String> {
-    let filters = [
-        "--filter".to_string(),
-        format!("label=io.stackctl.project={project}"),
-        "--filter".to_string(),
-        format!("label=io.stackctl.stage={stage}"),
-    ];
-    let mut all = Vec::new();
-    for kind in [
-        vec!["ps", "-a", "--format", "{{.Names}}"],
-        vec!["volume", "ls", "--format", "{{.Name}}"],
-        vec!["network", "ls", "--format", "{{.Name}}"],
-        vec!["images", "--format", "{{.Repository}}:{{.Tag}}"],
-    ] {
-        let mut args: Vec<String> = kind.iter().map(|s| s.to_string()).collect();
-        args.extend(filters.iter().cloned());
-        all.extend(lines(&docker(&args)));
-    }
-    all
 }
 
 #[test]
@@ -145,4 +124,22 @@ services:
         .success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert_eq!(stdout, "two | second\n");
+}
+
+/// Defect 7: `restart: on-failure:5` reaches the engine as the policy and its count.
+#[test]
+fn defect7_on_failure_count_reaches_the_engine() {
+    let t = TestStack::new("restart");
+    let image = busybox_image();
+    t.stack(&format!(
+        "services:\n  api: {{ image: {image}, init: true, restart: \"on-failure:5\", command: [sleep, \"3600\"] }}\n"
+    ));
+    t.cmd().args(["up", "--no-wait"]).assert().success();
+    let policy = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+        &t.container("api"),
+    ]);
+    assert_eq!(policy.trim(), "on-failure:5");
 }

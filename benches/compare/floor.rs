@@ -45,7 +45,7 @@ pub const LABEL: &str = "io.stackctl-bench.floor";
 struct File {
     services: IndexMap<String, Service>,
     #[serde(default)]
-    volumes: IndexMap<String, serde_yaml::Value>,
+    volumes: IndexMap<String, stackctl::stack::load::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +127,8 @@ type Ready = Shared<BoxFuture<'static, Result<String, String>>>;
 
 impl Floor {
     pub fn new(stack_yaml: &str, prefix: &str) -> Result<Floor> {
-        let file: File = serde_yaml::from_str(stack_yaml).context("read the benchmark stack")?;
+        let file: File = stackctl::stack::load::from_yaml_str(stack_yaml)
+            .map_err(|e| anyhow!("read the benchmark stack: {e}"))?;
         let volumes: Vec<String> = file
             .volumes
             .keys()

@@ -1,12 +1,14 @@
 //! Whole-stage operations of `down`, `purge`, `stop` and `start`: many containers (or
 //! networks) at once, [`PARALLEL`] at a time, each on its own progress line.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 use super::{first_error, PARALLEL};
+use crate::engine::networks::NetworkFound;
 use crate::engine::Engine;
+use crate::names::role;
 use crate::observed::ObservedContainer;
 use crate::output::Progress;
 use crate::stack::LoadedStack;
@@ -122,37 +124,55 @@ pub async fn start_containers(
     first_error(results)
 }
 
-/// Remove networks once their endpoints are gone (the engine can take a moment to release
-/// an endpoint after its container is removed).
+/// How long a network removal keeps trying while the engine releases endpoints or a task
+/// container that started after the stage was listed is being removed.
+const NETWORK_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Remove the stage's networks by ID (every copy of a duplicated name goes). A network that
+/// still has endpoints gets the stage's containers removed again (a task that started after
+/// the stage was listed), then another try, until a deadline.
 pub async fn remove_networks(
     engine: &Engine,
-    networks: &[String],
+    stage: &str,
+    project: &str,
+    networks: &[NetworkFound],
     progress: &Progress,
 ) -> Result<()> {
-    for name in networks {
+    for network in networks {
         crate::interrupt::check()?;
-        let line = progress.line("network", name);
+        let line = progress.line("network", &network.name);
         line.step("removing");
-        let mut attempt = 0;
+        let deadline = Instant::now() + NETWORK_DEADLINE;
         loop {
-            match engine.remove_network(name).await {
+            let err = match engine.remove_network(&network.id).await {
                 Ok(()) => {
                     line.done("removed", None);
                     break;
                 }
-                Err(err) if err.message.contains("active endpoints") && attempt < 20 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                Err(err) => err,
+            };
+            let busy = err.message.contains("active endpoints");
+            if !busy || Instant::now() >= deadline {
+                line.fail("remove", &err.to_string());
+                let mut failure = crate::error::Failure::new(err.to_string());
+                if busy {
+                    failure = failure.with_hint(format!("a container stackctl does not own is attached; see `docker network inspect {}`", network.id));
                 }
-                Err(err) => {
-                    line.fail("remove", &err.to_string());
-                    let hint = if err.message.contains("active endpoints") {
-                        format!("\nhint: a container stackctl does not own is attached; see `docker network inspect {name}`")
-                    } else {
-                        String::new()
-                    };
-                    return Err(anyhow!("{err}{hint}"));
-                }
+                return Err(failure.into());
+            }
+            let late: Vec<_> = engine
+                .observe(stage, project)
+                .await?
+                .containers
+                .into_iter()
+                .filter(|c| c.role != role::DATA)
+                .collect();
+            if !late.is_empty() {
+                remove_containers(engine, &late, progress).await?;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = crate::interrupt::wait() => return Err(crate::error::Interrupted.into()),
             }
         }
     }

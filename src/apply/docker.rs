@@ -13,7 +13,7 @@ use crate::engine::containers::{
     port_in_use, ContainerConfig, Endpoint, Healthcheck, PublishedPort,
 };
 use crate::engine::{Engine, EngineError};
-use crate::error::Interrupted;
+use crate::error::{Failure, Interrupted};
 use crate::names;
 use crate::observed::Observed;
 use crate::plan::container::{self, ContainerSpec};
@@ -173,10 +173,6 @@ impl<'a> DockerTarget<'a> {
         }
     }
 
-    fn labels(&self, role: &str) -> std::collections::HashMap<String, String> {
-        names::owner_labels(&self.loaded.stage, &self.loaded.project, role)
-    }
-
     /// Stop a container, giving up the wait (not the stop) on an interrupt: the engine
     /// finishes the stop on its own, and nothing else is started after it.
     async fn stop(&self, name: &str) -> Result<()> {
@@ -270,28 +266,33 @@ impl Target for DockerTarget<'_> {
                 if engine.network_exists(name).await? {
                     return Ok(());
                 }
-                Err(anyhow!(
-                    "external network `{name}` (networks.{key}) does not exist\nhint: create it with `docker network create {name}`, or drop `external: true` to let stackctl create it"
+                Err(Failure::new(format!(
+                    "external network `{name}` (networks.{key}) does not exist"
                 ))
+                .with_hint(format!("create it with `docker network create {name}`, or drop `external: true` to let stackctl create it"))
+                .into())
             }
             Action::ExternalVolume { name, key } => {
                 if engine.volume_exists(name).await? {
                     return Ok(());
                 }
-                Err(anyhow!(
-                    "external volume `{name}` (volumes.{key}) does not exist\nhint: create it with `docker volume create {name}`, or drop `external: true` to let stackctl create it"
+                Err(Failure::new(format!(
+                    "external volume `{name}` (volumes.{key}) does not exist"
                 ))
+                .with_hint(format!("create it with `docker volume create {name}`, or drop `external: true` to let stackctl create it"))
+                .into())
             }
             Action::CreateNetwork { name } => {
                 phase("creating")?;
-                Ok(engine
-                    .create_network(name, &self.labels(names::role::NETWORK))
-                    .await?)
+                let wanted = names::network_wanted(self.loaded, name)?;
+                engine.ensure_network(&wanted).await?;
+                Ok(())
             }
             Action::CreateVolume { name, driver } => {
                 phase("creating")?;
+                let labels = names::volume_labels(self.loaded, name)?;
                 Ok(engine
-                    .create_volume(name, driver.as_deref(), &self.labels(names::role::VOLUME))
+                    .create_volume(name, driver.as_deref(), &labels)
                     .await?)
             }
             Action::DataContainer { spec, exists, .. } => {
@@ -366,7 +367,11 @@ pub fn start_error(loaded: &LoadedStack, service: &str, err: EngineError) -> any
             display_file(loaded)
         ),
     };
-    anyhow!("{port_text} is already allocated on this host (service `{service}`, {location})\nhint: {hint}")
+    Failure::new(format!(
+        "{port_text} is already allocated on this host (service `{service}`, {location})"
+    ))
+    .with_hint(hint)
+    .into()
 }
 
 fn display_file(loaded: &LoadedStack) -> String {
@@ -514,10 +519,11 @@ async fn failure(
         }
         _ => {}
     }
-    message.push_str(&format!(
-        "\nhint: see `stackctl logs {service}`; `up --timeout S` waits longer"
-    ));
-    anyhow!(message)
+    Failure::new(message)
+        .with_hint(format!(
+            "see `stackctl logs {service}`; `up --timeout S` waits longer"
+        ))
+        .into()
 }
 
 #[cfg(test)]
@@ -560,7 +566,7 @@ services:
     #[test]
     fn every_model_key_reaches_the_create_request() {
         let spec = spec_of(API);
-        let body = create_body(&container_config(&spec));
+        let body = create_body(&container_config(&spec), false);
         let host = body.host_config.clone().expect("host config");
         assert_eq!(body.image.as_deref(), Some("busybox:latest"));
         assert_eq!(body.cmd, Some(vec!["httpd".to_string(), "-f".to_string()]));

@@ -28,7 +28,7 @@ use tokio::sync::{watch, Semaphore};
 pub use bulk::{remove_containers, remove_networks, start_containers, stop_containers};
 pub use target::{Readiness, Target};
 
-use crate::error::Interrupted;
+use crate::error::{Failure, Interrupted};
 use crate::output::Progress;
 use crate::plan::up::{Action, Change, Plan};
 use crate::stack::model::Condition;
@@ -294,10 +294,10 @@ fn missing_images(plan: &Plan) -> Result<()> {
             )
         })
         .collect();
-    Err(anyhow!(
-        "{}\nhint: `pull_policy: never` forbids pulling it: load or build the image first (`docker load`, `docker build -t …`), give `{first_owner}` a `build:`, or drop `pull_policy: never`",
-        lines.join("\n")
-    ))
+    Err(Failure::new(lines.join("
+"))
+        .with_hint(format!("`pull_policy: never` forbids pulling it: load or build the image first (`docker load`, `docker build -t …`), give `{first_owner}` a `build:`, or drop `pull_policy: never`"))
+        .into())
 }
 
 /// Networks, volumes, data containers and orphans, one after the other.
@@ -316,16 +316,26 @@ async fn prepare_stage<T: Target>(
             Action::ExternalNetwork { .. } | Action::ExternalVolume { .. } => {
                 target.apply(action, &phase).await?;
             }
-            Action::Orphan { remove: false, name } => progress.message(&format!(
-                "warning: container `{name}` belongs to no service of the stack file\nhint: `stackctl up --remove-orphans` removes it"
-            )),
-            Action::DataContainer { exists: true, .. } => progress.unchanged(kind, &object, &reason),
+            Action::Orphan {
+                remove: false,
+                name,
+            } => progress.warn(
+                &format!("container `{name}` belongs to no service of the stack file"),
+                Some("`stackctl up --remove-orphans` removes it"),
+            ),
+            Action::DataContainer { exists: true, .. } => {
+                progress.unchanged(kind, &object, &reason)
+            }
             Action::CreateNetwork { .. }
             | Action::CreateVolume { .. }
             | Action::DataContainer { .. }
             | Action::Orphan { .. } => {
                 let line = progress.line(kind, &object);
-                line.step(if verb == "remove" { "removing" } else { "creating" });
+                line.step(if verb == "remove" {
+                    "removing"
+                } else {
+                    "creating"
+                });
                 match target.apply(action, &phase).await {
                     Ok(()) if verb == "remove" => line.done("removed", Some(&reason)),
                     Ok(()) => line.done("created", None),
@@ -513,25 +523,24 @@ async fn apply_service<T: Target>(
 /// Combine the failures of parallel work into one error: an interrupt wins; skipped
 /// services (a dependency failed) are not reported on their own.
 pub(crate) fn first_error(results: Vec<Result<()>>) -> Result<()> {
-    let mut messages: Vec<String> = Vec::new();
+    let mut errors: Vec<anyhow::Error> = Vec::new();
     let mut interrupted = false;
-    let mut first: Option<anyhow::Error> = None;
     for result in results {
         let Err(err) = result else { continue };
         if err.downcast_ref::<Interrupted>().is_some() {
             interrupted = true;
         } else if err.downcast_ref::<Skipped>().is_none() {
-            messages.push(format!("{err:#}"));
-            first.get_or_insert(err);
+            errors.push(err);
         }
     }
     if interrupted {
         return Err(Interrupted.into());
     }
-    match (messages.len(), first) {
-        (0, _) => Ok(()),
-        (1, Some(err)) => Err(err),
-        _ => Err(anyhow!(messages.join("\nerror: "))),
+    // Each failure is printed by the reporter with its own `error:` and `hint:` lines.
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(crate::error::Several(errors).into()),
     }
 }
 

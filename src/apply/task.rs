@@ -31,15 +31,15 @@ pub async fn prepare(
     let volumes_exist = plan
         .volumes
         .iter()
-        .map(|(volume, _)| engine.volume_exists(volume));
-    let networks_exist = plan
+        .map(|(volume, _)| engine.volume_labels(volume));
+    let networks_found = plan
         .networks
         .iter()
-        .map(|network| engine.network_exists(network));
-    let (image_id, volumes_exist, networks_exist) = tokio::try_join!(
+        .map(|network| engine.networks_named(network));
+    let (image_id, volumes_exist, networks_found) = tokio::try_join!(
         engine.image_id(image),
         futures_util::future::try_join_all(volumes_exist),
-        futures_util::future::try_join_all(networks_exist),
+        futures_util::future::try_join_all(networks_found),
     )?;
     if image_id.is_none() {
         if let Some(build) = &plan.build {
@@ -70,25 +70,48 @@ pub async fn prepare(
             ));
         }
     }
-    for ((volume, driver), exists) in plan.volumes.iter().zip(volumes_exist) {
-        if !exists {
-            let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::VOLUME);
-            engine
-                .create_volume(volume, driver.as_deref(), &labels)
-                .await?;
+    // Only a stage network that exists once, with the stage's labels, is used as it is;
+    // anything else is settled under the stage lock (R6, R8, R11).
+    let networks_ready = networks_found
+        .iter()
+        .all(|found| found.len() == 1 && found[0].is_stage(&loaded.stage, &loaded.project));
+    let volumes_ready = volumes_exist.iter().all(|labels| {
+        labels.as_ref().is_some_and(|labels| {
+            labels.get(names::PROJECT) == Some(&loaded.project)
+                && labels.get(names::STAGE) == Some(&loaded.stage)
+        })
+    });
+    if networks_ready && volumes_ready {
+        return Ok(());
+    }
+    // Creation is serialised per stage: parallel tasks after `down` make one network, and
+    // the others wait for it.
+    let _lock = crate::lock::acquire(&loaded.project, &loaded.stage, LOCK_TIMEOUT, printer).await?;
+    for (volume, driver) in &plan.volumes {
+        // Creates it when missing, refuses one of that name that is not the stage's.
+        let existed = engine.volume_labels(volume).await?.is_some();
+        let labels = names::volume_labels(loaded, volume)?;
+        engine
+            .create_volume(volume, driver.as_deref(), &labels)
+            .await?;
+        if !existed {
             printer.status(&format!("created volume `{volume}`"));
         }
     }
-    for (network, exists) in plan.networks.iter().zip(networks_exist) {
+    for network in &plan.networks {
         // The same labelled network `up` creates; whichever comes first makes it.
-        if !exists {
-            let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::NETWORK);
-            engine.create_network(network, &labels).await?;
+        let wanted = names::network_wanted(loaded, network)?;
+        let (_, created) = engine.ensure_network(&wanted).await?;
+        if created {
             printer.status(&format!("created network `{network}`"));
         }
     }
     Ok(())
 }
+
+/// How long a task waits for another stackctl changing the stage (an `up` holds the lock
+/// through its health waits) before it creates the stage's networks or volumes.
+const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Run the task's one-off container attached to `input`; it is removed on every path.
 pub async fn run(

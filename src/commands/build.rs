@@ -2,7 +2,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Result;
 use futures_util::StreamExt;
@@ -11,7 +10,7 @@ use super::Context;
 use crate::cli::BuildArgs;
 use crate::engine::Engine;
 use crate::error::{exit, Interrupted, UsageError};
-use crate::output::{Mode, Printer};
+use crate::output::{Mode, Printer, Progress};
 use crate::plan::image::{self as images, ImageBuild};
 use crate::stack::{self, model::Task, LoadedStack};
 
@@ -31,45 +30,10 @@ pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
         return Ok(exit::OK);
     }
     let engine = Engine::connect().await?;
-    let started = Instant::now();
-    let count = builds.len();
-    let outcome = build_images(&engine, builds, &printer, ctx.global.verbose > 0).await;
-    let elapsed = started.elapsed().as_millis();
-    match outcome {
-        Ok(()) => {
-            if printer.mode == Mode::Json {
-                printer.event(&printer.stage, "summary", "build", "done", elapsed);
-            } else {
-                let noun = if count == 1 { "image" } else { "images" };
-                printer.status(&format!(
-                    "built {count} {noun} ({:.1}s)",
-                    elapsed as f64 / 1000.0
-                ));
-            }
-            Ok(exit::OK)
-        }
-        Err(err) => {
-            if printer.mode == Mode::Json {
-                printer.event(&printer.stage, "summary", "build", "failed", elapsed);
-            }
-            Err(err)
-        }
-    }
-}
-
-/// Build the named entries' images (all when `names` is empty) with the same checks, output
-/// and failure handling as `stackctl build`; for the built-in `build` step of task
-/// sequences and for `up --build`.
-pub async fn build_stage(
-    engine: &Engine,
-    loaded: &LoadedStack,
-    printer: &Printer,
-    names: &[String],
-    no_cache: bool,
-    verbose: bool,
-) -> Result<()> {
-    let builds = prepare(loaded, names, no_cache, printer)?;
-    build_images(engine, builds, printer, verbose).await
+    let progress = printer.progress();
+    let outcome = build_images(&engine, builds, &progress, ctx.global.verbose > 0).await;
+    progress.summary("build", outcome.is_ok());
+    outcome.map(|()| exit::OK)
 }
 
 /// The checked builds to run: selected, deduplicated by tag, contexts verified.
@@ -92,21 +56,21 @@ fn prepare(
 async fn build_images(
     engine: &Engine,
     builds: Vec<ImageBuild>,
-    printer: &Printer,
+    progress: &Progress,
     verbose: bool,
 ) -> Result<()> {
     tokio::select! {
-        result = build_all(engine, builds, printer, verbose) => result,
+        result = build_all(engine, builds, progress, verbose) => result,
         _ = crate::interrupt::wait() => Err(Interrupted.into()),
     }
 }
 
 /// Run the builds, at most `PARALLEL_BUILDS` at once. After a failure no new build starts;
-/// those already running finish. The first failure is returned, later ones are printed.
+/// those already running finish. Every failure is returned (`Several` when more than one).
 async fn build_all(
     engine: &Engine,
     builds: Vec<ImageBuild>,
-    printer: &Printer,
+    progress: &Progress,
     verbose: bool,
 ) -> Result<()> {
     let failed = Arc::new(AtomicBool::new(false));
@@ -117,7 +81,7 @@ async fn build_all(
                 if failed.load(Ordering::SeqCst) {
                     return Ok(());
                 }
-                let result = build_one(engine, &build, printer, verbose).await;
+                let result = build_one(engine, &build, progress, verbose).await;
                 if result.is_err() {
                     failed.store(true, Ordering::SeqCst);
                 }
@@ -127,45 +91,44 @@ async fn build_all(
         .buffer_unordered(PARALLEL_BUILDS)
         .collect()
         .await;
-    let mut errors = results.into_iter().filter_map(Result::err);
-    match errors.next() {
-        None => Ok(()),
-        Some(first) => {
-            for other in errors {
-                eprintln!("error: {}", printer.mask(&format!("{other:#}")));
-            }
-            Err(first)
-        }
+    let mut errors: Vec<anyhow::Error> = results.into_iter().filter_map(Result::err).collect();
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(crate::error::Several(errors).into()),
     }
 }
 
+/// One build on its own line: `building` (the builder's steps shown on the live line, or as
+/// plain lines), then `built` or a failed `build`: the same events as `up` builds send.
 async fn build_one(
     engine: &Engine,
     build: &ImageBuild,
-    printer: &Printer,
+    progress: &Progress,
     verbose: bool,
 ) -> Result<()> {
-    let tag = &build.request.tag;
-    let name = build.name.clone();
-    printer.event(tag, "image", "build", "started", 0);
-    let started = Instant::now();
-    let progress_printer = printer.clone();
+    let line = progress.line("image", &build.request.tag);
+    line.step("building");
+    let name = &build.name;
+    let printer = progress.printer();
     // One line per step; every output line with `-v`.
-    let progress = move |line: &str| {
-        if verbose || line.starts_with("Step ") {
-            progress_printer.status(&format!("build {name}: {line}"));
+    let shown = |text: &str| {
+        if verbose || text.starts_with("Step ") {
+            if printer.mode == Mode::Live {
+                line.detail(text);
+            } else {
+                printer.status(&format!("build {name}: {text}"));
+            }
         }
     };
     let request = crate::apply::docker::build_request(&build.request);
-    let result = engine.build_image(&request, &progress).await;
-    let elapsed = started.elapsed().as_millis().max(1);
-    match result {
+    match engine.build_image(&request, &shown).await {
         Ok(_) => {
-            printer.event(tag, "image", "build", "done", elapsed);
+            line.done("built", None);
             Ok(())
         }
         Err(err) => {
-            printer.event(tag, "image", "build", "failed", elapsed);
+            line.fail("build", &err.to_string());
             Err(err)
         }
     }

@@ -6,52 +6,151 @@ use anyhow::Result;
 use super::Context;
 use crate::cli::ConfigArgs;
 use crate::error::exit;
+use crate::output::Mode;
 use crate::stack::model::{Build, Stack, Task};
-use crate::stack::{self, is_secret_key, LoadedStack, Resolution};
+use crate::stack::{self, is_secret_key, LoadedStack, Resolution, Use};
 
 pub async fn run(ctx: &Context, args: &ConfigArgs) -> Result<i32> {
     let loaded = stack::load(&ctx.project)?;
-    let mut printer = ctx.printer.clone();
-    if !args.show_secrets {
-        printer.add_secrets(loaded.secrets.clone());
-    }
+    crate::names::check_object_labels(&loaded)?;
+    let printer = &ctx.printer;
+    let json = printer.mode == Mode::Json;
     for warning in loaded.warnings() {
         printer.warn(&warning);
     }
     if args.services {
-        for name in loaded.stack.services.keys() {
-            printer.data(name);
+        let names: Vec<&String> = loaded.stack.services.keys().collect();
+        if json {
+            printer.data(&serde_json::to_string(&names)?);
+        } else {
+            for name in names {
+                printer.data(name);
+            }
         }
         return Ok(exit::OK);
     }
     if args.sources {
-        printer.status(&format!(
-            "variables, strongest source first: process environment, `{}`, built-ins (`STAGE`, `PROJECT`)",
-            ctx.project.display_path(&ctx.project.env_file())
-        ));
-        let table = sources_table(&loaded, args.show_secrets);
-        printer.data(&printer.mask(&table));
+        let rows = sources(&loaded, args.show_secrets);
+        if json {
+            for row in &rows {
+                printer.data(&serde_json::to_string(row)?);
+            }
+        } else {
+            printer.status(&format!(
+                "variables, strongest source first: process environment, `{}`, built-ins (`STAGE`, `PROJECT`)",
+                ctx.project.display_path(&ctx.project.env_file())
+            ));
+            printer.data(&sources_table(&rows));
+        }
         return Ok(exit::OK);
     }
     let mut stack = loaded.stack.clone();
     if !args.show_secrets {
         mask_stack(&mut stack);
     }
-    let yaml = stack::load::to_yaml(&stack)
-        .map_err(|e| anyhow::anyhow!("cannot render the stack as YAML: {e}"))?;
-    printer.data(&printer.mask(&yaml));
+    let mut tree = serde_json::to_value(&stack)?;
+    if !args.show_secrets {
+        mask_interpolated(&mut tree, &loaded);
+    }
+    let text = if json {
+        serde_json::to_string(&tree)?
+    } else {
+        stack::load::to_yaml(&tree)
+            .map_err(|e| anyhow::anyhow!("cannot render the stack as YAML: {e}"))?
+    };
+    printer.data(&text);
     Ok(exit::OK)
 }
 
+/// The text that replaces a secret value: a whole value is replaced, never part of one.
+const MASK: &str = "****";
+
+/// Replace every value that a secret-looking variable was interpolated into by `****`,
+/// the whole value (a URL holding a password becomes `****`, not half of one). The stack
+/// file's paths lead into the resolved stack; where the resolved form differs (an
+/// `environment` list became a map, a command string became a list), every string under the
+/// deepest place reached that holds the variable's value is replaced.
+fn mask_interpolated(tree: &mut serde_json::Value, loaded: &LoadedStack) {
+    for used in &loaded.variables {
+        if !holds_secret(loaded, used) {
+            continue;
+        }
+        // The longest prefix of the path that exists in the resolved stack, as a JSON pointer.
+        let mut pointer = String::new();
+        let mut reached = true;
+        for step in &used.path {
+            let next = format!("{pointer}/{}", step.replace('~', "~0").replace('/', "~1"));
+            if tree.pointer(&next).is_none() {
+                reached = false;
+                break;
+            }
+            pointer = next;
+        }
+        let Some(node) = tree.pointer_mut(&pointer) else {
+            continue;
+        };
+        if reached && node.is_string() {
+            *node = serde_json::Value::String(MASK.to_string());
+            continue;
+        }
+        mask_strings_holding(node, &used.value);
+    }
+}
+
+/// Is this variable's value a secret, or does it hold one? A secret-looking name (`DB_PASSWORD`),
+/// or a value from the environment or `.env.STAGE` with a secret value of the stage inside
+/// (`DATABASE_URL=postgresql://app:${the password}@db`). A default written in the stack file
+/// is not a secret, even when a password happens to be a word of it (`postgres:16`).
+fn holds_secret(loaded: &LoadedStack, used: &Use) -> bool {
+    if used.value.is_empty() {
+        return false;
+    }
+    is_secret_key(&used.name)
+        || (matches!(used.resolution, Resolution::Set(_))
+            && loaded
+                .secrets
+                .iter()
+                .any(|secret| secret.len() >= 4 && used.value.contains(secret.as_str())))
+}
+
+/// Replace every string under `node` that contains `value` by `****`.
+fn mask_strings_holding(node: &mut serde_json::Value, value: &str) {
+    match node {
+        serde_json::Value::String(text) if text.contains(value) => *text = MASK.to_string(),
+        serde_json::Value::Array(items) => {
+            for item in items {
+                mask_strings_holding(item, value);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (_, item) in map.iter_mut() {
+                mask_strings_holding(item, value);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One variable of `config --sources` (`--json`: one object per line).
+#[derive(Debug, serde::Serialize)]
+struct SourceRow {
+    variable: String,
+    source: String,
+    value: String,
+    used_at: String,
+}
+
 /// One row per variable and way it was resolved, in order of first use.
-fn sources_table(loaded: &LoadedStack, show_secrets: bool) -> String {
-    let mut rows: Vec<[String; 4]> = vec![[
-        "VARIABLE".into(),
-        "SOURCE".into(),
-        "VALUE".into(),
-        "USED AT".into(),
-    ]];
+fn sources(loaded: &LoadedStack, show_secrets: bool) -> Vec<SourceRow> {
+    let mut rows: Vec<SourceRow> = Vec::new();
     let mut seen: Vec<(String, Resolution)> = Vec::new();
+    let shown = |used: &Use| {
+        if !show_secrets && holds_secret(loaded, used) {
+            MASK.to_string()
+        } else {
+            used.value.clone()
+        }
+    };
     for used in &loaded.variables {
         let key = (used.name.clone(), used.resolution.clone());
         if seen.contains(&key) {
@@ -64,42 +163,56 @@ fn sources_table(loaded: &LoadedStack, show_secrets: bool) -> String {
             Resolution::Unset => "not set (empty)".into(),
             Resolution::LeftOut => "not set (entry left out)".into(),
         };
-        let value = if is_secret_key(&used.name) && !show_secrets && !used.value.is_empty() {
-            "****".to_string()
-        } else {
-            used.value.clone()
-        };
         let path: Vec<&str> = used.path.iter().map(String::as_str).collect();
         let at = loaded
             .locate_value(&path)
             .map(|l| l.to_string())
             .unwrap_or_default();
-        rows.push([used.name.clone(), source, value, at]);
+        rows.push(SourceRow {
+            variable: used.name.clone(),
+            source,
+            value: shown(used),
+            used_at: at,
+        });
     }
     for unused in &loaded.unused_env {
         let Resolution::Set(source) = &unused.resolution else {
             continue;
         };
-        let value = if is_secret_key(&unused.name) && !show_secrets && !unused.value.is_empty() {
-            "****".to_string()
-        } else {
-            unused.value.clone()
-        };
-        rows.push([
-            unused.name.clone(),
-            source.to_string(),
-            value,
-            "(not used by the stack file)".into(),
-        ]);
+        rows.push(SourceRow {
+            variable: unused.name.clone(),
+            source: source.to_string(),
+            value: shown(unused),
+            used_at: "(not used by the stack file)".into(),
+        });
     }
+    rows
+}
+
+/// The rows as a table with a header, columns aligned.
+fn sources_table(rows: &[SourceRow]) -> String {
+    let mut cells: Vec<[String; 4]> = vec![[
+        "VARIABLE".into(),
+        "SOURCE".into(),
+        "VALUE".into(),
+        "USED AT".into(),
+    ]];
+    cells.extend(rows.iter().map(|r| {
+        [
+            r.variable.clone(),
+            r.source.clone(),
+            r.value.clone(),
+            r.used_at.clone(),
+        ]
+    }));
     let mut widths = [0usize; 3];
-    for row in &rows {
+    for row in &cells {
         for (i, width) in widths.iter_mut().enumerate() {
             *width = (*width).max(row[i].chars().count());
         }
     }
     let mut out = String::new();
-    for row in rows {
+    for row in cells {
         let line = format!(
             "{:w0$}  {:w1$}  {:w2$}  {}",
             row[0],
@@ -121,14 +234,14 @@ fn mask_stack(stack: &mut Stack) {
     fn env(map: &mut indexmap::IndexMap<String, Option<String>>) {
         for (key, value) in map.iter_mut() {
             if is_secret_key(key) && value.is_some() {
-                *value = Some("****".into());
+                *value = Some(MASK.into());
             }
         }
     }
     fn labels(map: &mut indexmap::IndexMap<String, String>) {
         for (key, value) in map.iter_mut() {
             if is_secret_key(key) {
-                *value = "****".into();
+                *value = MASK.into();
             }
         }
     }

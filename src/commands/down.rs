@@ -1,5 +1,6 @@
-//! `stackctl down`: remove the stage's containers (services and leftover task containers)
-//! and its networks; keep volumes, data containers and images.
+//! `stackctl down`: remove the stage's containers (services, and task containers still
+//! running or left by a killed `exec`) and its networks; keep volumes, data containers and
+//! images.
 
 use std::time::Duration;
 
@@ -20,7 +21,10 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
         &printer,
     )
     .await?;
-    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let (observed, networks) = tokio::try_join!(
+        engine.observe(&loaded.stage, &loaded.project),
+        engine.stage_networks(&loaded.stage, &loaded.project),
+    )?;
     let progress = printer.progress();
     let result = async {
         let containers: Vec<_> = observed
@@ -30,7 +34,19 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
             .cloned()
             .collect();
         apply::remove_containers(&engine, &containers, &progress).await?;
-        apply::remove_networks(&engine, &observed.networks, &progress).await
+        apply::remove_networks(
+            &engine,
+            &loaded.stage,
+            &loaded.project,
+            &networks,
+            &progress,
+        )
+        .await?;
+        // Images a rebuild replaced, now that no container of the stage uses them.
+        engine
+            .remove_replaced_images(&loaded.stage, &loaded.project)
+            .await?;
+        Ok::<(), anyhow::Error>(())
     }
     .await;
     progress.summary("down", result.is_ok());

@@ -12,7 +12,7 @@ use crate::apply;
 use crate::cli::ExecArgs;
 use crate::engine::attach::{End, Input, Outcome};
 use crate::engine::Engine;
-use crate::error::{exit, ExitWith, Interrupted, UsageError};
+use crate::error::{exit, Interrupted, UsageError};
 use crate::names;
 use crate::output::{now_ms, Event, Mode};
 use crate::plan::task::{self, Step};
@@ -137,7 +137,7 @@ fn report(ctx: &Context, kind: &str, object: &str, status: &str, detail: &str, s
                 action: "exec",
                 status,
                 elapsed_ms: elapsed.as_millis(),
-                reason: None,
+                reason: Some(detail),
                 counts: None,
             };
             if let Ok(line) = serde_json::to_string(&event) {
@@ -309,9 +309,12 @@ async fn exec_in_service(
     }
     let container = names::container(&loaded.stage, &loaded.project, service);
     let not_running = |what: &str| {
-        anyhow::anyhow!(
-            "service `{service}` {what} on stage `{}`\nhint: start it with `stackctl up {service}`",
-            loaded.stage
+        anyhow::Error::from(
+            crate::error::Failure::new(format!(
+                "service `{service}` {what} on stage `{}`",
+                loaded.stage
+            ))
+            .with_hint(format!("start it with `stackctl up {service}`")),
         )
     };
     match engine.container_running(&container).await? {
@@ -364,11 +367,11 @@ async fn run_sequence(
         match result {
             Ok(0) => {}
             Ok(code) => {
-                let _ = writeln!(
-                    std::io::stderr().lock(),
-                    "error: task `{name}`: {position} failed with exit code {code}"
-                );
-                return Err(ExitWith(code).into());
+                return Err(crate::error::FailedWith {
+                    code,
+                    message: format!("task `{name}`: {position} failed with exit code {code}"),
+                }
+                .into());
             }
             Err(err) if err.downcast_ref::<Interrupted>().is_some() => {
                 return Err(sequence_interrupted(ctx, name, &steps[index + 1..]));

@@ -130,7 +130,7 @@ fn report(ctx: &Context, rendered: &Rendered) {
     for file in &rendered.files {
         let shown = ctx.project.display_path(&file.path);
         if ctx.printer.mode == Mode::Json {
-            let action = if file.written { "write" } else { "keep" };
+            let action = if file.written { "written" } else { "kept" };
             ctx.printer.event(&shown, "file", action, "done", 0);
         } else if file.written {
             let from = if file.template == "built-in" {
@@ -195,9 +195,31 @@ pub fn secret() -> Result<String> {
 
 /// Write `text` to `path` unless it exists and `force` is off; returns whether it wrote.
 /// With `mode`, the file has exactly that mode afterwards, also when it was overwritten.
+/// A symlink in its place is refused, dangling or not: writing through it would put the
+/// stage's secrets wherever it points (and `--force` would chmod the target).
 fn write_file(path: &Path, text: &str, mode: Option<u32>, force: bool) -> Result<bool> {
-    if path.exists() && !force {
-        return Ok(false);
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = std::fs::read_link(path)
+                .map(|t| format!(" (to `{}`)", t.display()))
+                .unwrap_or_default();
+            return Err(UsageError::new(format!(
+                "`{}` is a symlink{target}: stackctl does not write through it",
+                path.display()
+            ))
+            .with_hint("remove the link, or replace it with the file itself")
+            .into());
+        }
+        Ok(meta) if !meta.is_file() => {
+            return Err(UsageError::new(format!(
+                "`{}` exists and is not a regular file",
+                path.display()
+            ))
+            .with_hint("remove or rename it, then run `stackctl init` again")
+            .into());
+        }
+        Ok(_) if !force => return Ok(false),
+        _ => {}
     }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
@@ -206,9 +228,13 @@ fn write_file(path: &Path, text: &str, mode: Option<u32>, force: bool) -> Result
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    if let Some(mode) = mode {
+    {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
+        // A link made between the check above and this open is not followed either.
+        options.custom_flags(libc::O_NOFOLLOW);
+        if let Some(mode) = mode {
+            options.mode(mode);
+        }
     }
     let mut file = options
         .open(path)

@@ -12,7 +12,7 @@ use super::{check_services, connect, load_stack, Context};
 use crate::cli::LogsArgs;
 use crate::error::{Interrupted, UsageError};
 use crate::names;
-use crate::output::log_prefix;
+use crate::output::{log_prefix, Mode};
 use crate::stack::model::DurationSpec;
 
 pub async fn run(ctx: &Context, args: &LogsArgs) -> Result<i32> {
@@ -29,10 +29,10 @@ pub async fn run(ctx: &Context, args: &LogsArgs) -> Result<i32> {
         })
         .collect();
     if present.is_empty() {
-        printer.warn(&format!(
-            "no service of stage `{}` has a container\nhint: `stackctl up` creates them",
-            loaded.stage
-        ));
+        printer.warn_with_hint(
+            &format!("no service of stage `{}` has a container", loaded.stage),
+            "`stackctl up` creates them",
+        );
         return Ok(0);
     }
     let width = present.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
@@ -52,9 +52,26 @@ pub async fn run(ctx: &Context, args: &LogsArgs) -> Result<i32> {
     // Output arrives in chunks; keep each service's partial last line until it ends.
     let mut partial: HashMap<String, Vec<u8>> = HashMap::new();
     let mut stdout = std::io::stdout().lock();
+    let containers: HashMap<&str, &str> = present
+        .iter()
+        .map(|(service, container)| (service.as_str(), container.as_str()))
+        .collect();
+    let json = printer.mode == Mode::Json;
     let write_line = |service: &str, line: &[u8], out: &mut std::io::StdoutLock| {
         let text = printer.mask(&String::from_utf8_lossy(line));
-        let _ = writeln!(out, "{}{}", prefixes[service], text.trim_end_matches('\r'));
+        let text = text.trim_end_matches('\r');
+        if json {
+            let record = LogLine {
+                service,
+                container: containers.get(service).copied().unwrap_or_default(),
+                line: text,
+            };
+            if let Ok(record) = serde_json::to_string(&record) {
+                let _ = writeln!(out, "{record}");
+            }
+        } else {
+            let _ = writeln!(out, "{}{}", prefixes[service], text);
+        }
     };
     loop {
         let item = tokio::select! {
@@ -80,6 +97,14 @@ pub async fn run(ctx: &Context, args: &LogsArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// One line of output with `--json`: `{"service","container","line"}`.
+#[derive(serde::Serialize)]
+struct LogLine<'a> {
+    service: &'a str,
+    container: &'a str,
+    line: &'a str,
 }
 
 /// `--since`: a duration ago (`10m`, `1h30m`) or a Unix timestamp.

@@ -31,7 +31,14 @@ pub struct Context {
 }
 
 pub async fn dispatch(cli: Cli) -> Result<i32> {
-    // These two need no project.
+    // These two need no project, and print a script or a page: nothing to put in JSON.
+    if cli.global.json && matches!(cli.command, Command::Completions(_) | Command::Man) {
+        return Err(UsageError::new(
+            "`--json` does not apply to `completions` or `man`: they print a script or a page",
+        )
+        .with_hint("leave out `--json`")
+        .into());
+    }
     match &cli.command {
         Command::Completions(args) => {
             let mut command = Cli::command();
@@ -79,7 +86,7 @@ pub fn load_stack(ctx: &Context) -> Result<(crate::stack::LoadedStack, Printer)>
 
 /// Connect to the engine (one clear line and exit 1 when it is unreachable).
 pub async fn connect() -> Result<crate::engine::Engine> {
-    Ok(crate::engine::Engine::connect().await?)
+    crate::engine::Engine::connect().await
 }
 
 /// The service names asked for, checked against the stack; empty: all of them.

@@ -1,5 +1,6 @@
-//! `stackctl purge`: remove everything carrying the stage's labels — containers, data
-//! containers, volumes, networks and built images. Nothing without the labels is touched.
+//! `stackctl purge`: remove everything the stage owns — containers, data containers,
+//! volumes, networks, and the tags of the images it built (an image goes with its tag unless
+//! another tag or a container keeps it). Nothing without the stage's labels is touched.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -10,7 +11,6 @@ use super::{connect, load_stack, Context};
 use crate::apply;
 use crate::cli::PurgeArgs;
 use crate::error::UsageError;
-use crate::names;
 
 pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
@@ -31,10 +31,21 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
         &printer,
     )
     .await?;
-    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
-    let images = engine
-        .labelled_images(&names::stage_filter(&loaded.stage, &loaded.project))
-        .await?;
+    let stack_tags: Vec<String> = crate::plan::image::stage_images(&loaded)
+        .into_iter()
+        .map(|image| image.request.tag)
+        .collect();
+    let (observed, networks, images) = tokio::try_join!(
+        engine.observe(&loaded.stage, &loaded.project),
+        engine.stage_networks(&loaded.stage, &loaded.project),
+        engine.stage_images(&loaded.stage, &loaded.project, &stack_tags),
+    )?;
+    // Only what stackctl made: the tag it gave (another tag, and the image under it, stay),
+    // or an image a rebuild left without any tag.
+    let images: Vec<_> = images
+        .into_iter()
+        .filter(|image| image.own_tag.is_some() || image.dangling)
+        .collect();
     if !args.yes {
         let question = format!(
             "remove everything stage `{}` of `{}` owns: {} containers, {} volumes, {} networks, {} images? [y/N] ",
@@ -42,7 +53,7 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
             loaded.project,
             observed.containers.len(),
             observed.volumes.len(),
-            observed.networks.len(),
+            networks.len(),
             images.len()
         );
         if !confirm(&question) {
@@ -53,7 +64,14 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     let progress = printer.progress();
     let result = async {
         apply::remove_containers(&engine, &observed.containers, &progress).await?;
-        apply::remove_networks(&engine, &observed.networks, &progress).await?;
+        apply::remove_networks(
+            &engine,
+            &loaded.stage,
+            &loaded.project,
+            &networks,
+            &progress,
+        )
+        .await?;
         for volume in &observed.volumes {
             crate::interrupt::check()?;
             let line = progress.line("volume", volume);
@@ -61,13 +79,23 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
             engine.remove_volume(volume).await?;
             line.done("removed", None);
         }
-        for (id, tags) in &images {
+        for image in &images {
             crate::interrupt::check()?;
-            let shown = tags.first().cloned().unwrap_or_else(|| id.clone());
+            let short = image.id.trim_start_matches("sha256:");
+            let shown = image
+                .own_tag
+                .clone()
+                .unwrap_or_else(|| short[..short.len().min(12)].to_string());
             let line = progress.line("image", &shown);
             line.step("removing");
-            engine.remove_image(id).await?;
-            line.done("removed", None);
+            match &image.own_tag {
+                Some(tag) => {
+                    engine.remove_image_tag(tag).await?;
+                    line.done("removed", None);
+                }
+                None if engine.remove_unused_image(&image.id).await? => line.done("removed", None),
+                None => line.done("kept", Some("a container uses it")),
+            }
         }
         Ok::<(), anyhow::Error>(())
     }

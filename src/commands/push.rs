@@ -3,14 +3,14 @@
 
 use std::time::Instant;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use futures_util::StreamExt;
 
 use super::{check_services, connect, load_stack, Context};
 use crate::apply::docker::push_image;
 use crate::apply::first_error;
 use crate::cli::PushArgs;
-use crate::error::{exit, Interrupted};
+use crate::error::{exit, Failure, Interrupted};
 use crate::output::human_bytes;
 use crate::plan::image::{self, ImageBuild, Owner};
 use crate::registry::{owner_label, registry_of};
@@ -31,11 +31,13 @@ pub async fn run(ctx: &Context, args: &PushArgs) -> Result<i32> {
     let present = engine.image_index().await?;
     for build in &builds {
         if present.resolve(&build.request.tag).is_none() {
-            return Err(anyhow!(
-                "image `{}` of {} is not built\nhint: run `stackctl build` first",
+            return Err(Failure::new(format!(
+                "image `{}` of {} is not built",
                 build.request.tag,
                 owner_label(&loaded, &build.name)
-            ));
+            ))
+            .with_hint("run `stackctl build` first")
+            .into());
         }
     }
     let progress = printer.progress();

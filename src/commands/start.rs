@@ -14,9 +14,10 @@ pub async fn run(ctx: &Context, args: &ServicesArgs) -> Result<i32> {
         for service in &selection.wanted {
             let name = names::container(&loaded.stage, &loaded.project, service);
             if !selection.containers.iter().any(|c| c.name == name) {
-                printer.warn(&format!(
-                    "service `{service}` has no container\nhint: `stackctl up {service}` creates it"
-                ));
+                printer.warn_with_hint(
+                    &format!("service `{service}` has no container"),
+                    &format!("`stackctl up {service}` creates it"),
+                );
             }
         }
     }

@@ -45,6 +45,15 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         print_plan(ctx, &first);
         return Ok(0);
     }
+    // The stage's existing networks: a driver the stack changed is named, and a name held
+    // twice (an older version's race) is repaired before anything uses it.
+    let networks = crate::names::networks_wanted(&loaded)?;
+    engine
+        .check_networks(&loaded.stage, &loaded.project, &networks)
+        .await?;
+    engine
+        .check_volume_drivers(&crate::names::volume_drivers(&loaded))
+        .await?;
     let progress = printer.progress();
     let apply_options = ApplyOptions::new(!args.no_wait, timeout);
     let result = async {
@@ -55,28 +64,20 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
             let observed = target.observe().await?;
             current = make_plan(&loaded, &observed, &options)?;
         }
-        apply::execute(&target, &current, &apply_options, &progress).await
+        apply::execute(&target, &current, &apply_options, &progress).await?;
+        if !options.built.is_empty() {
+            // The images the builds replaced, now that the containers use the new ones (R12).
+            engine
+                .remove_replaced_images(&loaded.stage, &loaded.project)
+                .await?;
+        }
+        Ok(())
     }
     .await;
     progress.summary("up", result.is_ok());
-    result.map(|()| 0).map_err(|err| mask_error(&printer, err))
-}
-
-/// Failures carry log lines and health output from containers: mask the stage's secrets in
-/// them, keeping the errors whose type decides the exit code.
-fn mask_error(printer: &crate::output::Printer, err: anyhow::Error) -> anyhow::Error {
-    if err.downcast_ref::<crate::error::Interrupted>().is_some()
-        || err.downcast_ref::<UsageError>().is_some()
-    {
-        return err;
-    }
-    let text = format!("{err:#}");
-    let masked = printer.mask(&text);
-    if masked == text {
-        err
-    } else {
-        anyhow::anyhow!(masked)
-    }
+    // Failures carry log lines and health output of containers: the reporter masks the
+    // stage's secrets in them.
+    result.map(|()| 0)
 }
 
 fn make_plan(loaded: &LoadedStack, observed: &Observed, options: &PlanOptions) -> Result<Plan> {

@@ -64,9 +64,7 @@ impl fmt::Display for BuildError {
         for line in &self.output {
             write!(f, "\n  | {line}")?;
         }
-        if let Some(hint) = &self.hint {
-            write!(f, "\nhint: {hint}")?;
-        }
+        // The hint is printed on its own line by the reporter (`crate::error::hint_of`).
         Ok(())
     }
 }
@@ -382,9 +380,8 @@ impl Engine {
                 .map(|c| (c.server.clone(), super::registry::to_bollard(c)))
                 .collect()
         });
-        let mut stream =
-            self.client()
-                .build_image(options.build(), auth, Some(body_try_stream(body)));
+        let client = self.long_client();
+        let mut stream = client.build_image(options.build(), auth, Some(body_try_stream(body)));
 
         let mut transcript = Transcript::default();
         let mut image_id: Option<String> = None;
@@ -478,8 +475,9 @@ impl Engine {
     }
 
     /// After a rebuild moved the tag, remove the image it used to point to when it is ours
-    /// (this stage's labels) and nothing else names it. A container still using it keeps it
-    /// alive; `purge` finds it by its labels later.
+    /// (this stage's image labels) and nothing else names it. A container still using it
+    /// keeps it alive (`up --build` builds before it recreates the containers): `up` and
+    /// `down` remove it once unused ([`Engine::remove_replaced_images`]).
     async fn remove_replaced_image(&self, previous: &str, request: &BuildRequest) {
         let Ok(image) = self.client().inspect_image(previous).await else {
             return;
@@ -489,12 +487,14 @@ impl Engine {
             .as_ref()
             .and_then(|c| c.labels.clone())
             .unwrap_or_default();
-        let ours = [names::PROJECT, names::STAGE].iter().all(|key| {
-            request
-                .labels
-                .get(*key)
-                .is_some_and(|v| labels.get(*key) == Some(v))
-        });
+        let ours = [names::image_label::PROJECT, names::image_label::STAGE]
+            .iter()
+            .all(|key| {
+                request
+                    .labels
+                    .get(*key)
+                    .is_some_and(|v| labels.get(*key) == Some(v))
+            });
         let untagged = image
             .repo_tags
             .as_ref()

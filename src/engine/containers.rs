@@ -116,9 +116,10 @@ pub struct ContainerStatus {
     pub started_at: Option<String>,
 }
 
-/// The create request (pure). The first network is set at create time; the others are
-/// connected after (20.10 refuses more than one at create).
-pub fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
+/// The create request (pure). `all_networks`: every network in the request (API 1.44 and
+/// later accept that); otherwise the first only, and the others are connected after (20.10
+/// refuses more than one at create).
+pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCreateBody {
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for port in &config.ports {
         port_bindings
@@ -133,20 +134,33 @@ pub fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
     let mut exposed: Vec<String> = config.ports.iter().map(|p| p.key()).collect();
     exposed.sort();
     exposed.dedup();
-    let restart_policy = config.restart.as_deref().map(|r| RestartPolicy {
-        name: Some(match r {
-            "always" => RestartPolicyNameEnum::ALWAYS,
-            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
-            _ => RestartPolicyNameEnum::NO,
-        }),
-        maximum_retry_count: None,
+    let restart_policy = config.restart.as_deref().map(|r| {
+        // `on-failure:N`: at most N restarts.
+        let (name, count) = r.split_once(':').unwrap_or((r, ""));
+        RestartPolicy {
+            name: Some(match name {
+                "always" => RestartPolicyNameEnum::ALWAYS,
+                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+                _ => RestartPolicyNameEnum::NO,
+            }),
+            maximum_retry_count: count.parse().ok(),
+        }
     });
-    let networking_config = config.networks.first().map(|first| NetworkingConfig {
-        endpoints_config: Some(HashMap::from([(
-            first.network.clone(),
-            endpoint_settings(first),
-        )])),
+    let at_create = if all_networks {
+        config.networks.len()
+    } else {
+        1
+    };
+    let networking_config = (!config.networks.is_empty()).then(|| NetworkingConfig {
+        endpoints_config: Some(
+            config
+                .networks
+                .iter()
+                .take(at_create)
+                .map(|endpoint| (endpoint.network.clone(), endpoint_settings(endpoint)))
+                .collect(),
+        ),
     });
     let attach = config.attach;
     let stdin = attach.is_some_and(|a| a.stdin);
@@ -241,10 +255,20 @@ impl Engine {
             .name(&config.name)
             .build();
         self.client()
-            .create_container(Some(options), create_body(config))
+            .create_container(
+                Some(options),
+                create_body(config, self.joins_all_at_create()),
+            )
             .await
             .map(|created| created.id)
             .map_err(op("create container", &config.name))
+    }
+
+    /// Whether the engine takes every network in the create request (API 1.44+): then a
+    /// container is never without one of its networks, even for a moment.
+    fn joins_all_at_create(&self) -> bool {
+        let version = self.client().client_version();
+        (version.major_version, version.minor_version) >= (1, 44)
     }
 
     async fn connect_networks(
@@ -252,6 +276,9 @@ impl Engine {
         id: &str,
         config: &ContainerConfig,
     ) -> Result<(), EngineError> {
+        if self.joins_all_at_create() {
+            return Ok(());
+        }
         for extra in config.networks.iter().skip(1) {
             self.client()
                 .connect_network(
@@ -296,11 +323,12 @@ impl Engine {
         Err(EngineError {
             operation: "create container".into(),
             object: config.name.clone(),
-            message: format!(
-                "the name is held by a container that is not this stage's (it lacks the stage's labels)\nhint: remove or rename it (`docker rm -f {0}` or `docker rename {0} NEW`), then run again",
-                config.name
-            ),
+            message: "the name is held by a container that is not this stage's (it lacks the stage's labels)".to_string(),
             status: Some(409),
+            hint: Some(format!(
+                "remove or rename it (`docker rm -f {0}` or `docker rename {0} NEW`), then run again",
+                config.name
+            )),
         })
     }
 
@@ -322,8 +350,9 @@ impl Engine {
         if let Some(t) = timeout {
             options = options.t(t);
         }
+        // The engine answers after the container's grace period (its `stop_grace_period`).
         match self
-            .client()
+            .long_client()
             .stop_container(name, Some(options.build()))
             .await
         {
@@ -512,6 +541,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn defect7_on_failure_with_a_count_reaches_the_create_request() {
+        let config = ContainerConfig {
+            name: "dev-app--api".into(),
+            image: "img".into(),
+            restart: Some("on-failure:5".into()),
+            ..Default::default()
+        };
+        let policy = create_body(&config, false)
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .expect("restart policy");
+        assert_eq!(policy.name, Some(RestartPolicyNameEnum::ON_FAILURE));
+        assert_eq!(policy.maximum_retry_count, Some(5));
+    }
+
+    #[test]
     fn an_attached_one_off_holds_stdin_open_once_and_keeps_no_log_file() {
         let config = ContainerConfig {
             name: "dev-app--task-x-abc123".into(),
@@ -532,7 +577,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let body = create_body(&config);
+        let body = create_body(&config, false);
         assert_eq!(body.open_stdin, Some(true));
         assert_eq!(body.stdin_once, Some(true));
         assert_eq!(body.tty, Some(false));
@@ -548,16 +593,27 @@ mod tests {
         assert_eq!(endpoints.len(), 1, "one network at create (20.10)");
         assert!(endpoints.contains_key("dev-app_default"));
 
-        let detached = create_body(&ContainerConfig {
-            attach: None,
-            ..config.clone()
-        });
+        let all = create_body(&config, true)
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .unwrap_or_default();
+        assert_eq!(all.len(), 2, "every network at create (API 1.44+)");
+        let detached = create_body(
+            &ContainerConfig {
+                attach: None,
+                ..config.clone()
+            },
+            false,
+        );
         assert_eq!(detached.open_stdin, None);
         assert_eq!(detached.host_config.and_then(|h| h.log_config), None);
-        let closed = create_body(&ContainerConfig {
-            attach: Some(Attach::default()),
-            ..config
-        });
+        let closed = create_body(
+            &ContainerConfig {
+                attach: Some(Attach::default()),
+                ..config
+            },
+            false,
+        );
         assert_eq!(closed.open_stdin, Some(false));
         assert_eq!(closed.stdin_once, Some(false));
     }

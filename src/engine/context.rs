@@ -7,6 +7,11 @@
 //! `*` and `?` never cross `/`, `**` spans any number of directories, a path is excluded when
 //! a pattern matches it or one of its parent directories, and the last matching line wins.
 //! The Dockerfile and `.dockerignore` are always sent.
+//!
+//! One rule is stackctl's own: `.env` and `.env.*` files (every stage's secrets live in
+//! `.env.STAGE` at the project root, often the build context) are left out at any depth, as if
+//! `.dockerignore` began with `**/.env` and `**/.env.*`; an exception in `.dockerignore`
+//! (`!.env.example`) brings one back.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -89,6 +94,19 @@ impl Dockerignore {
             });
         }
         Ok(Dockerignore { patterns })
+    }
+
+    /// Leave `.env` and `.env.*` out at any depth, before the file's own patterns, so only
+    /// an explicit exception (`!…`) in `.dockerignore` sends one.
+    fn exclude_env_files(&mut self) {
+        let secrets = ["**/.env", "**/.env.*"].into_iter().filter_map(|text| {
+            compile(text).ok().map(|matcher| Pattern {
+                text: text.to_string(),
+                exclusion: false,
+                matcher,
+            })
+        });
+        self.patterns.splice(0..0, secrets);
     }
 
     /// Add an exception (`!path`) at the end, as the docker CLI does for the Dockerfile and
@@ -403,6 +421,7 @@ pub fn scan(root: &Path, dockerfile: Option<&str>) -> Result<BuildContext, Conte
         Err(e) if e.kind() == io::ErrorKind::NotFound => Dockerignore::default(),
         Err(e) => return Err(io_error(&ignore_path)(e)),
     };
+    ignore.exclude_env_files();
     if ignore.excluded(".dockerignore") {
         ignore.keep(".dockerignore");
     }
@@ -956,6 +975,38 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn r24_env_files_stay_out_of_the_context_unless_an_exception_asks() {
+        let dir = tree(&[
+            "Dockerfile",
+            ".env",
+            ".env.dev",
+            ".env.example",
+            "app/.env.prod",
+            "app/main.py",
+            "environment.txt",
+        ]);
+        let context = scan(dir.path(), None).expect("scan");
+        assert_eq!(
+            tar_names(&context),
+            vec!["Dockerfile", "app/", "app/main.py", "environment.txt"]
+        );
+
+        fs::write(dir.path().join(".dockerignore"), "*.txt\n!.env.example\n")
+            .expect("write .dockerignore");
+        let context = scan(dir.path(), None).expect("scan");
+        assert_eq!(
+            tar_names(&context),
+            vec![
+                ".dockerignore",
+                ".env.example",
+                "Dockerfile",
+                "app/",
+                "app/main.py"
+            ]
+        );
     }
 
     #[test]

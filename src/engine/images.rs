@@ -1,11 +1,12 @@
-//! Image calls: resolve tags to IDs with one list call, list and remove the stage's built
-//! images.
+//! Image calls: resolve tags to IDs with one list call, list the stage's built images (by
+//! their own labels) and remove them by the exact tag stackctl gave them.
 
 use std::collections::HashMap;
 
 use bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
 
 use super::{is_not_found, label_filters, Engine, EngineError};
+use crate::names;
 
 /// Image tags known to the engine, and the IDs they point at.
 #[derive(Debug, Clone, Default)]
@@ -57,29 +58,131 @@ impl Engine {
         Ok(ImageIndex { ids })
     }
 
-    /// IDs and tags of images carrying every one of these labels.
-    pub async fn labelled_images(
+    /// The images built for this stage (their own ownership labels), tagged or not; and
+    /// images an older stackctl built under the container keys (`io.stackctl.role=image`),
+    /// by one of `stack_tags` (the tags the stack builds) only: those keys are inherited by
+    /// images built `FROM` them, so only a tag stackctl itself gives marks one as the stage's.
+    pub async fn stage_images(
         &self,
-        labels: &[String],
-    ) -> Result<Vec<(String, Vec<String>)>, EngineError> {
+        stage: &str,
+        project: &str,
+        stack_tags: &[String],
+    ) -> Result<Vec<StageImage>, EngineError> {
+        let mut images = self.list_stage_images(stage, project, false).await?;
+        let mut legacy = names::stage_filter(stage, project);
+        legacy.push(format!("{}={}", names::ROLE, "image"));
         let options = ListImagesOptionsBuilder::default()
-            .filters(&label_filters(labels))
+            .filters(&label_filters(&legacy))
+            .build();
+        let old = self
+            .client()
+            .list_images(Some(options))
+            .await
+            .map_err(|err| EngineError::new("list", "images", err))?;
+        for image in old {
+            if images.iter().any(|i| i.id == image.id) {
+                continue;
+            }
+            if let Some(tag) = image.repo_tags.iter().find(|t| stack_tags.contains(t)) {
+                images.push(StageImage {
+                    id: image.id.clone(),
+                    own_tag: Some(tag.clone()),
+                    dangling: false,
+                });
+            }
+        }
+        Ok(images)
+    }
+
+    async fn list_stage_images(
+        &self,
+        stage: &str,
+        project: &str,
+        dangling_only: bool,
+    ) -> Result<Vec<StageImage>, EngineError> {
+        let mut filters = label_filters(&names::image_filter(stage, project));
+        if dangling_only {
+            filters.insert("dangling".to_string(), vec!["true".to_string()]);
+        }
+        let options = ListImagesOptionsBuilder::default()
+            .filters(&filters)
             .build();
         let images = self
             .client()
             .list_images(Some(options))
             .await
             .map_err(|err| EngineError::new("list", "images", err))?;
-        Ok(images.into_iter().map(|i| (i.id, i.repo_tags)).collect())
+        Ok(images
+            .into_iter()
+            .map(|image| {
+                let own_tag = image.labels.get(names::image_label::TAG).cloned();
+                let tags: Vec<String> = image
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect();
+                StageImage {
+                    id: image.id,
+                    own_tag: own_tag.filter(|own| tags.contains(own)),
+                    dangling: tags.is_empty(),
+                }
+            })
+            .collect())
     }
 
-    /// Remove an image by ID or tag (forced: every tag goes); a missing one is fine.
-    pub async fn remove_image(&self, image: &str) -> Result<(), EngineError> {
+    /// Remove the tag stackctl gave an image. Only that reference goes: another tag keeps
+    /// the image, and so does a container using it (the engine keeps an image in use when
+    /// a forced removal names a tag, not the ID).
+    pub async fn remove_image_tag(&self, tag: &str) -> Result<(), EngineError> {
         let options = RemoveImageOptionsBuilder::default().force(true).build();
-        match self.client().remove_image(image, Some(options), None).await {
+        match self.client().remove_image(tag, Some(options), None).await {
             Ok(_) => Ok(()),
             Err(err) if is_not_found(&err) => Ok(()),
-            Err(err) => Err(EngineError::new("remove image", image, err)),
+            Err(err) => Err(EngineError::new("remove image", tag, err)),
         }
     }
+
+    /// Remove an untagged image by ID unless something uses it (never forced). Returns
+    /// whether it went.
+    pub async fn remove_unused_image(&self, id: &str) -> Result<bool, EngineError> {
+        let options = RemoveImageOptionsBuilder::default().force(false).build();
+        match self.client().remove_image(id, Some(options), None).await {
+            Ok(_) => Ok(true),
+            Err(err) if is_not_found(&err) => Ok(false),
+            Err(err) => {
+                let err = EngineError::new("remove image", id, err);
+                if err.status == Some(409) {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Remove this stage's images that a rebuild left untagged and no container (of any
+    /// stage) uses any more. Returns how many went.
+    pub async fn remove_replaced_images(
+        &self,
+        stage: &str,
+        project: &str,
+    ) -> Result<usize, EngineError> {
+        let mut removed = 0;
+        for image in self.list_stage_images(stage, project, true).await? {
+            if image.dangling && self.remove_unused_image(&image.id).await? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// An image built for a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageImage {
+    pub id: String,
+    /// The tag stackctl gave it, when the image still carries it.
+    pub own_tag: Option<String>,
+    /// No tag at all (left behind by a rebuild).
+    pub dangling: bool,
 }

@@ -42,8 +42,13 @@ impl Engine {
                 .map_err(|err| EngineError::new("list", "volumes", err))
         };
         let (containers, networks, volumes) = tokio::try_join!(containers, networks, volumes)?;
-        let mut containers: Vec<ObservedContainer> =
-            containers.into_iter().map(observed_container).collect();
+        // Labels alone are inheritable (an image's reach its containers): the name pattern
+        // is the stage's own.
+        let mut containers: Vec<ObservedContainer> = containers
+            .into_iter()
+            .map(observed_container)
+            .filter(|c| names::is_stage_container_name(stage, project, &c.name))
+            .collect();
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         let mut networks: Vec<String> = networks.into_iter().filter_map(|n| n.name).collect();
         networks.sort();

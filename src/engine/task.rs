@@ -33,12 +33,8 @@ impl Engine {
         input: Input,
         tty: bool,
     ) -> Result<Outcome, EngineError> {
-        crate::interrupt::check().map_err(|_| EngineError {
-            operation: "create container".into(),
-            object: config.name.clone(),
-            message: "interrupted".into(),
-            status: None,
-        })?;
+        crate::interrupt::check()
+            .map_err(|_| EngineError::interrupted("create container", &config.name))?;
         let config = ContainerConfig {
             attach: Some(Attach {
                 stdin: input.is_attached(),
@@ -171,6 +167,7 @@ impl Engine {
                 object: container.to_string(),
                 message: "the engine did not attach the exec session".into(),
                 status: None,
+                hint: None,
             });
         };
         let resizer = tty.then(|| self.follow_terminal_size(TtyOwner::Exec(created.id.clone())));

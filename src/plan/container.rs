@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::names;
-use crate::stack::model::{MountKind, RestartPolicy, Service, VolumeMount};
+use crate::stack::model::{MountKind, Service, VolumeMount};
 use crate::stack::LoadedStack;
 
 /// One published port.
@@ -276,15 +276,8 @@ pub fn service(
             }
         }
     });
-    let restart = service.restart.map(|r| {
-        match r {
-            RestartPolicy::No => "no",
-            RestartPolicy::Always => "always",
-            RestartPolicy::OnFailure => "on-failure",
-            RestartPolicy::UnlessStopped => "unless-stopped",
-        }
-        .to_string()
-    });
+    // `on-failure:5` keeps its count (the engine's maximum retry count).
+    let restart = service.restart.map(|r| r.to_string());
     let mut owner_labels: BTreeMap<String, String> =
         names::owner_labels(&loaded.stage, &loaded.project, names::role::SERVICE)
             .into_iter()

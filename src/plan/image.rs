@@ -221,12 +221,13 @@ fn image_build(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    labels.extend(names::owner_labels(
+    let tag = image_tag(loaded, owner, name, image);
+    labels.extend(names::image_labels(
         &loaded.stage,
         &loaded.project,
-        names::role::IMAGE,
+        name,
+        &tag,
     ));
-    labels.insert(names::SERVICE.to_string(), name.to_string());
     ImageBuild {
         owner,
         name: name.to_string(),
@@ -241,7 +242,7 @@ fn image_build(
             args,
             target: build.target.clone(),
             labels,
-            tag: image_tag(loaded, owner, name, image),
+            tag,
             no_cache: false,
         },
     }
@@ -347,14 +348,21 @@ tasks:
             api.labels,
             HashMap::from([
                 ("team".to_string(), "data".to_string()),
-                ("io.stackctl.project".to_string(), "shop".to_string()),
-                ("io.stackctl.stage".to_string(), "qa".to_string()),
-                ("io.stackctl.role".to_string(), "image".to_string()),
-                ("io.stackctl.service".to_string(), "api".to_string()),
+                ("io.stackctl.role".to_string(), "mine".to_string()),
+                ("io.stackctl.image.project".to_string(), "shop".to_string()),
+                ("io.stackctl.image.stage".to_string(), "qa".to_string()),
+                ("io.stackctl.image.service".to_string(), "api".to_string()),
+                (
+                    "io.stackctl.image.tag".to_string(),
+                    "shop/api:qa".to_string()
+                ),
             ])
         );
         assert!(!api.no_cache);
-        assert_eq!(images[2].request.labels["io.stackctl.service"], "db_data");
+        assert_eq!(
+            images[2].request.labels["io.stackctl.image.service"],
+            "db_data"
+        );
     }
 
     #[test]

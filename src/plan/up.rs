@@ -250,7 +250,7 @@ pub struct UnknownService(pub String);
 
 /// The services to act on: those asked for plus everything they depend on (`depends_on`,
 /// `volumes_from` a service), in dependency order. Empty `asked`: every (active) service.
-pub fn select_services(
+pub fn services_in_order(
     loaded: &LoadedStack,
     asked: &[String],
 ) -> Result<Vec<String>, UnknownService> {
@@ -342,7 +342,7 @@ pub fn plan(
     observed: &Observed,
     options: &PlanOptions,
 ) -> Result<Plan, UnknownService> {
-    let selected = select_services(loaded, &options.services)?;
+    let selected = services_in_order(loaded, &options.services)?;
     let data = data_containers(loaded, &selected, options);
     let mut actions = image_actions(loaded, images, observed, options, &selected, &data);
     if !selected.is_empty() {
@@ -1135,7 +1135,7 @@ volumes:
         let stack = loaded(
             "services:\n  web: { image: busybox:latest, depends_on: [api] }\n  api: { image: busybox:latest, depends_on: [db], volumes_from: [\"files:ro\"] }\n  db: { image: busybox:latest }\n  files: { image: busybox:latest }\n",
         );
-        let order = select_services(&stack, &[]).unwrap();
+        let order = services_in_order(&stack, &[]).unwrap();
         assert_eq!(order, vec!["db", "files", "api", "web"]);
         match plan(
             &stack,

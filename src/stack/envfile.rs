@@ -44,9 +44,15 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, EnvFileError> {
         }
         let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
         let Some((key, rest)) = line.split_once('=') else {
+            // The line may be a secret with its `=` forgotten: do not echo it then.
+            let found = if super::is_secret_key(line) {
+                "a line without `=` (not shown: it looks like it holds a secret)".to_string()
+            } else {
+                format!("`{}`", line.trim_end())
+            };
             return Err(EnvFileError {
                 line: number,
-                message: format!("expected `KEY=VALUE`, found `{}`", line.trim_end()),
+                message: format!("expected `KEY=VALUE`, found {found}"),
             });
         };
         let key = key.trim_end();

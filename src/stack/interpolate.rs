@@ -217,20 +217,13 @@ pub fn interpolate_tree(
                 path.pop();
             }
         }
-        Value::Tagged(tagged) => interpolate_tree(&mut tagged.value, path, vars, uses, errors),
         _ => {}
     }
 }
 
 /// A map key as the text used in YAML paths.
-pub fn key_text(key: &Value) -> String {
-    match key {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Null => "null".into(),
-        _ => "?".into(),
-    }
+pub fn key_text(key: &str) -> String {
+    key.to_string()
 }
 
 /// Keys whose values are numbers or booleans in the model: an interpolated `"3"` or `"true"`
@@ -521,7 +514,7 @@ mod tests {
 
     #[test]
     fn tree_interpolates_values_not_keys() {
-        let mut value: Value = serde_yaml::from_str(
+        let (mut value, _) = crate::stack::load::parse(
             "$KEY: ${FROM_ENV}\nlist: [a, '${MISSING:?no}']\nretries: '${N:-3}'\n",
         )
         .unwrap();

@@ -1,19 +1,25 @@
-//! The only module that knows the YAML crates: it turns a stack file's text into a
-//! `serde_yaml::Value` tree plus a map from every YAML path to where its key and value are
+//! The only module that knows the YAML crate: it turns a stack file's text into our own
+//! value tree (`super::value`) plus a map from every YAML path to where its key and value are
 //! written, and it renders a resolved stack back to YAML.
 //!
-//! Two parsers read the same text: `yaml-rust2`'s event parser gives positions (it reports
-//! every node with a mark), `serde_yaml` gives the value tree serde understands (YAML 1.2
-//! scalars, anchors, merge keys). Paths agree because both walk the same document.
+//! One parser reads the text: `yaml-rust2`'s event parser (pure Rust, maintained) reports
+//! every node with its position, and the tree is built from the same events, so positions and
+//! values always agree. Anchors, aliases and `<<` merge keys are applied here, with limits: a
+//! nesting depth, a cap on what aliases may expand to, one document per file. Every error
+//! this module reports carries the position where it happened.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-/// A YAML value tree (the interpolation and validation work on it before typed deserializing).
-pub type Value = serde_yaml::Value;
-pub type Mapping = serde_yaml::Mapping;
+pub use super::value::{Mapping, Number, Value};
+
+/// How deep lists and maps may nest. Compose files need a handful of levels; the limit
+/// keeps hostile files (100 000 nested `[`) from taking time or stack.
+pub const MAX_DEPTH: usize = 64;
+/// How many nodes aliases may produce in total (a "billion laughs" file is refused).
+pub const MAX_ALIAS_NODES: usize = 100_000;
 
 /// A 1-based line and column in the stack file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,55 +78,412 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// Parse a stack file's text into a value tree (merge keys applied) and its marks.
-pub fn parse(text: &str) -> Result<(Value, Marks), SyntaxError> {
-    let mut recorder = Recorder::default();
-    let mut parser = Parser::new_from_str(text);
-    let marked = parser.load(&mut recorder, false);
-    // libyaml (under serde_yaml) words syntax errors best ("did not find expected ']' …,
-    // while parsing a flow sequence at …"): prefer its message when both parsers fail.
-    let parsed: Result<Value, serde_yaml::Error> = serde_yaml::from_str(text);
-    if let (Ok(()), Some((key, at))) = (&marked, recorder.duplicate.take()) {
-        return Err(SyntaxError {
-            pos: Some(at),
-            message: format!("duplicate key `{key}` (the same key appears earlier in this map)"),
-        });
-    }
-    let mut value = match (marked, parsed) {
-        (_, Err(err)) => {
-            let pos = err.location().map(|l| Pos {
-                line: l.line(),
-                column: l.column(),
-            });
-            return Err(SyntaxError {
-                pos,
-                message: yaml_message(&err.to_string()),
-            });
+impl SyntaxError {
+    fn at(pos: Pos, message: impl Into<String>) -> Self {
+        SyntaxError {
+            pos: Some(pos),
+            message: message.into(),
         }
-        (Err(err), Ok(_)) => {
-            return Err(SyntaxError {
-                pos: Some(pos(err.marker())),
-                message: err.info().to_string(),
-            });
-        }
-        (Ok(()), Ok(value)) => value,
-    };
-    if let Err(err) = value.apply_merge() {
-        return Err(SyntaxError {
-            pos: None,
-            message: format!("cannot apply a `<<` merge key: {err}"),
-        });
     }
-    Ok((value, Marks { map: recorder.map }))
 }
 
-/// libyaml's message without its own position (printed in front), other positions as `L:C`.
-fn yaml_message(message: &str) -> String {
-    let Ok(at) = regex::Regex::new(r" at line (\d+) column (\d+)") else {
-        return message.to_string();
+/// Parse a stack file's text into a value tree (aliases and merge keys applied) and its marks.
+pub fn parse(text: &str) -> Result<(Value, Marks), SyntaxError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut builder = Builder {
+        parser: Parser::new_from_str(text),
+        lines: text.split('\n').collect(),
+        open_flows: Vec::new(),
+        recording: true,
+        marks: HashMap::new(),
+        anchors: HashMap::new(),
+        alias_nodes: 0,
     };
-    let first_removed = at.replacen(message, 1, "");
-    at.replace_all(&first_removed, " at $1:$2").into_owned()
+    let value = builder.stream()?;
+    Ok((value, Marks { map: builder.marks }))
+}
+
+/// Parse YAML text straight into a typed value (tests and tools that read YAML files).
+pub fn from_yaml_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let (value, marks) = parse(text).map_err(|e| match e.pos {
+        Some(p) => format!("{}:{}: {}", p.line, p.column, e.message),
+        None => e.message,
+    })?;
+    from_value(value).map_err(|(path, message)| match marks.value(&path) {
+        Some(p) if !path.is_empty() => format!("{}:{}: {message}", p.line, p.column),
+        _ => message,
+    })
+}
+
+struct Builder<'a> {
+    parser: Parser<std::str::Chars<'a>>,
+    lines: Vec<&'a str>,
+    /// Flow collections (`[`, `{`) open around the current event, for error messages.
+    open_flows: Vec<(char, Pos)>,
+    /// Off while building the value of a `<<` merge key (its nodes get the merge's marks).
+    recording: bool,
+    marks: HashMap<Vec<String>, Mark>,
+    /// Anchored nodes by the parser's anchor id.
+    anchors: HashMap<usize, Value>,
+    /// Nodes produced by aliases so far.
+    alias_nodes: usize,
+}
+
+/// One entry of a map being built: a key and its value, or a `<<` merge.
+enum Entry {
+    Pair(String, Value),
+    Merge(Vec<Mapping>, Pos, Pos),
+}
+
+impl Builder<'_> {
+    fn next(&mut self) -> Result<(Event, Pos), SyntaxError> {
+        match self.parser.next_token() {
+            Ok((event, marker)) => Ok((event, pos(&marker))),
+            Err(err) if err.info() == "recursion limit exceeded" => {
+                Err(too_deep(pos(err.marker())))
+            }
+            Err(err) => {
+                let mut message = err.info().to_string();
+                if let Some((open, at)) = self.open_flows.last() {
+                    let close = if *open == '[' { ']' } else { '}' };
+                    message.push_str(&format!(
+                        ", inside the `{open}` opened at {}:{} (is a `{close}` or a `,` missing?)",
+                        at.line, at.column
+                    ));
+                }
+                Err(SyntaxError::at(pos(err.marker()), message))
+            }
+        }
+    }
+
+    /// The flow indicator (`[` or `{`) a collection starts with, if it is flow style.
+    fn flow_at(&self, at: Pos) -> Option<char> {
+        let line = self.lines.get(at.line.checked_sub(1)?)?;
+        line.chars()
+            .nth(at.column.checked_sub(1)?)
+            .filter(|c| matches!(c, '[' | '{'))
+    }
+
+    fn stream(&mut self) -> Result<Value, SyntaxError> {
+        let mut value = None;
+        loop {
+            let (event, at) = self.next()?;
+            match event {
+                Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+                Event::StreamEnd => return Ok(value.unwrap_or(Value::Null)),
+                Event::DocumentStart if value.is_some() => {
+                    return Err(SyntaxError::at(
+                        at,
+                        "a second YAML document (after `---`); a stack file holds one document",
+                    ))
+                }
+                Event::DocumentStart => {
+                    let (event, at) = self.next()?;
+                    value = Some(self.node(event, at, &mut Vec::new(), 0)?);
+                }
+                other => {
+                    value = Some(self.node(other, at, &mut Vec::new(), 0)?);
+                }
+            }
+        }
+    }
+
+    fn mark(&mut self, path: &[String], mark: Mark) {
+        if self.recording {
+            self.marks.insert(path.to_vec(), mark);
+        }
+    }
+
+    fn remember(&mut self, anchor: usize, value: &Value) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+    }
+
+    /// Build the node that `event` starts, at `path`, `depth` collections deep.
+    fn node(
+        &mut self,
+        event: Event,
+        at: Pos,
+        path: &mut Vec<String>,
+        depth: usize,
+    ) -> Result<Value, SyntaxError> {
+        if path.is_empty() && depth == 0 {
+            self.marks.insert(
+                Vec::new(),
+                Mark {
+                    key: None,
+                    value: at,
+                },
+            );
+        }
+        match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let value = scalar(text, style, tag.as_ref(), at)?;
+                self.remember(anchor, &value);
+                Ok(value)
+            }
+            Event::Alias(id) => {
+                let value = self.anchors.get(&id).cloned().ok_or_else(|| {
+                    SyntaxError::at(at, "an alias to an anchor that is not defined before it")
+                })?;
+                self.alias_nodes += value.size();
+                if self.alias_nodes > MAX_ALIAS_NODES {
+                    return Err(SyntaxError::at(
+                        at,
+                        format!(
+                            "aliases expand to more than {MAX_ALIAS_NODES} values; a stack file this repetitive is refused"
+                        ),
+                    ));
+                }
+                Ok(value)
+            }
+            Event::SequenceStart(anchor, tag) => {
+                check_collection_tag(tag.as_ref(), "seq", at)?;
+                if depth >= MAX_DEPTH {
+                    return Err(too_deep(at));
+                }
+                let flow = self.flow_at(at);
+                if let Some(open) = flow {
+                    self.open_flows.push((open, at));
+                }
+                let mut items = Vec::new();
+                loop {
+                    let (event, item_at) = self.next()?;
+                    if matches!(event, Event::SequenceEnd) {
+                        break;
+                    }
+                    path.push(items.len().to_string());
+                    self.mark(
+                        path,
+                        Mark {
+                            key: None,
+                            value: item_at,
+                        },
+                    );
+                    let item = self.node(event, item_at, path, depth + 1);
+                    path.pop();
+                    items.push(item?);
+                }
+                if flow.is_some() {
+                    self.open_flows.pop();
+                }
+                let value = Value::Sequence(items);
+                self.remember(anchor, &value);
+                Ok(value)
+            }
+            Event::MappingStart(anchor, tag) => {
+                check_collection_tag(tag.as_ref(), "map", at)?;
+                if depth >= MAX_DEPTH {
+                    return Err(too_deep(at));
+                }
+                let flow = self.flow_at(at);
+                if let Some(open) = flow {
+                    self.open_flows.push((open, at));
+                }
+                let value = Value::Mapping(self.mapping(path, depth)?);
+                if flow.is_some() {
+                    self.open_flows.pop();
+                }
+                self.remember(anchor, &value);
+                Ok(value)
+            }
+            other => Err(SyntaxError::at(
+                at,
+                format!("unexpected YAML event {other:?}"),
+            )),
+        }
+    }
+
+    fn mapping(&mut self, path: &mut Vec<String>, depth: usize) -> Result<Mapping, SyntaxError> {
+        let mut entries = Vec::new();
+        let mut explicit: HashMap<String, Pos> = HashMap::new();
+        loop {
+            let (event, key_at) = self.next()?;
+            let (key, merge) = match event {
+                Event::MappingEnd => break,
+                Event::Scalar(text, style, anchor, tag) => {
+                    let merge = text == "<<" && style == TScalarStyle::Plain;
+                    let key = match scalar(text, style, tag.as_ref(), key_at)? {
+                        Value::Null => "null".to_string(),
+                        other => other.scalar_text().unwrap_or_default(),
+                    };
+                    if anchor > 0 {
+                        self.anchors.insert(anchor, Value::String(key.clone()));
+                    }
+                    (key, merge)
+                }
+                Event::Alias(id) => match self.anchors.get(&id).and_then(Value::scalar_text) {
+                    Some(key) => (key, false),
+                    None => {
+                        return Err(SyntaxError::at(
+                            key_at,
+                            "a map key must be a single value (text), not a list, a map or an unknown alias",
+                        ))
+                    }
+                },
+                _ => {
+                    return Err(SyntaxError::at(
+                        key_at,
+                        "a map key must be a single value (text), not a list or a map",
+                    ))
+                }
+            };
+            let (event, value_at) = self.next()?;
+            if merge {
+                let recording = std::mem::replace(&mut self.recording, false);
+                let merged = self.node(event, value_at, path, depth + 1);
+                self.recording = recording;
+                let merged = merged?;
+                let maps = match merged {
+                    Value::Mapping(map) => vec![map],
+                    Value::Sequence(items) if items.iter().all(Value::is_mapping) => items
+                        .into_iter()
+                        .filter_map(|item| match item {
+                            Value::Mapping(map) => Some(map),
+                            _ => None,
+                        })
+                        .collect(),
+                    other => {
+                        return Err(SyntaxError::at(
+                            value_at,
+                            format!(
+                                "a `<<` merge key takes a map or a list of maps (usually `<<: *anchor`), found {}",
+                                super::model::describe(&other)
+                            ),
+                        ))
+                    }
+                };
+                entries.push(Entry::Merge(maps, key_at, value_at));
+                continue;
+            }
+            if explicit.contains_key(&key) {
+                return Err(SyntaxError::at(
+                    key_at,
+                    format!("duplicate key `{key}` (the same key appears earlier in this map)"),
+                ));
+            }
+            explicit.insert(key.clone(), key_at);
+            path.push(key.clone());
+            self.mark(
+                path,
+                Mark {
+                    key: Some(key_at),
+                    value: value_at,
+                },
+            );
+            let value = self.node(event, value_at, path, depth + 1);
+            path.pop();
+            entries.push(Entry::Pair(key, value?));
+        }
+        // Explicit keys win over merged ones; among merged maps, the first wins.
+        let mut map = Mapping::new();
+        for entry in entries {
+            match entry {
+                Entry::Pair(key, value) => {
+                    map.insert(key, value);
+                }
+                Entry::Merge(maps, key_at, value_at) => {
+                    for source in maps {
+                        for (key, value) in source {
+                            if explicit.contains_key(&key) || map.contains_key(&key) {
+                                continue;
+                            }
+                            path.push(key.clone());
+                            if self.recording && !self.marks.contains_key(path.as_slice()) {
+                                self.marks.insert(
+                                    path.clone(),
+                                    Mark {
+                                        key: Some(key_at),
+                                        value: value_at,
+                                    },
+                                );
+                            }
+                            path.pop();
+                            map.insert(key, value);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(map)
+    }
+}
+
+fn too_deep(at: Pos) -> SyntaxError {
+    SyntaxError::at(
+        at,
+        format!("lists and maps nest more than {MAX_DEPTH} levels deep here"),
+    )
+}
+
+fn is_core_tag(tag: &yaml_rust2::parser::Tag) -> bool {
+    tag.handle == "tag:yaml.org,2002:"
+}
+
+fn tag_text(tag: &yaml_rust2::parser::Tag) -> String {
+    if is_core_tag(tag) {
+        format!("!!{}", tag.suffix)
+    } else {
+        format!("{}{}", tag.handle, tag.suffix)
+    }
+}
+
+fn unsupported_tag(tag: &yaml_rust2::parser::Tag, at: Pos) -> SyntaxError {
+    SyntaxError::at(
+        at,
+        format!(
+            "the YAML tag `{}` is not supported (Compose's `!reset` and `!override` merge files, which stackctl does not)",
+            tag_text(tag)
+        ),
+    )
+}
+
+fn check_collection_tag(
+    tag: Option<&yaml_rust2::parser::Tag>,
+    kind: &str,
+    at: Pos,
+) -> Result<(), SyntaxError> {
+    match tag {
+        None => Ok(()),
+        Some(tag) if is_core_tag(tag) && tag.suffix == kind => Ok(()),
+        Some(tag) => Err(unsupported_tag(tag, at)),
+    }
+}
+
+/// A scalar's value: quoted and block scalars are text; plain ones read as YAML 1.2 core.
+fn scalar(
+    text: String,
+    style: TScalarStyle,
+    tag: Option<&yaml_rust2::parser::Tag>,
+    at: Pos,
+) -> Result<Value, SyntaxError> {
+    let Some(tag) = tag else {
+        return Ok(if style == TScalarStyle::Plain {
+            super::value::plain_scalar(&text)
+        } else {
+            Value::String(text)
+        });
+    };
+    if !is_core_tag(tag) {
+        return Err(unsupported_tag(tag, at));
+    }
+    let read = super::value::plain_scalar(&text);
+    let fits = match (tag.suffix.as_str(), &read) {
+        ("str", _) => return Ok(Value::String(text)),
+        ("null", Value::Null) | ("bool", Value::Bool(_)) => true,
+        ("int", Value::Number(Number::Int(_) | Number::UInt(_))) => true,
+        ("float", Value::Number(n)) => return Ok(Value::Number(Number::Float(n.as_f64()))),
+        _ => false,
+    };
+    if fits {
+        Ok(read)
+    } else {
+        Err(SyntaxError::at(
+            at,
+            format!("`{text}` is not a valid `{}`", tag_text(tag)),
+        ))
+    }
 }
 
 /// Deserialize a typed value from a tree, reporting the path of the first problem.
@@ -143,7 +506,143 @@ pub fn from_value<T: serde::de::DeserializeOwned>(
 
 /// Render a value as YAML.
 pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, String> {
-    serde_yaml::to_string(value).map_err(|e| e.to_string())
+    let tree = super::value::to_value(value).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    emit(&tree, 0, &mut out);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Block-style YAML, as `serde_yaml` wrote it: maps indented by two, list items at their
+/// key's indentation, `{}`/`[]` for empty collections, text quoted only when it would
+/// otherwise read as something else.
+fn emit(value: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Mapping(map) if !map.is_empty() => {
+            for (index, (key, item)) in map.iter().enumerate() {
+                // The first key of a map that is a list item goes on the `- ` line.
+                if index > 0 || !out.ends_with("- ") {
+                    out.push_str(&pad);
+                }
+                out.push_str(&scalar_text(key));
+                out.push(':');
+                emit_after_key(item, indent, out);
+            }
+        }
+        Value::Sequence(items) if !items.is_empty() => {
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 || !out.ends_with("- ") {
+                    out.push_str(&pad);
+                }
+                out.push_str("- ");
+                match item {
+                    Value::Mapping(m) if !m.is_empty() => emit(item, indent + 2, out),
+                    Value::Sequence(s) if !s.is_empty() => emit(item, indent + 2, out),
+                    other => {
+                        out.push_str(&inline(other));
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        other => {
+            out.push_str(&inline(other));
+            out.push('\n');
+        }
+    }
+}
+
+fn emit_after_key(item: &Value, indent: usize, out: &mut String) {
+    match item {
+        Value::Mapping(m) if !m.is_empty() => {
+            out.push('\n');
+            emit(item, indent + 2, out);
+        }
+        Value::Sequence(s) if !s.is_empty() => {
+            out.push('\n');
+            emit(item, indent, out);
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&inline(other));
+            out.push('\n');
+        }
+    }
+}
+
+fn inline(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => scalar_text(s),
+        Value::Sequence(_) => "[]".into(),
+        Value::Mapping(_) => "{}".into(),
+    }
+}
+
+/// Text as a YAML scalar: plain when it reads back as the same text, else single-quoted,
+/// else (control characters, line breaks) double-quoted with escapes.
+pub fn scalar_text(text: &str) -> String {
+    if plain_ok(text) {
+        return text.to_string();
+    }
+    if !text.chars().any(|c| c.is_control() || c == '\u{feff}') {
+        return format!("'{}'", text.replace('\'', "''"));
+    }
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() || c == '\u{feff}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn plain_ok(text: &str) -> bool {
+    let Some(first) = text.chars().next() else {
+        return false;
+    };
+    // Text that another YAML reader could take for a number or a boolean stays quoted.
+    if !matches!(super::value::plain_scalar(text), Value::String(_))
+        || super::value::leading_zero_digits(text)
+        || matches!(
+            text.to_ascii_lowercase().as_str(),
+            "y" | "n" | "yes" | "no" | "on" | "off"
+        )
+    {
+        return false;
+    }
+    if first.is_whitespace() || text.ends_with(char::is_whitespace) {
+        return false;
+    }
+    if "#,[]{}&*!|>'\"%@`".contains(first) {
+        return false;
+    }
+    // `-`, `?` and `:` start an indicator when a space (or nothing) follows.
+    let second = text.chars().nth(1);
+    if matches!(first, '-' | '?' | ':') && second.is_none_or(|c| c == ' ') {
+        return false;
+    }
+    if text.starts_with("---") || text.starts_with("...") {
+        return false;
+    }
+    !(text.contains(": ")
+        || text.ends_with(':')
+        || text.contains(" #")
+        || text.chars().any(|c| c.is_control() || c == '\u{feff}'))
 }
 
 /// serde's messages name Rust types (`expected u32`); say what a user writes instead, and
@@ -159,7 +658,10 @@ fn clean_message(message: &str) -> String {
         if let Some(caps) = invalid.captures(&message) {
             let found = describe_found(&caps[1]);
             let expected = match &caps[2] {
-                "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_string(),
+                "u8" => "a whole number from 0 to 255".to_string(),
+                "u16" => "a whole number from 0 to 65535".to_string(),
+                "u32" => format!("a whole number from 0 to {}", u32::MAX),
+                "u64" | "usize" => "a whole number (0 or more)".to_string(),
                 "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
                 "f32" | "f64" => "a number".to_string(),
                 "a sequence" => "a list".to_string(),
@@ -212,109 +714,6 @@ fn pos(marker: &Marker) -> Pos {
         line: marker.line(),
         // yaml-rust2 counts columns from 0.
         column: marker.col() + 1,
-    }
-}
-
-enum Frame {
-    Map {
-        path: Vec<String>,
-        /// The key just read, with its position, waiting for its value.
-        key: Option<(String, Pos)>,
-    },
-    Seq {
-        path: Vec<String>,
-        next: usize,
-    },
-}
-
-#[derive(Default)]
-struct Recorder {
-    frames: Vec<Frame>,
-    map: HashMap<Vec<String>, Mark>,
-    /// The first key written twice in one map.
-    duplicate: Option<(String, Pos)>,
-}
-
-impl Recorder {
-    /// Called for every node: either records a map key, or places a value at its path.
-    /// Returns the path of a value (None when the node was a key).
-    fn node(&mut self, scalar_key: Option<&str>, at: Pos) -> Option<Vec<String>> {
-        match self.frames.last_mut() {
-            None => {
-                self.map.insert(
-                    Vec::new(),
-                    Mark {
-                        key: None,
-                        value: at,
-                    },
-                );
-                Some(Vec::new())
-            }
-            Some(Frame::Map { path, key }) => match key.take() {
-                None => {
-                    // A key. Complex keys (maps or lists as keys) get a placeholder.
-                    *key = Some((scalar_key.unwrap_or("?").to_string(), at));
-                    None
-                }
-                Some((name, key_pos)) => {
-                    let mut child = path.clone();
-                    child.push(name.clone());
-                    if name != "?" && self.duplicate.is_none() && self.map.contains_key(&child) {
-                        self.duplicate = Some((name, key_pos));
-                    }
-                    self.map.insert(
-                        child.clone(),
-                        Mark {
-                            key: Some(key_pos),
-                            value: at,
-                        },
-                    );
-                    Some(child)
-                }
-            },
-            Some(Frame::Seq { path, next }) => {
-                let mut child = path.clone();
-                child.push(next.to_string());
-                *next += 1;
-                self.map.insert(
-                    child.clone(),
-                    Mark {
-                        key: None,
-                        value: at,
-                    },
-                );
-                Some(child)
-            }
-        }
-    }
-}
-
-impl MarkedEventReceiver for Recorder {
-    fn on_event(&mut self, event: Event, marker: Marker) {
-        let at = pos(&marker);
-        match event {
-            Event::Scalar(text, ..) => {
-                self.node(Some(&text), at);
-            }
-            Event::Alias(_) => {
-                self.node(Some("*"), at);
-            }
-            Event::MappingStart(..) => {
-                let path = self.node(None, at);
-                // A map used as a key: its content is not addressable, record it under "?".
-                let path = path.unwrap_or_else(|| vec!["?".to_string()]);
-                self.frames.push(Frame::Map { path, key: None });
-            }
-            Event::SequenceStart(..) => {
-                let path = self.node(None, at);
-                let path = path.unwrap_or_else(|| vec!["?".to_string()]);
-                self.frames.push(Frame::Seq { path, next: 0 });
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                self.frames.pop();
-            }
-            _ => {}
-        }
     }
 }
 
@@ -371,7 +770,7 @@ mod tests {
         let cases = [
             (
                 "invalid type: string \"many\", expected u32",
-                "expected a whole number (0 or more), found the string `many`",
+                "expected a whole number from 0 to 4294967295, found the string `many`",
             ),
             (
                 "invalid type: integer `3`, expected a boolean",
@@ -396,5 +795,122 @@ mod tests {
     fn merge_keys_apply() {
         let (value, _) = parse("x: &base {a: 1}\ny:\n  <<: *base\n  b: 2\n").unwrap();
         assert_eq!(value["y"]["a"].as_i64(), Some(1));
+    }
+
+    #[test]
+    fn r2_deep_nesting_is_a_located_error_in_well_under_a_second() {
+        let started = std::time::Instant::now();
+        let text = format!("services: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("nest more than"), "{err:?}");
+        assert_eq!(err.pos.map(|p| p.line), Some(1));
+        let block: String = (0..200)
+            .map(|depth| format!("{}k{depth}:\n", " ".repeat(depth)))
+            .collect();
+        assert!(parse(&block)
+            .unwrap_err()
+            .message
+            .contains("nest more than"));
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    }
+
+    #[test]
+    fn r3_a_second_document_is_located() {
+        let err = parse("services: {}\n---\nservices: {}\n").unwrap_err();
+        assert_eq!(err.pos.map(|p| p.line), Some(2), "{err:?}");
+        assert!(err.message.contains("second YAML document"), "{err:?}");
+    }
+
+    #[test]
+    fn r3_alias_expansion_limit_is_located() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let prev = level - 1;
+            text.push_str(&format!(
+                "a{level}: &a{level} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        let started = std::time::Instant::now();
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err:?}");
+        assert!(err.pos.is_some());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn r3_a_merge_of_a_scalar_is_located() {
+        let err = parse("x: 1\ny:\n  <<: 3\n").unwrap_err();
+        assert_eq!(err.pos, Some(at(3, 7)), "{err:?}");
+        assert!(err.message.contains("`<<`"), "{err:?}");
+    }
+
+    #[test]
+    fn explicit_keys_win_over_merged_ones() {
+        let (value, marks) = parse("x: &b {a: 1, b: 2}\ny:\n  b: 3\n  <<: [*b, {c: 4}]\n").unwrap();
+        assert_eq!(value["y"]["b"].as_i64(), Some(3));
+        assert_eq!(value["y"]["a"].as_i64(), Some(1));
+        assert_eq!(value["y"]["c"].as_i64(), Some(4));
+        assert_eq!(marks.key(&["y", "a"]), Some(at(4, 3)));
+    }
+
+    #[test]
+    fn tags_core_ones_apply_others_are_refused() {
+        let (value, _) = parse("a: !!str 5\nb: !!int 7\n").unwrap();
+        assert_eq!(value["a"].as_str(), Some("5"));
+        assert_eq!(value["b"].as_i64(), Some(7));
+        let err = parse("a: !reset []\n").unwrap_err();
+        assert!(err.message.contains("`!reset`"), "{err:?}");
+        assert_eq!(err.pos.map(|p| p.line), Some(1));
+    }
+
+    #[test]
+    fn rendered_yaml_reads_back_the_same() {
+        let mut map = Mapping::new();
+        for text in [
+            "plain",
+            "8080:80",
+            "9000",
+            "010",
+            "true",
+            "yes",
+            "",
+            " padded",
+            "a: b",
+            "#x",
+            "-",
+            "- item",
+            "it's",
+            "line\nbreak",
+            "tab\there",
+            "~",
+            "null",
+            "1.5",
+            "x #y",
+            "*star",
+            "{x}",
+            "quote\"d",
+            "back\\slash",
+        ] {
+            map.insert(format!("k{}", map.len()), Value::String(text.to_string()));
+        }
+        map.insert("n".into(), Value::Number(Number::Int(-3)));
+        map.insert("f".into(), Value::Number(Number::Float(0.5)));
+        map.insert("whole".into(), Value::Number(Number::Float(2.0)));
+        map.insert("none".into(), Value::Null);
+        map.insert(
+            "list".into(),
+            Value::Sequence(vec![
+                Value::Mapping(map.clone()),
+                Value::Sequence(vec![Value::Bool(false)]),
+                Value::Sequence(Vec::new()),
+            ]),
+        );
+        map.insert("empty".into(), Value::Mapping(Mapping::new()));
+        let tree = Value::Mapping(map);
+        let yaml = to_yaml(&tree).unwrap();
+        let (back, _) = parse(&yaml).unwrap_or_else(|e| panic!("{e:?}\n{yaml}"));
+        assert_eq!(back, tree, "{yaml}");
+        assert!(yaml.contains("\nk0: plain\n") || yaml.starts_with("k0: plain\n"));
+        assert!(yaml.contains("k2: '9000'"), "{yaml}");
     }
 }

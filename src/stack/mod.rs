@@ -11,6 +11,7 @@ pub mod load;
 pub mod model;
 mod resolve;
 pub mod validate;
+pub mod value;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -205,24 +206,215 @@ pub fn is_secret_key(key: &str) -> bool {
         .any(|word| upper.contains(word))
 }
 
+/// The largest stack or env file read (a stack file is a few kilobytes; this keeps a
+/// runaway file, or a link to `/dev/zero`, from being read until memory runs out).
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Why a stack or env file could not be read as text.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    NotFound,
+    /// Anything else, said for the user (located when the text is not UTF-8).
+    Refused(StackError),
+}
+
+/// Read a stack or env file as UTF-8 text: a regular file (links followed) of at most
+/// `MAX_FILE_BYTES`; invalid UTF-8 is reported at its line and column.
+pub(crate) fn read_text(path: &std::path::Path, shown: &str) -> Result<String, ReadError> {
+    use std::io::Read;
+    let refused = |message: String| ReadError::Refused(StackError::new(None, message));
+    let io_error = |e: std::io::Error| {
+        let error = StackError::new(
+            None,
+            format!("cannot read `{shown}`: {}", crate::error::io_reason(&e)),
+        );
+        ReadError::Refused(match e.kind() {
+            std::io::ErrorKind::PermissionDenied => error.with_hint(
+                "make it readable for this user (`chmod u+r`), or run stackctl as its owner",
+            ),
+            _ => error,
+        })
+    };
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::NotFound),
+        Err(e) => return Err(io_error(e)),
+    };
+    let file_type = metadata.file_type();
+    if !file_type.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if file_type.is_dir() {
+            "a directory"
+        } else if file_type.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if file_type.is_char_device() || file_type.is_block_device() {
+            "a device"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        let error = StackError::new(
+            None,
+            format!(
+                "cannot read `{shown}`: it is {kind}; stack and env files must be regular files"
+            ),
+        );
+        return Err(ReadError::Refused(if file_type.is_dir() {
+            error.with_hint("remove or rename that directory")
+        } else {
+            error
+        }));
+    }
+    let too_big = || {
+        refused(format!(
+            "cannot read `{shown}`: it is larger than {} MiB; stack and env files are limited to that size",
+            MAX_FILE_BYTES >> 20
+        ))
+    };
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io_error)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let before = String::from_utf8_lossy(valid);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let byte = e.as_bytes()[valid.len()];
+        ReadError::Refused(
+            StackError::new(
+                Some(Location {
+                    file: shown.to_string(),
+                    line,
+                    column,
+                }),
+                format!("the file is not valid UTF-8 (byte 0x{byte:02x})"),
+            )
+            .with_hint("save the file as UTF-8"),
+        )
+    })
+}
+
 /// Load, interpolate, validate and resolve the stack file of the project's stage.
+///
+/// Errors never show a secret: values of secret-looking variables (and secret-looking
+/// entries written in the stack file) are masked in every message, and quoted values are
+/// shortened (an 8 MB value does not make an 8 MB line).
 pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
+    let mut secrets = Vec::new();
+    load_stack(project, &mut secrets).map_err(|errors| errors.for_display(&secrets))
+}
+
+/// Values shorter than this are not masked in error messages: they would mask digits and
+/// words of the message itself, and hide nothing worth hiding.
+const MIN_MASKED_LEN: usize = 4;
+/// Quoted values in messages are cut after this many characters.
+pub const MAX_QUOTED_CHARS: usize = 80;
+
+impl StackErrors {
+    /// Secrets masked and quoted values bounded in every message and hint.
+    pub fn for_display(self, secrets: &[String]) -> StackErrors {
+        let mut secrets: Vec<&str> = secrets
+            .iter()
+            .map(String::as_str)
+            .filter(|s| s.chars().count() >= MIN_MASKED_LEN)
+            .collect();
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        let clean = |text: &str| {
+            let mut text = text.to_string();
+            for secret in &secrets {
+                if text.contains(secret) {
+                    text = text.replace(secret, "****");
+                }
+            }
+            bound_quoted(&text)
+        };
+        StackErrors(
+            self.0
+                .into_iter()
+                .map(|error| StackError {
+                    location: error.location,
+                    message: clean(&error.message),
+                    hint: error.hint.as_deref().map(clean),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Each `quoted` part of a message cut to `MAX_QUOTED_CHARS` (with `…`), line breaks
+/// shown as `\n`; the whole message cut to a few lines' worth.
+pub fn bound_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(4096));
+    for (index, part) in text.split('`').enumerate() {
+        if index > 0 {
+            out.push('`');
+        }
+        if index % 2 == 1 {
+            let shown: String = part.chars().take(MAX_QUOTED_CHARS).collect();
+            out.push_str(&shown.replace('\n', "\\n").replace('\r', "\\r"));
+            if part.chars().nth(MAX_QUOTED_CHARS).is_some() {
+                out.push('…');
+            }
+        } else {
+            out.push_str(part);
+        }
+        if out.len() > 2000 {
+            let cut: String = out.chars().take(2000).collect();
+            return cut + "…";
+        }
+    }
+    out
+}
+
+/// Secret-looking entries written in the tree itself (`DB_PASSWORD: literal`).
+fn literal_secrets(value: &load::Value, secrets: &mut Vec<String>) {
+    match value {
+        load::Value::Mapping(map) => {
+            for (key, item) in map {
+                match item.scalar_text() {
+                    Some(text) if is_secret_key(key) => secrets.push(text),
+                    _ => literal_secrets(item, secrets),
+                }
+            }
+        }
+        load::Value::Sequence(items) => {
+            for item in items {
+                // `KEY=VALUE` list entries.
+                if let Some((key, text)) = item.as_str().and_then(|s| s.split_once('=')) {
+                    if is_secret_key(key) {
+                        secrets.push(text.to_string());
+                    }
+                }
+                literal_secrets(item, secrets);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStack, StackErrors> {
     let file = project.stack_file();
     let shown = project.display_path(&file);
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        let reason = if e.kind() == std::io::ErrorKind::NotFound {
-            "no such file".to_string()
-        } else {
-            e.to_string()
-        };
-        StackErrors(vec![StackError::new(
+    let text = read_text(&file, &shown).map_err(|e| match e {
+        ReadError::NotFound => StackErrors(vec![StackError::new(
             None,
-            format!("cannot read stack file `{shown}`: {reason}"),
+            format!("cannot read stack file `{shown}`: no such file"),
         )
         .with_hint(format!(
             "run `stackctl init --env {}` to create it",
             project.stage
-        ))])
+        ))]),
+        ReadError::Refused(error) => StackErrors(vec![error]),
     })?;
     let (mut root, marks) = load::parse(&text).map_err(|e| {
         let mut error = StackError::new(
@@ -245,7 +437,7 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
     // The stage's variables.
     let env_path = project.env_file();
     let env_shown = project.display_path(&env_path);
-    let entries = match std::fs::read_to_string(&env_path) {
+    let entries = match read_text(&env_path, &env_shown) {
         Ok(text) => envfile::parse(&text).map_err(|e| {
             StackErrors(vec![StackError::new(
                 Some(Location {
@@ -256,14 +448,21 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
                 e.message,
             )])
         })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(StackErrors(vec![StackError::new(
-                None,
-                format!("cannot read `{env_shown}`: {e}"),
-            )]))
-        }
+        Err(ReadError::NotFound) => Vec::new(),
+        Err(ReadError::Refused(error)) => return Err(StackErrors(vec![error])),
     };
+    // From here on every message masks the stage's secret-looking variables (of the env
+    // file, and of the process environment when the stack file names them), also an error
+    // that quotes one while the stack file is checked.
+    crate::output::register_secrets(
+        entries
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .chain(std::env::vars().filter(|(key, _)| text.contains(key.as_str())))
+            .filter(|(key, _)| is_secret_key(key))
+            .map(|(_, value)| value)
+            .collect::<Vec<_>>(),
+    );
     let dir_name = project.dir_name();
     let mut vars = interpolate::Variables::new(
         std::env::vars(),
@@ -271,6 +470,18 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
         &env_shown,
         &[("STAGE", &project.stage), ("PROJECT", &dir_name)],
     );
+    // The env file's secret-looking variables, and the environment's when the stack file
+    // names them (a `SOME_KEY=true` elsewhere must not mask every `true`).
+    secrets.extend(
+        vars.iter()
+            .filter(|(name, (_, source))| {
+                is_secret_key(name)
+                    && (!matches!(source, interpolate::Source::Process)
+                        || text.contains(name.as_str()))
+            })
+            .map(|(_, (value, _))| value.clone()),
+    );
+    literal_secrets(&root, secrets);
 
     // Interpolate `name:` first: `${PROJECT}` means the project name everywhere else.
     let mut uses = Vec::new();
@@ -340,5 +551,7 @@ pub fn load(project: &Project) -> Result<LoadedStack, StackErrors> {
         unused_env: Vec::new(),
         marks,
     };
-    resolve::resolve(loaded, project, &vars, &entries).map_err(StackErrors::sorted)
+    let loaded = resolve::resolve(loaded, project, &vars, &entries).map_err(StackErrors::sorted)?;
+    crate::output::register_secrets(loaded.secrets.iter().cloned());
+    Ok(loaded)
 }

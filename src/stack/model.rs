@@ -12,6 +12,13 @@ use indexmap::IndexMap;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
+use super::value::Value;
+
+/// Read a typed value from a subtree (inside a custom deserializer).
+fn from_tree<T: de::DeserializeOwned>(value: Value) -> Result<T, super::value::Error> {
+    super::value::from_value(value)
+}
+
 /// One resolved stack file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +36,14 @@ pub struct Stack {
     pub data_containers: IndexMap<String, DataContainer>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub tasks: IndexMap<String, Task>,
+}
+
+impl Stack {
+    /// A stack straight from YAML text, without interpolation, validation or resolving
+    /// (unit tests of the planners build their stacks this way).
+    pub fn from_yaml_str(text: &str) -> Result<Stack, String> {
+        super::load::from_yaml_str(text)
+    }
 }
 
 /// A long-running service container.
@@ -105,7 +120,11 @@ pub struct Service {
     pub stop_signal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<DurationSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_mem_limit"
+    )]
     pub mem_limit: Option<ByteSize>,
     #[serde(
         default,
@@ -180,14 +199,14 @@ impl<'de> Deserialize<'de> for Build {
         }
         // Untagged enums lose the inner error; match on the value so an unknown key inside
         // `build:` is reported precisely.
-        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let value = Value::deserialize(deserializer)?;
         match value {
-            serde_yaml::Value::String(context) => Ok(Build {
+            Value::String(context) => Ok(Build {
                 context,
                 ..Default::default()
             }),
-            serde_yaml::Value::Mapping(_) => {
-                let long: Long = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            Value::Mapping(_) => {
+                let long: Long = from_tree(value).map_err(de::Error::custom)?;
                 Ok(Build {
                     context: long.context,
                     dockerfile: long.dockerfile,
@@ -293,6 +312,20 @@ impl<'de> Deserialize<'de> for Healthcheck {
             disable: bool,
         }
         let raw = Raw::deserialize(deserializer)?;
+        // The engine takes 0 (its default) or at least a millisecond.
+        for (key, duration) in [
+            ("interval", raw.interval),
+            ("timeout", raw.timeout),
+            ("start_period", raw.start_period),
+        ] {
+            if let Some(DurationSpec(d)) = duration {
+                if !d.is_zero() && d < Duration::from_millis(1) {
+                    return Err(de::Error::custom(format!(
+                        "`{key}: {d:?}` is too short: at least 1ms (or 0 for the engine's default)"
+                    )));
+                }
+            }
+        }
         let test = match raw.test {
             None => Vec::new(),
             // A string test runs through the shell, as in Compose.
@@ -317,16 +350,76 @@ impl<'de> Deserialize<'de> for Healthcheck {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// `restart:` as Compose writes it: `no`, `always`, `on-failure[:N]` (at most N restarts),
+/// `unless-stopped`. Displayed the same way (`on-failure:5`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
-    #[serde(rename = "no")]
     No,
-    #[serde(rename = "always")]
     Always,
-    #[serde(rename = "on-failure")]
-    OnFailure,
-    #[serde(rename = "unless-stopped")]
+    OnFailure(Option<u32>),
     UnlessStopped,
+}
+
+impl RestartPolicy {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "no" => RestartPolicy::No,
+            "always" => RestartPolicy::Always,
+            "on-failure" => RestartPolicy::OnFailure(None),
+            "unless-stopped" => RestartPolicy::UnlessStopped,
+            other => match other.strip_prefix("on-failure:") {
+                Some(count) => RestartPolicy::OnFailure(Some(count.parse().map_err(|_| {
+                    format!(
+                        "`{other}`: the number of restarts must be a whole number (0 to {})",
+                        u32::MAX
+                    )
+                })?)),
+                None => {
+                    return Err(format!(
+                        "`{other}` is not a restart policy (`no`, `always`, `on-failure[:N]` or `unless-stopped`)"
+                    ))
+                }
+            },
+        })
+    }
+
+    /// The engine's policy name (without the count).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure(_) => "on-failure",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+        }
+    }
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
+        if let RestartPolicy::OnFailure(Some(count)) = self {
+            write!(f, ":{count}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for RestartPolicy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Scalar::deserialize(deserializer)? {
+            Scalar::Str(text) => RestartPolicy::parse(&text).map_err(de::Error::custom),
+            other => Err(de::Error::custom(format!(
+                "expected a restart policy (`no`, `always`, `on-failure[:N]` or `unless-stopped`), found {}",
+                other.describe()
+            ))),
+        }
+    }
+}
+
+impl Serialize for RestartPolicy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// A top-level network.
@@ -402,17 +495,15 @@ pub enum Task {
 
 impl<'de> Deserialize<'de> for Task {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let value = Value::deserialize(deserializer)?;
         let is_steps = value
             .as_mapping()
             .map(|m| m.contains_key("steps"))
             .unwrap_or(false);
         if is_steps {
-            serde_yaml::from_value(value)
-                .map(Task::Steps)
-                .map_err(de::Error::custom)
+            from_tree(value).map(Task::Steps).map_err(de::Error::custom)
         } else if value.is_mapping() {
-            serde_yaml::from_value(value)
+            from_tree(value)
                 .map(Task::Container)
                 .map_err(de::Error::custom)
         } else {
@@ -484,12 +575,32 @@ pub const BUILTIN_STEPS: &[&str] = &["up", "down", "build", "wait"];
 pub struct DurationSpec(pub Duration);
 
 impl DurationSpec {
+    /// The longest duration accepted: what the engine's nanosecond fields hold (`i64`),
+    /// about 292 years.
+    pub const MAX: Duration = Duration::from_nanos(i64::MAX as u64);
+
+    fn too_long(text: &str) -> String {
+        format!(
+            "`{text}` is too long (at most {}h)",
+            Self::MAX.as_secs() / 3600
+        )
+    }
+
+    /// A number of seconds, range-checked.
+    pub fn from_secs(seconds: u64) -> Result<Self, String> {
+        let duration = Duration::from_secs(seconds);
+        if duration > Self::MAX {
+            return Err(Self::too_long(&format!("{seconds}s")));
+        }
+        Ok(DurationSpec(duration))
+    }
+
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if text.is_empty() {
             return Err("empty duration".into());
         }
-        let mut total = Duration::ZERO;
+        let mut total = 0f64;
         let mut rest = text;
         while !rest.is_empty() {
             let digits = rest
@@ -504,7 +615,9 @@ impl DurationSpec {
             }
             let number: f64 = rest[..digits]
                 .parse()
-                .map_err(|_| format!("`{text}` is not a duration (like `1m30s`)"))?;
+                .ok()
+                .filter(|n: &f64| n.is_finite())
+                .ok_or_else(|| format!("`{text}` is not a duration (like `1m30s`)"))?;
             rest = &rest[digits..];
             let unit_len = rest
                 .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -524,9 +637,16 @@ impl DurationSpec {
                     ))
                 }
             };
-            total += Duration::from_secs_f64(seconds);
+            total += seconds;
+            if !total.is_finite() || total > Self::MAX.as_secs_f64() {
+                return Err(Self::too_long(text));
+            }
         }
-        Ok(DurationSpec(total))
+        Duration::try_from_secs_f64(total)
+            .ok()
+            .filter(|d| *d <= Self::MAX)
+            .map(DurationSpec)
+            .ok_or_else(|| Self::too_long(text))
     }
 }
 
@@ -559,7 +679,7 @@ impl<'de> Deserialize<'de> for DurationSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match Scalar::deserialize(deserializer)? {
             Scalar::Int(seconds) if seconds >= 0 => {
-                Ok(DurationSpec(Duration::from_secs(seconds as u64)))
+                DurationSpec::from_secs(seconds as u64).map_err(de::Error::custom)
             }
             Scalar::Str(text) => DurationSpec::parse(&text).map_err(de::Error::custom),
             other => Err(de::Error::custom(format!(
@@ -587,9 +707,11 @@ impl ByteSize {
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(lower.len());
         let (number, unit) = lower.split_at(digits_end);
-        let number: i64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a size (like `512m` or `1g`)"))?;
+        if number.is_empty() {
+            return Err(format!("`{text}` is not a size (like `512m` or `1g`)"));
+        }
+        let too_large = || format!("`{text}` is too large (at most 8589934591g)");
+        let number: i64 = number.parse().map_err(|_| too_large())?;
         let factor: i64 = match unit.trim_end_matches('b') {
             "" => 1,
             "k" => 1 << 10,
@@ -601,7 +723,10 @@ impl ByteSize {
                 ))
             }
         };
-        Ok(ByteSize(number * factor))
+        number
+            .checked_mul(factor)
+            .map(ByteSize)
+            .ok_or_else(too_large)
     }
 }
 
@@ -622,6 +747,28 @@ impl Serialize for ByteSize {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_i64(self.0)
     }
+}
+
+/// A host address a port is published on: an IPv4 or IPv6 address.
+fn checked_ip(ip: &str) -> Result<(), String> {
+    ip.parse::<std::net::IpAddr>()
+        .map(|_| ())
+        .map_err(|_| format!("`{ip}` is not an IP address (like `127.0.0.1` or `::1`)"))
+}
+
+/// The smallest memory limit the engine accepts (6 MiB).
+pub const MIN_MEM_LIMIT: i64 = 6 << 20;
+
+fn opt_mem_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ByteSize>, D::Error> {
+    let size = Option::<ByteSize>::deserialize(deserializer)?;
+    if let Some(ByteSize(bytes)) = size {
+        if bytes != 0 && bytes < MIN_MEM_LIMIT {
+            return Err(de::Error::custom(format!(
+                "a memory limit of {bytes} bytes is below the engine's minimum of 6m"
+            )));
+        }
+    }
+    Ok(size)
 }
 
 impl PortMapping {
@@ -673,7 +820,10 @@ impl PortMapping {
             None => (None, number(&rest)?),
         };
         Ok(PortMapping {
-            host_ip: host_ip.filter(|ip| !ip.is_empty()),
+            host_ip: host_ip
+                .filter(|ip| !ip.is_empty())
+                .map(|ip| checked_ip(&ip).map(|_| ip))
+                .transpose()?,
             host_port,
             container_port,
             protocol,
@@ -706,7 +856,7 @@ impl<'de> Deserialize<'de> for PortMapping {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Long {
-            target: u16,
+            target: Scalar,
             #[serde(default)]
             published: Option<Scalar>,
             #[serde(default)]
@@ -716,35 +866,61 @@ impl<'de> Deserialize<'de> for PortMapping {
             #[serde(default)]
             mode: Option<String>,
         }
-        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let value = Value::deserialize(deserializer)?;
         match value {
-            serde_yaml::Value::String(text) => PortMapping::parse(&text).map_err(de::Error::custom),
-            serde_yaml::Value::Number(n) => {
-                PortMapping::parse(&n.to_string()).map_err(de::Error::custom)
-            }
-            serde_yaml::Value::Mapping(_) => {
-                let long: Long = serde_yaml::from_value(value).map_err(de::Error::custom)?;
-                let _ = long.mode;
-                let host_port = match long.published {
-                    None => None,
-                    Some(Scalar::Int(n)) if (1..=65535).contains(&n) => Some(n as u16),
-                    Some(Scalar::Str(s)) => Some(s.parse::<u16>().map_err(|_| {
-                        de::Error::custom(format!(
-                            "published port `{s}` is not a port number (1-65535)"
+            Value::String(text) => PortMapping::parse(&text).map_err(de::Error::custom),
+            Value::Number(n) => PortMapping::parse(&n.to_string()).map_err(de::Error::custom),
+            Value::Mapping(_) => {
+                let long: Long = from_tree(value).map_err(de::Error::custom)?;
+                match long.mode.as_deref() {
+                    // What a single engine does: the port is published on this host.
+                    None | Some("host") => {}
+                    Some("ingress") => {
+                        return Err(de::Error::custom(
+                            "port `mode: ingress` (the Swarm routing mesh) is not supported yet on a single engine; remove `mode` or write `mode: host`",
                         ))
-                    })?),
+                    }
                     Some(other) => {
                         return Err(de::Error::custom(format!(
-                            "published port must be a number (1-65535), found {}",
-                            other.describe()
+                            "`{other}` is not a port mode (`host`, or `ingress` under Swarm)"
                         )))
                     }
+                }
+                let port = |what: &str, scalar: Scalar| -> Result<u16, D::Error> {
+                    let number = match &scalar {
+                        Scalar::Int(n) => u16::try_from(*n).ok(),
+                        Scalar::Str(s) => s.parse::<u16>().ok(),
+                        _ => None,
+                    };
+                    number.filter(|n| *n > 0).ok_or_else(|| {
+                        de::Error::custom(format!(
+                            "{what} port must be a port number (1-65535), found {}",
+                            scalar.describe()
+                        ))
+                    })
                 };
+                let container_port = port("the target", long.target)?;
+                let host_port = long
+                    .published
+                    .filter(|p| *p != Scalar::Null)
+                    .map(|p| port("the published", p))
+                    .transpose()?;
+                let protocol = long.protocol.unwrap_or_else(|| "tcp".into());
+                if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
+                    return Err(de::Error::custom(format!(
+                        "`{protocol}` is not a protocol (tcp, udp or sctp)"
+                    )));
+                }
                 Ok(PortMapping {
-                    host_ip: long.host_ip,
+                    host_ip: long
+                        .host_ip
+                        .filter(|ip| !ip.is_empty())
+                        .map(|ip| checked_ip(&ip).map(|_| ip))
+                        .transpose()
+                        .map_err(de::Error::custom)?,
                     host_port,
-                    container_port: long.target,
-                    protocol: long.protocol.unwrap_or_else(|| "tcp".into()),
+                    container_port,
+                    protocol,
                 })
             }
             other => Err(de::Error::custom(format!(
@@ -839,11 +1015,11 @@ impl<'de> Deserialize<'de> for VolumeMount {
             #[serde(default)]
             read_only: bool,
         }
-        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let value = Value::deserialize(deserializer)?;
         match value {
-            serde_yaml::Value::String(text) => VolumeMount::parse(&text).map_err(de::Error::custom),
-            serde_yaml::Value::Mapping(_) => {
-                let long: Long = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            Value::String(text) => VolumeMount::parse(&text).map_err(de::Error::custom),
+            Value::Mapping(_) => {
+                let long: Long = from_tree(value).map_err(de::Error::custom)?;
                 let kind = match (long.kind.as_str(), &long.source) {
                     ("volume", Some(_)) => MountKind::Named,
                     ("volume", None) => MountKind::Anonymous,
@@ -899,7 +1075,7 @@ impl Scalar {
         match self {
             Scalar::Str(s) => format!("the string `{s}`"),
             Scalar::Int(n) => format!("the number {n}"),
-            Scalar::Float(n) => format!("the number {n}"),
+            Scalar::Float(n) => format!("the number {}", super::value::Number::Float(*n)),
             Scalar::Bool(b) => format!("the boolean {b}"),
             Scalar::Null => "nothing (null)".into(),
         }
@@ -908,7 +1084,7 @@ impl Scalar {
         match self {
             Scalar::Str(s) => Some(s),
             Scalar::Int(n) => Some(n.to_string()),
-            Scalar::Float(n) => Some(n.to_string()),
+            Scalar::Float(n) => Some(super::value::Number::Float(n).to_string()),
             Scalar::Bool(b) => Some(b.to_string()),
             Scalar::Null => None,
         }
@@ -917,13 +1093,12 @@ impl Scalar {
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let value = Value::deserialize(deserializer)?;
         scalar_from_value(value).map_err(de::Error::custom)
     }
 }
 
-fn scalar_from_value(value: serde_yaml::Value) -> Result<Scalar, String> {
-    use serde_yaml::Value;
+fn scalar_from_value(value: Value) -> Result<Scalar, String> {
     match value {
         Value::String(s) => Ok(Scalar::Str(s)),
         Value::Bool(b) => Ok(Scalar::Bool(b)),
@@ -932,7 +1107,7 @@ fn scalar_from_value(value: serde_yaml::Value) -> Result<Scalar, String> {
             if let Some(i) = n.as_i64() {
                 Ok(Scalar::Int(i))
             } else {
-                Ok(Scalar::Float(n.as_f64().unwrap_or_default()))
+                Ok(Scalar::Float(n.as_f64()))
             }
         }
         other => Err(format!(
@@ -943,8 +1118,7 @@ fn scalar_from_value(value: serde_yaml::Value) -> Result<Scalar, String> {
 }
 
 /// A human description of a YAML value's kind, for error messages.
-pub fn describe(value: &serde_yaml::Value) -> String {
-    use serde_yaml::Value;
+pub fn describe(value: &Value) -> String {
     match value {
         Value::Null => "nothing (null)".into(),
         Value::Bool(b) => format!("the boolean {b}"),
@@ -952,7 +1126,6 @@ pub fn describe(value: &serde_yaml::Value) -> String {
         Value::String(s) => format!("the string `{s}`"),
         Value::Sequence(_) => "a list".into(),
         Value::Mapping(_) => "a map".into(),
-        Value::Tagged(_) => "a tagged value".into(),
     }
 }
 
@@ -964,10 +1137,10 @@ enum StringOrList {
 }
 
 fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    let value = serde_yaml::Value::deserialize(deserializer)?;
+    let value = Value::deserialize(deserializer)?;
     match value {
-        serde_yaml::Value::String(s) => Ok(vec![s]),
-        serde_yaml::Value::Sequence(items) => items
+        Value::String(s) => Ok(vec![s]),
+        Value::Sequence(items) => items
             .into_iter()
             .map(|item| {
                 scalar_from_value(item)
@@ -987,13 +1160,13 @@ fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Stri
 fn opt_command<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Vec<String>>, D::Error> {
-    let value = serde_yaml::Value::deserialize(deserializer)?;
+    let value = Value::deserialize(deserializer)?;
     match value {
-        serde_yaml::Value::Null => Ok(None),
-        serde_yaml::Value::String(s) => shell_words::split(&s)
+        Value::Null => Ok(None),
+        Value::String(s) => shell_words::split(&s)
             .map(Some)
             .map_err(|e| de::Error::custom(format!("cannot split command `{s}`: {e}"))),
-        serde_yaml::Value::Sequence(items) => items
+        Value::Sequence(items) => items
             .into_iter()
             .map(|item| {
                 scalar_from_value(item)
@@ -1018,13 +1191,25 @@ fn opt_scalar_string<'de, D: Deserializer<'de>>(
     Ok(Scalar::deserialize(deserializer)?.into_text())
 }
 
+/// The most CPUs `cpus:` may ask for (the engine refuses more than the host has anyway).
+pub const MAX_CPUS: f64 = 4096.0;
+
 fn opt_cpus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    let in_range = |n: f64| n > 0.0 && n <= MAX_CPUS;
+    let out_of_range = |n: &dyn fmt::Display| {
+        de::Error::custom(format!(
+            "{n} CPUs is out of range (more than 0, at most {MAX_CPUS})"
+        ))
+    };
     match Scalar::deserialize(deserializer)? {
         Scalar::Null => Ok(None),
-        Scalar::Int(n) if n > 0 => Ok(Some(n as f64)),
-        Scalar::Float(n) if n > 0.0 => Ok(Some(n)),
+        Scalar::Int(n) if in_range(n as f64) => Ok(Some(n as f64)),
+        Scalar::Float(n) if in_range(n) => Ok(Some(n)),
+        Scalar::Int(n) => Err(out_of_range(&n)),
+        Scalar::Float(n) => Err(out_of_range(&n)),
         Scalar::Str(s) => match s.parse::<f64>() {
-            Ok(n) if n > 0.0 => Ok(Some(n)),
+            Ok(n) if in_range(n) => Ok(Some(n)),
+            Ok(n) if n.is_finite() => Err(out_of_range(&n)),
             _ => Err(de::Error::custom(format!(
                 "`{s}` is not a number of CPUs (like 0.5 or 2)"
             ))),
@@ -1041,21 +1226,19 @@ fn opt_cpus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D
 fn environment<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<IndexMap<String, Option<String>>, D::Error> {
-    let value = serde_yaml::Value::deserialize(deserializer)?;
+    let value = Value::deserialize(deserializer)?;
     key_values(value).map_err(de::Error::custom)
 }
 
-fn key_values(value: serde_yaml::Value) -> Result<IndexMap<String, Option<String>>, String> {
-    use serde_yaml::Value;
+fn key_values(value: Value) -> Result<IndexMap<String, Option<String>>, String> {
     let mut out = IndexMap::new();
     match value {
         Value::Null => {}
         Value::Mapping(map) => {
             for (key, val) in map {
-                let key = match scalar_from_value(key)?.into_text() {
-                    Some(k) => k,
-                    None => return Err("a key cannot be empty".into()),
-                };
+                if key.is_empty() {
+                    return Err("a key cannot be empty".into());
+                }
                 let val = scalar_from_value(val)
                     .map_err(|e| format!("`{key}`: {e}"))?
                     .into_text();
@@ -1086,7 +1269,7 @@ fn key_values(value: serde_yaml::Value) -> Result<IndexMap<String, Option<String
 fn labels<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<IndexMap<String, String>, D::Error> {
-    let value = serde_yaml::Value::deserialize(deserializer)?;
+    let value = Value::deserialize(deserializer)?;
     let pairs = key_values(value).map_err(de::Error::custom)?;
     Ok(pairs
         .into_iter()
@@ -1095,11 +1278,10 @@ fn labels<'de, D: Deserializer<'de>>(
 }
 
 fn extra_hosts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    use serde_yaml::Value;
     let value = Value::deserialize(deserializer)?;
     match value {
         Value::Sequence(_) => {
-            let items: Vec<String> = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            let items: Vec<String> = from_tree(value).map_err(de::Error::custom)?;
             // Compose accepts `host=ip` too; Docker wants `host:ip`.
             Ok(items
                 .into_iter()
@@ -1126,11 +1308,10 @@ fn extra_hosts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>
 fn service_networks<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<IndexMap<String, ServiceNetwork>, D::Error> {
-    use serde_yaml::Value;
     let value = Value::deserialize(deserializer)?;
     match value {
         Value::Sequence(_) => {
-            let names: Vec<String> = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            let names: Vec<String> = from_tree(value).map_err(de::Error::custom)?;
             Ok(names
                 .into_iter()
                 .map(|n| (n, ServiceNetwork::default()))
@@ -1139,11 +1320,11 @@ fn service_networks<'de, D: Deserializer<'de>>(
         Value::Mapping(map) => {
             let mut out = IndexMap::new();
             for (key, val) in map {
-                let name: String = serde_yaml::from_value(key).map_err(de::Error::custom)?;
+                let name = key;
                 let net = if val.is_null() {
                     ServiceNetwork::default()
                 } else {
-                    serde_yaml::from_value(val)
+                    from_tree(val)
                         .map_err(|e| de::Error::custom(format!("network `{name}`: {e}")))?
                 };
                 out.insert(name, net);
@@ -1160,11 +1341,10 @@ fn service_networks<'de, D: Deserializer<'de>>(
 fn depends_on<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<IndexMap<String, Dependency>, D::Error> {
-    use serde_yaml::Value;
     let value = Value::deserialize(deserializer)?;
     match value {
         Value::Sequence(_) => {
-            let names: Vec<String> = serde_yaml::from_value(value).map_err(de::Error::custom)?;
+            let names: Vec<String> = from_tree(value).map_err(de::Error::custom)?;
             Ok(names
                 .into_iter()
                 .map(|n| {
@@ -1181,15 +1361,14 @@ fn depends_on<'de, D: Deserializer<'de>>(
         Value::Mapping(map) => {
             let mut out = IndexMap::new();
             for (key, val) in map {
-                let name: String = serde_yaml::from_value(key).map_err(de::Error::custom)?;
+                let name = key;
                 let dep = if val.is_null() {
                     Dependency {
                         required: true,
                         ..Default::default()
                     }
                 } else {
-                    serde_yaml::from_value(val)
-                        .map_err(|e| de::Error::custom(format!("`{name}`: {e}")))?
+                    from_tree(val).map_err(|e| de::Error::custom(format!("`{name}`: {e}")))?
                 };
                 out.insert(name, dep);
             }

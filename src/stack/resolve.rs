@@ -14,6 +14,11 @@ use super::model::{Build, MountKind, Task, VolumeMount};
 use super::{is_secret_key, LoadedStack, Location, StackError};
 use crate::project::{sanitize_name, Project};
 
+/// The longest project name (after sanitizing): with a stage and a service name of at most
+/// 63 characters each, every derived name stays well within what the engine and the file
+/// system accept (255).
+pub const MAX_PROJECT_NAME: usize = 63;
+
 pub(super) fn resolve(
     mut loaded: LoadedStack,
     project: &Project,
@@ -29,6 +34,35 @@ pub(super) fn resolve(
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| project.dir_name());
     loaded.project = sanitize_name(&name);
+    if loaded.project.len() > MAX_PROJECT_NAME {
+        // Engine object and lock file names are built from it (`{stage}-{project}--{service}`,
+        // `{project}-{stage}.lock`): refuse it here rather than fail halfway through `up`.
+        let from_file = loaded.stack.name.as_ref().is_some_and(|n| !n.is_empty());
+        let location = if from_file {
+            loaded.locate_value(&["name"])
+        } else {
+            None
+        };
+        let what = if from_file {
+            "the project name (`name:`)"
+        } else {
+            "the project name (from the directory's name)"
+        };
+        errors.push(
+            StackError::new(
+                location,
+                format!(
+                    "{what} is {} characters long; at most {MAX_PROJECT_NAME} are allowed",
+                    loaded.project.len()
+                ),
+            )
+            .with_hint(if from_file {
+                "choose a shorter `name:`"
+            } else {
+                "set a shorter `name:` in the stack file"
+            }),
+        );
+    }
     loaded.stack.name = Some(loaded.project.clone());
 
     let mut uses = Vec::new();
@@ -40,7 +74,8 @@ pub(super) fn resolve(
         for (index, file) in service.env_file.iter_mut().enumerate() {
             let path = absolute(&dir, file);
             let at = loaded.locate_value(&[base[0], base[1], "env_file", &index.to_string()]);
-            match std::fs::read_to_string(&path) {
+            let shown = project.display_path(&path);
+            match super::read_text(&path, &shown) {
                 Ok(text) => match envfile::parse(&text) {
                     Ok(entries) => {
                         for entry in entries {
@@ -56,13 +91,18 @@ pub(super) fn resolve(
                         format!("{} (env file of service `{name}`)", e.message),
                     )),
                 },
-                Err(e) => errors.push(
+                Err(super::ReadError::NotFound) => errors.push(
                     StackError::new(
                         at,
-                        format!("service `{name}`: cannot read env file `{file}`: {e}"),
+                        format!("service `{name}`: cannot read env file `{file}`: no such file"),
                     )
                     .with_hint("paths in `env_file` are relative to the project directory"),
                 ),
+                Err(super::ReadError::Refused(error)) => errors.push(StackError {
+                    location: error.location.or(at),
+                    message: format!("service `{name}`: {}", error.message),
+                    hint: error.hint,
+                }),
             }
             *file = path.display().to_string();
         }

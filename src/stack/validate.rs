@@ -334,6 +334,12 @@ fn typed<T: serde::de::DeserializeOwned>(
     base: &[String],
     what: &str,
 ) -> Option<T> {
+    // The whole map first: a valid one (the usual case) is read once. A key that is valid
+    // in the whole map is valid alone, so probing only after a failure reports the same.
+    let whole = load::from_value::<T>(Value::Mapping(map.clone()));
+    if whole.is_ok() {
+        return whole.ok();
+    }
     let mut ok = true;
     for (key, value) in map {
         ok &= probe::<T>(report, base, key, value, what);
@@ -341,7 +347,7 @@ fn typed<T: serde::de::DeserializeOwned>(
     if !ok {
         return None;
     }
-    match load::from_value::<T>(Value::Mapping(map.clone())) {
+    match whole {
         Ok(value) => Some(value),
         Err((inner, message)) => {
             let mut at = base.to_vec();
@@ -357,13 +363,13 @@ fn typed<T: serde::de::DeserializeOwned>(
 fn probe<T: serde::de::DeserializeOwned>(
     report: &mut Report,
     base: &[String],
-    key: &Value,
+    key: &str,
     value: &Value,
     what: &str,
 ) -> bool {
     let single = |inner: Value| {
         let mut map = Mapping::new();
-        map.insert(key.clone(), inner);
+        map.insert(key.to_string(), inner);
         load::from_value::<T>(Value::Mapping(map))
     };
     let Err(first) = single(value.clone()) else {
@@ -421,10 +427,15 @@ fn probe<T: serde::de::DeserializeOwned>(
     false
 }
 
+/// The longest name of a service, task, data container, volume or network (engine object
+/// names are built from it with the stage and the project).
+pub const MAX_NAME_LEN: usize = 63;
+
 /// A valid name for a service, task, data container, volume or network.
 pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+    name.len() <= MAX_NAME_LEN
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
@@ -465,7 +476,11 @@ fn section<'v>(report: &mut Report, root: &'v Mapping, key: &str) -> Vec<(String
                     report.at_key(
                         &path(&[key, &name]),
                         format!("`{name}` is not a valid name (in `{key}`)"),
-                        Some("names start with a letter or digit and contain only letters, digits, `_`, `.` and `-`".into()),
+                        Some(if name.len() > MAX_NAME_LEN {
+                            format!("names are at most {MAX_NAME_LEN} characters long (this one has {})", name.len())
+                        } else {
+                            "names start with a letter or digit and contain only letters, digits, `_`, `.` and `-`".to_string()
+                        }),
                     );
                 }
                 entries.push((name, value));
@@ -627,8 +642,8 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
         if map.contains_key("steps") {
             let others: Vec<String> = map
                 .keys()
-                .map(key_text)
-                .filter(|k| k != "steps" && !k.starts_with("x-"))
+                .filter(|k| *k != "steps" && !k.starts_with("x-"))
+                .cloned()
                 .collect();
             let mut kept = Mapping::new();
             for (key, value) in &map {
@@ -692,7 +707,7 @@ fn check_image(report: &mut Report, kept: &mut Mapping, base: &[String], what: &
             format!("{what}: image `{image}` is not a valid reference: {problem}"),
             Some("write `[REGISTRY[:PORT]/]NAME[:TAG]`, in lowercase, e.g. `127.0.0.1:5000/shop/api:1.2`".into()),
         );
-        kept.remove("image");
+        kept.shift_remove("image");
     }
 }
 
@@ -710,14 +725,14 @@ fn check_pull_policy(report: &mut Report, kept: &mut Mapping, base: &[String], w
             format!("{what}: `pull_policy: {policy}` is not supported yet"),
             Some("use `always` (pull at every `up`) or `missing`".into()),
         );
-        kept.remove("pull_policy");
+        kept.shift_remove("pull_policy");
     } else if policy == "build" && !kept.contains_key("build") {
         report.at_value(
             &at,
             format!("{what}: `pull_policy: build` needs a `build:`"),
             None,
         );
-        kept.remove("pull_policy");
+        kept.shift_remove("pull_policy");
     }
 }
 
@@ -830,7 +845,7 @@ fn raw_entries<'v>(root: &'v Mapping, section: &str) -> Vec<(String, &'v Mapping
 
 fn raw_names(root: &Mapping, section: &str) -> Vec<String> {
     match root.get(section) {
-        Some(Value::Mapping(map)) => map.keys().map(key_text).collect(),
+        Some(Value::Mapping(map)) => map.keys().cloned().collect(),
         _ => Vec::new(),
     }
 }

@@ -144,12 +144,54 @@ pub fn cleanup_project(project: &str) {
         args.extend(volumes.iter().map(String::as_str));
         docker(&args);
     }
-    let images = lines(&docker(&["images", "-q", "--filter", &filter]));
+    // Built images carry their ownership under keys of their own (older builds: the
+    // container keys). The project name is this test's alone.
+    let image_filter = format!("label=io.stackctl.image.project={project}");
+    let mut images = lines(&docker(&["images", "-q", "--filter", &filter]));
+    images.extend(lines(&docker(&["images", "-q", "--filter", &image_filter])));
+    images.sort();
+    images.dedup();
     if !images.is_empty() {
         let mut args = vec!["rmi", "-f"];
         args.extend(images.iter().map(String::as_str));
         docker(&args);
     }
+}
+
+/// Everything the engine holds for one stage: containers, volumes and networks by the
+/// stage's labels, built images by their own image labels (`name` or `repo:tag`, IDs for
+/// untagged images).
+pub fn stage_objects(project: &str, stage: &str) -> Vec<String> {
+    let by = |prefix: &str| {
+        vec![
+            "--filter".to_string(),
+            format!("label={prefix}.project={project}"),
+            "--filter".to_string(),
+            format!("label={prefix}.stage={stage}"),
+        ]
+    };
+    let mut all = Vec::new();
+    for (kind, prefix) in [
+        (vec!["ps", "-a", "--format", "{{.Names}}"], "io.stackctl"),
+        (vec!["volume", "ls", "--format", "{{.Name}}"], "io.stackctl"),
+        (
+            vec!["network", "ls", "--format", "{{.Name}}"],
+            "io.stackctl",
+        ),
+        (
+            vec!["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+            "io.stackctl",
+        ),
+        (
+            vec!["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+            "io.stackctl.image",
+        ),
+    ] {
+        let mut args: Vec<String> = kind.iter().map(|s| s.to_string()).collect();
+        args.extend(by(prefix));
+        all.extend(lines(&docker(&args)));
+    }
+    all
 }
 
 /// Run the docker CLI, returning stdout (empty on failure).
