@@ -16,8 +16,10 @@ use crate::plan::image::{self, ImageBuild, Owner};
 use crate::registry::{owner_label, registry_of};
 use crate::stack::{LoadedStack, StackError, StackErrors};
 
-/// Pushes at once.
-const PARALLEL_PUSHES: usize = 4;
+/// Pushes at once: one. The engine already uploads an image's layers in parallel and
+/// compresses them on the CPU; measured on two cores, four 30 MB images took 13-15 s pushed
+/// four at a time and 7.7-9.7 s one after the other.
+const PARALLEL_PUSHES: usize = 1;
 
 pub async fn run(ctx: &Context, args: &PushArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
