@@ -186,6 +186,52 @@ pub fn from_images(
     images
 }
 
+/// Every `image:` of the stack that is not a reference Docker accepts, at its line: checked
+/// by the commands that send references to the engine (`up`, `pull`, `push`), before any
+/// engine call (`config` still prints the stack as it resolves).
+pub fn check_references(
+    loaded: &crate::stack::LoadedStack,
+) -> Result<(), crate::stack::StackErrors> {
+    use crate::stack::model::Task;
+    let stack = &loaded.stack;
+    let mut images: Vec<(&str, &str, &str, &str)> = Vec::new();
+    for (name, service) in &stack.services {
+        if let Some(image) = &service.image {
+            images.push(("services", "service", name, image));
+        }
+    }
+    for (name, data) in &stack.data_containers {
+        if let Some(image) = &data.image {
+            images.push(("data_containers", "data container", name, image));
+        }
+    }
+    for (name, task) in &stack.tasks {
+        if let Task::Container(task) = task {
+            if let Some(image) = &task.image {
+                images.push(("tasks", "task", name, image));
+            }
+        }
+    }
+    let errors: Vec<crate::stack::StackError> = images
+        .into_iter()
+        .filter_map(|(section, noun, name, image)| {
+            let problem = reference_problem(image)?;
+            Some(
+                crate::stack::StackError::new(
+                    loaded.locate_value(&[section, name, "image"]),
+                    format!("{noun} `{name}`: image `{image}` is not a valid reference: {problem}"),
+                )
+                .with_hint("write `[REGISTRY[:PORT]/]NAME[:TAG]` in lowercase, e.g. `127.0.0.1:5000/shop/api:1.2`"),
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::stack::StackErrors(errors))
+    }
+}
+
 /// Credentials for one registry. Debug and Display show the registry only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {

@@ -7,7 +7,6 @@
 mod registry_lab;
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use registry_lab::{basic, image_present, lab, Images, PASSWORD, USER};
@@ -306,23 +305,27 @@ fn registry_down_fails_in_bounded_time_naming_it() {
 #[test]
 fn invalid_reference_and_timed_pull_policy_are_located_usage_errors() {
     let stack = TestStack::new("badref");
-    stack.stack("services:\n  app:\n    image: Shop/API:1\n  job:\n    image: busybox\n    pull_policy: daily\n");
+    let file = format!("stacks/{}.yml", stack.stage);
+    stack.stack("services:\n  job:\n    image: busybox\n    pull_policy: daily\n");
     let (code, _, stderr) = run(stack.cmd().args(["up", "--dry-run"]));
     assert_eq!(code, 2, "{stderr}");
-    let file = format!("stacks/{}.yml", stack.stage);
     assert!(
         stderr.contains(&format!(
-            "{file}:3:12: service `app`: image `Shop/API:1` is not a valid reference"
+            "{file}:4:18: service `job`: `pull_policy: daily` is not supported yet"
         )),
         "{stderr}"
     );
-    assert!(
-        stderr.contains(&format!(
-            "{file}:6:18: service `job`: `pull_policy: daily` is not supported yet"
-        )),
-        "{stderr}"
-    );
-    assert!(!Path::new(&stack.dir).join("x").exists());
+    stack.stack("services:\n  app:\n    image: Shop/API:1\n");
+    for command in ["up", "pull", "push"] {
+        let (code, _, stderr) = run(stack.cmd().arg(command));
+        assert_eq!(code, 2, "{command}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{file}:3:12: service `app`: image `Shop/API:1` is not a valid reference"
+            )),
+            "{command}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::stack::LoadedStack;
 
 pub async fn run(ctx: &Context, args: &PullArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
+    crate::registry::check_references(&loaded)?;
     let wanted = check_services(&loaded, &args.services)?;
     let plan = Plan {
         actions: pulls(&loaded, &wanted, args.services.is_empty()),

@@ -23,6 +23,7 @@ const PARALLEL_PUSHES: usize = 1;
 
 pub async fn run(ctx: &Context, args: &PushArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
+    crate::registry::check_references(&loaded)?;
     check_services(&loaded, &args.services)?;
     let builds = select(&loaded, &args.services)?;
     if builds.is_empty() {

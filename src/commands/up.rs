@@ -17,6 +17,7 @@ use crate::stack::LoadedStack;
 
 pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
+    crate::registry::check_references(&loaded)?;
     let engine = connect().await?;
     let timeout = Duration::from_secs(args.timeout);
     let _lock = if args.dry_run {

@@ -592,7 +592,6 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
             );
         }
         check_pull_policy(report, &mut kept, &base, &what);
-        check_image(report, &mut kept, &base, &what);
         if let Some(service) = typed::<Service>(report, &kept, &base, &what) {
             stack.services.insert(name, service);
         }
@@ -628,7 +627,6 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
                 Some("add `image: NAME` or `build: DIR`".into()),
             );
         }
-        check_image(report, &mut kept, &base, &what);
         if let Some(data) = typed::<DataContainer>(report, &kept, &base, &what) {
             stack.data_containers.insert(name, data);
         }
@@ -679,7 +677,6 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
                     Some("give it `service: NAME` to run in a copy of a service, `image`/`build` for its own container, or `steps: [...]`".into()),
                 );
             }
-            check_image(report, &mut kept, &base, &what);
             if let Some(task) = typed::<ContainerTask>(report, &kept, &base, &what) {
                 stack.tasks.insert(name, Task::Container(task));
             }
@@ -695,22 +692,6 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
 }
 
 /// An entry of a section as a map (null allowed for networks and volumes).
-/// `image:` must be a reference Docker accepts (a pull, a push or a tag would fail later,
-/// far from the line to fix).
-fn check_image(report: &mut Report, kept: &mut Mapping, base: &[String], what: &str) {
-    let Some(Value::String(image)) = kept.get("image") else {
-        return;
-    };
-    if let Some(problem) = crate::registry::reference_problem(image) {
-        report.at_value(
-            &child(base, "image"),
-            format!("{what}: image `{image}` is not a valid reference: {problem}"),
-            Some("write `[REGISTRY[:PORT]/]NAME[:TAG]`, in lowercase, e.g. `127.0.0.1:5000/shop/api:1.2`".into()),
-        );
-        kept.shift_remove("image");
-    }
-}
-
 /// `pull_policy`: the timed policies of Compose (`daily`, `weekly`, `every_<duration>`) are
 /// refused as not supported yet; `build` needs a `build:`. Other values are checked by type.
 fn check_pull_policy(report: &mut Report, kept: &mut Mapping, base: &[String], what: &str) {
