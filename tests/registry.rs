@@ -378,3 +378,25 @@ fn build_pulls_a_private_from_base_with_the_configs_credentials() {
     assert_eq!(code, 0, "{stderr}");
     assert!(image_present(&base));
 }
+
+#[test]
+fn exec_pulls_a_tasks_missing_image() {
+    let lab = lab();
+    let stack = TestStack::new("exec-pull");
+    let image = lab.seed(&stack.project, "task");
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&format!(
+        "services: {{}}\ntasks:\n  hello:\n    image: {image}\n    command: [echo, hello-from-the-registry]\n"
+    ));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, stdout, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .args(["exec", "hello"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("hello-from-the-registry"), "{stdout}");
+    assert!(
+        stderr.contains(&format!("pulled image `{image}`")),
+        "{stderr}"
+    );
+}
