@@ -514,6 +514,9 @@ impl Line {
     /// `progress` JSON event whose reason is `DONE/TOTAL bytes` (the caller throttles them).
     /// Nothing off a terminal: the start and done lines say enough.
     pub fn transfer(&self, action: &str, done: u64, total: u64) {
+        if total == 0 {
+            return;
+        }
         match (&self.board, self.progress.printer.mode) {
             (Some(board), _) => board.detail(
                 &self.kind,
