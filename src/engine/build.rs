@@ -616,7 +616,7 @@ mod tests {
         };
         let mut t = Transcript::default();
         t.push("Step 1/3 : ARG BASE=fixture/base:1\nStep 2/3 : FROM ${BASE}\n");
-        let message = "Get \"https://registry-1.docker.io/v2/\": no such host".to_string();
+        let message = "Get \"https://registry.example.com/v2/\": no such host".to_string();
         let error = failure(&request, &mut t, message.clone());
         let text = error.to_string();
         assert!(
