@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench compare                      # 7 runs; stdin: 5 runs of 1 GiB
-//! cargo bench --bench compare -- --quick           # 1 run, 32 MiB: checks the harness works
+//! cargo bench --bench compare -- --quick           # 1 run, 32 MiB, 2 MiB layers: checks the harness works
 //! cargo bench --bench compare -- --update BENCHMARKS.md   # also rewrite the results there
 //! ```
 //!
@@ -12,15 +12,23 @@
 //! project name so they never touch each other's objects; everything is removed by label at
 //! the end, on failure and on Ctrl-C. Times are never asserted: the harness fails only when a
 //! tool or the harness itself does not do the work (a service not running after `up`, a
-//! container left after `down`, a wrong byte count).
+//! container left after `down`, a wrong byte count, an image missing after `pull` or from
+//! the registry after `push`, a registry request made by a no-op `up`).
+//!
+//! The registry phase runs a local `docker-registry` (registry.rs) and the images it pulls
+//! and pushes are built here, labelled with the run's id, and removed by that label at the
+//! end (on failure and on Ctrl-C too), as the registry and its storage are.
 
 mod floor;
 mod process;
+mod registry;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -31,6 +39,7 @@ use bollard::query_parameters::{
 
 use floor::Floor;
 use process::{Outcome, Runner};
+use registry::Registry;
 
 /// The benchmark stack, read by all three.
 const STACK: &str = include_str!("stack.yml");
@@ -46,6 +55,9 @@ const TASK_SERVICE: &str = "worker1";
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 const STDIN_TIMEOUT: Duration = Duration::from_secs(900);
 const NOOP_REPEATS: usize = 3;
+/// Images of the registry phase, per direction (pull, push): each `FROM` the busybox fixture
+/// plus one layer of random bytes of its own.
+const REGISTRY_IMAGES: usize = 3;
 const RESULTS_START: &str = "<!-- bench:results:start -->";
 const RESULTS_END: &str = "<!-- bench:results:end -->";
 
@@ -54,6 +66,8 @@ struct Options {
     /// Runs of the stdin step (each streams the whole file through every tool).
     stdin_runs: usize,
     stdin_mib: u64,
+    /// Size of each registry image's own layer.
+    layer_mib: u64,
     quick: bool,
     update: Option<PathBuf>,
     verbose: bool,
@@ -68,6 +82,7 @@ impl Options {
             runs: 7,
             stdin_runs: 5,
             stdin_mib: 1024,
+            layer_mib: 24,
             quick: false,
             update: None,
             verbose: false,
@@ -76,6 +91,7 @@ impl Options {
         let mut explicit_runs = None;
         let mut explicit_mib = None;
         let mut explicit_stdin_runs = None;
+        let mut explicit_layer = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value =
@@ -93,11 +109,14 @@ impl Options {
                 "--stdin-mib" => {
                     explicit_mib = Some(value("--stdin-mib")?.parse().context("--stdin-mib")?)
                 }
+                "--layer-mib" => {
+                    explicit_layer = Some(value("--layer-mib")?.parse().context("--layer-mib")?)
+                }
                 "--update" => options.update = Some(PathBuf::from(value("--update")?)),
                 "--stackctl" => options.stackctl = PathBuf::from(value("--stackctl")?),
                 "--help" | "-h" => {
                     println!(
-                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--verbose]"
+                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--layer-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--verbose]"
                     );
                     std::process::exit(0);
                 }
@@ -109,7 +128,9 @@ impl Options {
             options.runs = 1;
             options.stdin_runs = 1;
             options.stdin_mib = 32;
+            options.layer_mib = 2;
         }
+        options.layer_mib = explicit_layer.unwrap_or(options.layer_mib).max(1);
         options.runs = explicit_runs.unwrap_or(options.runs).max(1);
         options.stdin_runs = explicit_stdin_runs
             .unwrap_or(options.stdin_runs.min(options.runs))
@@ -147,6 +168,10 @@ enum Step {
     Purge,
     Task,
     Stdin,
+    Pull,
+    Push,
+    /// No-op `up` of the registry stack right after its images were pulled.
+    RegistryNoopUp,
 }
 
 impl Step {
@@ -158,6 +183,9 @@ impl Step {
             Step::Purge => "purge / down -v",
             Step::Task => "task round trip",
             Step::Stdin => "stdin",
+            Step::Pull => "pull",
+            Step::Push => "push",
+            Step::RegistryNoopUp => "no-op up (pulled)",
         }
     }
 }
@@ -237,15 +265,70 @@ struct Bench {
     stdin_file: PathBuf,
     owned: Vec<Owned>,
     task_serial: usize,
+    scratch: PathBuf,
+    /// `KEY=VALUE` label on every image the registry phase builds (pulled copies carry it).
+    image_label: String,
+    /// The registry phase's stacks; its registry (killed and removed on drop).
+    reg: Option<RegistrySetup>,
+    /// The registry's pid for the Ctrl-C handler (0: none).
+    registry_pid: Arc<AtomicU32>,
 }
 
-/// Remove every object of every tool.
-fn cleanup(bench: &Bench) {
+/// The registry phase: the registry, the image references, and each tool's stack files.
+struct RegistrySetup {
+    registry: Registry,
+    /// Exist only in the registry (pushed once in `prepare`) until a tool pulls them.
+    pull_refs: Vec<String>,
+    /// Built locally; each tool pushes them into an emptied registry.
+    push_refs: Vec<String>,
+    stackctl_dir: PathBuf,
+    pull_stage: String,
+    push_stage: String,
+    compose_project: String,
+    compose_pull_file: PathBuf,
+    compose_push_file: PathBuf,
+}
+
+/// Remove every object of every tool, the registry phase's images, its registry and storage.
+fn cleanup(bench: &mut Bench) {
     for owned in &bench.owned {
         if let Err(err) = bench.runtime.block_on(remove_all(&owned.filters)) {
             eprintln!("warning: cleanup of {} objects: {err:#}", owned.tool.name());
         }
     }
+    bench.registry_pid.store(0, Ordering::SeqCst);
+    drop(bench.reg.take());
+    if let Err(err) = remove_labelled_images(&bench.image_label) {
+        eprintln!("warning: cleanup of the registry phase's images: {err:#}");
+    }
+}
+
+/// Remove every image carrying `label` (`KEY=VALUE`), whatever its tags.
+fn remove_labelled_images(label: &str) -> Result<()> {
+    let out = Command::new("docker")
+        .args(["images", "-q", "--no-trunc", "--filter"])
+        .arg(format!("label={label}"))
+        .output()
+        .context("run docker images")?;
+    let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let status = Command::new("docker")
+        .args(["rmi", "-f"])
+        .args(&ids)
+        .stdout(Stdio::null())
+        .status()
+        .context("run docker rmi")?;
+    if !status.success() {
+        bail!("docker rmi -f {} failed", ids.join(" "));
+    }
+    Ok(())
 }
 
 fn main() {
@@ -301,6 +384,14 @@ fn main_inner() -> Result<()> {
             tool: Tool::Floor,
             filters: vec![floor.filter()],
         },
+        // The registry phase's stack (its no-op `up`).
+        Owned {
+            tool: Tool::Stackctl,
+            filters: vec![
+                "io.stackctl.project=benchreg".to_string(),
+                format!("io.stackctl.stage=pull{id}"),
+            ],
+        },
     ];
 
     let mut bench = Bench {
@@ -315,17 +406,33 @@ fn main_inner() -> Result<()> {
         stdin_file: scratch.join("stdin.bin"),
         owned,
         task_serial: 0,
+        scratch: scratch.clone(),
+        image_label: format!("io.stackctl.bench.registry={id}"),
+        reg: None,
+        registry_pid: Arc::new(AtomicU32::new(0)),
     };
 
     // Ctrl-C: remove what we created, then exit like an interrupted command.
     let interrupt_filters: Vec<Vec<String>> =
         bench.owned.iter().map(|o| o.filters.clone()).collect();
+    let interrupt_pid = bench.registry_pid.clone();
+    let interrupt_label = bench.image_label.clone();
+    let interrupt_scratch = bench.scratch.clone();
     bench.runtime.spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("interrupted: removing benchmark objects");
+            let pid = interrupt_pid.load(Ordering::SeqCst);
+            if pid != 0 {
+                // SAFETY: plain kill(2) of the registry, our own child.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+            }
             for filters in &interrupt_filters {
                 let _ = remove_all(filters).await;
             }
+            let _ = remove_labelled_images(&interrupt_label);
+            let _ = std::fs::remove_dir_all(&interrupt_scratch);
             std::process::exit(130);
         }
     });
@@ -334,7 +441,7 @@ fn main_inner() -> Result<()> {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         prepare(&mut bench).and_then(|()| measure(&mut bench))
     }));
-    cleanup(&bench);
+    cleanup(&mut bench);
     let report = match result {
         Ok(report) => report?,
         Err(panic) => std::panic::resume_unwind(panic),
@@ -367,7 +474,7 @@ fn prepare(bench: &mut Bench) -> Result<()> {
     for owned in &bench.owned {
         bench.runtime.block_on(remove_all(&owned.filters))?;
     }
-    Ok(())
+    prepare_registry(bench)
 }
 
 /// The busybox image (`FROM scratch` + Debian's static busybox), built once; the tag is the
@@ -417,9 +524,160 @@ fn write_stdin_file(path: &Path, mib: u64) -> Result<()> {
     Ok(())
 }
 
+/// Start the registry, build the registry phase's images (the pull set is pushed once and
+/// its local tags removed: those images then exist only in the registry), write the stack
+/// files. Nothing here is timed.
+fn prepare_registry(bench: &mut Bench) -> Result<()> {
+    let registry = Registry::start(&bench.scratch.join("registry"))?;
+    bench.registry_pid.store(registry.pid(), Ordering::SeqCst);
+    let host = registry.host.clone();
+    let id = std::process::id();
+    let mut setup = RegistrySetup {
+        registry,
+        pull_refs: Vec::new(),
+        push_refs: Vec::new(),
+        stackctl_dir: bench.scratch.join("benchreg"),
+        pull_stage: format!("pull{id}"),
+        push_stage: format!("push{id}"),
+        compose_project: format!("stackctlbenchreg{id}"),
+        compose_pull_file: bench
+            .scratch
+            .join("compose-pull")
+            .join("docker-compose.yml"),
+        compose_push_file: bench
+            .scratch
+            .join("compose-push")
+            .join("docker-compose.yml"),
+    };
+    let mut pull_stack = String::from("services:\n");
+    let mut push_stack = String::from("services:\n");
+    eprintln!(
+        "registry phase: building {} images with a {} MiB layer each",
+        2 * REGISTRY_IMAGES,
+        bench.options.layer_mib
+    );
+    for n in 1..=REGISTRY_IMAGES {
+        for (kind, stack) in [("pull", &mut pull_stack), ("push", &mut push_stack)] {
+            let reference = format!("{host}/bench-{kind}-{n}:latest");
+            let context = bench.scratch.join("images").join(format!("{kind}{n}"));
+            build_random_image(
+                &context,
+                &reference,
+                &bench.image_label,
+                bench.options.layer_mib,
+            )?;
+            write!(
+                stack,
+                "  img{n}:\n    image: {reference}\n    command: [sleep, \"86400\"]\n    init: true\n"
+            )?;
+            if kind == "push" {
+                writeln!(stack, "    build: {}", context.display())?;
+                setup.push_refs.push(reference);
+            } else {
+                setup.pull_refs.push(reference);
+            }
+        }
+    }
+    for reference in &setup.pull_refs {
+        docker_ok(&["push", reference])?;
+        docker_ok(&["rmi", reference])?;
+    }
+    let stacks = setup.stackctl_dir.join("stacks");
+    std::fs::create_dir_all(&stacks)?;
+    std::fs::write(
+        stacks.join(format!("{}.yml", setup.pull_stage)),
+        &pull_stack,
+    )?;
+    std::fs::write(
+        stacks.join(format!("{}.yml", setup.push_stage)),
+        &push_stack,
+    )?;
+    for (file, stack) in [
+        (&setup.compose_pull_file, &pull_stack),
+        (&setup.compose_push_file, &push_stack),
+    ] {
+        std::fs::create_dir_all(file.parent().context("compose dir")?)?;
+        std::fs::write(file, stack)?;
+    }
+    bench.reg = Some(setup);
+    Ok(())
+}
+
+/// `FROM` the busybox fixture plus `mib` MiB of random bytes (a layer of its own that does
+/// not compress), labelled so the cleanup finds it.
+fn build_random_image(context: &Path, reference: &str, label: &str, mib: u64) -> Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(context)?;
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {IMAGE}\nLABEL {label}\nCOPY blob /blob\n"),
+    )?;
+    // xorshift64*, seeded from the reference and the time: no two images share a byte run.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    for b in reference.bytes() {
+        seed = seed.rotate_left(7) ^ u64::from(b);
+    }
+    let mut file = std::io::BufWriter::new(std::fs::File::create(context.join("blob"))?);
+    let mut chunk = vec![0u8; 1024 * 1024];
+    for _ in 0..mib {
+        for word in chunk.chunks_mut(8) {
+            seed ^= seed >> 12;
+            seed ^= seed << 25;
+            seed ^= seed >> 27;
+            word.copy_from_slice(&seed.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        file.write_all(&chunk)?;
+    }
+    file.flush()?;
+    drop(file);
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", reference])
+        .arg(context)
+        .output()
+        .context("run docker build")?;
+    if !out.status.success() {
+        bail!(
+            "building {reference} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Run `docker ARGS…`, failing with its stderr.
+fn docker_ok(args: &[&str]) -> Result<()> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .context("run docker")?;
+    if !out.status.success() {
+        bail!(
+            "docker {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// True when the engine has this reference.
+fn image_present(reference: &str) -> bool {
+    Command::new("docker")
+        .args(["image", "inspect", reference])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 struct Report {
     samples: Samples,
     stdin_bytes: u64,
+    /// Registry requests made by `up` of the registry stack after its images were pulled.
+    noop_registry_requests: Option<usize>,
 }
 
 fn measure(bench: &mut Bench) -> Result<Report> {
@@ -434,10 +692,163 @@ fn measure(bench: &mut Bench) -> Result<Report> {
         }
     }
     stdin_phase(bench, &mut samples)?;
+    let noop_registry_requests = registry_phase(bench, &mut samples)?;
     Ok(Report {
         samples,
         stdin_bytes: bench.options.stdin_mib * 1024 * 1024,
+        noop_registry_requests,
     })
+}
+
+/// Per run, each tool in turn (rotating): the pull set's local tags removed, then `pull`,
+/// then every image checked present. Then stackctl's `up` of that stack (cold, then no-op)
+/// with the registry's requests counted: it must make none. Then per run, each tool in
+/// turn: the registry's storage emptied, then `push`, then every tag checked in the
+/// registry. Returns the registry requests made by those `up`s.
+fn registry_phase(bench: &mut Bench, samples: &mut Samples) -> Result<Option<usize>> {
+    let tools = [Tool::Stackctl, Tool::Compose];
+    let runs = bench.options.runs;
+    let reg = bench.reg.as_ref().context("registry not prepared")?;
+    let (pull_refs, push_refs) = (reg.pull_refs.clone(), reg.push_refs.clone());
+    for run in 0..runs {
+        eprintln!(
+            "run {}/{runs} (registry pull, {REGISTRY_IMAGES} × {} MiB)",
+            run + 1,
+            bench.options.layer_mib
+        );
+        for k in 0..tools.len() {
+            let tool = tools[(run + k) % tools.len()];
+            for reference in &pull_refs {
+                if image_present(reference) {
+                    docker_ok(&["rmi", reference])?;
+                }
+                if image_present(reference) {
+                    bail!("{reference} is still on the engine after docker rmi");
+                }
+            }
+            let elapsed = registry_run(bench, tool, "pull")?;
+            if elapsed.is_some() {
+                for reference in &pull_refs {
+                    if !image_present(reference) {
+                        bail!("{}: {reference} is missing after pull", tool.name());
+                    }
+                }
+            }
+            samples.add(tool, Step::Pull, elapsed);
+        }
+    }
+
+    // The images are present: `up` must not ask the registry anything.
+    let mut requests = None;
+    if pull_refs.iter().all(|r| image_present(r)) {
+        let reg = bench.reg.as_ref().context("registry")?;
+        let before = reg.registry.requests()?;
+        // The pushes and pulls so far are in the log: a count of 0 below means something.
+        if before == 0 {
+            bail!("the registry's access log counted no request after the pulls");
+        }
+        let mut cmd = registry_stackctl_cmd(bench, false);
+        cmd.arg("up");
+        if tool_run(bench, Tool::Stackctl, &mut cmd, None, STEP_TIMEOUT)?.is_some() {
+            for _ in 0..NOOP_REPEATS {
+                let mut cmd = registry_stackctl_cmd(bench, false);
+                cmd.arg("up");
+                let out = tool_run(bench, Tool::Stackctl, &mut cmd, None, STEP_TIMEOUT)?;
+                samples.add(Tool::Stackctl, Step::RegistryNoopUp, out.map(|o| o.elapsed));
+            }
+            let reg = bench.reg.as_ref().context("registry")?;
+            let made = reg.registry.requests()? - before;
+            if made > 0 {
+                bail!("stackctl: `up` with every image present made {made} registry request(s)");
+            }
+            requests = Some(made);
+            let mut cmd = registry_stackctl_cmd(bench, false);
+            cmd.args(["purge", "--yes"]);
+            tool_run(bench, Tool::Stackctl, &mut cmd, None, STEP_TIMEOUT)?;
+        }
+    }
+
+    for run in 0..runs {
+        eprintln!(
+            "run {}/{runs} (registry push, {REGISTRY_IMAGES} × {} MiB)",
+            run + 1,
+            bench.options.layer_mib
+        );
+        for k in 0..tools.len() {
+            let tool = tools[(run + k) % tools.len()];
+            let reg = bench.reg.as_ref().context("registry")?;
+            reg.registry.wipe()?;
+            for reference in &push_refs {
+                let repository = repository_of(reference);
+                if !reg.registry.tags(repository).is_empty() {
+                    bail!("{repository} is still in the registry after emptying its storage");
+                }
+            }
+            let elapsed = registry_run(bench, tool, "push")?;
+            if elapsed.is_some() {
+                let reg = bench.reg.as_ref().context("registry")?;
+                for reference in &push_refs {
+                    let repository = repository_of(reference);
+                    if !reg.registry.tags(repository).iter().any(|t| t == "latest") {
+                        bail!(
+                            "{}: {repository}:latest is not in the registry after push",
+                            tool.name()
+                        );
+                    }
+                }
+            }
+            samples.add(tool, Step::Push, elapsed);
+        }
+    }
+    Ok(requests)
+}
+
+/// `HOST/NAME:TAG` → `NAME`
+fn repository_of(reference: &str) -> &str {
+    let path = reference.split_once('/').map_or(reference, |(_, p)| p);
+    path.rsplit_once(':').map_or(path, |(name, _)| name)
+}
+
+/// stackctl in the registry phase's project, on its pull or push stage.
+fn registry_stackctl_cmd(bench: &Bench, push: bool) -> Command {
+    let reg = bench.reg.as_ref().expect("registry prepared");
+    let mut cmd = Command::new(&bench.options.stackctl);
+    cmd.arg("-C")
+        .arg(&reg.stackctl_dir)
+        .arg("-e")
+        .arg(if push {
+            &reg.push_stage
+        } else {
+            &reg.pull_stage
+        })
+        .env("NO_COLOR", "1")
+        .env_remove("STACKCTL_ENV");
+    cmd
+}
+
+/// One timed `pull` or `push` of the registry stack.
+fn registry_run(bench: &Bench, tool: Tool, verb: &str) -> Result<Option<Duration>> {
+    let reg = bench.reg.as_ref().context("registry")?;
+    let push = verb == "push";
+    let mut cmd = match tool {
+        Tool::Stackctl => registry_stackctl_cmd(bench, push),
+        Tool::Compose => {
+            let mut cmd = Command::new("docker-compose");
+            cmd.arg("-p")
+                .arg(&reg.compose_project)
+                .arg("-f")
+                .arg(if push {
+                    &reg.compose_push_file
+                } else {
+                    &reg.compose_pull_file
+                })
+                .arg("--no-ansi");
+            cmd
+        }
+        _ => bail!("{} has no {verb}", tool.name()),
+    };
+    cmd.arg(verb);
+    Ok(tool_run(bench, tool, &mut cmd, None, STEP_TIMEOUT)?.map(|o| o.elapsed))
 }
 
 /// cold up → no-op up (×3) → task → down → up (untimed) → purge, each checked. A tool
@@ -954,8 +1365,13 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
     writeln!(out, "- Date: {date}")?;
     writeln!(
         out,
-        "- Runs: {} per step, medians (no-op up: {} samples per run); stdin: {} runs of {} MiB",
-        bench.options.runs, NOOP_REPEATS, bench.options.stdin_runs, bench.options.stdin_mib
+        "- Runs: {} per step, medians (no-op up: {} samples per run); stdin: {} runs of {} MiB; registry: {} images of {} MiB each way",
+        bench.options.runs,
+        NOOP_REPEATS,
+        bench.options.stdin_runs,
+        bench.options.stdin_mib,
+        REGISTRY_IMAGES,
+        bench.options.layer_mib
     )?;
     writeln!(out, "- Reproduce: `{command}`")?;
     writeln!(out)?;
@@ -1055,11 +1471,43 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
         ratio(peak(Tool::Stackctl), peak(Tool::DockerRun)),
         verdict(peak(Tool::Stackctl).map(|m| m <= 32.0)),
     )?;
+    let images = format!(
+        "{REGISTRY_IMAGES} images × {} MiB own layer",
+        bench.options.layer_mib
+    );
+    for (step, label) in [
+        (
+            Step::Pull,
+            format!("`pull` from a local registry ({images})"),
+        ),
+        (
+            Step::Push,
+            format!("`push` to an emptied local registry ({images})"),
+        ),
+    ] {
+        writeln!(
+            out,
+            "| {label} | {} | {} | — | {} | — | ≤ 1.0 × compose | {} |",
+            cell(Tool::Stackctl, step),
+            cell(Tool::Compose, step),
+            ratio(s(step), c(step)),
+            verdict(s(step).zip(c(step)).map(|(s, c)| s <= c)),
+        )?;
+    }
+    writeln!(
+        out,
+        "| no-op `up` after `pull`: registry requests (access log) | {} ({}) | — | — | — | — | 0 requests | {} |",
+        report
+            .noop_registry_requests
+            .map_or("—".to_string(), |n| n.to_string()),
+        cell(Tool::Stackctl, Step::RegistryNoopUp),
+        verdict(report.noop_registry_requests.map(|n| n == 0)),
+    )?;
     writeln!(out)?;
     let n = |tool, step| samples.count(tool, step);
     writeln!(
         out,
-        "Samples: cold up {}/{}/{}, no-op up {}/{}/{}, task {}/{}/{}, stdin {}/{}/{} (stackctl/compose or docker/floor).",
+        "Samples: cold up {}/{}/{}, no-op up {}/{}/{}, task {}/{}/{}, stdin {}/{}/{} (stackctl/compose or docker/floor); pull {}/{}, push {}/{}, no-op up after pull {}.",
         n(Tool::Stackctl, Step::ColdUp),
         n(Tool::Compose, Step::ColdUp),
         n(Tool::Floor, Step::ColdUp),
@@ -1072,6 +1520,11 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
         n(Tool::Stackctl, Step::Stdin),
         n(Tool::DockerRun, Step::Stdin),
         n(Tool::Floor, Step::Stdin),
+        n(Tool::Stackctl, Step::Pull),
+        n(Tool::Compose, Step::Pull),
+        n(Tool::Stackctl, Step::Push),
+        n(Tool::Compose, Step::Push),
+        n(Tool::Stackctl, Step::RegistryNoopUp),
     )?;
     Ok(out)
 }
