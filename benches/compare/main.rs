@@ -796,6 +796,15 @@ fn registry_phase(bench: &mut Bench, samples: &mut Samples) -> Result<Option<usi
                         );
                     }
                 }
+                // Every random layer was uploaded (it does not compress), none mounted.
+                let stored = reg.registry.stored_bytes();
+                let expected = REGISTRY_IMAGES as u64 * bench.options.layer_mib * 1024 * 1024;
+                if stored < expected {
+                    bail!(
+                        "{}: the registry holds {stored} bytes after push, expected at least {expected}",
+                        tool.name()
+                    );
+                }
             }
             samples.add(tool, Step::Push, elapsed);
         }

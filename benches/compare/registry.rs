@@ -120,6 +120,24 @@ impl Registry {
         }
     }
 
+    /// Bytes of the blobs in the storage (what the pushes so far have uploaded).
+    pub fn stored_bytes(&self) -> u64 {
+        fn walk(path: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(path) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path()),
+                    Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+                    _ => 0,
+                })
+                .sum()
+        }
+        walk(&self.dir.join("data/docker/registry/v2/blobs"))
+    }
+
     /// The tags the registry holds for `repository` (`GET /v2/NAME/tags/list`).
     pub fn tags(&self, repository: &str) -> Vec<String> {
         let Some((200, body)) = http_get(&self.host, &format!("/v2/{repository}/tags/list")) else {
