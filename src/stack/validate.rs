@@ -522,28 +522,7 @@ fn names_in(value: Option<&Value>, base: &[String]) -> Vec<(String, Vec<String>)
 
 /// Check the whole tree; the typed stack (every service, whatever its profiles) when valid.
 pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
-    let root = match root {
-        Value::Mapping(map) => map,
-        Value::Null => {
-            report.errors.push(StackError {
-                location: None,
-                message: format!("the stack file `{}` is empty", report.ctx.file),
-                hint: Some("declare at least `services:`".into()),
-            });
-            return None;
-        }
-        other => {
-            report.at_value(
-                &[],
-                format!(
-                    "a stack file is a map with `services:`, found {}",
-                    super::model::describe(other)
-                ),
-                None,
-            );
-            return None;
-        }
-    };
+    let root = root_map(root, report)?;
     let before = report.errors.len();
     check_keys(
         report,
@@ -554,44 +533,12 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
         true,
         "the stack file",
     );
-    let mut stack = Stack::default();
-    match root.get("name") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(name)) => stack.name = Some(name.clone()),
-        Some(other) => report.at_value(
-            &path(&["name"]),
-            format!(
-                "`name` must be a string, found {}",
-                super::model::describe(other)
-            ),
-            None,
-        ),
-    }
-
+    let mut stack = Stack {
+        name: check_name(report, root),
+        ..Stack::default()
+    };
     for (name, value) in section(report, root, "services") {
-        let base = path(&["services", &name]);
-        let what = format!("service `{name}`");
-        let Some(map) = entry_map(report, value, &base, &what, false) else {
-            continue;
-        };
-        let mut kept = check_keys(
-            report,
-            &map,
-            &base,
-            SERVICE_KEYS,
-            SERVICE_UNSUPPORTED,
-            true,
-            &what,
-        );
-        check_nested(report, &mut kept, &base, &what);
-        if !kept.contains_key("image") && !kept.contains_key("build") {
-            report.at_key(
-                &base,
-                format!("{what} has neither `image` nor `build`"),
-                Some("add `image: NAME` to run an image, or `build: DIR` to build one".into()),
-            );
-        }
-        if let Some(service) = typed::<Service>(report, &kept, &base, &what) {
+        if let Some(service) = check_service(report, &name, value) {
             stack.services.insert(name, service);
         }
     }
@@ -612,82 +559,168 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
         VOLUME_UNSUPPORTED,
     );
     for (name, value) in section(report, root, "data_containers") {
-        let base = path(&["data_containers", &name]);
-        let what = format!("data container `{name}`");
-        let Some(map) = entry_map(report, value, &base, &what, false) else {
-            continue;
-        };
-        let mut kept = check_keys(report, &map, &base, DATA_CONTAINER_KEYS, &[], true, &what);
-        check_nested(report, &mut kept, &base, &what);
-        if !kept.contains_key("image") && !kept.contains_key("build") {
-            report.at_key(
-                &base,
-                format!("{what} has neither `image` nor `build`"),
-                Some("add `image: NAME` or `build: DIR`".into()),
-            );
-        }
-        if let Some(data) = typed::<DataContainer>(report, &kept, &base, &what) {
+        if let Some(data) = check_data_container(report, &name, value) {
             stack.data_containers.insert(name, data);
         }
     }
     for (name, value) in section(report, root, "tasks") {
-        let base = path(&["tasks", &name]);
-        let what = format!("task `{name}`");
-        let Some(map) = entry_map(report, value, &base, &what, false) else {
-            continue;
-        };
-        if map.contains_key("steps") {
-            let others: Vec<String> = map
-                .keys()
-                .filter(|k| *k != "steps" && !k.starts_with("x-"))
-                .cloned()
-                .collect();
-            let mut kept = Mapping::new();
-            for (key, value) in &map {
-                if key_text(key) == "steps" {
-                    kept.insert(key.clone(), value.clone());
-                }
-            }
-            for other in others {
-                let hint = if CONTAINER_TASK_KEYS.contains(&other.as_str()) {
-                    Some("a task runs either one container (`service`/`image`/`build` with `command`) or a sequence of `steps`; split it into two tasks".to_string())
-                } else {
-                    did_you_mean(&other, ["steps"])
-                };
-                report.at_key(
-                    &child(&base, &other),
-                    format!("unexpected key `{other}` in {what}, which has `steps`"),
-                    hint,
-                );
-            }
-            if let Some(steps) = typed::<StepsTask>(report, &kept, &base, &what) {
-                stack.tasks.insert(name, Task::Steps(steps));
-            }
-        } else {
-            let mut kept = check_keys(report, &map, &base, CONTAINER_TASK_KEYS, &[], true, &what);
-            check_nested(report, &mut kept, &base, &what);
-            if !["service", "image", "build"]
-                .iter()
-                .any(|k| kept.contains_key(*k))
-            {
-                report.at_key(
-                    &base,
-                    format!("{what} has none of `service`, `image`, `build` or `steps`"),
-                    Some("give it `service: NAME` to run in a copy of a service, `image`/`build` for its own container, or `steps: [...]`".into()),
-                );
-            }
-            if let Some(task) = typed::<ContainerTask>(report, &kept, &base, &what) {
-                stack.tasks.insert(name, Task::Container(task));
-            }
+        if let Some(task) = check_task(report, &name, value) {
+            stack.tasks.insert(name, task);
         }
     }
-
     check_references(root, report);
-    if report.errors.len() > before {
-        None
-    } else {
-        Some(stack)
+    (report.errors.len() == before).then_some(stack)
+}
+
+/// The top of a stack file must be a map (an empty file gets its own message).
+fn root_map<'v>(root: &'v Value, report: &mut Report) -> Option<&'v Mapping> {
+    match root {
+        Value::Mapping(map) => Some(map),
+        Value::Null => {
+            report.errors.push(StackError {
+                location: None,
+                message: format!("the stack file `{}` is empty", report.ctx.file),
+                hint: Some("declare at least `services:`".into()),
+            });
+            None
+        }
+        other => {
+            report.at_value(
+                &[],
+                format!(
+                    "a stack file is a map with `services:`, found {}",
+                    super::model::describe(other)
+                ),
+                None,
+            );
+            None
+        }
     }
+}
+
+fn check_name(report: &mut Report, root: &Mapping) -> Option<String> {
+    match root.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name.clone()),
+        Some(other) => {
+            report.at_value(
+                &path(&["name"]),
+                format!(
+                    "`name` must be a string, found {}",
+                    super::model::describe(other)
+                ),
+                None,
+            );
+            None
+        }
+    }
+}
+
+fn check_service(report: &mut Report, name: &str, value: &Value) -> Option<Service> {
+    let base = path(&["services", name]);
+    let what = format!("service `{name}`");
+    let map = entry_map(report, value, &base, &what, false)?;
+    let mut kept = check_keys(
+        report,
+        &map,
+        &base,
+        SERVICE_KEYS,
+        SERVICE_UNSUPPORTED,
+        true,
+        &what,
+    );
+    check_nested(report, &mut kept, &base, &what);
+    if !kept.contains_key("image") && !kept.contains_key("build") {
+        report.at_key(
+            &base,
+            format!("{what} has neither `image` nor `build`"),
+            Some("add `image: NAME` to run an image, or `build: DIR` to build one".into()),
+        );
+    }
+    typed::<Service>(report, &kept, &base, &what)
+}
+
+fn check_data_container(report: &mut Report, name: &str, value: &Value) -> Option<DataContainer> {
+    let base = path(&["data_containers", name]);
+    let what = format!("data container `{name}`");
+    let map = entry_map(report, value, &base, &what, false)?;
+    let mut kept = check_keys(report, &map, &base, DATA_CONTAINER_KEYS, &[], true, &what);
+    check_nested(report, &mut kept, &base, &what);
+    if !kept.contains_key("image") && !kept.contains_key("build") {
+        report.at_key(
+            &base,
+            format!("{what} has neither `image` nor `build`"),
+            Some("add `image: NAME` or `build: DIR`".into()),
+        );
+    }
+    typed::<DataContainer>(report, &kept, &base, &what)
+}
+
+/// A task has `steps` or runs one container; which one decides the keys it may have.
+fn check_task(report: &mut Report, name: &str, value: &Value) -> Option<Task> {
+    let base = path(&["tasks", name]);
+    let what = format!("task `{name}`");
+    let map = entry_map(report, value, &base, &what, false)?;
+    if map.contains_key("steps") {
+        check_steps_task(report, &map, &base, &what).map(Task::Steps)
+    } else {
+        check_container_task(report, &map, &base, &what).map(Task::Container)
+    }
+}
+
+/// Only `steps` (and `x-` extensions) beside `steps`; a container key there gets a hint to
+/// split the task.
+fn check_steps_task(
+    report: &mut Report,
+    map: &Mapping,
+    base: &[String],
+    what: &str,
+) -> Option<StepsTask> {
+    let others: Vec<String> = map
+        .keys()
+        .filter(|k| *k != "steps" && !k.starts_with("x-"))
+        .cloned()
+        .collect();
+    let mut kept = Mapping::new();
+    for (key, value) in map {
+        if key_text(key) == "steps" {
+            kept.insert(key.clone(), value.clone());
+        }
+    }
+    for other in others {
+        let hint = if CONTAINER_TASK_KEYS.contains(&other.as_str()) {
+            Some("a task runs either one container (`service`/`image`/`build` with `command`) or a sequence of `steps`; split it into two tasks".to_string())
+        } else {
+            did_you_mean(&other, ["steps"])
+        };
+        report.at_key(
+            &child(base, &other),
+            format!("unexpected key `{other}` in {what}, which has `steps`"),
+            hint,
+        );
+    }
+    typed::<StepsTask>(report, &kept, base, what)
+}
+
+fn check_container_task(
+    report: &mut Report,
+    map: &Mapping,
+    base: &[String],
+    what: &str,
+) -> Option<ContainerTask> {
+    let mut kept = check_keys(report, map, base, CONTAINER_TASK_KEYS, &[], true, what);
+    check_nested(report, &mut kept, base, what);
+    if !["service", "image", "build"]
+        .iter()
+        .any(|k| kept.contains_key(*k))
+    {
+        report.at_key(
+            base,
+            format!("{what} has none of `service`, `image`, `build` or `steps`"),
+            Some("give it `service: NAME` to run in a copy of a service, `image`/`build` for its own container, or `steps: [...]`".into()),
+        );
+    }
+    typed::<ContainerTask>(report, &kept, base, what)
 }
 
 /// An entry of a section as a map (null allowed for networks and volumes).
