@@ -135,19 +135,21 @@ pub async fn build_images<T: Target>(
     progress: &Progress,
     no_cache: bool,
 ) -> Result<HashSet<String>> {
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let failed = &failed;
     let builds = plan.builds().filter_map(|action| match action {
         Action::Build {
             owner,
             image,
             reason,
             build,
-        } => Some(async move {
-            options.interrupt.check()?;
-            if failed.load(std::sync::atomic::Ordering::SeqCst) {
-                return Ok(None);
-            }
+        } => Some((owner, image, reason, build)),
+        _ => None,
+    });
+    let gate = || options.interrupt.check().map_err(anyhow::Error::from);
+    let results = bounded_builds(
+        builds,
+        options.parallel_builds,
+        gate,
+        |(owner, image, reason, build)| async move {
             let mut spec = (**build).clone();
             spec.no_cache = no_cache;
             let line = progress.line("image", image);
@@ -160,36 +162,68 @@ pub async fn build_images<T: Target>(
             match result {
                 Ok(()) => {
                     line.done("built", Some(reason));
-                    Ok(Some(image.clone()))
+                    Ok(image.clone())
                 }
                 Err(err) => {
-                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
                     line.fail("build", &format!("{err:#}"));
                     Err(err.context(format!("build the image of `{owner}`")))
                 }
             }
-        }),
-        _ => None,
-    });
-    let results: Vec<Result<Option<String>>> = stream::iter(builds)
-        .buffer_unordered(options.parallel_builds.max(1))
-        .collect()
-        .await;
+        },
+    )
+    .await;
     let mut built = HashSet::new();
     let mut outcomes = Vec::new();
     for result in results {
         match result {
-            Ok(Some(image)) => {
+            Ok(image) => {
                 built.insert(image);
                 outcomes.push(Ok(()));
             }
-            Ok(None) => {}
             Err(err) => outcomes.push(Err(err)),
         }
     }
     first_error(outcomes)?;
     options.interrupt.check()?;
     Ok(built)
+}
+
+/// The one parallel build loop, for `up` and `build`: `build` runs over `items`, at most
+/// `parallel` at once. `gate` is asked before each one starts (an interrupt check): its error
+/// is that item's result. After a build fails no new one starts; those under way finish.
+/// Returns the results of the items that were started or gated, in the order they ended.
+pub async fn bounded_builds<I, T, F, Fut>(
+    items: I,
+    parallel: usize,
+    gate: impl Fn() -> Result<()>,
+    build: F,
+) -> Vec<Result<T>>
+where
+    I: IntoIterator,
+    F: Fn(I::Item) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let failed = AtomicBool::new(false);
+    let (failed, gate, build) = (&failed, &gate, &build);
+    stream::iter(items)
+        .map(|item| async move {
+            if let Err(err) = gate() {
+                return Some(Err(err));
+            }
+            if failed.load(Ordering::SeqCst) {
+                return None;
+            }
+            let result = build(item).await;
+            if result.is_err() {
+                failed.store(true, Ordering::SeqCst);
+            }
+            Some(result)
+        })
+        .buffer_unordered(parallel.max(1))
+        .filter_map(|result| async move { result })
+        .collect()
+        .await
 }
 
 /// Run every non-build action of the plan.
