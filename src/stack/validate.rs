@@ -619,41 +619,50 @@ fn check_name(report: &mut Report, root: &Mapping) -> Option<String> {
 fn check_service(report: &mut Report, name: &str, value: &Value) -> Option<Service> {
     let base = path(&["services", name]);
     let what = format!("service `{name}`");
-    let map = entry_map(report, value, &base, &what, false)?;
-    let mut kept = check_keys(
+    let kept = check_image_entry(
         report,
-        &map,
-        &base,
-        SERVICE_KEYS,
-        SERVICE_UNSUPPORTED,
-        true,
-        &what,
-    );
-    check_nested(report, &mut kept, &base, &what);
-    if !kept.contains_key("image") && !kept.contains_key("build") {
-        report.at_key(
-            &base,
-            format!("{what} has neither `image` nor `build`"),
-            Some("add `image: NAME` to run an image, or `build: DIR` to build one".into()),
-        );
-    }
+        value,
+        (&base, &what),
+        (SERVICE_KEYS, SERVICE_UNSUPPORTED),
+        "add `image: NAME` to run an image, or `build: DIR` to build one",
+    )?;
     typed::<Service>(report, &kept, &base, &what)
 }
 
 fn check_data_container(report: &mut Report, name: &str, value: &Value) -> Option<DataContainer> {
     let base = path(&["data_containers", name]);
     let what = format!("data container `{name}`");
-    let map = entry_map(report, value, &base, &what, false)?;
-    let mut kept = check_keys(report, &map, &base, DATA_CONTAINER_KEYS, &[], true, &what);
-    check_nested(report, &mut kept, &base, &what);
+    let kept = check_image_entry(
+        report,
+        value,
+        (&base, &what),
+        (DATA_CONTAINER_KEYS, &[]),
+        "add `image: NAME` or `build: DIR`",
+    )?;
+    typed::<DataContainer>(report, &kept, &base, &what)
+}
+
+/// A service or data container (at `base`, called `what`): a map of its `known` keys (the
+/// `unsupported` ones named as such) that has `image` or `build`. Returns the known keys,
+/// ready for typed deserializing.
+fn check_image_entry(
+    report: &mut Report,
+    value: &Value,
+    (base, what): (&[String], &str),
+    (known, unsupported): (&[&str], &[&str]),
+    hint: &str,
+) -> Option<Mapping> {
+    let map = entry_map(report, value, base, what, false)?;
+    let mut kept = check_keys(report, &map, base, known, unsupported, true, what);
+    check_nested(report, &mut kept, base, what);
     if !kept.contains_key("image") && !kept.contains_key("build") {
         report.at_key(
-            &base,
+            base,
             format!("{what} has neither `image` nor `build`"),
-            Some("add `image: NAME` or `build: DIR`".into()),
+            Some(hint.into()),
         );
     }
-    typed::<DataContainer>(report, &kept, &base, &what)
+    Some(kept)
 }
 
 /// A task has `steps` or runs one container; which one decides the keys it may have.
