@@ -76,6 +76,14 @@ pub enum Command {
         after_help = "Examples:\n  stackctl up\n  stackctl up --dry-run\n  stackctl up api --build --timeout 120"
     )]
     Up(UpArgs),
+    /// Pull the stage's images from their registries.
+    #[command(after_help = "Examples:\n  stackctl pull\n  stackctl -e prod pull api")]
+    Pull(PullArgs),
+    /// Push the stage's built images to the registry their names hold.
+    #[command(
+        after_help = "Example:\n  stackctl build && stackctl push      (image: 127.0.0.1:5000/shop/api:1.2)"
+    )]
+    Push(PushArgs),
     /// Suspend services; their containers are kept.
     #[command(after_help = "Example:\n  stackctl stop api")]
     Stop(ServicesArgs),
@@ -163,6 +171,31 @@ pub struct UpArgs {
     /// Remove containers of this stage whose service is no longer in the stack file.
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Pull images: `always`, `missing` (when not on the engine) or `never`; replaces every
+    /// service's `pull_policy`.
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<PullArg>,
+}
+
+/// `up --pull`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullArg {
+    Always,
+    Missing,
+    Never,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PullArgs {
+    /// Services whose images to pull (default: every service and data container without
+    /// `build:`).
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// Services whose built images to push (default: every image the stage builds).
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

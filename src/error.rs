@@ -87,6 +87,9 @@ pub fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = cause.downcast_ref::<Failure>() {
         return e.hint.clone();
     }
+    if let Some(e) = cause.downcast_ref::<crate::registry::RegistryError>() {
+        return e.hint.clone();
+    }
     if let Some(e) = cause.downcast_ref::<crate::engine::Unreachable>() {
         return Some(e.hint().to_string());
     }

@@ -64,6 +64,8 @@ pub fn grace(command: &crate::cli::Command) -> Duration {
         | Command::Man => Duration::ZERO,
         Command::Exec(_) | Command::Init(_) => Duration::from_secs(10),
         Command::Build(_)
+        | Command::Pull(_)
+        | Command::Push(_)
         | Command::Up(_)
         | Command::Stop(_)
         | Command::Start(_)

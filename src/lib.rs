@@ -17,6 +17,7 @@ pub mod observed;
 pub mod output;
 pub mod plan;
 pub mod project;
+pub mod registry;
 pub mod stack;
 pub mod tty;
 

@@ -503,3 +503,52 @@ impl Printer {
         self.json_event(object, kind, action, "planned", 0, Some(reason), None);
     }
 }
+
+impl Line {
+    /// True on a terminal (a live line to update as often as there is news).
+    pub fn is_live(&self) -> bool {
+        self.board.is_some()
+    }
+
+    /// Bytes moved by a pull or push: on the live line (`pulling 3.1 MB / 12.0 MB`), or a
+    /// `progress` JSON event whose reason is `DONE/TOTAL bytes` (the caller throttles them).
+    /// Nothing off a terminal: the start and done lines say enough.
+    pub fn transfer(&self, action: &str, done: u64, total: u64) {
+        if total == 0 {
+            return;
+        }
+        match (&self.board, self.progress.printer.mode) {
+            (Some(board), _) => board.detail(
+                &self.kind,
+                &self.object,
+                &format!("{action} {} / {}", human_bytes(done), human_bytes(total)),
+            ),
+            (None, Mode::Json) => self.progress.printer.json_event(
+                &self.object,
+                &self.kind,
+                action,
+                "progress",
+                self.started.elapsed().as_millis(),
+                Some(&format!("{done}/{total} bytes")),
+                None,
+            ),
+            (None, _) => {}
+        }
+    }
+}
+
+/// A byte count as people read it (`512 B`, `3.4 MB`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -19,6 +19,7 @@ use crate::observed::Observed;
 use crate::plan::container::{self, ContainerSpec};
 use crate::plan::image::ImageSpec;
 use crate::plan::up::{Action, Change};
+use crate::registry::{credentials_for, Credentials, RegistryError};
 use crate::stack::LoadedStack;
 
 /// How often health and exit states are polled. Each poll is one inspect (about a
@@ -77,6 +78,47 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
     }
 }
 
+/// Pull an image with the credentials Docker's config gives for its registry; failures say
+/// what to do (`docker login REGISTRY`, a tag that does not exist, a registry down).
+pub async fn pull_image(
+    engine: &Engine,
+    image: &str,
+    owner: &str,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<u64> {
+    let credentials = credentials(engine, image).await?;
+    engine
+        .pull_image(image, credentials.as_ref(), progress)
+        .await
+        .map_err(|err| RegistryError::new("pull", image, owner, &err.message).into())
+}
+
+/// Push an image to the registry its name holds, with the credentials Docker's config gives.
+pub async fn push_image(
+    engine: &Engine,
+    image: &str,
+    owner: &str,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<u64> {
+    let credentials = credentials(engine, image).await?;
+    engine
+        .push_image(image, credentials.as_ref(), progress)
+        .await
+        .map_err(|err| RegistryError::new("push", image, owner, &err.message).into())
+}
+
+/// The lookup may run a credential helper (a process): off the async threads. A name
+/// without a registry uses the engine's default one, whose config key the engine tells.
+async fn credentials(engine: &Engine, image: &str) -> Result<Option<Credentials>> {
+    let default_key = if crate::registry::registry_of(image).is_none() {
+        engine.index_server_address().await?
+    } else {
+        String::new()
+    };
+    let image = image.to_string();
+    Ok(tokio::task::spawn_blocking(move || credentials_for(&image, &default_key)).await??)
+}
+
 /// The engine request for an image spec.
 pub fn build_request(image: &ImageSpec) -> BuildRequest {
     BuildRequest {
@@ -87,7 +129,32 @@ pub fn build_request(image: &ImageSpec) -> BuildRequest {
         labels: image.labels.clone(),
         tag: image.tag.clone(),
         no_cache: image.no_cache,
+        registry_auth: base_credentials(image),
     }
+}
+
+/// Credentials for the registries the Dockerfile's `FROM` images name, so the builder can
+/// pull a private base image. A lookup that fails is left out: the build then fails with the
+/// registry's own refusal.
+fn base_credentials(image: &ImageSpec) -> Vec<Credentials> {
+    let path = image
+        .context
+        .join(image.dockerfile.as_deref().unwrap_or("Dockerfile"));
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Credentials> = Vec::new();
+    for base in crate::registry::from_images(&text, &image.args) {
+        if crate::registry::registry_of(&base).is_none() {
+            continue;
+        }
+        if let Ok(Some(credentials)) = credentials_for(&base, "") {
+            if !found.iter().any(|c| c.server == credentials.server) {
+                found.push(credentials);
+            }
+        }
+    }
+    found
 }
 
 /// A stage on a Docker engine.
@@ -181,10 +248,20 @@ impl Target for DockerTarget<'_> {
         Ok(())
     }
 
+    async fn pull(
+        &self,
+        image: &str,
+        owner: &str,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<u64> {
+        let owner = crate::registry::owner_label(self.loaded, owner);
+        pull_image(self.engine, image, &owner, progress).await
+    }
+
     async fn apply(&self, action: &Action, phase: Phase<'_>) -> Result<()> {
         let engine = self.engine;
         match action {
-            Action::Build { .. } | Action::MissingImage { .. } => Ok(()),
+            Action::Build { .. } | Action::Pull { .. } | Action::MissingImage { .. } => Ok(()),
             Action::ExternalNetwork { name, key } => {
                 if engine.network_exists(name).await? {
                     return Ok(());

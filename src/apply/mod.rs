@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use futures_util::future::join_all;
-use futures_util::stream::{self, StreamExt};
+
 use tokio::sync::{watch, Semaphore};
 
 pub use bulk::{remove_containers, remove_networks, start_containers, stop_containers};
@@ -42,6 +42,10 @@ pub const PARALLEL: usize = 16;
 /// builder: two independent uncached builds took 6-7 s side by side against 10-11 s one
 /// after the other.
 pub const PARALLEL_BUILDS: usize = 2;
+
+/// Pulls running at once (beside the builds): the engine downloads each image's layers in
+/// parallel itself (three at a time), so a few images at once keep the link busy.
+pub const PARALLEL_PULLS: usize = 4;
 
 /// Where the executor learns of an interrupt: the process's signals, or (in tests) a switch.
 #[derive(Debug, Clone)]
@@ -98,6 +102,8 @@ pub struct ApplyOptions {
     pub parallel: usize,
     /// Builds at once.
     pub parallel_builds: usize,
+    /// Pulls at once.
+    pub parallel_pulls: usize,
     pub interrupt: Interrupt,
 }
 
@@ -108,6 +114,7 @@ impl ApplyOptions {
             timeout,
             parallel: PARALLEL,
             parallel_builds: PARALLEL_BUILDS,
+            parallel_pulls: PARALLEL_PULLS,
             interrupt: Interrupt::Process,
         }
     }
@@ -125,9 +132,10 @@ enum Outcome {
 #[error("skipped: `{0}` failed")]
 struct Skipped(String);
 
-/// Build the images the plan asks for, [`ApplyOptions::parallel_builds`] at a time; returns
-/// the references built. After a failure no new build starts; an interrupt gives up the
-/// builds under way (the engine stops them and removes their containers).
+/// Build and pull the images the plan asks for, side by side: at most
+/// [`ApplyOptions::parallel_builds`] builds and [`ApplyOptions::parallel_pulls`] pulls at
+/// once; returns the references built or pulled. After a failure nothing new starts; an
+/// interrupt gives up the builds and pulls under way.
 pub async fn build_images<T: Target>(
     target: &T,
     plan: &Plan,
@@ -135,51 +143,68 @@ pub async fn build_images<T: Target>(
     progress: &Progress,
     no_cache: bool,
 ) -> Result<HashSet<String>> {
-    let builds = plan.builds().filter_map(|action| match action {
-        Action::Build {
-            owner,
-            image,
-            reason,
-            build,
-        } => Some((owner, image, reason, build)),
-        _ => None,
-    });
-    let gate = || options.interrupt.check().map_err(anyhow::Error::from);
-    let results = bounded_builds(
-        builds,
-        options.parallel_builds,
-        gate,
-        |(owner, image, reason, build)| async move {
-            let mut spec = (**build).clone();
-            spec.no_cache = no_cache;
-            let line = progress.line("image", image);
-            line.step("building");
-            let shown = |text: &str| line.detail(text);
-            let result = tokio::select! {
-                built = target.build(&spec, &shown) => built,
-                _ = options.interrupt.wait() => Err(Interrupted.into()),
-            };
-            match result {
-                Ok(()) => {
-                    line.done("built", Some(reason));
-                    Ok(image.clone())
-                }
-                Err(err) => {
-                    line.fail("build", &format!("{err:#}"));
-                    Err(err.context(format!("build the image of `{owner}`")))
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let failed = &failed;
+    let build_permits = &Semaphore::new(options.parallel_builds.max(1));
+    let pull_permits = &Semaphore::new(options.parallel_pulls.max(1));
+    let fetches = plan.fetches().map(|action| async move {
+        let permits = if matches!(action, Action::Build { .. }) {
+            build_permits
+        } else {
+            pull_permits
+        };
+        let _permit = permits.acquire().await.map_err(|e| anyhow!(e))?;
+        options.interrupt.check()?;
+        if failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let result = match action {
+            Action::Build {
+                owner,
+                image,
+                reason,
+                build,
+            } => {
+                let mut spec = (**build).clone();
+                spec.no_cache = no_cache;
+                let line = progress.line("image", image);
+                line.step("building");
+                let shown = |text: &str| line.detail(text);
+                let result = tokio::select! {
+                    built = target.build(&spec, &shown) => built,
+                    _ = options.interrupt.wait() => Err(Interrupted.into()),
+                };
+                match result {
+                    Ok(()) => {
+                        line.done("built", Some(reason));
+                        Ok(Some(image.clone()))
+                    }
+                    Err(err) => {
+                        line.fail("build", &format!("{err:#}"));
+                        Err(err.context(format!("build the image of `{owner}`")))
+                    }
                 }
             }
-        },
-    )
-    .await;
+            Action::Pull { owner, image, .. } => {
+                pull_one(target, options, progress, owner, image).await
+            }
+            _ => Ok(None),
+        };
+        if result.is_err() {
+            failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        result
+    });
+    let results: Vec<Result<Option<String>>> = join_all(fetches).await;
     let mut built = HashSet::new();
     let mut outcomes = Vec::new();
     for result in results {
         match result {
-            Ok(image) => {
+            Ok(Some(image)) => {
                 built.insert(image);
                 outcomes.push(Ok(()));
             }
+            Ok(None) => {}
             Err(err) => outcomes.push(Err(err)),
         }
     }
@@ -188,42 +213,43 @@ pub async fn build_images<T: Target>(
     Ok(built)
 }
 
-/// The one parallel build loop, for `up` and `build`: `build` runs over `items`, at most
-/// `parallel` at once. `gate` is asked before each one starts (an interrupt check): its error
-/// is that item's result. After a build fails no new one starts; those under way finish.
-/// Returns the results of the items that were started or gated, in the order they ended.
-pub async fn bounded_builds<I, T, F, Fut>(
-    items: I,
-    parallel: usize,
-    gate: impl Fn() -> Result<()>,
-    build: F,
-) -> Vec<Result<T>>
-where
-    I: IntoIterator,
-    F: Fn(I::Item) -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let failed = AtomicBool::new(false);
-    let (failed, gate, build) = (&failed, &gate, &build);
-    stream::iter(items)
-        .map(|item| async move {
-            if let Err(err) = gate() {
-                return Some(Err(err));
+/// How often a pull's progress becomes a JSON event (the live line takes every update).
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Pull one image on its own progress line: start, bytes (live, or throttled JSON events),
+/// then done with its size, or failed.
+async fn pull_one<T: Target>(
+    target: &T,
+    options: &ApplyOptions,
+    progress: &Progress,
+    owner: &str,
+    image: &str,
+) -> Result<Option<String>> {
+    let line = progress.line("image", image);
+    line.step("pulling");
+    let last = std::sync::Mutex::new(Instant::now());
+    let moved = |done: u64, total: u64| {
+        if let Ok(mut last) = last.lock() {
+            if line.is_live() || last.elapsed() >= PROGRESS_EVERY {
+                *last = Instant::now();
+                line.transfer("pulling", done, total);
             }
-            if failed.load(Ordering::SeqCst) {
-                return None;
-            }
-            let result = build(item).await;
-            if result.is_err() {
-                failed.store(true, Ordering::SeqCst);
-            }
-            Some(result)
-        })
-        .buffer_unordered(parallel.max(1))
-        .filter_map(|result| async move { result })
-        .collect()
-        .await
+        }
+    };
+    let result = tokio::select! {
+        pulled = target.pull(image, owner, &moved) => pulled,
+        _ = options.interrupt.wait() => Err(Interrupted.into()),
+    };
+    match result {
+        Ok(bytes) => {
+            line.done("pulled", Some(&crate::output::human_bytes(bytes)));
+            Ok(Some(image.to_string()))
+        }
+        Err(err) => {
+            line.fail("pull", &format!("{err:#}"));
+            Err(err)
+        }
+    }
 }
 
 /// Run every non-build action of the plan.
@@ -262,10 +288,15 @@ fn missing_images(plan: &Plan) -> Result<()> {
     };
     let lines: Vec<String> = missing
         .iter()
-        .map(|(owner, image)| format!("image `{image}` of `{owner}` is not on this engine"))
+        .map(|(owner, image)| {
+            format!(
+                "image `{image}` of `{owner}` is not on this engine and `pull_policy` is `never`"
+            )
+        })
         .collect();
-    Err(Failure::new(lines.join("\n"))
-        .with_hint(format!("load or build the image first (`docker load`, `docker build -t …`), or give `{first_owner}` a `build:`"))
+    Err(Failure::new(lines.join("
+"))
+        .with_hint(format!("`pull_policy: never` forbids pulling it: load or build the image first (`docker load`, `docker build -t …`), give `{first_owner}` a `build:`, or drop `pull_policy: never`"))
         .into())
 }
 

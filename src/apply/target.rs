@@ -36,6 +36,15 @@ pub trait Target {
     /// Build one image; `output` gets each line of the build's output.
     async fn build(&self, image: &ImageSpec, output: &(dyn Fn(&str) + Send + Sync)) -> Result<()>;
 
+    /// Pull one image from its registry; `progress` gets bytes done and total as they move.
+    /// `owner` names who needs it, for messages. Returns the bytes transferred.
+    async fn pull(
+        &self,
+        image: &str,
+        owner: &str,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<u64>;
+
     /// Make one non-build action of a plan true: create a network or volume, check an
     /// external one, create a data container, create / recreate / start / restart a
     /// service's container, remove an orphan.

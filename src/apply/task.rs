@@ -11,7 +11,7 @@ use super::docker::{build_request, container_config, DockerTarget};
 use super::target::{Readiness, Target};
 use crate::engine::attach::{Input, Outcome};
 use crate::engine::{Engine, EngineError};
-use crate::error::{Interrupted, UsageError};
+use crate::error::Interrupted;
 use crate::names;
 use crate::output::Printer;
 use crate::plan::task::TaskPlan;
@@ -42,26 +42,32 @@ pub async fn prepare(
         futures_util::future::try_join_all(networks_found),
     )?;
     if image_id.is_none() {
-        let Some(build) = &plan.build else {
-            return Err(UsageError::new(format!(
-                "task `{}`: image `{image}` does not exist on this engine",
-                plan.task
-            ))
-            .with_hint(format!(
-                "build or load it first (`docker pull {image}` or `docker build -t {image} …`), or give the task `build:`"
-            ))
-            .into());
-        };
-        printer.status(&format!("build image `{image}`"));
-        let output = move |line: &str| {
-            if verbose {
-                printer.status(&format!("  {line}"));
+        if let Some(build) = &plan.build {
+            printer.status(&format!("build image `{image}`"));
+            let output = move |line: &str| {
+                if verbose {
+                    printer.status(&format!("  {line}"));
+                }
+            };
+            let request = build_request(build);
+            tokio::select! {
+                built = engine.build_image(&request, &output) => { built?; }
+                _ = crate::interrupt::wait() => return Err(Interrupted.into()),
             }
-        };
-        let request = build_request(build);
-        tokio::select! {
-            built = engine.build_image(&request, &output) => { built?; }
-            _ = crate::interrupt::wait() => return Err(Interrupted.into()),
+        } else {
+            // Not built by the stage: pulled from its registry, as `up` does.
+            printer.status(&format!("pull image `{image}`"));
+            let started = std::time::Instant::now();
+            let owner = crate::registry::owner_label(loaded, &plan.task);
+            let bytes = tokio::select! {
+                pulled = super::docker::pull_image(engine, image, &owner, &|_, _| {}) => pulled?,
+                _ = crate::interrupt::wait() => return Err(Interrupted.into()),
+            };
+            printer.status(&format!(
+                "pulled image `{image}` ({}, {:.1}s)",
+                crate::output::human_bytes(bytes),
+                started.elapsed().as_secs_f64()
+            ));
         }
     }
     // Only a stage network that exists once, with the stage's labels, is used as it is;

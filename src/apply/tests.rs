@@ -68,6 +68,22 @@ impl Target for Fake {
         Ok(())
     }
 
+    async fn pull(
+        &self,
+        image: &str,
+        _owner: &str,
+        _progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<u64> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.record(format!("pull {image}"));
+        Ok(0)
+    }
+
     async fn apply(&self, action: &Action, phase: Phase<'_>) -> Result<()> {
         let Some(service) = service_of(action) else {
             self.record(format!("infra {}", action.describe().1));
@@ -152,6 +168,7 @@ fn options(parallel: usize, interrupt: Interrupt) -> ApplyOptions {
         timeout: Duration::from_secs(5),
         parallel,
         parallel_builds: 2,
+        parallel_pulls: 2,
         interrupt,
     }
 }
@@ -288,4 +305,65 @@ fn defect11_up_builds_missing_images_in_parallel_within_the_bound() {
         .expect("builds");
     assert_eq!(built.len(), 3);
     assert_eq!(fake.most_in_flight.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn pulls_run_beside_builds_within_their_bound_and_a_shared_image_is_pulled_once() {
+    let loaded = crate::plan::test_stack(
+        "services:\n  a: { build: ./a }\n  b: { build: ./b }\n  c: { build: ./c }\n  p: { image: 'r:1' }\n  q: { image: 'r:2' }\n  s: { image: 'r:3' }\n  t: { image: 'r:1' }\n",
+        "demo",
+        "dev",
+        "/srv/demo",
+    );
+    let plan = plan(
+        &loaded,
+        &Default::default(),
+        &Observed::default(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
+    assert_eq!(plan.fetches().count(), 6, "{plan}");
+    let fake = Fake::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fetched = runtime
+        .block_on(build_images(
+            &fake,
+            &plan,
+            &options(16, Interrupt::switch().1),
+            &quiet_progress(),
+            false,
+        ))
+        .expect("fetches");
+    assert_eq!(fetched.len(), 6);
+    // Two builds and two pulls at once, side by side.
+    assert_eq!(fake.most_in_flight.load(Ordering::SeqCst), 4);
+    let pulls: Vec<String> = fake
+        .log()
+        .into_iter()
+        .filter(|e| e.starts_with("pull "))
+        .collect();
+    assert_eq!(pulls.len(), 3, "{pulls:?}");
+    // Replanned with what was fetched: nothing is pulled again.
+    let again = plan_with_built(&loaded, fetched);
+    assert_eq!(again.fetches().count(), 0, "{again}");
+}
+
+fn plan_with_built(loaded: &crate::stack::LoadedStack, built: HashSet<String>) -> Plan {
+    let images = built
+        .iter()
+        .map(|i| (i.clone(), format!("sha256:{i}")))
+        .collect();
+    plan(
+        loaded,
+        &images,
+        &Observed::default(),
+        &PlanOptions {
+            built,
+            ..Default::default()
+        },
+    )
+    .expect("plan")
 }

@@ -1,6 +1,10 @@
 //! `stackctl build [SERVICE…] [--no-cache]`: build the stage's images.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use anyhow::Result;
+use futures_util::StreamExt;
 
 use super::Context;
 use crate::cli::BuildArgs;
@@ -10,7 +14,7 @@ use crate::output::{Mode, Printer, Progress};
 use crate::plan::image::{self as images, ImageBuild};
 use crate::stack::{self, model::Task, LoadedStack};
 
-use crate::apply::{bounded_builds, PARALLEL_BUILDS};
+use crate::apply::PARALLEL_BUILDS;
 
 pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
     let loaded = stack::load(&ctx.project)?;
@@ -61,22 +65,32 @@ async fn build_images(
     }
 }
 
-/// Run the builds through the executor's build loop, at most `PARALLEL_BUILDS` at once.
-/// After a failure no new build starts; those already running finish. Every failure is
-/// returned (`Several` when more than one).
+/// Run the builds, at most `PARALLEL_BUILDS` at once. After a failure no new build starts;
+/// those already running finish. Every failure is returned (`Several` when more than one).
 async fn build_all(
     engine: &Engine,
     builds: Vec<ImageBuild>,
     progress: &Progress,
     verbose: bool,
 ) -> Result<()> {
-    let results = bounded_builds(
-        builds,
-        PARALLEL_BUILDS,
-        || Ok(()),
-        |build| async move { build_one(engine, &build, progress, verbose).await },
-    )
-    .await;
+    let failed = Arc::new(AtomicBool::new(false));
+    let results: Vec<Result<()>> = futures_util::stream::iter(builds)
+        .map(|build| {
+            let failed = failed.clone();
+            async move {
+                if failed.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                let result = build_one(engine, &build, progress, verbose).await;
+                if result.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                result
+            }
+        })
+        .buffer_unordered(PARALLEL_BUILDS)
+        .collect()
+        .await;
     let mut errors: Vec<anyhow::Error> = results.into_iter().filter_map(Result::err).collect();
     match errors.len() {
         0 => Ok(()),

@@ -427,6 +427,7 @@ async fn builtin_step(
                 timeout: STEP_TIMEOUT.as_secs(),
                 dry_run: false,
                 remove_orphans: false,
+                pull: None,
             };
             super::up::run(ctx, &args).await
         }

@@ -7,7 +7,9 @@ pub mod exec;
 pub mod init;
 pub mod logs;
 pub mod ps;
+pub mod pull;
 pub mod purge;
+pub mod push;
 pub mod start;
 pub mod stop;
 pub mod up;
@@ -67,6 +69,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Stop(args) => stop::run(&ctx, &args).await,
         Command::Start(args) => start::run(&ctx, &args).await,
         Command::Ps(args) => ps::run(&ctx, &args).await,
+        Command::Pull(args) => pull::run(&ctx, &args).await,
+        Command::Push(args) => push::run(&ctx, &args).await,
         Command::Logs(args) => logs::run(&ctx, &args).await,
         Command::Completions(_) | Command::Man => Ok(exit::OK),
     }

@@ -7,15 +7,17 @@ use anyhow::Result;
 use super::{connect, load_stack, Context};
 use crate::apply::docker::DockerTarget;
 use crate::apply::{self, ApplyOptions, Target};
-use crate::cli::UpArgs;
+use crate::cli::{PullArg, UpArgs};
 use crate::error::UsageError;
 use crate::observed::Observed;
 use crate::output::Mode;
 use crate::plan::up::{self, Plan, PlanOptions};
+use crate::stack::model::PullPolicy;
 use crate::stack::LoadedStack;
 
 pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
+    crate::registry::check_references(&loaded)?;
     let engine = connect().await?;
     let timeout = Duration::from_secs(args.timeout);
     let _lock = if args.dry_run {
@@ -27,6 +29,11 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         services: args.services.clone(),
         build: args.build,
         remove_orphans: args.remove_orphans,
+        pull: args.pull.map(|p| match p {
+            PullArg::Always => PullPolicy::Always,
+            PullArg::Missing => PullPolicy::Missing,
+            PullArg::Never => PullPolicy::Never,
+        }),
         ..Default::default()
     };
     let target = DockerTarget::new(&engine, &loaded);
@@ -52,7 +59,7 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let apply_options = ApplyOptions::new(!args.no_wait, timeout);
     let result = async {
         let mut current = first;
-        if current.builds().next().is_some() {
+        if current.fetches().next().is_some() {
             options.built =
                 apply::build_images(&target, &current, &apply_options, &progress, false).await?;
             let observed = target.observe().await?;

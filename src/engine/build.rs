@@ -29,6 +29,8 @@ pub struct BuildRequest {
     /// The tag to give the image (`project/service:stage`, or the service's `image:`).
     pub tag: String,
     pub no_cache: bool,
+    /// Credentials for the registries the `FROM` images are pulled from.
+    pub registry_auth: Vec<crate::registry::Credentials>,
 }
 
 /// How many lines of a failing step's output an error shows.
@@ -348,6 +350,20 @@ async fn prepare_context(request: &BuildRequest) -> anyhow::Result<(context::Bui
     .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))
 }
 
+/// The credentials the builder gets for the registries the `FROM` lines name (None: it
+/// pulls anonymously).
+fn registry_auth(
+    request: &BuildRequest,
+) -> Option<HashMap<String, bollard::auth::DockerCredentials>> {
+    (!request.registry_auth.is_empty()).then(|| {
+        request
+            .registry_auth
+            .iter()
+            .map(|c| (c.server.clone(), super::registry::to_bollard(c)))
+            .collect()
+    })
+}
+
 fn build_options(
     request: &BuildRequest,
     dockerfile: &str,
@@ -465,7 +481,8 @@ impl Engine {
         let options = build_options(request, &context.dockerfile, labels_sent);
         let (body, tar_task) = context::stream(context);
         let client = self.long_client();
-        let stream = client.build_image(options, None, Some(body_try_stream(body)));
+        let auth = registry_auth(request);
+        let stream = client.build_image(options, auth, Some(body_try_stream(body)));
         let (mut transcript, image_id, outcome) = follow_build(stream, progress).await;
 
         // A context that could not be read explains a broken upload better than the
@@ -644,7 +661,7 @@ mod tests {
         };
         let mut t = Transcript::default();
         t.push("Step 1/3 : ARG BASE=fixture/base:1\nStep 2/3 : FROM ${BASE}\n");
-        let message = "Get \"https://registry-1.docker.io/v2/\": no such host".to_string();
+        let message = "Get \"https://registry.example.com/v2/\": no such host".to_string();
         let error = failure(&request, &mut t, message.clone());
         let text = error.to_string();
         assert!(

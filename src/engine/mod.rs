@@ -14,6 +14,7 @@ pub mod context;
 pub mod images;
 pub mod networks;
 pub mod observe;
+pub mod registry;
 pub mod task;
 pub mod volumes;
 

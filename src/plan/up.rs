@@ -10,7 +10,7 @@ use super::container::{self, ContainerSpec};
 use super::image::{self, ImageBuild, ImageSpec};
 use crate::names;
 pub use crate::observed::{Observed, ObservedContainer};
-use crate::stack::model::{Condition, MountKind};
+use crate::stack::model::{Condition, MountKind, PullPolicy};
 use crate::stack::LoadedStack;
 
 /// Options of `up` that change the plan.
@@ -20,8 +20,10 @@ pub struct PlanOptions {
     pub services: Vec<String>,
     /// Rebuild every image that has `build:` (`up --build`).
     pub build: bool,
-    /// Image references already built in this run (not to be built again).
+    /// Image references already built or pulled in this run (not to be again).
     pub built: HashSet<String>,
+    /// `up --pull POLICY`: replaces every service's `pull_policy`.
+    pub pull: Option<PullPolicy>,
     pub remove_orphans: bool,
 }
 
@@ -51,7 +53,14 @@ pub enum Action {
         reason: String,
         build: Box<ImageSpec>,
     },
-    /// An image is missing and nothing builds it.
+    /// Pull an image from its registry (before anything else, beside the builds).
+    Pull {
+        /// The service or data container that runs it (the first one, when shared).
+        owner: String,
+        image: String,
+        reason: String,
+    },
+    /// An image is missing, nothing builds it and its `pull_policy` is `never`.
     MissingImage {
         owner: String,
         image: String,
@@ -111,11 +120,12 @@ impl Action {
                 "build",
                 format!("{reason} (for `{owner}`)"),
             ),
+            Action::Pull { image, reason, .. } => ("image", image.clone(), "pull", reason.clone()),
             Action::MissingImage { owner, image } => (
                 "image",
                 image.clone(),
                 "missing",
-                format!("not on this engine and `{owner}` has no `build:`"),
+                format!("not on this engine, `{owner}` has no `build:` and `pull_policy: never`"),
             ),
             Action::CreateNetwork { name } => ("network", name.clone(), "create", "new".into()),
             Action::ExternalNetwork { name, .. } => {
@@ -202,6 +212,13 @@ impl Plan {
         self.actions
             .iter()
             .filter(|a| matches!(a, Action::Build { .. }))
+    }
+
+    /// Images to build or pull before anything else.
+    pub fn fetches(&self) -> impl Iterator<Item = &Action> {
+        self.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Build { .. } | Action::Pull { .. }))
     }
 
     /// The service action for a service name.
@@ -409,23 +426,48 @@ fn image_actions(
         }
         let have = images.contains_key(&image);
         let builder = image::builder_of(&builds, &image);
-        let built = options.built.contains(&image);
+        let done = options.built.contains(&image);
+        let own = stack.services.get(owner).and_then(|s| s.pull_policy);
+        let policy = options.pull.or(own).unwrap_or(PullPolicy::Missing);
+        let forced_build = own == Some(PullPolicy::Build);
         match builder {
-            Some(build) if !built && (options.build || !have) => actions.push(Action::Build {
-                owner: build.name.clone(),
-                image,
-                reason: if options.build {
-                    "--build".into()
-                } else {
-                    "image missing".into()
-                },
-                build: Box::new(build.request.clone()),
-            }),
-            None if !have => actions.push(Action::MissingImage {
-                owner: owner.to_string(),
-                image,
-            }),
-            _ => {}
+            Some(build) if !done && (options.build || forced_build || !have) => {
+                actions.push(Action::Build {
+                    owner: build.name.clone(),
+                    image,
+                    reason: if options.build {
+                        "--build".into()
+                    } else if forced_build && have {
+                        "pull_policy: build".into()
+                    } else {
+                        "image missing".into()
+                    },
+                    build: Box::new(build.request.clone()),
+                })
+            }
+            Some(_) => {}
+            None if done => {}
+            None => match policy {
+                PullPolicy::Never if !have => actions.push(Action::MissingImage {
+                    owner: owner.to_string(),
+                    image,
+                }),
+                PullPolicy::Always => actions.push(Action::Pull {
+                    owner: owner.to_string(),
+                    image,
+                    reason: if options.pull.is_some() {
+                        "--pull always".into()
+                    } else {
+                        "pull_policy: always".into()
+                    },
+                }),
+                PullPolicy::Missing | PullPolicy::Build if !have => actions.push(Action::Pull {
+                    owner: owner.to_string(),
+                    image,
+                    reason: "missing".into(),
+                }),
+                _ => {}
+            },
         }
     }
     actions
@@ -515,9 +557,9 @@ fn service_actions(
     for name in selected {
         let service = &stack.services[name.as_str()];
         let image = container::service_image(loaded, name, service);
-        let rebuilding = earlier
-            .iter()
-            .any(|a| matches!(a, Action::Build { image: i, .. } if *i == image));
+        let rebuilding = earlier.iter().any(|a| {
+            matches!(a, Action::Build { image: i, .. } | Action::Pull { image: i, .. } if *i == image)
+        });
         let image_id = if rebuilding {
             String::new()
         } else {
@@ -1004,9 +1046,10 @@ volumes:
         }
         assert_eq!(
             plan1.actions[1],
-            Action::MissingImage {
+            Action::Pull {
                 owner: "web".into(),
-                image: "nothere:1".into()
+                image: "nothere:1".into(),
+                reason: "missing".into()
             }
         );
         // Present images are built only with --build, and not twice in one run.
@@ -1359,5 +1402,63 @@ volumes:
             plan.warnings,
             vec!["service `api` starts without `ghost`: it is not active and the dependency has `required: false`".to_string()]
         );
+    }
+
+    #[test]
+    fn pull_policy_decides_when_an_image_is_pulled() {
+        let stack = loaded(
+            "services:\n  a: { image: 'busybox:latest', pull_policy: always }\n  b: { image: 'other:1', pull_policy: never }\n  c: { image: 'gone:1', pull_policy: never }\n  d: { image: 'gone:2' }\n  e: { image: 'other:1' }\n  f: { image: 'demo/api:dev', build: ./api, pull_policy: build }\n",
+        );
+        let fetch = |options: &PlanOptions| -> Vec<(String, String, String)> {
+            plan(&stack, &images(), &Observed::default(), options)
+                .unwrap()
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Pull { image, reason, .. } => {
+                        Some(("pull".into(), image.clone(), reason.clone()))
+                    }
+                    Action::Build { image, reason, .. } => {
+                        Some(("build".into(), image.clone(), reason.clone()))
+                    }
+                    Action::MissingImage { image, .. } => {
+                        Some(("missing".into(), image.clone(), String::new()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let t = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+        assert_eq!(
+            fetch(&PlanOptions::default()),
+            vec![
+                t("pull", "busybox:latest", "pull_policy: always"),
+                t("missing", "gone:1", ""),
+                t("pull", "gone:2", "missing"),
+                t("build", "demo/api:dev", "pull_policy: build"),
+            ]
+        );
+        let never = PlanOptions {
+            pull: Some(PullPolicy::Never),
+            ..Default::default()
+        };
+        assert_eq!(
+            fetch(&never),
+            vec![
+                t("missing", "gone:1", ""),
+                t("missing", "gone:2", ""),
+                t("build", "demo/api:dev", "pull_policy: build"),
+            ]
+        );
+        let always = PlanOptions {
+            pull: Some(PullPolicy::Always),
+            ..Default::default()
+        };
+        assert_eq!(
+            fetch(&always).len(),
+            5,
+            "other:1 is shared by b and e: one pull"
+        );
+        assert!(fetch(&always).contains(&t("pull", "other:1", "--pull always")));
     }
 }

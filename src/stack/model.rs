@@ -142,6 +142,26 @@ pub struct Service {
         deserialize_with = "extra_hosts"
     )]
     pub extra_hosts: Vec<String>,
+    /// When `up` pulls the image (Compose's `pull_policy`); default `missing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
+}
+
+/// A service's `pull_policy`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull when the image is not on the engine (the default).
+    #[serde(rename = "missing", alias = "if_not_present")]
+    Missing,
+    /// Pull at every `up`.
+    #[serde(rename = "always")]
+    Always,
+    /// Never pull: a missing image is an error.
+    #[serde(rename = "never")]
+    Never,
+    /// Build the image at every `up` (the service needs `build:`).
+    #[serde(rename = "build")]
+    Build,
 }
 
 /// `build:` as a string (the context) or a map.

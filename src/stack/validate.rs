@@ -54,6 +54,7 @@ const SERVICE_KEYS: &[&str] = &[
     "profiles",
     "hostname",
     "extra_hosts",
+    "pull_policy",
 ];
 /// Compose service keys stackctl does not implement yet: an error, never ignored.
 const SERVICE_UNSUPPORTED: &[&str] = &[
@@ -106,7 +107,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "post_start",
     "pre_stop",
     "privileged",
-    "pull_policy",
     "read_only",
     "runtime",
     "scale",
@@ -619,13 +619,14 @@ fn check_name(report: &mut Report, root: &Mapping) -> Option<String> {
 fn check_service(report: &mut Report, name: &str, value: &Value) -> Option<Service> {
     let base = path(&["services", name]);
     let what = format!("service `{name}`");
-    let kept = check_image_entry(
+    let mut kept = check_image_entry(
         report,
         value,
         (&base, &what),
         (SERVICE_KEYS, SERVICE_UNSUPPORTED),
         "add `image: NAME` to run an image, or `build: DIR` to build one",
     )?;
+    check_pull_policy(report, &mut kept, &base, &what);
     typed::<Service>(report, &kept, &base, &what)
 }
 
@@ -733,6 +734,31 @@ fn check_container_task(
 }
 
 /// An entry of a section as a map (null allowed for networks and volumes).
+/// `pull_policy`: the timed policies of Compose (`daily`, `weekly`, `every_<duration>`) are
+/// refused as not supported yet; `build` needs a `build:`. Other values are checked by type.
+fn check_pull_policy(report: &mut Report, kept: &mut Mapping, base: &[String], what: &str) {
+    let Some(Value::String(policy)) = kept.get("pull_policy") else {
+        return;
+    };
+    let policy = policy.clone();
+    let at = child(base, "pull_policy");
+    if policy == "daily" || policy == "weekly" || policy.starts_with("every_") {
+        report.at_value(
+            &at,
+            format!("{what}: `pull_policy: {policy}` is not supported yet"),
+            Some("use `always` (pull at every `up`) or `missing`".into()),
+        );
+        kept.shift_remove("pull_policy");
+    } else if policy == "build" && !kept.contains_key("build") {
+        report.at_value(
+            &at,
+            format!("{what}: `pull_policy: build` needs a `build:`"),
+            None,
+        );
+        kept.shift_remove("pull_policy");
+    }
+}
+
 fn entry_map(
     report: &mut Report,
     value: &Value,

@@ -1,0 +1,402 @@
+//! Pull and push against a real registry (Docker Distribution on loopback, basic auth):
+//! `up` pulls what is missing with the credentials of Docker's own config (`auths`, or a
+//! credential helper), `pull`, `push` checked through the registry's API, and the failures:
+//! `pull_policy: never`, a wrong password, an unknown tag, a registry that is down.
+
+#[path = "support/registry.rs"]
+mod registry_lab;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use registry_lab::{basic, image_present, lab, Images, PASSWORD, USER};
+use support::TestStack;
+
+/// A Docker config directory of the test's own, with `config.json` holding `json`.
+fn docker_config(stack: &TestStack, json: &str) -> std::path::PathBuf {
+    let dir = stack.root.path().join("docker-config");
+    std::fs::create_dir_all(&dir).expect("config dir");
+    std::fs::write(dir.join("config.json"), json).expect("write config.json");
+    dir
+}
+
+fn auths(host: &str, password: &str) -> String {
+    format!(
+        "{{\"auths\": {{\"{host}\": {{\"auth\": \"{}\"}}}}}}",
+        basic(USER, password)
+    )
+}
+
+/// The output streams, checked to never hold the password.
+fn run(cmd: &mut assert_cmd::Command) -> (i32, String, String) {
+    let output = cmd.output().expect("run stackctl");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !stdout.contains(PASSWORD) && !stderr.contains(PASSWORD),
+        "password printed:\n{stdout}\n{stderr}"
+    );
+    (output.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn service_stack(image: &str, extra: &str) -> String {
+    format!("services:\n  app:\n    image: {image}\n    command: [sleep, \"300\"]\n{extra}")
+}
+
+#[test]
+fn up_pulls_a_missing_image_with_auths_credentials_once_and_noop_up_calls_no_registry() {
+    let lab = lab();
+    let stack = TestStack::new("pull-auths");
+    let image = lab.seed(&stack.project, "1");
+    let _images = Images(vec![image.clone()]);
+    // Two services run the same image: one pull.
+    stack.stack(&format!(
+        "{}  other:\n    image: {image}\n    command: [sleep, \"300\"]\n",
+        service_stack(&image, "")
+    ));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+
+    let (code, stdout, _) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .args(["up", "--dry-run"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains(&format!("pull       image    {image}  (missing)")),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .args(["--json", "up"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(image_present(&image));
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let pulled: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["action"] == "pulled" && e["status"] == "done")
+        .collect();
+    assert_eq!(pulled.len(), 1, "{stdout}");
+    assert_eq!(pulled[0]["object"], image.as_str());
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "pulling" && e["status"] == "started"),
+        "{stdout}"
+    );
+
+    // No-op: the image is present, so no registry call is made; a config whose password is
+    // wrong would make any call fail.
+    let wrong = docker_config(&stack, &auths(&lab.host, "wrong-password"));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &wrong).arg("up"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("pull"), "{stderr}");
+}
+
+#[test]
+fn up_pulls_through_a_credential_helper_named_by_creds_store() {
+    let lab = lab();
+    let stack = TestStack::new("pull-helper");
+    let image = lab.seed(&stack.project, "helper");
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&service_stack(&image, ""));
+    let bin = stack.root.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let helper = bin.join("docker-credential-stackctltest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n",
+            lab.host
+        ),
+    )
+    .expect("write helper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let config = docker_config(&stack, "{\"credsStore\": \"stackctltest\"}");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let (code, _, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .env("PATH", &path)
+        .args(["-vv", "up"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("image {image}: pulled")),
+        "{stderr}"
+    );
+    assert!(image_present(&image));
+}
+
+#[test]
+fn pull_command_pulls_each_stage_image_once() {
+    let lab = lab();
+    let stack = TestStack::new("pull-cmd");
+    let image = lab.seed(&stack.project, "2");
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&format!(
+        "{}data_containers:\n  files:\n    image: {image}\n    volumes: [/data]\n",
+        service_stack(&image, "")
+    ));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("pull"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr.matches(": pulled").count(), 1, "{stderr}");
+    assert!(image_present(&image));
+    assert!(stack.containers().is_empty(), "pull creates no container");
+}
+
+#[test]
+fn push_sends_the_built_image_to_its_registry() {
+    let lab = lab();
+    let stack = TestStack::new("push");
+    let busybox = support::busybox_image();
+    let repository = format!("{}/api", stack.project);
+    let image = format!("{}/{repository}:v1", lab.host);
+    let _images = Images(vec![image.clone()]);
+    stack.write(
+        "api/Dockerfile",
+        &format!("FROM {busybox}\nRUN echo built > /built\n"),
+    );
+    stack.stack(&format!(
+        "services:\n  api:\n    build: api\n    image: {image}\n    command: [sleep, \"300\"]\n"
+    ));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("build"));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .args(["--json", "push"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("\"action\":\"pushed\""), "{stdout}");
+    assert_eq!(lab.tags(&repository), vec!["v1".to_string()]);
+}
+
+#[test]
+fn push_of_an_image_without_registry_names_the_service() {
+    let stack = TestStack::new("push-noreg");
+    stack.write("api/Dockerfile", "FROM scratch\n");
+    stack.stack("services:\n  api:\n    build: api\n    image: shop/api:1\n");
+    let (code, _, stderr) = run(stack.cmd().arg("push"));
+    assert_eq!(code, 2, "{stderr}");
+    let file = format!("stacks/{}.yml", stack.stage);
+    assert!(
+        stderr.contains(&format!(
+            "{file}:4:12: service `api` builds `shop/api:1`, whose name holds no registry"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn pull_policy_never_with_a_missing_image_fails_without_pulling() {
+    let lab = lab();
+    let stack = TestStack::new("never");
+    let image = lab.seed(&stack.project, "never");
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&service_stack(&image, "    pull_policy: never\n"));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("up"));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "image `{image}` of `app` is not on this engine and `pull_policy` is `never`"
+        )),
+        "{stderr}"
+    );
+    assert!(!image_present(&image));
+    // `up --pull missing` overrides it.
+    let (code, _, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .args(["up", "--pull", "missing"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(image_present(&image));
+}
+
+#[test]
+fn wrong_password_exits_1_naming_the_registry_with_a_login_hint() {
+    let lab = lab();
+    let stack = TestStack::new("wrongpw");
+    let image = lab.seed(&stack.project, "1");
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&service_stack(&image, ""));
+    let wrong = "Wrong-4e1d-password";
+    let config = docker_config(&stack, &auths(&lab.host, wrong));
+    for json in [false, true] {
+        let mut cmd = stack.cmd();
+        cmd.env("DOCKER_CONFIG", &config);
+        if json {
+            cmd.arg("--json");
+        }
+        let (code, stdout, stderr) = run(cmd.args(["-vv", "up"]));
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "the registry `{}` refused the credentials",
+                lab.host
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("hint: docker login {}", lab.host)),
+            "{stderr}"
+        );
+        assert!(
+            !stdout.contains(wrong) && !stderr.contains(wrong),
+            "{stdout}{stderr}"
+        );
+    }
+    // Missing credentials: the same error.
+    let empty = docker_config(&stack, "{}");
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &empty).arg("pull"));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("hint: docker login {}", lab.host)),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_tag_names_the_image_the_service_and_its_line() {
+    let lab = lab();
+    let stack = TestStack::new("unknown-tag");
+    lab.seed(&stack.project, "1");
+    let image = format!("{}/{}:nosuchtag", lab.host, stack.project);
+    stack.stack(&service_stack(&image, ""));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("up"));
+    assert_eq!(code, 1, "{stderr}");
+    let file = format!("stacks/{}.yml", stack.stage);
+    assert!(
+        stderr.contains(&format!("pull `{image}` for service `app` ({file}:3:12): the registry `{}` has no such repository or tag", lab.host)),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn registry_down_fails_in_bounded_time_naming_it() {
+    let stack = TestStack::new("down-registry");
+    let host = format!("127.0.0.1:{}", registry_lab::free_port());
+    let image = format!("{host}/nothing/here:1");
+    stack.stack(&service_stack(&image, ""));
+    let config = docker_config(&stack, "{}");
+    let started = Instant::now();
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("up"));
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("the registry `{host}` cannot be reached")),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
+
+#[test]
+fn invalid_reference_and_timed_pull_policy_are_located_usage_errors() {
+    let stack = TestStack::new("badref");
+    let file = format!("stacks/{}.yml", stack.stage);
+    stack.stack("services:\n  job:\n    image: busybox\n    pull_policy: daily\n");
+    let (code, _, stderr) = run(stack.cmd().args(["up", "--dry-run"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{file}:4:18: service `job`: `pull_policy: daily` is not supported yet"
+        )),
+        "{stderr}"
+    );
+    stack.stack("services:\n  app:\n    image: Shop/API:1\n");
+    for command in ["up", "pull", "push"] {
+        let (code, _, stderr) = run(stack.cmd().arg(command));
+        assert_eq!(code, 2, "{command}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{file}:3:12: service `app`: image `Shop/API:1` is not a valid reference"
+            )),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn init_of_the_built_in_template_pulls_its_db_image_from_the_registry() {
+    let source = "stackctl-fixture/postgres:15";
+    assert!(
+        image_present(source),
+        "{source} is missing: run tests/fixtures/base-images.sh"
+    );
+    let lab = lab();
+    let stack = TestStack::new("template");
+    let image = lab.seed_from(source, &format!("{}/postgres", stack.project), "15");
+    let _images = Images(vec![image.clone()]);
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let port = registry_lab::free_port().to_string();
+    let (code, stdout, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .env("DB_IMAGE", &image)
+        .env("DB_PORT", &port)
+        .args(["init"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("image {image}: pulled")),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(stack.cmd().args(["purge", "--yes"]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn build_pulls_a_private_from_base_with_the_configs_credentials() {
+    let lab = lab();
+    let stack = TestStack::new("from-base");
+    let base = lab.seed(&stack.project, "base");
+    let _images = Images(vec![base.clone()]);
+    stack.write(
+        "api/Dockerfile",
+        "ARG BASE=none\nFROM ${BASE}\nRUN echo built > /built\n",
+    );
+    stack.stack(&format!(
+        "services:\n  api:\n    build: {{ context: api, args: {{ BASE: \"{base}\" }} }}\n    command: [sleep, \"300\"]\n"
+    ));
+    // Without credentials the builder cannot pull the base: the registry wants a login.
+    let empty = docker_config(&stack, "{}");
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &empty).arg("build"));
+    assert_eq!(code, 1, "{stderr}");
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("build"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(image_present(&base));
+}
+
+#[test]
+fn exec_pulls_a_tasks_missing_image() {
+    let lab = lab();
+    let stack = TestStack::new("exec-pull");
+    let image = lab.seed(&stack.project, "task");
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&format!(
+        "services: {{}}\ntasks:\n  hello:\n    image: {image}\n    command: [echo, hello-from-the-registry]\n"
+    ));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, stdout, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .args(["exec", "hello"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("hello-from-the-registry"), "{stdout}");
+    assert!(
+        stderr.contains(&format!("pulled image `{image}`")),
+        "{stderr}"
+    );
+}
