@@ -330,26 +330,145 @@ fn label_instruction(labels: &HashMap<String, String>) -> Option<String> {
     Some(line)
 }
 
+/// The build context scanned (off the async threads: it walks the whole directory), with
+/// the labels written into the Dockerfile when they can be. Returns whether the labels
+/// still have to be sent as build options (a `target` build, or labels that cannot be
+/// written as one `LABEL` line).
+async fn prepare_context(request: &BuildRequest) -> anyhow::Result<(context::BuildContext, bool)> {
+    let tag = request.tag.clone();
+    let scan_root = request.context.clone();
+    let dockerfile = request.dockerfile.clone();
+    let labels = request.labels.clone();
+    let labels_inline = request.target.is_none();
+    tokio::task::spawn_blocking(move || {
+        let mut context = context::scan(&scan_root, dockerfile.as_deref())?;
+        let inlined = labels_inline && inline_labels(&mut context, &labels)?;
+        Ok::<_, context::ContextError>((context, !inlined))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))?
+    .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))
+}
+
+/// The credentials the builder gets for the registries the `FROM` lines name (None: it
+/// pulls anonymously).
+fn registry_auth(
+    request: &BuildRequest,
+) -> Option<HashMap<String, bollard::auth::DockerCredentials>> {
+    (!request.registry_auth.is_empty()).then(|| {
+        request
+            .registry_auth
+            .iter()
+            .map(|c| (c.server.clone(), super::registry::to_bollard(c)))
+            .collect()
+    })
+}
+
+fn build_options(
+    request: &BuildRequest,
+    dockerfile: &str,
+    labels_sent: bool,
+) -> bollard::query_parameters::BuildImageOptions {
+    let mut options = BuildImageOptionsBuilder::default()
+        .dockerfile(dockerfile)
+        .t(&request.tag)
+        .buildargs(&request.args)
+        .rm(true)
+        .forcerm(true)
+        .nocache(request.no_cache);
+    if let Some(target) = &request.target {
+        options = options.target(target);
+    }
+    if labels_sent {
+        options = options.labels(&request.labels);
+    }
+    options.build()
+}
+
+/// Reads the engine's build stream to its end or its first error: each output line goes to
+/// `progress` (and into the transcript a failure quotes), the image ID is kept.
+async fn follow_build(
+    stream: impl futures_util::Stream<Item = Result<BuildInfo, BollardError>>,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> (Transcript, Option<String>, Result<(), BollardError>) {
+    let mut stream = Box::pin(stream);
+    let mut transcript = Transcript::default();
+    let mut image_id: Option<String> = None;
+    let mut outcome: Result<(), BollardError> = Ok(());
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(BuildInfo {
+                stream: text, aux, ..
+            }) => {
+                if let Some(text) = text {
+                    for line in transcript.push(&text) {
+                        progress(&line);
+                    }
+                }
+                if let Some(id) = aux.and_then(|aux| aux.id) {
+                    image_id = Some(id);
+                }
+            }
+            // bollard#560: a CRLF split across reads ends a finished build's stream
+            // with this error; the image is there.
+            Err(BollardError::IOError { err })
+                if image_id.is_some() && err.to_string().contains("bytes remaining") =>
+            {
+                break;
+            }
+            Err(err) => {
+                outcome = Err(err);
+                break;
+            }
+        }
+    }
+    // Ends the upload too: the context's tar task then finishes instead of waiting on a
+    // body nobody reads.
+    drop(stream);
+    if let Some(line) = transcript.finish() {
+        progress(&line);
+    }
+    (transcript, image_id, outcome)
+}
+
+/// A failed build said for the user: the failing step's output and the engine's message
+/// (a Dockerfile syntax error names the file); a transport error names the operation.
+fn build_failure(
+    request: &BuildRequest,
+    transcript: &mut Transcript,
+    err: BollardError,
+) -> anyhow::Error {
+    let error = match err {
+        BollardError::DockerStreamError { error } => {
+            failure(request, transcript, error.trim().to_string())
+        }
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            let mut error = failure(request, transcript, message.trim().to_string());
+            if status_code == 400 && error.message.contains("dockerfile parse error") {
+                let file = request.dockerfile.as_deref().unwrap_or("Dockerfile");
+                error.message = format!("`{file}` is not valid: {}", error.message);
+            }
+            error
+        }
+        other => return anyhow::Error::new(EngineError::new("build image", &request.tag, other)),
+    };
+    error.into()
+}
+
 impl Engine {
     /// Build an image and return its ID; `progress` receives each output line.
+    ///
+    /// Prepare the context → send it with the options → follow the engine's stream → check
+    /// the upload and the outcome → remove the image the tag used to name.
     pub async fn build_image(
         &self,
         request: &BuildRequest,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> anyhow::Result<String> {
-        let tag = request.tag.clone();
-        let scan_root = request.context.clone();
-        let dockerfile = request.dockerfile.clone();
-        let labels = request.labels.clone();
-        let labels_inline = request.target.is_none();
-        let (context, labels_sent) = tokio::task::spawn_blocking(move || {
-            let mut context = context::scan(&scan_root, dockerfile.as_deref())?;
-            let inlined = labels_inline && inline_labels(&mut context, &labels)?;
-            Ok::<_, context::ContextError>((context, !inlined))
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))?
-        .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))?;
+        let (context, labels_sent) = prepare_context(request).await?;
         progress(&format!(
             "sending build context: {} files, {}",
             context.files,
@@ -359,64 +478,13 @@ impl Engine {
         // A tag the engine cannot parse fails the build below, with the engine's message.
         let previous = self.image_id(&request.tag).await.ok().flatten();
 
-        let mut options = BuildImageOptionsBuilder::default()
-            .dockerfile(&context.dockerfile)
-            .t(&request.tag)
-            .buildargs(&request.args)
-            .rm(true)
-            .forcerm(true)
-            .nocache(request.no_cache);
-        if let Some(target) = &request.target {
-            options = options.target(target);
-        }
-        if labels_sent {
-            options = options.labels(&request.labels);
-        }
+        let options = build_options(request, &context.dockerfile, labels_sent);
         let (body, tar_task) = context::stream(context);
-        let auth = (!request.registry_auth.is_empty()).then(|| {
-            request
-                .registry_auth
-                .iter()
-                .map(|c| (c.server.clone(), super::registry::to_bollard(c)))
-                .collect()
-        });
         let client = self.long_client();
-        let mut stream = client.build_image(options.build(), auth, Some(body_try_stream(body)));
+        let auth = registry_auth(request);
+        let stream = client.build_image(options, auth, Some(body_try_stream(body)));
+        let (mut transcript, image_id, outcome) = follow_build(stream, progress).await;
 
-        let mut transcript = Transcript::default();
-        let mut image_id: Option<String> = None;
-        let mut outcome: Result<(), BollardError> = Ok(());
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(BuildInfo {
-                    stream: text, aux, ..
-                }) => {
-                    if let Some(text) = text {
-                        for line in transcript.push(&text) {
-                            progress(&line);
-                        }
-                    }
-                    if let Some(id) = aux.and_then(|aux| aux.id) {
-                        image_id = Some(id);
-                    }
-                }
-                // bollard#560: a CRLF split across reads ends a finished build's stream
-                // with this error; the image is there.
-                Err(BollardError::IOError { err })
-                    if image_id.is_some() && err.to_string().contains("bytes remaining") =>
-                {
-                    break;
-                }
-                Err(err) => {
-                    outcome = Err(err);
-                    break;
-                }
-            }
-        }
-        drop(stream);
-        if let Some(line) = transcript.finish() {
-            progress(&line);
-        }
         // A context that could not be read explains a broken upload better than the
         // transport error it causes.
         match tar_task.await {
@@ -428,30 +496,7 @@ impl Engine {
             Ok(Ok(())) => {}
         }
         if let Err(err) = outcome {
-            let error = match err {
-                BollardError::DockerStreamError { error } => {
-                    failure(request, &mut transcript, error.trim().to_string())
-                }
-                BollardError::DockerResponseServerError {
-                    status_code,
-                    message,
-                } => {
-                    let mut error = failure(request, &mut transcript, message.trim().to_string());
-                    if status_code == 400 && error.message.contains("dockerfile parse error") {
-                        let file = request.dockerfile.as_deref().unwrap_or("Dockerfile");
-                        error.message = format!("`{file}` is not valid: {}", error.message);
-                    }
-                    error
-                }
-                other => {
-                    return Err(anyhow::Error::new(EngineError::new(
-                        "build image",
-                        &request.tag,
-                        other,
-                    )))
-                }
-            };
-            return Err(error.into());
+            return Err(build_failure(request, &mut transcript, err));
         }
         let Some(id) = image_id else {
             anyhow::bail!(

@@ -402,10 +402,50 @@ fn literal_secrets(value: &load::Value, secrets: &mut Vec<String>) {
     }
 }
 
+/// Read → parse → read the stage's variables → interpolate → validate → resolve. Each step
+/// stops at its first kind of failure; validation reports every problem it finds.
 fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStack, StackErrors> {
     let file = project.stack_file();
     let shown = project.display_path(&file);
-    let text = read_text(&file, &shown).map_err(|e| match e {
+    let text = read_stack_file(project, &file, &shown)?;
+    let (mut root, marks) = parse_stack(&text, &shown)?;
+    let (entries, env_shown) = read_stage_variables(project)?;
+    register_stage_secrets(&entries, &text);
+    let dir_name = project.dir_name();
+    let mut vars = interpolate::Variables::new(
+        std::env::vars(),
+        &entries,
+        &env_shown,
+        &[("STAGE", &project.stage), ("PROJECT", &dir_name)],
+    );
+    secrets.extend(stage_secrets(&vars, &text));
+    literal_secrets(&root, secrets);
+
+    let (uses, failures) = interpolate_stack(&mut root, &mut vars);
+    let stack = validate_stack(&root, &marks, &shown, project, failures)?;
+    let loaded = LoadedStack {
+        stack,
+        project: String::new(),
+        stage: project.stage.clone(),
+        dir: project.dir.clone(),
+        file,
+        secrets: Vec::new(),
+        variables: uses,
+        inactive_services: Vec::new(),
+        unused_env: Vec::new(),
+        marks,
+    };
+    let loaded = resolve::resolve(loaded, project, &vars, &entries).map_err(StackErrors::sorted)?;
+    crate::output::register_secrets(loaded.secrets.iter().cloned());
+    Ok(loaded)
+}
+
+fn read_stack_file(
+    project: &Project,
+    file: &std::path::Path,
+    shown: &str,
+) -> Result<String, StackErrors> {
+    read_text(file, shown).map_err(|e| match e {
         ReadError::NotFound => StackErrors(vec![StackError::new(
             None,
             format!("cannot read stack file `{shown}`: no such file"),
@@ -415,11 +455,16 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
             project.stage
         ))]),
         ReadError::Refused(error) => StackErrors(vec![error]),
-    })?;
-    let (mut root, marks) = load::parse(&text).map_err(|e| {
+    })
+}
+
+/// The YAML tree and the position of every key and value; a syntax error is located, with
+/// a hint when its line holds a tab (the usual cause).
+fn parse_stack(text: &str, shown: &str) -> Result<(load::Value, load::Marks), StackErrors> {
+    load::parse(text).map_err(|e| {
         let mut error = StackError::new(
             e.pos.map(|p| Location {
-                file: shown.clone(),
+                file: shown.to_string(),
                 line: p.line,
                 column: p.column,
             }),
@@ -432,9 +477,12 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
             error = error.with_hint("YAML indents with spaces; this line has a tab");
         }
         StackErrors(vec![error])
-    })?;
+    })
+}
 
-    // The stage's variables.
+/// The entries of the stage's env file (none when it does not exist), and the file's name
+/// as shown to the user.
+fn read_stage_variables(project: &Project) -> Result<(Vec<envfile::Entry>, String), StackErrors> {
     let env_path = project.env_file();
     let env_shown = project.display_path(&env_path);
     let entries = match read_text(&env_path, &env_shown) {
@@ -451,9 +499,13 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
         Err(ReadError::NotFound) => Vec::new(),
         Err(ReadError::Refused(error)) => return Err(StackErrors(vec![error])),
     };
-    // From here on every message masks the stage's secret-looking variables (of the env
-    // file, and of the process environment when the stack file names them), also an error
-    // that quotes one while the stack file is checked.
+    Ok((entries, env_shown))
+}
+
+/// From here on every message masks the stage's secret-looking variables (of the env file,
+/// and of the process environment when the stack file names them), also an error that
+/// quotes one while the stack file is checked.
+fn register_stage_secrets(entries: &[envfile::Entry], text: &str) {
     crate::output::register_secrets(
         entries
             .iter()
@@ -463,38 +515,35 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
             .map(|(_, value)| value)
             .collect::<Vec<_>>(),
     );
-    let dir_name = project.dir_name();
-    let mut vars = interpolate::Variables::new(
-        std::env::vars(),
-        &entries,
-        &env_shown,
-        &[("STAGE", &project.stage), ("PROJECT", &dir_name)],
-    );
-    // The env file's secret-looking variables, and the environment's when the stack file
-    // names them (a `SOME_KEY=true` elsewhere must not mask every `true`).
-    secrets.extend(
-        vars.iter()
-            .filter(|(name, (_, source))| {
-                is_secret_key(name)
-                    && (!matches!(source, interpolate::Source::Process)
-                        || text.contains(name.as_str()))
-            })
-            .map(|(_, (value, _))| value.clone()),
-    );
-    literal_secrets(&root, secrets);
+}
 
-    // Interpolate `name:` first: `${PROJECT}` means the project name everywhere else.
+/// The env file's secret-looking variables, and the environment's when the stack file
+/// names them (a `SOME_KEY=true` elsewhere must not mask every `true`).
+fn stage_secrets(vars: &interpolate::Variables, text: &str) -> Vec<String> {
+    vars.iter()
+        .filter(|(name, (_, source))| {
+            is_secret_key(name)
+                && (!matches!(source, interpolate::Source::Process) || text.contains(name.as_str()))
+        })
+        .map(|(_, (value, _))| value.clone())
+        .collect()
+}
+
+/// A failed interpolation: the YAML path of the value, and what went wrong.
+type Failure = (Vec<String>, interpolate::Error);
+
+/// Every `${…}` of the tree replaced; the variables used, and the values that failed.
+/// `name:` goes first: `${PROJECT}` means the project name everywhere else.
+fn interpolate_stack(
+    root: &mut load::Value,
+    vars: &mut interpolate::Variables,
+) -> (Vec<interpolate::Use>, Vec<Failure>) {
     let mut uses = Vec::new();
     let mut failures = Vec::new();
-    if let load::Value::Mapping(map) = &mut root {
+    if let load::Value::Mapping(map) = root {
         if let Some(name) = map.get_mut("name") {
-            interpolate::interpolate_tree(
-                name,
-                &mut vec!["name".to_string()],
-                &vars,
-                &mut uses,
-                &mut failures,
-            );
+            let mut at = vec!["name".to_string()];
+            interpolate::interpolate_tree(name, &mut at, vars, &mut uses, &mut failures);
             if let Some(name) = name.as_str().filter(|n| !n.is_empty()) {
                 vars.set_builtin("PROJECT", &crate::project::sanitize_name(name));
             }
@@ -505,18 +554,30 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
                 interpolate::interpolate_tree(
                     value,
                     &mut vec![key],
-                    &vars,
+                    vars,
                     &mut uses,
                     &mut failures,
                 );
             }
         }
     }
+    (uses, failures)
+}
+
+/// The typed stack, or every problem: the interpolation failures (located at their values)
+/// and what validation finds elsewhere (it skips the values that failed, already reported).
+fn validate_stack(
+    root: &load::Value,
+    marks: &load::Marks,
+    shown: &str,
+    project: &Project,
+    failures: Vec<Failure>,
+) -> Result<model::Stack, StackErrors> {
     let mut errors: Vec<StackError> = failures
         .iter()
         .map(|(path, err)| StackError {
             location: marks.value(path).map(|p| Location {
-                file: shown.clone(),
+                file: shown.to_string(),
                 line: p.line,
                 column: p.column,
             }),
@@ -525,33 +586,17 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
         })
         .collect();
     let failed: Vec<Vec<String>> = failures.into_iter().map(|(path, _)| path).collect();
-
     let ctx = validate::Context {
-        marks: &marks,
-        file: &shown,
+        marks,
+        file: shown,
         failed: &failed,
         profiles: &project.profiles,
     };
     let mut report = validate::Report::new(&ctx);
-    let stack = validate::check(&root, &mut report);
+    let stack = validate::check(root, &mut report);
     errors.extend(report.errors);
-    let stack = match stack {
-        Some(stack) if errors.is_empty() => stack,
-        _ => return Err(StackErrors::sorted(errors)),
-    };
-    let loaded = LoadedStack {
-        stack,
-        project: String::new(),
-        stage: project.stage.clone(),
-        dir: project.dir.clone(),
-        file,
-        secrets: Vec::new(),
-        variables: uses,
-        inactive_services: Vec::new(),
-        unused_env: Vec::new(),
-        marks,
-    };
-    let loaded = resolve::resolve(loaded, project, &vars, &entries).map_err(StackErrors::sorted)?;
-    crate::output::register_secrets(loaded.secrets.iter().cloned());
-    Ok(loaded)
+    match stack {
+        Some(stack) if errors.is_empty() => Ok(stack),
+        _ => Err(StackErrors::sorted(errors)),
+    }
 }

@@ -10,7 +10,9 @@ use indexmap::IndexMap;
 use super::envfile;
 use super::interpolate::{Resolution, Use, Variables};
 use super::load::Marks;
-use super::model::{Build, MountKind, Task, VolumeMount};
+use super::model::{
+    Build, ContainerTask, DataContainer, MountKind, Service, Stack, Task, VolumeMount,
+};
 use super::{is_secret_key, LoadedStack, Location, StackError};
 use crate::project::{sanitize_name, Project};
 
@@ -19,14 +21,56 @@ use crate::project::{sanitize_name, Project};
 /// system accept (255).
 pub const MAX_PROJECT_NAME: usize = 63;
 
+/// What resolving every section reads, and the variable uses it records on the way.
+struct Fill<'a> {
+    dir: &'a Path,
+    vars: &'a Variables,
+    marks: &'a Marks,
+    uses: Vec<Use>,
+}
+
 pub(super) fn resolve(
     mut loaded: LoadedStack,
     project: &Project,
     vars: &Variables,
     env_file: &[envfile::Entry],
 ) -> Result<LoadedStack, Vec<StackError>> {
-    let dir = project.dir.clone();
-    let mut errors = Vec::new();
+    let mut errors: Vec<StackError> = name_project(&mut loaded, project).into_iter().collect();
+    let marks = loaded.marks.clone();
+    let mut fill = Fill {
+        dir: &project.dir,
+        vars,
+        marks: &marks,
+        uses: Vec::new(),
+    };
+    // Taken out so that `loaded` can still locate errors while the stack is changed.
+    let mut stack = std::mem::take(&mut loaded.stack);
+    for (name, service) in stack.services.iter_mut() {
+        resolve_service(name, service, &loaded, project, &mut fill, &mut errors);
+    }
+    for (name, data) in stack.data_containers.iter_mut() {
+        resolve_data_container(name, data, &mut fill);
+    }
+    for (name, task) in stack.tasks.iter_mut() {
+        if let Task::Container(task) = task {
+            resolve_task(name, task, &mut fill);
+        }
+    }
+    loaded.inactive_services = set_aside_inactive(&mut stack, &project.profiles);
+    loaded.variables.extend(fill.uses);
+    loaded.secrets = collect_secrets(&stack, env_file, vars, &loaded.variables);
+    loaded.unused_env = unused_env(env_file, vars, &loaded.variables);
+    loaded.stack = stack;
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Sets the project name: the stack's `name:`, else the directory's name, sanitized. Too
+/// long a name is an error (and the sanitized name is still set, so later errors read well).
+fn name_project(loaded: &mut LoadedStack, project: &Project) -> Option<StackError> {
     let name = loaded
         .stack
         .name
@@ -34,175 +78,219 @@ pub(super) fn resolve(
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| project.dir_name());
     loaded.project = sanitize_name(&name);
-    if loaded.project.len() > MAX_PROJECT_NAME {
-        // Engine object and lock file names are built from it (`{stage}-{project}--{service}`,
-        // `{project}-{stage}.lock`): refuse it here rather than fail halfway through `up`.
-        let from_file = loaded.stack.name.as_ref().is_some_and(|n| !n.is_empty());
-        let location = if from_file {
-            loaded.locate_value(&["name"])
-        } else {
-            None
-        };
-        let what = if from_file {
-            "the project name (`name:`)"
-        } else {
-            "the project name (from the directory's name)"
-        };
-        errors.push(
-            StackError::new(
-                location,
-                format!(
-                    "{what} is {} characters long; at most {MAX_PROJECT_NAME} are allowed",
-                    loaded.project.len()
-                ),
-            )
-            .with_hint(if from_file {
-                "choose a shorter `name:`"
-            } else {
-                "set a shorter `name:` in the stack file"
-            }),
-        );
-    }
+    let error = (loaded.project.len() > MAX_PROJECT_NAME).then(|| too_long_name(loaded));
     loaded.stack.name = Some(loaded.project.clone());
+    error
+}
 
-    let mut uses = Vec::new();
-    let marks = loaded.marks.clone();
-    let mut stack = std::mem::take(&mut loaded.stack);
-    for (name, service) in stack.services.iter_mut() {
-        let base = ["services", name.as_str()];
-        let mut from_files: IndexMap<String, String> = IndexMap::new();
-        for (index, file) in service.env_file.iter_mut().enumerate() {
-            let path = absolute(&dir, file);
-            let at = loaded.locate_value(&[base[0], base[1], "env_file", &index.to_string()]);
-            let shown = project.display_path(&path);
-            match super::read_text(&path, &shown) {
-                Ok(text) => match envfile::parse(&text) {
-                    Ok(entries) => {
-                        for entry in entries {
-                            from_files.insert(entry.key, entry.value);
-                        }
-                    }
-                    Err(e) => errors.push(StackError::new(
-                        Some(Location {
-                            file: project.display_path(&path),
-                            line: e.line,
-                            column: 1,
-                        }),
-                        format!("{} (env file of service `{name}`)", e.message),
-                    )),
-                },
-                Err(super::ReadError::NotFound) => errors.push(
-                    StackError::new(
-                        at,
-                        format!("service `{name}`: cannot read env file `{file}`: no such file"),
-                    )
-                    .with_hint("paths in `env_file` are relative to the project directory"),
-                ),
-                Err(super::ReadError::Refused(error)) => errors.push(StackError {
-                    location: error.location.or(at),
-                    message: format!("service `{name}`: {}", error.message),
-                    hint: error.hint,
-                }),
-            }
-            *file = path.display().to_string();
-        }
-        fill_environment(
-            &mut service.environment,
-            vars,
-            &mut uses,
-            &[base[0], base[1], "environment"],
-            &marks,
+/// Engine object and lock file names are built from the project name
+/// (`{stage}-{project}--{service}`, `{project}-{stage}.lock`): refuse a long one here
+/// rather than fail halfway through `up`.
+fn too_long_name(loaded: &LoadedStack) -> StackError {
+    let from_file = loaded.stack.name.as_ref().is_some_and(|n| !n.is_empty());
+    let location = if from_file {
+        loaded.locate_value(&["name"])
+    } else {
+        None
+    };
+    let what = if from_file {
+        "the project name (`name:`)"
+    } else {
+        "the project name (from the directory's name)"
+    };
+    StackError::new(
+        location,
+        format!(
+            "{what} is {} characters long; at most {MAX_PROJECT_NAME} are allowed",
+            loaded.project.len()
+        ),
+    )
+    .with_hint(if from_file {
+        "choose a shorter `name:`"
+    } else {
+        "set a shorter `name:` in the stack file"
+    })
+}
+
+/// A service's env files read and merged under its `environment`, the rest of its
+/// environment and build arguments filled from variables, and its paths made absolute.
+fn resolve_service(
+    name: &str,
+    service: &mut Service,
+    loaded: &LoadedStack,
+    project: &Project,
+    fill: &mut Fill,
+    errors: &mut Vec<StackError>,
+) {
+    let from_files = read_env_files(name, &mut service.env_file, loaded, project, errors);
+    fill_environment(
+        &mut service.environment,
+        fill.vars,
+        &mut fill.uses,
+        &["services", name, "environment"],
+        fill.marks,
+    );
+    merge_env_files(name, &mut service.environment, from_files, &mut fill.uses);
+    if let Some(build) = &mut service.build {
+        let base = ["services", name, "build"];
+        resolve_build(
+            build,
+            fill.dir,
+            fill.vars,
+            &mut fill.uses,
+            &base,
+            fill.marks,
         );
-        for (key, value) in service.environment.iter_mut() {
-            if value.is_none() {
-                if let Some(from_file) = from_files.get(key) {
-                    *value = Some(from_file.clone());
-                    // Not left out after all: the service's env file has it.
-                    uses.retain(|u| {
-                        !(u.resolution == Resolution::LeftOut
-                            && u.name == *key
-                            && u.path.get(1) == Some(name))
-                    });
-                }
-            }
-        }
-        if !from_files.is_empty() {
-            let mut merged: IndexMap<String, Option<String>> =
-                from_files.into_iter().map(|(k, v)| (k, Some(v))).collect();
-            for (key, value) in std::mem::take(&mut service.environment) {
-                merged.insert(key, value);
-            }
-            service.environment = merged;
-        }
-        if let Some(build) = &mut service.build {
-            resolve_build(
-                build,
-                &dir,
-                vars,
-                &mut uses,
-                &[base[0], base[1], "build"],
-                &marks,
-            );
-        }
-        absolute_mounts(&mut service.volumes, &dir);
     }
-    for (name, data) in stack.data_containers.iter_mut() {
-        if let Some(build) = &mut data.build {
-            resolve_build(
-                build,
-                &dir,
-                vars,
-                &mut uses,
-                &["data_containers", name, "build"],
-                &marks,
-            );
-        }
-        absolute_mounts(&mut data.volumes, &dir);
-    }
-    for (name, task) in stack.tasks.iter_mut() {
-        if let Task::Container(task) = task {
-            fill_environment(
-                &mut task.environment,
-                vars,
-                &mut uses,
-                &["tasks", name, "environment"],
-                &marks,
-            );
-            if let Some(build) = &mut task.build {
-                resolve_build(
-                    build,
-                    &dir,
-                    vars,
-                    &mut uses,
-                    &["tasks", name, "build"],
-                    &marks,
-                );
-            }
-            absolute_mounts(&mut task.volumes, &dir);
-            if let Some(stdin) = &mut task.stdin {
-                *stdin = absolute(&dir, stdin).display().to_string();
-            }
-        }
-    }
+    absolute_mounts(&mut service.volumes, fill.dir);
+}
 
-    // Profiles: validation has checked every service; consumers see the active ones.
-    let selected = &project.profiles;
+/// The entries of a service's `env_file`s, later files winning; each path is made absolute
+/// in place. A file that cannot be read or parsed is an error located at its entry.
+fn read_env_files(
+    name: &str,
+    files: &mut [String],
+    loaded: &LoadedStack,
+    project: &Project,
+    errors: &mut Vec<StackError>,
+) -> IndexMap<String, String> {
+    let mut from_files: IndexMap<String, String> = IndexMap::new();
+    for (index, file) in files.iter_mut().enumerate() {
+        let path = absolute(&project.dir, file);
+        let at = loaded.locate_value(&["services", name, "env_file", &index.to_string()]);
+        let shown = project.display_path(&path);
+        match super::read_text(&path, &shown) {
+            Ok(text) => match envfile::parse(&text) {
+                Ok(entries) => {
+                    for entry in entries {
+                        from_files.insert(entry.key, entry.value);
+                    }
+                }
+                Err(e) => errors.push(StackError::new(
+                    Some(Location {
+                        file: project.display_path(&path),
+                        line: e.line,
+                        column: 1,
+                    }),
+                    format!("{} (env file of service `{name}`)", e.message),
+                )),
+            },
+            Err(super::ReadError::NotFound) => errors.push(
+                StackError::new(
+                    at,
+                    format!("service `{name}`: cannot read env file `{file}`: no such file"),
+                )
+                .with_hint("paths in `env_file` are relative to the project directory"),
+            ),
+            Err(super::ReadError::Refused(error)) => errors.push(StackError {
+                location: error.location.or(at),
+                message: format!("service `{name}`: {}", error.message),
+                hint: error.hint,
+            }),
+        }
+        *file = path.display().to_string();
+    }
+    from_files
+}
+
+/// `environment` wins over the env files: the files' entries go first, and an entry left
+/// without a value (no variable had it) takes the files' value instead.
+fn merge_env_files(
+    name: &str,
+    environment: &mut IndexMap<String, Option<String>>,
+    from_files: IndexMap<String, String>,
+    uses: &mut Vec<Use>,
+) {
+    for (key, value) in environment.iter_mut() {
+        if value.is_none() {
+            if let Some(from_file) = from_files.get(key) {
+                *value = Some(from_file.clone());
+                // Not left out after all: the service's env file has it.
+                uses.retain(|u| {
+                    !(u.resolution == Resolution::LeftOut
+                        && u.name == *key
+                        && u.path.get(1).map(String::as_str) == Some(name))
+                });
+            }
+        }
+    }
+    if !from_files.is_empty() {
+        let mut merged: IndexMap<String, Option<String>> =
+            from_files.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        for (key, value) in std::mem::take(environment) {
+            merged.insert(key, value);
+        }
+        *environment = merged;
+    }
+}
+
+fn resolve_data_container(name: &str, data: &mut DataContainer, fill: &mut Fill) {
+    if let Some(build) = &mut data.build {
+        let base = ["data_containers", name, "build"];
+        resolve_build(
+            build,
+            fill.dir,
+            fill.vars,
+            &mut fill.uses,
+            &base,
+            fill.marks,
+        );
+    }
+    absolute_mounts(&mut data.volumes, fill.dir);
+}
+
+fn resolve_task(name: &str, task: &mut ContainerTask, fill: &mut Fill) {
+    fill_environment(
+        &mut task.environment,
+        fill.vars,
+        &mut fill.uses,
+        &["tasks", name, "environment"],
+        fill.marks,
+    );
+    if let Some(build) = &mut task.build {
+        let base = ["tasks", name, "build"];
+        resolve_build(
+            build,
+            fill.dir,
+            fill.vars,
+            &mut fill.uses,
+            &base,
+            fill.marks,
+        );
+    }
+    absolute_mounts(&mut task.volumes, fill.dir);
+    if let Some(stdin) = &mut task.stdin {
+        *stdin = absolute(fill.dir, stdin).display().to_string();
+    }
+}
+
+/// Profiles: validation has checked every service; consumers see only the active ones.
+/// Returns the names of the services set aside.
+fn set_aside_inactive(stack: &mut Stack, selected: &[String]) -> Vec<String> {
     let (active, inactive): (IndexMap<_, _>, IndexMap<_, _>) = std::mem::take(&mut stack.services)
         .into_iter()
         .partition(|(_, service)| {
             service.profiles.is_empty() || service.profiles.iter().any(|p| selected.contains(p))
         });
     stack.services = active;
-    loaded.inactive_services = inactive.into_keys().collect();
+    inactive.into_keys().collect()
+}
 
-    // Secrets: secret-looking variables of the stage, and secret-looking environment
-    // entries and build arguments.
+/// The values to mask: secret-looking variables of the stage (those in `.env.STAGE` and
+/// those the stack uses), and secret-looking environment entries and build arguments of
+/// the active services, tasks and data containers. Sorted, without duplicates or empties.
+fn collect_secrets(
+    stack: &Stack,
+    env_file: &[envfile::Entry],
+    vars: &Variables,
+    variables: &[Use],
+) -> Vec<String> {
     let mut secrets: Vec<String> = env_file
         .iter()
         .filter(|e| is_secret_key(&e.key))
         .map(|e| e.value.clone())
         .collect();
-    for used in loaded.variables.iter().chain(uses.iter()) {
+    for used in variables {
         if is_secret_key(&used.name) {
             if let Some((value, _)) = vars.get(&used.name) {
                 secrets.push(value.clone());
@@ -238,14 +326,17 @@ pub(super) fn resolve(
     secrets.retain(|s| !s.is_empty());
     secrets.sort();
     secrets.dedup();
-    loaded.secrets = secrets;
-    loaded.variables.extend(uses);
-    loaded.unused_env = env_file
+    secrets
+}
+
+/// Variables of `.env.STAGE` that the stack never uses. One overridden by the process
+/// environment is left out: the file's line is not what counts.
+fn unused_env(env_file: &[envfile::Entry], vars: &Variables, variables: &[Use]) -> Vec<Use> {
+    env_file
         .iter()
-        .filter(|entry| !loaded.variables.iter().any(|u| u.name == entry.key))
+        .filter(|entry| !variables.iter().any(|u| u.name == entry.key))
         .filter_map(|entry| {
             let (value, source) = vars.get(&entry.key)?;
-            // Overridden by the process environment: the file's line is not what counts.
             matches!(source, super::Source::EnvFile { line, .. } if *line == entry.line).then(
                 || Use {
                     name: entry.key.clone(),
@@ -255,13 +346,7 @@ pub(super) fn resolve(
                 },
             )
         })
-        .collect();
-    loaded.stack = stack;
-    if errors.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(errors)
-    }
+        .collect()
 }
 
 /// `KEY` with no value takes the variable's value (Compose: from the environment; here

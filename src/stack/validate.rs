@@ -522,28 +522,7 @@ fn names_in(value: Option<&Value>, base: &[String]) -> Vec<(String, Vec<String>)
 
 /// Check the whole tree; the typed stack (every service, whatever its profiles) when valid.
 pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
-    let root = match root {
-        Value::Mapping(map) => map,
-        Value::Null => {
-            report.errors.push(StackError {
-                location: None,
-                message: format!("the stack file `{}` is empty", report.ctx.file),
-                hint: Some("declare at least `services:`".into()),
-            });
-            return None;
-        }
-        other => {
-            report.at_value(
-                &[],
-                format!(
-                    "a stack file is a map with `services:`, found {}",
-                    super::model::describe(other)
-                ),
-                None,
-            );
-            return None;
-        }
-    };
+    let root = root_map(root, report)?;
     let before = report.errors.len();
     check_keys(
         report,
@@ -554,45 +533,12 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
         true,
         "the stack file",
     );
-    let mut stack = Stack::default();
-    match root.get("name") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(name)) => stack.name = Some(name.clone()),
-        Some(other) => report.at_value(
-            &path(&["name"]),
-            format!(
-                "`name` must be a string, found {}",
-                super::model::describe(other)
-            ),
-            None,
-        ),
-    }
-
+    let mut stack = Stack {
+        name: check_name(report, root),
+        ..Stack::default()
+    };
     for (name, value) in section(report, root, "services") {
-        let base = path(&["services", &name]);
-        let what = format!("service `{name}`");
-        let Some(map) = entry_map(report, value, &base, &what, false) else {
-            continue;
-        };
-        let mut kept = check_keys(
-            report,
-            &map,
-            &base,
-            SERVICE_KEYS,
-            SERVICE_UNSUPPORTED,
-            true,
-            &what,
-        );
-        check_nested(report, &mut kept, &base, &what);
-        if !kept.contains_key("image") && !kept.contains_key("build") {
-            report.at_key(
-                &base,
-                format!("{what} has neither `image` nor `build`"),
-                Some("add `image: NAME` to run an image, or `build: DIR` to build one".into()),
-            );
-        }
-        check_pull_policy(report, &mut kept, &base, &what);
-        if let Some(service) = typed::<Service>(report, &kept, &base, &what) {
+        if let Some(service) = check_service(report, &name, value) {
             stack.services.insert(name, service);
         }
     }
@@ -613,82 +559,178 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
         VOLUME_UNSUPPORTED,
     );
     for (name, value) in section(report, root, "data_containers") {
-        let base = path(&["data_containers", &name]);
-        let what = format!("data container `{name}`");
-        let Some(map) = entry_map(report, value, &base, &what, false) else {
-            continue;
-        };
-        let mut kept = check_keys(report, &map, &base, DATA_CONTAINER_KEYS, &[], true, &what);
-        check_nested(report, &mut kept, &base, &what);
-        if !kept.contains_key("image") && !kept.contains_key("build") {
-            report.at_key(
-                &base,
-                format!("{what} has neither `image` nor `build`"),
-                Some("add `image: NAME` or `build: DIR`".into()),
-            );
-        }
-        if let Some(data) = typed::<DataContainer>(report, &kept, &base, &what) {
+        if let Some(data) = check_data_container(report, &name, value) {
             stack.data_containers.insert(name, data);
         }
     }
     for (name, value) in section(report, root, "tasks") {
-        let base = path(&["tasks", &name]);
-        let what = format!("task `{name}`");
-        let Some(map) = entry_map(report, value, &base, &what, false) else {
-            continue;
-        };
-        if map.contains_key("steps") {
-            let others: Vec<String> = map
-                .keys()
-                .filter(|k| *k != "steps" && !k.starts_with("x-"))
-                .cloned()
-                .collect();
-            let mut kept = Mapping::new();
-            for (key, value) in &map {
-                if key_text(key) == "steps" {
-                    kept.insert(key.clone(), value.clone());
-                }
-            }
-            for other in others {
-                let hint = if CONTAINER_TASK_KEYS.contains(&other.as_str()) {
-                    Some("a task runs either one container (`service`/`image`/`build` with `command`) or a sequence of `steps`; split it into two tasks".to_string())
-                } else {
-                    did_you_mean(&other, ["steps"])
-                };
-                report.at_key(
-                    &child(&base, &other),
-                    format!("unexpected key `{other}` in {what}, which has `steps`"),
-                    hint,
-                );
-            }
-            if let Some(steps) = typed::<StepsTask>(report, &kept, &base, &what) {
-                stack.tasks.insert(name, Task::Steps(steps));
-            }
-        } else {
-            let mut kept = check_keys(report, &map, &base, CONTAINER_TASK_KEYS, &[], true, &what);
-            check_nested(report, &mut kept, &base, &what);
-            if !["service", "image", "build"]
-                .iter()
-                .any(|k| kept.contains_key(*k))
-            {
-                report.at_key(
-                    &base,
-                    format!("{what} has none of `service`, `image`, `build` or `steps`"),
-                    Some("give it `service: NAME` to run in a copy of a service, `image`/`build` for its own container, or `steps: [...]`".into()),
-                );
-            }
-            if let Some(task) = typed::<ContainerTask>(report, &kept, &base, &what) {
-                stack.tasks.insert(name, Task::Container(task));
-            }
+        if let Some(task) = check_task(report, &name, value) {
+            stack.tasks.insert(name, task);
         }
     }
-
     check_references(root, report);
-    if report.errors.len() > before {
-        None
-    } else {
-        Some(stack)
+    (report.errors.len() == before).then_some(stack)
+}
+
+/// The top of a stack file must be a map (an empty file gets its own message).
+fn root_map<'v>(root: &'v Value, report: &mut Report) -> Option<&'v Mapping> {
+    match root {
+        Value::Mapping(map) => Some(map),
+        Value::Null => {
+            report.errors.push(StackError {
+                location: None,
+                message: format!("the stack file `{}` is empty", report.ctx.file),
+                hint: Some("declare at least `services:`".into()),
+            });
+            None
+        }
+        other => {
+            report.at_value(
+                &[],
+                format!(
+                    "a stack file is a map with `services:`, found {}",
+                    super::model::describe(other)
+                ),
+                None,
+            );
+            None
+        }
     }
+}
+
+fn check_name(report: &mut Report, root: &Mapping) -> Option<String> {
+    match root.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name.clone()),
+        Some(other) => {
+            report.at_value(
+                &path(&["name"]),
+                format!(
+                    "`name` must be a string, found {}",
+                    super::model::describe(other)
+                ),
+                None,
+            );
+            None
+        }
+    }
+}
+
+fn check_service(report: &mut Report, name: &str, value: &Value) -> Option<Service> {
+    let base = path(&["services", name]);
+    let what = format!("service `{name}`");
+    let mut kept = check_image_entry(
+        report,
+        value,
+        (&base, &what),
+        (SERVICE_KEYS, SERVICE_UNSUPPORTED),
+        "add `image: NAME` to run an image, or `build: DIR` to build one",
+    )?;
+    check_pull_policy(report, &mut kept, &base, &what);
+    typed::<Service>(report, &kept, &base, &what)
+}
+
+fn check_data_container(report: &mut Report, name: &str, value: &Value) -> Option<DataContainer> {
+    let base = path(&["data_containers", name]);
+    let what = format!("data container `{name}`");
+    let kept = check_image_entry(
+        report,
+        value,
+        (&base, &what),
+        (DATA_CONTAINER_KEYS, &[]),
+        "add `image: NAME` or `build: DIR`",
+    )?;
+    typed::<DataContainer>(report, &kept, &base, &what)
+}
+
+/// A service or data container (at `base`, called `what`): a map of its `known` keys (the
+/// `unsupported` ones named as such) that has `image` or `build`. Returns the known keys,
+/// ready for typed deserializing.
+fn check_image_entry(
+    report: &mut Report,
+    value: &Value,
+    (base, what): (&[String], &str),
+    (known, unsupported): (&[&str], &[&str]),
+    hint: &str,
+) -> Option<Mapping> {
+    let map = entry_map(report, value, base, what, false)?;
+    let mut kept = check_keys(report, &map, base, known, unsupported, true, what);
+    check_nested(report, &mut kept, base, what);
+    if !kept.contains_key("image") && !kept.contains_key("build") {
+        report.at_key(
+            base,
+            format!("{what} has neither `image` nor `build`"),
+            Some(hint.into()),
+        );
+    }
+    Some(kept)
+}
+
+/// A task has `steps` or runs one container; which one decides the keys it may have.
+fn check_task(report: &mut Report, name: &str, value: &Value) -> Option<Task> {
+    let base = path(&["tasks", name]);
+    let what = format!("task `{name}`");
+    let map = entry_map(report, value, &base, &what, false)?;
+    if map.contains_key("steps") {
+        check_steps_task(report, &map, &base, &what).map(Task::Steps)
+    } else {
+        check_container_task(report, &map, &base, &what).map(Task::Container)
+    }
+}
+
+/// Only `steps` (and `x-` extensions) beside `steps`; a container key there gets a hint to
+/// split the task.
+fn check_steps_task(
+    report: &mut Report,
+    map: &Mapping,
+    base: &[String],
+    what: &str,
+) -> Option<StepsTask> {
+    let others: Vec<String> = map
+        .keys()
+        .filter(|k| *k != "steps" && !k.starts_with("x-"))
+        .cloned()
+        .collect();
+    let mut kept = Mapping::new();
+    for (key, value) in map {
+        if key_text(key) == "steps" {
+            kept.insert(key.clone(), value.clone());
+        }
+    }
+    for other in others {
+        let hint = if CONTAINER_TASK_KEYS.contains(&other.as_str()) {
+            Some("a task runs either one container (`service`/`image`/`build` with `command`) or a sequence of `steps`; split it into two tasks".to_string())
+        } else {
+            did_you_mean(&other, ["steps"])
+        };
+        report.at_key(
+            &child(base, &other),
+            format!("unexpected key `{other}` in {what}, which has `steps`"),
+            hint,
+        );
+    }
+    typed::<StepsTask>(report, &kept, base, what)
+}
+
+fn check_container_task(
+    report: &mut Report,
+    map: &Mapping,
+    base: &[String],
+    what: &str,
+) -> Option<ContainerTask> {
+    let mut kept = check_keys(report, map, base, CONTAINER_TASK_KEYS, &[], true, what);
+    check_nested(report, &mut kept, base, what);
+    if !["service", "image", "build"]
+        .iter()
+        .any(|k| kept.contains_key(*k))
+    {
+        report.at_key(
+            base,
+            format!("{what} has none of `service`, `image`, `build` or `steps`"),
+            Some("give it `service: NAME` to run in a copy of a service, `image`/`build` for its own container, or `steps: [...]`".into()),
+        );
+    }
+    typed::<ContainerTask>(report, &kept, base, what)
 }
 
 /// An entry of a section as a map (null allowed for networks and volumes).
@@ -814,19 +856,19 @@ fn check_nested(report: &mut Report, map: &mut Mapping, base: &[String], what: &
 }
 
 /// The entries of a section as written (whether or not they passed type checks).
-fn raw_entries<'v>(root: &'v Mapping, section: &str) -> Vec<(String, &'v Mapping)> {
+fn raw_entries<'v>(root: &'v Mapping, section: &str) -> Vec<(&'v str, &'v Mapping)> {
     match root.get(section) {
         Some(Value::Mapping(map)) => map
             .iter()
-            .filter_map(|(k, v)| v.as_mapping().map(|m| (key_text(k), m)))
+            .filter_map(|(k, v)| v.as_mapping().map(|m| (k.as_str(), m)))
             .collect(),
         _ => Vec::new(),
     }
 }
 
-fn raw_names(root: &Mapping, section: &str) -> Vec<String> {
+fn raw_names<'v>(root: &'v Mapping, section: &str) -> Vec<&'v str> {
     match root.get(section) {
-        Some(Value::Mapping(map)) => map.keys().cloned().collect(),
+        Some(Value::Mapping(map)) => map.keys().map(String::as_str).collect(),
         _ => Vec::new(),
     }
 }
@@ -842,186 +884,303 @@ fn strings(value: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// Edges of a dependency graph: from a name to the names it needs, each with the YAML path
+/// of the entry that says so (where a cycle is reported).
+type Edges<'n> = IndexMap<&'n str, Vec<(&'n str, Vec<String>)>>;
+
+/// What the stack declares, as written, for resolving references against it.
+struct Declared<'v> {
+    services: Vec<&'v str>,
+    data: Vec<&'v str>,
+    tasks: Vec<&'v str>,
+    /// Declared networks and `default`, which always exists.
+    networks: Vec<&'v str>,
+    volumes: Vec<&'v str>,
+    /// Services and data containers: what `volumes_from` may name.
+    with_data: Vec<&'v str>,
+    profiles_of: HashMap<&'v str, Vec<String>>,
+    selected: Vec<String>,
+}
+
+impl<'v> Declared<'v> {
+    fn new(root: &'v Mapping, selected: &[String]) -> Self {
+        let services = raw_names(root, "services");
+        let data = raw_names(root, "data_containers");
+        let mut networks = raw_names(root, "networks");
+        if !networks.contains(&"default") {
+            networks.push("default");
+        }
+        Declared {
+            with_data: services.iter().chain(data.iter()).copied().collect(),
+            profiles_of: raw_entries(root, "services")
+                .into_iter()
+                .map(|(name, map)| (name, strings(map.get("profiles"))))
+                .collect(),
+            services,
+            data,
+            tasks: raw_names(root, "tasks"),
+            networks,
+            volumes: raw_names(root, "volumes"),
+            selected: selected.to_vec(),
+        }
+    }
+
+    /// Whether a service runs under the selected profiles (a name that is not a service
+    /// counts as active: it is reported as missing elsewhere).
+    fn active(&self, name: &str) -> bool {
+        self.profiles_of
+            .get(name)
+            .is_none_or(|p| p.is_empty() || p.iter().any(|p| self.selected.contains(p)))
+    }
+
+    fn service(&self, name: &str) -> Option<&'v str> {
+        self.services.iter().find(|s| **s == name).copied()
+    }
+}
+
 /// References to nothing, cycles, names used twice. Works on the entries as written, so a
 /// service with a type error still counts as declared.
 fn check_references(root: &Mapping, report: &mut Report) {
-    let service_names = raw_names(root, "services");
-    let data_names = raw_names(root, "data_containers");
-    let task_names = raw_names(root, "tasks");
-    let mut network_names = raw_names(root, "networks");
-    if !network_names.iter().any(|n| n == "default") {
-        network_names.push("default".into());
-    }
-    let volume_names = raw_names(root, "volumes");
-    let services: Vec<&str> = service_names.iter().map(String::as_str).collect();
-    let data: Vec<&str> = data_names.iter().map(String::as_str).collect();
-    let tasks: Vec<&str> = task_names.iter().map(String::as_str).collect();
-    let networks: Vec<&str> = network_names.iter().map(String::as_str).collect();
-    let volumes: Vec<&str> = volume_names.iter().map(String::as_str).collect();
-    let raw_services = raw_entries(root, "services");
-    let profiles_of: HashMap<&str, Vec<String>> = raw_services
-        .iter()
-        .map(|(name, map)| (name.as_str(), strings(map.get("profiles"))))
-        .collect();
-    let selected = report.ctx.profiles.to_vec();
-    let active = |name: &str| {
-        profiles_of
-            .get(name)
-            .is_none_or(|p| p.is_empty() || p.iter().any(|p| selected.contains(p)))
-    };
-    let with_data: Vec<&str> = services.iter().chain(data.iter()).copied().collect();
-
-    let mut service_edges: IndexMap<&str, Vec<(&str, Vec<String>)>> = IndexMap::new();
-    for (name, raw) in &raw_services {
-        let base = path(&["services", name]);
-        let mut edges = Vec::new();
-        for (dep, at) in names_in(raw.get("depends_on"), &child(&base, "depends_on")) {
-            if dep == *name {
-                report.at_value(&at, format!("service `{name}` depends on itself"), None);
-            } else if let Some(target) = services.iter().find(|s| **s == dep) {
-                edges.push((*target, at.clone()));
-                // `required: false`: the planner leaves it out with a warning, as Compose.
-                if active(name) && !active(&dep) && dependency_required(raw.get("depends_on"), &dep)
-                {
-                    inactive(
-                        report,
-                        &at,
-                        &format!("service `{name}` depends on `{dep}`"),
-                        &profiles_of[dep.as_str()],
-                    );
-                }
-            } else {
-                missing(
-                    report,
-                    &at,
-                    &format!("service `{name}` depends on `{dep}`, which is not a service"),
-                    &dep,
-                    &services,
-                );
-            }
-        }
-        for (entry, at) in names_in(raw.get("volumes_from"), &child(&base, "volumes_from")) {
-            let source = volumes_from_name(&entry);
-            if source == name {
-                report.at_value(
-                    &at,
-                    format!("service `{name}` takes volumes from itself"),
-                    None,
-                );
-            } else if let Some(target) = services.iter().find(|s| **s == source) {
-                edges.push((*target, at.clone()));
-                if active(name) && !active(source) {
-                    inactive(
-                        report,
-                        &at,
-                        &format!("service `{name}` takes volumes from `{source}`"),
-                        &profiles_of[source],
-                    );
-                }
-            } else if let Some(container) = source.strip_prefix("container:") {
-                report.at_value(
-                    &at,
-                    format!("service `{name}`: `volumes_from: container:{container}` is not supported yet"),
-                    Some("name a service or a data container of this stack; containers outside the stack are not managed by stackctl".into()),
-                );
-            } else if !data.contains(&source) {
-                missing(report, &at, &format!("service `{name}` takes volumes from `{source}`, which is neither a service nor a data container"), source, &with_data);
-            }
-        }
-        for (network, at) in names_in(raw.get("networks"), &child(&base, "networks")) {
-            if !networks.contains(&network.as_str()) {
-                missing(report, &at, &format!("service `{name}` joins network `{network}`, which is not declared under `networks:`"), &network, &networks);
-            }
-        }
-        named_volumes(
-            report,
-            raw.get("volumes"),
-            &child(&base, "volumes"),
-            &format!("service `{name}`"),
-            &volumes,
-        );
-        service_edges.insert(name.as_str(), edges);
+    let declared = Declared::new(root, report.ctx.profiles);
+    let mut service_edges: Edges = IndexMap::new();
+    for (name, raw) in raw_entries(root, "services") {
+        let edges = check_service_references(report, &declared, name, raw);
+        service_edges.insert(name, edges);
     }
     for (name, raw) in raw_entries(root, "data_containers") {
-        if services.contains(&name.as_str()) {
-            report.at_key(
-                &path(&["data_containers", &name]),
-                format!("`{name}` is both a service and a data container"),
-                Some("give one of them another name".into()),
-            );
-        }
-        named_volumes(
-            report,
-            raw.get("volumes"),
-            &path(&["data_containers", &name, "volumes"]),
-            &format!("data container `{name}`"),
-            &volumes,
-        );
+        check_data_container_references(report, &declared, name, raw);
     }
-    let mut task_edges: IndexMap<&str, Vec<(&str, Vec<String>)>> = IndexMap::new();
+    let mut task_edges: Edges = IndexMap::new();
     for (name, raw) in raw_entries(root, "tasks") {
-        let base = path(&["tasks", &name]);
-        if services.contains(&name.as_str()) {
-            report.at_key(
-                &base,
-                format!("`{name}` is both a task and a service"),
-                Some("`stackctl exec NAME` must know which one you mean: rename the task".into()),
-            );
+        let edges = check_task_references(report, &declared, name, raw);
+        task_edges.insert(name, edges);
+    }
+    report_cycles(report, &service_edges, &task_edges);
+}
+
+/// A service's `depends_on`, `volumes_from`, `networks` and named volumes; returns its
+/// edges in the dependency graph (`depends_on` and `volumes_from` on other services).
+fn check_service_references<'v>(
+    report: &mut Report,
+    declared: &Declared<'v>,
+    name: &str,
+    raw: &Mapping,
+) -> Vec<(&'v str, Vec<String>)> {
+    let base = path(&["services", name]);
+    let mut edges = check_depends_on(report, declared, name, raw, &base);
+    edges.extend(check_service_volumes_from(
+        report, declared, name, raw, &base,
+    ));
+    for (network, at) in names_in(raw.get("networks"), &child(&base, "networks")) {
+        if !declared.networks.contains(&network.as_str()) {
+            missing(report, &at, &format!("service `{name}` joins network `{network}`, which is not declared under `networks:`"), &network, &declared.networks);
         }
-        if let Some(Value::String(service)) = raw.get("service") {
-            let at = child(&base, "service");
-            if !services.contains(&service.as_str()) {
-                missing(
-                    report,
-                    &at,
-                    &format!("task `{name}` uses service `{service}`, which is not a service"),
-                    service,
-                    &services,
-                );
-            } else if !active(service) {
+    }
+    named_volumes(
+        report,
+        raw.get("volumes"),
+        &child(&base, "volumes"),
+        &format!("service `{name}`"),
+        &declared.volumes,
+    );
+    edges
+}
+
+fn check_depends_on<'v>(
+    report: &mut Report,
+    declared: &Declared<'v>,
+    name: &str,
+    raw: &Mapping,
+    base: &[String],
+) -> Vec<(&'v str, Vec<String>)> {
+    let mut edges = Vec::new();
+    for (dep, at) in names_in(raw.get("depends_on"), &child(base, "depends_on")) {
+        if dep == name {
+            report.at_value(&at, format!("service `{name}` depends on itself"), None);
+        } else if let Some(target) = declared.service(&dep) {
+            edges.push((target, at.clone()));
+            // `required: false`: the planner leaves it out with a warning, as Compose.
+            if declared.active(name)
+                && !declared.active(&dep)
+                && dependency_required(raw.get("depends_on"), &dep)
+            {
                 inactive(
                     report,
                     &at,
-                    &format!("task `{name}` uses service `{service}`"),
-                    &profiles_of[service.as_str()],
+                    &format!("service `{name}` depends on `{dep}`"),
+                    &declared.profiles_of[dep.as_str()],
                 );
             }
-        }
-        for (entry, at) in names_in(raw.get("volumes_from"), &child(&base, "volumes_from")) {
-            let source = volumes_from_name(&entry);
-            if !with_data.contains(&source) {
-                missing(report, &at, &format!("task `{name}` takes volumes from `{source}`, which is neither a service nor a data container"), source, &with_data);
-            }
-        }
-        named_volumes(
-            report,
-            raw.get("volumes"),
-            &child(&base, "volumes"),
-            &format!("task `{name}`"),
-            &volumes,
-        );
-        let mut edges = Vec::new();
-        for (step, at) in names_in(raw.get("steps"), &child(&base, "steps")) {
-            if let Some(target) = tasks.iter().find(|t| **t == step) {
-                edges.push((*target, at));
-            } else if !BUILTIN_STEPS.contains(&step.as_str()) {
-                let all: Vec<&str> = tasks.iter().chain(BUILTIN_STEPS.iter()).copied().collect();
-                missing(report, &at, &format!("task `{name}` has a step `{step}`, which is neither a task nor one of `up`, `down`, `build`, `wait`"), &step, &all);
-            }
-        }
-        if let Some(key) = tasks.iter().find(|t| **t == name) {
-            task_edges.insert(key, edges);
+        } else {
+            missing(
+                report,
+                &at,
+                &format!("service `{name}` depends on `{dep}`, which is not a service"),
+                &dep,
+                &declared.services,
+            );
         }
     }
+    edges
+}
 
-    for (cycle, at) in cycles(&service_edges) {
+/// A service's `volumes_from`: another service (an edge), a data container, or an error.
+fn check_service_volumes_from<'v>(
+    report: &mut Report,
+    declared: &Declared<'v>,
+    name: &str,
+    raw: &Mapping,
+    base: &[String],
+) -> Vec<(&'v str, Vec<String>)> {
+    let mut edges = Vec::new();
+    for (entry, at) in names_in(raw.get("volumes_from"), &child(base, "volumes_from")) {
+        let source = volumes_from_name(&entry);
+        if source == name {
+            report.at_value(
+                &at,
+                format!("service `{name}` takes volumes from itself"),
+                None,
+            );
+        } else if let Some(target) = declared.service(source) {
+            edges.push((target, at.clone()));
+            if declared.active(name) && !declared.active(source) {
+                inactive(
+                    report,
+                    &at,
+                    &format!("service `{name}` takes volumes from `{source}`"),
+                    &declared.profiles_of[source],
+                );
+            }
+        } else if let Some(container) = source.strip_prefix("container:") {
+            report.at_value(
+                &at,
+                format!("service `{name}`: `volumes_from: container:{container}` is not supported yet"),
+                Some("name a service or a data container of this stack; containers outside the stack are not managed by stackctl".into()),
+            );
+        } else if !declared.data.contains(&source) {
+            missing(report, &at, &format!("service `{name}` takes volumes from `{source}`, which is neither a service nor a data container"), source, &declared.with_data);
+        }
+    }
+    edges
+}
+
+fn check_data_container_references(
+    report: &mut Report,
+    declared: &Declared,
+    name: &str,
+    raw: &Mapping,
+) {
+    if declared.services.contains(&name) {
+        report.at_key(
+            &path(&["data_containers", name]),
+            format!("`{name}` is both a service and a data container"),
+            Some("give one of them another name".into()),
+        );
+    }
+    named_volumes(
+        report,
+        raw.get("volumes"),
+        &path(&["data_containers", name, "volumes"]),
+        &format!("data container `{name}`"),
+        &declared.volumes,
+    );
+}
+
+/// A task's name (not a service's too), `service`, `volumes_from`, named volumes and
+/// `steps`; returns its edges in the task graph (steps that are tasks).
+fn check_task_references<'v>(
+    report: &mut Report,
+    declared: &Declared<'v>,
+    name: &str,
+    raw: &Mapping,
+) -> Vec<(&'v str, Vec<String>)> {
+    let base = path(&["tasks", name]);
+    if declared.services.contains(&name) {
+        report.at_key(
+            &base,
+            format!("`{name}` is both a task and a service"),
+            Some("`stackctl exec NAME` must know which one you mean: rename the task".into()),
+        );
+    }
+    if let Some(Value::String(service)) = raw.get("service") {
+        check_task_service(report, declared, name, service, &child(&base, "service"));
+    }
+    for (entry, at) in names_in(raw.get("volumes_from"), &child(&base, "volumes_from")) {
+        let source = volumes_from_name(&entry);
+        if !declared.with_data.contains(&source) {
+            missing(report, &at, &format!("task `{name}` takes volumes from `{source}`, which is neither a service nor a data container"), source, &declared.with_data);
+        }
+    }
+    named_volumes(
+        report,
+        raw.get("volumes"),
+        &child(&base, "volumes"),
+        &format!("task `{name}`"),
+        &declared.volumes,
+    );
+    check_steps(report, declared, name, raw, &base)
+}
+
+/// A task's `service:` must be a service that runs under the selected profiles.
+fn check_task_service(
+    report: &mut Report,
+    declared: &Declared,
+    name: &str,
+    service: &str,
+    at: &[String],
+) {
+    if !declared.services.contains(&service) {
+        missing(
+            report,
+            at,
+            &format!("task `{name}` uses service `{service}`, which is not a service"),
+            service,
+            &declared.services,
+        );
+    } else if !declared.active(service) {
+        inactive(
+            report,
+            at,
+            &format!("task `{name}` uses service `{service}`"),
+            &declared.profiles_of[service],
+        );
+    }
+}
+
+/// Each step is a task (an edge) or a built-in step.
+fn check_steps<'v>(
+    report: &mut Report,
+    declared: &Declared<'v>,
+    name: &str,
+    raw: &Mapping,
+    base: &[String],
+) -> Vec<(&'v str, Vec<String>)> {
+    let mut edges = Vec::new();
+    for (step, at) in names_in(raw.get("steps"), &child(base, "steps")) {
+        if let Some(target) = declared.tasks.iter().find(|t| **t == step) {
+            edges.push((*target, at));
+        } else if !BUILTIN_STEPS.contains(&step.as_str()) {
+            let all: Vec<&str> = declared
+                .tasks
+                .iter()
+                .chain(BUILTIN_STEPS.iter())
+                .copied()
+                .collect();
+            missing(report, &at, &format!("task `{name}` has a step `{step}`, which is neither a task nor one of `up`, `down`, `build`, `wait`"), &step, &all);
+        }
+    }
+    edges
+}
+
+fn report_cycles(report: &mut Report, service_edges: &Edges, task_edges: &Edges) {
+    for (cycle, at) in cycles(service_edges) {
         report.at_value(
             &at,
             format!("dependency cycle between services: {}", cycle.join(" -> ")),
             Some("remove one of these `depends_on`/`volumes_from` entries".into()),
         );
     }
-    for (cycle, at) in cycles(&task_edges) {
+    for (cycle, at) in cycles(task_edges) {
         report.at_value(
             &at,
             format!("cycle between tasks: {}", cycle.join(" -> ")),
