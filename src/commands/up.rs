@@ -37,7 +37,13 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         ..Default::default()
     };
     let target = DockerTarget::new(&engine, &loaded);
-    let observed = target.observe().await?;
+    let observed = if args.dry_run {
+        target.observe().await?
+    } else {
+        // Checked beside the observe, not after it: no extra round trip on the critical path.
+        let (observed, ()) = tokio::try_join!(target.observe(), check_existing(&engine, &loaded))?;
+        observed
+    };
     let first = make_plan(&loaded, &observed, &options)?;
     for warning in &first.warnings {
         printer.warn(warning);
@@ -46,15 +52,6 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         print_plan(ctx, &first);
         return Ok(0);
     }
-    // The stage's existing networks: a driver the stack changed is named, and a name held
-    // twice (an older version's race) is repaired before anything uses it.
-    let networks = crate::names::networks_wanted(&loaded)?;
-    engine
-        .check_networks(&loaded.stage, &loaded.project, &networks)
-        .await?;
-    engine
-        .check_volume_drivers(&crate::names::volume_drivers(&loaded))
-        .await?;
     let progress = printer.progress();
     let apply_options = ApplyOptions::new(!args.no_wait, timeout);
     let result = async {
@@ -105,4 +102,17 @@ fn print_plan(ctx: &Context, plan: &Plan) {
         return;
     }
     printer.data(&plan.to_string());
+}
+
+/// The stage's existing networks and volumes: a driver the stack changed is named, and a
+/// network name held twice (an older version's race) is repaired before anything uses it.
+async fn check_existing(engine: &crate::engine::Engine, loaded: &LoadedStack) -> Result<()> {
+    let networks = crate::names::networks_wanted(loaded)?;
+    engine
+        .check_networks(&loaded.stage, &loaded.project, &networks)
+        .await?;
+    engine
+        .check_volume_drivers(&crate::names::volume_drivers(loaded))
+        .await?;
+    Ok(())
 }
