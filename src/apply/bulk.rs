@@ -1,17 +1,48 @@
 //! Whole-stage operations of `down`, `purge`, `stop` and `start`: many containers (or
 //! networks) at once, [`PARALLEL`] at a time, each on its own progress line.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use futures_util::stream::{self, StreamExt};
 
 use super::{first_error, PARALLEL};
 use crate::engine::networks::NetworkFound;
 use crate::engine::Engine;
 use crate::names::role;
 use crate::observed::ObservedContainer;
-use crate::output::Progress;
+use crate::output::{Line, Progress};
 use crate::stack::LoadedStack;
+
+/// Run `work` for each container, [`PARALLEL`] at a time; after an interrupt nothing new
+/// starts. Every container is tried; the first error is the result.
+async fn each_container<'a, F, Fut>(containers: &'a [ObservedContainer], work: F) -> Result<()>
+where
+    F: Fn(&'a ObservedContainer) -> Fut,
+    Fut: Future<Output = Result<()>> + 'a,
+{
+    let results: Vec<Result<()>> = stream::iter(containers.iter().map(|container| {
+        let work = work(container);
+        async move {
+            crate::interrupt::check()?;
+            work.await
+        }
+    }))
+    .buffer_unordered(PARALLEL)
+    .collect()
+    .await;
+    first_error(results)
+}
+
+/// End a container's line with `done` or, on an error, with `failed` and the error.
+fn finish(line: Line, result: Result<()>, done: &str, failed: &str) -> Result<()> {
+    match &result {
+        Ok(()) => line.done(done, None),
+        Err(err) => line.fail(failed, &format!("{err:#}")),
+    }
+    result
+}
 
 /// Stop and remove containers, [`PARALLEL`] at a time, each on its own line.
 pub async fn remove_containers(
@@ -19,11 +50,8 @@ pub async fn remove_containers(
     containers: &[ObservedContainer],
     progress: &Progress,
 ) -> Result<()> {
-    use futures_util::stream::{self, StreamExt};
-    let results: Vec<Result<()>> = stream::iter(containers.iter().map(|container| async move {
-        crate::interrupt::check()?;
-        let kind = kind_of(container);
-        let line = progress.line(kind, &container.name);
+    each_container(containers, |container| async move {
+        let line = progress.line(kind_of(container), &container.name);
         let result = async {
             if container.state == "running" || container.state == "restarting" {
                 line.step("stopping");
@@ -34,21 +62,9 @@ pub async fn remove_containers(
             Ok::<(), anyhow::Error>(())
         }
         .await;
-        match result {
-            Ok(()) => {
-                line.done("removed", None);
-                Ok(())
-            }
-            Err(err) => {
-                line.fail("remove", &format!("{err:#}"));
-                Err(err)
-            }
-        }
-    }))
-    .buffer_unordered(PARALLEL)
-    .collect()
-    .await;
-    first_error(results)
+        finish(line, result, "removed", "remove")
+    })
+    .await
 }
 
 /// Stop containers, [`PARALLEL`] at a time.
@@ -57,9 +73,7 @@ pub async fn stop_containers(
     containers: &[ObservedContainer],
     progress: &Progress,
 ) -> Result<()> {
-    use futures_util::stream::{self, StreamExt};
-    let results: Vec<Result<()>> = stream::iter(containers.iter().map(|container| async move {
-        crate::interrupt::check()?;
+    each_container(containers, |container| async move {
         if container.state != "running"
             && container.state != "restarting"
             && container.state != "paused"
@@ -69,21 +83,10 @@ pub async fn stop_containers(
         }
         let line = progress.line(kind_of(container), &container.name);
         line.step("stopping");
-        match stop(engine, &container.name).await {
-            Ok(()) => {
-                line.done("stopped", None);
-                Ok(())
-            }
-            Err(err) => {
-                line.fail("stop", &format!("{err:#}"));
-                Err(err)
-            }
-        }
-    }))
-    .buffer_unordered(PARALLEL)
-    .collect()
-    .await;
-    first_error(results)
+        let result = stop(engine, &container.name).await;
+        finish(line, result, "stopped", "stop")
+    })
+    .await
 }
 
 /// Start containers, [`PARALLEL`] at a time.
@@ -93,9 +96,7 @@ pub async fn start_containers(
     containers: &[ObservedContainer],
     progress: &Progress,
 ) -> Result<()> {
-    use futures_util::stream::{self, StreamExt};
-    let results: Vec<Result<()>> = stream::iter(containers.iter().map(|container| async move {
-        crate::interrupt::check()?;
+    each_container(containers, |container| async move {
         if container.state == "running" || container.state == "restarting" {
             progress.unchanged(kind_of(container), &container.name, "running");
             return Ok(());
@@ -103,25 +104,13 @@ pub async fn start_containers(
         let line = progress.line(kind_of(container), &container.name);
         line.step("starting");
         let service = container.service.clone().unwrap_or_default();
-        match engine
+        let result = engine
             .start_container(&container.name)
             .await
-            .map_err(|err| super::docker::start_error(loaded, &service, err))
-        {
-            Ok(()) => {
-                line.done("started", None);
-                Ok(())
-            }
-            Err(err) => {
-                line.fail("start", &format!("{err:#}"));
-                Err(err)
-            }
-        }
-    }))
-    .buffer_unordered(PARALLEL)
-    .collect()
-    .await;
-    first_error(results)
+            .map_err(|err| super::docker::start_error(loaded, &service, err));
+        finish(line, result, "started", "start")
+    })
+    .await
 }
 
 /// How long a network removal keeps trying while the engine releases endpoints or a task
