@@ -303,16 +303,14 @@ fn registry_down_fails_in_bounded_time_naming_it() {
 }
 
 #[test]
-fn invalid_reference_and_timed_pull_policy_are_located_usage_errors() {
+fn invalid_reference_and_bad_pull_policy_are_located_usage_errors() {
     let stack = TestStack::new("badref");
     let file = format!("stacks/{}.yml", stack.stage);
-    stack.stack("services:\n  job:\n    image: busybox\n    pull_policy: daily\n");
+    stack.stack("services:\n  job:\n    image: busybox\n    pull_policy: every_soon\n");
     let (code, _, stderr) = run(stack.cmd().args(["up", "--dry-run"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains(&format!(
-            "{file}:4:18: service `job`: `pull_policy: daily` is not supported yet"
-        )),
+        stderr.contains(&format!("{file}:4:18: ")) && stderr.contains("every_soon"),
         "{stderr}"
     );
     stack.stack("services:\n  app:\n    image: Shop/API:1\n");
@@ -399,4 +397,144 @@ fn exec_pulls_a_tasks_missing_image() {
         stderr.contains(&format!("pulled image `{image}`")),
         "{stderr}"
     );
+}
+
+/// The engine's `LastTagTime` of an image: when it was last tagged (stackctl re-tags after
+/// each pull).
+fn last_tag_time(image: &str) -> String {
+    support::docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Metadata.LastTagTime}}",
+        image,
+    ])
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn timed_pull_policy_pulls_again_only_once_its_period_has_passed() {
+    let lab = lab();
+    let stack = TestStack::new("timed");
+    let image = lab.seed(&stack.project, "timed");
+    let _images = Images(vec![image.clone()]);
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    stack.stack(&service_stack(&image, "    pull_policy: every_1h\n"));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("up"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("image {image}: pulled")),
+        "{stderr}"
+    );
+    let first = last_tag_time(&image);
+
+    // Pulled a moment ago, inside its hour: no registry call (a wrong password would fail).
+    let wrong = docker_config(&stack, &auths(&lab.host, "wrong-password"));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &wrong).arg("up"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("pull"), "{stderr}");
+
+    // A period already over by the time `up` looks: the dry run says why, `up` pulls again
+    // and the engine's record of the pull moves on.
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    stack.stack(&service_stack(&image, "    pull_policy: every_1ms\n"));
+    let (code, stdout, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .args(["up", "--dry-run"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "pull       image    {image}  (pull_policy: every_1ms; last pulled "
+        )),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("up"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("image {image}: pulled")),
+        "{stderr}"
+    );
+    let second = last_tag_time(&image);
+    assert!(second > first, "LastTagTime {first} -> {second}");
+    let (code, _, stderr) = run(stack.cmd().args(["down"]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_services_own_always_pulls_the_pushed_image_instead_of_building_it() {
+    let lab = lab();
+    let stack = TestStack::new("always-build");
+    let image = lab.seed(&stack.project, "pushed");
+    let _images = Images(vec![image.clone()]);
+    // A build of this context would fail: only a pull can make `up` succeed.
+    stack.write("api/Dockerfile", "FROM scratch\nRUN false\n");
+    stack.stack(&service_stack(
+        &image,
+        "    build: ./api\n    pull_policy: always\n",
+    ));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("up"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("image {image}: pulled")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("built"), "{stderr}");
+    let (code, _, stderr) = run(stack.cmd().args(["down"]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn exec_of_a_task_whose_service_never_pulls_fails_without_pulling() {
+    let lab = lab();
+    let stack = TestStack::new("exec-never");
+    let image = lab.seed(&stack.project, "never");
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&format!(
+        "{}tasks:\n  hello:\n    service: app\n    command: [echo, hi]\n",
+        service_stack(&image, "    pull_policy: never\n")
+    ));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, _, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .args(["exec", "hello"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "image `{image}` of task `hello` is not on this engine and its service's `pull_policy` is `never`"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: pull it first"), "{stderr}");
+    assert!(!image_present(&image));
+}
+
+#[test]
+fn a_broken_docker_config_names_the_file_and_says_how_to_fix_it() {
+    let lab = lab();
+    let stack = TestStack::new("badconfig");
+    let image = lab.seed(&stack.project, "1");
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&service_stack(&image, ""));
+    let config = docker_config(&stack, "{\"auths\": {");
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("up"));
+    assert_eq!(code, 1, "{stderr}");
+    let file = config.join("config.json");
+    assert!(
+        stderr.contains(&format!(
+            "cannot get the credentials for registry `{}` from {}",
+            lab.host,
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("hint: fix {}", file.display()))
+            && stderr.contains(&format!("docker login {}", lab.host)),
+        "{stderr}"
+    );
+    assert!(!image_present(&image));
 }

@@ -18,7 +18,7 @@ use super::image::{self, ImageSpec, Owner};
 use crate::error::UsageError;
 use crate::names;
 use crate::stack::model::{
-    env_list, ContainerTask, MountKind, Service, Stack, Task, BUILTIN_STEPS,
+    env_list, ContainerTask, MountKind, PullPolicy, Service, Stack, Task, BUILTIN_STEPS,
 };
 use crate::stack::LoadedStack;
 
@@ -37,6 +37,9 @@ pub struct TaskPlan {
     pub networks: Vec<String>,
     /// The task's `stdin:` file, streamed to the process unless input is piped to us.
     pub stdin_file: Option<PathBuf>,
+    /// When the image is pulled: the service's `pull_policy` when the task runs its image,
+    /// `missing` otherwise.
+    pub pull_policy: PullPolicy,
 }
 
 /// A random short id for a one-off container name: 8 hex digits.
@@ -86,6 +89,12 @@ pub fn plan_container(
             .stdin
             .as_ref()
             .map(|file| container::absolute_path(&loaded.dir, file)),
+        pull_policy: match service {
+            Some((_, service)) if task.image.is_none() && task.build.is_none() => {
+                service.pull_policy.unwrap_or(PullPolicy::Missing)
+            }
+            _ => PullPolicy::Missing,
+        },
     })
 }
 
