@@ -538,3 +538,47 @@ fn a_broken_docker_config_names_the_file_and_says_how_to_fix_it() {
     );
     assert!(!image_present(&image));
 }
+
+#[test]
+fn on_a_terminal_a_pull_is_one_live_line_with_bytes_then_its_size_and_time() {
+    let lab = lab();
+    let stack = TestStack::new("live-pull");
+    // An image of its own (3 MB of random bytes) that leaves no layer behind on the engine,
+    // so the pull moves bytes the engine counts.
+    let blob: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ std::process::id() as u8)
+        .collect();
+    stack.write("blob/Dockerfile", "FROM scratch\nCOPY blob /blob\n");
+    std::fs::write(stack.path("blob/blob"), &blob).expect("write blob");
+    let local = format!("{}-blob:1", stack.project);
+    support::docker_ok(&[
+        "build",
+        "-q",
+        "-t",
+        &local,
+        &stack.path("blob").display().to_string(),
+    ]);
+    let image = lab.seed_from(&local, &stack.project, "live");
+    support::docker_ok(&["rmi", &local]);
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&format!("services:\n  app:\n    image: {image}\n"));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (transcript, code) =
+        support::on_terminal(&stack, "pull", &[("DOCKER_CONFIG", config.as_os_str())]);
+    assert_eq!(code, 0, "{transcript}");
+    assert!(!transcript.contains(PASSWORD));
+    // The live line counts the bytes as the engine reports them …
+    let counted = regex::Regex::new(&format!(
+        r"image {}: pulling [0-9.]+ [kMG]?B / [0-9.]+ [kMG]?B",
+        regex::escape(&image)
+    ))
+    .unwrap();
+    assert!(counted.is_match(&transcript), "{transcript:?}");
+    // … and ends as one finished line with the size and the time.
+    let finished = regex::Regex::new(&format!(
+        r"image {}: pulled \([0-9.]+ [kMG]?B\) \([0-9.]+s\)",
+        regex::escape(&image)
+    ))
+    .unwrap();
+    assert!(finished.is_match(&transcript), "{transcript:?}");
+}

@@ -253,3 +253,29 @@ pub fn busybox_image() -> &'static str {
     });
     BUSYBOX
 }
+
+/// Run `stackctl ARGS` in the test project on a pseudo-terminal of 80 columns and 24 rows
+/// (util-linux `script`), with `env` set; the transcript (stderr and stdout as the terminal
+/// got them) and the exit code.
+#[allow(dead_code)]
+pub fn on_terminal(t: &TestStack, args: &str, env: &[(&str, &std::ffi::OsStr)]) -> (String, i32) {
+    let binary = assert_cmd::cargo::cargo_bin("stackctl");
+    let command = format!("stty cols 80 rows 24; exec {} {args}", binary.display());
+    let mut cmd = StdCommand::new("script");
+    cmd.args(["-q", "-e", "-c", &command, "/dev/null"])
+        .current_dir(&t.dir)
+        .env("STACKCTL_ENV", &t.stage)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "80")
+        .env_remove("CI")
+        .env_remove("DOCKER_HOST")
+        .stdin(std::process::Stdio::null());
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let output = cmd.output().expect("run script(1): install util-linux");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        output.status.code().unwrap_or(-1),
+    )
+}
