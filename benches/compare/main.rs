@@ -172,6 +172,8 @@ enum Step {
     Push,
     /// No-op `up` of the registry stack right after its images were pulled.
     RegistryNoopUp,
+    /// `config` of a generated 100-service file.
+    Config,
 }
 
 impl Step {
@@ -186,6 +188,7 @@ impl Step {
             Step::Pull => "pull",
             Step::Push => "push",
             Step::RegistryNoopUp => "no-op up (pulled)",
+            Step::Config => "config (100 svc)",
         }
     }
 }
@@ -691,6 +694,7 @@ fn measure(bench: &mut Bench) -> Result<Report> {
             lifecycle(bench, tool, &mut samples)?;
         }
     }
+    config_phase(bench, &mut samples)?;
     stdin_phase(bench, &mut samples)?;
     let noop_registry_requests = registry_phase(bench, &mut samples)?;
     Ok(Report {
@@ -698,6 +702,83 @@ fn measure(bench: &mut Bench) -> Result<Report> {
         stdin_bytes: bench.options.stdin_mib * 1024 * 1024,
         noop_registry_requests,
     })
+}
+
+/// Services in the generated file of the `config` step.
+const CONFIG_SERVICES: usize = 100;
+
+/// A stack of `n` services of the kinds real files hold: image, command, environment with
+/// interpolation, ports, a named volume, a healthcheck, labels and a dependency chain.
+fn generated_stack(n: usize) -> String {
+    let mut out = String::from("services:\n");
+    for i in 0..n {
+        let _ = write!(
+            out,
+            "  svc{i}:\n    image: {IMAGE}\n    command: [sh, -c, \"exec sleep 3600\"]\n    environment:\n      NAME: svc{i}\n      LEVEL: ${{LEVEL:-info}}\n      URL: http://svc{i}:8080/api\n    ports: [\"127.0.0.1:{}:8080\"]\n    volumes: [\"data{i}:/data\"]\n    healthcheck: {{ test: [CMD, \"true\"], interval: 5s, retries: 3 }}\n    labels: {{ tier: t{}, index: \"{i}\" }}\n",
+            20000 + i,
+            i % 3
+        );
+        if i > 0 {
+            let _ = writeln!(out, "    depends_on: [svc{}]", i - 1);
+        }
+    }
+    out.push_str("volumes:\n");
+    for i in 0..n {
+        let _ = writeln!(out, "  data{i}: {{}}");
+    }
+    out
+}
+
+/// `config` of a generated 100-service file, stackctl (its stack file for a stage of its
+/// own) and docker-compose (the same file with `-f`), each run 5 times per run, alternating;
+/// the output is thrown away. Nothing touches the engine.
+fn config_phase(bench: &mut Bench, samples: &mut Samples) -> Result<()> {
+    const STAGE: &str = "config-bench";
+    let file = bench.stackctl_dir.join(format!("stacks/{STAGE}.yml"));
+    std::fs::write(&file, generated_stack(CONFIG_SERVICES)).context("write the config stack")?;
+    let result = (|| -> Result<()> {
+        eprintln!("config of a {CONFIG_SERVICES}-service file");
+        for _ in 0..bench.options.runs * 5 {
+            for tool in [Tool::Stackctl, Tool::Compose] {
+                let mut cmd = match tool {
+                    Tool::Stackctl => {
+                        let mut cmd = Command::new(&bench.options.stackctl);
+                        cmd.arg("-C")
+                            .arg(&bench.stackctl_dir)
+                            .args(["-e", STAGE, "config"])
+                            .env_remove("STACKCTL_ENV");
+                        cmd
+                    }
+                    _ => {
+                        let mut cmd = Command::new("docker-compose");
+                        cmd.args(["-p", "stackctl-config-bench", "-f"])
+                            .arg(&file)
+                            .arg("config");
+                        cmd
+                    }
+                };
+                let started = std::time::Instant::now();
+                let out = cmd
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .output()
+                    .with_context(|| format!("run {}", tool.name()))?;
+                let elapsed = started.elapsed();
+                if !out.status.success() {
+                    bail!(
+                        "{} config of the generated file failed: {}",
+                        tool.name(),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                samples.add(tool, Step::Config, Some(elapsed));
+            }
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&file);
+    result
 }
 
 /// Per run, each tool in turn (rotating): the pull set's local tags removed, then `pull`,
@@ -1503,6 +1584,14 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
             verdict(s(step).zip(c(step)).map(|(s, c)| s <= c)),
         )?;
     }
+    writeln!(
+        out,
+        "| `config` of a {CONFIG_SERVICES}-service file | {} | {} | — | {} | — | ≤ 20 ms | {} |",
+        cell(Tool::Stackctl, Step::Config),
+        cell(Tool::Compose, Step::Config),
+        ratio(s(Step::Config), c(Step::Config)),
+        verdict(s(Step::Config).map(|s| s <= 0.020)),
+    )?;
     writeln!(
         out,
         "| no-op `up` after `pull`: registry requests (access log) | {} ({}) | — | — | — | — | 0 requests | {} |",
