@@ -267,6 +267,16 @@ impl Target for DockerTarget<'_> {
                 .keys()
                 .map(|name| container::data_image(loaded, name)),
         );
+        observed.image_contexts = references
+            .iter()
+            .filter_map(|r| {
+                let found = index
+                    .contexts
+                    .get(r)
+                    .or_else(|| index.contexts.get(&format!("{r}:latest")));
+                found.map(|c| (r.clone(), c.clone()))
+            })
+            .collect();
         observed.images = references
             .into_iter()
             .filter_map(|r| index.resolve(&r).map(|id| (r, id)))

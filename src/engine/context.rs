@@ -317,6 +317,8 @@ pub struct Entry {
     /// Where it is on disk.
     pub path: PathBuf,
     pub kind: EntryKind,
+    /// What the walk saw of it (the digest of the build inputs reads it).
+    pub meta: fs::Metadata,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -491,6 +493,7 @@ fn walk(
                 name: rel.clone(),
                 path,
                 kind: EntryKind::Dir,
+                meta,
             });
             walk(root, &rel, Some(&matches), ignore, context)?;
         } else if file_type.is_symlink() {
@@ -499,6 +502,7 @@ fn walk(
                 name: rel,
                 path,
                 kind: EntryKind::Symlink(target),
+                meta,
             });
         } else if file_type.is_file() {
             File::open(&path).map_err(io_error(&path))?;
@@ -508,6 +512,7 @@ fn walk(
                 name: rel,
                 path,
                 kind: EntryKind::File,
+                meta,
             });
         }
         // Sockets, FIFOs and devices are left out: a build cannot use them.

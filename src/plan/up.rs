@@ -26,6 +26,9 @@ pub struct PlanOptions {
     /// `up --pull POLICY`: replaces every service's `pull_policy`.
     pub pull: Option<PullPolicy>,
     pub remove_orphans: bool,
+    /// Images whose build inputs changed since they were built, with the reason
+    /// (`build context changed: api/app.py`): rebuilt like missing ones.
+    pub stale: HashMap<String, String>,
 }
 
 /// What happens to a service container.
@@ -434,18 +437,21 @@ fn image_actions(
         // Compose's meaning: a service's own `pull_policy: always` pulls its image even when
         // it has a `build:` (a server stage runs what CI pushed); `--build` still builds.
         let pulls_instead = own == Some(PullPolicy::Always) && !options.build;
+        let stale = options.stale.get(&image).filter(|_| have);
         match builder.filter(|_| !pulls_instead) {
-            Some(build) if !done && (options.build || forced_build || !have) => {
+            Some(build) if !done && (options.build || forced_build || !have || stale.is_some()) => {
                 actions.push(Action::Build {
                     owner: build.name.clone(),
-                    image,
                     reason: if options.build {
                         "--build".into()
                     } else if forced_build && have {
                         "pull_policy: build".into()
+                    } else if let Some(reason) = stale {
+                        reason.clone()
                     } else {
                         "image missing".into()
                     },
+                    image,
                     build: Box::new(build.request.clone()),
                 })
             }
