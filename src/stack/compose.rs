@@ -460,12 +460,7 @@ pub enum FileError {
 }
 
 /// Read and parse one file into the table; its tree with positions in it.
-fn read_file(
-    files: &mut Files,
-    path: &Path,
-    shown: &str,
-    base: &Path,
-) -> Result<Node, FileError> {
+fn read_file(files: &mut Files, path: &Path, shown: &str, base: &Path) -> Result<Node, FileError> {
     if files.files.len() >= MAX_FILES {
         return Err(FileError::Errors(vec![StackError::new(
             None,
@@ -621,7 +616,9 @@ fn include_entry(
     chain: &mut Vec<PathBuf>,
 ) -> Option<Node> {
     let at = item.value_pos();
-    let from = at.map(|p| ctx.files.base(p)).unwrap_or(ctx.dir.to_path_buf());
+    let from = at
+        .map(|p| ctx.files.base(p))
+        .unwrap_or(ctx.dir.to_path_buf());
     let (paths, project_directory, env_files) = match &item.kind {
         Kind::Leaf(Value::String(_)) => (texts(item)?, None, None),
         Kind::Map(map) => {
@@ -1122,14 +1119,7 @@ fn extend(
         return None;
     };
     chain.push(key);
-    let base = extend(
-        base,
-        &base_services,
-        base_path.as_ref(),
-        ctx,
-        cache,
-        chain,
-    );
+    let base = extend(base, &base_services, base_path.as_ref(), ctx, cache, chain);
     chain.pop();
     let base = base?;
     let mut path = vec!["services".to_string(), "_".to_string()];
@@ -1224,7 +1214,10 @@ mod tests {
         ]);
         let a = &value["services"]["a"];
         assert_eq!(a["image"].as_str(), Some("x"));
-        assert_eq!(a["command"], Value::Sequence(vec![Value::String("c".into())]));
+        assert_eq!(
+            a["command"],
+            Value::Sequence(vec![Value::String("c".into())])
+        );
         assert_eq!(a["dns"].as_sequence().map(Vec::len), Some(2));
         assert_eq!(a["environment"]["A"].as_str(), Some("1"));
         assert_eq!(a["environment"]["B"].as_i64(), Some(3));

@@ -164,15 +164,17 @@ pub fn expand(
     for entry in entries.iter_mut() {
         if !entry.literal && entry.value.contains('$') {
             let mut uses = Vec::new();
-            entry.value = super::interpolate::interpolate(&entry.value, vars, &mut uses)
-                .map_err(|e| EnvFileError {
-                    line: entry.line,
-                    message: format!(
-                        "the value of `{}`: {}; {}",
-                        entry.key,
-                        e.message,
-                        "single-quote a value to keep every `$` in it literally"
-                    ),
+            entry.value =
+                super::interpolate::interpolate(&entry.value, vars, &mut uses).map_err(|e| {
+                    EnvFileError {
+                        line: entry.line,
+                        message: format!(
+                            "the value of `{}`: {}; {}",
+                            entry.key,
+                            e.message,
+                            "single-quote a value to keep every `$` in it literally"
+                        ),
+                    }
                 })?;
         }
         vars.set_from_env_file(&entry.key, &entry.value, file, entry.line);

@@ -411,11 +411,10 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
         .iter()
         .map(|path| (path.clone(), project.display_path(path)))
         .collect();
-    let (mut root, marks, mut files) =
-        compose::read_and_merge(&paths, &project.dir, |missing| {
-            missing_stack_file(project, &layout, missing)
-        })
-        .map_err(StackErrors::sorted)?;
+    let (mut root, marks, mut files) = compose::read_and_merge(&paths, &project.dir, |missing| {
+        missing_stack_file(project, &layout, missing)
+    })
+    .map_err(StackErrors::sorted)?;
     let text = files.text.clone();
     let (entries, mut vars) = read_stage_variables(project, layout.compose)?;
     register_stage_secrets(&entries, &text);
@@ -469,7 +468,10 @@ fn missing_stack_file(
             project.stage
         ))
     } else {
-        StackError::new(None, format!("cannot read stack file `{shown}`: no such file"))
+        StackError::new(
+            None,
+            format!("cannot read stack file `{shown}`: no such file"),
+        )
     }
 }
 
