@@ -165,6 +165,7 @@ pub fn parse(text: &str) -> Result<(Value, Marks), SyntaxError> {
     let mut shifts: HashMap<usize, usize> = HashMap::new();
     let repairs = MAX_INDENT_REPAIRS.min(MAX_REPAIR_BYTES / text.len().max(1));
     let mut attempt = 0;
+    let mut first_error: Option<SyntaxError> = None;
     loop {
         let current = repaired.as_deref().unwrap_or(text);
         let mut builder = Builder {
@@ -193,6 +194,20 @@ pub fn parse(text: &str) -> Result<(Value, Marks), SyntaxError> {
             Err(err) => {
                 let fix = builder.indent_fix.take();
                 drop(builder);
+                // An error on a line that was re-indented means the repair did not fit (a
+                // `]` really is missing): the error before any repair says it better.
+                let on_repaired = err.pos.is_some_and(|p| shifts.contains_key(&p.line));
+                let err = match first_error.take() {
+                    Some(first) if on_repaired => return Err(first),
+                    Some(first) => {
+                        first_error = Some(first);
+                        err
+                    }
+                    None => {
+                        first_error = Some(err.clone());
+                        err
+                    }
+                };
                 let Some((line, spaces)) = fix.filter(|_| attempt < repairs) else {
                     return Err(err);
                 };

@@ -463,10 +463,14 @@ fn missing_stack_file(
             None,
             format!("cannot read stack file `{shown}`: no such file"),
         )
-        .with_hint(format!(
-            "run `stackctl init --env {}` to create it, or put a `compose.yaml` in the project directory",
-            project.stage
-        ))
+        .with_hint(if project.dir.join("stacks").is_dir() {
+            format!("run `stackctl init --env {}` to create it", project.stage)
+        } else {
+            format!(
+                "run `stackctl init --env {}` to create it, or put a `compose.yaml` in the project directory",
+                project.stage
+            )
+        })
     } else {
         StackError::new(
             None,
