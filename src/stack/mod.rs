@@ -508,7 +508,11 @@ fn read_stage_variables(
     project: &Project,
     compose: bool,
 ) -> Result<(Vec<envfile::Entry>, interpolate::Variables), StackErrors> {
-    let hint_file = project.display_path(&project.env_file());
+    let hint_file = if compose {
+        ".env".to_string()
+    } else {
+        project.display_path(&project.env_file())
+    };
     let dir_name = project.dir_name();
     let mut vars = interpolate::Variables::new(
         std::env::vars(),
