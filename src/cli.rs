@@ -7,8 +7,8 @@ use clap::{Args, Parser, Subcommand};
 /// Drive Docker for small data-oriented services from per-stage stack files.
 ///
 /// A project holds `stacks/STAGE.yml` (services, data containers, tasks) and `.env.STAGE`,
-/// or is a plain Compose project (`compose.yaml`, `.env`); stackctl converges the Docker engine to it, runs one-off tasks, and removes exactly what
-/// it created.
+/// or is a plain Compose project (`compose.yaml`, `.env`); stackctl converges the Docker
+/// engine to it, runs one-off tasks, and removes exactly what it created.
 #[derive(Debug, Parser)]
 #[command(name = "stackctl", version, propagate_version = true, after_help = EXAMPLES)]
 pub struct Cli {
