@@ -50,7 +50,14 @@ impl Project {
     pub fn resolve(global: &GlobalArgs) -> Result<Self, UsageError> {
         let cwd = std::env::current_dir()
             .map_err(|e| UsageError::new(format!("cannot read the current directory: {e}")))?;
-        let files: Vec<PathBuf> = global.files.iter().map(|f| cwd.join(f)).collect();
+        let files: Vec<PathBuf> = global
+            .files
+            .iter()
+            .map(|f| {
+                let path = cwd.join(f);
+                path.canonicalize().unwrap_or(path)
+            })
+            .collect();
         // As in Compose, the project directory is the first file's directory unless given.
         let dir = match (&global.directory, files.first()) {
             (Some(dir), _) if dir.is_absolute() => dir.clone(),
