@@ -402,3 +402,24 @@ fn init_secrets_stay_literal() {
         secret
     );
 }
+
+#[test]
+fn init_in_a_compose_project_keeps_its_compose_file() {
+    let stack = compose_project("composeinit");
+    stack.write(
+        "compose.yaml",
+        "services:\n  api:\n    image: busybox\n    environment: {TOKEN: '${TOKEN}'}\n",
+    );
+    stack.write("templates/env", "TOKEN={secret}\n");
+    let output = run(&stack, &["init", "--no-run"]);
+    let stderr = String::from_utf8_lossy(&output.stderr).replace(&stack.stage, "STAGE");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr,
+        "`compose.yaml` is this project's stack file (a Compose project): no `stacks/STAGE.yml` written\nwrote .env.STAGE from `templates/env`\ncompose.yaml is valid; the `init` task was not run (--no-run)\n"
+    );
+    assert!(!stack.path("stacks").exists(), "no stacks/ made");
+    let config = resolved(&stack, &[]);
+    let token = &config["services"]["api"]["environment"]["TOKEN"];
+    assert_eq!(token.as_str().map(str::len), Some(32), "{token}");
+}
