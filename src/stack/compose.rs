@@ -75,12 +75,14 @@ impl Files {
     }
 }
 
-/// A node of the tree with where it is written.
+/// A node of the tree with where it is written (or, for a node copied by an alias, where
+/// its nearest written ancestor is: `inherited`, not flattened back into the marks).
 #[derive(Debug, Clone)]
 struct Node {
     kind: Kind,
     mark: Option<Mark>,
     tag: Option<MergeTag>,
+    inherited: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -96,11 +98,23 @@ impl Node {
             kind: Kind::Leaf(value),
             mark,
             tag: None,
+            inherited: false,
         }
     }
 
     fn from_tree(value: Value, marks: &Marks, path: &mut Vec<String>) -> Node {
-        let mark = marks.get(path);
+        Node::from_tree_under(value, marks, path, None)
+    }
+
+    fn from_tree_under(
+        value: Value,
+        marks: &Marks,
+        path: &mut Vec<String>,
+        parent: Option<Mark>,
+    ) -> Node {
+        let own = marks.get(path);
+        let inherited = own.is_none() && parent.is_some();
+        let mark = own.or(parent);
         let tag = marks.tag(path);
         let kind = match value {
             Value::Sequence(items) => Kind::Seq(
@@ -109,7 +123,7 @@ impl Node {
                     .enumerate()
                     .map(|(index, item)| {
                         path.push(index.to_string());
-                        let node = Node::from_tree(item, marks, path);
+                        let node = Node::from_tree_under(item, marks, path, mark);
                         path.pop();
                         node
                     })
@@ -119,7 +133,7 @@ impl Node {
                 map.into_iter()
                     .map(|(key, item)| {
                         path.push(key.clone());
-                        let node = Node::from_tree(item, marks, path);
+                        let node = Node::from_tree_under(item, marks, path, mark);
                         path.pop();
                         (key, node)
                     })
@@ -127,11 +141,16 @@ impl Node {
             ),
             other => Kind::Leaf(other),
         };
-        Node { kind, mark, tag }
+        Node {
+            kind,
+            mark,
+            tag,
+            inherited,
+        }
     }
 
     fn into_tree(self, path: &mut Vec<String>, marks: &mut HashMap<Vec<String>, Mark>) -> Value {
-        if let Some(mark) = self.mark {
+        if let Some(mark) = self.mark.filter(|_| !self.inherited) {
             marks.insert(path.clone(), mark);
         }
         match self.kind {
@@ -343,6 +362,7 @@ fn node_with(map: IndexMap<String, Node>, mark: Option<Mark>) -> Node {
         kind: Kind::Map(map),
         mark,
         tag: None,
+        inherited: false,
     }
 }
 
@@ -395,6 +415,7 @@ fn merge(base: Node, over: Node, path: &mut Vec<String>) -> Node {
                 kind: Kind::Map(map),
                 mark: base.mark.or(over.mark),
                 tag: None,
+                inherited: base.inherited,
             }
         }
         (Kind::Seq(items), Kind::Seq(over_items)) if !replaced_list(path) => {
@@ -435,6 +456,7 @@ fn merge(base: Node, over: Node, path: &mut Vec<String>) -> Node {
                 kind: Kind::Seq(items),
                 mark: base.mark.or(over.mark),
                 tag: None,
+                inherited: base.inherited,
             }
         }
         (_, kind) => {
@@ -442,6 +464,7 @@ fn merge(base: Node, over: Node, path: &mut Vec<String>) -> Node {
                 kind,
                 mark: over.mark,
                 tag: None,
+                inherited: over.inherited,
             };
             node.strip_resets();
             node
