@@ -1,9 +1,12 @@
 //! Stack files: the model, loading with source locations, interpolation and validation.
 //!
-//! `load()` is the one entry point: read `stacks/STAGE.yml`, parse it with positions
-//! (`load`), interpolate variables (`interpolate`, with `.env.STAGE` read by `envfile`),
-//! check everything (`validate`), then resolve what consumers need (`resolve`): environment
-//! filled in, env files merged, relative paths made absolute, profiles applied.
+//! `load()` is the one entry point: read the stage's files (`stacks/base.yml` +
+//! `stacks/STAGE.yml`, `compose.yaml` + its override, or the `-f` files), parse each with
+//! positions (`load`) and merge them by Compose's rules (`compose`), interpolate variables
+//! (`interpolate`, with `.env`/`.env.STAGE` read by `envfile`), apply `include` and
+//! `extends` (`compose`), check everything (`validate`), then resolve what consumers need
+//! (`resolve`): environment filled in, env files merged, relative paths made absolute,
+//! profiles applied. Every position names its file, so errors point into the right one.
 
 pub mod compose;
 pub mod envfile;
