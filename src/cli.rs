@@ -6,9 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 /// Drive Docker for small data-oriented services from per-stage stack files.
 ///
-/// A project holds `stacks/STAGE.yml` (services, data containers, tasks) and `.env.STAGE`;
-/// stackctl converges the Docker engine to it, runs one-off tasks, and removes exactly what
-/// it created.
+/// A project holds `stacks/STAGE.yml` (services, data containers, tasks) and `.env.STAGE`,
+/// or is a plain Compose project (`compose.yaml`, `.env`); stackctl converges the Docker
+/// engine to it, runs one-off tasks, and removes exactly what it created.
 #[derive(Debug, Parser)]
 #[command(name = "stackctl", version, propagate_version = true, after_help = EXAMPLES)]
 pub struct Cli {
@@ -26,9 +26,14 @@ const EXAMPLES: &str = "Examples:
 
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Project directory (the one holding `stacks/`); default: the current directory.
+    /// Project directory (the one holding `stacks/` or `compose.yaml`); default: the current
+    /// directory (with `-f`, the first file's directory).
     #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
     pub directory: Option<PathBuf>,
+    /// A stack file to read instead of `stacks/STAGE.yml` or `compose.yaml` (repeatable:
+    /// later files merge onto earlier ones, as in Compose). Give it before the command.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     /// Stage to act on; the stack file is `stacks/STAGE.yml`.
     #[arg(
         short = 'e',

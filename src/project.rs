@@ -15,16 +15,55 @@ pub struct Project {
     /// Selected profiles (`--profile`, `STACKCTL_PROFILES`): services with `profiles:` run
     /// only when one of theirs is selected.
     pub profiles: Vec<String>,
+    /// Stack files given with `-f` (absolute), in merge order; empty: found in the project.
+    pub files: Vec<PathBuf>,
 }
+
+/// The files a stage's stack is read from.
+#[derive(Debug, Clone)]
+pub struct StackFiles {
+    /// In merge order (later files merge onto earlier ones).
+    pub paths: Vec<PathBuf>,
+    /// The stage's own file (what messages name): `stacks/STAGE.yml`, else the first file.
+    pub main: PathBuf,
+    /// A Compose project (`compose.yaml` or `-f`) rather than one with `stacks/`: `.env` is
+    /// read under `.env.STAGE`.
+    pub compose: bool,
+}
+
+/// The names Compose looks for, in its order of preference.
+pub const COMPOSE_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+];
+/// Compose's override files, merged onto the file found.
+pub const OVERRIDE_FILES: [&str; 4] = [
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
 
 impl Project {
     pub fn resolve(global: &GlobalArgs) -> Result<Self, UsageError> {
         let cwd = std::env::current_dir()
             .map_err(|e| UsageError::new(format!("cannot read the current directory: {e}")))?;
-        let dir = match &global.directory {
-            Some(dir) if dir.is_absolute() => dir.clone(),
-            Some(dir) => cwd.join(dir),
-            None => cwd,
+        let files: Vec<PathBuf> = global
+            .files
+            .iter()
+            .map(|f| {
+                let path = cwd.join(f);
+                path.canonicalize().unwrap_or(path)
+            })
+            .collect();
+        // As in Compose, the project directory is the first file's directory unless given.
+        let dir = match (&global.directory, files.first()) {
+            (Some(dir), _) if dir.is_absolute() => dir.clone(),
+            (Some(dir), _) => cwd.join(dir),
+            (None, Some(file)) => file.parent().map(Path::to_path_buf).unwrap_or(cwd),
+            (None, None) => cwd,
         };
         match std::fs::metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
@@ -61,6 +100,7 @@ impl Project {
             dir,
             stage,
             profiles,
+            files,
         })
     }
 
@@ -70,7 +110,72 @@ impl Project {
             dir: dir.into(),
             stage: stage.into(),
             profiles: Vec::new(),
+            files: Vec::new(),
         }
+    }
+
+    /// The files the stage's stack is read from: the `-f` files; else, with `stacks/`,
+    /// `stacks/base.yml` (when there is one) under `stacks/STAGE.yml`; else a Compose file
+    /// (`compose.yaml` …) and its override (`compose.override.yaml` …); else
+    /// `stacks/STAGE.yml` (which `init` writes).
+    pub fn stack_files(&self) -> StackFiles {
+        if !self.files.is_empty() {
+            return StackFiles {
+                paths: self.files.clone(),
+                main: self.files[0].clone(),
+                compose: true,
+            };
+        }
+        let stage_file = self.stack_file();
+        let stacks = self.dir.join("stacks");
+        let compose = (!stacks.is_dir())
+            .then(|| {
+                COMPOSE_FILES
+                    .iter()
+                    .map(|name| self.dir.join(name))
+                    .find(|path| path.is_file())
+            })
+            .flatten();
+        match compose {
+            Some(file) => {
+                let mut paths = vec![file.clone()];
+                paths.extend(
+                    OVERRIDE_FILES
+                        .iter()
+                        .map(|name| self.dir.join(name))
+                        .find(|path| path.is_file()),
+                );
+                StackFiles {
+                    paths,
+                    main: file,
+                    compose: true,
+                }
+            }
+            None => {
+                let base = stacks.join("base.yml");
+                let mut paths = Vec::new();
+                if base.is_file() && base != stage_file {
+                    paths.push(base);
+                }
+                paths.push(stage_file.clone());
+                StackFiles {
+                    paths,
+                    main: stage_file,
+                    compose: false,
+                }
+            }
+        }
+    }
+
+    /// The env files the stage's variables come from, weakest first: `.env` (Compose
+    /// projects only), then `.env.STAGE`.
+    pub fn env_files(&self, compose: bool) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        if compose {
+            files.push(self.dir.join(".env"));
+        }
+        files.push(self.env_file());
+        files
     }
 
     /// `stacks/STAGE.yml` under the project directory.

@@ -4,7 +4,8 @@
 //! Placeholders: `{stage}`, `{project}` (the project directory's name), `{domain}` (default
 //! `STAGE.localhost`), and `{secret}`, which becomes a fresh random secret at each
 //! occurrence. Files that exist are kept unless `--force`. Without a `templates/` directory,
-//! templates compiled into the binary scaffold a small PostgreSQL stack.
+//! templates compiled into the binary scaffold a small PostgreSQL stack. A Compose project
+//! (`compose.yaml`, no `stacks/`) keeps its files: only `templates/env` is rendered.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,9 @@ async fn run_init_task(ctx: &Context, loaded: &LoadedStack) -> Result<i32> {
 pub fn render(ctx: &Context, args: &InitArgs) -> Result<Rendered> {
     let project = &ctx.project;
     let templates = project.dir.join("templates");
+    if project.stack_files().compose {
+        return render_env_only(ctx, args);
+    }
     let (stack_template, env_template) = if templates.is_dir() {
         let stack_path = templates.join("stack.yml");
         let stack_text = std::fs::read_to_string(&stack_path).map_err(|e| {
@@ -124,6 +128,52 @@ pub fn render(ctx: &Context, args: &InitArgs) -> Result<Rendered> {
         });
     }
     Ok(Rendered { files })
+}
+
+/// A Compose project (`compose.yaml` and no `stacks/`, or `-f`) keeps its files as they are:
+/// writing `stacks/STAGE.yml` would hide them. Only `templates/env` is rendered, when there
+/// is one, to `.env.STAGE`.
+fn render_env_only(ctx: &Context, args: &InitArgs) -> Result<Rendered> {
+    let project = &ctx.project;
+    let main = project.stack_files().main;
+    ctx.printer.status(&format!(
+        "`{}` is this project's stack file (a Compose project): no `stacks/{}.yml` written",
+        project.display_path(&main),
+        project.stage
+    ));
+    let env_path = project.dir.join("templates").join("env");
+    let template = match std::fs::read_to_string(&env_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Rendered { files: Vec::new() })
+        }
+        Err(e) => {
+            return Err(UsageError::new(format!(
+                "cannot read `{}`: {e}",
+                project.display_path(&env_path)
+            ))
+            .into())
+        }
+    };
+    let domain = args
+        .domain
+        .clone()
+        .unwrap_or_else(|| format!("{}.localhost", project.stage));
+    let values = Placeholders {
+        stage: &project.stage,
+        project: &project.dir_name(),
+        domain: &domain,
+    };
+    let env_file = project.env_file();
+    let text = values.render(&template)?;
+    let written = write_file(&env_file, &text, Some(0o600), args.force)?;
+    Ok(Rendered {
+        files: vec![RenderedFile {
+            path: env_file,
+            template: project.display_path(&env_path),
+            written,
+        }],
+    })
 }
 
 fn report(ctx: &Context, rendered: &Rendered) {

@@ -122,7 +122,14 @@ fn resolve_service(
     fill: &mut Fill,
     errors: &mut Vec<StackError>,
 ) {
-    let from_files = read_env_files(name, &mut service.env_file, loaded, project, errors);
+    let from_files = read_env_files(
+        name,
+        &mut service.env_file,
+        loaded,
+        project,
+        fill.vars,
+        errors,
+    );
     fill_environment(
         &mut service.environment,
         fill.vars,
@@ -152,6 +159,7 @@ fn read_env_files(
     files: &mut [String],
     loaded: &LoadedStack,
     project: &Project,
+    vars: &Variables,
     errors: &mut Vec<StackError>,
 ) -> IndexMap<String, String> {
     let mut from_files: IndexMap<String, String> = IndexMap::new();
@@ -159,8 +167,14 @@ fn read_env_files(
         let path = absolute(&project.dir, file);
         let at = loaded.locate_value(&["services", name, "env_file", &index.to_string()]);
         let shown = project.display_path(&path);
-        match super::read_text(&path, &shown) {
-            Ok(text) => match envfile::parse(&text) {
+        // Values interpolate the stage's variables and the lines above them, as in Compose.
+        let parsed = super::read_text(&path, &shown).map(|text| {
+            envfile::parse(&text).and_then(|mut entries| {
+                envfile::expand(&mut entries, &mut vars.clone(), &shown).map(|()| entries)
+            })
+        });
+        match parsed {
+            Ok(parsed) => match parsed {
                 Ok(entries) => {
                     for entry in entries {
                         from_files.insert(entry.key, entry.value);

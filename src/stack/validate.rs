@@ -218,11 +218,7 @@ impl<'a> Report<'a> {
     }
 
     fn location(&self, pos: Option<Pos>) -> Option<Location> {
-        pos.map(|p| Location {
-            file: self.ctx.file.to_string(),
-            line: p.line,
-            column: p.column,
-        })
+        pos.map(|p| self.ctx.marks.location(p, self.ctx.file))
     }
 
     /// A problem about a key (located where the key is written).
