@@ -6,13 +6,17 @@ pub mod down;
 pub mod exec;
 pub mod init;
 pub mod logs;
+pub mod ls;
 pub mod ps;
 pub mod pull;
 pub mod purge;
 pub mod push;
+pub mod restart;
+pub mod run;
 pub mod start;
 pub mod stop;
 pub mod up;
+pub mod version;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -40,10 +44,18 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         .into());
     }
     match &cli.command {
+        Command::Completions(args) if args.dynamic => {
+            crate::complete::write_registration(args.shell, &mut std::io::stdout())?;
+            return Ok(exit::OK);
+        }
         Command::Completions(args) => {
             let mut command = Cli::command();
             clap_complete::generate(args.shell, &mut command, "stackctl", &mut std::io::stdout());
             return Ok(exit::OK);
+        }
+        Command::Version => {
+            let printer = Printer::new(&cli.global, "");
+            return version::run(&printer).await;
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
@@ -72,7 +84,10 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Pull(args) => pull::run(&ctx, &args).await,
         Command::Push(args) => push::run(&ctx, &args).await,
         Command::Logs(args) => logs::run(&ctx, &args).await,
-        Command::Completions(_) | Command::Man => Ok(exit::OK),
+        Command::Restart(args) => restart::run(&ctx, &args).await,
+        Command::Run(args) => run::run(&ctx, &args).await,
+        Command::Ls(args) => ls::run(&ctx, &args).await,
+        Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
     }
 }
 

@@ -15,6 +15,8 @@ pub mod images;
 pub mod networks;
 pub mod observe;
 pub mod registry;
+pub mod stages;
+pub mod system;
 pub mod task;
 pub mod volumes;
 
