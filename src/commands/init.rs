@@ -41,8 +41,9 @@ pub struct RenderedFile {
 pub async fn run(ctx: &Context, args: &InitArgs) -> Result<i32> {
     let rendered = render(ctx, args)?;
     report(ctx, &rendered);
-    remember(ctx);
     let loaded = stack::load(&ctx.project)?;
+    // Only a stage whose stack file is valid becomes the default.
+    remember(ctx);
     if args.no_run {
         ctx.printer.status(&format!(
             "{} is valid; the `init` task was not run (--no-run)",

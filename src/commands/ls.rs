@@ -120,7 +120,11 @@ fn table(rows: &[Row]) -> String {
         if r.remembered {
             note.push("remembered by init");
         }
-        let mut services = format!("{}/{}", r.running, r.services);
+        let mut services = if r.services == 0 {
+            "-".to_string()
+        } else {
+            format!("{}/{}", r.running, r.services)
+        };
         if r.tasks > 0 {
             services.push_str(&format!(" +{} one-off", r.tasks));
         }

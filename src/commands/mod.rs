@@ -45,12 +45,17 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
     }
     match &cli.command {
         Command::Completions(args) if args.dynamic => {
-            crate::complete::write_registration(args.shell, &mut std::io::stdout())?;
+            let mut script = Vec::new();
+            crate::complete::write_registration(args.shell, &mut script)?;
+            write_stdout(&script)?;
             return Ok(exit::OK);
         }
         Command::Completions(args) => {
             let mut command = Cli::command();
-            clap_complete::generate(args.shell, &mut command, "stackctl", &mut std::io::stdout());
+            // Into memory first: clap's generator panics when its writer fails (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "stackctl", &mut script);
+            write_stdout(&script)?;
             return Ok(exit::OK);
         }
         Command::Version => {
@@ -88,6 +93,16 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(args) => run::run(&ctx, &args).await,
         Command::Ls(args) => ls::run(&ctx, &args).await,
         Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
+    }
+}
+
+/// Write a whole script to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -44,7 +44,7 @@ pub fn plan(up: Plan, wanted: &[String]) -> Result<Plan, NoContainer> {
             }
             // Its health is the restarted container's, not the one the list reported.
             healthy.remove(&service);
-            Change::Restart("restart".into())
+            Change::Restart("asked for".into())
         } else {
             match change {
                 Change::Unchanged(why) => Change::Unchanged(why),
