@@ -1,6 +1,6 @@
 //! Names offered by dynamic shell completion (`stackctl completions SHELL --dynamic`): the
 //! project's stages, and the services and tasks of the stage the next command would act on.
-//! The shell runs stackctl with `COMPLETE=SHELL` on each Tab; these run then, in the user's
+//! The shell runs stackctl with `STACKCTL_COMPLETE=SHELL` on each Tab; these run then, in the user's
 //! current directory, and never fail: a project that cannot be read offers no names.
 
 use clap_complete::engine::CompletionCandidate;
@@ -8,9 +8,9 @@ use clap_complete::engine::CompletionCandidate;
 use crate::project::{self, Project};
 
 /// The environment variable that turns a run of stackctl into a completion request.
-pub const VARIABLE: &str = "COMPLETE";
+pub const VARIABLE: &str = "STACKCTL_COMPLETE";
 
-/// Answer a completion request and exit, when this run is one (`COMPLETE=bash stackctl …`).
+/// Answer a completion request and exit, when this run is one (`STACKCTL_COMPLETE=bash stackctl …`).
 pub fn answer_if_asked() {
     clap_complete::CompleteEnv::with_factory(<crate::cli::Cli as clap::CommandFactory>::command)
         .var(VARIABLE)

@@ -487,3 +487,55 @@ fn after_init_commands_act_on_its_stage_and_e_and_the_variable_still_win() {
         );
     }
 }
+
+#[test]
+fn completion_scripts_and_dynamic_names_of_stages_services_and_tasks() {
+    let stack = fixture("complete", false);
+    stack.write(&format!("stacks/{}b.yml", stack.stage), &fixture_yaml());
+    std::fs::create_dir_all(stack.path("deep/er")).expect("mkdir");
+    // What the shell asks on a Tab, as fish asks it: one candidate per line, then its help.
+    let complete = |words: &[&str]| {
+        let output = stack
+            .cmd()
+            .current_dir(stack.path("deep/er"))
+            .env("STACKCTL_COMPLETE", "fish")
+            .arg("--")
+            .args(words)
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+        stdout_of(&output)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or("").to_string())
+            .filter(|l| !l.starts_with('-'))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        complete(&["stackctl", "-e", ""]),
+        vec![stack.stage.clone(), format!("{}b", stack.stage)]
+    );
+    assert_eq!(complete(&["stackctl", "restart", ""]), vec!["db", "api"]);
+    assert_eq!(
+        complete(&["stackctl", "exec", ""]),
+        vec!["hello", "db", "api"]
+    );
+
+    for shell in ["bash", "zsh", "fish"] {
+        for dynamic in [false, true] {
+            let mut cmd = stack.cmd();
+            cmd.args(["completion", shell]);
+            if dynamic {
+                cmd.arg("--dynamic");
+            }
+            let output = cmd.output().expect("run");
+            assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+            let script = stdout_of(&output);
+            assert!(script.contains("stackctl"), "{shell}: {script}");
+            assert_eq!(
+                script.contains("STACKCTL_COMPLETE"),
+                dynamic,
+                "{shell} dynamic={dynamic}"
+            );
+        }
+    }
+}
