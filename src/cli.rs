@@ -119,6 +119,14 @@ pub enum Command {
     /// Show state, health and ports of each service.
     #[command(after_help = "Examples:\n  stackctl ps\n  stackctl ps --json")]
     Ps(PsArgs),
+    /// Show the processes running in the services' containers.
+    #[command(after_help = "Examples:\n  stackctl top\n  stackctl top api --json")]
+    Top(TopArgs),
+    /// Copy files between a service's container and the local filesystem.
+    #[command(
+        after_help = "Examples:\n  stackctl cp api:/app/logs ./logs\n  stackctl cp ./fixtures/seed.sql db:/docker-entrypoint-initdb.d/\n  stackctl cp api:/etc/app.conf - > app.tar"
+    )]
+    Cp(CpArgs),
     /// List the project's stages on this engine, and those that only have a stack file.
     #[command(after_help = "Examples:\n  stackctl ls\n  stackctl ls --json")]
     Ls(LsArgs),
@@ -254,6 +262,23 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct LsArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct TopArgs {
+    /// Services (default: all that run).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CpArgs {
+    /// What to copy: `SERVICE:PATH` in a container, or a local path.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// Where to: a local path (`-`: the tar archive on stdout), or `SERVICE:PATH`.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct DownArgs {

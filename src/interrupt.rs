@@ -61,6 +61,7 @@ pub fn grace(command: &crate::cli::Command) -> Duration {
         | Command::Ps(_)
         | Command::Logs(_)
         | Command::Ls(_)
+        | Command::Top(_)
         | Command::Version
         | Command::Completions(_)
         | Command::Man => Duration::ZERO,
@@ -70,6 +71,7 @@ pub fn grace(command: &crate::cli::Command) -> Duration {
         | Command::Push(_)
         | Command::Up(_)
         | Command::Restart(_)
+        | Command::Cp(_)
         | Command::Stop(_)
         | Command::Start(_)
         | Command::Down(_)

@@ -539,3 +539,99 @@ fn completion_scripts_and_dynamic_names_of_stages_services_and_tasks() {
         }
     }
 }
+
+#[test]
+fn top_lists_the_processes_of_each_running_service() {
+    let stack = fixture("top", true);
+    let output = stack.cmd().args(["top", "--json"]).output().expect("run");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let rows = json_lines(&stdout_of(&output));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let api = rows.iter().find(|r| r["service"] == "api").expect("api");
+    assert_eq!(api["container"], stack.container("api"));
+    let titles = api["titles"].as_array().expect("titles");
+    let command = titles
+        .iter()
+        .position(|t| t == "CMD" || t == "COMMAND")
+        .expect("a command column");
+    let commands: Vec<&str> = api["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .map(|p| p[command].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        commands.iter().any(|c| c.contains("sleep 3600")),
+        "{commands:?}"
+    );
+    let output = stack.cmd().args(["top", "db"]).output().expect("run");
+    let text = stdout_of(&output);
+    assert!(
+        text.starts_with(&format!("db ({})\n", stack.container("db"))),
+        "{text}"
+    );
+    assert!(text.contains("PID"), "{text}");
+}
+
+#[test]
+fn cp_copies_files_and_directories_both_ways_through_the_archive_api() {
+    let stack = fixture("cp", true);
+    let local = tempfile::tempdir().expect("temp dir");
+    let data = local.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).expect("mkdir");
+    std::fs::write(data.join("a.txt"), "alpha\n").expect("write");
+    std::fs::write(data.join("sub/b.txt"), "beta\n").expect("write");
+    let cp = |from: &str, to: &str| {
+        let output = stack
+            .cmd()
+            .current_dir(local.path())
+            .arg("-C")
+            .arg(&stack.dir)
+            .args(["cp", from, to])
+            .output()
+            .expect("run");
+        (output.status.code(), stderr_of(&output))
+    };
+    let inside = |script: &str| {
+        let output = stack
+            .cmd()
+            .args(["-q", "exec", "api", "--", "sh", "-c", script])
+            .output()
+            .expect("run");
+        stdout_of(&output)
+    };
+    // Into an existing directory: under its own name; elsewhere: under the new name.
+    assert_eq!(cp("data", "api:/tmp").0, Some(0));
+    assert_eq!(cp("./data/a.txt", "api:/tmp/renamed.txt").0, Some(0));
+    assert_eq!(
+        inside("cat /tmp/data/a.txt /tmp/data/sub/b.txt /tmp/renamed.txt"),
+        "alpha\nbeta\nalpha\n"
+    );
+    // Out again: a new name, and into an existing directory.
+    assert_eq!(cp("api:/tmp/data", "back").0, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(local.path().join("back/sub/b.txt")).expect("copied"),
+        "beta\n"
+    );
+    assert_eq!(cp("api:/tmp/renamed.txt", ".").0, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(local.path().join("renamed.txt")).expect("copied"),
+        "alpha\n"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(local.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".stackctl-cp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "scratch removed: {leftovers:?}");
+    // What is not there is named.
+    let (code, stderr) = cp("api:/nope", "x");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("no `/nope` in the container of service `api`"),
+        "{stderr}"
+    );
+    let (code, stderr) = cp("data", "elsewhere");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("one side is `SERVICE:PATH`"), "{stderr}");
+}

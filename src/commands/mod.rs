@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod config;
+pub mod cp;
 pub mod down;
 pub mod exec;
 pub mod init;
@@ -15,6 +16,7 @@ pub mod restart;
 pub mod run;
 pub mod start;
 pub mod stop;
+pub mod top;
 pub mod up;
 pub mod version;
 
@@ -92,6 +94,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Restart(args) => restart::run(&ctx, &args).await,
         Command::Run(args) => run::run(&ctx, &args).await,
         Command::Ls(args) => ls::run(&ctx, &args).await,
+        Command::Top(args) => top::run(&ctx, &args).await,
+        Command::Cp(args) => cp::run(&ctx, &args).await,
         Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
     }
 }

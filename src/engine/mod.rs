@@ -11,6 +11,7 @@ pub mod attach;
 pub mod build;
 pub mod containers;
 pub mod context;
+pub mod copy;
 pub mod images;
 pub mod networks;
 pub mod observe;
