@@ -282,6 +282,26 @@ fn ls_lists_running_stopped_and_file_only_stages_and_marks_the_current_one() {
     let file_only = row(&other);
     assert_eq!(file_only["state"], "absent");
     assert_eq!(file_only["current"], false);
+    assert_eq!(file_only["declared"], 2, "what its stack file declares");
+
+    // A stage where one of two declared services has a container is partial.
+    let output = stack
+        .cmd()
+        .args(["-e", &other, "up", "db"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let output = stack.cmd().args(["ls", "--json"]).output().expect("run");
+    let rows = json_lines(&stdout_of(&output));
+    let half = rows
+        .iter()
+        .find(|r| r["stage"] == other.as_str())
+        .expect("row");
+    assert_eq!(half["state"], "partial", "{half}");
+    assert_eq!(
+        (half["running"].as_u64(), half["services"].as_u64()),
+        (Some(1), Some(1))
+    );
 
     let output = stack.cmd().args(["stop", "api"]).output().expect("run");
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));

@@ -18,9 +18,11 @@ struct Row {
     /// `running`, `partial`, `stopped`, `down` (no service container, data or volumes
     /// left) or `absent` (a stack file, nothing on the engine).
     state: &'static str,
-    /// Service containers running, and in all.
+    /// Service containers running, and service containers in all.
     running: usize,
     services: usize,
+    /// Services the stage's stack file declares (active profiles only), when it loads.
+    declared: Option<usize>,
     /// Data containers, one-off containers left over, named volumes.
     data: usize,
     tasks: usize,
@@ -53,6 +55,14 @@ pub async fn run(ctx: &Context, _args: &crate::cli::LsArgs) -> Result<i32> {
         stages.insert(stage.clone(), Some(objects));
     }
     let files = project.stages();
+    // What each stage's stack file declares; a file that does not load declares nothing.
+    let declared = |stage: &str| {
+        let mut each = project.clone();
+        each.stage = stage.to_string();
+        crate::stack::load(&each)
+            .ok()
+            .map(|loaded| loaded.stack.services.len())
+    };
     let rows: Vec<Row> = stages
         .into_iter()
         .map(|(stage, objects)| {
@@ -67,14 +77,18 @@ pub async fn run(ctx: &Context, _args: &crate::cli::LsArgs) -> Result<i32> {
                 .count();
             let (data, tasks, volumes) =
                 (count(role::DATA), count(role::TASK), objects.volumes.len());
+            let has_file = files.contains(&stage);
+            let declared = if has_file { declared(&stage) } else { None };
+            // Services without a container count as not running.
+            let expected = services.max(declared.unwrap_or(0));
             let state = match (services, running) {
                 (0, _) if objects.containers.is_empty() && volumes == 0 => "absent",
                 (0, _) => "down",
-                (all, up) if all == up => "running",
+                (_, up) if up == expected => "running",
                 (_, 0) => "stopped",
                 _ => "partial",
             };
-            let file = files.contains(&stage).then(|| {
+            let file = has_file.then(|| {
                 project.display_path(&project.dir.join("stacks").join(format!("{stage}.yml")))
             });
             Row {
@@ -84,6 +98,7 @@ pub async fn run(ctx: &Context, _args: &crate::cli::LsArgs) -> Result<i32> {
                 state,
                 running,
                 services,
+                declared,
                 data,
                 tasks,
                 volumes,
@@ -120,10 +135,11 @@ fn table(rows: &[Row]) -> String {
         if r.remembered {
             note.push("remembered by init");
         }
-        let mut services = if r.services == 0 {
+        let expected = r.services.max(r.declared.unwrap_or(0));
+        let mut services = if expected == 0 {
             "-".to_string()
         } else {
-            format!("{}/{}", r.running, r.services)
+            format!("{}/{expected}", r.running)
         };
         if r.tasks > 0 {
             services.push_str(&format!(" +{} one-off", r.tasks));
