@@ -53,7 +53,7 @@ impl Project {
         let stage = stage_of(
             global.env.as_deref(),
             std::env::var_os("STACKCTL_ENV"),
-            remembered_stage(&dir)?,
+            || remembered_stage(&dir),
         )?;
         let profiles = global
             .profiles
@@ -216,7 +216,7 @@ pub fn sanitize_name(raw: &str) -> String {
 fn stage_of(
     flag: Option<&str>,
     variable: Option<std::ffi::OsString>,
-    remembered: Option<String>,
+    remembered: impl FnOnce() -> Result<Option<String>, UsageError>,
 ) -> Result<String, UsageError> {
     let empty = || {
         UsageError::new("the stage is empty")
@@ -230,7 +230,8 @@ fn stage_of(
         }
         // clap treats an empty STACKCTL_ENV as absent: look at it ourselves.
         None if variable.is_some_and(|v| v.is_empty()) => Err(empty()),
-        None => Ok(remembered.unwrap_or_else(|| "dev".to_string())),
+        // Read only now: a broken `.stackctl/stage` does not stand in the way of `-e`.
+        None => Ok(remembered()?.unwrap_or_else(|| "dev".to_string())),
     }
 }
 
@@ -257,20 +258,27 @@ mod tests {
 
     #[test]
     fn r16_empty_stage_is_a_usage_error() {
-        assert!(stage_of(Some(""), None, None).is_err());
-        assert!(stage_of(Some(""), Some("qa".into()), None).is_err());
-        assert!(stage_of(None, Some("".into()), Some("qa".into())).is_err());
-        assert_eq!(stage_of(None, None, None).unwrap(), "dev");
-        assert_eq!(stage_of(Some("qa"), None, None).unwrap(), "qa");
+        let none = || Ok(None);
+        assert!(stage_of(Some(""), None, none).is_err());
+        assert!(stage_of(Some(""), Some("qa".into()), none).is_err());
+        assert!(stage_of(None, Some("".into()), || Ok(Some("qa".into()))).is_err());
+        assert_eq!(stage_of(None, None, none).unwrap(), "dev");
+        assert_eq!(stage_of(Some("qa"), None, none).unwrap(), "qa");
     }
 
     #[test]
     fn issue12_the_flag_wins_over_the_remembered_stage_which_wins_over_dev() {
-        assert_eq!(stage_of(None, None, Some("qa".into())).unwrap(), "qa");
         assert_eq!(
-            stage_of(Some("ci"), Some("ci".into()), Some("qa".into())).unwrap(),
-            "ci"
+            stage_of(None, None, || Ok(Some("qa".into()))).unwrap(),
+            "qa"
         );
+        let broken = || Err(UsageError::new("stage `Q A` is not a valid name"));
+        assert_eq!(
+            stage_of(Some("ci"), Some("ci".into()), broken).unwrap(),
+            "ci",
+            "a broken remembered stage does not stand in the way of `-e`"
+        );
+        assert!(stage_of(None, None, broken).is_err());
     }
 
     #[test]
