@@ -255,6 +255,9 @@ pub struct RunArgs {
     /// The service whose definition the one-off container copies.
     #[arg(add = ArgValueCandidates::new(crate::complete::services))]
     pub service: String,
+    /// Do not bring up what the service depends on first.
+    #[arg(long)]
+    pub no_deps: bool,
     /// The command to run instead of the service's own.
     #[arg(last = true)]
     pub args: Vec<String>,

@@ -169,10 +169,19 @@ fn restart_of_a_service_without_a_container_says_to_up_it() {
 #[test]
 fn run_gives_the_exit_code_streams_stdin_and_leaves_nothing() {
     let stack = fixture("run", false);
-    // The service's environment, a command of our own, its exit code; no dependency started.
+    // The service's environment, a command of our own, its exit code; with `--no-deps`, no
+    // dependency started.
     let output = stack
         .cmd()
-        .args(["run", "api", "--", "sh", "-c", "echo $GREETING; exit 3"])
+        .args([
+            "run",
+            "api",
+            "--no-deps",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING; exit 3",
+        ])
         .write_stdin("")
         .output()
         .expect("run");
@@ -183,22 +192,34 @@ fn run_gives_the_exit_code_streams_stdin_and_leaves_nothing() {
         "{}",
         stderr_of(&output)
     );
+    assert!(stack.containers().is_empty(), "--no-deps started nothing");
     // Piped input reaches the process.
     let output = stack
         .cmd()
-        .args(["-q", "run", "api", "--", "wc", "-c"])
+        .args(["-q", "run", "api", "--no-deps", "--", "wc", "-c"])
         .write_stdin("twelve bytes")
         .output()
         .expect("run");
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert_eq!(stdout_of(&output).trim(), "12");
-    // With `--json` the process's output stays on stdout; the event goes to stderr.
+    // What it depends on is brought up first, and healthy before it runs; with `--json`
+    // stdout is the process's output alone (no events of that up), the event goes to stderr.
     let output = stack
         .cmd()
         .args(["--json", "run", "api", "--", "echo", "again"])
         .output()
         .expect("run");
-    assert_eq!(stdout_of(&output), "again\n");
+    assert_eq!(stdout_of(&output), "again\n", "{}", stderr_of(&output));
+    assert_eq!(
+        docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Health.Status}}",
+            &stack.container("db")
+        ])
+        .trim(),
+        "healthy"
+    );
     let event = json_lines(stderr_of(&output).lines().last().expect("event"))
         .pop()
         .expect("event");
@@ -206,12 +227,11 @@ fn run_gives_the_exit_code_streams_stdin_and_leaves_nothing() {
     assert_eq!(event["action"], "run");
     assert_eq!(event["reason"], "exit 0");
     assert!(run_containers(&stack).is_empty(), "every run removed");
-    let services: Vec<String> = stack
-        .containers()
-        .into_iter()
-        .filter(|c| c == &stack.container("db"))
-        .collect();
-    assert!(services.is_empty(), "run starts no dependency");
+    assert_eq!(
+        stack.containers(),
+        vec![stack.container("db")],
+        "only db was brought up"
+    );
 
     let output = stack.cmd().args(["run", "nope"]).output().expect("run");
     assert_eq!(output.status.code(), Some(2));
