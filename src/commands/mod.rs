@@ -60,6 +60,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
             write_stdout(&script)?;
             return Ok(exit::OK);
         }
+        // Needs no project either: it describes stackctl and the engine.
         Command::Version => {
             let printer = Printer::new(&cli.global, "");
             return version::run(&printer).await;
