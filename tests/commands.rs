@@ -664,6 +664,37 @@ fn cp_copies_files_and_directories_both_ways_through_the_archive_api() {
         .filter(|n| n.starts_with(".stackctl-cp-"))
         .collect();
     assert!(leftovers.is_empty(), "scratch removed: {leftovers:?}");
+    // The archive on stdout; a reader that stops early ends the copy with 141, as SIGPIPE.
+    let output = stack
+        .cmd()
+        .args(["cp", "api:/tmp/data", "-"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let mut names: Vec<String> = tar::Archive::new(&output.stdout[..])
+        .entries()
+        .expect("a tar archive")
+        .map(|e| {
+            let entry = e.expect("an entry");
+            let path = entry.path().expect("a path").display().to_string();
+            path.trim_end_matches('/').to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["data", "data/a.txt", "data/sub", "data/sub/b.txt"]
+    );
+    let mut child = stack
+        .std_cmd()
+        .args(["cp", "api:/bin", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(141));
     // What is not there is named.
     let (code, stderr) = cp("api:/nope", "x");
     assert_eq!(code, Some(1));

@@ -117,6 +117,7 @@ pub async fn run(ctx: &Context, args: &CpArgs) -> Result<i32> {
             line.done("copied", Some(&human_bytes(bytes)));
             Ok(0)
         }
+        Err(err) if err.downcast_ref::<crate::error::ExitWith>().is_some() => Err(err),
         Err(err) => {
             line.fail("copy", &format!("{err:#}"));
             Err(err)
@@ -149,14 +150,23 @@ async fn to_stdout(engine: &Engine, container: &str, service: &str, path: &str) 
         let Some(chunk) = chunk else { break };
         let chunk = chunk?;
         bytes += chunk.len() as u64;
-        tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
-            .await
-            .context("write to stdout")?;
+        let written = tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await;
+        written.map_err(stdout_error)?;
     }
     tokio::io::AsyncWriteExt::flush(&mut out)
         .await
-        .context("write to stdout")?;
+        .map_err(stdout_error)?;
     Ok(bytes)
+}
+
+/// A reader that went away (`stackctl cp api:/data - | head -c 10`) ends us as it would any
+/// tool of a pipeline: exit 141, nothing more said.
+fn stdout_error(err: std::io::Error) -> anyhow::Error {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        crate::error::ExitWith(super::exec::BROKEN_PIPE).into()
+    } else {
+        anyhow::Error::new(err).context("write to stdout")
+    }
 }
 
 /// Container → local: the engine's tar stream unpacked as it arrives.
