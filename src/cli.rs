@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::ArgValueCandidates;
 
 /// Drive Docker for small data-oriented services from per-stage stack files.
 ///
@@ -27,20 +28,23 @@ const EXAMPLES: &str = "Examples:
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Project directory (the one holding `stacks/` or `compose.yaml`); default: the current
-    /// directory (with `-f`, the first file's directory).
+    /// directory or the nearest one above it that holds either (with `-f`, the first file's
+    /// directory).
     #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
     pub directory: Option<PathBuf>,
     /// A stack file to read instead of `stacks/STAGE.yml` or `compose.yaml` (repeatable:
     /// later files merge onto earlier ones, as in Compose). Give it before the command.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Stage to act on; the stack file is `stacks/STAGE.yml`.
+    /// Stage to act on; the stack file is `stacks/STAGE.yml`. Default: the stage
+    /// `stackctl init` made last in this project, else `dev`.
     #[arg(
         short = 'e',
         long = "env",
         global = true,
         value_name = "STAGE",
-        env = "STACKCTL_ENV"
+        env = "STACKCTL_ENV",
+        add = ArgValueCandidates::new(crate::complete::stages)
     )]
     pub env: Option<String>,
     /// Activate the services of this profile (repeatable; or `STACKCTL_PROFILES=a,b`).
@@ -89,6 +93,9 @@ pub enum Command {
         after_help = "Example:\n  stackctl build && stackctl push      (image: 127.0.0.1:5000/shop/api:1.2)"
     )]
     Push(PushArgs),
+    /// Restart services in dependency order, waiting for health as `up` does.
+    #[command(after_help = "Examples:\n  stackctl restart\n  stackctl restart api --no-wait")]
+    Restart(RestartArgs),
     /// Suspend services; their containers are kept.
     #[command(after_help = "Example:\n  stackctl stop api")]
     Stop(ServicesArgs),
@@ -106,15 +113,35 @@ pub enum Command {
         after_help = "Examples:\n  stackctl exec migrate\n  stackctl exec import < dump.sql     piped input replaces the task's stdin: file\n  stackctl exec postgres -- psql -U admin"
     )]
     Exec(ExecArgs),
+    /// Run a one-off container from a service's definition, removed when it ends.
+    #[command(
+        after_help = "Examples:\n  stackctl run api -- python manage.py shell\n  stackctl run db -- pg_dump shop > dump.sql"
+    )]
+    Run(RunArgs),
     /// Show the services' logs, merged, each line prefixed with its service.
     #[command(after_help = "Example:\n  stackctl logs api -f --tail 50")]
     Logs(LogsArgs),
     /// Show state, health and ports of each service.
     #[command(after_help = "Examples:\n  stackctl ps\n  stackctl ps --json")]
     Ps(PsArgs),
+    /// Show the processes running in the services' containers.
+    #[command(after_help = "Examples:\n  stackctl top\n  stackctl top api --json")]
+    Top(TopArgs),
+    /// Copy files between a service's container and the local filesystem.
+    #[command(
+        after_help = "Examples:\n  stackctl cp api:/app/logs ./logs\n  stackctl cp ./fixtures/seed.sql db:/docker-entrypoint-initdb.d/\n  stackctl cp api:/etc/app.conf - > app.tar"
+    )]
+    Cp(CpArgs),
+    /// List the project's stages on this engine, and those that only have a stack file.
+    #[command(after_help = "Examples:\n  stackctl ls\n  stackctl ls --json")]
+    Ls(LsArgs),
+    /// Print stackctl's version and commit, the engine's version and API, and the host.
+    #[command(after_help = "Examples:\n  stackctl version\n  stackctl version --json")]
+    Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
-        after_help = "Example:\n  stackctl completions bash > /etc/bash_completion.d/stackctl"
+        visible_alias = "completion",
+        after_help = "Examples:\n  stackctl completions bash > /etc/bash_completion.d/stackctl\n  source <(stackctl completions bash --dynamic)     also completes stage, service and task names"
     )]
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -151,6 +178,7 @@ pub struct ConfigArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
     /// Services to build (default: every service, data container and task with `build:`).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
     pub services: Vec<String>,
     /// Build without the engine's layer cache.
     #[arg(long)]
@@ -160,6 +188,7 @@ pub struct BuildArgs {
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
     /// Services to converge, with what they depend on (default: all).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
     pub services: Vec<String>,
     /// Rebuild images even when they exist.
     #[arg(long)]
@@ -206,10 +235,57 @@ pub struct PushArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServicesArgs {
     /// Services (default: all).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
     pub services: Vec<String>,
     /// Seconds to wait for the stage lock.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
     pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestartArgs {
+    /// Services to restart (default: all); what they depend on is waited for, not restarted.
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
+    pub services: Vec<String>,
+    /// Do not wait for services to be running and healthy.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds to wait for health (and for the stage lock).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The service whose definition the one-off container copies.
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
+    pub service: String,
+    /// Do not bring up what the service depends on first.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// The command to run instead of the service's own.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LsArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct TopArgs {
+    /// Services (default: all that run).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CpArgs {
+    /// What to copy: `SERVICE:PATH` in a container, or a local path.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// Where to: a local path (`-`: the tar archive on stdout), or `SERVICE:PATH`.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -232,6 +308,7 @@ pub struct PurgeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ExecArgs {
     /// A task name, or a service name.
+    #[arg(add = ArgValueCandidates::new(crate::complete::tasks_and_services))]
     pub name: String,
     /// For a task: replaces its command. For a service: the command to run in it.
     #[arg(last = true)]
@@ -241,6 +318,7 @@ pub struct ExecArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LogsArgs {
     /// Services (default: all).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
     pub services: Vec<String>,
     /// Keep following new output.
     #[arg(short, long)]
@@ -248,9 +326,16 @@ pub struct LogsArgs {
     /// Number of lines from the end of each log.
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
-    /// Only lines since this time: a duration ago (`10m`) or a Unix timestamp.
+    /// Only lines since this time: a duration ago (`10m`), an RFC 3339 date
+    /// (`2026-11-30T14:00:00Z`) or a Unix timestamp.
     #[arg(long, value_name = "T")]
     pub since: Option<String>,
+    /// Only lines before this time (same forms as `--since`).
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Show the engine's timestamp (RFC 3339) before each line.
+    #[arg(short, long)]
+    pub timestamps: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -260,6 +345,9 @@ pub struct PsArgs {}
 pub struct CompletionsArgs {
     /// The shell to generate for.
     pub shell: clap_complete::Shell,
+    /// A script that asks stackctl for the names as you type: stages, services, tasks.
+    #[arg(long)]
+    pub dynamic: bool,
 }
 
 /// The longest `--timeout` accepted: a year (a larger one would overflow deadline

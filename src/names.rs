@@ -29,6 +29,11 @@ pub fn task_container(stage: &str, project: &str, task: &str, short_id: &str) ->
     format!("{stage}-{project}--task-{task}-{short_id}")
 }
 
+/// One-off container of `stackctl run SERVICE`: `{stage}-{project}--run-{service}-{short id}`.
+pub fn run_container(stage: &str, project: &str, service: &str, short_id: &str) -> String {
+    format!("{stage}-{project}--run-{service}-{short_id}")
+}
+
 /// The stage network: `{stage}-{project}_default`; other stack networks `{stage}-{project}_{name}`.
 pub fn network(stage: &str, project: &str, name: &str) -> String {
     format!("{stage}-{project}_{name}")

@@ -63,7 +63,7 @@ impl Project {
             (Some(dir), _) if dir.is_absolute() => dir.clone(),
             (Some(dir), _) => cwd.join(dir),
             (None, Some(file)) => file.parent().map(Path::to_path_buf).unwrap_or(cwd),
-            (None, None) => cwd,
+            (None, None) => discover(&cwd),
         };
         match std::fs::metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
@@ -89,7 +89,11 @@ impl Project {
             }
         }
         let dir = dir.canonicalize().unwrap_or(dir);
-        let stage = stage_of(global.env.as_deref(), std::env::var_os("STACKCTL_ENV"))?;
+        let stage = stage_of(
+            global.env.as_deref(),
+            std::env::var_os("STACKCTL_ENV"),
+            || remembered_stage(&dir),
+        )?;
         let profiles = global
             .profiles
             .iter()
@@ -188,6 +192,37 @@ impl Project {
         self.dir.join(format!(".env.{}", self.stage))
     }
 
+    /// The stages that have a stack file (`stacks/STAGE.yml`), sorted.
+    pub fn stages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("stacks")) else {
+            return Vec::new();
+        };
+        let mut stages: Vec<String> = entries
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                let stage = name.strip_suffix(".yml")?;
+                validate_stage(stage).is_ok().then(|| stage.to_string())
+            })
+            .collect();
+        stages.sort();
+        stages
+    }
+
+    /// Remember `stage` as the one later commands act on without `-e` (`stackctl init`).
+    /// The directory ignores itself in git.
+    pub fn remember_stage(&self) -> std::io::Result<()> {
+        let dir = self.dir.join(STATE_DIR);
+        std::fs::create_dir_all(&dir)?;
+        let ignore = dir.join(".gitignore");
+        if !ignore.exists() {
+            std::fs::write(
+                &ignore,
+                "# stackctl's own state: not for version control\n*\n",
+            )?;
+        }
+        std::fs::write(dir.join("stage"), format!("{}\n", self.stage))
+    }
+
     /// The project directory's name, made fit for Docker object names.
     pub fn dir_name(&self) -> String {
         sanitize_name(
@@ -205,6 +240,58 @@ impl Project {
             .display()
             .to_string()
     }
+}
+
+/// stackctl's own state in a project directory (`.stackctl/stage`: the stage `init` made last).
+pub const STATE_DIR: &str = ".stackctl";
+
+/// The files that make a directory a project: `stacks/`, or a Compose file.
+const MARKERS: [&str; 5] = [
+    "stacks",
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// The project directory for a command run in `start`: the nearest directory from `start`
+/// up that holds `stacks/` or a Compose file, else `start` itself (where `init` makes one).
+pub fn discover(start: &Path) -> PathBuf {
+    start
+        .ancestors()
+        .find(|dir| {
+            MARKERS.iter().any(|marker| {
+                let path = dir.join(marker);
+                if *marker == "stacks" {
+                    path.is_dir()
+                } else {
+                    path.is_file()
+                }
+            })
+        })
+        .unwrap_or(start)
+        .to_path_buf()
+}
+
+/// The stage remembered in `DIR/.stackctl/stage`, when there is one.
+pub fn remembered_stage(dir: &Path) -> Result<Option<String>, UsageError> {
+    let path = dir.join(STATE_DIR).join("stage");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(_) => return Ok(None),
+    };
+    let stage = text.trim();
+    if stage.is_empty() {
+        return Ok(None);
+    }
+    validate_stage(stage).map_err(|e| {
+        UsageError::new(format!("{} (remembered in `{STATE_DIR}/stage`)", e.message)).with_hint(
+            format!(
+            "remove `{STATE_DIR}/stage`, or run `stackctl init --env STAGE` to remember another"
+        ),
+        )
+    })?;
+    Ok(Some(stage.to_string()))
 }
 
 /// Lowercase, keep `[a-z0-9_-]`, other characters become `-`.
@@ -228,12 +315,13 @@ pub fn sanitize_name(raw: &str) -> String {
     }
 }
 
-/// The stage from `-e`/`--env` or `STACKCTL_ENV`, `dev` when neither is given. An empty one
-/// is a mistake (`-e "$STAGE"` with `STAGE` unset), never a silent `dev`: `purge --yes`
-/// would act on the wrong stage.
+/// The stage from `-e`/`--env` or `STACKCTL_ENV`, else the one `init` made last
+/// (`remembered`), else `dev`. An empty one is a mistake (`-e "$STAGE"` with `STAGE`
+/// unset), never a silent default: `purge --yes` would act on the wrong stage.
 fn stage_of(
     flag: Option<&str>,
     variable: Option<std::ffi::OsString>,
+    remembered: impl FnOnce() -> Result<Option<String>, UsageError>,
 ) -> Result<String, UsageError> {
     let empty = || {
         UsageError::new("the stage is empty")
@@ -247,7 +335,8 @@ fn stage_of(
         }
         // clap treats an empty STACKCTL_ENV as absent: look at it ourselves.
         None if variable.is_some_and(|v| v.is_empty()) => Err(empty()),
-        None => Ok("dev".to_string()),
+        // Read only now: a broken `.stackctl/stage` does not stand in the way of `-e`.
+        None => Ok(remembered()?.unwrap_or_else(|| "dev".to_string())),
     }
 }
 
@@ -274,10 +363,47 @@ mod tests {
 
     #[test]
     fn r16_empty_stage_is_a_usage_error() {
-        assert!(stage_of(Some(""), None).is_err());
-        assert!(stage_of(Some(""), Some("qa".into())).is_err());
-        assert!(stage_of(None, Some("".into())).is_err());
-        assert_eq!(stage_of(None, None).unwrap(), "dev");
-        assert_eq!(stage_of(Some("qa"), None).unwrap(), "qa");
+        let none = || Ok(None);
+        assert!(stage_of(Some(""), None, none).is_err());
+        assert!(stage_of(Some(""), Some("qa".into()), none).is_err());
+        assert!(stage_of(None, Some("".into()), || Ok(Some("qa".into()))).is_err());
+        assert_eq!(stage_of(None, None, none).unwrap(), "dev");
+        assert_eq!(stage_of(Some("qa"), None, none).unwrap(), "qa");
+    }
+
+    #[test]
+    fn issue12_the_flag_wins_over_the_remembered_stage_which_wins_over_dev() {
+        assert_eq!(
+            stage_of(None, None, || Ok(Some("qa".into()))).unwrap(),
+            "qa"
+        );
+        let broken = || Err(UsageError::new("stage `Q A` is not a valid name"));
+        assert_eq!(
+            stage_of(Some("ci"), Some("ci".into()), broken).unwrap(),
+            "ci",
+            "a broken remembered stage does not stand in the way of `-e`"
+        );
+        assert!(stage_of(None, None, broken).is_err());
+    }
+
+    #[test]
+    fn issue12_the_project_is_found_from_a_subdirectory() {
+        let root = tempfile::tempdir().unwrap();
+        let project = root.path().join("shop");
+        std::fs::create_dir_all(project.join("stacks")).unwrap();
+        std::fs::create_dir_all(project.join("api/src")).unwrap();
+        assert_eq!(discover(&project.join("api/src")), project);
+        assert_eq!(discover(&project), project);
+        let compose = root.path().join("other");
+        std::fs::create_dir_all(compose.join("web")).unwrap();
+        std::fs::write(compose.join("compose.yaml"), "services: {}\n").unwrap();
+        assert_eq!(discover(&compose.join("web")), compose);
+        let lone = root.path().join("lone");
+        std::fs::create_dir_all(&lone).unwrap();
+        assert_eq!(
+            discover(&lone),
+            lone,
+            "no project above: the directory itself"
+        );
     }
 }

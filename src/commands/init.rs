@@ -1,5 +1,6 @@
 //! `stackctl init`: render `templates/stack.yml` → `stacks/STAGE.yml` and `templates/env` →
-//! `.env.STAGE` (mode 0600), validate the result, then run the stack's `init` task.
+//! `.env.STAGE` (mode 0600), remember the stage for later commands (`.stackctl/stage`),
+//! validate the result, then run the stack's `init` task.
 //!
 //! Placeholders: `{stage}`, `{project}` (the project directory's name), `{domain}` (default
 //! `STAGE.localhost`), and `{secret}`, which becomes a fresh random secret at each
@@ -42,6 +43,8 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> Result<i32> {
     let rendered = render(ctx, args)?;
     report(ctx, &rendered);
     let loaded = stack::load(&ctx.project)?;
+    // Only a stage whose stack file is valid becomes the default.
+    remember(ctx);
     if args.no_run {
         ctx.printer.status(&format!(
             "{} is valid; the `init` task was not run (--no-run)",
@@ -50,6 +53,31 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> Result<i32> {
         return Ok(exit::OK);
     }
     run_init_task(ctx, &loaded).await
+}
+
+/// Make the stage the one later commands act on without `-e` (`.stackctl/stage`). Not being
+/// able to is worth a warning, not a failure: the files are there.
+fn remember(ctx: &Context) {
+    let project = &ctx.project;
+    let previous = crate::project::remembered_stage(&project.dir)
+        .ok()
+        .flatten();
+    match project.remember_stage() {
+        Ok(()) if previous.as_deref() != Some(project.stage.as_str()) => {
+            ctx.printer.status(&format!(
+                "commands here now act on stage `{}` without `-e` (remembered in `{}/stage`)",
+                project.stage,
+                crate::project::STATE_DIR
+            ))
+        }
+        Ok(()) => {}
+        Err(e) => ctx.printer.warn(&format!(
+            "cannot remember stage `{}` in `{}/stage`: {}",
+            project.stage,
+            crate::project::STATE_DIR,
+            crate::error::io_reason(&e)
+        )),
+    }
 }
 
 /// Run the stack's `init` task (if it has one) with the stage's secrets masked.

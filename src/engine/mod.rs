@@ -11,11 +11,14 @@ pub mod attach;
 pub mod build;
 pub mod containers;
 pub mod context;
+pub mod copy;
 pub mod digest;
 pub mod images;
 pub mod networks;
 pub mod observe;
 pub mod registry;
+pub mod stages;
+pub mod system;
 pub mod task;
 pub mod volumes;
 

@@ -98,6 +98,24 @@ pub fn plan_container(
     })
 }
 
+/// `stackctl run SERVICE [-- CMD…]`: a one-off copy of the service, planned as a task with
+/// `service: SERVICE` and nothing of its own (so the same rules apply: no ports, healthcheck,
+/// restart policy or network aliases), named `…--run-SERVICE-ID`. `args` replace its command.
+pub fn plan_run(
+    loaded: &LoadedStack,
+    service: &str,
+    args: &[String],
+    short_id: &str,
+) -> Result<TaskPlan, UsageError> {
+    let task = ContainerTask {
+        service: Some(service.to_string()),
+        ..Default::default()
+    };
+    let mut plan = plan_container(loaded, service, &task, args, short_id)?;
+    plan.container.name = names::run_container(&loaded.stage, &loaded.project, service, short_id);
+    Ok(plan)
+}
+
 /// The service a task runs a copy of, checked.
 fn task_service<'a>(
     loaded: &'a LoadedStack,
@@ -469,6 +487,27 @@ tasks:
         let loaded = loaded("tasks:\n  migrate: { image: x }\n  init: { steps: [migrat] }\n");
         let err = flatten_steps(&loaded.stack, "init").expect_err("unknown");
         assert_eq!(err.hint.as_deref(), Some("did you mean `migrate`?"));
+    }
+
+    #[test]
+    fn issue12_run_copies_the_service_with_its_own_name_and_no_ports() {
+        let loaded = loaded(STACK);
+        let args = vec!["sh".to_string()];
+        let plan = plan_run(&loaded, "api", &args, "0a1b2c3d").expect("plan");
+        let c = &plan.container;
+        assert_eq!(c.name, "dev-app--run-api-0a1b2c3d");
+        assert_eq!(c.image, "app/api:dev");
+        assert_eq!(c.command, Some(args));
+        assert_eq!(c.env, vec!["MODE=serve".to_string(), "DB=postgres".into()]);
+        assert!(c.ports.is_empty() && c.healthcheck.is_none() && c.restart.is_none());
+        assert_eq!(c.volumes_from, vec!["dev-app--api_data".to_string()]);
+        assert_eq!(
+            c.labels().get("io.stackctl.role").map(String::as_str),
+            Some("task")
+        );
+        let plain = plan_run(&loaded, "api", &[], "0a1b2c3d").expect("plan");
+        assert_eq!(plain.container.command, Some(vec!["serve".to_string()]));
+        assert!(plan.build.is_some(), "built when missing, as for a task");
     }
 
     #[test]

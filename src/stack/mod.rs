@@ -467,7 +467,7 @@ fn missing_stack_file(
             format!("cannot read stack file `{shown}`: no such file"),
         )
         .with_hint(if project.dir.join("stacks").is_dir() {
-            format!("run `stackctl init --env {}` to create it", project.stage)
+            missing_stack_hint(project)
         } else {
             format!(
                 "run `stackctl init --env {}` to create it, or put a `compose.yaml` in the project directory",
@@ -480,6 +480,20 @@ fn missing_stack_file(
             format!("cannot read stack file `{shown}`: no such file"),
         )
     }
+}
+
+/// What to do when the stage has no stack file: create it, or pick a stage that has one.
+fn missing_stack_hint(project: &Project) -> String {
+    let create = format!("run `stackctl init --env {}` to create it", project.stage);
+    let stages = project.stages();
+    if stages.is_empty() {
+        return create;
+    }
+    let listed: Vec<String> = stages.iter().map(|s| format!("`{s}`")).collect();
+    format!(
+        "stages with a stack file: {} (choose one with `-e STAGE`); or {create}",
+        listed.join(", ")
+    )
 }
 
 /// The YAML tree and the position of every key and value; a syntax error is located, with
