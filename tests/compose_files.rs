@@ -416,7 +416,7 @@ fn init_in_a_compose_project_keeps_its_compose_file() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(
         stderr,
-        "`compose.yaml` is this project's stack file (a Compose project): no `stacks/STAGE.yml` written\nwrote .env.STAGE from `templates/env`\ncompose.yaml is valid; the `init` task was not run (--no-run)\n"
+        "`compose.yaml` is this project's stack file (a Compose project): no `stacks/STAGE.yml` written\nwrote .env.STAGE from `templates/env`\ncommands here now act on stage `STAGE` without `-e` (remembered in `.stackctl/stage`)\ncompose.yaml is valid; the `init` task was not run (--no-run)\n"
     );
     assert!(!stack.path("stacks").exists(), "no stacks/ made");
     let config = resolved(&stack, &[]);
