@@ -10,6 +10,8 @@ use std::process::Command;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
+mod support;
+
 const COMPOSE_NAMES: &[&str] = &[
     "compose.yaml",
     "compose.yml",
@@ -278,6 +280,7 @@ fn resolved(doc: &Yaml) -> BTreeMap<String, Resolved> {
 
 #[test]
 fn resolved_services_agree_with_docker_compose_config() {
+    support::machine_ready();
     let mut compared = 0;
     let mut differences = Vec::new();
     for (name, dir) in projects() {

@@ -3,6 +3,7 @@
 //! credential helper), `pull`, `push` checked through the registry's API, and the failures:
 //! `pull_policy: never`, a wrong password, an unknown tag, a registry that is down.
 
+mod reference;
 #[path = "support/registry.rs"]
 mod registry_lab;
 mod support;
@@ -328,11 +329,8 @@ fn invalid_reference_and_bad_pull_policy_are_located_usage_errors() {
 
 #[test]
 fn init_of_the_built_in_template_pulls_its_db_image_from_the_registry() {
-    let source = "stackctl-fixture/postgres:15";
-    assert!(
-        image_present(source),
-        "{source} is missing: run tests/fixtures/base-images.sh"
-    );
+    let source = reference::POSTGRES_BASE;
+    reference::base_images();
     let lab = lab();
     let stack = TestStack::new("template");
     let image = lab.seed_from(source, &format!("{}/postgres", stack.project), "15");
