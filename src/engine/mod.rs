@@ -13,6 +13,7 @@ pub mod containers;
 pub mod context;
 pub mod copy;
 pub mod digest;
+pub mod hooks;
 pub mod images;
 pub mod networks;
 pub mod observe;
