@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod data;
 pub mod engine;
 pub mod error;
 pub mod interrupt;

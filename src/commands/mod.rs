@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod config;
+pub mod data;
 pub mod down;
 pub mod exec;
 pub mod init;
@@ -72,6 +73,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Pull(args) => pull::run(&ctx, &args).await,
         Command::Push(args) => push::run(&ctx, &args).await,
         Command::Logs(args) => logs::run(&ctx, &args).await,
+        Command::Data(args) => data::run(&ctx, &args).await,
         Command::Completions(_) | Command::Man => Ok(exit::OK),
     }
 }
