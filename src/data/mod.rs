@@ -482,6 +482,7 @@ pub struct RestoreOptions {
 /// steps `rx` gives after the manifest. Every item's checksum is checked (those not
 /// selected too) before anything is swapped in; on any failure or interrupt the stage is
 /// left as it was. `ready` is called once the stage is prepared and the stream may start.
+#[allow(clippy::too_many_arguments)]
 pub async fn restore(
     engine: &Engine,
     loaded: &LoadedStack,
@@ -566,12 +567,10 @@ async fn restore_prepared(
             Kind::Data => holds_data(engine, &object, &item.path).await?,
         };
         if has_data {
-            holding.push(format!(
-                "{} `{}` ({})",
-                item.kind.word(),
-                item.name,
-                item.path
-            ));
+            holding.push(match item.kind {
+                Kind::Volume => format!("volume `{}`", item.name),
+                Kind::Data => format!("data container `{}` ({})", item.name, item.path),
+            });
         }
     }
     if !holding.is_empty() && !options.force {
@@ -697,14 +696,7 @@ async fn receive(
     };
     let mut sums: Vec<Option<ItemSum>> = vec![None; manifest.items.len()];
     // The item under way: index, measure, the upload's input and the upload itself.
-    type Upload = tokio::task::JoinHandle<Result<(), crate::engine::EngineError>>;
-    let mut current: Option<(
-        usize,
-        Measure,
-        Option<mpsc::Sender<Result<Bytes, std::io::Error>>>,
-        Option<Upload>,
-        crate::output::Line,
-    )> = None;
+    let mut current: Option<Current> = None;
     loop {
         let msg = tokio::select! {
             msg = rx.recv() => msg,
@@ -749,7 +741,7 @@ async fn receive(
                     return Err(refused("data outside of an item".into()));
                 };
                 measure.feed(&data);
-                line.detail(&format!("{}", crate::output::human_bytes(measure.bytes)));
+                line.detail(&crate::output::human_bytes(measure.bytes));
                 if let Some(sender) = input {
                     if sender.send(Ok(data)).await.is_err() {
                         // The upload ended early: its error says why.
@@ -799,10 +791,32 @@ async fn receive(
                 }
                 sums[index] = Some(sum);
             }
-            Msg::Trailer(trailer) => return verify(manifest, &sums, &trailer).map_err(refused),
+            Msg::Trailer(trailer) => {
+                verify(manifest, &sums, &trailer).map_err(refused)?;
+                progress.message(&format!(
+                    "checksums of {} match: {} items, {} checked",
+                    options.source,
+                    sums.len(),
+                    crate::output::human_bytes(sums.iter().flatten().map(|s| s.bytes).sum())
+                ));
+                return Ok(());
+            }
         }
     }
 }
+
+/// An upload under way.
+type Upload = tokio::task::JoinHandle<Result<(), crate::engine::EngineError>>;
+
+/// The item under way in `receive`: its index, measure, the upload's input, the upload
+/// itself (none for an item not restored), and its progress line.
+type Current = (
+    usize,
+    Measure,
+    Option<mpsc::Sender<Result<Bytes, std::io::Error>>>,
+    Option<Upload>,
+    crate::output::Line,
+);
 
 /// Every item of the manifest went through whole and matches its checksum.
 fn verify(
