@@ -53,7 +53,7 @@ fn populate(t: &TestStack, stage: &str, mib: u32) {
            mkdir -p $d/sub/deeper; echo hello-$d > $d/hello.txt; : > $d/empty; \
            dd if=/dev/urandom of=$d/sub/random.bin bs=1024 count=300 2>/dev/null; \
            echo secret > $d/sub/deeper/mode600; chmod 600 $d/sub/deeper/mode600; \
-           ln -s hello.txt $d/link; done; \
+           ln -sf hello.txt $d/link; done; \
          dd if=/dev/urandom of=/vol/big.bin bs=1048576 count={mib} 2>/dev/null; sync"
     );
     docker_ok(&["exec", &app, "sh", "-c", &script]);

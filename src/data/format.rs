@@ -441,7 +441,10 @@ fn read_inner(
     let mut current: Option<(usize, usize)> = None;
     let mut trailer = false;
     for entry in entries {
-        let mut entry = entry.map_err(|e| bad(format!("it is damaged: {e}")))?;
+        let mut entry = entry.map_err(|e| match manifest {
+            None => bad(format!("it is not a stackctl data archive ({e})")),
+            Some(_) => bad(format!("it is damaged: {e}")),
+        })?;
         let name = entry
             .path()
             .map_err(|e| bad(format!("it is damaged: {e}")))?
