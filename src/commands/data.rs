@@ -43,7 +43,12 @@ struct Row {
 async fn ls(ctx: &Context, args: &DataLsArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let whose = format!("stage `{}`", loaded.stage);
-    let items = data::select(&data::stage_items(&loaded), &args.names, &whose)?;
+    let all = data::stage_items(&loaded);
+    if all.is_empty() && args.names.is_empty() {
+        printer.status(&format!("{whose} has no named volume or data container"));
+        return Ok(0);
+    }
+    let items = data::select(&all, &args.names, &whose)?;
     let engine = connect().await?;
     let sizes = data::measure_items(&engine, &loaded, &items).await?;
     let rows: Vec<Row> = items
@@ -196,7 +201,7 @@ async fn save(ctx: &Context, args: &DataSaveArgs) -> Result<i32> {
     let stopped = if args.online {
         Vec::new()
     } else {
-        data::stop_users(&engine, &loaded, &data::users(&items), &progress).await?
+        data::stop_users(&engine, &loaded, &data::users(&items), timeout, &progress).await?
     };
     let mut helpers = Helpers::new(&engine, &loaded);
     let result = async {
@@ -466,7 +471,7 @@ async fn copy(ctx: &Context, args: &DataCopyArgs) -> Result<i32> {
         let stopped = if args.online {
             Vec::new()
         } else {
-            data::stop_users(&engine, &source, &data::users(&items), &progress).await?
+            data::stop_users(&engine, &source, &data::users(&items), timeout, &progress).await?
         };
         let mut helpers = Helpers::new(&engine, &source);
         let sink = |msg: Msg| {

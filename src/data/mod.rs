@@ -299,12 +299,13 @@ pub async fn source_of(
     }
 }
 
-/// Stop the running containers of `services` (none when `online`); returns the services
-/// stopped, to start again.
+/// Stop the running containers of `services`; returns the services stopped, to start
+/// again. When a stop fails (or is interrupted), those stopped are started again first.
 pub async fn stop_users(
     engine: &Engine,
     loaded: &LoadedStack,
     services: &BTreeSet<String>,
+    timeout: Duration,
     progress: &Progress,
 ) -> Result<Vec<String>> {
     if services.is_empty() {
@@ -319,7 +320,12 @@ pub async fn stop_users(
         .filter(|c| matches!(c.state.as_str(), "running" | "restarting" | "paused"))
         .collect();
     let stopped: Vec<String> = running.iter().filter_map(|c| c.service.clone()).collect();
-    crate::apply::stop_containers(engine, &running, progress).await?;
+    if let Err(err) = crate::apply::stop_containers(engine, &running, progress).await {
+        if let Err(again) = start_again(engine, loaded, &stopped, timeout, progress).await {
+            crate::print_error(&again.context("starting the stopped services again"));
+        }
+        return Err(err);
+    }
     Ok(stopped)
 }
 
@@ -590,7 +596,7 @@ async fn restore_prepared(
         .filter(|(_, on)| **on)
         .map(|(i, _)| i.clone())
         .collect();
-    let stopped = stop_users(engine, loaded, &users(&items), progress).await?;
+    let stopped = stop_users(engine, loaded, &users(&items), options.timeout, progress).await?;
     let mut dests: HashMap<String, Dest> = HashMap::new();
     let result = async {
         for item in &items {
@@ -651,6 +657,9 @@ async fn restore_prepared(
     let result = match result {
         Ok(()) => commit(engine, loaded, helpers, &dests, progress).await,
         Err(err) => {
+            // The source learns at once that nobody reads any more (a copy's source starts
+            // its services again while this stage is put back).
+            rx.close();
             let undone = rollback(engine, loaded, &dests).await;
             if let Err(undo) = undone {
                 crate::print_error(&undo.context("putting the stage back as it was"));
@@ -694,19 +703,53 @@ async fn receive(
         .with_hint("check the archive (it may be damaged or cut short) and try again")
         .into()
     };
-    let mut sums: Vec<Option<ItemSum>> = vec![None; manifest.items.len()];
-    // The item under way: index, measure, the upload's input and the upload itself.
     let mut current: Option<Current> = None;
+    let result = receive_items(
+        engine,
+        loaded,
+        manifest,
+        selected,
+        rx,
+        dests,
+        options,
+        progress,
+        &refused,
+        &mut current,
+    )
+    .await;
+    if result.is_err() {
+        // The upload under way is cut off (not ended cleanly: the engine would extract a
+        // truncated stream) and awaited, so nothing writes while the stage is put back.
+        if let Some((_, _, input, upload, line)) = current.take() {
+            drop(input);
+            if let Some(upload) = upload {
+                upload.abort();
+                let _ = upload.await;
+            }
+            line.fail("load", "stopped");
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn receive_items(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    manifest: &Manifest,
+    selected: &[bool],
+    rx: &mut mpsc::Receiver<Result<Msg, BadArchive>>,
+    dests: &HashMap<String, Dest>,
+    options: &RestoreOptions,
+    progress: &Progress,
+    refused: &dyn Fn(String) -> anyhow::Error,
+    current: &mut Option<Current>,
+) -> Result<()> {
+    let mut sums: Vec<Option<ItemSum>> = vec![None; manifest.items.len()];
     loop {
         let msg = tokio::select! {
             msg = rx.recv() => msg,
-            _ = crate::interrupt::wait() => {
-                if let Some((_, _, Some(input), _, line)) = current.take() {
-                    let _ = input.try_send(Err(std::io::Error::other("interrupted")));
-                    line.fail("load", "interrupted");
-                }
-                return Err(Interrupted.into());
-            }
+            _ = crate::interrupt::wait() => return Err(Interrupted.into()),
         };
         let msg = match msg {
             None => return Err(refused("the stream ended before its checksums".into())),
@@ -734,7 +777,7 @@ async fn receive(
                     line.step("checking");
                     (None, None)
                 };
-                current = Some((index, Measure::default(), input, upload, line));
+                *current = Some((index, Measure::default(), input, upload, line));
             }
             Msg::Data(data) => {
                 let Some((index, measure, input, upload, line)) = current.as_mut() else {
@@ -906,7 +949,7 @@ async fn commit(
                 engine.upload(&target, "/", body).await?;
                 helpers.remove(&target).await?;
                 helpers.remove(helper).await?;
-                engine.remove_volume(staging).await?;
+                remove_volume_when_free(engine, staging).await?;
                 line.done("replaced", None);
             }
         }
@@ -942,7 +985,7 @@ async fn recreate_volume(engine: &Engine, loaded: &LoadedStack, volume: &str) ->
             engine.remove_container(&user.name).await?;
         }
     }
-    engine.remove_volume(volume).await?;
+    remove_volume_when_free(engine, volume).await?;
     let labels = names::volume_labels(loaded, volume)?;
     let driver = loaded
         .stack
@@ -954,6 +997,30 @@ async fn recreate_volume(engine: &Engine, loaded: &LoadedStack, volume: &str) ->
         .create_volume(volume, driver.as_deref(), &labels)
         .await?;
     Ok(())
+}
+
+/// How long a volume removal keeps trying while the engine finishes with a container that
+/// was just removed or an archive call that was just cut off.
+const VOLUME_FREE_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Remove a volume, trying again while the engine still reports it in use.
+async fn remove_volume_when_free(engine: &Engine, volume: &str) -> Result<()> {
+    let deadline = std::time::Instant::now() + VOLUME_FREE_DEADLINE;
+    loop {
+        match engine.remove_volume(volume).await {
+            Ok(()) => return Ok(()),
+            Err(err) if err.status == Some(409) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => {
+                return Err(err
+                    .with_hint(format!(
+                        "a container that is not the stage's mounts it: `docker ps -a --filter volume={volume}`"
+                    ))
+                    .into())
+            }
+        }
+    }
 }
 
 /// Put every target back as it was: staging objects removed, a volume written in place
@@ -977,7 +1044,7 @@ async fn rollback(
                     if !helper.is_empty() {
                         engine.remove_container(helper).await?;
                     }
-                    Ok(engine.remove_volume(staging).await?)
+                    remove_volume_when_free(engine, staging).await
                 }
                 Dest::DataStaging { staging, .. } => Ok(engine.remove_container(staging).await?),
             }
