@@ -1206,4 +1206,39 @@ mod tests {
         assert_eq!(parent_of("/var/lib/db"), "/var/lib");
         assert_eq!(parent_of("/db/"), "/");
     }
+
+    #[test]
+    fn verify_wants_every_item_whole_and_matching() {
+        let loaded = crate::plan::test_stack(
+            "services: {}\nvolumes:\n  a: {}\n  b: {}\n",
+            "demo",
+            "dev",
+            "/srv/demo",
+        );
+        let manifest = manifest(&loaded, &stage_items(&loaded), "none");
+        let sum = |entry: &str, sha: &str| ItemSum {
+            entry: entry.into(),
+            bytes: 1536,
+            entries: 1,
+            content_bytes: 0,
+            sha256: sha.into(),
+        };
+        let trailer = Checksums {
+            items: vec![sum("volumes/a.tar", "aa"), sum("volumes/b.tar", "bb")],
+        };
+        let good = vec![
+            Some(sum("volumes/a.tar", "aa")),
+            Some(sum("volumes/b.tar", "bb")),
+        ];
+        assert_eq!(verify(&manifest, &good, &trailer), Ok(()));
+        let flipped = vec![
+            Some(sum("volumes/a.tar", "aa")),
+            Some(sum("volumes/b.tar", "bc")),
+        ];
+        let err = verify(&manifest, &flipped, &trailer).unwrap_err();
+        assert!(err.contains("volume `b` does not match"), "{err}");
+        let missing = vec![Some(sum("volumes/a.tar", "aa")), None];
+        let err = verify(&manifest, &missing, &trailer).unwrap_err();
+        assert!(err.contains("`b` is missing"), "{err}");
+    }
 }
