@@ -440,6 +440,7 @@ fn read_inner(
     // (item index, next part number) of the item under way.
     let mut current: Option<(usize, usize)> = None;
     let mut trailer = false;
+    let mut started: Vec<usize> = Vec::new();
     for entry in entries {
         let mut entry = entry.map_err(|e| match manifest {
             None => bad(format!("it is not a stackctl data archive ({e})")),
@@ -505,6 +506,10 @@ fn read_inner(
                 if part != 0 {
                     return Err(bad(format!("`{name}`: parts before it are missing")));
                 }
+                if started.contains(&item) {
+                    return Err(bad(format!("`{name}`: its item appears twice")));
+                }
+                started.push(item);
                 if !send(Ok(Msg::Start(item))) {
                     return Ok(());
                 }
@@ -683,5 +688,33 @@ mod tests {
         assert!(read_all(Vec::new()).is_err());
         let plain = archive(None, &[("a", vec![1u8; 10])]);
         assert!(read_all(plain[..plain.len() - 1024 - 512].to_vec()).is_err());
+    }
+
+    #[test]
+    fn no_mutation_or_cut_of_an_archive_panics() {
+        let items = [("a", vec![3u8; 5000]), ("b", b"tiny".to_vec())];
+        for level in [None, Some(1)] {
+            let good = archive(level, &items);
+            let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+            for _ in 0..300 {
+                let mut bytes = good.clone();
+                for _ in 0..3 {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let at = (seed >> 33) as usize % bytes.len();
+                    bytes[at] ^= (seed >> 17) as u8 | 1;
+                }
+                let _ = read_all(bytes);
+            }
+            // Cut anywhere before its trailer: refused. (Cut after it, only the tar's end
+            // blocks are missing: every item was checked, which is what counts.)
+            for cut in (0..good.len() * 3 / 4).step_by(97) {
+                assert!(read_all(good[..cut].to_vec()).is_err(), "cut at {cut}");
+            }
+            for cut in (good.len() * 3 / 4..good.len()).step_by(31) {
+                let _ = read_all(good[..cut].to_vec());
+            }
+        }
     }
 }

@@ -759,11 +759,18 @@ async fn receive_items(
         match msg {
             Msg::Manifest(_) => return Err(refused("a second manifest".into())),
             Msg::Start(index) => {
+                if current.is_some() || sums.get(index).is_none_or(|s| s.is_some()) {
+                    return Err(refused(format!(
+                        "item {index} begins twice or out of place"
+                    )));
+                }
                 let item = &manifest.items[index];
                 let line = progress.line(kind_word(item.kind), &item.name);
                 let (input, upload) = if selected[index] {
                     line.step("loading");
-                    let dest = &dests[&engine_object(loaded, item)];
+                    let dest = dests
+                        .get(&engine_object(loaded, item))
+                        .ok_or_else(|| anyhow!("no destination for `{}`", item.name))?;
                     let (container, path) = dest.upload_target(item);
                     let (tx, body_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
                     let body = futures_util::stream::unfold(body_rx, |mut rx| async move {
