@@ -400,6 +400,24 @@ fn unknown_names_exit_2_with_the_known_ones() {
         .code(2);
     let err = stderr_of(out.get_output());
     assert!(err.contains("stage `elsewhere` has no stack file"), "{err}");
+    // An archive of another project (a hand-made one: its manifest is all that is read).
+    let manifest = br#"{"format":"stackctl-data/1","project":"other","stage":"dev","stackctl_version":"0","created":"2026-01-01T00:00:00Z","compression":"none","items":[]}"#;
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(manifest.len() as u64);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, "manifest.json", &manifest[..])
+        .expect("tar");
+    let foreign = builder.into_inner().expect("tar");
+    let out = t
+        .cmd()
+        .args(["data", "load"])
+        .write_stdin(foreign)
+        .assert()
+        .code(2);
+    let err = stderr_of(out.get_output());
+    assert!(err.contains("holds data of project `other`"), "{err}");
     // Nothing was created on the engine.
     assert!(docker(&[
         "volume",

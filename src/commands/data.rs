@@ -326,7 +326,7 @@ async fn load(ctx: &Context, args: &DataLoadArgs) -> Result<i32> {
         }
     };
     if manifest.project != loaded.project {
-        return Err(Failure::new(format!(
+        return Err(UsageError::new(format!(
             "{source} holds data of project `{}` (stage `{}`), not of `{}`",
             manifest.project, manifest.stage, loaded.project
         ))
@@ -413,10 +413,11 @@ async fn copy(ctx: &Context, args: &DataCopyArgs) -> Result<i32> {
     let source = crate::stack::load(&from_project)?;
     crate::output::register_secrets(source.secrets.iter().cloned());
     if source.project != loaded.project {
-        return Err(Failure::new(format!(
+        return Err(UsageError::new(format!(
             "stage `{}` is of project `{}`, stage `{}` of `{}`",
             source.stage, source.project, loaded.stage, loaded.project
         ))
+        .with_hint("both stack files must give the same `name:` (or none)")
         .into());
     }
     let target_items = data::stage_items(&loaded);
