@@ -382,6 +382,62 @@ fn sigint_in_the_middle_of_a_load_leaves_the_target_as_it_was() {
 }
 
 #[test]
+fn sigint_in_the_middle_of_a_save_leaves_no_archive_and_the_services_running() {
+    let t = fixture("sigintsave", 48);
+    let archive = t.path("backup.tar");
+    let mut child = t
+        .std_cmd()
+        .args(["data", "save", "--no-compress", "-o"])
+        .arg(&archive)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run stackctl");
+    // In the middle of the stream: its temporary file holds some of it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let partial = loop {
+        let found = std::fs::read_dir(&t.dir)
+            .expect("read project dir")
+            .flatten()
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".backup.tar.partial-")
+            })
+            .filter(|e| e.metadata().map(|m| m.len() > 8 << 20).unwrap_or(false));
+        if let Some(entry) = found {
+            break entry.path();
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "stackctl ended before it wrote 8 MiB"
+        );
+        assert!(Instant::now() < deadline, "no partial archive appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stackctl did not end after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).ok();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(!partial.exists(), "the partial archive is left: {err}");
+    assert!(!archive.exists(), "an archive appeared: {err}");
+    assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
+    assert_eq!(app_state(&t, &t.stage), "running healthy");
+}
+
+#[test]
 fn unknown_names_exit_2_with_the_known_ones() {
     let t = TestStack::new("names");
     t.stack(&stack_yaml());
