@@ -456,6 +456,22 @@ fn unknown_names_exit_2_with_the_known_ones() {
         .code(2);
     let err = stderr_of(out.get_output());
     assert!(err.contains("stage `elsewhere` has no stack file"), "{err}");
+    // `--json` events and the archive would share stdout.
+    let out = t.cmd().args(["--json", "data", "save"]).assert().code(2);
+    let err = stderr_of(out.get_output());
+    assert!(err.contains("`--json` prints events on stdout"), "{err}");
+    // Each subcommand's help shows an example.
+    for sub in [
+        &["data"][..],
+        &["data", "ls"],
+        &["data", "save"],
+        &["data", "load"],
+        &["data", "copy"],
+    ] {
+        let out = t.cmd().args(sub).arg("--help").assert().success();
+        let help = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+        assert!(help.contains("Example"), "{sub:?}: {help}");
+    }
     // An archive of another project (a hand-made one: its manifest is all that is read).
     let manifest = br#"{"format":"stackctl-data/1","project":"other","stage":"dev","stackctl_version":"0","created":"2026-01-01T00:00:00Z","compression":"none","items":[]}"#;
     let mut builder = tar::Builder::new(Vec::new());
