@@ -766,7 +766,7 @@ async fn receive_items(
                 }
                 let item = &manifest.items[index];
                 let line = progress.line(kind_word(item.kind), &item.name);
-                let (input, upload) = if selected[index] {
+                let (input, upload) = if selected.get(index).copied().unwrap_or(false) {
                     line.step("loading");
                     let dest = dests
                         .get(&engine_object(loaded, item))
@@ -834,7 +834,7 @@ async fn receive_items(
                 }
                 let sum = measure.finish(&item.entry);
                 let size = crate::output::human_bytes(sum.content_bytes);
-                if selected[index] {
+                if selected.get(index).copied().unwrap_or(false) {
                     line.done("loaded", Some(&format!("{size}, not yet checked")));
                 } else {
                     line.done("skipped", Some(&size));
