@@ -138,6 +138,11 @@ pub enum Command {
     /// Print stackctl's version and commit, the engine's version and API, and the host.
     #[command(after_help = "Examples:\n  stackctl version\n  stackctl version --json")]
     Version,
+    /// Save, load and copy the stage's named volumes and data containers.
+    #[command(
+        after_help = "Examples:\n  stackctl data ls\n  stackctl data save -o dev.tar.zst\n  stackctl -e qa data load -i dev.tar.zst\n  stackctl -e qa data copy --from dev"
+    )]
+    Data(DataArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         visible_alias = "completion",
@@ -340,6 +345,92 @@ pub struct LogsArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct PsArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    #[command(subcommand)]
+    pub command: DataCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DataCommand {
+    /// Each named volume and data container of the stage: size, and which services use it.
+    #[command(after_help = "Examples:\n  stackctl data ls\n  stackctl data ls --json")]
+    Ls(DataLsArgs),
+    /// Write the stage's volumes into one archive (stdout unless `-o`).
+    #[command(
+        after_help = "Examples:\n  stackctl data save -o backup.tar.zst\n  stackctl data save postgres_data --level 9 > db.tar.zst\n  stackctl data save --no-compress -o backup.tar"
+    )]
+    Save(DataSaveArgs),
+    /// Restore an archive of `data save` into the stage (stdin unless `-i`).
+    #[command(
+        after_help = "Examples:\n  stackctl -e qa data load -i backup.tar.zst\n  stackctl data load --force < backup.tar.zst"
+    )]
+    Load(DataLoadArgs),
+    /// Copy volumes from another stage of the project into this one, streamed.
+    #[command(after_help = "Example:\n  stackctl -e qa data copy --from dev")]
+    Copy(DataCopyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataLsArgs {
+    /// Volumes or data containers (default: all).
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataSaveArgs {
+    /// Volumes or data containers to save (default: all).
+    pub names: Vec<String>,
+    /// Write the archive to this file (default: stdout).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Do not compress the archive.
+    #[arg(long, conflicts_with = "level")]
+    pub no_compress: bool,
+    /// zstd compression level, 1 (fast) to 19 (small).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// Do not stop the services that mount the volumes while they are read.
+    #[arg(long)]
+    pub online: bool,
+    /// Seconds to wait for the stage lock and for health when services start again.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataLoadArgs {
+    /// Volumes or data containers of the archive to restore (default: all).
+    pub names: Vec<String>,
+    /// Read the archive from this file (default: stdin).
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Replace volumes that already hold data.
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds to wait for the stage lock and for health when services start again.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataCopyArgs {
+    /// The stage to copy from.
+    #[arg(long, value_name = "STAGE")]
+    pub from: String,
+    /// Volumes or data containers to copy (default: all).
+    pub names: Vec<String>,
+    /// Replace volumes of this stage that already hold data.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not stop the services of the source stage while their volumes are read.
+    #[arg(long)]
+    pub online: bool,
+    /// Seconds to wait for the stage locks and for health when services start again.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
+    pub timeout: u64,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct CompletionsArgs {

@@ -66,6 +66,8 @@ pub fn grace(command: &crate::cli::Command) -> Duration {
         | Command::Completions(_)
         | Command::Man => Duration::ZERO,
         Command::Exec(_) | Command::Init(_) | Command::Run(_) => Duration::from_secs(10),
+        // Enough to swap what was checked in and start the stopped services again.
+        Command::Data(_) => Duration::from_secs(120),
         Command::Build(_)
         | Command::Pull(_)
         | Command::Push(_)

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod complete;
+pub mod data;
 pub mod engine;
 pub mod error;
 pub mod interrupt;

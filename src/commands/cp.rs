@@ -363,7 +363,10 @@ async fn copy_in(
     // The body owns the receiver: once the upload is over (done, failed or given up), the
     // channel is closed and the packing ends.
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|chunk| (chunk, receiver))
+        receiver
+            .recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), receiver))
     });
     let uploaded = tokio::select! {
         uploaded = engine.upload(container, &dir, body) => uploaded.map_err(anyhow::Error::from),

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod config;
 pub mod cp;
+pub mod data;
 pub mod down;
 pub mod exec;
 pub mod init;
@@ -97,6 +98,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ls(args) => ls::run(&ctx, &args).await,
         Command::Top(args) => top::run(&ctx, &args).await,
         Command::Cp(args) => cp::run(&ctx, &args).await,
+        Command::Data(args) => data::run(&ctx, &args).await,
         Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
     }
 }

@@ -1,12 +1,8 @@
-//! Files in and out of a container through the engine's archive API (`stackctl cp`, works on
-//! a remote engine too), and the processes a container runs (`stackctl top`).
+//! What a path in a container is (`stackctl cp`; the copies themselves go through the
+//! archive calls of `engine::archive`, shared with `stackctl data`), and the processes a
+//! container runs (`stackctl top`).
 
-use bollard::query_parameters::{
-    ContainerArchiveInfoOptionsBuilder, DownloadFromContainerOptionsBuilder, TopOptions,
-    UploadToContainerOptionsBuilder,
-};
-use bytes::Bytes;
-use futures_util::stream::{BoxStream, StreamExt};
+use bollard::query_parameters::{ContainerArchiveInfoOptionsBuilder, TopOptions};
 
 use super::{is_not_found, Engine, EngineError};
 
@@ -52,37 +48,6 @@ impl Engine {
                 err,
             )),
         }
-    }
-
-    /// `path` inside `container` as a tar stream: its last component is the archive's top
-    /// entry.
-    pub fn download(
-        &self,
-        container: &str,
-        path: &str,
-    ) -> BoxStream<'static, Result<Bytes, EngineError>> {
-        let options = DownloadFromContainerOptionsBuilder::default()
-            .path(path)
-            .build();
-        let object = format!("{container}:{path}");
-        self.client()
-            .download_from_container(container, Some(options))
-            .map(move |item| item.map_err(|err| EngineError::new("copy from", &object, err)))
-            .boxed()
-    }
-
-    /// Unpack a tar stream into the directory `dir` inside `container`.
-    pub async fn upload(
-        &self,
-        container: &str,
-        dir: &str,
-        tar: impl futures_util::Stream<Item = Bytes> + Send + 'static,
-    ) -> Result<(), EngineError> {
-        let options = UploadToContainerOptionsBuilder::default().path(dir).build();
-        self.long_client()
-            .upload_to_container(container, Some(options), bollard::body_stream(tar))
-            .await
-            .map_err(|err| EngineError::new("copy into", &format!("{container}:{dir}"), err))
     }
 
     /// The processes running in `container` (the engine's default `ps -ef` columns).

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::Docker;
 
+pub mod archive;
 pub mod attach;
 pub mod build;
 pub mod containers;
