@@ -145,6 +145,78 @@ pub struct Service {
     /// When `up` pulls the image (Compose's `pull_policy`); default `missing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<PullPolicy>,
+    /// Steps run to completion, each in its own container, after the service's new
+    /// container is created and before it starts (Compose's `pre_start`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_start: Vec<PreStartStep>,
+    /// Commands run inside the container right after it started (Compose's `post_start`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_start: Vec<ExecHookDef>,
+    /// Commands run inside the running container before it is stopped (Compose's
+    /// `pre_stop`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_stop: Vec<ExecHookDef>,
+}
+
+/// One `pre_start` step: a command in a container of its own (Compose's keys), or one of
+/// the stack's container tasks (`task: NAME`, stackctl's addition).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PreStartStep {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_command"
+    )]
+    pub command: Option<Vec<String>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_scalar_string"
+    )]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "environment"
+    )]
+    pub environment: IndexMap<String, Option<String>>,
+    /// Compose's per-replica switch: stackctl runs one container per service, so every
+    /// step runs once either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_replica: Option<bool>,
+}
+
+/// A `post_start` / `pre_stop` command, run inside the service's container.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecHookDef {
+    #[serde(default, deserialize_with = "command")]
+    pub command: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_scalar_string"
+    )]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "environment"
+    )]
+    pub environment: IndexMap<String, Option<String>>,
 }
 
 /// A service's `pull_policy`.
@@ -1246,6 +1318,10 @@ fn opt_command<'de, D: Deserializer<'de>>(
             describe(&other)
         ))),
     }
+}
+
+fn command<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    Ok(opt_command(deserializer)?.unwrap_or_default())
 }
 
 fn opt_scalar_string<'de, D: Deserializer<'de>>(

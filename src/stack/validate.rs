@@ -55,6 +55,9 @@ const SERVICE_KEYS: &[&str] = &[
     "hostname",
     "extra_hosts",
     "pull_policy",
+    "pre_start",
+    "post_start",
+    "pre_stop",
 ];
 /// Compose service keys stackctl does not implement yet: an error, never ignored.
 const SERVICE_UNSUPPORTED: &[&str] = &[
@@ -104,8 +107,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "pid",
     "pids_limit",
     "platform",
-    "post_start",
-    "pre_stop",
     "privileged",
     "read_only",
     "runtime",
@@ -623,6 +624,7 @@ fn check_service(report: &mut Report, name: &str, value: &Value) -> Option<Servi
         "add `image: NAME` to run an image, or `build: DIR` to build one",
     )?;
     check_pull_policy(report, &mut kept, &base, &what);
+    check_hooks(report, &mut kept, &base, &what);
     typed::<Service>(report, &kept, &base, &what)
 }
 
@@ -933,6 +935,7 @@ fn check_references(root: &Mapping, report: &mut Report) {
     let mut service_edges: Edges = IndexMap::new();
     for (name, raw) in raw_entries(root, "services") {
         let edges = check_service_references(report, &declared, name, raw);
+        check_pre_start_tasks(report, root, name, raw);
         service_edges.insert(name, edges);
     }
     for (name, raw) in raw_entries(root, "data_containers") {
@@ -1348,5 +1351,141 @@ mod tests {
             .map(|(c, _)| c.join(" -> "))
             .collect();
         assert_eq!(found, vec!["b -> c -> b", "a -> b -> a"]);
+    }
+}
+
+/// Keys of a `pre_start` step (Compose's, and stackctl's `task`).
+const PRE_START_KEYS: &[&str] = &[
+    "command",
+    "image",
+    "user",
+    "privileged",
+    "working_dir",
+    "environment",
+    "per_replica",
+    "task",
+];
+/// Keys of a `post_start` / `pre_stop` hook.
+const EXEC_HOOK_KEYS: &[&str] = &["command", "user", "privileged", "working_dir", "environment"];
+
+/// A service's `pre_start`, `post_start` and `pre_stop`: lists of maps with known keys; a
+/// step has `command`, `image` or `task` (a task alone), a hook has `command`. Unknown keys
+/// are reported and dropped so typed deserializing sees only known ones.
+fn check_hooks(report: &mut Report, map: &mut Mapping, base: &[String], what: &str) {
+    for key in ["pre_start", "post_start", "pre_stop"] {
+        let Some(value) = map.get(key).cloned() else {
+            continue;
+        };
+        let at = child(base, key);
+        let items = match value {
+            Value::Null => {
+                map.shift_remove(key);
+                continue;
+            }
+            Value::Sequence(items) => items,
+            other => {
+                report.at_value(
+                    &at,
+                    format!(
+                        "{what}: `{key}` must be a list of {}, found {}",
+                        if key == "pre_start" { "steps" } else { "hooks" },
+                        super::model::describe(&other)
+                    ),
+                    Some(format!("write `{key}: [{{command: …}}]`")),
+                );
+                map.shift_remove(key);
+                continue;
+            }
+        };
+        let mut cleaned = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_at = child(&at, &index.to_string());
+            let label = format!("`{key}` item {} of {what}", index + 1);
+            let Value::Mapping(inner) = item else {
+                report.at_value(
+                    &item_at,
+                    format!(
+                        "{label} must be a map, found {}",
+                        super::model::describe(item)
+                    ),
+                    Some("write `- command: …`".into()),
+                );
+                continue;
+            };
+            let known = if key == "pre_start" {
+                PRE_START_KEYS
+            } else {
+                EXEC_HOOK_KEYS
+            };
+            let kept = check_keys(report, inner, &item_at, known, &[], true, &label);
+            if key == "pre_start" {
+                let has = |k: &str| kept.contains_key(k);
+                if !has("command") && !has("image") && !has("task") {
+                    report.at_value(
+                        &item_at,
+                        format!("{label} has none of `command`, `image` or `task`"),
+                        Some("give the step a `command` (run in a copy of the service), an `image`, or `task: NAME` to run one of the stack's tasks".into()),
+                    );
+                } else if has("task") {
+                    for other in ["command", "image", "user", "privileged", "working_dir", "environment"] {
+                        if has(other) {
+                            report.at_key(
+                                &child(&item_at, other),
+                                format!("{label} names a task and also has `{other}`"),
+                                Some("a `task` step runs the task as declared under `tasks:`; set it there, or drop `task`".into()),
+                            );
+                        }
+                    }
+                }
+            } else if !kept.contains_key("command") {
+                report.at_value(
+                    &item_at,
+                    format!("{label} has no `command`"),
+                    Some("a hook runs a command inside the container: add `command: …`".into()),
+                );
+            }
+            cleaned.push(Value::Mapping(kept));
+        }
+        map.insert(key.into(), Value::Sequence(cleaned));
+    }
+}
+
+/// A `pre_start` step's `task:` names a container task of the stack (not a task with
+/// `steps`).
+fn check_pre_start_tasks(report: &mut Report, root: &Mapping, name: &str, raw: &Mapping) {
+    let Some(Value::Sequence(steps)) = raw.get("pre_start") else {
+        return;
+    };
+    let tasks = raw_entries(root, "tasks");
+    let container_tasks: Vec<&str> = tasks
+        .iter()
+        .filter(|(_, map)| !map.contains_key("steps"))
+        .map(|(task, _)| *task)
+        .collect();
+    for (index, step) in steps.iter().enumerate() {
+        let Some(Value::String(task)) = step.as_mapping().and_then(|m| m.get("task")) else {
+            continue;
+        };
+        let at = path(&["services", name, "pre_start", &index.to_string(), "task"]);
+        if tasks.iter().any(|(t, _)| t == task) {
+            if !container_tasks.contains(&task.as_str()) {
+                report.at_value(
+                    &at,
+                    format!("service `{name}`: `pre_start` step {} runs task `{task}`, which has `steps`", index + 1),
+                    Some("a `pre_start` step runs one container: name a task with `service`, `image` or `build`, or list the steps here".into()),
+                );
+            }
+        } else {
+            missing(
+                report,
+                &at,
+                &format!(
+                    "service `{name}`: `pre_start` step {} runs task `{task}`, which is not a task",
+                    index + 1
+                ),
+                task,
+                &container_tasks,
+            );
+        }
     }
 }
