@@ -318,6 +318,36 @@ impl Progress {
         }
     }
 
+    /// One lifecycle hook of a service's container (`action`: `pre_start`, `post_start`,
+    /// `pre_stop`; `what`: `1/2 (task migrate)`; `status`: `started`, `done`, `failed`): a
+    /// line above the live lines (or on stderr), or a JSON event. Only the end of a hook is
+    /// printed as text; JSON gets its start too.
+    pub fn hook_event(
+        &self,
+        container: &str,
+        action: &str,
+        what: &str,
+        status: &str,
+        elapsed_ms: u128,
+    ) {
+        match self.printer.mode {
+            Mode::Json => self.printer.json_event(
+                container,
+                "service",
+                action,
+                status,
+                elapsed_ms,
+                Some(what),
+                None,
+            ),
+            _ if status == "started" => {}
+            _ => self.message(&format!(
+                "service {container}: {action} {what} {status} ({:.1}s)",
+                elapsed_ms as f64 / 1000.0
+            )),
+        }
+    }
+
     fn count(&self, action: &str) {
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry(action.to_string()).or_default() += 1;

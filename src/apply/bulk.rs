@@ -44,9 +44,36 @@ fn finish(line: Line, result: Result<()>, done: &str, failed: &str) -> Result<()
     result
 }
 
-/// Stop and remove containers, [`PARALLEL`] at a time, each on its own line.
+/// Run a running service container's `pre_stop` commands (from `stack`, when given) before
+/// it is stopped; their failures are warnings.
+async fn pre_stop(
+    engine: &Engine,
+    stack: Option<&LoadedStack>,
+    container: &ObservedContainer,
+    line: &Line,
+    progress: &Progress,
+) {
+    let (Some(loaded), Some(service)) = (stack, container.service.as_deref()) else {
+        return;
+    };
+    if container.role != role::SERVICE || container.state != "running" {
+        return;
+    }
+    let Some(definition) = loaded.stack.services.get(service) else {
+        return;
+    };
+    if definition.pre_stop.is_empty() {
+        return;
+    }
+    line.step("pre_stop");
+    super::hooks::run_pre_stop(engine, service, definition, &container.name, Some(progress)).await;
+}
+
+/// Stop and remove containers, [`PARALLEL`] at a time, each on its own line; a running
+/// service's `pre_stop` commands (from `stack`) run first.
 pub async fn remove_containers(
     engine: &Engine,
+    stack: Option<&LoadedStack>,
     containers: &[ObservedContainer],
     progress: &Progress,
 ) -> Result<()> {
@@ -54,6 +81,7 @@ pub async fn remove_containers(
         let line = progress.line(kind_of(container), &container.name);
         let result = async {
             if container.state == "running" || container.state == "restarting" {
+                pre_stop(engine, stack, container, &line, progress).await;
                 line.step("stopping");
                 stop(engine, &container.name).await?;
             }
@@ -67,9 +95,11 @@ pub async fn remove_containers(
     .await
 }
 
-/// Stop containers, [`PARALLEL`] at a time.
+/// Stop containers, [`PARALLEL`] at a time; a running service's `pre_stop` commands (from
+/// `stack`) run first.
 pub async fn stop_containers(
     engine: &Engine,
+    stack: Option<&LoadedStack>,
     containers: &[ObservedContainer],
     progress: &Progress,
 ) -> Result<()> {
@@ -82,6 +112,7 @@ pub async fn stop_containers(
             return Ok(());
         }
         let line = progress.line(kind_of(container), &container.name);
+        pre_stop(engine, stack, container, &line, progress).await;
         line.step("stopping");
         let result = stop(engine, &container.name).await;
         finish(line, result, "stopped", "stop")
@@ -157,7 +188,7 @@ pub async fn remove_networks(
                 .filter(|c| c.role != role::DATA)
                 .collect();
             if !late.is_empty() {
-                remove_containers(engine, &late, progress).await?;
+                remove_containers(engine, None, &late, progress).await?;
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}

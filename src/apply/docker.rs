@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{anyhow, Result};
 
 use super::target::{Phase, Readiness, Target};
-use super::Interrupt;
+use super::{hooks, Interrupt};
 use crate::engine::build::BuildRequest;
 use crate::engine::containers::{
     port_in_use, ContainerConfig, Endpoint, Healthcheck, PublishedPort,
@@ -17,11 +17,12 @@ use crate::engine::{Engine, EngineError};
 use crate::error::{Failure, Interrupted};
 use crate::names;
 use crate::observed::Observed;
+use crate::output::Progress;
 use crate::plan::container::{self, ContainerSpec};
 use crate::plan::image::ImageSpec;
 use crate::plan::up::{Action, Change};
 use crate::registry::{credentials_for, Credentials, RegistryError};
-use crate::stack::model::PullPolicy;
+use crate::stack::model::{PullPolicy, Service};
 use crate::stack::LoadedStack;
 
 /// How often health and exit states are polled. Each poll is one inspect (about a
@@ -77,6 +78,7 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
         hostname: spec.hostname.clone(),
         extra_hosts: spec.extra_hosts.clone(),
         attach: None,
+        privileged: false,
     }
 }
 
@@ -166,6 +168,10 @@ pub struct DockerTarget<'a> {
     pub engine: &'a Engine,
     pub loaded: &'a LoadedStack,
     pub interrupt: Interrupt,
+    /// Where lifecycle hooks report their lines (none: only their failures are told).
+    pub progress: Option<Progress>,
+    /// The bound on each `pre_start` step and `post_start` command.
+    pub hook_timeout: Duration,
 }
 
 impl<'a> DockerTarget<'a> {
@@ -174,7 +180,122 @@ impl<'a> DockerTarget<'a> {
             engine,
             loaded,
             interrupt: Interrupt::Process,
+            progress: None,
+            hook_timeout: Duration::from_secs(300),
         }
+    }
+
+    /// Report lifecycle hooks on `progress`, each bounded by `timeout`.
+    pub fn with_hooks(mut self, progress: Progress, timeout: Duration) -> Self {
+        self.progress = Some(progress);
+        self.hook_timeout = timeout;
+        self
+    }
+
+    /// The stack's definition of a service.
+    fn definition(&self, service: &str) -> Option<&'a Service> {
+        self.loaded.stack.services.get(service)
+    }
+
+    /// Run the service's `pre_stop` commands in its container when it is running.
+    async fn pre_stop(&self, service: &str, container: &str) -> Result<()> {
+        let Some(definition) = self.definition(service) else {
+            return Ok(());
+        };
+        if definition.pre_stop.is_empty() {
+            return Ok(());
+        }
+        let running = self
+            .engine
+            .container_status(container)
+            .await?
+            .is_some_and(|s| s.running);
+        if running {
+            hooks::run_pre_stop(
+                self.engine,
+                service,
+                definition,
+                container,
+                self.progress.as_ref(),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Run the service's `post_start` commands in its container.
+    async fn post_start(&self, service: &str, container: &str, phase: Phase<'_>) -> Result<()> {
+        let Some(definition) = self.definition(service) else {
+            return Ok(());
+        };
+        if definition.post_start.is_empty() {
+            return Ok(());
+        }
+        phase("post_start")?;
+        hooks::run_post_start(
+            self.engine,
+            service,
+            container,
+            &definition.post_start,
+            self.hook_timeout,
+            self.progress.as_ref(),
+        )
+        .await
+    }
+
+    /// Run the `pre_start` steps of `spec`.
+    async fn pre_start(&self, service: &str, spec: &ContainerSpec, kept: &str) -> Result<()> {
+        hooks::run_pre_start(
+            self.engine,
+            service,
+            &spec.name,
+            &spec.pre_start,
+            self.hook_timeout,
+            &self.interrupt,
+            self.progress.as_ref(),
+            kept,
+        )
+        .await
+    }
+
+    /// A recreate with `pre_start` steps: the new container is created beside the old one
+    /// (named `NAME--next`, same labels), the steps run, and only when every one passed is
+    /// the old container stopped (after its `pre_stop` commands) and removed, the new one
+    /// renamed and started. When a step fails the new container goes and the old one keeps
+    /// running: its config hash is still the old one, so the next `up` tries again.
+    async fn swap(&self, service: &str, spec: &ContainerSpec, phase: Phase<'_>) -> Result<()> {
+        let next = format!("{}--next", spec.name);
+        let mut config = container_config(spec);
+        config.name = next.clone();
+        phase("creating")?;
+        self.engine.create_container(&config).await?;
+        let prepared = async {
+            phase("pre_start")?;
+            self.pre_start(
+                service,
+                spec,
+                "the old container keeps running (nothing was changed)",
+            )
+            .await?;
+            phase("stopping")?;
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        if let Err(err) = prepared {
+            let _ = self.engine.remove_container(&next).await;
+            return Err(err);
+        }
+        // From here on the old container goes: the swap is not given up on an interrupt.
+        self.pre_stop(service, &spec.name).await?;
+        self.engine.stop_container(&spec.name, None).await?;
+        self.engine.remove_container(&spec.name).await?;
+        self.engine.rename_container(&next, &spec.name).await?;
+        phase("starting")?;
+        self.engine
+            .start_container(&spec.name)
+            .await
+            .map_err(|err| start_error(self.loaded, service, err))?;
+        self.post_start(service, &spec.name, phase).await
     }
 
     /// Stop a container, giving up the wait (not the stop) on an interrupt: the engine
@@ -197,8 +318,13 @@ impl<'a> DockerTarget<'a> {
         if matches!(change, Change::Unchanged(_)) {
             return Ok(());
         }
+        let steps = !spec.pre_start.is_empty();
+        if steps && matches!(change, Change::Recreate(_)) {
+            return self.swap(service, spec, phase).await;
+        }
         if matches!(change, Change::Recreate(_) | Change::Restart(_)) {
             phase("stopping")?;
+            self.pre_stop(service, &spec.name).await?;
             self.stop(&spec.name).await?;
         }
         if matches!(change, Change::Recreate(_)) {
@@ -209,12 +335,27 @@ impl<'a> DockerTarget<'a> {
             self.engine
                 .create_container(&container_config(spec))
                 .await?;
+            if steps {
+                // A container that never started would look unchanged to the next `up`:
+                // it goes with the failed step, so that the steps run again.
+                let ran = async {
+                    phase("pre_start")?;
+                    self.pre_start(service, spec, "the service was not started")
+                        .await
+                }
+                .await;
+                if let Err(err) = ran {
+                    let _ = self.engine.remove_container(&spec.name).await;
+                    return Err(err);
+                }
+            }
         }
         phase("starting")?;
         self.engine
             .start_container(&spec.name)
             .await
-            .map_err(|err| start_error(self.loaded, service, err))
+            .map_err(|err| start_error(self.loaded, service, err))?;
+        self.post_start(service, &spec.name, phase).await
     }
 }
 

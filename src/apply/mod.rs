@@ -13,6 +13,7 @@
 
 pub mod bulk;
 pub mod docker;
+pub mod hooks;
 pub mod target;
 pub mod task;
 
@@ -517,6 +518,8 @@ async fn apply_service<T: Target>(
                 "stopping" => "stop",
                 "creating" => "create",
                 "removing" => "remove",
+                "pre_start" => "pre_start",
+                "post_start" => "post_start",
                 _ => "start",
             };
             line.fail(failed, &format!("{err:#}"));

@@ -33,7 +33,7 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
             .filter(|c| c.role != role::DATA)
             .cloned()
             .collect();
-        apply::remove_containers(&engine, &containers, &progress).await?;
+        apply::remove_containers(&engine, Some(&loaded), &containers, &progress).await?;
         apply::remove_networks(
             &engine,
             &loaded.stage,

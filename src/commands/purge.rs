@@ -63,7 +63,7 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     }
     let progress = printer.progress();
     let result = async {
-        apply::remove_containers(&engine, &observed.containers, &progress).await?;
+        apply::remove_containers(&engine, Some(&loaded), &observed.containers, &progress).await?;
         apply::remove_networks(
             &engine,
             &loaded.stage,

@@ -9,7 +9,13 @@ use crate::cli::ServicesArgs;
 pub async fn run(ctx: &Context, args: &ServicesArgs) -> Result<i32> {
     let selection = select_services(ctx, args).await?;
     let progress = selection.printer.progress();
-    let result = apply::stop_containers(&selection.engine, &selection.containers, &progress).await;
+    let result = apply::stop_containers(
+        &selection.engine,
+        Some(&selection.loaded),
+        &selection.containers,
+        &progress,
+    )
+    .await;
     progress.summary("stop", result.is_ok());
     result.map(|()| 0)
 }

@@ -62,6 +62,7 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         return Ok(0);
     }
     let progress = printer.progress();
+    let target = target.with_hooks(progress.clone(), timeout);
     let apply_options = ApplyOptions::new(!args.no_wait, timeout);
     let result = async {
         let mut current = first;
@@ -103,6 +104,9 @@ fn print_plan(ctx: &Context, plan: &Plan) {
         for action in &plan.actions {
             let (kind, object, verb, reason) = action.describe();
             printer.plan_event(&object, kind, verb, &reason);
+            for (object, reason) in action.pre_start_lines() {
+                printer.plan_event(&object, "service", "pre_start", &reason);
+            }
         }
         return;
     }

@@ -320,7 +320,8 @@ pub async fn stop_users(
         .filter(|c| matches!(c.state.as_str(), "running" | "restarting" | "paused"))
         .collect();
     let stopped: Vec<String> = running.iter().filter_map(|c| c.service.clone()).collect();
-    if let Err(err) = crate::apply::stop_containers(engine, &running, progress).await {
+    if let Err(err) = crate::apply::stop_containers(engine, Some(loaded), &running, progress).await
+    {
         if let Err(again) = start_again(engine, loaded, &stopped, timeout, progress).await {
             crate::print_error(&again.context("starting the stopped services again"));
         }

@@ -56,6 +56,8 @@ pub struct ContainerConfig {
     pub extra_hosts: Vec<String>,
     /// A one-off container attached to our streams (`None`: a detached service container).
     pub attach: Option<Attach>,
+    /// Extended privileges (a `pre_start` step with `privileged: true`).
+    pub privileged: bool,
 }
 
 /// One published port.
@@ -198,6 +200,7 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
             volumes_from: (!config.volumes_from.is_empty()).then(|| config.volumes_from.clone()),
             restart_policy,
             init: config.init,
+            privileged: config.privileged.then_some(true),
             memory: config.memory,
             nano_cpus: config.nano_cpus,
             extra_hosts: (!config.extra_hosts.is_empty()).then(|| config.extra_hosts.clone()),

@@ -89,6 +89,31 @@ pub struct ContainerSpec {
     pub extra_hosts: Vec<String>,
     /// Ownership labels (project, stage, role, service).
     pub owner_labels: BTreeMap<String, String>,
+    /// A service's `pre_start` steps (hashed as one field, only when there are some: a
+    /// service without steps keeps the hash it always had).
+    pub pre_start: Vec<StepSpec>,
+}
+
+/// One `pre_start` step, resolved: the one-off container it runs in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepSpec {
+    /// What the user calls it: `task migrate` or the command as written.
+    pub label: String,
+    pub container: ContainerSpec,
+    pub privileged: bool,
+}
+
+impl StepSpec {
+    /// What the config hash covers of a step: its image reference, privileges, and the
+    /// hashed fields of its container.
+    fn hashed(&self) -> serde_json::Value {
+        serde_json::json!({
+            "label": self.label,
+            "image": self.container.image,
+            "privileged": self.privileged,
+            "container": self.container.hashed_fields(),
+        })
+    }
 }
 
 /// The engine name of a stack network (`default` is the stage network).
@@ -318,6 +343,7 @@ pub fn service(
         hostname: service.hostname.clone(),
         extra_hosts: service.extra_hosts.clone(),
         owner_labels,
+        pre_start: Vec::new(),
     }
 }
 
@@ -359,6 +385,7 @@ pub fn data_container(loaded: &LoadedStack, name: &str, image_id: &str) -> Optio
         hostname: None,
         extra_hosts: Vec::new(),
         owner_labels,
+        pre_start: Vec::new(),
     })
 }
 
@@ -371,7 +398,7 @@ impl ContainerSpec {
         }
         let mut volumes = self.binds.clone();
         volumes.extend(self.anonymous_volumes.iter().cloned());
-        vec![
+        let mut fields = vec![
             ("image", json(&self.image_id)),
             ("command", json(&self.command)),
             ("entrypoint", json(&self.entrypoint)),
@@ -392,7 +419,13 @@ impl ContainerSpec {
             ("cpus", json(&self.nano_cpus)),
             ("hostname", json(&self.hostname)),
             ("extra_hosts", json(&self.extra_hosts)),
-        ]
+        ];
+        if !self.pre_start.is_empty() {
+            let steps: Vec<serde_json::Value> =
+                self.pre_start.iter().map(StepSpec::hashed).collect();
+            fields.push(("pre_start", json(&steps)));
+        }
+        fields
     }
 
     /// sha256 over every hashed field, in canonical order.

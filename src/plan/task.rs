@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use indexmap::IndexMap;
 
-use super::container::{self, ContainerSpec, NetworkAttachment};
+use super::container::{self, ContainerSpec, NetworkAttachment, StepSpec};
 use super::image::{self, ImageSpec, Owner};
 use crate::error::UsageError;
 use crate::names;
@@ -96,6 +96,69 @@ pub fn plan_container(
             _ => PullPolicy::Missing,
         },
     })
+}
+
+/// A service's `pre_start` steps, resolved: each a one-off container named
+/// `{container}--pre_start-{n}`, a copy of the service (same networks, volumes and
+/// environment, the step's own image, command, user, working directory and added
+/// environment), or the named task's own container. A step whose task cannot be planned
+/// (validation reports it) is left out.
+pub fn pre_start_steps(loaded: &LoadedStack, name: &str, service: &Service) -> Vec<StepSpec> {
+    let base = names::container(&loaded.stage, &loaded.project, name);
+    let mut steps = Vec::new();
+    for (index, step) in service.pre_start.iter().enumerate() {
+        let id = format!("pre_start-{}", index + 1);
+        let (label, planned) = match &step.task {
+            Some(task_name) => {
+                let Some(Task::Container(task)) = loaded.stack.tasks.get(task_name) else {
+                    continue;
+                };
+                (
+                    format!("task {task_name}"),
+                    plan_container(loaded, task_name, task, &[], &id),
+                )
+            }
+            None => {
+                let task = ContainerTask {
+                    service: Some(name.to_string()),
+                    image: step.image.clone(),
+                    command: step.command.clone(),
+                    environment: step.environment.clone(),
+                    working_dir: step.working_dir.clone(),
+                    user: step.user.clone(),
+                    ..Default::default()
+                };
+                let label = match (&step.command, &step.image) {
+                    (Some(command), _) => command.join(" "),
+                    (None, Some(image)) => format!("image {image}"),
+                    (None, None) => String::new(),
+                };
+                let planned = plan_container(loaded, name, &task, &[], &id).map(|mut plan| {
+                    if step.image.is_some() {
+                        // Another image: its own entrypoint, and its own command unless
+                        // the step gives one.
+                        plan.container.entrypoint = None;
+                        if step.command.is_none() {
+                            plan.container.command = None;
+                        }
+                    }
+                    plan
+                });
+                (label, planned)
+            }
+        };
+        let Ok(mut planned) = planned else {
+            continue;
+        };
+        planned.container.name = format!("{base}--{id}");
+        planned.container.pre_start.clear();
+        steps.push(StepSpec {
+            label,
+            container: planned.container,
+            privileged: step.privileged,
+        });
+    }
+    steps
 }
 
 /// `stackctl run SERVICE [-- CMD…]`: a one-off copy of the service, planned as a task with

@@ -238,11 +238,43 @@ impl Plan {
     }
 }
 
+impl Action {
+    /// The `pre_start` steps this action runs, each as (container, reason): a service that
+    /// is created or recreated runs every step; otherwise none runs.
+    pub fn pre_start_lines(&self) -> Vec<(String, String)> {
+        let Action::Service { spec, change, .. } = self else {
+            return Vec::new();
+        };
+        let why = match change {
+            Change::Create => "the service is created",
+            Change::Recreate(_) => "the service is recreated",
+            _ => return Vec::new(),
+        };
+        spec.pre_start
+            .iter()
+            .enumerate()
+            .map(|(index, step)| {
+                (
+                    spec.name.clone(),
+                    format!("step {}: {}; {why}", index + 1, step.label),
+                )
+            })
+            .collect()
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for action in &self.actions {
             let (kind, object, verb, reason) = action.describe();
             writeln!(f, "{verb:<10} {kind:<8} {object}  ({reason})")?;
+            for (object, reason) in action.pre_start_lines() {
+                writeln!(
+                    f,
+                    "{:<10} {:<8} {object}  ({reason})",
+                    "pre_start", "service"
+                )?;
+            }
         }
         Ok(())
     }
@@ -589,7 +621,8 @@ fn service_actions(
         } else {
             images.get(&image).cloned().unwrap_or_default()
         };
-        let spec = container::service(loaded, name, service, &image_id);
+        let mut spec = container::service(loaded, name, service, &image_id);
+        spec.pre_start = super::task::pre_start_steps(loaded, name, service);
         let current = observed.container(&spec.name);
         let one_shot = one_shots.contains(name);
         let mut change = decide(&spec, current, rebuilding, one_shot);

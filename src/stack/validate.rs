@@ -1366,7 +1366,13 @@ const PRE_START_KEYS: &[&str] = &[
     "task",
 ];
 /// Keys of a `post_start` / `pre_stop` hook.
-const EXEC_HOOK_KEYS: &[&str] = &["command", "user", "privileged", "working_dir", "environment"];
+const EXEC_HOOK_KEYS: &[&str] = &[
+    "command",
+    "user",
+    "privileged",
+    "working_dir",
+    "environment",
+];
 
 /// A service's `pre_start`, `post_start` and `pre_stop`: lists of maps with known keys; a
 /// step has `command`, `image` or `task` (a task alone), a hook has `command`. Unknown keys
@@ -1427,7 +1433,14 @@ fn check_hooks(report: &mut Report, map: &mut Mapping, base: &[String], what: &s
                         Some("give the step a `command` (run in a copy of the service), an `image`, or `task: NAME` to run one of the stack's tasks".into()),
                     );
                 } else if has("task") {
-                    for other in ["command", "image", "user", "privileged", "working_dir", "environment"] {
+                    for other in [
+                        "command",
+                        "image",
+                        "user",
+                        "privileged",
+                        "working_dir",
+                        "environment",
+                    ] {
                         if has(other) {
                             report.at_key(
                                 &child(&item_at, other),
