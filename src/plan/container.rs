@@ -506,4 +506,43 @@ mod tests {
             vec!["cpus".to_string()]
         );
     }
+
+    fn with_steps(yaml: &str) -> ContainerSpec {
+        let loaded = crate::plan::test_stack(yaml, "demo", "dev", "/srv/demo");
+        let api = &loaded.stack.services["api"];
+        let mut spec = service(&loaded, "api", api, "sha256:abc");
+        spec.pre_start = crate::plan::task::pre_start_steps(&loaded, "api", api);
+        spec
+    }
+
+    const STEPS: &str = "services:\n  api:\n    image: busybox:latest\n    volumes: [\"data:/data\"]\n    environment: { A: \"1\" }\n    pre_start:\n      - task: migrate\n      - command: [sh, -c, \"echo one\"]\n        environment: { B: \"2\" }\nvolumes: { data: {} }\ntasks:\n  migrate: { service: api, command: [migrate] }\n";
+
+    #[test]
+    fn pre_start_steps_are_copies_of_the_service_and_part_of_its_hash() {
+        let spec = with_steps(STEPS);
+        assert_eq!(spec.pre_start.len(), 2);
+        let (task, command) = (&spec.pre_start[0], &spec.pre_start[1]);
+        assert_eq!(task.label, "task migrate");
+        assert_eq!(task.container.command, Some(vec!["migrate".to_string()]));
+        assert_eq!(command.label, "sh -c echo one");
+        assert_eq!(command.container.name, "dev-demo--api--pre_start-2");
+        assert_eq!(
+            command.container.env,
+            vec!["A=1".to_string(), "B=2".to_string()]
+        );
+        assert_eq!(
+            command.container.binds,
+            vec!["dev-demo_data:/data".to_string()]
+        );
+        assert!(command.container.ports.is_empty() && command.container.healthcheck.is_none());
+        // A service without steps keeps the hash it always had; a changed step changes it.
+        let plain = spec_of(API);
+        assert!(plain.hashed_fields().iter().all(|(f, _)| *f != "pre_start"));
+        let changed = with_steps(&STEPS.replace("echo one", "echo two"));
+        assert_ne!(spec.config_hash(), changed.config_hash());
+        assert_eq!(
+            changed_fields(&spec.field_hashes(), &changed.field_hashes()),
+            vec!["pre_start".to_string()]
+        );
+    }
 }
