@@ -232,58 +232,97 @@ fn a_failing_pre_start_step_keeps_the_old_container_serving_and_the_next_up_retr
     assert_eq!(t.containers(), vec![name.clone()]);
 }
 
-#[test]
-fn post_start_runs_in_the_running_container_and_pre_stop_runs_on_down() {
-    let t = TestStack::new("exec-hooks");
-    let image = busybox_image();
-    t.stack(&format!(
+fn exec_hooks_stack(image: &str, version: &str) -> String {
+    format!(
         r#"
 services:
   app:
     image: {image}
     init: true
     command: [sleep, "3600"]
+    environment: {{ VERSION: "{version}" }}
     volumes: ["marks:/marks"]
-    stop_grace_period: 5s
+    stop_grace_period: 1s
     post_start:
-      - command: [sh, -c, "echo $$GREETING from $$(hostname) > /tmp/post_start"]
+      - command: [sh, -c, "echo $$GREETING from $$(hostname) >> /tmp/post_start"]
         environment: {{ GREETING: hello }}
     pre_stop:
-      - command: sh -c "echo bye from $$HOSTNAME > /marks/pre_stop"
+      - command: sh -c "echo bye from $$HOSTNAME >> /marks/pre_stop"
+      - command: [sleep, "30"]
 volumes:
   marks: {{}}
 "#
-    ));
+    )
+}
+
+#[test]
+fn post_start_runs_in_the_running_container_and_pre_stop_before_each_stop() {
+    let t = TestStack::new("exec-hooks");
+    let image = busybox_image();
+    t.stack(&exec_hooks_stack(image, "1"));
     let name = t.container("app");
+    let volume = format!("{}-{}_marks", t.stage, t.project);
+    let marks = || {
+        docker_ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{volume}:/marks"),
+            image,
+            "cat",
+            "/marks/pre_stop",
+        ])
+    };
     let (code, _, err) = run(&t, &["up"]);
     assert_eq!(code, 0, "up: {err}");
     assert!(err.contains("post_start 1/1"), "post_start line: {err}");
-    let host = inspect(&name, "{{.Config.Hostname}}");
+    let first = inspect(&name, "{{.Config.Hostname}}");
     let marker = docker_ok(&["exec", &name, "cat", "/tmp/post_start"]);
     assert_eq!(
         marker.trim(),
-        format!("hello from {host}"),
-        "post_start ran inside the container, with its environment"
+        format!("hello from {first}"),
+        "post_start ran inside the running container, with its environment"
     );
+
+    // `stop` runs pre_stop (the second hook outlasts the grace period: a warning, the stop
+    // goes on); `start` runs post_start again.
+    let (code, _, err) = run(&t, &["stop"]);
+    assert_eq!(code, 0, "stop: {err}");
+    assert!(
+        err.contains("pre_stop hook 2 of 2 (`sleep 30`) did not finish within the grace period (1s); stopping anyway"),
+        "{err}"
+    );
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "false");
+    assert_eq!(marks().trim(), format!("bye from {first}"));
+    let (code, _, err) = run(&t, &["start"]);
+    assert_eq!(code, 0, "start: {err}");
+    let marker = docker_ok(&["exec", &name, "cat", "/tmp/post_start"]);
+    assert_eq!(
+        marker.lines().count(),
+        2,
+        "post_start after start: {marker}"
+    );
+
+    // A recreate runs the old container's pre_stop.
+    t.stack(&exec_hooks_stack(image, "2"));
+    let (code, _, err) = run(&t, &["up"]);
+    assert_eq!(code, 0, "up (recreate): {err}");
+    let second = inspect(&name, "{{.Config.Hostname}}");
+    assert_ne!(first, second);
+    assert_eq!(marks().lines().count(), 2);
 
     let (code, _, err) = run(&t, &["down"]);
     assert_eq!(code, 0, "down: {err}");
-    assert!(err.contains("pre_stop 1/1"), "pre_stop line: {err}");
+    assert!(err.contains("pre_stop 1/2"), "pre_stop line: {err}");
     assert!(t.containers().is_empty(), "down removed the container");
-    let volume = format!("{}-{}_marks", t.stage, t.project);
-    let mark = docker_ok(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{volume}:/marks"),
-        image,
-        "cat",
-        "/marks/pre_stop",
-    ]);
     assert_eq!(
-        mark.trim(),
-        format!("bye from {host}"),
-        "pre_stop ran in the container before it stopped"
+        marks().lines().collect::<Vec<_>>(),
+        vec![
+            format!("bye from {first}"),
+            format!("bye from {first}"),
+            format!("bye from {second}")
+        ],
+        "pre_stop ran in the container before each stop"
     );
 }
 

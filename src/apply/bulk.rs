@@ -135,10 +135,31 @@ pub async fn start_containers(
         let line = progress.line(kind_of(container), &container.name);
         line.step("starting");
         let service = container.service.clone().unwrap_or_default();
-        let result = engine
-            .start_container(&container.name)
-            .await
-            .map_err(|err| super::docker::start_error(loaded, &service, err));
+        let result = async {
+            engine
+                .start_container(&container.name)
+                .await
+                .map_err(|err| super::docker::start_error(loaded, &service, err))?;
+            // A service's `post_start` commands run after every start, as in `up`.
+            match loaded.stack.services.get(&service) {
+                Some(definition)
+                    if container.role == role::SERVICE && !definition.post_start.is_empty() =>
+                {
+                    line.step("post_start");
+                    super::hooks::run_post_start(
+                        engine,
+                        &service,
+                        &container.name,
+                        &definition.post_start,
+                        super::hooks::POST_START_TIMEOUT,
+                        Some(progress),
+                    )
+                    .await
+                }
+                _ => Ok(()),
+            }
+        }
+        .await;
         finish(line, result, "started", "start")
     })
     .await

@@ -24,6 +24,9 @@ use crate::stack::model::{env_list, ExecHookDef, Service};
 /// A service's grace period when it sets none (Docker's default).
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
+/// The bound on each `post_start` command of `start` (which has no `--timeout`).
+pub const POST_START_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The bound on each `pre_stop` command: the service's `stop_grace_period`.
 pub fn grace_period(service: &Service) -> Duration {
     service
