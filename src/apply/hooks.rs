@@ -222,7 +222,7 @@ pub async fn run_pre_stop(
         );
         match progress {
             Some(progress) => progress.warn(&message, None),
-            None => eprintln!("warning: {message}"),
+            None => eprintln!("warning: {}", crate::output::mask(&message)),
         }
     }
 }

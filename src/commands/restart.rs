@@ -40,6 +40,7 @@ pub async fn run(ctx: &Context, args: &RestartArgs) -> Result<i32> {
         printer.warn(warning);
     }
     let progress = printer.progress();
+    let target = target.with_hooks(progress.clone(), timeout);
     let result = apply::execute(
         &target,
         &plan,
