@@ -245,7 +245,7 @@ services:
     stop_grace_period: 1s
     post_start:
       - command: [sh, -c, "echo $$GREETING from $$(hostname) >> /tmp/post_start"]
-        environment: {{ GREETING: hello }}
+        environment: [GREETING]
     pre_stop:
       - command: sh -c "echo bye from $$HOSTNAME >> /marks/pre_stop"
       - command: [sleep, "30"]
@@ -260,6 +260,8 @@ fn post_start_runs_in_the_running_container_and_pre_stop_before_each_stop() {
     let t = TestStack::new("exec-hooks");
     let image = busybox_image();
     t.stack(&exec_hooks_stack(image, "1"));
+    // A hook's `KEY` without a value takes the variable's value, as a service's does.
+    t.write(&format!(".env.{}", t.stage), "GREETING=hello\n");
     let name = t.container("app");
     let volume = format!("{}-{}_marks", t.stage, t.project);
     let marks = || {

@@ -138,6 +138,7 @@ fn resolve_service(
         fill.marks,
     );
     merge_env_files(name, &mut service.environment, from_files, &mut fill.uses);
+    fill_hook_environments(name, service, fill);
     if let Some(build) = &mut service.build {
         let base = ["services", name, "build"];
         resolve_build(
@@ -205,6 +206,36 @@ fn read_env_files(
         *file = path.display().to_string();
     }
     from_files
+}
+
+/// The `environment` of each `pre_start` step and `post_start` / `pre_stop` command: an
+/// entry without a value takes the variable's, as in the service's own `environment`.
+fn fill_hook_environments(name: &str, service: &mut Service, fill: &mut Fill) {
+    let steps = service
+        .pre_start
+        .iter_mut()
+        .map(|s| ("pre_start", &mut s.environment));
+    let post = service
+        .post_start
+        .iter_mut()
+        .map(|h| ("post_start", &mut h.environment));
+    let pre = service
+        .pre_stop
+        .iter_mut()
+        .map(|h| ("pre_stop", &mut h.environment));
+    let mut counts = std::collections::HashMap::new();
+    for (key, environment) in steps.chain(post).chain(pre) {
+        let index: &mut usize = counts.entry(key).or_default();
+        let at = index.to_string();
+        *index += 1;
+        fill_environment(
+            environment,
+            fill.vars,
+            &mut fill.uses,
+            &["services", name, key, &at, "environment"],
+            fill.marks,
+        );
+    }
 }
 
 /// `environment` wins over the env files: the files' entries go first, and an entry left
@@ -320,6 +351,12 @@ fn collect_secrets(
     };
     for service in stack.services.values() {
         secret_values(&service.environment);
+        for step in &service.pre_start {
+            secret_values(&step.environment);
+        }
+        for hook in service.post_start.iter().chain(&service.pre_stop) {
+            secret_values(&hook.environment);
+        }
         if let Some(build) = &service.build {
             secret_values(&build.args);
         }
