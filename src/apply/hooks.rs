@@ -102,9 +102,19 @@ pub async fn run_pre_start(
         report(progress, container, "pre_start", &what, "started", started);
         let mut config = super::docker::container_config(&step.container);
         config.privileged = step.privileged;
-        // A step's own `image` (the service's is there already) is pulled when missing.
+        // A step's own image (the service's is there already) is built (a task's `build:`)
+        // or pulled when missing.
         if engine.image_id(&config.image).await?.is_none() {
-            super::docker::pull_image(engine, &config.image, service, &|_, _| {}).await?;
+            match &step.build {
+                Some(build) => {
+                    engine
+                        .build_image(&super::docker::build_request(build), &|_| {})
+                        .await?;
+                }
+                None => {
+                    super::docker::pull_image(engine, &config.image, service, &|_, _| {}).await?;
+                }
+            }
         }
         let run = tokio::select! {
             run = engine.run_to_completion(&config, timeout) => run,

@@ -101,6 +101,9 @@ pub struct StepSpec {
     pub label: String,
     pub container: ContainerSpec,
     pub privileged: bool,
+    /// How to build the step's image when it is missing (a task with its own `build:`).
+    #[serde(skip)]
+    pub build: Option<super::image::ImageSpec>,
 }
 
 impl StepSpec {

@@ -156,6 +156,7 @@ pub fn pre_start_steps(loaded: &LoadedStack, name: &str, service: &Service) -> V
             label,
             container: planned.container,
             privileged: step.privileged,
+            build: planned.build,
         });
     }
     steps
