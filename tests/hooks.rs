@@ -383,3 +383,28 @@ tasks:
         assert!(err.contains(&part), "`{part}` in: {err}");
     }
 }
+
+#[test]
+fn config_masks_secrets_in_hook_environments() {
+    let t = TestStack::new("hook-secrets");
+    t.stack(
+        r#"services:
+  app:
+    image: busybox
+    pre_start:
+      - command: [migrate]
+        environment: { DB_PASSWORD: s3cret-value }
+    pre_stop:
+      - command: [drain]
+        environment: [API_TOKEN]
+"#,
+    );
+    t.write(&format!(".env.{}", t.stage), "API_TOKEN=tok-123456\n");
+    let (code, out, err) = run(&t, &["config"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains("s3cret-value") && !out.contains("tok-123456"),
+        "{out}"
+    );
+    assert_eq!(out.matches("'****'").count(), 2, "{out}");
+}

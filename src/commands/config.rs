@@ -262,6 +262,12 @@ fn mask_stack(stack: &mut Stack) {
         env(&mut service.environment);
         labels(&mut service.labels);
         build(&mut service.build);
+        for step in &mut service.pre_start {
+            env(&mut step.environment);
+        }
+        for hook in service.post_start.iter_mut().chain(&mut service.pre_stop) {
+            env(&mut hook.environment);
+        }
     }
     for data in stack.data_containers.values_mut() {
         labels(&mut data.labels);
