@@ -10,7 +10,7 @@ use super::target::{Phase, Readiness, Target};
 use super::Interrupt;
 use crate::engine::build::BuildRequest;
 use crate::engine::containers::{
-    port_in_use, ContainerConfig, Endpoint, Healthcheck, PublishedPort,
+    port_in_use, ContainerConfig, CopiedFile, Endpoint, Extras, Healthcheck, PublishedPort,
 };
 use crate::engine::{Engine, EngineError};
 use crate::error::{Failure, Interrupted};
@@ -75,7 +75,52 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
         hostname: spec.hostname.clone(),
         extra_hosts: spec.extra_hosts.clone(),
         attach: None,
+        extras: Extras {
+            network_mode: spec.network_mode.clone(),
+            expose: spec.expose.clone(),
+            stdin_open: spec.stdin_open,
+            tty: spec.tty,
+            read_only: spec.read_only,
+            tmpfs: map(&spec.tmpfs),
+            cap_add: spec.cap_add.clone(),
+            cap_drop: spec.cap_drop.clone(),
+            ulimits: spec.ulimits.clone(),
+            links: spec.links.clone(),
+            memory_reservation: spec.memory_reservation,
+            pids_limit: spec.pids_limit,
+            log_driver: spec.log_driver.clone(),
+            log_options: map(&spec.log_options),
+            devices: spec.devices.clone(),
+            security_opt: spec.security_opt.clone(),
+            shm_size: spec.shm_size,
+            sysctls: map(&spec.sysctls),
+            pid: spec.pid.clone(),
+            ipc: spec.ipc.clone(),
+            platform: spec.platform.clone(),
+            privileged: spec.privileged,
+            dns: spec.dns.clone(),
+            dns_search: spec.dns_search.clone(),
+            dns_opt: spec.dns_opt.clone(),
+            group_add: spec.group_add.clone(),
+        },
+        files: spec
+            .files
+            .iter()
+            .map(|f| CopiedFile {
+                path: f.path.clone(),
+                uid: f.uid,
+                gid: f.gid,
+                mode: f.mode,
+                content: f.content.clone(),
+            })
+            .collect(),
     }
+}
+
+fn map(
+    sorted: &std::collections::BTreeMap<String, String>,
+) -> std::collections::HashMap<String, String> {
+    sorted.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// Pull an image with the credentials Docker's config gives for its registry; failures say
@@ -217,8 +262,10 @@ impl<'a> DockerTarget<'a> {
 impl Target for DockerTarget<'_> {
     async fn observe(&self) -> Result<Observed> {
         let loaded = self.loaded;
+        let custom_names = container::custom_names(loaded);
         let (mut observed, index) = tokio::try_join!(
-            self.engine.observe(&loaded.stage, &loaded.project),
+            self.engine
+                .observe_named(&loaded.stage, &loaded.project, &custom_names),
             self.engine.image_index()
         )?;
         let mut references: Vec<String> = loaded
@@ -313,6 +360,11 @@ impl Target for DockerTarget<'_> {
                 if !*remove {
                     return Ok(());
                 }
+                phase("removing")?;
+                self.stop(name).await?;
+                Ok(engine.remove_container(name).await?)
+            }
+            Action::Stale { name, .. } => {
                 phase("removing")?;
                 self.stop(name).await?;
                 Ok(engine.remove_container(name).await?)

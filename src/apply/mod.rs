@@ -329,7 +329,8 @@ async fn prepare_stage<T: Target>(
             Action::CreateNetwork { .. }
             | Action::CreateVolume { .. }
             | Action::DataContainer { .. }
-            | Action::Orphan { .. } => {
+            | Action::Orphan { .. }
+            | Action::Stale { .. } => {
                 let line = progress.line(kind, &object);
                 line.step(if verb == "remove" {
                     "removing"

@@ -135,7 +135,7 @@ pub async fn wait_for_stage(
     let target = DockerTarget::new(engine, loaded);
     let one_shots: HashSet<String> = crate::plan::up::one_shot_services(loaded);
     let waits = loaded.stack.services.keys().map(|service| {
-        let container = names::container(&loaded.stage, &loaded.project, service);
+        let container = crate::plan::container::container_name(loaded, service);
         let readiness = if one_shots.contains(service) {
             Readiness::Completed
         } else {

@@ -21,8 +21,9 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
         &printer,
     )
     .await?;
+    let custom_names = crate::plan::container::custom_names(&loaded);
     let (observed, networks) = tokio::try_join!(
-        engine.observe(&loaded.stage, &loaded.project),
+        engine.observe_named(&loaded.stage, &loaded.project, &custom_names),
         engine.stage_networks(&loaded.stage, &loaded.project),
     )?;
     let progress = printer.progress();

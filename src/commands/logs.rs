@@ -11,7 +11,6 @@ use futures_util::stream::{select_all, StreamExt};
 use super::{check_services, connect, load_stack, Context};
 use crate::cli::LogsArgs;
 use crate::error::{Interrupted, UsageError};
-use crate::names;
 use crate::output::{log_prefix, Mode};
 use crate::stack::model::DurationSpec;
 
@@ -20,11 +19,17 @@ pub async fn run(ctx: &Context, args: &LogsArgs) -> Result<i32> {
     let wanted = check_services(&loaded, &args.services)?;
     let since = args.since.as_deref().map(parse_since).transpose()?;
     let engine = connect().await?;
-    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let observed = engine
+        .observe_named(
+            &loaded.stage,
+            &loaded.project,
+            &crate::plan::container::custom_names(&loaded),
+        )
+        .await?;
     let present: Vec<(String, String)> = wanted
         .iter()
         .filter_map(|service| {
-            let name = names::container(&loaded.stage, &loaded.project, service);
+            let name = crate::plan::container::container_name(&loaded, service);
             observed.container(&name).map(|_| (service.clone(), name))
         })
         .collect();

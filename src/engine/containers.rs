@@ -7,14 +7,14 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
-    HostConfigLogConfig, NetworkConnectRequest, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HealthStatusEnum,
+    HostConfig, HostConfigLogConfig, NetworkConnectRequest, NetworkingConfig, PortBinding,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
-    WaitContainerOptions,
+    UploadToContainerOptionsBuilder, WaitContainerOptions,
 };
 use futures_util::stream::{BoxStream, StreamExt};
 
@@ -56,6 +56,78 @@ pub struct ContainerConfig {
     pub extra_hosts: Vec<String>,
     /// A one-off container attached to our streams (`None`: a detached service container).
     pub attach: Option<Attach>,
+    /// The rest of the container's settings (Compose keys beyond the common ones).
+    pub extras: Extras,
+    /// Files copied into the container right after it is created (secrets, configs).
+    pub files: Vec<CopiedFile>,
+}
+
+/// Settings passed through to the engine as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    /// Instead of the networks: `host`, `none`, `bridge`, `container:NAME`.
+    pub network_mode: Option<String>,
+    /// `PORT/PROTOCOL`.
+    pub expose: Vec<String>,
+    pub stdin_open: bool,
+    pub tty: bool,
+    pub read_only: bool,
+    pub tmpfs: HashMap<String, String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// (name, soft, hard).
+    pub ulimits: Vec<(String, i64, i64)>,
+    pub links: Vec<String>,
+    pub memory_reservation: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub log_driver: Option<String>,
+    pub log_options: HashMap<String, String>,
+    /// `SOURCE:TARGET:PERMISSIONS`.
+    pub devices: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub shm_size: Option<i64>,
+    pub sysctls: HashMap<String, String>,
+    pub pid: Option<String>,
+    pub ipc: Option<String>,
+    pub platform: Option<String>,
+    pub privileged: bool,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_opt: Vec<String>,
+    pub group_add: Vec<String>,
+}
+
+/// A file put into a container through the engine's archive API (works on a remote engine
+/// too, unlike a bind mount).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopiedFile {
+    /// Absolute path in the container.
+    pub path: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub content: Vec<u8>,
+}
+
+/// A tar archive of the files, paths relative to `/` (missing parent directories are made
+/// by the engine).
+pub fn files_archive(files: &[CopiedFile]) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for file in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(file.content.len() as u64);
+        header.set_mode(file.mode);
+        header.set_uid(u64::from(file.uid));
+        header.set_gid(u64::from(file.gid));
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(
+            &mut header,
+            file.path.trim_start_matches('/'),
+            file.content.as_slice(),
+        )?;
+    }
+    builder.into_inner()
 }
 
 /// One published port.
@@ -131,7 +203,9 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
                 host_port: Some(port.host_port.clone()),
             });
     }
+    let extras = &config.extras;
     let mut exposed: Vec<String> = config.ports.iter().map(|p| p.key()).collect();
+    exposed.extend(extras.expose.iter().cloned());
     exposed.sort();
     exposed.dedup();
     let restart_policy = config.restart.as_deref().map(|r| {
@@ -152,6 +226,8 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
     } else {
         1
     };
+    let some_vec = |items: &Vec<String>| (!items.is_empty()).then(|| items.clone());
+    let some_map = |map: &HashMap<String, String>| (!map.is_empty()).then(|| map.clone());
     let networking_config = (!config.networks.is_empty()).then(|| NetworkingConfig {
         endpoints_config: Some(
             config
@@ -189,9 +265,9 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
         attach_stdin: attach.map(|_| stdin),
         attach_stdout: attach.map(|_| true),
         attach_stderr: attach.map(|_| true),
-        open_stdin: attach.map(|_| stdin),
+        open_stdin: attach.map_or(extras.stdin_open.then_some(true), |_| Some(stdin)),
         stdin_once: attach.map(|_| stdin),
-        tty: attach.map(|_| tty),
+        tty: attach.map_or(extras.tty.then_some(true), |_| Some(tty)),
         host_config: Some(HostConfig {
             binds: (!config.binds.is_empty()).then(|| config.binds.clone()),
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
@@ -201,14 +277,68 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
             memory: config.memory,
             nano_cpus: config.nano_cpus,
             extra_hosts: (!config.extra_hosts.is_empty()).then(|| config.extra_hosts.clone()),
-            network_mode: config.networks.first().map(|n| n.network.clone()),
+            network_mode: extras
+                .network_mode
+                .clone()
+                .or_else(|| config.networks.first().map(|n| n.network.clone())),
             // An attached one-off's output is streamed to us and the container is removed
             // afterwards: a log file would only be a second copy. Without it the engine moves
             // output about 2.5 times faster (512 MiB: 19 s instead of 50 s on 20.10).
-            log_config: attach.map(|_| HostConfigLogConfig {
-                typ: Some("none".to_string()),
-                config: None,
+            log_config: match attach {
+                Some(_) => Some(HostConfigLogConfig {
+                    typ: Some("none".to_string()),
+                    config: None,
+                }),
+                None => extras
+                    .log_driver
+                    .as_ref()
+                    .map(|driver| HostConfigLogConfig {
+                        typ: Some(driver.clone()),
+                        config: some_map(&extras.log_options),
+                    }),
+            },
+            readonly_rootfs: extras.read_only.then_some(true),
+            tmpfs: some_map(&extras.tmpfs),
+            cap_add: some_vec(&extras.cap_add),
+            cap_drop: some_vec(&extras.cap_drop),
+            ulimits: (!extras.ulimits.is_empty()).then(|| {
+                extras
+                    .ulimits
+                    .iter()
+                    .map(|(name, soft, hard)| ResourcesUlimits {
+                        name: Some(name.clone()),
+                        soft: Some(*soft),
+                        hard: Some(*hard),
+                    })
+                    .collect()
             }),
+            links: some_vec(&extras.links),
+            memory_reservation: extras.memory_reservation,
+            pids_limit: extras.pids_limit,
+            devices: (!extras.devices.is_empty()).then(|| {
+                extras
+                    .devices
+                    .iter()
+                    .map(|device| {
+                        let mut parts = device.splitn(3, ':');
+                        DeviceMapping {
+                            path_on_host: parts.next().map(str::to_string),
+                            path_in_container: parts.next().map(str::to_string),
+                            cgroup_permissions: parts.next().map(str::to_string),
+                        }
+                    })
+                    .collect()
+            }),
+            security_opt: some_vec(&extras.security_opt),
+            shm_size: extras.shm_size,
+            sysctls: some_map(&extras.sysctls),
+            pid_mode: extras.pid.clone(),
+            ipc_mode: extras.ipc.clone(),
+            privileged: extras.privileged.then_some(true),
+            dns: some_vec(&extras.dns),
+            dns_search: some_vec(&extras.dns_search),
+            dns_options: some_vec(&extras.dns_opt),
+            group_add: some_vec(&extras.group_add),
             // Honoured from API 1.42; older engines get the size by a resize right after start.
             console_size: if tty {
                 crate::tty::size().map(|(rows, cols)| vec![usize::from(rows), usize::from(cols)])
@@ -247,13 +377,38 @@ impl Engine {
             let _ = self.remove_container(&id).await;
             return Err(err);
         }
+        if let Err(err) = self.copy_files(&id, config).await {
+            let _ = self.remove_container(&id).await;
+            return Err(err);
+        }
         Ok(id)
     }
 
+    /// Put the config's files into the (created, not started) container.
+    async fn copy_files(&self, id: &str, config: &ContainerConfig) -> Result<(), EngineError> {
+        if config.files.is_empty() {
+            return Ok(());
+        }
+        let archive = files_archive(&config.files).map_err(|err| EngineError {
+            operation: "copy secrets and configs into".into(),
+            object: config.name.clone(),
+            message: err.to_string(),
+            status: None,
+            hint: None,
+        })?;
+        let options = UploadToContainerOptionsBuilder::default().path("/").build();
+        self.client()
+            .upload_to_container(id, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(op("copy secrets and configs into", &config.name))
+    }
+
     async fn create_only(&self, config: &ContainerConfig) -> Result<String, EngineError> {
-        let options = CreateContainerOptionsBuilder::default()
-            .name(&config.name)
-            .build();
+        let mut options = CreateContainerOptionsBuilder::default().name(&config.name);
+        if let Some(platform) = &config.extras.platform {
+            options = options.platform(platform);
+        }
+        let options = options.build();
         self.client()
             .create_container(
                 Some(options),

@@ -89,6 +89,138 @@ pub struct ContainerSpec {
     pub extra_hosts: Vec<String>,
     /// Ownership labels (project, stage, role, service).
     pub owner_labels: BTreeMap<String, String>,
+    /// The engine's network mode when not the stage network: `host`, `none`, `bridge`,
+    /// `container:NAME` (then `networks` is empty).
+    pub network_mode: Option<String>,
+    /// Exposed (not published) ports: `80/tcp`, one per port.
+    pub expose: Vec<String>,
+    /// Secrets and configs copied into the container before its first start.
+    pub files: Vec<FileSpec>,
+    pub stdin_open: bool,
+    pub tty: bool,
+    pub read_only: bool,
+    /// Container path → mount options (`size=…`), from `tmpfs:` and `type: tmpfs` mounts.
+    pub tmpfs: BTreeMap<String, String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// (name, soft, hard), sorted by name.
+    pub ulimits: Vec<(String, i64, i64)>,
+    /// `CONTAINER:ALIAS`.
+    pub links: Vec<String>,
+    pub memory_reservation: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub log_driver: Option<String>,
+    pub log_options: BTreeMap<String, String>,
+    /// `SOURCE:TARGET:PERMISSIONS`.
+    pub devices: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub shm_size: Option<i64>,
+    pub sysctls: BTreeMap<String, String>,
+    pub pid: Option<String>,
+    pub ipc: Option<String>,
+    pub platform: Option<String>,
+    pub privileged: bool,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_opt: Vec<String>,
+    pub group_add: Vec<String>,
+}
+
+/// A secret or config as it lands in the container. Its content is never printed or
+/// hashed as such: `digest` (sha256) stands for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FileSpec {
+    /// `secret` or `config`.
+    pub kind: &'static str,
+    pub source: String,
+    /// Absolute path in the container.
+    pub path: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub digest: String,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+}
+
+/// Where a secret or config lands: an absolute target as written; a relative one (or the
+/// source's name) under `/run/secrets/` for secrets and `/` for configs.
+pub fn file_target(kind: &str, reference: &crate::stack::model::FileRef) -> String {
+    let target = reference.target.as_deref().unwrap_or(&reference.source);
+    if target.starts_with('/') {
+        target.to_string()
+    } else if kind == "secret" {
+        format!("/run/secrets/{target}")
+    } else {
+        format!("/{target}")
+    }
+}
+
+/// The engine name of a service's container: its `container_name`, else
+/// `{stage}-{project}--{service}`.
+pub fn container_name(loaded: &LoadedStack, name: &str) -> String {
+    loaded
+        .stack
+        .services
+        .get(name)
+        .and_then(|s| s.container_name.clone())
+        .unwrap_or_else(|| names::container(&loaded.stage, &loaded.project, name))
+}
+
+/// The container names the stack sets itself (`container_name`).
+pub fn custom_names(loaded: &LoadedStack) -> Vec<String> {
+    loaded
+        .stack
+        .services
+        .values()
+        .filter_map(|s| s.container_name.clone())
+        .collect()
+}
+
+/// Every port of `expose:` entries (ranges expanded), as `PORT/PROTOCOL`.
+fn exposed_ports(expose: &[String]) -> Vec<String> {
+    let mut ports = Vec::new();
+    for entry in expose {
+        let (range, protocol) = entry.split_once('/').unwrap_or((entry, "tcp"));
+        let (low, high) = range.split_once('-').unwrap_or((range, range));
+        let (Ok(low), Ok(high)) = (low.parse::<u16>(), high.parse::<u16>()) else {
+            continue;
+        };
+        for port in low..=high {
+            ports.push(format!("{port}/{protocol}"));
+        }
+    }
+    ports.sort();
+    ports.dedup();
+    ports
+}
+
+/// The secrets and configs of a service, with their content (read while resolving).
+fn files(loaded: &LoadedStack, service: &Service) -> Vec<FileSpec> {
+    let mut files = Vec::new();
+    for (kind, references, defs) in [
+        ("secret", &service.secrets, &loaded.stack.secrets),
+        ("config", &service.configs, &loaded.stack.configs),
+    ] {
+        for reference in references {
+            let content = defs
+                .get(&reference.source)
+                .and_then(|d| d.data.clone())
+                .unwrap_or_default();
+            let number = |id: &Option<String>| id.as_deref().and_then(|i| i.parse().ok());
+            files.push(FileSpec {
+                kind,
+                source: reference.source.clone(),
+                path: file_target(kind, reference),
+                uid: number(&reference.uid).unwrap_or(0),
+                gid: number(&reference.gid).unwrap_or(0),
+                mode: reference.mode.unwrap_or(0o444),
+                digest: hex(&Sha256::digest(&content)),
+                content,
+            });
+        }
+    }
+    files
 }
 
 /// The engine name of a stack network (`default` is the stage network).
@@ -143,7 +275,7 @@ pub fn volumes_from_name(loaded: &LoadedStack, entry: &str) -> String {
     let name = if loaded.stack.data_containers.contains_key(target) {
         names::data_container(&loaded.stage, &loaded.project, target)
     } else if loaded.stack.services.contains_key(target) {
-        names::container(&loaded.stage, &loaded.project, target)
+        container_name(loaded, target)
     } else {
         target.to_string()
     };
@@ -167,8 +299,18 @@ pub fn mounts(loaded: &LoadedStack, volumes: &[VolumeMount]) -> (Vec<String>, Ve
     let mut binds = Vec::new();
     let mut anonymous = Vec::new();
     for mount in volumes {
-        let suffix = if mount.read_only { ":ro" } else { "" };
+        let mut flags: Vec<&str> = Vec::new();
+        if mount.read_only {
+            flags.push("ro");
+        }
+        flags.extend(mount.options.iter().map(String::as_str));
+        let suffix = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(":{}", flags.join(","))
+        };
         match (mount.kind, &mount.source) {
+            (MountKind::Tmpfs, _) => {}
             (MountKind::Named, Some(source)) => binds.push(format!(
                 "{}:{}{suffix}",
                 volume_name(loaded, source),
@@ -214,6 +356,27 @@ pub fn absolute_path(dir: &Path, source: &str) -> PathBuf {
 
 fn nanos(duration: Option<crate::stack::model::DurationSpec>) -> Option<i64> {
     duration.map(|d| d.0.as_nanos().min(i64::MAX as u128) as i64)
+}
+
+/// `tmpfs:` entries and `type: tmpfs` mounts: container path → options.
+pub fn tmpfs_mounts(entries: &[String], volumes: &[VolumeMount]) -> BTreeMap<String, String> {
+    let mut tmpfs = BTreeMap::new();
+    for entry in entries {
+        let (path, options) = entry.split_once(':').unwrap_or((entry, ""));
+        tmpfs.insert(path.to_string(), options.to_string());
+    }
+    for mount in volumes.iter().filter(|m| m.kind == MountKind::Tmpfs) {
+        tmpfs.insert(mount.target.clone(), mount.options.join(","));
+    }
+    tmpfs
+}
+
+/// The engine's network mode for `network_mode:` (`service:X` is X's container).
+pub fn network_mode(loaded: &LoadedStack, mode: &str) -> String {
+    match mode.strip_prefix("service:") {
+        Some(service) => format!("container:{}", container_name(loaded, service)),
+        None => mode.to_string(),
+    }
 }
 
 /// The spec of a service's container. `image_id` is the ID its image resolves to (empty
@@ -276,15 +439,54 @@ pub fn service(
             }
         }
     });
-    // `on-failure:5` keeps its count (the engine's maximum retry count).
-    let restart = service.restart.map(|r| r.to_string());
+    // `on-failure:5` keeps its count (the engine's maximum retry count); `restart:` wins
+    // over `deploy.restart_policy` (checked while validating).
+    let deploy = service.deploy.clone().unwrap_or_default();
+    let restart = service
+        .restart
+        .or_else(|| deploy.restart_policy.as_ref().and_then(|r| r.policy().ok()))
+        .map(|r| r.to_string());
+    let limits = deploy
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    let reservations = deploy
+        .resources
+        .as_ref()
+        .and_then(|r| r.reservations.clone())
+        .unwrap_or_default();
+    let network_mode = service
+        .network_mode
+        .as_deref()
+        .map(|mode| network_mode(loaded, mode));
+    if network_mode.is_some() {
+        networks.clear();
+    }
+    let mut ulimits: Vec<(String, i64, i64)> = service
+        .ulimits
+        .iter()
+        .map(|(name, u)| (name.clone(), u.soft, u.hard))
+        .collect();
+    ulimits.sort();
+    let links = service
+        .links
+        .iter()
+        .map(|link| {
+            let (target, alias) = link.split_once(':').unwrap_or((link, link));
+            format!("{}:{alias}", container_name(loaded, target))
+        })
+        .collect();
     let mut owner_labels: BTreeMap<String, String> =
         names::owner_labels(&loaded.stage, &loaded.project, names::role::SERVICE)
             .into_iter()
             .collect();
     owner_labels.insert(names::SERVICE.to_string(), name.to_string());
+    let sorted = |map: &indexmap::IndexMap<String, String>| -> BTreeMap<String, String> {
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
     ContainerSpec {
-        name: names::container(&loaded.stage, &loaded.project, name),
+        name: container_name(loaded, name),
         image: service_image(loaded, name, service),
         image_id: image_id.to_string(),
         command: service.command.clone(),
@@ -313,11 +515,45 @@ pub fn service(
         stop_timeout_s: service
             .stop_grace_period
             .map(|d| d.0.as_secs_f64().ceil() as i64),
-        memory: service.mem_limit.map(|m| m.0),
-        nano_cpus: service.cpus.map(|c| (c * 1e9).round() as i64),
+        memory: service.mem_limit.or(limits.memory).map(|m| m.0),
+        nano_cpus: service
+            .cpus
+            .or(limits.cpus)
+            .map(|c| (c * 1e9).round() as i64),
         hostname: service.hostname.clone(),
         extra_hosts: service.extra_hosts.clone(),
         owner_labels,
+        network_mode,
+        expose: exposed_ports(&service.expose),
+        files: files(loaded, service),
+        stdin_open: service.stdin_open.unwrap_or(false),
+        tty: service.tty.unwrap_or(false),
+        read_only: service.read_only.unwrap_or(false),
+        tmpfs: tmpfs_mounts(&service.tmpfs, &service.volumes),
+        cap_add: service.cap_add.clone(),
+        cap_drop: service.cap_drop.clone(),
+        ulimits,
+        links,
+        memory_reservation: reservations.memory.map(|m| m.0),
+        pids_limit: limits.pids,
+        log_driver: service.logging.as_ref().and_then(|l| l.driver.clone()),
+        log_options: service
+            .logging
+            .as_ref()
+            .map(|l| sorted(&l.options))
+            .unwrap_or_default(),
+        devices: service.devices.iter().map(|d| d.to_string()).collect(),
+        security_opt: service.security_opt.clone(),
+        shm_size: service.shm_size.map(|s| s.0),
+        sysctls: sorted(&service.sysctls),
+        pid: service.pid.clone(),
+        ipc: service.ipc.clone(),
+        platform: service.platform.clone(),
+        privileged: service.privileged.unwrap_or(false),
+        dns: service.dns.clone(),
+        dns_search: service.dns_search.clone(),
+        dns_opt: service.dns_opt.clone(),
+        group_add: service.group_add.clone(),
     }
 }
 
@@ -359,6 +595,8 @@ pub fn data_container(loaded: &LoadedStack, name: &str, image_id: &str) -> Optio
         hostname: None,
         extra_hosts: Vec::new(),
         owner_labels,
+        tmpfs: tmpfs_mounts(&[], &data.volumes),
+        ..Default::default()
     })
 }
 
@@ -371,7 +609,7 @@ impl ContainerSpec {
         }
         let mut volumes = self.binds.clone();
         volumes.extend(self.anonymous_volumes.iter().cloned());
-        vec![
+        let mut fields = vec![
             ("image", json(&self.image_id)),
             ("command", json(&self.command)),
             ("entrypoint", json(&self.entrypoint)),
@@ -392,7 +630,63 @@ impl ContainerSpec {
             ("cpus", json(&self.nano_cpus)),
             ("hostname", json(&self.hostname)),
             ("extra_hosts", json(&self.extra_hosts)),
-        ]
+        ];
+        // Keys added later count only when set, so that a container made before them keeps
+        // its hash (and is not recreated by an upgrade).
+        let later = [
+            ("network_mode", json(&self.network_mode)),
+            ("expose", json(&self.expose)),
+            (
+                "secrets",
+                json(
+                    &self
+                        .files
+                        .iter()
+                        .filter(|f| f.kind == "secret")
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            (
+                "configs",
+                json(
+                    &self
+                        .files
+                        .iter()
+                        .filter(|f| f.kind == "config")
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            ("stdin_open", json(&self.stdin_open)),
+            ("tty", json(&self.tty)),
+            ("read_only", json(&self.read_only)),
+            ("tmpfs", json(&self.tmpfs)),
+            ("cap_add", json(&self.cap_add)),
+            ("cap_drop", json(&self.cap_drop)),
+            ("ulimits", json(&self.ulimits)),
+            ("links", json(&self.links)),
+            ("mem_reservation", json(&self.memory_reservation)),
+            ("pids_limit", json(&self.pids_limit)),
+            ("logging", json(&(&self.log_driver, &self.log_options))),
+            ("devices", json(&self.devices)),
+            ("security_opt", json(&self.security_opt)),
+            ("shm_size", json(&self.shm_size)),
+            ("sysctls", json(&self.sysctls)),
+            ("pid", json(&self.pid)),
+            ("ipc", json(&self.ipc)),
+            ("platform", json(&self.platform)),
+            ("privileged", json(&self.privileged)),
+            ("dns", json(&self.dns)),
+            ("dns_search", json(&self.dns_search)),
+            ("dns_opt", json(&self.dns_opt)),
+            ("group_add", json(&self.group_add)),
+        ];
+        let unset = ["null", "[]", "{}", "false", "[null,{}]"];
+        fields.extend(
+            later
+                .into_iter()
+                .filter(|(_, value)| !unset.contains(&value.as_str())),
+        );
+        fields
     }
 
     /// sha256 over every hashed field, in canonical order.
@@ -436,11 +730,20 @@ pub fn changed_fields(old: &str, new: &str) -> Vec<String> {
             .collect()
     };
     let old = parse(old);
-    new.split(',')
+    let new_fields = parse(new);
+    let mut changed: Vec<String> = new
+        .split(',')
         .filter_map(|pair| pair.split_once(':'))
         .filter(|(field, hash)| old.get(*field).map(String::as_str) != Some(*hash))
         .map(|(field, _)| field.to_string())
-        .collect()
+        .collect();
+    // A key set before and unset now (keys added later are hashed only when set).
+    changed.extend(
+        old.keys()
+            .filter(|field| !new_fields.contains_key(*field))
+            .cloned(),
+    );
+    changed
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -103,6 +103,12 @@ pub enum Action {
         name: String,
         remove: bool,
     },
+    /// A container of a service that no longer carries that name (its `container_name`
+    /// changed): removed before the service's new container is created.
+    Stale {
+        name: String,
+        service: String,
+    },
 }
 
 impl Action {
@@ -166,6 +172,12 @@ impl Action {
                     Change::Unchanged(why) => ("service", name, "unchanged", why.clone()),
                 }
             }
+            Action::Stale { name, service } => (
+                "service",
+                name.clone(),
+                "remove",
+                format!("`{service}` now has another container name"),
+            ),
             Action::Orphan { name, remove } => {
                 if *remove {
                     ("service", name.clone(), "remove", "orphan".into())
@@ -288,8 +300,21 @@ pub fn service_deps(loaded: &LoadedStack, name: &str) -> Vec<(String, Condition)
         .filter(|(d, _)| loaded.stack.services.contains_key(*d))
         .map(|(d, dep)| (d.clone(), dep.condition))
         .collect();
-    for entry in &service.volumes_from {
-        let target = container::volumes_from_target(entry);
+    let shared = service
+        .network_mode
+        .as_deref()
+        .and_then(|mode| mode.strip_prefix("service:"));
+    let linked = service
+        .links
+        .iter()
+        .map(|link| link.split_once(':').map_or(link.as_str(), |(t, _)| t));
+    let targets = service
+        .volumes_from
+        .iter()
+        .map(|entry| container::volumes_from_target(entry))
+        .chain(shared)
+        .chain(linked);
+    for target in targets {
         if loaded.stack.services.contains_key(target) && !deps.iter().any(|(d, _)| d == target) {
             deps.push((target.to_string(), Condition::ServiceStarted));
         }
@@ -363,6 +388,7 @@ pub fn plan(
     let (services, healthy) = service_actions(loaded, images, observed, &selected, &actions);
     actions.extend(services);
     actions.extend(orphan_actions(loaded, observed, options));
+    actions.extend(stale_actions(loaded, observed));
     Ok(Plan {
         actions,
         healthy,
@@ -569,6 +595,12 @@ fn service_actions(
         let current = observed.container(&spec.name);
         let one_shot = one_shots.contains(name);
         let mut change = decide(&spec, current, rebuilding, one_shot);
+        if let Some(shared) = recreated_network_owner(service, &actions) {
+            if !matches!(change, Change::Create | Change::Recreate(_)) {
+                // Its network namespace was the old container's.
+                change = Change::Recreate(vec![format!("network_mode (`{shared}` recreated)")]);
+            }
+        }
         if matches!(change, Change::Unchanged(_)) {
             if let Some(dep) = restarting_dependency(loaded, name, &actions) {
                 change = Change::Restart(format!("`{dep}` recreated (restart: true)"));
@@ -621,6 +653,21 @@ pub fn one_shot_services(loaded: &LoadedStack) -> HashSet<String> {
         .filter(|(_, d)| d.condition == Condition::ServiceCompletedSuccessfully)
         .map(|(n, _)| n.clone())
         .collect()
+}
+
+/// The service whose network this one shares (`network_mode: service:X`), when this plan
+/// creates its container anew.
+fn recreated_network_owner(
+    service: &crate::stack::model::Service,
+    planned: &[Action],
+) -> Option<String> {
+    let owner = service.network_mode.as_deref()?.strip_prefix("service:")?;
+    planned
+        .iter()
+        .any(|a| {
+            matches!(a, Action::Service { service, change: Change::Recreate(_) | Change::Create, .. } if service == owner)
+        })
+        .then(|| owner.to_string())
 }
 
 /// A dependency with `restart: true` that this plan recreates (dependencies come first).
@@ -701,6 +748,23 @@ fn orphan_actions(loaded: &LoadedStack, observed: &Observed, options: &PlanOptio
         .map(|c| Action::Orphan {
             name: c.name.clone(),
             remove: options.remove_orphans,
+        })
+        .collect()
+}
+
+/// Containers of a service of the stack under another name than the one it has now.
+fn stale_actions(loaded: &LoadedStack, observed: &Observed) -> Vec<Action> {
+    observed
+        .containers
+        .iter()
+        .filter(|c| c.role == names::role::SERVICE)
+        .filter_map(|c| {
+            let service = c.service.as_ref()?;
+            loaded.stack.services.get(service)?;
+            (container::container_name(loaded, service) != c.name).then(|| Action::Stale {
+                name: c.name.clone(),
+                service: service.clone(),
+            })
         })
         .collect()
 }

@@ -56,9 +56,11 @@ pub(super) fn resolve(
             resolve_task(name, task, &mut fill);
         }
     }
+    let secret_values = read_file_sources(&mut stack, &loaded, project, vars, &mut errors);
     loaded.inactive_services = set_aside_inactive(&mut stack, &project.profiles);
     loaded.variables.extend(fill.uses);
     loaded.secrets = collect_secrets(&stack, env_file, vars, &loaded.variables);
+    loaded.secrets.extend(secret_values);
     loaded.unused_env = unused_env(env_file, vars, &loaded.variables);
     loaded.stack = stack;
     if errors.is_empty() {
@@ -66,6 +68,66 @@ pub(super) fn resolve(
     } else {
         Err(errors)
     }
+}
+
+/// The content of every top-level secret and config: a file (relative to the project
+/// directory), a variable of the stage, or written inline. Returns the secrets' values read
+/// from variables (masked in every output).
+fn read_file_sources(
+    stack: &mut super::model::Stack,
+    loaded: &LoadedStack,
+    project: &Project,
+    vars: &Variables,
+    errors: &mut Vec<StackError>,
+) -> Vec<String> {
+    let mut masked = Vec::new();
+    for (section, defs) in [
+        ("secrets", &mut stack.secrets),
+        ("configs", &mut stack.configs),
+    ] {
+        for (name, def) in defs.iter_mut() {
+            if let Some(file) = &def.file {
+                let path = absolute(&project.dir, file);
+                let at = loaded.locate_value(&[section, name, "file"]);
+                match std::fs::read(&path) {
+                    Ok(bytes) => def.data = Some(bytes),
+                    Err(e) => errors.push(
+                        StackError::new(
+                            at,
+                            format!(
+                                "{section}.{name}: cannot read `{file}`: {}",
+                                crate::error::io_reason(&e)
+                            ),
+                        )
+                        .with_hint("paths in `file` are relative to the project directory"),
+                    ),
+                }
+                def.file = Some(path.display().to_string());
+            } else if let Some(variable) = &def.environment {
+                match vars.get(variable) {
+                    Some((value, _)) => {
+                        if section == "secrets" && !value.is_empty() {
+                            masked.push(value.clone());
+                        }
+                        def.data = Some(value.clone().into_bytes());
+                    }
+                    None => errors.push(
+                        StackError::new(
+                            loaded.locate_value(&[section, name, "environment"]),
+                            format!("{section}.{name}: the variable `{variable}` is not set"),
+                        )
+                        .with_hint(format!(
+                            "set it in the environment or in {}",
+                            project.display_path(&project.env_file())
+                        )),
+                    ),
+                }
+            } else if let Some(content) = &def.content {
+                def.data = Some(content.clone().into_bytes());
+            }
+        }
+    }
+    masked
 }
 
 /// Sets the project name: the stack's `name:`, else the directory's name, sanitized. Too
@@ -149,13 +211,14 @@ fn resolve_service(
 /// in place. A file that cannot be read or parsed is an error located at its entry.
 fn read_env_files(
     name: &str,
-    files: &mut [String],
+    files: &mut [super::model::EnvFile],
     loaded: &LoadedStack,
     project: &Project,
     errors: &mut Vec<StackError>,
 ) -> IndexMap<String, String> {
     let mut from_files: IndexMap<String, String> = IndexMap::new();
-    for (index, file) in files.iter_mut().enumerate() {
+    for (index, entry) in files.iter_mut().enumerate() {
+        let file = &entry.path;
         let path = absolute(&project.dir, file);
         let at = loaded.locate_value(&["services", name, "env_file", &index.to_string()]);
         let shown = project.display_path(&path);
@@ -175,6 +238,8 @@ fn read_env_files(
                     format!("{} (env file of service `{name}`)", e.message),
                 )),
             },
+            // `required: false`: a missing file is left out, as in Compose.
+            Err(super::ReadError::NotFound) if !entry.required => {}
             Err(super::ReadError::NotFound) => errors.push(
                 StackError::new(
                     at,
@@ -188,7 +253,7 @@ fn read_env_files(
                 hint: error.hint,
             }),
         }
-        *file = path.display().to_string();
+        entry.path = path.display().to_string();
     }
     from_files
 }
