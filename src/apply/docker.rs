@@ -174,6 +174,11 @@ pub fn build_request(image: &ImageSpec) -> BuildRequest {
         labels: image.labels.clone(),
         tag: image.tag.clone(),
         no_cache: image.no_cache,
+        dockerfile_inline: image.dockerfile_inline.clone(),
+        cache_from: image.cache_from.clone(),
+        network: image.network.clone(),
+        shm_size: image.shm_size,
+        pull: image.pull,
         registry_auth: base_credentials(image),
     }
 }
@@ -697,6 +702,109 @@ services:
             spec.networks[1].aliases,
             vec!["api".to_string(), "api-back".to_string()]
         );
+    }
+
+    #[test]
+    fn every_compose_key_reaches_the_create_request() {
+        let spec = spec_of(
+            r#"
+services:
+  api:
+    image: busybox:latest
+    expose: [80, "9000-9001/udp"]
+    stdin_open: true
+    tty: true
+    read_only: true
+    tmpfs: ["/run:size=1m"]
+    cap_add: [NET_ADMIN]
+    cap_drop: [ALL]
+    ulimits: { nofile: { soft: 1024, hard: 2048 }, nproc: 64 }
+    links: ["db:database"]
+    deploy:
+      resources:
+        limits: { pids: 50 }
+        reservations: { memory: 32m }
+      restart_policy: { condition: on-failure, max_attempts: 3 }
+    logging: { driver: json-file, options: { max-size: 1m } }
+    devices: ["/dev/fuse:/dev/fuse2:r"]
+    security_opt: ["no-new-privileges:true"]
+    shm_size: 64m
+    sysctls: ["net.core.somaxconn=1024"]
+    pid: host
+    ipc: shareable
+    platform: linux/amd64
+    privileged: true
+    dns: [10.0.0.2]
+    dns_search: example.com
+    dns_opt: [use-vc]
+    group_add: [audio, 1001]
+    volumes:
+      - { type: tmpfs, target: /cache, tmpfs: { size: 2m, mode: 0700 } }
+      - { type: bind, source: /srv, target: /srv, read_only: true, bind: { propagation: rslave } }
+  db:
+    image: busybox:latest
+"#,
+        );
+        let config = container_config(&spec);
+        let body = create_body(&config, false);
+        let host = body.host_config.clone().expect("host config");
+        assert_eq!(
+            body.exposed_ports,
+            Some(vec!["80/tcp".into(), "9000/udp".into(), "9001/udp".into()])
+        );
+        assert_eq!((body.open_stdin, body.tty), (Some(true), Some(true)));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        let tmpfs = host.tmpfs.expect("tmpfs");
+        assert_eq!(tmpfs["/run"], "size=1m");
+        assert_eq!(tmpfs["/cache"], "size=2097152,mode=700");
+        assert_eq!(host.binds, Some(vec!["/srv:/srv:ro,rslave".to_string()]));
+        assert_eq!(host.cap_add, Some(vec!["NET_ADMIN".into()]));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".into()]));
+        let ulimits = host.ulimits.expect("ulimits");
+        assert_eq!(ulimits[0].name.as_deref(), Some("nofile"));
+        assert_eq!((ulimits[0].soft, ulimits[0].hard), (Some(1024), Some(2048)));
+        assert_eq!((ulimits[1].soft, ulimits[1].hard), (Some(64), Some(64)));
+        assert_eq!(host.links, Some(vec!["dev-demo--db:database".into()]));
+        assert_eq!(host.pids_limit, Some(50));
+        assert_eq!(host.memory_reservation, Some(32 << 20));
+        let restart = host.restart_policy.expect("restart policy");
+        assert_eq!(
+            restart.name.map(|n| n.to_string()),
+            Some("on-failure".into())
+        );
+        assert_eq!(restart.maximum_retry_count, Some(3));
+        let log = host.log_config.expect("log config");
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        assert_eq!(log.config.expect("options")["max-size"], "1m");
+        let device = &host.devices.expect("devices")[0];
+        assert_eq!(device.path_on_host.as_deref(), Some("/dev/fuse"));
+        assert_eq!(device.path_in_container.as_deref(), Some("/dev/fuse2"));
+        assert_eq!(device.cgroup_permissions.as_deref(), Some("r"));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges:true".into()])
+        );
+        assert_eq!(host.shm_size, Some(64 << 20));
+        assert_eq!(host.sysctls.expect("sysctls")["net.core.somaxconn"], "1024");
+        assert_eq!(host.pid_mode.as_deref(), Some("host"));
+        assert_eq!(host.ipc_mode.as_deref(), Some("shareable"));
+        assert_eq!(config.extras.platform.as_deref(), Some("linux/amd64"));
+        assert_eq!(host.privileged, Some(true));
+        assert_eq!(host.dns, Some(vec!["10.0.0.2".into()]));
+        assert_eq!(host.dns_search, Some(vec!["example.com".into()]));
+        assert_eq!(host.dns_options, Some(vec!["use-vc".into()]));
+        assert_eq!(host.group_add, Some(vec!["audio".into(), "1001".into()]));
+    }
+
+    #[test]
+    fn network_mode_replaces_the_networks() {
+        let spec = spec_of("services:\n  api:\n    image: busybox:latest\n    network_mode: service:db\n  db:\n    image: busybox:latest\n");
+        let body = create_body(&container_config(&spec), false);
+        assert_eq!(
+            body.host_config.and_then(|h| h.network_mode).as_deref(),
+            Some("container:dev-demo--db")
+        );
+        assert!(body.networking_config.is_none());
     }
 
     #[test]

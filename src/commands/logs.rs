@@ -28,9 +28,11 @@ pub async fn run(ctx: &Context, args: &LogsArgs) -> Result<i32> {
         .await?;
     let present: Vec<(String, String)> = wanted
         .iter()
-        .filter_map(|service| {
-            let name = crate::plan::container::container_name(&loaded, service);
-            observed.container(&name).map(|_| (service.clone(), name))
+        .flat_map(|service| {
+            crate::plan::container::replica_names(&loaded, service)
+                .into_iter()
+                .filter(|name| observed.container(name).is_some())
+                .map(|name| (service.clone(), name))
         })
         .collect();
     if present.is_empty() {

@@ -31,8 +31,12 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
         )
         .await?;
     let mut rows: Vec<Row> = Vec::new();
-    for service in loaded.stack.services.keys() {
-        let name = crate::plan::container::container_name(&loaded, service);
+    let replicas = loaded.stack.services.keys().flat_map(|service| {
+        crate::plan::container::replica_names(&loaded, service)
+            .into_iter()
+            .map(move |name| (service, name))
+    });
+    for (service, name) in replicas {
         rows.push(match observed.container(&name) {
             Some(c) => Row {
                 service: service.clone(),

@@ -167,6 +167,22 @@ pub fn container_name(loaded: &LoadedStack, name: &str) -> String {
         .unwrap_or_else(|| names::container(&loaded.stage, &loaded.project, name))
 }
 
+/// The names of a service's containers, one per replica: the first is [`container_name`],
+/// the others add `--2`, `--3` …
+pub fn replica_names(loaded: &LoadedStack, name: &str) -> Vec<String> {
+    let base = container_name(loaded, name);
+    let count = loaded.stack.services.get(name).map_or(1, |s| s.replicas());
+    (1..=count)
+        .map(|i| {
+            if i == 1 {
+                base.clone()
+            } else {
+                format!("{base}--{i}")
+            }
+        })
+        .collect()
+}
+
 /// The container names the stack sets itself (`container_name`).
 pub fn custom_names(loaded: &LoadedStack) -> Vec<String> {
     loaded
@@ -775,5 +791,101 @@ mod tests {
             changed_fields(&one.field_hashes(), &changed.field_hashes()),
             vec!["cpus".to_string()]
         );
+    }
+
+    /// Two services; each case adds one key to `api`. The key changes `api`'s hash and is
+    /// named as the one field that changed; `web`'s hash stays: exactly that service is
+    /// recreated.
+    #[test]
+    fn each_compose_key_is_hashed_and_named() {
+        let base = "services:\n  api:\n    image: busybox:latest\n  web:\n    image: busybox:latest\n    ports: [\"80\"]\nsecrets:\n  token: { content: a }\nconfigs:\n  conf: { content: b }\n";
+        let cases = [
+            ("network_mode: host", "networks,network_mode"),
+            ("expose: [80, \"9000-9001/udp\"]", "expose"),
+            ("secrets: [token]", "secrets"),
+            ("configs: [{ source: conf, target: /etc/conf, mode: 0440 }]", "configs"),
+            ("stdin_open: true", "stdin_open"),
+            ("tty: true", "tty"),
+            ("read_only: true", "read_only"),
+            ("tmpfs: /run", "tmpfs"),
+            ("cap_add: [NET_ADMIN]", "cap_add"),
+            ("cap_drop: [ALL]", "cap_drop"),
+            ("ulimits: { nofile: 1024 }", "ulimits"),
+            ("links: [web]", "links"),
+            ("deploy: { resources: { reservations: { memory: 64m } } }", "mem_reservation"),
+            ("deploy: { resources: { limits: { pids: 50 } } }", "pids_limit"),
+            ("deploy: { resources: { limits: { memory: 64m } } }", "mem_limit"),
+            ("deploy: { resources: { limits: { cpus: '0.5' } } }", "cpus"),
+            ("deploy: { restart_policy: { condition: on-failure, max_attempts: 3 } }", "restart"),
+            ("logging: { driver: json-file, options: { max-size: 1m } }", "logging"),
+            ("devices: [\"/dev/fuse\"]", "devices"),
+            ("security_opt: [no-new-privileges:true]", "security_opt"),
+            ("shm_size: 64m", "shm_size"),
+            ("sysctls: { net.core.somaxconn: 1024 }", "sysctls"),
+            ("pid: host", "pid"),
+            ("ipc: shareable", "ipc"),
+            ("platform: linux/amd64", "platform"),
+            ("privileged: true", "privileged"),
+            ("dns: 10.0.0.2", "dns"),
+            ("dns_search: example.com", "dns_search"),
+            ("dns_opt: [use-vc]", "dns_opt"),
+            ("group_add: [audio]", "group_add"),
+            ("volumes: [{ type: tmpfs, target: /cache, tmpfs: { size: 1m } }]", "tmpfs"),
+            ("volumes: [{ type: bind, source: ./x, target: /x, bind: { propagation: rshared } }]", "volumes"),
+        ];
+        let specs = |yaml: &str| {
+            let mut loaded = crate::plan::test_stack(yaml, "demo", "dev", "/srv/demo");
+            for def in loaded
+                .stack
+                .secrets
+                .values_mut()
+                .chain(loaded.stack.configs.values_mut())
+            {
+                def.data = def.content.clone().map(String::into_bytes);
+            }
+            let api = service(&loaded, "api", &loaded.stack.services["api"], "sha256:abc");
+            let web = service(&loaded, "web", &loaded.stack.services["web"], "sha256:abc");
+            (api, web)
+        };
+        let (api, web) = specs(base);
+        for (line, field) in cases {
+            let yaml = base.replace(
+                "  api:\n    image: busybox:latest\n",
+                &format!("  api:\n    image: busybox:latest\n    {line}\n"),
+            );
+            let (changed_api, changed_web) = specs(&yaml);
+            assert_eq!(
+                changed_fields(&api.field_hashes(), &changed_api.field_hashes()),
+                field.split(',').map(String::from).collect::<Vec<_>>(),
+                "{line}"
+            );
+            assert_ne!(api.config_hash(), changed_api.config_hash(), "{line}");
+            assert_eq!(web.config_hash(), changed_web.config_hash(), "{line}");
+        }
+    }
+
+    #[test]
+    fn secret_content_is_hashed_not_shown() {
+        let yaml = "services:\n  api:\n    image: busybox:latest\n    secrets: [token]\nsecrets:\n  token: { environment: TOKEN }\n";
+        let mut loaded = crate::plan::test_stack(yaml, "demo", "dev", "/srv/demo");
+        loaded.stack.secrets["token"].data = Some(b"hunter2".to_vec());
+        let one = service(&loaded, "api", &loaded.stack.services["api"], "");
+        loaded.stack.secrets["token"].data = Some(b"hunter3".to_vec());
+        let two = service(&loaded, "api", &loaded.stack.services["api"], "");
+        assert_eq!(
+            changed_fields(&one.field_hashes(), &two.field_hashes()),
+            vec!["secrets".to_string()]
+        );
+        assert_eq!(one.files[0].path, "/run/secrets/token");
+        assert_eq!(one.files[0].mode, 0o444);
+        let shown = serde_json::to_string(&one).unwrap_or_default();
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn a_stack_without_the_new_keys_keeps_its_hash_fields() {
+        let spec = spec_of(API);
+        let fields: Vec<&str> = spec.hashed_fields().iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields.len(), 20, "{fields:?}");
     }
 }

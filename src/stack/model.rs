@@ -744,8 +744,6 @@ pub struct Build {
     pub network: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shm_size: Option<ByteSize>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub extra_hosts: Vec<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_cache: bool,
     /// Pull the base images at every build.
@@ -776,8 +774,6 @@ impl<'de> Deserialize<'de> for Build {
             network: Option<String>,
             #[serde(default, deserialize_with = "opt_size")]
             shm_size: Option<ByteSize>,
-            #[serde(default, deserialize_with = "extra_hosts")]
-            extra_hosts: Vec<String>,
             #[serde(default)]
             no_cache: bool,
             #[serde(default)]
@@ -796,6 +792,11 @@ impl<'de> Deserialize<'de> for Build {
             }),
             Value::Mapping(_) => {
                 let long: Long = from_tree(value).map_err(de::Error::custom)?;
+                if long.shm_size.is_some_and(|s| s.0 > i64::from(i32::MAX)) {
+                    return Err(de::Error::custom(
+                        "the classic builder takes a `shm_size` below 2g",
+                    ));
+                }
                 if long.dockerfile.is_some() && long.dockerfile_inline.is_some() {
                     return Err(de::Error::custom(
                         "give `dockerfile` or `dockerfile_inline`, not both",
@@ -811,7 +812,6 @@ impl<'de> Deserialize<'de> for Build {
                     cache_from: long.cache_from,
                     network: long.network,
                     shm_size: long.shm_size,
-                    extra_hosts: long.extra_hosts,
                     no_cache: long.no_cache,
                     pull: long.pull,
                 })

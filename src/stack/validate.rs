@@ -843,9 +843,50 @@ fn check_references(root: &Mapping, report: &mut Report) {
 }
 
 /// `container_name`: a valid engine name, used once in the stack, on one container.
+/// Replicas: their names (`SERVICE--2` …) are no other service's, and they publish no
+/// fixed host port (each would take the same one).
 fn check_container_names(root: &Mapping, report: &mut Report) {
     let mut seen: HashMap<String, String> = HashMap::new();
-    for (name, raw) in raw_entries(root, "services") {
+    let services = raw_entries(root, "services");
+    for (name, raw) in &services {
+        let replicas = raw
+            .get("scale")
+            .or_else(|| raw.get("deploy").and_then(|d| d.get("replicas")))
+            .and_then(|v| v.as_i64())
+            .unwrap_or(1);
+        if replicas <= 1 || raw.contains_key("container_name") {
+            continue;
+        }
+        let at = match raw.get("scale") {
+            Some(_) => path(&["services", name, "scale"]),
+            None => path(&["services", name, "deploy", "replicas"]),
+        };
+        if let Some(other) = (2..=replicas)
+            .map(|i| format!("{name}--{i}"))
+            .find(|replica| services.iter().any(|(s, _)| s == replica))
+        {
+            report.at_value(
+                &at,
+                format!("service `{name}` runs {replicas} replicas, and its replica `{other}` would take the container name of service `{other}`"),
+                Some("rename the service `{other}`: replicas are named `SERVICE--N`".replace("{other}", &other)),
+            );
+        }
+        let fixed = raw
+            .get("ports")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| load::from_value::<super::model::PortMapping>(p.clone()).ok())
+            .find_map(|p| p.host_port);
+        if let Some(port) = fixed {
+            report.at_value(
+                &at,
+                format!("service `{name}` runs {replicas} replicas, and each would publish host port {port}"),
+                Some("publish a container port without a host port (`\"8080\"`), so that each replica gets its own, or run one replica".into()),
+            );
+        }
+    }
+    for (name, raw) in services {
         let Some(Value::String(container)) = raw.get("container_name") else {
             continue;
         };

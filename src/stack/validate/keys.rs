@@ -175,7 +175,6 @@ pub const PLACES: &[Place] = &[
             "cache_from",
             "network",
             "shm_size",
-            "extra_hosts",
             "no_cache",
             "pull",
         ],
@@ -183,6 +182,7 @@ pub const PLACES: &[Place] = &[
             "additional_contexts",
             "cache_to",
             "entitlements",
+            "extra_hosts",
             "isolation",
             "platforms",
             "privileged",
@@ -537,7 +537,7 @@ pub fn reason(path: &str, key: &str) -> String {
     let text = match (path, key) {
         ("services.*.build", "additional_contexts" | "secrets" | "ssh" | "cache_to")
         | ("services.*.build", "entitlements" | "provenance" | "sbom" | "platforms") => classic,
-        ("services.*.build", "privileged" | "ulimits" | "tags" | "isolation") => {
+        ("services.*.build", "privileged" | "ulimits" | "tags" | "isolation" | "extra_hosts") => {
             "not in stackctl's build requests yet"
         }
         ("services.*.deploy", _)
