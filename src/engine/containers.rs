@@ -475,6 +475,35 @@ impl Engine {
         if ours {
             return self.remove_container(&config.name).await;
         }
+        let label = |labels: &HashMap<String, String>, key: &str| {
+            labels.get(key).cloned().unwrap_or_default()
+        };
+        // Another stage's container (a fixed `container_name` used by two stages).
+        if let (Some(stage), Some(project)) = (labels.get(names::STAGE), labels.get(names::PROJECT))
+        {
+            let theirs = format!(
+                "service `{}` of stage `{stage}` (project `{project}`)",
+                label(&labels, names::SERVICE)
+            );
+            let ours = format!(
+                "service `{}` of stage `{}` (project `{}`)",
+                label(&config.labels, names::SERVICE),
+                label(&config.labels, names::STAGE),
+                label(&config.labels, names::PROJECT)
+            );
+            return Err(EngineError {
+                operation: "create container".into(),
+                object: config.name.clone(),
+                message: format!(
+                    "the container name `{}` of {ours} is already the container of {theirs}",
+                    config.name
+                ),
+                status: Some(409),
+                hint: Some(
+                    "container names are unique on an engine: put the stage in `container_name` (`${STAGE}-…`), or remove `container_name`".to_string(),
+                ),
+            });
+        }
         Err(EngineError {
             operation: "create container".into(),
             object: config.name.clone(),

@@ -1,0 +1,283 @@
+//! Compose keys that change a container, against the real engine: one stack brought up once
+//! (`container_name`, secrets and configs, `read_only` with `tmpfs`, `ulimits`, `cap_*`,
+//! `network_mode: service:X`), each checked with `docker inspect` or inside the container;
+//! then replicas scaled up and down, and a container name another stage already holds.
+
+mod support;
+
+use support::{busybox_image, docker, docker_ok, lines, TestStack};
+
+/// `docker inspect` one field of a container.
+fn inspect(container: &str, format: &str) -> String {
+    docker_ok(&["inspect", "--format", format, container])
+        .trim()
+        .to_string()
+}
+
+/// Run a command in a running container; its stdout, trimmed.
+fn exec(container: &str, script: &str) -> String {
+    docker_ok(&["exec", container, "sh", "-c", script])
+        .trim()
+        .to_string()
+}
+
+/// Whether a command in the container succeeds.
+fn exec_succeeds(container: &str, script: &str) -> bool {
+    std::process::Command::new("docker")
+        .args(["exec", container, "sh", "-c", script])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn fixture(t: &TestStack) {
+    let image = busybox_image();
+    t.write("secrets/db_password.txt", "s3cret-from-file\n");
+    t.write(&format!(".env.{}", t.stage), "API_TOKEN=t0ken-from-env\n");
+    t.stack(&format!(
+        r#"
+services:
+  named:
+    image: {image}
+    container_name: ${{STAGE}}-named
+    init: true
+    command: [sleep, "3600"]
+  files:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+    secrets:
+      - db_password
+      - source: api_token
+        target: token
+        uid: "1000"
+        gid: "1001"
+        mode: 0400
+    configs:
+      - source: app_conf
+        target: /etc/app/app.conf
+        mode: 0644
+  locked:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+    read_only: true
+    tmpfs: ["/scratch:size=1m"]
+    ulimits:
+      nofile: {{ soft: 512, hard: 1024 }}
+    cap_drop: [ALL]
+    cap_add: [NET_BIND_SERVICE]
+  web:
+    image: {image}
+    init: true
+    command: [sh, -c, "mkdir -p /www && echo served > /www/index.html && exec httpd -f -p 8080 -h /www"]
+  sidecar:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+    network_mode: service:web
+secrets:
+  db_password:
+    file: ./secrets/db_password.txt
+  api_token:
+    environment: API_TOKEN
+configs:
+  app_conf:
+    content: |
+      listen = 8080
+"#
+    ));
+}
+
+#[test]
+fn compose_keys_reach_the_container() {
+    let t = TestStack::new("keys");
+    fixture(&t);
+    let up = t.cmd().arg("up").output().expect("run up");
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(up.status.success(), "up failed: {stderr}");
+    assert!(
+        !stderr.contains("t0ken-from-env") && !stderr.contains("s3cret-from-file"),
+        "no secret in the output: {stderr}"
+    );
+
+    // container_name: the engine name is the stack's, with the stage's labels.
+    let named = format!("{}-named", t.stage);
+    assert_eq!(inspect(&named, "{{.State.Running}}"), "true");
+    assert_eq!(
+        inspect(&named, "{{index .Config.Labels \"io.stackctl.service\"}}"),
+        "named"
+    );
+    let ps = t.cmd().arg("ps").output().expect("run ps");
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).contains(&named),
+        "ps lists the named container"
+    );
+
+    // secrets and configs: content, path, mode and owner inside the container.
+    let files = t.container("files");
+    assert_eq!(
+        exec(&files, "cat /run/secrets/db_password"),
+        "s3cret-from-file"
+    );
+    assert_eq!(
+        exec(&files, "stat -c '%a %u:%g' /run/secrets/db_password"),
+        "444 0:0"
+    );
+    assert_eq!(exec(&files, "cat /run/secrets/token"), "t0ken-from-env");
+    assert_eq!(
+        exec(&files, "stat -c '%a %u:%g' /run/secrets/token"),
+        "400 1000:1001"
+    );
+    assert_eq!(exec(&files, "cat /etc/app/app.conf"), "listen = 8080");
+    assert_eq!(exec(&files, "stat -c '%a' /etc/app/app.conf"), "644");
+    // Copied, not bind-mounted: nothing of the host is mounted there.
+    assert_eq!(inspect(&files, "{{len .Mounts}}"), "0");
+
+    // read_only with a tmpfs; ulimits; capabilities.
+    let locked = t.container("locked");
+    assert_eq!(inspect(&locked, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert!(
+        !exec_succeeds(&locked, "touch /root-file"),
+        "root fs is read-only"
+    );
+    assert!(
+        exec_succeeds(&locked, "touch /scratch/file"),
+        "tmpfs is writable"
+    );
+    assert!(
+        exec(&locked, "grep ' /scratch ' /proc/mounts").starts_with("tmpfs /scratch tmpfs"),
+        "/scratch is a tmpfs"
+    );
+    assert_eq!(exec(&locked, "ulimit -Sn"), "512");
+    assert_eq!(exec(&locked, "ulimit -Hn"), "1024");
+    assert_eq!(inspect(&locked, "{{.HostConfig.CapDrop}}"), "[ALL]");
+    assert_eq!(
+        inspect(&locked, "{{.HostConfig.CapAdd}}"),
+        "[NET_BIND_SERVICE]"
+    );
+    // Only CAP_NET_BIND_SERVICE (bit 10) is left in the effective set.
+    assert_eq!(
+        exec(&locked, "grep CapEff /proc/self/status | cut -f2"),
+        "0000000000000400"
+    );
+
+    // network_mode: service:web shares web's network namespace (its localhost).
+    let sidecar = t.container("sidecar");
+    let web_id = inspect(&t.container("web"), "{{.Id}}");
+    assert_eq!(
+        inspect(&sidecar, "{{.HostConfig.NetworkMode}}"),
+        format!("container:{web_id}")
+    );
+    let mut served = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        served = docker(&[
+            "exec",
+            &sidecar,
+            "wget",
+            "-qO-",
+            "http://127.0.0.1:8080/index.html",
+        ]);
+        if served.trim() == "served" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(served.trim(), "served", "sidecar reaches web on localhost");
+
+    // A second `up` changes nothing (the copied files and the names are stable).
+    let again = t.cmd().args(["up", "--dry-run"]).output().expect("dry run");
+    let plan = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        !plan.contains("create") && !plan.contains("recreate") && !plan.contains("remove"),
+        "second up is a no-op: {plan}"
+    );
+
+    // Changing a secret's content recreates exactly that service.
+    t.write("secrets/db_password.txt", "rotated\n");
+    let dry = t.cmd().args(["up", "--dry-run"]).output().expect("dry run");
+    let plan = String::from_utf8_lossy(&dry.stdout);
+    let changed: Vec<&str> = plan.lines().filter(|l| !l.contains("unchanged")).collect();
+    assert_eq!(changed.len(), 1, "{plan}");
+    assert!(
+        changed[0].contains(&files) && changed[0].contains("secrets changed"),
+        "{plan}"
+    );
+    t.cmd().arg("up").assert().success();
+    assert_eq!(exec(&files, "cat /run/secrets/db_password"), "rotated");
+
+    // `down` removes the named container too.
+    t.cmd().arg("down").assert().success();
+    assert!(t.containers().is_empty(), "{:?}", t.containers());
+}
+
+#[test]
+fn replicas_scale_up_and_down() {
+    let t = TestStack::new("replicas");
+    let image = busybox_image();
+    let stack = |replicas: u32| {
+        format!(
+            "services:\n  worker:\n    image: {image}\n    init: true\n    command: [sleep, \"3600\"]\n    deploy:\n      replicas: {replicas}\n      resources:\n        limits: {{ memory: 64m, pids: 32 }}\n"
+        )
+    };
+    t.stack(&stack(3));
+    t.cmd().arg("up").assert().success();
+    let base = t.container("worker");
+    let mut expected = vec![base.clone(), format!("{base}--2"), format!("{base}--3")];
+    expected.sort();
+    let mut running = t.containers();
+    running.sort();
+    assert_eq!(running, expected);
+    for name in &expected {
+        assert_eq!(inspect(name, "{{.State.Running}}"), "true");
+        assert_eq!(inspect(name, "{{.HostConfig.Memory}}"), "67108864");
+        assert_eq!(inspect(name, "{{.HostConfig.PidsLimit}}"), "32");
+    }
+    let first_id = inspect(&base, "{{.Id}}");
+
+    t.stack(&stack(1));
+    t.cmd().arg("up").assert().success();
+    assert_eq!(t.containers(), vec![base.clone()]);
+    assert_eq!(
+        inspect(&base, "{{.Id}}"),
+        first_id,
+        "the first replica is kept"
+    );
+}
+
+#[test]
+fn a_container_name_held_by_another_stage_is_an_error_naming_both() {
+    let image = busybox_image();
+    let first = TestStack::new("holder");
+    let shared = format!("{}-shared", first.stage);
+    let stack = format!(
+        "services:\n  db:\n    image: {image}\n    init: true\n    command: [sleep, \"3600\"]\n    container_name: {shared}\n"
+    );
+    first.stack(&stack);
+    first.cmd().arg("up").assert().success();
+
+    let second = TestStack::new("taker");
+    second.stack(&stack);
+    let output = second.cmd().arg("up").output().expect("run up");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&shared), "{stderr}");
+    assert!(
+        stderr.contains(&format!("stage `{}`", first.stage))
+            && stderr.contains(&format!("stage `{}`", second.stage)),
+        "the error names both stages: {stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+    // The holder is untouched.
+    assert_eq!(
+        lines(&docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("name=^{shared}$")
+        ]))
+        .len(),
+        1
+    );
+}
