@@ -281,3 +281,35 @@ fn a_container_name_held_by_another_stage_is_an_error_naming_both() {
         1
     );
 }
+
+#[test]
+fn healthcheck_start_interval_needs_an_engine_that_knows_it() {
+    let t = TestStack::new("interval");
+    let image = busybox_image();
+    t.stack(&format!(
+        "services:\n  api:\n    image: {image}\n    init: true\n    command: [sleep, \"3600\"]\n    healthcheck:\n      test: [CMD, \"true\"]\n      interval: 1s\n      start_period: 5s\n      start_interval: 200ms\n"
+    ));
+    let api_version = docker_ok(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let (major, minor) = api_version
+        .trim()
+        .split_once('.')
+        .map(|(a, b)| (a.parse::<u32>().unwrap_or(0), b.parse::<u32>().unwrap_or(0)))
+        .unwrap_or((0, 0));
+    let output = t.cmd().arg("up").output().expect("run up");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if (major, minor) >= (1, 44) {
+        assert!(output.status.success(), "{stderr}");
+        assert_eq!(
+            inspect(&t.container("api"), "{{.Config.Healthcheck.StartInterval}}"),
+            "200ms"
+        );
+    } else {
+        // An older engine would ignore it: refused, naming the reason, nothing created.
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("`healthcheck.start_interval` needs engine API 1.44"),
+            "{stderr}"
+        );
+        assert!(t.containers().is_empty(), "{:?}", t.containers());
+    }
+}

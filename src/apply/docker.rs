@@ -62,6 +62,7 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             timeout_ns: h.timeout_ns,
             retries: h.retries,
             start_period_ns: h.start_period_ns,
+            start_interval_ns: h.start_interval_ns,
         }),
         restart: spec.restart.clone(),
         labels: spec.labels().into_iter().collect(),

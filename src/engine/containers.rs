@@ -163,6 +163,8 @@ pub struct Healthcheck {
     pub timeout_ns: Option<i64>,
     pub retries: Option<i64>,
     pub start_period_ns: Option<i64>,
+    /// Engine API 1.44 and later only (checked before the create).
+    pub start_interval_ns: Option<i64>,
 }
 
 /// How a one-off container is wired to our streams.
@@ -255,7 +257,7 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
             timeout: h.timeout_ns,
             retries: h.retries,
             start_period: h.start_period_ns,
-            start_interval: None,
+            start_interval: h.start_interval_ns,
         }),
         working_dir: config.working_dir.clone(),
         user: config.user.clone(),
@@ -404,6 +406,26 @@ impl Engine {
     }
 
     async fn create_only(&self, config: &ContainerConfig) -> Result<String, EngineError> {
+        let start_interval = config
+            .healthcheck
+            .as_ref()
+            .is_some_and(|h| h.start_interval_ns.is_some());
+        let version = self.client().client_version();
+        if start_interval && (version.major_version, version.minor_version) < (1, 44) {
+            // An older engine would ignore it without a word.
+            return Err(EngineError {
+                operation: "create container".into(),
+                object: config.name.clone(),
+                message: format!(
+                    "`healthcheck.start_interval` needs engine API 1.44 or later; this engine speaks {}.{}",
+                    version.major_version, version.minor_version
+                ),
+                status: None,
+                hint: Some(
+                    "remove `start_interval` (the checks then run at `interval` during `start_period` too), or use a newer engine".into(),
+                ),
+            });
+        }
         let mut options = CreateContainerOptionsBuilder::default().name(&config.name);
         if let Some(platform) = &config.extras.platform {
             options = options.platform(platform);

@@ -42,6 +42,9 @@ pub struct HealthSpec {
     pub timeout_ns: Option<i64>,
     pub retries: Option<i64>,
     pub start_period_ns: Option<i64>,
+    /// Left out of the hash when unset (added after the others).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_interval_ns: Option<i64>,
 }
 
 /// One network a container joins, by engine name, with its aliases there.
@@ -444,6 +447,7 @@ pub fn service(
                 timeout_ns: None,
                 retries: None,
                 start_period_ns: None,
+                start_interval_ns: None,
             }
         } else {
             HealthSpec {
@@ -452,6 +456,7 @@ pub fn service(
                 timeout_ns: nanos(h.timeout),
                 retries: h.retries.map(i64::from),
                 start_period_ns: nanos(h.start_period),
+                start_interval_ns: nanos(h.start_interval),
             }
         }
     });

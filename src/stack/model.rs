@@ -899,6 +899,9 @@ pub struct Healthcheck {
     pub retries: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_period: Option<DurationSpec>,
+    /// How often to check during `start_period` (engine API 1.44 and later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<DurationSpec>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub disable: bool,
 }
@@ -919,6 +922,8 @@ impl<'de> Deserialize<'de> for Healthcheck {
             #[serde(default)]
             start_period: Option<DurationSpec>,
             #[serde(default)]
+            start_interval: Option<DurationSpec>,
+            #[serde(default)]
             disable: bool,
         }
         let raw = Raw::deserialize(deserializer)?;
@@ -927,6 +932,7 @@ impl<'de> Deserialize<'de> for Healthcheck {
             ("interval", raw.interval),
             ("timeout", raw.timeout),
             ("start_period", raw.start_period),
+            ("start_interval", raw.start_interval),
         ] {
             if let Some(DurationSpec(d)) = duration {
                 if !d.is_zero() && d < Duration::from_millis(1) {
@@ -955,6 +961,7 @@ impl<'de> Deserialize<'de> for Healthcheck {
             timeout: raw.timeout,
             retries: raw.retries,
             start_period: raw.start_period,
+            start_interval: raw.start_interval,
             disable: raw.disable,
         })
     }
@@ -1696,7 +1703,7 @@ impl<'de> Deserialize<'de> for VolumeMount {
                     }
                     ("image" | "npipe" | "cluster", _) => {
                         return Err(de::Error::custom(format!(
-                            "mount type `{}` is not supported yet (the engine here speaks API 1.41; use `volume`, `bind` or `tmpfs`)",
+                            "mount type `{}` is not supported yet (it needs a newer engine API than the 1.41 stackctl speaks; use `volume`, `bind` or `tmpfs`)",
                             long.kind
                         )))
                     }

@@ -382,9 +382,10 @@ pub const PLACES: &[Place] = &[
             "timeout",
             "retries",
             "start_period",
+            "start_interval",
             "disable",
         ],
-        &["start_interval"],
+        &[],
     ),
     place("services.*.logging", &["driver", "options"], &[]),
     place("services.*.models.*", &[], &["endpoint_var", "model_var"]),
@@ -553,17 +554,14 @@ pub fn reason(path: &str, key: &str) -> String {
         ("services.*.deploy.resources.reservations", _) | ("services.*", "gpus") => {
             "device requests (GPUs) are not passed to the engine yet"
         }
-        ("services.*.healthcheck", "start_interval") => {
-            "the engine here speaks API 1.41; `start_interval` needs API 1.44"
-        }
         ("services.*.volumes[].volume", "subpath") | ("services.*.volumes[].image", _) => {
-            "it needs engine API 1.45; the engine here speaks 1.41"
+            "it needs engine API 1.45; stackctl speaks API 1.41 to the engine"
         }
         ("services.*.volumes[]", "image") => {
-            "image mounts need engine API 1.47; the engine here speaks 1.41"
+            "image mounts need engine API 1.47; stackctl speaks API 1.41 to the engine"
         }
         ("services.*.volumes[].bind", "recursive") => {
-            "it needs engine API 1.44; the engine here speaks 1.41"
+            "it needs engine API 1.44; stackctl speaks API 1.41 to the engine"
         }
         ("", "include") | ("services.*", "extends") => {
             "split files are not merged by this version"
