@@ -103,6 +103,24 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             dns_search: spec.dns_search.clone(),
             dns_opt: spec.dns_opt.clone(),
             group_add: spec.group_add.clone(),
+            runtime: spec.runtime.clone(),
+            cpu_shares: spec.cpu_shares,
+            cpuset: spec.cpuset.clone(),
+            cpu_quota: spec.cpu_quota,
+            cpu_period: spec.cpu_period,
+            cpu_rt_period: spec.cpu_rt_period,
+            cpu_rt_runtime: spec.cpu_rt_runtime,
+            oom_score_adj: spec.oom_score_adj,
+            oom_kill_disable: spec.oom_kill_disable,
+            mem_swappiness: spec.mem_swappiness,
+            memswap_limit: spec.memswap_limit,
+            domainname: spec.domainname.clone(),
+            userns_mode: spec.userns_mode.clone(),
+            uts: spec.uts.clone(),
+            cgroup_parent: spec.cgroup_parent.clone(),
+            cgroup: spec.cgroup.clone(),
+            device_cgroup_rules: spec.device_cgroup_rules.clone(),
+            storage_opt: map(&spec.storage_opt),
         },
         files: spec
             .files
@@ -795,6 +813,67 @@ services:
         assert_eq!(host.dns_search, Some(vec!["example.com".into()]));
         assert_eq!(host.dns_options, Some(vec!["use-vc".into()]));
         assert_eq!(host.group_add, Some(vec!["audio".into(), "1001".into()]));
+    }
+
+    #[test]
+    fn resource_and_namespace_keys_reach_the_create_request() {
+        let spec = spec_of(
+            r#"
+services:
+  api:
+    image: busybox:latest
+    runtime: runc
+    mem_reservation: 32m
+    pids_limit: 100
+    cpu_shares: 512
+    cpuset: "0-1"
+    cpu_quota: 50000
+    cpu_period: 100ms
+    cpu_rt_period: 1000000
+    cpu_rt_runtime: 950ms
+    oom_score_adj: 500
+    oom_kill_disable: true
+    mem_swappiness: 10
+    memswap_limit: 1g
+    domainname: example.com
+    userns_mode: host
+    uts: host
+    cgroup_parent: /custom
+    cgroup: private
+    storage_opt: { size: 1G }
+    device_cgroup_rules: ["c 1:3 mr"]
+    external_links: ["redis:cache", "other"]
+"#,
+        );
+        let body = create_body(&container_config(&spec), false);
+        let host = body.host_config.clone().expect("host config");
+        assert_eq!(host.runtime.as_deref(), Some("runc"));
+        assert_eq!(host.memory_reservation, Some(32 << 20));
+        assert_eq!(host.pids_limit, Some(100));
+        assert_eq!(host.cpu_shares, Some(512));
+        assert_eq!(host.cpuset_cpus.as_deref(), Some("0-1"));
+        assert_eq!(host.cpu_quota, Some(50_000));
+        assert_eq!(host.cpu_period, Some(100_000));
+        assert_eq!(host.cpu_realtime_period, Some(1_000_000));
+        assert_eq!(host.cpu_realtime_runtime, Some(950_000));
+        assert_eq!(host.oom_score_adj, Some(500));
+        assert_eq!(host.oom_kill_disable, Some(true));
+        assert_eq!(host.memory_swappiness, Some(10));
+        assert_eq!(host.memory_swap, Some(1 << 30));
+        assert_eq!(body.domainname.as_deref(), Some("example.com"));
+        assert_eq!(host.userns_mode.as_deref(), Some("host"));
+        assert_eq!(host.uts_mode.as_deref(), Some("host"));
+        assert_eq!(host.cgroup_parent.as_deref(), Some("/custom"));
+        assert_eq!(
+            host.cgroupns_mode,
+            Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE)
+        );
+        assert_eq!(host.storage_opt.expect("storage opt")["size"], "1G");
+        assert_eq!(host.device_cgroup_rules, Some(vec!["c 1:3 mr".into()]));
+        assert_eq!(
+            host.links,
+            Some(vec!["redis:cache".into(), "other:other".into()])
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HealthStatusEnum,
-    HostConfig, HostConfigLogConfig, NetworkConnectRequest, NetworkingConfig, PortBinding,
-    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig, NetworkConnectRequest,
+    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
@@ -95,6 +95,24 @@ pub struct Extras {
     pub dns_search: Vec<String>,
     pub dns_opt: Vec<String>,
     pub group_add: Vec<String>,
+    pub runtime: Option<String>,
+    pub cpu_shares: Option<i64>,
+    pub cpuset: Option<String>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<i64>,
+    pub cpu_rt_period: Option<i64>,
+    pub cpu_rt_runtime: Option<i64>,
+    pub oom_score_adj: Option<i64>,
+    pub oom_kill_disable: Option<bool>,
+    pub mem_swappiness: Option<i64>,
+    pub memswap_limit: Option<i64>,
+    pub domainname: Option<String>,
+    pub userns_mode: Option<String>,
+    pub uts: Option<String>,
+    pub cgroup_parent: Option<String>,
+    pub cgroup: Option<String>,
+    pub storage_opt: HashMap<String, String>,
+    pub device_cgroup_rules: Vec<String>,
 }
 
 /// A file put into a container through the engine's archive API (works on a remote engine
@@ -264,6 +282,7 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
         stop_signal: config.stop_signal.clone(),
         stop_timeout: config.stop_timeout_s,
         hostname: config.hostname.clone(),
+        domainname: extras.domainname.clone(),
         attach_stdin: attach.map(|_| stdin),
         attach_stdout: attach.map(|_| true),
         attach_stderr: attach.map(|_| true),
@@ -341,6 +360,26 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
             dns_search: some_vec(&extras.dns_search),
             dns_options: some_vec(&extras.dns_opt),
             group_add: some_vec(&extras.group_add),
+            runtime: extras.runtime.clone(),
+            cpu_shares: extras.cpu_shares,
+            cpuset_cpus: extras.cpuset.clone(),
+            cpu_quota: extras.cpu_quota,
+            cpu_period: extras.cpu_period,
+            cpu_realtime_period: extras.cpu_rt_period,
+            cpu_realtime_runtime: extras.cpu_rt_runtime,
+            oom_score_adj: extras.oom_score_adj,
+            oom_kill_disable: extras.oom_kill_disable,
+            memory_swappiness: extras.mem_swappiness,
+            memory_swap: extras.memswap_limit,
+            userns_mode: extras.userns_mode.clone(),
+            uts_mode: extras.uts.clone(),
+            cgroup_parent: extras.cgroup_parent.clone(),
+            cgroupns_mode: extras.cgroup.as_deref().map(|mode| match mode {
+                "host" => HostConfigCgroupnsModeEnum::HOST,
+                _ => HostConfigCgroupnsModeEnum::PRIVATE,
+            }),
+            storage_opt: some_map(&extras.storage_opt),
+            device_cgroup_rules: some_vec(&extras.device_cgroup_rules),
             // Honoured from API 1.42; older engines get the size by a resize right after start.
             console_size: if tty {
                 crate::tty::size().map(|(rows, cols)| vec![usize::from(rows), usize::from(cols)])

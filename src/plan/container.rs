@@ -127,6 +127,24 @@ pub struct ContainerSpec {
     pub dns_search: Vec<String>,
     pub dns_opt: Vec<String>,
     pub group_add: Vec<String>,
+    pub runtime: Option<String>,
+    pub cpu_shares: Option<i64>,
+    pub cpuset: Option<String>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<i64>,
+    pub cpu_rt_period: Option<i64>,
+    pub cpu_rt_runtime: Option<i64>,
+    pub oom_score_adj: Option<i64>,
+    pub oom_kill_disable: Option<bool>,
+    pub mem_swappiness: Option<i64>,
+    pub memswap_limit: Option<i64>,
+    pub domainname: Option<String>,
+    pub userns_mode: Option<String>,
+    pub uts: Option<String>,
+    pub cgroup_parent: Option<String>,
+    pub cgroup: Option<String>,
+    pub storage_opt: BTreeMap<String, String>,
+    pub device_cgroup_rules: Vec<String>,
 }
 
 /// A secret or config as it lands in the container. Its content is never printed or
@@ -490,7 +508,7 @@ pub fn service(
         .map(|(name, u)| (name.clone(), u.soft, u.hard))
         .collect();
     ulimits.sort();
-    let links = service
+    let mut links: Vec<String> = service
         .links
         .iter()
         .map(|link| {
@@ -498,6 +516,11 @@ pub fn service(
             format!("{}:{alias}", container_name(loaded, target))
         })
         .collect();
+    // `external_links`: containers outside the stack, by their engine name.
+    links.extend(service.external_links.iter().map(|link| {
+        let (target, alias) = link.split_once(':').unwrap_or((link, link));
+        format!("{target}:{alias}")
+    }));
     let mut owner_labels: BTreeMap<String, String> =
         names::owner_labels(&loaded.stage, &loaded.project, names::role::SERVICE)
             .into_iter()
@@ -555,8 +578,8 @@ pub fn service(
         cap_drop: service.cap_drop.clone(),
         ulimits,
         links,
-        memory_reservation: reservations.memory.map(|m| m.0),
-        pids_limit: limits.pids,
+        memory_reservation: service.mem_reservation.or(reservations.memory).map(|m| m.0),
+        pids_limit: service.pids_limit.or(limits.pids),
         log_driver: service.logging.as_ref().and_then(|l| l.driver.clone()),
         log_options: service
             .logging
@@ -575,6 +598,24 @@ pub fn service(
         dns_search: service.dns_search.clone(),
         dns_opt: service.dns_opt.clone(),
         group_add: service.group_add.clone(),
+        runtime: service.runtime.clone(),
+        cpu_shares: service.cpu_shares,
+        cpuset: service.cpuset.clone(),
+        cpu_quota: service.cpu_quota,
+        cpu_period: service.cpu_period,
+        cpu_rt_period: service.cpu_rt_period,
+        cpu_rt_runtime: service.cpu_rt_runtime,
+        oom_score_adj: service.oom_score_adj,
+        oom_kill_disable: service.oom_kill_disable,
+        mem_swappiness: service.mem_swappiness,
+        memswap_limit: service.memswap_limit,
+        domainname: service.domainname.clone(),
+        userns_mode: service.userns_mode.clone(),
+        uts: service.uts.clone(),
+        cgroup_parent: service.cgroup_parent.clone(),
+        cgroup: service.cgroup.clone(),
+        device_cgroup_rules: service.device_cgroup_rules.clone(),
+        storage_opt: sorted(&service.storage_opt),
     }
 }
 
@@ -700,6 +741,24 @@ impl ContainerSpec {
             ("dns_search", json(&self.dns_search)),
             ("dns_opt", json(&self.dns_opt)),
             ("group_add", json(&self.group_add)),
+            ("runtime", json(&self.runtime)),
+            ("cpu_shares", json(&self.cpu_shares)),
+            ("cpuset", json(&self.cpuset)),
+            ("cpu_quota", json(&self.cpu_quota)),
+            ("cpu_period", json(&self.cpu_period)),
+            ("cpu_rt_period", json(&self.cpu_rt_period)),
+            ("cpu_rt_runtime", json(&self.cpu_rt_runtime)),
+            ("oom_score_adj", json(&self.oom_score_adj)),
+            ("oom_kill_disable", json(&self.oom_kill_disable)),
+            ("mem_swappiness", json(&self.mem_swappiness)),
+            ("memswap_limit", json(&self.memswap_limit)),
+            ("domainname", json(&self.domainname)),
+            ("userns_mode", json(&self.userns_mode)),
+            ("uts", json(&self.uts)),
+            ("cgroup_parent", json(&self.cgroup_parent)),
+            ("cgroup", json(&self.cgroup)),
+            ("storage_opt", json(&self.storage_opt)),
+            ("device_cgroup_rules", json(&self.device_cgroup_rules)),
         ];
         let unset = ["null", "[]", "{}", "false", "[null,{}]"];
         fields.extend(
@@ -835,6 +894,27 @@ mod tests {
             ("dns_search: example.com", "dns_search"),
             ("dns_opt: [use-vc]", "dns_opt"),
             ("group_add: [audio]", "group_add"),
+            ("runtime: runc", "runtime"),
+            ("mem_reservation: 32m", "mem_reservation"),
+            ("pids_limit: 100", "pids_limit"),
+            ("cpu_shares: 512", "cpu_shares"),
+            ("cpuset: \"0\"", "cpuset"),
+            ("cpu_quota: 50000", "cpu_quota"),
+            ("cpu_period: 100ms", "cpu_period"),
+            ("cpu_rt_period: 1s", "cpu_rt_period"),
+            ("cpu_rt_runtime: 950ms", "cpu_rt_runtime"),
+            ("oom_score_adj: 500", "oom_score_adj"),
+            ("oom_kill_disable: true", "oom_kill_disable"),
+            ("mem_swappiness: 0", "mem_swappiness"),
+            ("memswap_limit: -1", "memswap_limit"),
+            ("domainname: example.com", "domainname"),
+            ("userns_mode: host", "userns_mode"),
+            ("uts: host", "uts"),
+            ("cgroup_parent: /custom", "cgroup_parent"),
+            ("cgroup: host", "cgroup"),
+            ("storage_opt: { size: 1G }", "storage_opt"),
+            ("device_cgroup_rules: [\"c 1:3 mr\"]", "device_cgroup_rules"),
+            ("external_links: [\"redis:cache\"]", "links"),
             ("volumes: [{ type: tmpfs, target: /cache, tmpfs: { size: 1m } }]", "tmpfs"),
             ("volumes: [{ type: bind, source: ./x, target: /x, bind: { propagation: rshared } }]", "volumes"),
         ];

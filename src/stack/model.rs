@@ -251,6 +251,96 @@ pub struct Service {
         deserialize_with = "string_or_list"
     )]
     pub group_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_size"
+    )]
+    pub mem_reservation: Option<ByteSize>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_int"
+    )]
+    pub pids_limit: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_int"
+    )]
+    pub cpu_shares: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_scalar_string"
+    )]
+    pub cpuset: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_micros"
+    )]
+    pub cpu_quota: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_micros"
+    )]
+    pub cpu_period: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_micros"
+    )]
+    pub cpu_rt_period: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_micros"
+    )]
+    pub cpu_rt_runtime: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_int"
+    )]
+    pub oom_score_adj: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_kill_disable: Option<bool>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_int"
+    )]
+    pub mem_swappiness: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_swap"
+    )]
+    pub memswap_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
+    pub storage_opt: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_cgroup_rules: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_links: Vec<String>,
 }
 
 impl Service {
@@ -698,6 +788,53 @@ fn expose<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::
             Ok(format!("{ports}/{protocol}"))
         })
         .collect()
+}
+
+/// A whole number, also written as text (`"512"`).
+fn opt_int<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    match Scalar::deserialize(deserializer)? {
+        Scalar::Null => Ok(None),
+        Scalar::Int(n) => Ok(Some(n)),
+        Scalar::Str(s) if s.trim().parse::<i64>().is_ok() => Ok(s.trim().parse().ok()),
+        other => Err(de::Error::custom(format!(
+            "expected a whole number, found {}",
+            other.describe()
+        ))),
+    }
+}
+
+/// Microseconds: a number, or a duration like `400ms` (`cpu_quota`, `cpu_rt_runtime` …).
+fn opt_micros<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    match Scalar::deserialize(deserializer)? {
+        Scalar::Null => Ok(None),
+        Scalar::Int(n) => Ok(Some(n)),
+        Scalar::Str(s) => match s.trim().parse::<i64>() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => DurationSpec::parse(&s)
+                .map(|d| Some(d.0.as_micros().min(i64::MAX as u128) as i64))
+                .map_err(de::Error::custom),
+        },
+        other => Err(de::Error::custom(format!(
+            "expected microseconds or a duration like `400ms`, found {}",
+            other.describe()
+        ))),
+    }
+}
+
+/// `memswap_limit`: a size, or -1 for unlimited swap.
+fn opt_swap<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    match Scalar::deserialize(deserializer)? {
+        Scalar::Null => Ok(None),
+        Scalar::Int(n) if n == -1 || n > 0 => Ok(Some(n)),
+        Scalar::Str(s) if s.trim() == "-1" => Ok(Some(-1)),
+        Scalar::Str(s) => ByteSize::parse(&s)
+            .map(|b| Some(b.0))
+            .map_err(de::Error::custom),
+        other => Err(de::Error::custom(format!(
+            "expected a size like `1g` (or -1 for unlimited), found {}",
+            other.describe()
+        ))),
+    }
 }
 
 /// A size like `shm_size: 256m` (bytes when a bare number).
@@ -1321,27 +1458,38 @@ impl ByteSize {
     pub fn parse(text: &str) -> Result<Self, String> {
         let lower = text.trim().to_ascii_lowercase();
         let digits_end = lower
-            .find(|c: char| !c.is_ascii_digit())
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(lower.len());
         let (number, unit) = lower.split_at(digits_end);
-        if number.is_empty() {
+        if number.is_empty() || number.starts_with('.') {
             return Err(format!("`{text}` is not a size (like `512m` or `1g`)"));
         }
         let too_large = || format!("`{text}` is too large (at most 8589934591g)");
-        let number: i64 = number.parse().map_err(|_| too_large())?;
+        // A fraction (`1.5g`, as Compose reads it) is rounded down to whole bytes.
+        let (number, fraction): (i64, f64) = match number.split_once('.') {
+            Some((whole, fraction)) => (
+                whole.parse().map_err(|_| too_large())?,
+                format!("0.{fraction}")
+                    .parse()
+                    .map_err(|_| format!("`{text}` is not a size (like `512m` or `1.5g`)"))?,
+            ),
+            None => (number.parse().map_err(|_| too_large())?, 0.0),
+        };
         let factor: i64 = match unit.trim_end_matches('b') {
             "" => 1,
             "k" => 1 << 10,
             "m" => 1 << 20,
             "g" => 1 << 30,
+            "t" => 1 << 40,
             _ => {
                 return Err(format!(
-                    "`{text}` has an unknown unit (use b, k, m or g, like `512m`)"
+                    "`{text}` has an unknown unit (use b, k, m, g or t, like `512m`)"
                 ))
             }
         };
         number
             .checked_mul(factor)
+            .and_then(|bytes| bytes.checked_add((fraction * factor as f64) as i64))
             .map(ByteSize)
             .ok_or_else(too_large)
     }
@@ -2173,4 +2321,28 @@ pub fn env_list(env: &IndexMap<String, Option<String>>) -> Vec<String> {
     env.iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_as_compose_reads_them() {
+        assert_eq!(ByteSize::parse("512m"), Ok(ByteSize(512 << 20)));
+        assert_eq!(ByteSize::parse("1.5G"), Ok(ByteSize(3 << 29)));
+        assert_eq!(ByteSize::parse("2gb"), Ok(ByteSize(2 << 30)));
+        assert_eq!(ByteSize::parse("1t"), Ok(ByteSize(1 << 40)));
+        assert!(ByteSize::parse(".5g").is_err());
+        assert!(ByteSize::parse("1.5x").is_err());
+        assert!(ByteSize::parse("9999999999999g").is_err());
+    }
+
+    #[test]
+    fn file_modes_in_octal_or_as_yaml_numbers() {
+        assert_eq!(file_mode(&Scalar::Int(0o440)), Ok(0o440));
+        assert_eq!(file_mode(&Scalar::Str("0440".into())), Ok(0o440));
+        assert!(file_mode(&Scalar::Str("0999".into())).is_err());
+        assert!(file_mode(&Scalar::Int(0o17777)).is_err());
+    }
 }

@@ -949,6 +949,15 @@ fn check_service_settings(report: &mut Report, name: &str, raw: &Mapping, base: 
             );
         }
     }
+    if let Some(Value::String(cgroup)) = raw.get("cgroup") {
+        if !matches!(cgroup.as_str(), "host" | "private") {
+            report.at_value(
+                &child(base, "cgroup"),
+                format!("service `{name}`: `cgroup: {cgroup}` is not a cgroup namespace mode"),
+                Some("use `host` or `private`".into()),
+            );
+        }
+    }
     let copies = ["secrets", "configs"].iter().find(|k| {
         raw.get(**k)
             .is_some_and(|v| v.as_sequence().is_some_and(|s| !s.is_empty()))

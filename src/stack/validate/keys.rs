@@ -96,6 +96,27 @@ pub const SERVICE_KEYS: &[&str] = &[
     "dns_search",
     "dns_opt",
     "group_add",
+    "runtime",
+    "mem_reservation",
+    "pids_limit",
+    "cpu_shares",
+    "cpuset",
+    "cpu_quota",
+    "cpu_period",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "oom_score_adj",
+    "oom_kill_disable",
+    "mem_swappiness",
+    "memswap_limit",
+    "domainname",
+    "userns_mode",
+    "uts",
+    "cgroup_parent",
+    "cgroup",
+    "storage_opt",
+    "device_cgroup_rules",
+    "external_links",
 ];
 
 /// Compose service keys stackctl does not implement yet: an error, never ignored.
@@ -103,44 +124,23 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "annotations",
     "attach",
     "blkio_config",
-    "cgroup",
-    "cgroup_parent",
     "cpu_count",
     "cpu_percent",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_rt_period",
-    "cpu_rt_runtime",
-    "cpu_shares",
-    "cpuset",
     "credential_spec",
     "develop",
-    "device_cgroup_rules",
-    "domainname",
     "extends",
-    "external_links",
     "gpus",
     "isolation",
     "label_file",
     "mac_address",
-    "mem_reservation",
-    "mem_swappiness",
-    "memswap_limit",
     "models",
-    "oom_kill_disable",
-    "oom_score_adj",
-    "pids_limit",
     "post_start",
     "pre_start",
     "pre_stop",
     "provider",
     "pull_refresh_after",
-    "runtime",
     "stop_timeout",
-    "storage_opt",
     "use_api_socket",
-    "userns_mode",
-    "uts",
     "volume_driver",
 ];
 
@@ -580,7 +580,15 @@ pub fn reason(path: &str, key: &str) -> String {
         ("services.*.env_file[]", "format") => {
             "only Docker's `KEY=VALUE` env file format is read"
         }
-        ("services.*", "credential_spec" | "isolation") => "it is a Windows container setting",
+        ("services.*", "credential_spec" | "isolation" | "cpu_count" | "cpu_percent") => {
+            "it is a Windows container setting"
+        }
+        ("services.*", "annotations") => {
+            "container annotations need engine API 1.43; stackctl speaks API 1.41 to the engine"
+        }
+        ("services.*", "mac_address") => {
+            "the engine takes a MAC address per network endpoint from API 1.44 on; stackctl speaks API 1.41 to the engine"
+        }
         _ => "",
     };
     if text.is_empty() {
