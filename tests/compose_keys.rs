@@ -313,3 +313,77 @@ fn healthcheck_start_interval_needs_an_engine_that_knows_it() {
         assert!(t.containers().is_empty(), "{:?}", t.containers());
     }
 }
+
+#[test]
+fn network_ipam_fixed_addresses_and_volume_driver_opts() {
+    let t = TestStack::new("ipam");
+    let image = busybox_image();
+    // A subnet of this process's own, so that parallel runs do not overlap.
+    let octet = 64 + std::process::id() % 128;
+    t.stack(&format!(
+        r#"
+services:
+  api:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+    networks:
+      back:
+        ipv4_address: 10.213.{octet}.10
+    volumes: ["scratch:/scratch"]
+networks:
+  back:
+    internal: true
+    driver_opts: {{ com.docker.network.bridge.enable_icc: "true" }}
+    ipam:
+      config:
+        - subnet: 10.213.{octet}.0/24
+          gateway: 10.213.{octet}.1
+volumes:
+  scratch:
+    driver_opts: {{ type: tmpfs, device: tmpfs, o: "size=1m" }}
+"#
+    ));
+    let up = t.cmd().arg("up").output().expect("run up");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let network = format!("{}-{}_back", t.stage, t.project);
+    assert_eq!(
+        docker_ok(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{.Internal}} {{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+            &network
+        ])
+        .trim(),
+        format!("true 10.213.{octet}.0/24 10.213.{octet}.1")
+    );
+    assert_eq!(
+        inspect(
+            &t.container("api"),
+            &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}")
+        ),
+        format!("10.213.{octet}.10")
+    );
+    let volume = format!("{}-{}_scratch", t.stage, t.project);
+    assert_eq!(
+        docker_ok(&[
+            "volume",
+            "inspect",
+            "--format",
+            "{{.Options.type}} {{.Options.o}}",
+            &volume
+        ])
+        .trim(),
+        "tmpfs size=1m"
+    );
+    assert!(
+        exec(&t.container("api"), "grep ' /scratch ' /proc/mounts")
+            .starts_with("tmpfs /scratch tmpfs"),
+        "the volume is a tmpfs"
+    );
+}

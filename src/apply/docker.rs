@@ -54,6 +54,8 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             .map(|n| Endpoint {
                 network: n.network.clone(),
                 aliases: n.aliases.clone(),
+                ipv4_address: n.ipv4_address.clone(),
+                ipv6_address: n.ipv6_address.clone(),
             })
             .collect(),
         healthcheck: spec.healthcheck.as_ref().map(|h| Healthcheck {
@@ -362,8 +364,9 @@ impl Target for DockerTarget<'_> {
             Action::CreateVolume { name, driver } => {
                 phase("creating")?;
                 let labels = names::volume_labels(self.loaded, name)?;
+                let options = map(&container::volume_driver_opts(self.loaded, name));
                 Ok(engine
-                    .create_volume(name, driver.as_deref(), &labels)
+                    .create_volume(name, driver.as_deref(), &labels, &options)
                     .await?)
             }
             Action::DataContainer { spec, exists, .. } => {

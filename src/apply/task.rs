@@ -91,8 +91,11 @@ pub async fn prepare(
         // Creates it when missing, refuses one of that name that is not the stage's.
         let existed = engine.volume_labels(volume).await?.is_some();
         let labels = names::volume_labels(loaded, volume)?;
+        let options = crate::plan::container::volume_driver_opts(loaded, volume)
+            .into_iter()
+            .collect();
         engine
-            .create_volume(volume, driver.as_deref(), &labels)
+            .create_volume(volume, driver.as_deref(), &labels, &options)
             .await?;
         if !existed {
             printer.status(&format!("created volume `{volume}`"));

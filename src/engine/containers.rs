@@ -7,9 +7,10 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HealthStatusEnum,
-    HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig, NetworkConnectRequest,
-    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
+    HealthStatusEnum, HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig,
+    NetworkConnectRequest, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
@@ -171,6 +172,8 @@ impl PublishedPort {
 pub struct Endpoint {
     pub network: String,
     pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+    pub ipv6_address: Option<String>,
 }
 
 /// A healthcheck, durations in nanoseconds.
@@ -396,6 +399,13 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
 fn endpoint_settings(endpoint: &Endpoint) -> EndpointSettings {
     EndpointSettings {
         aliases: (!endpoint.aliases.is_empty()).then(|| endpoint.aliases.clone()),
+        ipam_config: (endpoint.ipv4_address.is_some() || endpoint.ipv6_address.is_some()).then(
+            || EndpointIpamConfig {
+                ipv4_address: endpoint.ipv4_address.clone(),
+                ipv6_address: endpoint.ipv6_address.clone(),
+                link_local_ips: None,
+            },
+        ),
         ..Default::default()
     }
 }
@@ -809,11 +819,11 @@ mod tests {
             networks: vec![
                 Endpoint {
                     network: "dev-app_default".into(),
-                    aliases: Vec::new(),
+                    ..Default::default()
                 },
                 Endpoint {
                     network: "dev-app_back".into(),
-                    aliases: Vec::new(),
+                    ..Default::default()
                 },
             ],
             attach: Some(Attach {

@@ -52,6 +52,11 @@ pub struct HealthSpec {
 pub struct NetworkAttachment {
     pub network: String,
     pub aliases: Vec<String>,
+    /// Fixed addresses (hashed only when set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
 }
 
 /// Everything that reaches one container. Every field except `name`, `role_labels` and
@@ -202,6 +207,22 @@ pub fn replica_names(loaded: &LoadedStack, name: &str) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// The `driver_opts` of the stack volume whose engine name is `name`.
+pub fn volume_driver_opts(loaded: &LoadedStack, name: &str) -> BTreeMap<String, String> {
+    loaded
+        .stack
+        .volumes
+        .iter()
+        .find(|(key, _)| volume_name(loaded, key) == name)
+        .map(|(_, def)| {
+            def.driver_opts
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The container names the stack sets itself (`container_name`).
@@ -444,17 +465,22 @@ pub fn service(
     let mut networks = vec![NetworkAttachment {
         network: default_network(loaded),
         aliases: vec![name.to_string()],
+        ipv4_address: None,
+        ipv6_address: None,
     }];
     for (key, attachment) in &service.networks {
         let mut aliases = vec![name.to_string()];
         aliases.extend(attachment.aliases.iter().cloned());
+        let joined = NetworkAttachment {
+            network: network_name(loaded, key),
+            aliases,
+            ipv4_address: attachment.ipv4_address.clone(),
+            ipv6_address: attachment.ipv6_address.clone(),
+        };
         if key == "default" {
-            networks[0].aliases = aliases;
+            networks[0] = joined;
         } else {
-            networks.push(NetworkAttachment {
-                network: network_name(loaded, key),
-                aliases,
-            });
+            networks.push(joined);
         }
     }
     let healthcheck = service.healthcheck.as_ref().map(|h| {
@@ -895,6 +921,7 @@ mod tests {
             ("dns_opt: [use-vc]", "dns_opt"),
             ("group_add: [audio]", "group_add"),
             ("runtime: runc", "runtime"),
+            ("networks: { default: { ipv4_address: 10.0.0.5 } }", "networks"),
             ("mem_reservation: 32m", "mem_reservation"),
             ("pids_limit: 100", "pids_limit"),
             ("cpu_shares: 512", "cpu_shares"),

@@ -70,11 +70,18 @@ pub fn plan_container(
             networks: vec![NetworkAttachment {
                 network: container::default_network(loaded),
                 aliases: Vec::new(),
+                ipv4_address: None,
+                ipv6_address: None,
             }],
             ..Default::default()
         },
     };
     adjust(loaded, &mut container, name, task, service, args, short_id);
+    // A service's fixed addresses are its own: a task beside it takes any.
+    for network in &mut container.networks {
+        network.ipv4_address = None;
+        network.ipv6_address = None;
+    }
     container.image = image;
     Ok(TaskPlan {
         task: name.to_string(),

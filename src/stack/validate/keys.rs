@@ -391,13 +391,11 @@ pub const PLACES: &[Place] = &[
     place("services.*.models.*", &[], &["endpoint_var", "model_var"]),
     place(
         "services.*.networks.*",
-        &["aliases"],
+        &["aliases", "ipv4_address", "ipv6_address"],
         &[
             "driver_opts",
             "gw_priority",
             "interface_name",
-            "ipv4_address",
-            "ipv6_address",
             "link_local_ips",
             "mac_address",
             "priority",
@@ -473,27 +471,30 @@ pub const PLACES: &[Place] = &[
     ),
     place(
         "networks.*",
-        &["external", "name", "driver", "labels"],
         &[
+            "external",
+            "name",
+            "driver",
+            "labels",
             "attachable",
             "driver_opts",
-            "enable_ipv4",
             "enable_ipv6",
             "internal",
             "ipam",
         ],
+        &["enable_ipv4"],
     ),
-    place("networks.*.ipam", &[], &["driver", "config", "options"]),
+    place("networks.*.ipam", &["driver", "config", "options"], &[]),
     place(
         "networks.*.ipam.config[]",
-        &[],
         &["subnet", "ip_range", "gateway", "aux_addresses"],
+        &[],
     ),
     place("networks.*.external", &[], &["name"]),
     place(
         "volumes.*",
-        &["external", "name", "driver", "labels"],
-        &["driver_opts"],
+        &["external", "name", "driver", "labels", "driver_opts"],
+        &[],
     ),
     place("volumes.*.external", &[], &["name"]),
     place(
@@ -579,6 +580,12 @@ pub fn reason(path: &str, key: &str) -> String {
         ("secrets.*", _) | ("configs.*", _) => "they only apply to Swarm",
         ("services.*.env_file[]", "format") => {
             "only Docker's `KEY=VALUE` env file format is read"
+        }
+        ("networks.*", "enable_ipv4") => {
+            "turning IPv4 off needs engine API 1.47; stackctl speaks API 1.41 to the engine"
+        }
+        ("networks.*.external" | "volumes.*.external", _) => {
+            "write `external: true` and the engine's name as `name:`"
         }
         ("services.*", "credential_spec" | "isolation" | "cpu_count" | "cpu_percent") => {
             "it is a Windows container setting"
