@@ -33,6 +33,7 @@ fn exec_succeeds(container: &str, script: &str) -> bool {
 fn fixture(t: &TestStack) {
     let image = busybox_image();
     t.write("secrets/db_password.txt", "s3cret-from-file\n");
+    t.write("meta/named.labels", "team=data\ntier=back\n");
     t.write(&format!(".env.{}", t.stage), "API_TOKEN=t0ken-from-env\n");
     t.stack(&format!(
         r#"
@@ -40,6 +41,8 @@ services:
   named:
     image: {image}
     container_name: ${{STAGE}}-named
+    label_file: ./meta/named.labels
+    labels: {{ tier: front }}
     init: true
     command: [sleep, "3600"]
   files:
@@ -107,6 +110,12 @@ fn compose_keys_reach_the_container() {
     assert_eq!(
         inspect(&named, "{{index .Config.Labels \"io.stackctl.service\"}}"),
         "named"
+    );
+    // label_file: its labels, under the service's own.
+    assert_eq!(inspect(&named, "{{index .Config.Labels \"team\"}}"), "data");
+    assert_eq!(
+        inspect(&named, "{{index .Config.Labels \"tier\"}}"),
+        "front"
     );
     let ps = t.cmd().arg("ps").output().expect("run ps");
     assert!(

@@ -123,6 +123,37 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             cgroup: spec.cgroup.clone(),
             device_cgroup_rules: spec.device_cgroup_rules.clone(),
             storage_opt: map(&spec.storage_opt),
+            blkio_weight: spec.blkio_config.as_ref().and_then(|b| b.weight),
+            blkio_weight_device: blkio(&spec.blkio_config, |b| {
+                b.weight_device
+                    .iter()
+                    .map(|d| (d.path.clone(), d.weight))
+                    .collect()
+            }),
+            blkio_read_bps: blkio(&spec.blkio_config, |b| {
+                b.device_read_bps
+                    .iter()
+                    .map(|d| (d.path.clone(), d.rate.0))
+                    .collect()
+            }),
+            blkio_write_bps: blkio(&spec.blkio_config, |b| {
+                b.device_write_bps
+                    .iter()
+                    .map(|d| (d.path.clone(), d.rate.0))
+                    .collect()
+            }),
+            blkio_read_iops: blkio(&spec.blkio_config, |b| {
+                b.device_read_iops
+                    .iter()
+                    .map(|d| (d.path.clone(), d.rate))
+                    .collect()
+            }),
+            blkio_write_iops: blkio(&spec.blkio_config, |b| {
+                b.device_write_iops
+                    .iter()
+                    .map(|d| (d.path.clone(), d.rate))
+                    .collect()
+            }),
         },
         files: spec
             .files
@@ -136,6 +167,13 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             })
             .collect(),
     }
+}
+
+fn blkio<T>(
+    config: &Option<crate::stack::model::BlkioConfig>,
+    pick: impl Fn(&crate::stack::model::BlkioConfig) -> Vec<T>,
+) -> Vec<T> {
+    config.as_ref().map(pick).unwrap_or_default()
 }
 
 fn map(
@@ -846,6 +884,11 @@ services:
     storage_opt: { size: 1G }
     device_cgroup_rules: ["c 1:3 mr"]
     external_links: ["redis:cache", "other"]
+    blkio_config:
+      weight: 300
+      weight_device: [{ path: /dev/sda, weight: 400 }]
+      device_read_bps: [{ path: /dev/sda, rate: 10m }]
+      device_write_iops: [{ path: /dev/sda, rate: 120 }]
 "#,
         );
         let body = create_body(&container_config(&spec), false);
@@ -876,6 +919,20 @@ services:
         assert_eq!(
             host.links,
             Some(vec!["redis:cache".into(), "other:other".into()])
+        );
+        assert_eq!(host.blkio_weight, Some(300));
+        assert_eq!(
+            host.blkio_weight_device.expect("weight device")[0].weight,
+            Some(400)
+        );
+        let read = &host.blkio_device_read_bps.expect("read bps")[0];
+        assert_eq!(
+            (read.path.as_deref(), read.rate),
+            (Some("/dev/sda"), Some(10 << 20))
+        );
+        assert_eq!(
+            host.blkio_device_write_iops.expect("write iops")[0].rate,
+            Some(120)
         );
     }
 

@@ -137,8 +137,12 @@ pub async fn wait_for_stage(
 ) -> Result<()> {
     let target = DockerTarget::new(engine, loaded);
     let one_shots: HashSet<String> = crate::plan::up::one_shot_services(loaded);
-    let waits = loaded.stack.services.keys().map(|service| {
-        let container = crate::plan::container::container_name(loaded, service);
+    let replicas = loaded.stack.services.keys().flat_map(|service| {
+        crate::plan::container::replica_names(loaded, service)
+            .into_iter()
+            .map(move |container| (service, container))
+    });
+    let waits = replicas.map(|(service, container)| {
         let readiness = if one_shots.contains(service) {
             Readiness::Completed
         } else {

@@ -9,8 +9,8 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
     HealthStatusEnum, HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig,
-    NetworkConnectRequest, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy,
-    RestartPolicyNameEnum,
+    NetworkConnectRequest, NetworkingConfig, PortBinding, ResourcesBlkioWeightDevice,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, ThrottleDevice,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
@@ -114,6 +114,14 @@ pub struct Extras {
     pub cgroup: Option<String>,
     pub storage_opt: HashMap<String, String>,
     pub device_cgroup_rules: Vec<String>,
+    pub blkio_weight: Option<u16>,
+    /// (device, weight).
+    pub blkio_weight_device: Vec<(String, u16)>,
+    /// (device, rate) for read and write bytes and operations per second.
+    pub blkio_read_bps: Vec<(String, i64)>,
+    pub blkio_write_bps: Vec<(String, i64)>,
+    pub blkio_read_iops: Vec<(String, i64)>,
+    pub blkio_write_iops: Vec<(String, i64)>,
 }
 
 /// A file put into a container through the engine's archive API (works on a remote engine
@@ -383,6 +391,21 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
             }),
             storage_opt: some_map(&extras.storage_opt),
             device_cgroup_rules: some_vec(&extras.device_cgroup_rules),
+            blkio_weight: extras.blkio_weight,
+            blkio_weight_device: (!extras.blkio_weight_device.is_empty()).then(|| {
+                extras
+                    .blkio_weight_device
+                    .iter()
+                    .map(|(path, weight)| ResourcesBlkioWeightDevice {
+                        path: Some(path.clone()),
+                        weight: Some(usize::from(*weight)),
+                    })
+                    .collect()
+            }),
+            blkio_device_read_bps: throttle(&extras.blkio_read_bps),
+            blkio_device_write_bps: throttle(&extras.blkio_write_bps),
+            blkio_device_read_iops: throttle(&extras.blkio_read_iops),
+            blkio_device_write_iops: throttle(&extras.blkio_write_iops),
             // Honoured from API 1.42; older engines get the size by a resize right after start.
             console_size: if tty {
                 crate::tty::size().map(|(rows, cols)| vec![usize::from(rows), usize::from(cols)])
@@ -394,6 +417,18 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
         networking_config,
         ..Default::default()
     }
+}
+
+fn throttle(devices: &[(String, i64)]) -> Option<Vec<ThrottleDevice>> {
+    (!devices.is_empty()).then(|| {
+        devices
+            .iter()
+            .map(|(path, rate)| ThrottleDevice {
+                path: Some(path.clone()),
+                rate: Some(*rate),
+            })
+            .collect()
+    })
 }
 
 fn endpoint_settings(endpoint: &Endpoint) -> EndpointSettings {

@@ -150,6 +150,7 @@ pub struct ContainerSpec {
     pub cgroup: Option<String>,
     pub storage_opt: BTreeMap<String, String>,
     pub device_cgroup_rules: Vec<String>,
+    pub blkio_config: Option<crate::stack::model::BlkioConfig>,
 }
 
 /// A secret or config as it lands in the container. Its content is never printed or
@@ -642,6 +643,7 @@ pub fn service(
         cgroup: service.cgroup.clone(),
         device_cgroup_rules: service.device_cgroup_rules.clone(),
         storage_opt: sorted(&service.storage_opt),
+        blkio_config: service.blkio_config.clone(),
     }
 }
 
@@ -785,6 +787,7 @@ impl ContainerSpec {
             ("cgroup", json(&self.cgroup)),
             ("storage_opt", json(&self.storage_opt)),
             ("device_cgroup_rules", json(&self.device_cgroup_rules)),
+            ("blkio_config", json(&self.blkio_config)),
         ];
         let unset = ["null", "[]", "{}", "false", "[null,{}]"];
         fields.extend(
@@ -921,6 +924,7 @@ mod tests {
             ("dns_opt: [use-vc]", "dns_opt"),
             ("group_add: [audio]", "group_add"),
             ("runtime: runc", "runtime"),
+            ("blkio_config: { weight: 300 }", "blkio_config"),
             ("networks: { default: { ipv4_address: 10.0.0.5 } }", "networks"),
             ("mem_reservation: 32m", "mem_reservation"),
             ("pids_limit: 100", "pids_limit"),

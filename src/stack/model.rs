@@ -341,6 +341,56 @@ pub struct Service {
     pub device_cgroup_rules: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_links: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkio_config: Option<BlkioConfig>,
+    /// Files of `KEY=VALUE` labels (relative to the project directory); `labels` wins.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "string_or_list"
+    )]
+    pub label_file: Vec<String>,
+}
+
+/// `blkio_config`: block IO weight and limits.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BlkioConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_device: Vec<WeightDevice>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_read_bps: Vec<ByteRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_write_bps: Vec<ByteRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_read_iops: Vec<IoRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_write_iops: Vec<IoRate>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WeightDevice {
+    pub path: String,
+    pub weight: u16,
+}
+
+/// A device and bytes per second (`rate: 10m`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ByteRate {
+    pub path: String,
+    pub rate: ByteSize,
+}
+
+/// A device and operations per second.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IoRate {
+    pub path: String,
+    pub rate: i64,
 }
 
 impl Service {

@@ -70,6 +70,51 @@ pub(super) fn resolve(
     }
 }
 
+/// `label_file`: labels from `KEY=VALUE` files, under the service's own `labels`.
+fn read_label_files(
+    name: &str,
+    service: &mut super::model::Service,
+    loaded: &LoadedStack,
+    project: &Project,
+    errors: &mut Vec<StackError>,
+) {
+    for (index, file) in service.label_file.iter_mut().enumerate() {
+        let path = absolute(&project.dir, file);
+        let at = loaded.locate_value(&["services", name, "label_file", &index.to_string()]);
+        let shown = project.display_path(&path);
+        match super::read_text(&path, &shown) {
+            Ok(text) => match envfile::parse(&text) {
+                Ok(entries) => {
+                    for entry in entries {
+                        service.labels.entry(entry.key).or_insert(entry.value);
+                    }
+                }
+                Err(e) => errors.push(StackError::new(
+                    Some(Location {
+                        file: shown.clone(),
+                        line: e.line,
+                        column: 1,
+                    }),
+                    format!("{} (label file of service `{name}`)", e.message),
+                )),
+            },
+            Err(super::ReadError::NotFound) => errors.push(
+                StackError::new(
+                    at,
+                    format!("service `{name}`: cannot read label file `{file}`: no such file"),
+                )
+                .with_hint("paths in `label_file` are relative to the project directory"),
+            ),
+            Err(super::ReadError::Refused(error)) => errors.push(StackError {
+                location: error.location.or(at),
+                message: format!("service `{name}`: {}", error.message),
+                hint: error.hint,
+            }),
+        }
+        *file = path.display().to_string();
+    }
+}
+
 /// The content of every top-level secret and config: a file (relative to the project
 /// directory), a variable of the stage, or written inline. Returns the secrets' values read
 /// from variables (masked in every output).
@@ -184,6 +229,7 @@ fn resolve_service(
     fill: &mut Fill,
     errors: &mut Vec<StackError>,
 ) {
+    read_label_files(name, service, loaded, project, errors);
     let from_files = read_env_files(name, &mut service.env_file, loaded, project, errors);
     fill_environment(
         &mut service.environment,

@@ -117,13 +117,14 @@ pub const SERVICE_KEYS: &[&str] = &[
     "storage_opt",
     "device_cgroup_rules",
     "external_links",
+    "blkio_config",
+    "label_file",
 ];
 
 /// Compose service keys stackctl does not implement yet: an error, never ignored.
 const SERVICE_UNSUPPORTED: &[&str] = &[
     "annotations",
     "attach",
-    "blkio_config",
     "cpu_count",
     "cpu_percent",
     "credential_spec",
@@ -131,7 +132,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "extends",
     "gpus",
     "isolation",
-    "label_file",
     "mac_address",
     "models",
     "post_start",
@@ -202,7 +202,6 @@ pub const PLACES: &[Place] = &[
     place("services.*.build.ulimits.*", &[], &["hard", "soft"]),
     strict(
         "services.*.blkio_config",
-        &[],
         &[
             "device_read_bps",
             "device_read_iops",
@@ -211,31 +210,32 @@ pub const PLACES: &[Place] = &[
             "weight",
             "weight_device",
         ],
+        &[],
     ),
     strict(
         "services.*.blkio_config.device_read_bps[]",
-        &[],
         &["path", "rate"],
+        &[],
     ),
     strict(
         "services.*.blkio_config.device_read_iops[]",
-        &[],
         &["path", "rate"],
+        &[],
     ),
     strict(
         "services.*.blkio_config.device_write_bps[]",
-        &[],
         &["path", "rate"],
+        &[],
     ),
     strict(
         "services.*.blkio_config.device_write_iops[]",
-        &[],
         &["path", "rate"],
+        &[],
     ),
     strict(
         "services.*.blkio_config.weight_device[]",
-        &[],
         &["path", "weight"],
+        &[],
     ),
     place(
         "services.*.configs[]",
