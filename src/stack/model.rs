@@ -519,9 +519,16 @@ pub struct FileRef {
     pub uid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gid: Option<String>,
-    /// File mode bits (`0444` when not given).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// File mode bits (`0444` when not given); shown in octal.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "octal")]
     pub mode: Option<u32>,
+}
+
+fn octal<S: serde::Serializer>(mode: &Option<u32>, serializer: S) -> Result<S::Ok, S::Error> {
+    match mode {
+        Some(mode) => serializer.collect_str(&format_args!("0{mode:o}")),
+        None => serializer.serialize_none(),
+    }
 }
 
 fn file_refs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<FileRef>, D::Error> {
