@@ -396,3 +396,31 @@ volumes:
         "the volume is a tmpfs"
     );
 }
+
+#[test]
+fn env_files_optional_and_raw() {
+    let t = TestStack::new("envfiles");
+    t.write("raw.env", "RAW=\"q\" ${X}\n# a comment\nPLAIN=1\n");
+    t.stack(
+        "services:\n  api:\n    image: busybox\n    env_file:\n      - { path: ./missing.env, required: false }\n      - { path: ./raw.env, format: raw }\n",
+    );
+    let output = t.cmd().arg("config").output().expect("run config");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(r#"RAW: '"q" ${X}'"#), "{stdout}");
+    assert!(stdout.contains("PLAIN: '1'"), "{stdout}");
+
+    // Without `required: false`, a missing file is an error at its place.
+    t.stack("services:\n  api:\n    image: busybox\n    env_file: [./missing.env]\n");
+    let output = t.cmd().arg("config").output().expect("run config");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(":4:16:") && stderr.contains("no such file"),
+        "{stderr}"
+    );
+}

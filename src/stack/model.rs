@@ -408,17 +408,24 @@ impl Service {
 pub struct EnvFile {
     pub path: String,
     pub required: bool,
+    /// `format: raw`: each line `KEY=VALUE` taken as it is (no quotes removed).
+    pub raw: bool,
 }
 
 impl Serialize for EnvFile {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        if self.required {
+        if self.required && !self.raw {
             return serializer.serialize_str(&self.path);
         }
-        let mut map = serializer.serialize_map(Some(2))?;
+        let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("path", &self.path)?;
-        map.serialize_entry("required", &false)?;
+        if !self.required {
+            map.serialize_entry("required", &false)?;
+        }
+        if self.raw {
+            map.serialize_entry("format", "raw")?;
+        }
         map.end()
     }
 }
@@ -430,18 +437,31 @@ fn env_files<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<EnvFile>,
         path: String,
         #[serde(default = "yes")]
         required: bool,
+        #[serde(default)]
+        format: Option<String>,
     }
     let one = |value: Value| -> Result<EnvFile, D::Error> {
         match value {
             Value::String(path) => Ok(EnvFile {
                 path,
                 required: true,
+                raw: false,
             }),
             Value::Mapping(_) => {
                 let long: Long = from_tree(value).map_err(de::Error::custom)?;
+                let raw = match long.format.as_deref() {
+                    None => false,
+                    Some("raw") => true,
+                    Some(other) => {
+                        return Err(de::Error::custom(format!(
+                            "`format: {other}` is not an env file format (`raw`, or leave it out for the `.env` format)"
+                        )))
+                    }
+                };
                 Ok(EnvFile {
                     path: long.path,
                     required: long.required,
+                    raw,
                 })
             }
             other => Err(de::Error::custom(format!(

@@ -70,6 +70,17 @@ pub(super) fn resolve(
     }
 }
 
+/// `env_file` with `format: raw`: every `KEY=VALUE` line as it is (blank lines and `#`
+/// comments skipped; a line without `=` is left out).
+fn raw_env_lines(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.trim().to_string(), value.to_string()))
+        .filter(|(key, _)| !key.is_empty())
+        .collect()
+}
+
 /// `label_file`: labels from `KEY=VALUE` files, under the service's own `labels`.
 fn read_label_files(
     name: &str,
@@ -269,6 +280,11 @@ fn read_env_files(
         let at = loaded.locate_value(&["services", name, "env_file", &index.to_string()]);
         let shown = project.display_path(&path);
         match super::read_text(&path, &shown) {
+            Ok(text) if entry.raw => {
+                for (key, value) in raw_env_lines(&text) {
+                    from_files.insert(key, value);
+                }
+            }
             Ok(text) => match envfile::parse(&text) {
                 Ok(entries) => {
                     for entry in entries {
@@ -570,5 +586,18 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(absolute(dir, input), PathBuf::from(expected), "{input}");
         }
+    }
+
+    #[test]
+    fn raw_env_files_keep_values_as_written() {
+        let text = "# comment\nA=\"quoted\" value \nB=${NOT_INTERPOLATED}\n\nNOEQUALS\n C=x=y\n";
+        assert_eq!(
+            raw_env_lines(text),
+            vec![
+                ("A".to_string(), "\"quoted\" value ".to_string()),
+                ("B".to_string(), "${NOT_INTERPOLATED}".to_string()),
+                ("C".to_string(), "x=y".to_string()),
+            ]
+        );
     }
 }

@@ -367,7 +367,11 @@ pub const PLACES: &[Place] = &[
         &["source", "target", "permissions"],
         &[],
     ),
-    strict("services.*.env_file[]", &["path", "required"], &["format"]),
+    strict(
+        "services.*.env_file[]",
+        &["path", "required", "format"],
+        &[],
+    ),
     strict("services.*.extends", &[], &["service", "file"]),
     strict(
         "services.*.gpus[]",
@@ -578,9 +582,6 @@ pub fn reason(path: &str, key: &str) -> String {
             "external secrets and configs live in a Swarm store; give `file`, `environment` or `content`"
         }
         ("secrets.*", _) | ("configs.*", _) => "they only apply to Swarm",
-        ("services.*.env_file[]", "format") => {
-            "only Docker's `KEY=VALUE` env file format is read"
-        }
         ("networks.*", "enable_ipv4") => {
             "turning IPv4 off needs engine API 1.47; stackctl speaks API 1.41 to the engine"
         }
