@@ -49,6 +49,7 @@ services:
     image: {image}
     init: true
     command: [sleep, "3600"]
+    links: ["web:webalias"]
     secrets:
       - db_password
       - source: api_token
@@ -194,6 +195,18 @@ fn compose_keys_reach_the_container() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(served.trim(), "served", "sidecar reaches web on localhost");
+    // links: web answers under its alias too.
+    assert_eq!(
+        docker(&[
+            "exec",
+            &files,
+            "wget",
+            "-qO-",
+            "http://webalias:8080/index.html"
+        ])
+        .trim(),
+        "served"
+    );
 
     // A second `up` changes nothing (the copied files and the names are stable).
     let again = t.cmd().args(["up", "--dry-run"]).output().expect("dry run");

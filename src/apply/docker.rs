@@ -824,7 +824,16 @@ services:
         assert_eq!(ulimits[0].name.as_deref(), Some("nofile"));
         assert_eq!((ulimits[0].soft, ulimits[0].hard), (Some(1024), Some(2048)));
         assert_eq!((ulimits[1].soft, ulimits[1].hard), (Some(64), Some(64)));
-        assert_eq!(host.links, Some(vec!["dev-demo--db:database".into()]));
+        let endpoints = body
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.clone())
+            .expect("endpoints");
+        assert_eq!(
+            endpoints["dev-demo_default"].links,
+            Some(vec!["dev-demo--db:database".into()])
+        );
+        assert_eq!(host.links, None);
         assert_eq!(host.pids_limit, Some(50));
         assert_eq!(host.memory_reservation, Some(32 << 20));
         let restart = host.restart_policy.expect("restart policy");
@@ -916,8 +925,13 @@ services:
         );
         assert_eq!(host.storage_opt.expect("storage opt")["size"], "1G");
         assert_eq!(host.device_cgroup_rules, Some(vec!["c 1:3 mr".into()]));
+        let endpoints = body
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.clone())
+            .expect("endpoints");
         assert_eq!(
-            host.links,
+            endpoints["dev-demo_default"].links,
             Some(vec!["redis:cache".into(), "other:other".into()])
         );
         assert_eq!(host.blkio_weight, Some(300));

@@ -265,7 +265,12 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
                 .networks
                 .iter()
                 .take(at_create)
-                .map(|endpoint| (endpoint.network.clone(), endpoint_settings(endpoint)))
+                .map(|endpoint| {
+                    (
+                        endpoint.network.clone(),
+                        endpoint_settings(endpoint, &extras.links),
+                    )
+                })
                 .collect(),
         ),
     });
@@ -344,7 +349,13 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
                     })
                     .collect()
             }),
-            links: some_vec(&extras.links),
+            // On user-defined networks links go with each endpoint; only the engine's own
+            // networks (`network_mode: bridge` …) take them here.
+            links: if config.networks.is_empty() {
+                some_vec(&extras.links)
+            } else {
+                None
+            },
             memory_reservation: extras.memory_reservation,
             pids_limit: extras.pids_limit,
             devices: (!extras.devices.is_empty()).then(|| {
@@ -431,9 +442,12 @@ fn throttle(devices: &[(String, i64)]) -> Option<Vec<ThrottleDevice>> {
     })
 }
 
-fn endpoint_settings(endpoint: &Endpoint) -> EndpointSettings {
+/// An endpoint on a network; `links` (`CONTAINER:ALIAS`) are the container's links, which
+/// the engine resolves per user-defined network.
+fn endpoint_settings(endpoint: &Endpoint, links: &[String]) -> EndpointSettings {
     EndpointSettings {
         aliases: (!endpoint.aliases.is_empty()).then(|| endpoint.aliases.clone()),
+        links: (!links.is_empty()).then(|| links.to_vec()),
         ipam_config: (endpoint.ipv4_address.is_some() || endpoint.ipv6_address.is_some()).then(
             || EndpointIpamConfig {
                 ipv4_address: endpoint.ipv4_address.clone(),
@@ -546,7 +560,7 @@ impl Engine {
                     &extra.network,
                     NetworkConnectRequest {
                         container: id.to_string(),
-                        endpoint_config: Some(endpoint_settings(extra)),
+                        endpoint_config: Some(endpoint_settings(extra, &config.extras.links)),
                     },
                 )
                 .await

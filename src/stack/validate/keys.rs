@@ -594,6 +594,15 @@ pub fn reason(path: &str, key: &str) -> String {
         ("services.*", "annotations") => {
             "container annotations need engine API 1.43; stackctl speaks API 1.41 to the engine"
         }
+        ("services.*", "volume_driver") => {
+            "the engine request stackctl sends has no volume driver field; give the volume a `driver` under the top-level `volumes:`"
+        }
+        ("services.*", "attach") => {
+            "`up` never attaches to service output; `stackctl logs -f` follows it"
+        }
+        ("services.*", "use_api_socket") => {
+            "stackctl does not hand the engine's socket or your credentials to a container"
+        }
         ("services.*", "mac_address") => {
             "the engine takes a MAC address per network endpoint from API 1.44 on; stackctl speaks API 1.41 to the engine"
         }
