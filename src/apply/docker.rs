@@ -148,6 +148,25 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
                     .map(|d| (d.path.clone(), d.rate))
                     .collect()
             }),
+            device_requests: spec
+                .device_requests
+                .iter()
+                .map(|request| bollard::models::DeviceRequest {
+                    driver: request.driver.clone(),
+                    count: request.count,
+                    device_ids: (!request.device_ids.is_empty())
+                        .then(|| request.device_ids.clone()),
+                    capabilities: (!request.capabilities.is_empty())
+                        .then(|| vec![request.capabilities.clone()]),
+                    options: (!request.options.is_empty()).then(|| {
+                        request
+                            .options
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    }),
+                })
+                .collect(),
             blkio_write_iops: blkio(&spec.blkio_config, |b| {
                 b.device_write_iops
                     .iter()
@@ -461,7 +480,27 @@ impl Target for DockerTarget<'_> {
 }
 
 /// A start failure, with the friendly form of "port is already allocated".
-pub fn start_error(loaded: &LoadedStack, service: &str, err: EngineError) -> anyhow::Error {
+pub fn start_error(loaded: &LoadedStack, service: &str, mut err: EngineError) -> anyhow::Error {
+    if err.message.contains("could not select device driver") && err.hint.is_none() {
+        let location = loaded
+            .locate(&["services", service, "gpus"])
+            .or_else(|| {
+                loaded.locate(&[
+                    "services",
+                    service,
+                    "deploy",
+                    "resources",
+                    "reservations",
+                    "devices",
+                ])
+            })
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| display_file(loaded));
+        err.hint = Some(format!(
+            "the engine has no driver for the devices `{service}` asks for ({location}); for NVIDIA GPUs install the NVIDIA container toolkit on the engine's host, or remove the request"
+        ));
+        return err.into();
+    }
     let Some(port) = port_in_use(&err) else {
         return err.into();
     };
@@ -898,6 +937,11 @@ services:
       weight_device: [{ path: /dev/sda, weight: 400 }]
       device_read_bps: [{ path: /dev/sda, rate: 10m }]
       device_write_iops: [{ path: /dev/sda, rate: 120 }]
+    gpus: all
+    deploy:
+      resources:
+        reservations:
+          devices: [{ driver: nvidia, device_ids: ["0"], capabilities: [gpu, compute] }]
 "#,
         );
         let body = create_body(&container_config(&spec), false);
@@ -947,6 +991,18 @@ services:
         assert_eq!(
             host.blkio_device_write_iops.expect("write iops")[0].rate,
             Some(120)
+        );
+        let requests = host.device_requests.expect("device requests");
+        assert_eq!(requests[0].count, Some(-1));
+        assert_eq!(
+            requests[0].capabilities,
+            Some(vec![vec!["gpu".to_string()]])
+        );
+        assert_eq!(requests[1].driver.as_deref(), Some("nvidia"));
+        assert_eq!(requests[1].device_ids, Some(vec!["0".to_string()]));
+        assert_eq!(
+            requests[1].capabilities,
+            Some(vec![vec!["gpu".to_string(), "compute".to_string()]])
         );
     }
 

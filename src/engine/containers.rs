@@ -7,8 +7,8 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
-    HealthStatusEnum, HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig,
+    ContainerCreateBody, DeviceMapping, DeviceRequest, EndpointIpamConfig, EndpointSettings,
+    HealthConfig, HealthStatusEnum, HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig,
     NetworkConnectRequest, NetworkingConfig, PortBinding, ResourcesBlkioWeightDevice,
     ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, ThrottleDevice,
 };
@@ -122,6 +122,7 @@ pub struct Extras {
     pub blkio_write_bps: Vec<(String, i64)>,
     pub blkio_read_iops: Vec<(String, i64)>,
     pub blkio_write_iops: Vec<(String, i64)>,
+    pub device_requests: Vec<DeviceRequest>,
 }
 
 /// A file put into a container through the engine's archive API (works on a remote engine
@@ -417,6 +418,8 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
             blkio_device_write_bps: throttle(&extras.blkio_write_bps),
             blkio_device_read_iops: throttle(&extras.blkio_read_iops),
             blkio_device_write_iops: throttle(&extras.blkio_write_iops),
+            device_requests: (!extras.device_requests.is_empty())
+                .then(|| extras.device_requests.clone()),
             // Honoured from API 1.42; older engines get the size by a resize right after start.
             console_size: if tty {
                 crate::tty::size().map(|(rows, cols)| vec![usize::from(rows), usize::from(cols)])

@@ -151,6 +151,8 @@ pub struct ContainerSpec {
     pub storage_opt: BTreeMap<String, String>,
     pub device_cgroup_rules: Vec<String>,
     pub blkio_config: Option<crate::stack::model::BlkioConfig>,
+    /// `gpus` and `deploy.resources.reservations.devices`.
+    pub device_requests: Vec<crate::stack::model::DeviceRequest>,
 }
 
 /// A secret or config as it lands in the container. Its content is never printed or
@@ -644,6 +646,12 @@ pub fn service(
         device_cgroup_rules: service.device_cgroup_rules.clone(),
         storage_opt: sorted(&service.storage_opt),
         blkio_config: service.blkio_config.clone(),
+        device_requests: service
+            .gpus
+            .iter()
+            .chain(reservations.devices.iter())
+            .cloned()
+            .collect(),
     }
 }
 
@@ -788,6 +796,7 @@ impl ContainerSpec {
             ("storage_opt", json(&self.storage_opt)),
             ("device_cgroup_rules", json(&self.device_cgroup_rules)),
             ("blkio_config", json(&self.blkio_config)),
+            ("device_requests", json(&self.device_requests)),
         ];
         let unset = ["null", "[]", "{}", "false", "[null,{}]"];
         fields.extend(
@@ -925,6 +934,8 @@ mod tests {
             ("group_add: [audio]", "group_add"),
             ("runtime: runc", "runtime"),
             ("blkio_config: { weight: 300 }", "blkio_config"),
+            ("gpus: all", "device_requests"),
+            ("deploy: { resources: { reservations: { devices: [{ capabilities: [gpu], count: 1 }] } } }", "device_requests"),
             ("networks: { default: { ipv4_address: 10.0.0.5 } }", "networks"),
             ("mem_reservation: 32m", "mem_reservation"),
             ("pids_limit: 100", "pids_limit"),

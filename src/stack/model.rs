@@ -343,6 +343,13 @@ pub struct Service {
     pub external_links: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blkio_config: Option<BlkioConfig>,
+    /// GPUs: `all`, or a list of device requests.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "gpus"
+    )]
+    pub gpus: Vec<DeviceRequest>,
     /// Files of `KEY=VALUE` labels (relative to the project directory); `labels` wins.
     #[serde(
         default,
@@ -724,6 +731,91 @@ pub struct Reservations {
         deserialize_with = "opt_size"
     )]
     pub memory: Option<ByteSize>,
+    /// Devices (GPUs) the container gets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceRequest>,
+}
+
+/// A device request (GPUs): which driver, how many (`all`) or which ones, with which
+/// capabilities.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DeviceRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// -1: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub options: IndexMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for DeviceRequest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            driver: Option<String>,
+            #[serde(default)]
+            count: Option<Scalar>,
+            #[serde(default, deserialize_with = "string_or_list")]
+            device_ids: Vec<String>,
+            #[serde(default, deserialize_with = "string_or_list")]
+            capabilities: Vec<String>,
+            #[serde(default, deserialize_with = "labels")]
+            options: IndexMap<String, String>,
+        }
+        let raw = Raw::deserialize(deserializer)?;
+        let count = match raw.count {
+            None | Some(Scalar::Null) => None,
+            Some(Scalar::Str(all)) if all == "all" => Some(-1),
+            Some(Scalar::Int(n)) if n >= 0 => Some(n),
+            Some(other) => {
+                return Err(de::Error::custom(format!(
+                    "`count` is a number of devices or `all`, found {}",
+                    other.describe()
+                )))
+            }
+        };
+        if count.is_some() && !raw.device_ids.is_empty() {
+            return Err(de::Error::custom("give `count` or `device_ids`, not both"));
+        }
+        Ok(DeviceRequest {
+            driver: raw.driver,
+            count,
+            device_ids: raw.device_ids,
+            capabilities: raw.capabilities,
+            options: raw.options,
+        })
+    }
+}
+
+/// `gpus: all`, or a list of device requests (each asking for the `gpu` capability).
+fn gpus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<DeviceRequest>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(all) if all == "all" => Ok(vec![DeviceRequest {
+            count: Some(-1),
+            capabilities: vec!["gpu".to_string()],
+            ..Default::default()
+        }]),
+        value @ Value::Sequence(_) => {
+            let mut requests: Vec<DeviceRequest> = from_tree(value).map_err(de::Error::custom)?;
+            for request in &mut requests {
+                if request.capabilities.is_empty() {
+                    request.capabilities.push("gpu".to_string());
+                }
+            }
+            Ok(requests)
+        }
+        other => Err(de::Error::custom(format!(
+            "expected `all` or a list of device requests, found {}",
+            describe(&other)
+        ))),
+    }
 }
 
 /// `deploy.restart_policy`: the condition (`none`, `on-failure`, `any`) and a count.

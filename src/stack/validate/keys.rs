@@ -119,6 +119,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "external_links",
     "blkio_config",
     "label_file",
+    "gpus",
 ];
 
 /// Compose service keys stackctl does not implement yet: an error, never ignored.
@@ -130,7 +131,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "credential_spec",
     "develop",
     "extends",
-    "gpus",
     "isolation",
     "mac_address",
     "models",
@@ -304,8 +304,8 @@ pub const PLACES: &[Place] = &[
     ),
     place(
         "services.*.deploy.resources.reservations",
-        &["memory"],
-        &["cpus", "devices", "generic_resources"],
+        &["memory", "devices"],
+        &["cpus", "generic_resources"],
     ),
     place(
         "services.*.deploy.resources.reservations.generic_resources[]",
@@ -319,8 +319,8 @@ pub const PLACES: &[Place] = &[
     ),
     place(
         "services.*.deploy.resources.reservations.devices[]",
-        &[],
         &["capabilities", "count", "device_ids", "driver", "options"],
+        &[],
     ),
     place(
         "services.*.deploy.restart_policy",
@@ -375,8 +375,8 @@ pub const PLACES: &[Place] = &[
     strict("services.*.extends", &[], &["service", "file"]),
     strict(
         "services.*.gpus[]",
-        &[],
         &["capabilities", "count", "device_ids", "driver", "options"],
+        &[],
     ),
     place(
         "services.*.healthcheck",
@@ -556,8 +556,8 @@ pub fn reason(path: &str, key: &str) -> String {
         ("services.*.deploy.resources.reservations", "cpus") => {
             "the engine has no CPU reservation for a single container; use `limits.cpus`"
         }
-        ("services.*.deploy.resources.reservations", _) | ("services.*", "gpus") => {
-            "device requests (GPUs) are not passed to the engine yet"
+        ("services.*.deploy.resources.reservations", _) => {
+            "generic resources are a Swarm setting; for GPUs use `devices`"
         }
         ("services.*.volumes[].volume", "subpath") | ("services.*.volumes[].image", _) => {
             "it needs engine API 1.45; stackctl speaks API 1.41 to the engine"
