@@ -175,6 +175,8 @@ fn adjust(
     let (binds, anonymous) = container::mounts(loaded, &task.volumes);
     spec.binds.extend(binds);
     spec.anonymous_volumes.extend(anonymous);
+    spec.tmpfs
+        .extend(container::tmpfs_mounts(&[], &task.volumes));
     spec.volumes_from.extend(
         task.volumes_from
             .iter()
