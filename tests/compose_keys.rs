@@ -159,8 +159,13 @@ fn compose_keys_reach_the_container() {
         exec(&locked, "grep ' /scratch ' /proc/mounts").starts_with("tmpfs /scratch tmpfs"),
         "/scratch is a tmpfs"
     );
-    assert_eq!(exec(&locked, "ulimit -Sn"), "512");
-    assert_eq!(exec(&locked, "ulimit -Hn"), "1024");
+    // The container's own process (PID 1) runs with the limits.
+    let limits = exec(&locked, "grep 'Max open files' /proc/1/limits");
+    assert_eq!(
+        limits.split_whitespace().collect::<Vec<_>>(),
+        ["Max", "open", "files", "512", "1024", "files"],
+        "{limits}"
+    );
     assert_eq!(inspect(&locked, "{{.HostConfig.CapDrop}}"), "[ALL]");
     assert_eq!(
         inspect(&locked, "{{.HostConfig.CapAdd}}"),
