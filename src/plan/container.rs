@@ -59,8 +59,10 @@ pub struct NetworkAttachment {
     pub ipv6_address: Option<String>,
 }
 
-/// Everything that reaches one container. Every field except `name`, `role_labels` and
-/// `image` (the reference; its resolved ID is `image_id`) is covered by the config hash.
+/// Everything that reaches one container. Every field except `name` (a new name is a new
+/// container: the planner replaces the old one), `owner_labels` and `image` (the reference;
+/// its resolved ID is `image_id`) is covered by the config hash; secrets and configs by
+/// the sha256 of their content.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ContainerSpec {
     /// The container name (`{stage}-{project}--{service}`).

@@ -2,8 +2,9 @@
 //! references to nothing, dependency cycles and bad names. Every problem is reported, each at
 //! its file, line and column; nothing is silently dropped.
 //!
-//! Keys are checked on the raw tree (so a typo is located at the key and offered a "did you
-//! mean"), then each entry is deserialized into the model key by key (so every wrong type is
+//! Keys are checked on the raw tree, at every place of the Compose specification (the key
+//! table is [`keys`]), so a typo is located at the key and offered a "did you mean"; then
+//! each entry is deserialized into the model key by key (so every wrong type is
 //! reported, not only the first), then references are resolved across the whole stack.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
