@@ -442,3 +442,43 @@ fn env_files_optional_and_raw() {
         "{stderr}"
     );
 }
+
+#[test]
+fn lifecycle_hooks_run_in_the_container() {
+    let t = TestStack::new("hooks");
+    let image = busybox_image();
+    std::fs::create_dir_all(t.path("out")).expect("out dir");
+    t.stack(&format!(
+        r#"
+services:
+  api:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+    volumes: ["./out:/out"]
+    post_start:
+      - command: [sh, -c, "echo $$GREETING > /tmp/started"]
+        environment: {{ GREETING: hello }}
+    pre_stop:
+      - command: [sh, -c, "touch /out/stopped"]
+"#
+    ));
+    t.cmd().arg("up").assert().success();
+    assert_eq!(exec(&t.container("api"), "cat /tmp/started"), "hello");
+    assert!(!t.path("out/stopped").exists());
+    t.cmd().arg("down").assert().success();
+    assert!(t.path("out/stopped").exists(), "pre_stop ran before down");
+
+    // A failing post_start fails `up`, naming the hook and showing its output.
+    t.stack(&format!(
+        "services:\n  api:\n    image: {image}\n    init: true\n    command: [sleep, \"3600\"]\n    post_start:\n      - command: [sh, -c, \"echo not ready; exit 3\"]\n"
+    ));
+    let output = t.cmd().arg("up").output().expect("run up");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("post_start hook 1 of service `api` exited with code 3")
+            && stderr.contains("not ready"),
+        "{stderr}"
+    );
+}

@@ -12,6 +12,7 @@ use crate::engine::build::BuildRequest;
 use crate::engine::containers::{
     port_in_use, ContainerConfig, CopiedFile, Endpoint, Extras, Healthcheck, PublishedPort,
 };
+use crate::engine::task::HookRun;
 use crate::engine::{Engine, EngineError};
 use crate::error::{Failure, Interrupted};
 use crate::names;
@@ -285,6 +286,79 @@ fn base_credentials(image: &ImageSpec) -> Vec<Credentials> {
     found
 }
 
+/// Run a service's `post_start` or `pre_stop` hooks (`kind`) in its running container, one
+/// after the other; a hook that exits non-zero is an error naming it, with the end of its
+/// output.
+pub async fn run_hooks(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    service: &str,
+    container: &str,
+    kind: &str,
+) -> Result<()> {
+    let Some(definition) = loaded.stack.services.get(service) else {
+        return Ok(());
+    };
+    let hooks = match kind {
+        "post_start" => &definition.post_start,
+        _ => &definition.pre_stop,
+    };
+    for (index, hook) in hooks.iter().enumerate() {
+        let run = HookRun {
+            cmd: hook.command.clone(),
+            user: hook.user.clone(),
+            privileged: hook.privileged,
+            working_dir: hook.working_dir.clone(),
+            env: crate::stack::model::env_list(&hook.environment),
+        };
+        let (code, output) = engine.exec_collect(container, &run).await?;
+        if code != 0 {
+            let location = loaded
+                .locate(&["services", service, kind, &index.to_string()])
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| display_file(loaded));
+            let lines: Vec<&str> = output.lines().collect();
+            let tail = lines[lines.len().saturating_sub(5)..].join("\n  ");
+            let mut message = format!(
+                "{kind} hook {} of service `{service}` exited with code {code} ({location})",
+                index + 1
+            );
+            if !tail.is_empty() {
+                message.push_str(&format!(":\n  {tail}"));
+            }
+            return Err(Failure::new(message).into());
+        }
+    }
+    Ok(())
+}
+
+/// `pre_stop` hooks of the running service containers among `containers`, in parallel,
+/// before they are stopped; a failing hook is a warning (the stop goes on).
+pub async fn pre_stop_hooks(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    containers: &[crate::observed::ObservedContainer],
+    warn: &(dyn Fn(&str) + Sync),
+) {
+    let runs = containers
+        .iter()
+        .filter(|c| c.role == names::role::SERVICE && c.state == "running")
+        .filter_map(|c| {
+            let service = c.service.as_deref()?;
+            let has = loaded
+                .stack
+                .services
+                .get(service)
+                .is_some_and(|s| !s.pre_stop.is_empty());
+            has.then(|| run_hooks(engine, loaded, service, &c.name, "pre_stop"))
+        });
+    for result in futures_util::future::join_all(runs).await {
+        if let Err(err) = result {
+            warn(&format!("{err:#}"));
+        }
+    }
+}
+
 /// A stage on a Docker engine.
 pub struct DockerTarget<'a> {
     pub engine: &'a Engine,
@@ -323,6 +397,7 @@ impl<'a> DockerTarget<'a> {
         }
         if matches!(change, Change::Recreate(_) | Change::Restart(_)) {
             phase("stopping")?;
+            self.pre_stop(service, &spec.name).await?;
             self.stop(&spec.name).await?;
         }
         if matches!(change, Change::Recreate(_)) {
@@ -338,7 +413,22 @@ impl<'a> DockerTarget<'a> {
         self.engine
             .start_container(&spec.name)
             .await
-            .map_err(|err| start_error(self.loaded, service, err))
+            .map_err(|err| start_error(self.loaded, service, err))?;
+        run_hooks(self.engine, self.loaded, service, &spec.name, "post_start").await
+    }
+
+    /// The service's `pre_stop` hooks, when its container runs.
+    async fn pre_stop(&self, service: &str, container: &str) -> Result<()> {
+        let has_hooks = self
+            .loaded
+            .stack
+            .services
+            .get(service)
+            .is_some_and(|s| !s.pre_stop.is_empty());
+        if has_hooks && self.engine.container_running(container).await? == Some(true) {
+            run_hooks(self.engine, self.loaded, service, container, "pre_stop").await?;
+        }
+        Ok(())
     }
 }
 
@@ -448,7 +538,8 @@ impl Target for DockerTarget<'_> {
                 self.stop(name).await?;
                 Ok(engine.remove_container(name).await?)
             }
-            Action::Stale { name, .. } => {
+            Action::Stale { name, service } => {
+                self.pre_stop(service, name).await?;
                 phase("removing")?;
                 self.stop(name).await?;
                 Ok(engine.remove_container(name).await?)

@@ -62,6 +62,8 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
             return Ok(crate::error::exit::FAILURE);
         }
     }
+    let warn = |message: &str| printer.warn(message);
+    apply::docker::pre_stop_hooks(&engine, &loaded, &observed.containers, &warn).await;
     let progress = printer.progress();
     let result = async {
         apply::remove_containers(&engine, &observed.containers, &progress).await?;

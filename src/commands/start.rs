@@ -21,8 +21,33 @@ pub async fn run(ctx: &Context, args: &ServicesArgs) -> Result<i32> {
         }
     }
     let progress = printer.progress();
-    let result =
+    let started =
         apply::start_containers(&selection.engine, loaded, &selection.containers, &progress).await;
+    let result = match started {
+        Ok(()) => post_start_hooks(&selection).await,
+        Err(err) => Err(err),
+    };
     progress.summary("start", result.is_ok());
     result.map(|()| 0)
+}
+
+/// The `post_start` hooks of the service containers just started, in parallel.
+async fn post_start_hooks(selection: &super::ServiceSelection) -> Result<()> {
+    let loaded = &selection.loaded;
+    let runs = selection
+        .containers
+        .iter()
+        .filter(|c| c.role == crate::names::role::SERVICE && c.state != "running")
+        .filter_map(|c| {
+            let service = c.service.as_deref()?;
+            let has = loaded
+                .stack
+                .services
+                .get(service)
+                .is_some_and(|s| !s.post_start.is_empty());
+            has.then(|| {
+                apply::docker::run_hooks(&selection.engine, loaded, service, &c.name, "post_start")
+            })
+        });
+    apply::first_error(futures_util::future::join_all(runs).await)
 }

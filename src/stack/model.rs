@@ -343,6 +343,12 @@ pub struct Service {
     pub external_links: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blkio_config: Option<BlkioConfig>,
+    /// Commands run in the container after stackctl starts it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_start: Vec<Hook>,
+    /// Commands run in the container before stackctl stops it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_stop: Vec<Hook>,
     /// GPUs: `all`, or a list of device requests.
     #[serde(
         default,
@@ -357,6 +363,37 @@ pub struct Service {
         deserialize_with = "string_or_list"
     )]
     pub label_file: Vec<String>,
+}
+
+/// A lifecycle hook: a command run inside the service's container (Docker exec).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    #[serde(deserialize_with = "command")]
+    pub command: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_scalar_string"
+    )]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "environment"
+    )]
+    pub environment: IndexMap<String, Option<String>>,
+}
+
+fn command<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    match opt_command(deserializer)? {
+        Some(command) if !command.is_empty() => Ok(command),
+        _ => Err(de::Error::custom("a hook needs a `command`")),
+    }
 }
 
 /// `blkio_config`: block IO weight and limits.

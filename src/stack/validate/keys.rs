@@ -120,6 +120,8 @@ pub const SERVICE_KEYS: &[&str] = &[
     "blkio_config",
     "label_file",
     "gpus",
+    "post_start",
+    "pre_stop",
 ];
 
 /// Compose service keys stackctl does not implement yet: an error, never ignored.
@@ -134,9 +136,7 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "isolation",
     "mac_address",
     "models",
-    "post_start",
     "pre_start",
-    "pre_stop",
     "provider",
     "pull_refresh_after",
     "stop_timeout",
@@ -420,7 +420,6 @@ pub const PLACES: &[Place] = &[
     ),
     place(
         "services.*.post_start[]",
-        &[],
         &[
             "command",
             "user",
@@ -428,10 +427,10 @@ pub const PLACES: &[Place] = &[
             "working_dir",
             "environment",
         ],
+        &[],
     ),
     place(
         "services.*.pre_stop[]",
-        &[],
         &[
             "command",
             "user",
@@ -439,6 +438,7 @@ pub const PLACES: &[Place] = &[
             "working_dir",
             "environment",
         ],
+        &[],
     ),
     place("services.*.provider", &[], &["type", "options"]),
     place("services.*.ulimits.*", &["soft", "hard"], &[]),
@@ -572,8 +572,8 @@ pub fn reason(path: &str, key: &str) -> String {
             "split files are not merged by this version"
         }
         ("services.*", "develop") => "stackctl has no watch mode",
-        ("services.*", "post_start" | "pre_start" | "pre_stop") => {
-            "lifecycle hooks are not run by stackctl yet; a task can run the command"
+        ("services.*", "pre_start") => {
+            "init containers before the service are not run by stackctl yet; a task in `steps` before `up` can run them"
         }
         ("", "models") | ("services.*", "models") | ("services.*", "provider") => {
             "stackctl runs containers only"
