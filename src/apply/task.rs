@@ -111,8 +111,11 @@ pub async fn prepare(
         // Creates it when missing, refuses one of that name that is not the stage's.
         let existed = engine.volume_labels(volume).await?.is_some();
         let labels = names::volume_labels(loaded, volume)?;
+        let options = crate::plan::container::volume_driver_opts(loaded, volume)
+            .into_iter()
+            .collect();
         engine
-            .create_volume(volume, driver.as_deref(), &labels)
+            .create_volume(volume, driver.as_deref(), &labels, &options)
             .await?;
         if !existed {
             printer.status(&format!("created volume `{volume}`"));
@@ -154,8 +157,12 @@ pub async fn wait_for_stage(
 ) -> Result<()> {
     let target = DockerTarget::new(engine, loaded);
     let one_shots: HashSet<String> = crate::plan::up::one_shot_services(loaded);
-    let waits = loaded.stack.services.keys().map(|service| {
-        let container = names::container(&loaded.stage, &loaded.project, service);
+    let replicas = loaded.stack.services.keys().flat_map(|service| {
+        crate::plan::container::replica_names(loaded, service)
+            .into_iter()
+            .map(move |container| (service, container))
+    });
+    let waits = replicas.map(|(service, container)| {
         let readiness = if one_shots.contains(service) {
             Readiness::Completed
         } else {

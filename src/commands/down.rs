@@ -21,18 +21,21 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
         &printer,
     )
     .await?;
+    let custom_names = crate::plan::container::custom_names(&loaded);
     let (observed, networks) = tokio::try_join!(
-        engine.observe(&loaded.stage, &loaded.project),
+        engine.observe_named(&loaded.stage, &loaded.project, &custom_names),
         engine.stage_networks(&loaded.stage, &loaded.project),
     )?;
+    let containers: Vec<_> = observed
+        .containers
+        .iter()
+        .filter(|c| c.role != role::DATA)
+        .cloned()
+        .collect();
+    let warn = |message: &str| printer.warn(message);
+    apply::docker::pre_stop_hooks(&engine, &loaded, &containers, &warn).await;
     let progress = printer.progress();
     let result = async {
-        let containers: Vec<_> = observed
-            .containers
-            .iter()
-            .filter(|c| c.role != role::DATA)
-            .cloned()
-            .collect();
         apply::remove_containers(&engine, &containers, &progress).await?;
         apply::remove_networks(
             &engine,

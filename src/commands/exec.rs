@@ -13,7 +13,6 @@ use crate::cli::ExecArgs;
 use crate::engine::attach::{End, Input, Outcome};
 use crate::engine::Engine;
 use crate::error::{exit, Interrupted, UsageError};
-use crate::names;
 use crate::output::{now_ms, Event, Mode};
 use crate::plan::task::{self, Step};
 use crate::stack::model::{ContainerTask, Task};
@@ -371,7 +370,7 @@ async fn exec_in_service(
         .with_hint(format!("stackctl exec {service} -- sh"))
         .into());
     }
-    let container = names::container(&loaded.stage, &loaded.project, service);
+    let container = crate::plan::container::container_name(loaded, service);
     let not_running = |what: &str| {
         anyhow::Error::from(
             crate::error::Failure::new(format!(

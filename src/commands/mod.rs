@@ -172,7 +172,13 @@ pub async fn select_services(
         &printer,
     )
     .await?;
-    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let observed = engine
+        .observe_named(
+            &loaded.stage,
+            &loaded.project,
+            &crate::plan::container::custom_names(&loaded),
+        )
+        .await?;
     let containers = observed
         .containers
         .into_iter()

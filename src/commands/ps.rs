@@ -23,10 +23,20 @@ struct Row {
 pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let engine = connect().await?;
-    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let observed = engine
+        .observe_named(
+            &loaded.stage,
+            &loaded.project,
+            &crate::plan::container::custom_names(&loaded),
+        )
+        .await?;
     let mut rows: Vec<Row> = Vec::new();
-    for service in loaded.stack.services.keys() {
-        let name = names::container(&loaded.stage, &loaded.project, service);
+    let replicas = loaded.stack.services.keys().flat_map(|service| {
+        crate::plan::container::replica_names(&loaded, service)
+            .into_iter()
+            .map(move |name| (service, name))
+    });
+    for (service, name) in replicas {
         rows.push(match observed.container(&name) {
             Some(c) => Row {
                 service: service.clone(),

@@ -35,8 +35,9 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
         .into_iter()
         .map(|image| image.request.tag)
         .collect();
+    let custom_names = crate::plan::container::custom_names(&loaded);
     let (observed, networks, images) = tokio::try_join!(
-        engine.observe(&loaded.stage, &loaded.project),
+        engine.observe_named(&loaded.stage, &loaded.project, &custom_names),
         engine.stage_networks(&loaded.stage, &loaded.project),
         engine.stage_images(&loaded.stage, &loaded.project, &stack_tags),
     )?;
@@ -61,6 +62,8 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
             return Ok(crate::error::exit::FAILURE);
         }
     }
+    let warn = |message: &str| printer.warn(message);
+    apply::docker::pre_stop_hooks(&engine, &loaded, &observed.containers, &warn).await;
     let progress = printer.progress();
     let result = async {
         apply::remove_containers(&engine, &observed.containers, &progress).await?;

@@ -10,7 +10,7 @@ use super::{connect, load_stack, Context};
 use crate::apply::docker::DockerTarget;
 use crate::apply::{self, ApplyOptions, Target};
 use crate::cli::{PullArg, UpArgs};
-use crate::engine::context::scan_listing;
+use crate::engine::context::{scan_inline, scan_listing};
 use crate::engine::digest::{self, ContextDigest, Inputs};
 use crate::error::UsageError;
 use crate::observed::Observed;
@@ -140,7 +140,10 @@ async fn context_digests(loaded: &LoadedStack) -> Result<Vec<(String, PathBuf, C
         builds
             .into_iter()
             .filter_map(|build| {
-                let context = scan_listing(&build.context, build.dockerfile.as_deref()).ok()?;
+                let context = match &build.dockerfile_inline {
+                    Some(text) => scan_inline(&build.context, text.clone().into_bytes()).ok()?,
+                    None => scan_listing(&build.context, build.dockerfile.as_deref()).ok()?,
+                };
                 let inputs = Inputs {
                     args: &build.args,
                     target: build.target.as_deref(),

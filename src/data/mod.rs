@@ -614,7 +614,9 @@ async fn restore_prepared(
                     let staging = format!("{object}-load-{}", crate::plan::task::short_id());
                     let labels =
                         names::owner_labels(&loaded.stage, &loaded.project, names::role::VOLUME);
-                    engine.create_volume(&staging, None, &labels).await?;
+                    engine
+                        .create_volume(&staging, None, &labels, &HashMap::new())
+                        .await?;
                     let dest = Dest::VolumeStaging {
                         volume: object.clone(),
                         staging: staging.clone(),
@@ -1000,8 +1002,11 @@ async fn recreate_volume(engine: &Engine, loaded: &LoadedStack, volume: &str) ->
         .iter()
         .find(|(key, _)| container::volume_name(loaded, key) == volume)
         .and_then(|(_, def)| def.driver.clone());
+    let options: HashMap<String, String> = container::volume_driver_opts(loaded, volume)
+        .into_iter()
+        .collect();
     engine
-        .create_volume(volume, driver.as_deref(), &labels)
+        .create_volume(volume, driver.as_deref(), &labels, &options)
         .await?;
     Ok(())
 }
