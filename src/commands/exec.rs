@@ -26,6 +26,7 @@ pub const BROKEN_PIPE: i32 = 141;
 
 pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
     let loaded = crate::stack::load(&ctx.project)?;
+    super::use_stack_engine(ctx, &loaded);
     let mut printer = ctx.printer.clone();
     printer.add_secrets(loaded.secrets.clone());
     let ctx = Context {

@@ -28,7 +28,10 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let _lock = if args.dry_run {
         None
     } else {
-        Some(crate::lock::acquire(&loaded.project, &loaded.stage, timeout, &printer).await?)
+        Some(
+            crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, &printer)
+                .await?,
+        )
     };
     let mut options = PlanOptions {
         services: args.services.clone(),

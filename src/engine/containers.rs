@@ -324,6 +324,7 @@ impl Engine {
             operation: "create container".into(),
             object: config.name.clone(),
             message: "the name is held by a container that is not this stage's (it lacks the stage's labels)".to_string(),
+            engine: super::named_engine(),
             status: Some(409),
             hint: Some(format!(
                 "remove or rename it (`docker rm -f {0}` or `docker rename {0} NEW`), then run again",
