@@ -41,6 +41,7 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
         return Err(unknown_name(&loaded, name).into());
     }
     let engine = Engine::connect().await?;
+    super::remote::check_binds(&engine, &loaded)?;
     run_name(&ctx, &loaded, &engine, name, &args.args).await
 }
 

@@ -13,6 +13,7 @@ pub mod ps;
 pub mod pull;
 pub mod purge;
 pub mod push;
+pub mod remote;
 pub mod restart;
 pub mod run;
 pub mod start;

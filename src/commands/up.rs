@@ -24,6 +24,7 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     crate::registry::check_references(&loaded)?;
     let engine = connect().await?;
+    super::remote::check_binds(&engine, &loaded)?;
     let timeout = Duration::from_secs(args.timeout);
     let _lock = if args.dry_run {
         None

@@ -20,6 +20,9 @@ use crate::error::UsageError;
 /// The local socket, when nothing else names an engine.
 pub const LOCAL: &str = "unix:///var/run/docker.sock";
 
+/// The `source` of the endpoint chosen when nothing names one.
+pub const DEFAULT_SOURCE: &str = "default";
+
 /// The engine address and what chose it (for messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -114,7 +117,7 @@ pub fn resolve() -> Result<Endpoint, UsageError> {
     if let Some(name) = current_context() {
         return context(&name, "the current Docker context");
     }
-    Ok(endpoint(LOCAL, "default"))
+    Ok(endpoint(LOCAL, DEFAULT_SOURCE))
 }
 
 fn endpoint(host: &str, source: &str) -> Endpoint {

@@ -246,7 +246,7 @@ impl Engine {
     pub async fn connect() -> anyhow::Result<Engine> {
         let endpoint = endpoint::resolve()?;
         let address = endpoint.host.clone();
-        let default_hint = if endpoint.source == "default" {
+        let default_hint = if endpoint.source == endpoint::DEFAULT_SOURCE {
             "start the Docker daemon, or point DOCKER_HOST at a running one".to_string()
         } else {
             format!(
@@ -311,7 +311,7 @@ impl Engine {
                     unreachable(reason, hint)
                 }
             })?;
-        if endpoint.source != "default" {
+        if endpoint.source != endpoint::DEFAULT_SOURCE {
             if let Ok(mut named) = NAMED_ENGINE.lock() {
                 *named = Some(address.clone());
             }
