@@ -245,7 +245,7 @@ async fn acquire_engine(
     loop {
         let holder = match engine.try_lock(project, stage, &claim).await? {
             LockAttempt::Taken(id) => {
-                engine.renew_lock(&id, "1").await?;
+                engine.renew_lock(&id, &lease_text(1)).await?;
                 let renewer = tokio::spawn(renew(
                     engine.clone(),
                     id.clone(),
@@ -311,13 +311,23 @@ fn held_too_long(holder: &Holder, stage: &str, engine: &Engine, asked: Duration)
     )
 }
 
+/// What a renewal writes: a counter (what waiters compare) and this machine's time in
+/// milliseconds (what `lock status` shows).
+fn lease_text(counter: u64) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{counter} {ms}")
+}
+
 /// Rewrite the lease counter every third of the lease until aborted.
 async fn renew(engine: Engine, id: String, lease: Duration, stage: String, printer: Printer) {
     let mut counter: u64 = 1;
     loop {
         tokio::time::sleep(lease / 3).await;
         counter += 1;
-        match engine.renew_lock(&id, &counter.to_string()).await {
+        match engine.renew_lock(&id, &lease_text(counter)).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {
                 printer.warn(&format!(

@@ -2,8 +2,6 @@
 //! `status` shows this machine's file lock and the engine's lock (holder, since when,
 //! whether its lease is being renewed); `release` removes the engine's lock.
 
-use std::time::{Duration, Instant};
-
 use anyhow::Result;
 
 use super::{connect, load_stack, Context};
@@ -19,28 +17,21 @@ pub async fn run(ctx: &Context, args: &LockArgs) -> Result<i32> {
     match args.action {
         LockAction::Status => {
             let local = crate::lock::local_holder(project, stage);
-            // Renewed: the lease counter changes within one lease.
-            let renewed = match &holder {
-                Some(h) => {
-                    let first = engine.lock_lease(&h.id).await?;
-                    let wait = Duration::from_millis(h.lease_ms.clamp(1000, 60_000) / 2);
-                    let start = Instant::now();
-                    let mut changed = false;
-                    while start.elapsed() < wait {
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                        let now = engine.lock_lease(&h.id).await?;
-                        if now != first {
-                            changed = true;
-                            break;
-                        }
-                        if now.is_none() {
-                            break;
-                        }
-                    }
-                    Some(changed)
-                }
+            // The holder writes `COUNTER UNIX_MS` (its clock) at every renewal.
+            let renewed_ms = match &holder {
+                Some(h) => engine.lock_lease(&h.id).await?.and_then(|lease| {
+                    lease
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|ms| ms.parse::<u64>().ok())
+                }),
                 None => None,
             };
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            let ago = renewed_ms.map(|ms| now_ms.saturating_sub(ms) / 1000);
             if printer.mode == Mode::Json {
                 let value = serde_json::json!({
                     "stage": stage,
@@ -48,7 +39,7 @@ pub async fn run(ctx: &Context, args: &LockArgs) -> Result<i32> {
                     "local": local,
                     "holder": holder.as_ref().map(|h| serde_json::json!({
                         "host": h.host, "pid": h.pid, "command": h.command,
-                        "since": h.since, "lease_ms": h.lease_ms, "renewed": renewed,
+                        "since": h.since, "lease_ms": h.lease_ms, "renewed_ms": renewed_ms,
                     })),
                 });
                 printer.data(&value.to_string());
@@ -69,10 +60,14 @@ pub async fn run(ctx: &Context, args: &LockArgs) -> Result<i32> {
                     crate::lock::clock(h.since),
                     engine.address,
                     h.lease_ms / 1000,
-                    if renewed == Some(true) {
-                        "being renewed"
-                    } else {
-                        "not renewed lately: its holder may be gone (`stackctl lock release`)"
+                    match ago {
+                        Some(ago) if ago * 1000 <= h.lease_ms => {
+                            format!("renewed {ago}s ago (by its clock)")
+                        }
+                        Some(ago) => format!(
+                            "last renewed {ago}s ago (by its clock): its holder may be gone (`stackctl lock release`)"
+                        ),
+                        None => "never renewed".to_string(),
                     }
                 )),
                 None => out.push_str(&format!("engine        free on {}", engine.address)),

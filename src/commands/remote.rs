@@ -21,6 +21,17 @@ pub fn check_binds(engine: &Engine, loaded: &LoadedStack) -> Result<()> {
         path.starts_with(&loaded.dir) || home.as_ref().is_some_and(|h| path.starts_with(h))
     };
     let mut found: Vec<(Vec<String>, String, String)> = Vec::new();
+    // The path as the user wrote it, give or take: `./logs`, `~/data`.
+    let as_written = |source: &str| {
+        let path = std::path::Path::new(source);
+        if let Ok(rest) = path.strip_prefix(&loaded.dir) {
+            format!("./{}", rest.display())
+        } else if let Some(rest) = home.as_ref().and_then(|h| path.strip_prefix(h).ok()) {
+            format!("~/{}", rest.display())
+        } else {
+            source.to_string()
+        }
+    };
     let mut scan = |section: &str, name: &str, mounts: &[VolumeMount]| {
         for (i, mount) in mounts.iter().enumerate() {
             if mount.kind != MountKind::Bind {
@@ -34,8 +45,8 @@ pub fn check_binds(engine: &Engine, loaded: &LoadedStack) -> Result<()> {
                         "volumes".to_string(),
                         i.to_string(),
                     ],
-                    format!("{section} `{name}`"),
-                    format!("{source}:{}", mount.target),
+                    format!("{} `{name}`", section.trim_end_matches('s')),
+                    format!("{}:{}", as_written(source), mount.target),
                 ));
             }
         }
@@ -60,7 +71,7 @@ pub fn check_binds(engine: &Engine, loaded: &LoadedStack) -> Result<()> {
         .map(|l| format!("{l}: "))
         .unwrap_or_default();
     Err(UsageError::new(format!(
-        "{location}{what}: the bind mount `{mount}` names a directory of this machine, but the engine is on {}",
+        "{location}{what}: the bind mount `{mount}` names a path on this machine, but the engine is on {}",
         engine.address
     ))
     .with_hint(
