@@ -40,14 +40,14 @@ pub struct Engine {
 
 /// The engine this process talks to, when it is not the local default: named in every
 /// engine error (`create container `x` on ssh://deploy@10.0.0.5: …`).
-static NAMED_ENGINE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+static NAMED_ENGINE: std::sync::Mutex<Option<std::sync::Arc<str>>> = std::sync::Mutex::new(None);
 
-pub(crate) fn named_engine() -> Option<String> {
+pub(crate) fn named_engine() -> Option<std::sync::Arc<str>> {
     NAMED_ENGINE.lock().ok().and_then(|n| n.clone())
 }
 
 /// ` on ENGINE` for messages, or nothing for the local default engine.
-fn on_engine(engine: &Option<String>) -> String {
+fn on_engine(engine: &Option<std::sync::Arc<str>>) -> String {
     engine
         .as_ref()
         .map(|e| format!(" on {e}"))
@@ -62,7 +62,7 @@ pub struct EngineError {
     pub object: String,
     pub message: String,
     /// The engine, when it is not the local default one.
-    pub engine: Option<String>,
+    pub engine: Option<std::sync::Arc<str>>,
     /// HTTP status from the daemon, when there was one.
     pub status: Option<u16>,
     /// What the user can do about it (printed as `hint:` by the reporter).
@@ -313,7 +313,7 @@ impl Engine {
             })?;
         if endpoint.source != endpoint::DEFAULT_SOURCE {
             if let Ok(mut named) = NAMED_ENGINE.lock() {
-                *named = Some(address.clone());
+                *named = Some(address.as_str().into());
             }
         }
         Ok(Engine {

@@ -132,7 +132,7 @@ fn start() -> Lab {
     }
     // The busybox fixture, onto the node.
     let image = crate::support::busybox_image();
-    let save = Command::new("docker")
+    let mut save = Command::new("docker")
         .args(["save", image])
         .env_remove("DOCKER_HOST")
         .stdout(Stdio::piped())
@@ -140,10 +140,14 @@ fn start() -> Lab {
         .expect("docker save");
     let loaded = Command::new("docker")
         .args(["-H", &socket, "load", "-q"])
-        .stdin(save.stdout.expect("save stdout"))
+        .stdin(save.stdout.take().expect("save stdout"))
         .stdout(Stdio::null())
         .status()
         .expect("docker load");
+    assert!(
+        save.wait().is_ok_and(|s| s.success()),
+        "docker save {image} failed"
+    );
     assert!(loaded.success(), "loading {image} onto the lab failed");
     // sshd listens once it logged its line; wait until an ssh login works.
     let ssh_config = dir.join("ssh_config");
