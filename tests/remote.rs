@@ -369,3 +369,99 @@ fn an_unreachable_host_fails_fast_with_one_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_docker_context_names_the_engine() {
+    use sha2::Digest;
+    let r = Remote::new("context");
+    let config = tempfile::tempdir().unwrap();
+    let hash: String = sha2::Sha256::digest(b"lab")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let meta = config.path().join("contexts/meta").join(hash);
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::write(
+        meta.join("meta.json"),
+        format!(
+            r#"{{"Name":"lab","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{}","SkipTLSVerify":false}}}}}}"#,
+            lab::lab().url
+        ),
+    )
+    .unwrap();
+    let expected = format!("at {}", lab::lab().url);
+    // --context
+    let out = r
+        .cmd()
+        .args(["--context", "lab", "version"])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    ok(&out, "version --context lab");
+    assert!(
+        text(&out.stdout).contains(&expected),
+        "{}",
+        text(&out.stdout)
+    );
+    // the current context of Docker's config
+    std::fs::write(
+        config.path().join("config.json"),
+        r#"{"auths":{},"currentContext":"lab"}"#,
+    )
+    .unwrap();
+    let out = r
+        .cmd()
+        .args(["version"])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    ok(&out, "version with currentContext");
+    assert!(
+        text(&out.stdout).contains(&expected),
+        "{}",
+        text(&out.stdout)
+    );
+    // DOCKER_HOST comes before the context; -H before everything.
+    let out = r
+        .cmd()
+        .args(["version"])
+        .env("DOCKER_CONFIG", config.path())
+        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+        .output()
+        .unwrap();
+    ok(&out, "version with DOCKER_HOST");
+    assert!(
+        text(&out.stdout).contains("at unix:///var/run/docker.sock"),
+        "{}",
+        text(&out.stdout)
+    );
+    // An unknown context is a usage error.
+    let out = r
+        .cmd()
+        .args(["--context", "nope", "version"])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no Docker context `nope`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn engine_host_without_a_scheme_is_refused_where_it_is_written() {
+    let t = TestStack::new("enginehost");
+    t.stack("engine:\n  host: 10.0.0.5\nservices:\n  api:\n    image: x\n");
+    let out = t.std_cmd().args(["config"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "stacks/{}.yml:2:9: `engine.host` `10.0.0.5` has no known scheme",
+            t.stage
+        )),
+        "{stderr}"
+    );
+}
