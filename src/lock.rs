@@ -237,6 +237,7 @@ async fn acquire_engine(
         command: command_name(),
         since: now_secs(),
         lease_ms: lease.as_millis() as u64,
+        machine: machine_id(),
     };
     let start = Instant::now();
     // The holder and lease counter last seen, and since when (our clock).
@@ -263,18 +264,24 @@ async fn acquire_engine(
             LockAttempt::Held(holder) => holder,
         };
         let counter = engine.lock_lease(&holder.id).await?;
-        let expired = match &seen {
-            Some((id, last, at)) if *id == holder.id && *last == counter => {
-                at.elapsed() >= Duration::from_millis(holder.lease_ms.max(1000))
-            }
-            _ => {
-                seen = Some((holder.id.clone(), counter, Instant::now()));
-                false
-            }
-        };
+        let expired = holder_died_here(&holder, &claim)
+            || match &seen {
+                Some((id, last, at)) if *id == holder.id && *last == counter => {
+                    at.elapsed() >= Duration::from_millis(holder.lease_ms.max(1000))
+                }
+                _ => {
+                    seen = Some((holder.id.clone(), counter, Instant::now()));
+                    false
+                }
+            };
         if expired {
+            let why = if holder_died_here(&holder, &claim) {
+                "that process is gone"
+            } else {
+                "its lease expired"
+            };
             printer.status(&format!(
-                "taking over the lock on stage `{stage}` from {}: its lease expired",
+                "taking over the lock on stage `{stage}` from {}: {why}",
                 holder.describe()
             ));
             engine.remove_lock(&holder.id).await?;
@@ -296,6 +303,32 @@ async fn acquire_engine(
         crate::interrupt::check()?;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// A digest of `/etc/machine-id`: tells this machine from another of the same host name.
+fn machine_id() -> String {
+    use sha2::Digest;
+    match std::fs::read_to_string("/etc/machine-id") {
+        Ok(id) if !id.trim().is_empty() => sha2::Sha256::digest(id.trim().as_bytes())
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// The holder ran on this very machine (same host name and machine id) and its process is
+/// gone: no need to wait for its lease.
+fn holder_died_here(holder: &Holder, claim: &Claim) -> bool {
+    if holder.host != claim.host || holder.machine.is_empty() || holder.machine != claim.machine {
+        return false;
+    }
+    if holder.pid == 0 {
+        return false;
+    }
+    // A pid reused by another process only makes us wait for the lease: the safe side.
+    !Path::new(&format!("/proc/{}", holder.pid)).exists()
 }
 
 fn held_too_long(holder: &Holder, stage: &str, engine: &Engine, asked: Duration) -> Failure {

@@ -465,3 +465,34 @@ fn engine_host_without_a_scheme_is_refused_where_it_is_written() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_killed_holder_on_this_machine_is_taken_over_at_once() {
+    let r = Remote::new("killedhere");
+    slow_stack(&r, "3600");
+    let mut holder = r
+        .cmd()
+        .args(["up", "--timeout", "300"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    r.wait_locked(&mut holder);
+    let pid = holder.id();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let start = Instant::now();
+    let down = r.run(&["down"]);
+    ok(&down, "down");
+    assert!(
+        text(&down.stderr).contains(&format!("(pid {pid}, `stackctl up`): that process is gone")),
+        "{}",
+        text(&down.stderr)
+    );
+    // No lease to wait for (30 s by default).
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}

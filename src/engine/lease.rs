@@ -35,6 +35,8 @@ pub mod label {
     pub const SINCE: &str = "io.stackctl.lock.since";
     /// The lease the holder renews, in milliseconds.
     pub const LEASE_MS: &str = "io.stackctl.lock.lease-ms";
+    /// A digest of the holder machine's `/etc/machine-id` (empty when it has none).
+    pub const MACHINE: &str = "io.stackctl.lock.machine";
 }
 
 /// The lock container's name.
@@ -52,6 +54,7 @@ pub struct Holder {
     pub command: String,
     pub since: u64,
     pub lease_ms: u64,
+    pub machine: String,
 }
 
 impl Holder {
@@ -69,6 +72,7 @@ pub struct Claim {
     pub command: String,
     pub since: u64,
     pub lease_ms: u64,
+    pub machine: String,
 }
 
 /// A one-file tar: `name` holding `text`.
@@ -125,6 +129,7 @@ impl Engine {
             (label::COMMAND.to_string(), claim.command.clone()),
             (label::SINCE.to_string(), claim.since.to_string()),
             (label::LEASE_MS.to_string(), claim.lease_ms.to_string()),
+            (label::MACHINE.to_string(), claim.machine.clone()),
         ]);
         let body = ContainerCreateBody {
             image: Some(LOCK_IMAGE.to_string()),
@@ -176,6 +181,7 @@ impl Engine {
             command: get(label::COMMAND),
             since: get(label::SINCE).parse().unwrap_or(0),
             lease_ms: get(label::LEASE_MS).parse().unwrap_or(30_000),
+            machine: get(label::MACHINE),
         }))
     }
 
