@@ -191,8 +191,9 @@ fn a_relative_bind_is_refused_on_a_remote_engine() {
     let r = Remote::new("relbind");
     let image = busybox_image();
     r.t.stack(&format!(
-        "services:\n  api:\n    image: {image}\n    command: [sleep, \"60\"]\n    volumes:\n      - ./logs:/app/logs\n"
+        "services:\n  api:\n    image: {image}\n    command: [sleep, \"60\"]\n    volumes:\n      - ./logs:/app/logs\nengine:\n  host: ssh://root@203.0.113.1\n"
     ));
+    // -H comes before the stack file's engine.host (an address nothing answers on).
     let out = r.run(&["-H", &lab::lab().url, "up"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
@@ -207,6 +208,10 @@ fn a_relative_bind_is_refused_on_a_remote_engine() {
         "{stderr}"
     );
     assert!(stderr.contains("hint: use a named volume"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the engine is on {}", lab::lab().url)),
+        "{stderr}"
+    );
     assert!(r.node_containers().is_empty());
 }
 
