@@ -136,15 +136,20 @@ pub fn clock(secs: u64) -> String {
 
 /// Where the lock file of a stage lives.
 pub fn lock_path(project: &str, stage: &str) -> PathBuf {
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+    runtime_dir().join(format!("{project}-{stage}.lock"))
+}
+
+/// stackctl's private directory for lock files and ssh control sockets:
+/// `$XDG_RUNTIME_DIR/stackctl`, else `/tmp/stackctl-<uid>` (checked by `private_dir`).
+pub fn runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(runtime) => PathBuf::from(runtime).join("stackctl"),
         None => {
             // SAFETY: getuid has no preconditions and cannot fail.
             let uid = unsafe { libc::getuid() };
             std::env::temp_dir().join(format!("stackctl-{uid}"))
         }
-    };
-    dir.join(format!("{project}-{stage}.lock"))
+    }
 }
 
 /// Make sure `dir` is a directory of ours that nobody else can write to: create it 0700
@@ -260,7 +265,12 @@ async fn acquire_engine(
                     renewer,
                 });
             }
-            LockAttempt::Gone => continue,
+            LockAttempt::Gone => {
+                // Released between our create and our look: try again (not in a busy loop).
+                crate::interrupt::check()?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
             LockAttempt::Held(holder) => holder,
         };
         let counter = engine.lock_lease(&holder.id).await?;

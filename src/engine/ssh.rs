@@ -147,13 +147,16 @@ fn die_with_parent(command: &mut Command) {
 impl SshSession {
     /// Log in once (the control master) within `timeout`; the error is ssh's own last line.
     pub async fn open(target: SshTarget, timeout: Duration) -> Result<Arc<SshSession>, String> {
-        let base = crate::lock::lock_path("x", "y")
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(std::env::temp_dir);
+        let base = crate::lock::runtime_dir();
         crate::lock::private_dir(&base).map_err(|e| e.message)?;
         let dir = base.join(format!("ssh-{}-{}", std::process::id(), unique()));
-        std::fs::create_dir(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        }
         let control = dir.join("control");
         let session = SshSession {
             target,
