@@ -235,12 +235,13 @@ services:
 #[test]
 fn the_engine_lock_makes_a_stackctl_elsewhere_wait_then_proceed() {
     let r = Remote::new("lockwait");
-    slow_stack(&r, "4");
+    // The holder's `up` waits for health until the test says so (touches /tmp/ready).
+    slow_stack(&r, "3600");
     // "Another machine": its own host name and its own runtime dir (no shared file lock).
     let other_runtime = tempfile::tempdir().unwrap();
     let mut holder = r
         .cmd()
-        .args(["up"])
+        .args(["up", "--timeout", "300"])
         .env("STACKCTL_HOSTNAME", "other-machine")
         .env("XDG_RUNTIME_DIR", other_runtime.path())
         .stdout(Stdio::null())
@@ -252,28 +253,73 @@ fn the_engine_lock_makes_a_stackctl_elsewhere_wait_then_proceed() {
     let status = r.run(&["lock", "status"]);
     ok(&status, "lock status");
     assert!(
-        text(&status.stdout).contains("held by other-machine"),
+        text(&status.stdout).contains(&format!(
+            "held by other-machine (pid {holder_pid}, `stackctl up`)"
+        )),
         "{}",
         text(&status.stdout)
     );
     let here_runtime = tempfile::tempdir().unwrap();
-    let down = r
+    let mut down = r
         .cmd()
         .args(["down"])
         .env("XDG_RUNTIME_DIR", here_runtime.path())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // Read down's stderr until it says it waits for the holder.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = down.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let expected = format!("waiting for other-machine (pid {holder_pid}, `stackctl up`)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("down never said it waits for the holder");
+        if line.contains(&expected) {
+            break;
+        }
+    }
+    // The holder creates its container and waits for health; down keeps waiting.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !r.node_containers().contains(&r.t.container("slow")) {
+        assert!(
+            Instant::now() < deadline,
+            "the holder never created its container"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(down.try_wait().unwrap(), None, "down waits");
+    // Let the holder's up finish; down then proceeds.
+    // (The container may be created but not started yet: retry until it runs.)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let touched = lab::lab().docker(&["exec", &r.t.container("slow"), "touch", "/tmp/ready"]);
+        if touched.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&touched.stderr));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let up = holder.wait_with_output().unwrap();
     ok(&up, "the holder's up");
-    ok(&down, "down");
-    let stderr = text(&down.stderr);
-    assert!(
-        stderr.contains(&format!(
-            "waiting for other-machine (pid {holder_pid}, `stackctl up`)"
-        )),
-        "{stderr}"
-    );
-    // down ran after up finished: nothing is left running.
+    let down_status = down.wait().unwrap();
+    let down_stderr = reader.join().unwrap();
+    assert!(down_status.success(), "down: {down_stderr}");
     assert!(r.node_containers().is_empty(), "{:?}", r.node_containers());
     assert!(!r.locked());
 }
