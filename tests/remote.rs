@@ -286,12 +286,19 @@ fn the_engine_lock_makes_a_stackctl_elsewhere_wait_then_proceed() {
     });
     let expected = format!("waiting for other-machine (pid {holder_pid}, `stackctl up`)");
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("down never said it waits for the holder");
-        if line.contains(&expected) {
-            break;
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains(&expected) => break,
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = down.kill();
+                let _ = holder.kill();
+                panic!(
+                    "down never said it waits for the holder; it said:\n{}",
+                    seen.join("\n")
+                );
+            }
         }
     }
     // The holder creates its container and waits for health; down keeps waiting.
@@ -303,7 +310,10 @@ fn the_engine_lock_makes_a_stackctl_elsewhere_wait_then_proceed() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(down.try_wait().unwrap(), None, "down waits");
+    if let Some(status) = down.try_wait().unwrap() {
+        let _ = holder.kill();
+        panic!("down ended ({status}) while the holder held the lock");
+    }
     // Let the holder's up finish; down then proceeds.
     // (The container may be created but not started yet: retry until it runs.)
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -316,6 +326,9 @@ fn the_engine_lock_makes_a_stackctl_elsewhere_wait_then_proceed() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let up = holder.wait_with_output().unwrap();
+    if !up.status.success() {
+        let _ = down.kill();
+    }
     ok(&up, "the holder's up");
     let down_status = down.wait().unwrap();
     let down_stderr = reader.join().unwrap();
