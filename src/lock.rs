@@ -251,7 +251,8 @@ async fn acquire_engine(
     loop {
         let holder = match engine.try_lock(project, stage, &claim).await? {
             LockAttempt::Taken(id) => {
-                engine.renew_lock(&id, &lease_text(1)).await?;
+                // The guard exists before anything else can fail: the lock is never left
+                // behind by an error here. The renewer writes its first lease at once.
                 let renewer = tokio::spawn(renew(
                     engine.clone(),
                     id.clone(),
@@ -366,9 +367,11 @@ fn lease_text(counter: u64) -> String {
 
 /// Rewrite the lease counter every third of the lease until aborted.
 async fn renew(engine: Engine, id: String, lease: Duration, stage: String, printer: Printer) {
-    let mut counter: u64 = 1;
+    let mut counter: u64 = 0;
     loop {
-        tokio::time::sleep(lease / 3).await;
+        if counter > 0 {
+            tokio::time::sleep(lease / 3).await;
+        }
         counter += 1;
         match engine.renew_lock(&id, &lease_text(counter)).await {
             Ok(()) => {}
