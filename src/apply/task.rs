@@ -106,7 +106,14 @@ pub async fn prepare(
     }
     // Creation is serialised per stage: parallel tasks after `down` make one network, and
     // the others wait for it.
-    let _lock = crate::lock::acquire(&loaded.project, &loaded.stage, LOCK_TIMEOUT, printer).await?;
+    let _lock = crate::lock::acquire(
+        engine,
+        &loaded.project,
+        &loaded.stage,
+        LOCK_TIMEOUT,
+        printer,
+    )
+    .await?;
     for (volume, driver) in &plan.volumes {
         // Creates it when missing, refuses one of that name that is not the stage's.
         let existed = engine.volume_labels(volume).await?.is_some();

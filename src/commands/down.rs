@@ -15,6 +15,7 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let engine = connect().await?;
     let _lock = crate::lock::acquire(
+        &engine,
         &loaded.project,
         &loaded.stage,
         Duration::from_secs(args.timeout),

@@ -25,6 +25,7 @@ pub const BROKEN_PIPE: i32 = 141;
 
 pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
     let loaded = crate::stack::load(&ctx.project)?;
+    super::use_stack_engine(ctx, &loaded);
     let mut printer = ctx.printer.clone();
     printer.add_secrets(loaded.secrets.clone());
     let ctx = Context {
@@ -39,6 +40,7 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
         return Err(unknown_name(&loaded, name).into());
     }
     let engine = Engine::connect().await?;
+    super::remote::check_binds(&engine, &loaded)?;
     run_name(&ctx, &loaded, &engine, name, &args.args).await
 }
 

@@ -30,6 +30,15 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
             &crate::plan::container::custom_names(&loaded),
         )
         .await?;
+    if engine.is_remote() {
+        printer.status(&format!("engine {}", engine.address));
+    }
+    let at_host = |ports: &[String]| -> Vec<String> {
+        ports
+            .iter()
+            .map(|p| super::remote::port_at_host(&engine, p))
+            .collect()
+    };
     let mut rows: Vec<Row> = Vec::new();
     let replicas = loaded.stack.services.keys().flat_map(|service| {
         crate::plan::container::replica_names(&loaded, service)
@@ -44,7 +53,7 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
                 role: c.role.clone(),
                 state: c.state.clone(),
                 health: c.health.clone().unwrap_or_default(),
-                ports: c.ports.clone(),
+                ports: at_host(&c.ports),
                 status: c.status.clone(),
             },
             None => Row {
@@ -68,7 +77,7 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
             role: c.role.clone(),
             state: c.state.clone(),
             health: c.health.clone().unwrap_or_default(),
-            ports: c.ports.clone(),
+            ports: at_host(&c.ports),
             status: c.status.clone(),
         });
     }

@@ -25,6 +25,7 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     }
     let engine = connect().await?;
     let _lock = crate::lock::acquire(
+        &engine,
         &loaded.project,
         &loaded.stage,
         Duration::from_secs(args.timeout),

@@ -47,6 +47,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     check_services(&loaded, std::slice::from_ref(&args.service))?;
     let plan = task::plan_run(&loaded, &args.service, &args.args, &task::short_id())?;
     let engine = connect().await?;
+    super::remote::check_binds(&engine, &loaded)?;
     let ctx = Context {
         printer,
         ..ctx.clone()

@@ -24,11 +24,15 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     crate::registry::check_references(&loaded)?;
     let engine = connect().await?;
+    super::remote::check_binds(&engine, &loaded)?;
     let timeout = Duration::from_secs(args.timeout);
     let _lock = if args.dry_run {
         None
     } else {
-        Some(crate::lock::acquire(&loaded.project, &loaded.stage, timeout, &printer).await?)
+        Some(
+            crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, &printer)
+                .await?,
+        )
     };
     let mut options = PlanOptions {
         services: args.services.clone(),

@@ -498,6 +498,7 @@ impl Engine {
             message: err.to_string(),
             status: None,
             hint: None,
+            engine: super::named_engine(),
         })?;
         let options = UploadToContainerOptionsBuilder::default().path("/").build();
         self.client()
@@ -525,6 +526,7 @@ impl Engine {
                 hint: Some(
                     "remove `start_interval` (the checks then run at `interval` during `start_period` too), or use a newer engine".into(),
                 ),
+                engine: super::named_engine(),
             });
         }
         let mut options = CreateContainerOptionsBuilder::default().name(&config.name);
@@ -625,12 +627,14 @@ impl Engine {
                 hint: Some(
                     "container names are unique on an engine: put the stage in `container_name` (`${STAGE}-…`), or remove `container_name`".to_string(),
                 ),
+                engine: super::named_engine(),
             });
         }
         Err(EngineError {
             operation: "create container".into(),
             object: config.name.clone(),
             message: "the name is held by a container that is not this stage's (it lacks the stage's labels)".to_string(),
+            engine: super::named_engine(),
             status: Some(409),
             hint: Some(format!(
                 "remove or rename it (`docker rm -f {0}` or `docker rename {0} NEW`), then run again",

@@ -40,6 +40,18 @@ pub struct Stack {
     pub data_containers: IndexMap<String, DataContainer>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub tasks: IndexMap<String, Task>,
+    /// Where the stage's engine is (`engine: { host: ssh://deploy@server }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineDef>,
+}
+
+/// The top-level `engine:`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineDef {
+    /// `ssh://USER@HOST[:PORT]`, `tcp://HOST:PORT`, `unix:///PATH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl Stack {

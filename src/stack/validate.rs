@@ -20,6 +20,8 @@ use super::model::{
 use super::{Location, StackError};
 
 pub mod keys;
+/// Keys of the top-level `engine:`.
+const ENGINE_KEYS: &[&str] = &["host"];
 
 const DATA_CONTAINER_KEYS: &[&str] = &["image", "build", "volumes", "command", "labels"];
 const CONTAINER_TASK_KEYS: &[&str] = &[
@@ -460,6 +462,7 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
     );
     let mut stack = Stack {
         name: check_name(report, root),
+        engine: check_engine(report, root),
         ..Stack::default()
     };
     for (name, value) in section(report, root, "services") {
@@ -527,6 +530,64 @@ fn check_name(report: &mut Report, root: &Mapping) -> Option<String> {
             None
         }
     }
+}
+
+/// `engine: { host: URL }`: where the stage's engine is (`ssh://`, `tcp://`, `unix://`).
+fn check_engine(report: &mut Report, root: &Mapping) -> Option<super::model::EngineDef> {
+    let map = match root.get("engine") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Mapping(map)) => map,
+        Some(other) => {
+            report.at_value(
+                &path(&["engine"]),
+                format!(
+                    "`engine` must be a map (`engine: {{ host: ssh://USER@HOST }}`), found {}",
+                    super::model::describe(other)
+                ),
+                None,
+            );
+            return None;
+        }
+    };
+    check_keys(
+        report,
+        map,
+        &path(&["engine"]),
+        ENGINE_KEYS,
+        &[],
+        true,
+        "`engine`",
+        None,
+    );
+    let host = match map.get("host") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(host)) => {
+            const SCHEMES: &[&str] = &["ssh://", "tcp://", "unix://", "http://", "https://"];
+            if !SCHEMES.iter().any(|s| host.starts_with(s)) {
+                report.at_value(
+                    &path(&["engine", "host"]),
+                    format!("`engine.host` `{host}` has no known scheme"),
+                    Some(
+                        "write ssh://USER@HOST[:PORT], tcp://HOST:PORT or unix:///PATH".to_string(),
+                    ),
+                );
+                return None;
+            }
+            Some(host.clone())
+        }
+        Some(other) => {
+            report.at_value(
+                &path(&["engine", "host"]),
+                format!(
+                    "`engine.host` must be a string, found {}",
+                    super::model::describe(other)
+                ),
+                None,
+            );
+            return None;
+        }
+    };
+    Some(super::model::EngineDef { host })
 }
 
 fn check_service(report: &mut Report, name: &str, value: &Value) -> Option<Service> {

@@ -158,6 +158,7 @@ pub const PLACES: &[Place] = &[
             "data_containers",
             "tasks",
             "version",
+            "engine",
         ],
         &["include", "models"],
     ),
