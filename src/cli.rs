@@ -3,12 +3,13 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::ArgValueCandidates;
 
 /// Drive Docker for small data-oriented services from per-stage stack files.
 ///
-/// A project holds `stacks/STAGE.yml` (services, data containers, tasks) and `.env.STAGE`;
-/// stackctl converges the Docker engine to it, runs one-off tasks, and removes exactly what
-/// it created.
+/// A project holds `stacks/STAGE.yml` (services, data containers, tasks) and `.env.STAGE`,
+/// or is a plain Compose project (`compose.yaml`, `.env`); stackctl converges the Docker
+/// engine to it, runs one-off tasks, and removes exactly what it created.
 #[derive(Debug, Parser)]
 #[command(name = "stackctl", version, propagate_version = true, after_help = EXAMPLES)]
 pub struct Cli {
@@ -26,16 +27,24 @@ const EXAMPLES: &str = "Examples:
 
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Project directory (the one holding `stacks/`); default: the current directory.
+    /// Project directory (the one holding `stacks/` or `compose.yaml`); default: the current
+    /// directory or the nearest one above it that holds either (with `-f`, the first file's
+    /// directory).
     #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
     pub directory: Option<PathBuf>,
-    /// Stage to act on; the stack file is `stacks/STAGE.yml`.
+    /// A stack file to read instead of `stacks/STAGE.yml` or `compose.yaml` (repeatable:
+    /// later files merge onto earlier ones, as in Compose). Give it before the command.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Stage to act on; the stack file is `stacks/STAGE.yml`. Default: the stage
+    /// `stackctl init` made last in this project, else `dev`.
     #[arg(
         short = 'e',
         long = "env",
         global = true,
         value_name = "STAGE",
-        env = "STACKCTL_ENV"
+        env = "STACKCTL_ENV",
+        add = ArgValueCandidates::new(crate::complete::stages)
     )]
     pub env: Option<String>,
     /// Activate the services of this profile (repeatable; or `STACKCTL_PROFILES=a,b`).
@@ -84,6 +93,9 @@ pub enum Command {
         after_help = "Example:\n  stackctl build && stackctl push      (image: 127.0.0.1:5000/shop/api:1.2)"
     )]
     Push(PushArgs),
+    /// Restart services in dependency order, waiting for health as `up` does.
+    #[command(after_help = "Examples:\n  stackctl restart\n  stackctl restart api --no-wait")]
+    Restart(RestartArgs),
     /// Suspend services; their containers are kept.
     #[command(after_help = "Example:\n  stackctl stop api")]
     Stop(ServicesArgs),
@@ -101,15 +113,40 @@ pub enum Command {
         after_help = "Examples:\n  stackctl exec migrate\n  stackctl exec import < dump.sql     piped input replaces the task's stdin: file\n  stackctl exec postgres -- psql -U admin"
     )]
     Exec(ExecArgs),
+    /// Run a one-off container from a service's definition, removed when it ends.
+    #[command(
+        after_help = "Examples:\n  stackctl run api -- python manage.py shell\n  stackctl run db -- pg_dump shop > dump.sql"
+    )]
+    Run(RunArgs),
     /// Show the services' logs, merged, each line prefixed with its service.
     #[command(after_help = "Example:\n  stackctl logs api -f --tail 50")]
     Logs(LogsArgs),
     /// Show state, health and ports of each service.
     #[command(after_help = "Examples:\n  stackctl ps\n  stackctl ps --json")]
     Ps(PsArgs),
+    /// Show the processes running in the services' containers.
+    #[command(after_help = "Examples:\n  stackctl top\n  stackctl top api --json")]
+    Top(TopArgs),
+    /// Copy files between a service's container and the local filesystem.
+    #[command(
+        after_help = "Examples:\n  stackctl cp api:/app/logs ./logs\n  stackctl cp ./fixtures/seed.sql db:/docker-entrypoint-initdb.d/\n  stackctl cp api:/etc/app.conf - > app.tar"
+    )]
+    Cp(CpArgs),
+    /// List the project's stages on this engine, and those that only have a stack file.
+    #[command(after_help = "Examples:\n  stackctl ls\n  stackctl ls --json")]
+    Ls(LsArgs),
+    /// Print stackctl's version and commit, the engine's version and API, and the host.
+    #[command(after_help = "Examples:\n  stackctl version\n  stackctl version --json")]
+    Version,
+    /// Save, load and copy the stage's named volumes and data containers.
+    #[command(
+        after_help = "Examples:\n  stackctl data ls\n  stackctl data save -o dev.tar.zst\n  stackctl -e qa data load -i dev.tar.zst\n  stackctl -e qa data copy --from dev"
+    )]
+    Data(DataArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
-        after_help = "Example:\n  stackctl completions bash > /etc/bash_completion.d/stackctl"
+        visible_alias = "completion",
+        after_help = "Examples:\n  stackctl completions bash > /etc/bash_completion.d/stackctl\n  source <(stackctl completions bash --dynamic)     also completes stage, service and task names"
     )]
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -146,6 +183,7 @@ pub struct ConfigArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
     /// Services to build (default: every service, data container and task with `build:`).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
     pub services: Vec<String>,
     /// Build without the engine's layer cache.
     #[arg(long)]
@@ -155,6 +193,7 @@ pub struct BuildArgs {
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
     /// Services to converge, with what they depend on (default: all).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
     pub services: Vec<String>,
     /// Rebuild images even when they exist.
     #[arg(long)]
@@ -201,10 +240,57 @@ pub struct PushArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServicesArgs {
     /// Services (default: all).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
     pub services: Vec<String>,
     /// Seconds to wait for the stage lock.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
     pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestartArgs {
+    /// Services to restart (default: all); what they depend on is waited for, not restarted.
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
+    pub services: Vec<String>,
+    /// Do not wait for services to be running and healthy.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds to wait for health (and for the stage lock).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The service whose definition the one-off container copies.
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
+    pub service: String,
+    /// Do not bring up what the service depends on first.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// The command to run instead of the service's own.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LsArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct TopArgs {
+    /// Services (default: all that run).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CpArgs {
+    /// What to copy: `SERVICE:PATH` in a container, or a local path.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// Where to: a local path (`-`: the tar archive on stdout), or `SERVICE:PATH`.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -227,6 +313,7 @@ pub struct PurgeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ExecArgs {
     /// A task name, or a service name.
+    #[arg(add = ArgValueCandidates::new(crate::complete::tasks_and_services))]
     pub name: String,
     /// For a task: replaces its command. For a service: the command to run in it.
     #[arg(last = true)]
@@ -236,6 +323,7 @@ pub struct ExecArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LogsArgs {
     /// Services (default: all).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
     pub services: Vec<String>,
     /// Keep following new output.
     #[arg(short, long)]
@@ -243,18 +331,114 @@ pub struct LogsArgs {
     /// Number of lines from the end of each log.
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
-    /// Only lines since this time: a duration ago (`10m`) or a Unix timestamp.
+    /// Only lines since this time: a duration ago (`10m`), an RFC 3339 date
+    /// (`2026-11-30T14:00:00Z`) or a Unix timestamp.
     #[arg(long, value_name = "T")]
     pub since: Option<String>,
+    /// Only lines before this time (same forms as `--since`).
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Show the engine's timestamp (RFC 3339) before each line.
+    #[arg(short, long)]
+    pub timestamps: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct PsArgs {}
 
 #[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    #[command(subcommand)]
+    pub command: DataCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DataCommand {
+    /// Each named volume and data container of the stage: size, and which services use it.
+    #[command(after_help = "Examples:\n  stackctl data ls\n  stackctl data ls --json")]
+    Ls(DataLsArgs),
+    /// Write the stage's volumes into one archive (stdout unless `-o`).
+    #[command(
+        after_help = "Examples:\n  stackctl data save -o backup.tar.zst\n  stackctl data save postgres_data --level 9 > db.tar.zst\n  stackctl data save --no-compress -o backup.tar"
+    )]
+    Save(DataSaveArgs),
+    /// Restore an archive of `data save` into the stage (stdin unless `-i`).
+    #[command(
+        after_help = "Examples:\n  stackctl -e qa data load -i backup.tar.zst\n  stackctl data load --force < backup.tar.zst"
+    )]
+    Load(DataLoadArgs),
+    /// Copy volumes from another stage of the project into this one, streamed.
+    #[command(after_help = "Example:\n  stackctl -e qa data copy --from dev")]
+    Copy(DataCopyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataLsArgs {
+    /// Volumes or data containers (default: all).
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataSaveArgs {
+    /// Volumes or data containers to save (default: all).
+    pub names: Vec<String>,
+    /// Write the archive to this file (default: stdout).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Do not compress the archive.
+    #[arg(long, conflicts_with = "level")]
+    pub no_compress: bool,
+    /// zstd compression level, 1 (fast) to 19 (small).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// Do not stop the services that mount the volumes while they are read.
+    #[arg(long)]
+    pub online: bool,
+    /// Seconds to wait for the stage lock and for health when services start again.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataLoadArgs {
+    /// Volumes or data containers of the archive to restore (default: all).
+    pub names: Vec<String>,
+    /// Read the archive from this file (default: stdin).
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Replace volumes that already hold data.
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds to wait for the stage lock and for health when services start again.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataCopyArgs {
+    /// The stage to copy from.
+    #[arg(long, value_name = "STAGE")]
+    pub from: String,
+    /// Volumes or data containers to copy (default: all).
+    pub names: Vec<String>,
+    /// Replace volumes of this stage that already hold data.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not stop the services of the source stage while their volumes are read.
+    #[arg(long)]
+    pub online: bool,
+    /// Seconds to wait for the stage locks and for health when services start again.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct CompletionsArgs {
     /// The shell to generate for.
     pub shell: clap_complete::Shell,
+    /// A script that asks stackctl for the names as you type: stages, services, tasks.
+    #[arg(long)]
+    pub dynamic: bool,
 }
 
 /// The longest `--timeout` accepted: a year (a larger one would overflow deadline

@@ -60,13 +60,20 @@ pub fn grace(command: &crate::cli::Command) -> Duration {
         Command::Config(_)
         | Command::Ps(_)
         | Command::Logs(_)
+        | Command::Ls(_)
+        | Command::Top(_)
+        | Command::Version
         | Command::Completions(_)
         | Command::Man => Duration::ZERO,
-        Command::Exec(_) | Command::Init(_) => Duration::from_secs(10),
+        Command::Exec(_) | Command::Init(_) | Command::Run(_) => Duration::from_secs(10),
+        // Enough to swap what was checked in and start the stopped services again.
+        Command::Data(_) => Duration::from_secs(120),
         Command::Build(_)
         | Command::Pull(_)
         | Command::Push(_)
         | Command::Up(_)
+        | Command::Restart(_)
+        | Command::Cp(_)
         | Command::Stop(_)
         | Command::Start(_)
         | Command::Down(_)

@@ -8,6 +8,8 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod complete;
+pub mod data;
 pub mod engine;
 pub mod error;
 pub mod interrupt;
@@ -29,6 +31,8 @@ use crate::error::{exit, ExitWith, Interrupted, UsageError};
 
 /// Parse the command line, run the command, and return the process exit code.
 pub fn run() -> i32 {
+    // A Tab in a shell with dynamic completion: print the names and exit.
+    complete::answer_if_asked();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

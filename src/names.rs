@@ -29,6 +29,11 @@ pub fn task_container(stage: &str, project: &str, task: &str, short_id: &str) ->
     format!("{stage}-{project}--task-{task}-{short_id}")
 }
 
+/// One-off container of `stackctl run SERVICE`: `{stage}-{project}--run-{service}-{short id}`.
+pub fn run_container(stage: &str, project: &str, service: &str, short_id: &str) -> String {
+    format!("{stage}-{project}--run-{service}-{short_id}")
+}
+
 /// The stage network: `{stage}-{project}_default`; other stack networks `{stage}-{project}_{name}`.
 pub fn network(stage: &str, project: &str, name: &str) -> String {
     format!("{stage}-{project}_{name}")
@@ -74,6 +79,8 @@ pub mod image_label {
     pub const STAGE: &str = "io.stackctl.image.stage";
     pub const SERVICE: &str = "io.stackctl.image.service";
     pub const TAG: &str = "io.stackctl.image.tag";
+    /// The digest of the build's inputs (`engine::digest`): `up` rebuilds when it changes.
+    pub const CONTEXT: &str = "io.stackctl.image.context";
 }
 
 /// The ownership labels of an image built for `service` and tagged `tag`.

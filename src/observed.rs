@@ -45,6 +45,12 @@ pub struct Observed {
     pub volumes: Vec<String>,
     /// The images the stack refers to that exist: reference → image ID.
     pub images: std::collections::HashMap<String, String>,
+    /// For the images of services with a timed `pull_policy` (`daily`, `every_12h`) that
+    /// exist: how long ago each was last pulled or tagged. Absent when unknown.
+    pub image_ages: std::collections::HashMap<String, std::time::Duration>,
+    /// Image reference → the digest of its build inputs recorded on it (images stackctl
+    /// built).
+    pub image_contexts: std::collections::HashMap<String, String>,
 }
 
 impl Observed {

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 
+use crate::error::Failure;
+
 /// The registry host an image reference names (`127.0.0.1:5000/shop/api:1` →
 /// `127.0.0.1:5000`), or `None` for Docker Hub (`postgres:16`, `library/redis`).
 pub fn registry_of(reference: &str) -> Option<&str> {
@@ -255,6 +257,17 @@ pub struct CredentialError {
     pub registry: String,
     pub config: String,
     pub reason: String,
+}
+
+impl CredentialError {
+    /// The error with what to do about it: fix or re-create the config entry.
+    pub fn into_failure(self) -> Failure {
+        let hint = format!(
+            "fix {} (or log in again with `docker login {}`, which rewrites its entry); `DOCKER_CONFIG` picks another config directory",
+            self.config, self.registry
+        );
+        Failure::new(self.to_string()).with_hint(hint)
+    }
 }
 
 /// Docker's config directory: `$DOCKER_CONFIG`, else `~/.docker`.

@@ -349,3 +349,73 @@ fn r18_interrupt_cancels_a_build_that_up_runs_exits_130_and_leaves_no_container(
         "nothing was created after the interrupt"
     );
 }
+
+#[test]
+fn up_rebuilds_only_the_image_whose_context_changed_and_recreates_only_its_services() {
+    let base = busybox_image();
+    let t = TestStack::new("ctx-change");
+    // Isolated cache of file hashes: the test sees a cold cache, then its own warm one.
+    let cache = t.root.path().join("cache");
+    for dir in ["api", "worker"] {
+        t.write(
+            &format!("{dir}/Dockerfile"),
+            &format!("FROM {base}\nCOPY . /app\nCMD [\"sleep\", \"3600\"]\n"),
+        )
+        .write(&format!("{dir}/.dockerignore"), "*.log\n")
+        .write(&format!("{dir}/app.py"), "print(1)\n");
+    }
+    t.stack(
+        "services:\n  api:\n    build: ./api\n    init: true\n  worker:\n    build: ./worker\n    init: true\n",
+    );
+    let up = |args: &[&str]| {
+        let out = t
+            .cmd()
+            .env("XDG_CACHE_HOME", &cache)
+            .args(args)
+            .output()
+            .expect("run stackctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = up(&["up"]);
+    assert_eq!(code, 0, "{stderr}");
+    let ids = |service: &str| docker_ok(&["inspect", "--format", "{{.Id}}", &t.container(service)]);
+    let (api, worker) = (ids("api"), ids("worker"));
+    let old_image = docker_ok(&["inspect", "--format", "{{.Image}}", &t.container("api")]);
+
+    // An ignored file changes nothing.
+    t.write("api/debug.log", "noise\n");
+    let (code, stdout, stderr) = up(&["up", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("build "), "{stdout}");
+
+    // An edit to a file the image is built from: only that image, named with the file.
+    t.write("api/app.py", "print(2)\n");
+    let (code, stdout, stderr) = up(&["up", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("(build context changed: api/app.py"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("worker:"), "{stdout}");
+    let (code, _, stderr) = up(&["up"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(ids("api"), api, "api is recreated");
+    assert_eq!(ids("worker"), worker, "worker is untouched");
+    let new_image = docker_ok(&["inspect", "--format", "{{.Image}}", &t.container("api")]);
+    assert_ne!(new_image, old_image);
+    // The replaced image is gone: no container of any stage uses it.
+    assert!(
+        docker(&["image", "inspect", "--format", "{{.Id}}", old_image.trim()])
+            .trim()
+            .is_empty(),
+        "the replaced image {old_image} is still there"
+    );
+    // And the next `up` is a no-op again.
+    let (code, stdout, stderr) = up(&["up", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("build "), "{stdout}");
+}

@@ -348,6 +348,7 @@ fn init_renders_the_templates() {
     insta::assert_snapshot!(redact(&stack, &stderr), @r"
     wrote stacks/STAGE.yml from `templates/stack.yml`
     wrote .env.STAGE from `templates/env`
+    commands here now act on stage `STAGE` without `-e` (remembered in `.stackctl/stage`)
     stacks/STAGE.yml is valid; the `init` task was not run (--no-run)
     ");
     let rendered = std::fs::read_to_string(stack.path(&format!("stacks/{}.yml", stack.stage)))
@@ -429,6 +430,7 @@ fn init_without_templates_uses_the_built_in_ones() {
     insta::assert_snapshot!(redact(&stack, &stderr), @r"
     wrote stacks/STAGE.yml from the built-in template
     wrote .env.STAGE from the built-in template
+    commands here now act on stage `STAGE` without `-e` (remembered in `.stackctl/stage`)
     stacks/STAGE.yml is valid; the `init` task was not run (--no-run)
     ");
     assert_eq!(mode(&stack.path(&format!(".env.{}", stack.stage))), 0o600);

@@ -232,17 +232,32 @@ fn cases() -> Vec<Case> {
 }
 
 /// Run `config` on each case in a project of its own; the exit codes seen and the problems.
-fn check(cases: &[Case]) -> ([usize; 2], Vec<String>) {
+/// With `base`, each case is written to `stacks/base.yml` instead, under a stage file that
+/// is either a one-line overlay or the next case, so the two merge.
+fn check(cases: &[Case], base: bool) -> ([usize; 2], Vec<String>) {
     let stack = TestStack::new("fuzz");
     stack.write(
         &format!(".env.{}", stack.stage),
         "DB_PASSWORD=fuzz-password\nSECRET_KEY=fuzz-secret-key\n",
     );
     let file = stack.path(&format!("stacks/{}.yml", stack.stage));
+    let base_file = stack.path("stacks/base.yml");
     let mut failures = Vec::new();
     let mut exits = [0usize; 2];
-    for case in cases {
-        std::fs::write(&file, &case.bytes).expect("write mutated stack");
+    for (index, case) in cases.iter().enumerate() {
+        if base {
+            std::fs::write(&base_file, &case.bytes).expect("write mutated base");
+            // Every other time the stage's file only renames the project (so valid bases
+            // stay valid); else it is another mutated file.
+            let stage: &[u8] = if index % 2 == 0 {
+                b"name: fuzzmerged\n"
+            } else {
+                &cases[(index + 1) % cases.len()].bytes
+            };
+            std::fs::write(&file, stage).expect("write mutated stack");
+        } else {
+            std::fs::write(&file, &case.bytes).expect("write mutated stack");
+        }
         let output = stack
             .cmd()
             .arg("config")
@@ -285,13 +300,24 @@ fn check(cases: &[Case]) -> ([usize; 2], Vec<String>) {
 
 #[test]
 fn fuzz_mutated_stack_files_exit_0_or_2_with_located_errors() {
+    fuzz(false);
+}
+
+/// The same with `stacks/base.yml` merged under the stage's file: every error is located in
+/// one of the two files.
+#[test]
+fn fuzz_mutated_base_and_stage_files_merge_with_located_errors() {
+    fuzz(true);
+}
+
+fn fuzz(base: bool) {
     let cases = cases();
     let started = std::time::Instant::now();
     // Two workers: each run is a short process, mostly start-up.
     let results: Vec<([usize; 2], Vec<String>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = cases
             .chunks(cases.len().div_ceil(2))
-            .map(|chunk| scope.spawn(move || check(chunk)))
+            .map(|chunk| scope.spawn(move || check(chunk, base)))
             .collect();
         workers
             .into_iter()

@@ -5,30 +5,12 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::{busybox_image, TestStack};
 
 /// Run `stackctl ARGS` in the test project on a pseudo-terminal; the transcript (stderr and
 /// stdout as the terminal got them).
 fn on_terminal(t: &TestStack, args: &str) -> (String, i32) {
-    let binary = assert_cmd::cargo::cargo_bin("stackctl");
-    let command = format!("stty cols 80 rows 24; exec {} {args}", binary.display());
-    let output = Command::new("script")
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .current_dir(&t.dir)
-        .env("STACKCTL_ENV", &t.stage)
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "80")
-        .env_remove("CI")
-        .env_remove("DOCKER_HOST")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run script(1): install util-linux");
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        output.status.code().unwrap_or(-1),
-    )
+    support::on_terminal(t, args, &[])
 }
 
 /// Replay a transcript on a screen model that knows what stackctl sends: text, `\r`, `\n`,

@@ -3,6 +3,7 @@
 //! credential helper), `pull`, `push` checked through the registry's API, and the failures:
 //! `pull_policy: never`, a wrong password, an unknown tag, a registry that is down.
 
+mod reference;
 #[path = "support/registry.rs"]
 mod registry_lab;
 mod support;
@@ -303,16 +304,14 @@ fn registry_down_fails_in_bounded_time_naming_it() {
 }
 
 #[test]
-fn invalid_reference_and_timed_pull_policy_are_located_usage_errors() {
+fn invalid_reference_and_bad_pull_policy_are_located_usage_errors() {
     let stack = TestStack::new("badref");
     let file = format!("stacks/{}.yml", stack.stage);
-    stack.stack("services:\n  job:\n    image: busybox\n    pull_policy: daily\n");
+    stack.stack("services:\n  job:\n    image: busybox\n    pull_policy: every_soon\n");
     let (code, _, stderr) = run(stack.cmd().args(["up", "--dry-run"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains(&format!(
-            "{file}:4:18: service `job`: `pull_policy: daily` is not supported yet"
-        )),
+        stderr.contains(&format!("{file}:4:18: ")) && stderr.contains("every_soon"),
         "{stderr}"
     );
     stack.stack("services:\n  app:\n    image: Shop/API:1\n");
@@ -330,11 +329,8 @@ fn invalid_reference_and_timed_pull_policy_are_located_usage_errors() {
 
 #[test]
 fn init_of_the_built_in_template_pulls_its_db_image_from_the_registry() {
-    let source = "stackctl-fixture/postgres:15";
-    assert!(
-        image_present(source),
-        "{source} is missing: run tests/fixtures/base-images.sh"
-    );
+    let source = reference::POSTGRES_BASE;
+    reference::base_images();
     let lab = lab();
     let stack = TestStack::new("template");
     let image = lab.seed_from(source, &format!("{}/postgres", stack.project), "15");
@@ -399,4 +395,188 @@ fn exec_pulls_a_tasks_missing_image() {
         stderr.contains(&format!("pulled image `{image}`")),
         "{stderr}"
     );
+}
+
+/// The engine's `LastTagTime` of an image: when it was last tagged (stackctl re-tags after
+/// each pull).
+fn last_tag_time(image: &str) -> String {
+    support::docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Metadata.LastTagTime}}",
+        image,
+    ])
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn timed_pull_policy_pulls_again_only_once_its_period_has_passed() {
+    let lab = lab();
+    let stack = TestStack::new("timed");
+    let image = lab.seed(&stack.project, "timed");
+    let _images = Images(vec![image.clone()]);
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    stack.stack(&service_stack(&image, "    pull_policy: every_1h\n"));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("up"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("image {image}: pulled")),
+        "{stderr}"
+    );
+    let first = last_tag_time(&image);
+
+    // Pulled a moment ago, inside its hour: no registry call (a wrong password would fail).
+    let wrong = docker_config(&stack, &auths(&lab.host, "wrong-password"));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &wrong).arg("up"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("pull"), "{stderr}");
+
+    // A period already over by the time `up` looks: the dry run says why, `up` pulls again
+    // and the engine's record of the pull moves on.
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    stack.stack(&service_stack(&image, "    pull_policy: every_1ms\n"));
+    let (code, stdout, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .args(["up", "--dry-run"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "pull       image    {image}  (pull_policy: every_1ms; last pulled "
+        )),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("up"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("image {image}: pulled")),
+        "{stderr}"
+    );
+    let second = last_tag_time(&image);
+    assert!(second > first, "LastTagTime {first} -> {second}");
+    let (code, _, stderr) = run(stack.cmd().args(["down"]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_services_own_always_pulls_the_pushed_image_instead_of_building_it() {
+    let lab = lab();
+    let stack = TestStack::new("always-build");
+    let image = lab.seed(&stack.project, "pushed");
+    let _images = Images(vec![image.clone()]);
+    // A build of this context would fail: only a pull can make `up` succeed.
+    stack.write("api/Dockerfile", "FROM scratch\nRUN false\n");
+    stack.stack(&service_stack(
+        &image,
+        "    build: ./api\n    pull_policy: always\n",
+    ));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("up"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("image {image}: pulled")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("built"), "{stderr}");
+    let (code, _, stderr) = run(stack.cmd().args(["down"]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn exec_of_a_task_whose_service_never_pulls_fails_without_pulling() {
+    let lab = lab();
+    let stack = TestStack::new("exec-never");
+    let image = lab.seed(&stack.project, "never");
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&format!(
+        "{}tasks:\n  hello:\n    service: app\n    command: [echo, hi]\n",
+        service_stack(&image, "    pull_policy: never\n")
+    ));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (code, _, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .args(["exec", "hello"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "image `{image}` of task `hello` is not on this engine and its service's `pull_policy` is `never`"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: pull it first"), "{stderr}");
+    assert!(!image_present(&image));
+}
+
+#[test]
+fn a_broken_docker_config_names_the_file_and_says_how_to_fix_it() {
+    let lab = lab();
+    let stack = TestStack::new("badconfig");
+    let image = lab.seed(&stack.project, "1");
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&service_stack(&image, ""));
+    let config = docker_config(&stack, "{\"auths\": {");
+    let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("up"));
+    assert_eq!(code, 1, "{stderr}");
+    let file = config.join("config.json");
+    assert!(
+        stderr.contains(&format!(
+            "cannot get the credentials for registry `{}` from {}",
+            lab.host,
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("hint: fix {}", file.display()))
+            && stderr.contains(&format!("docker login {}", lab.host)),
+        "{stderr}"
+    );
+    assert!(!image_present(&image));
+}
+
+#[test]
+fn on_a_terminal_a_pull_is_one_live_line_with_bytes_then_its_size_and_time() {
+    let lab = lab();
+    let stack = TestStack::new("live-pull");
+    // An image of its own (3 MB of random bytes) that leaves no layer behind on the engine,
+    // so the pull moves bytes the engine counts.
+    let blob: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ std::process::id() as u8)
+        .collect();
+    stack.write("blob/Dockerfile", "FROM scratch\nCOPY blob /blob\n");
+    std::fs::write(stack.path("blob/blob"), &blob).expect("write blob");
+    let local = format!("{}-blob:1", stack.project);
+    support::docker_ok(&[
+        "build",
+        "-q",
+        "-t",
+        &local,
+        &stack.path("blob").display().to_string(),
+    ]);
+    let image = lab.seed_from(&local, &stack.project, "live");
+    support::docker_ok(&["rmi", &local]);
+    let _images = Images(vec![image.clone()]);
+    stack.stack(&format!("services:\n  app:\n    image: {image}\n"));
+    let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
+    let (transcript, code) =
+        support::on_terminal(&stack, "pull", &[("DOCKER_CONFIG", config.as_os_str())]);
+    assert_eq!(code, 0, "{transcript}");
+    assert!(!transcript.contains(PASSWORD));
+    // The live line counts the bytes as the engine reports them …
+    let counted = regex::Regex::new(&format!(
+        r"image {}: pulling [0-9.]+ [kMG]?B / [0-9.]+ [kMG]?B",
+        regex::escape(&image)
+    ))
+    .unwrap();
+    assert!(counted.is_match(&transcript), "{transcript:?}");
+    // … and ends as one finished line with the size and the time.
+    let finished = regex::Regex::new(&format!(
+        r"image {}: pulled \([0-9.]+ [kMG]?B\) \([0-9.]+s\)",
+        regex::escape(&image)
+    ))
+    .unwrap();
+    assert!(finished.is_match(&transcript), "{transcript:?}");
 }

@@ -2,7 +2,7 @@
 //! calls that do the same work, made directly with ideal parallelism) on one stack file.
 //!
 //! ```text
-//! cargo bench --bench compare                      # 7 runs; stdin: 5 runs of 1 GiB
+//! cargo bench --bench compare                      # 7 runs; stdin and data: 5 runs of 1 GiB
 //! cargo bench --bench compare -- --quick           # 1 run, 32 MiB, 2 MiB layers: checks the harness works
 //! cargo bench --bench compare -- --update BENCHMARKS.md   # also rewrite the results there
 //! ```
@@ -54,6 +54,8 @@ const IMAGE: &str = "stackctl-fixture/busybox:latest";
 const TASK_SERVICE: &str = "worker1";
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 const STDIN_TIMEOUT: Duration = Duration::from_secs(900);
+/// The volume of the benchmark stack that the data phase fills, saves and loads.
+const DATA_VOLUME: &str = "data";
 const NOOP_REPEATS: usize = 3;
 /// Images of the registry phase, per direction (pull, push): each `FROM` the busybox fixture
 /// plus one layer of random bytes of its own.
@@ -66,6 +68,8 @@ struct Options {
     /// Runs of the stdin step (each streams the whole file through every tool).
     stdin_runs: usize,
     stdin_mib: u64,
+    /// Content of the data phase's volume (half random, half text).
+    data_mib: u64,
     /// Size of each registry image's own layer.
     layer_mib: u64,
     quick: bool,
@@ -82,6 +86,7 @@ impl Options {
             runs: 7,
             stdin_runs: 5,
             stdin_mib: 1024,
+            data_mib: 1024,
             layer_mib: 24,
             quick: false,
             update: None,
@@ -92,6 +97,7 @@ impl Options {
         let mut explicit_mib = None;
         let mut explicit_stdin_runs = None;
         let mut explicit_layer = None;
+        let mut explicit_data = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value =
@@ -109,6 +115,9 @@ impl Options {
                 "--stdin-mib" => {
                     explicit_mib = Some(value("--stdin-mib")?.parse().context("--stdin-mib")?)
                 }
+                "--data-mib" => {
+                    explicit_data = Some(value("--data-mib")?.parse().context("--data-mib")?)
+                }
                 "--layer-mib" => {
                     explicit_layer = Some(value("--layer-mib")?.parse().context("--layer-mib")?)
                 }
@@ -116,7 +125,7 @@ impl Options {
                 "--stackctl" => options.stackctl = PathBuf::from(value("--stackctl")?),
                 "--help" | "-h" => {
                     println!(
-                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--layer-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--verbose]"
+                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--data-mib N] [--layer-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--verbose]"
                     );
                     std::process::exit(0);
                 }
@@ -128,6 +137,7 @@ impl Options {
             options.runs = 1;
             options.stdin_runs = 1;
             options.stdin_mib = 32;
+            options.data_mib = 32;
             options.layer_mib = 2;
         }
         options.layer_mib = explicit_layer.unwrap_or(options.layer_mib).max(1);
@@ -136,6 +146,7 @@ impl Options {
             .unwrap_or(options.stdin_runs.min(options.runs))
             .max(1);
         options.stdin_mib = explicit_mib.unwrap_or(options.stdin_mib).max(1);
+        options.data_mib = explicit_data.unwrap_or(options.data_mib).max(2);
         Ok(options)
     }
 }
@@ -145,7 +156,8 @@ enum Tool {
     Stackctl,
     Compose,
     Floor,
-    /// `docker run -i --rm`, the reference for stdin throughput.
+    /// `docker run -i --rm`, the reference for stdin throughput (and `docker run … tar` for
+    /// a volume's data).
     DockerRun,
 }
 
@@ -172,6 +184,16 @@ enum Step {
     Push,
     /// No-op `up` of the registry stack right after its images were pulled.
     RegistryNoopUp,
+    /// `config` of a generated 100-service file.
+    Config,
+    /// A volume into a file, uncompressed (`data save --no-compress` / `tar c`).
+    DataSave,
+    /// A file into an empty volume (`data load` / `tar x`).
+    DataLoad,
+    /// `data save` with zstd (default level).
+    DataSaveZstd,
+    /// `data load` of the zstd archive.
+    DataLoadZstd,
 }
 
 impl Step {
@@ -186,6 +208,11 @@ impl Step {
             Step::Pull => "pull",
             Step::Push => "push",
             Step::RegistryNoopUp => "no-op up (pulled)",
+            Step::Config => "config (100 svc)",
+            Step::DataSave => "data save",
+            Step::DataLoad => "data load",
+            Step::DataSaveZstd => "data save zstd",
+            Step::DataLoadZstd => "data load zstd",
         }
     }
 }
@@ -198,6 +225,10 @@ struct Samples {
     missing: Vec<(Tool, Step)>,
     /// Peak RSS (KiB) of each stdin run, per tool that is a process.
     rss: HashMap<Tool, Vec<i64>>,
+    /// Peak RSS (KiB) of each data save and load, per tool.
+    data_rss: HashMap<Tool, Vec<i64>>,
+    /// Bytes of the uncompressed and the zstd archive of the data phase (stackctl's).
+    data_archive: Option<(u64, u64)>,
 }
 
 impl Samples {
@@ -691,13 +722,92 @@ fn measure(bench: &mut Bench) -> Result<Report> {
             lifecycle(bench, tool, &mut samples)?;
         }
     }
+    config_phase(bench, &mut samples)?;
     stdin_phase(bench, &mut samples)?;
+    data_phase(bench, &mut samples)?;
     let noop_registry_requests = registry_phase(bench, &mut samples)?;
     Ok(Report {
         samples,
         stdin_bytes: bench.options.stdin_mib * 1024 * 1024,
         noop_registry_requests,
     })
+}
+
+/// Services in the generated file of the `config` step.
+const CONFIG_SERVICES: usize = 100;
+
+/// A stack of `n` services of the kinds real files hold: image, command, environment with
+/// interpolation, ports, a named volume, a healthcheck, labels and a dependency chain.
+fn generated_stack(n: usize) -> String {
+    let mut out = String::from("services:\n");
+    for i in 0..n {
+        let _ = write!(
+            out,
+            "  svc{i}:\n    image: {IMAGE}\n    command: [sh, -c, \"exec sleep 3600\"]\n    environment:\n      NAME: svc{i}\n      LEVEL: ${{LEVEL:-info}}\n      URL: http://svc{i}:8080/api\n    ports: [\"127.0.0.1:{}:8080\"]\n    volumes: [\"data{i}:/data\"]\n    healthcheck: {{ test: [CMD, \"true\"], interval: 5s, retries: 3 }}\n    labels: {{ tier: t{}, index: \"{i}\" }}\n",
+            20000 + i,
+            i % 3
+        );
+        if i > 0 {
+            let _ = writeln!(out, "    depends_on: [svc{}]", i - 1);
+        }
+    }
+    out.push_str("volumes:\n");
+    for i in 0..n {
+        let _ = writeln!(out, "  data{i}: {{}}");
+    }
+    out
+}
+
+/// `config` of a generated 100-service file, stackctl (its stack file for a stage of its
+/// own) and docker-compose (the same file with `-f`), each run 5 times per run, alternating;
+/// the output is thrown away. Nothing touches the engine.
+fn config_phase(bench: &mut Bench, samples: &mut Samples) -> Result<()> {
+    const STAGE: &str = "config-bench";
+    let file = bench.stackctl_dir.join(format!("stacks/{STAGE}.yml"));
+    std::fs::write(&file, generated_stack(CONFIG_SERVICES)).context("write the config stack")?;
+    let result = (|| -> Result<()> {
+        eprintln!("config of a {CONFIG_SERVICES}-service file");
+        for _ in 0..bench.options.runs * 5 {
+            for tool in [Tool::Stackctl, Tool::Compose] {
+                let mut cmd = match tool {
+                    Tool::Stackctl => {
+                        let mut cmd = Command::new(&bench.options.stackctl);
+                        cmd.arg("-C")
+                            .arg(&bench.stackctl_dir)
+                            .args(["-e", STAGE, "config"])
+                            .env_remove("STACKCTL_ENV");
+                        cmd
+                    }
+                    _ => {
+                        let mut cmd = Command::new("docker-compose");
+                        cmd.args(["-p", "stackctl-config-bench", "-f"])
+                            .arg(&file)
+                            .arg("config");
+                        cmd
+                    }
+                };
+                let started = std::time::Instant::now();
+                let out = cmd
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .output()
+                    .with_context(|| format!("run {}", tool.name()))?;
+                let elapsed = started.elapsed();
+                if !out.status.success() {
+                    bail!(
+                        "{} config of the generated file failed: {}",
+                        tool.name(),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                samples.add(tool, Step::Config, Some(elapsed));
+            }
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&file);
+    result
 }
 
 /// Per run, each tool in turn (rotating): the pull set's local tags removed, then `pull`,
@@ -985,6 +1095,217 @@ fn stdin_run(bench: &mut Bench, tool: Tool) -> Result<Option<(Duration, u64, Opt
         }
         Tool::Compose => bail!("docker-compose is not measured for stdin"),
     }
+}
+
+/// The engine name of the data phase's volume (stackctl's stage).
+fn data_volume(bench: &Bench) -> String {
+    format!("{}-benchstack_{DATA_VOLUME}", bench.stage)
+}
+
+fn docker_quiet(args: &[&str]) -> Result<()> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .with_context(|| format!("run docker {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "docker {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Remove the data phase's volume, wherever it came from (stackctl's, labelled; or the one
+/// `docker run -v` made); a missing one is fine.
+fn remove_data_volume(bench: &Bench) -> Result<()> {
+    let volume = data_volume(bench);
+    let exists = Command::new("docker")
+        .args(["volume", "inspect", &volume])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if exists {
+        docker_quiet(&["volume", "rm", &volume])?;
+    }
+    Ok(())
+}
+
+/// `data save` and `data load` of one volume (half random bytes, half text) against
+/// `docker run --rm -v VOL:/d IMAGE tar c -C /d .` and `tar x`, with the stack down (no
+/// service to stop, as for `docker run`); loads go into an empty volume (removed before
+/// each). Then the zstd archive: its time both ways and its size.
+fn data_phase(bench: &mut Bench, samples: &mut Samples) -> Result<()> {
+    let mib = bench.options.data_mib;
+    let volume = data_volume(bench);
+    // The volume, made by `up` (labelled as the stage's), then the stack down: it stays.
+    if up(bench, Tool::Stackctl)?.is_none() {
+        return Ok(());
+    }
+    down(bench, Tool::Stackctl, false)?;
+    let half = mib / 2;
+    let fill = format!(
+        "dd if=/dev/urandom of=/d/random.bin bs=1048576 count={half} 2>/dev/null \
+         && yes 'stackctl data benchmark: a line of text, as a dump or a log holds them' \
+            | head -c {} > /d/text.txt && mkdir -p /d/sub && echo small > /d/sub/small.txt",
+        (mib - half) * 1024 * 1024
+    );
+    docker_quiet(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{volume}:/d"),
+        IMAGE,
+        "sh",
+        "-c",
+        &fill,
+    ])?;
+    let content = mib * 1024 * 1024 + 6;
+    let plain = bench.scratch.join("data.tar");
+    let packed = bench.scratch.join("data.tar.zst");
+    let docker_tar = bench.scratch.join("docker-data.tar");
+    let at_least = |path: &Path, what: &str| -> Result<u64> {
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("{what}: no file {}", path.display()))?
+            .len();
+        if size < content {
+            bail!("{what} wrote {size} bytes, less than the volume's {content}");
+        }
+        Ok(size)
+    };
+    for run in 0..bench.options.stdin_runs {
+        eprintln!(
+            "run {}/{} (data, {} MiB)",
+            run + 1,
+            bench.options.stdin_runs,
+            mib
+        );
+        // Saves (the volume holds the data).
+        let order = [Tool::Stackctl, Tool::DockerRun];
+        for k in 0..order.len() {
+            let tool = order[(run + k) % order.len()];
+            let out = match tool {
+                Tool::Stackctl => {
+                    let mut cmd = stackctl_cmd(bench);
+                    cmd.args(["data", "save", "--no-compress", "-o"])
+                        .arg(&plain)
+                        .arg(DATA_VOLUME);
+                    tool_run(bench, tool, &mut cmd, None, STDIN_TIMEOUT)?
+                }
+                _ => {
+                    let mut cmd = Command::new("docker");
+                    cmd.args(["run", "--rm", "-v", &format!("{volume}:/d"), IMAGE])
+                        .args(["tar", "c", "-C", "/d", "."]);
+                    let out =
+                        bench
+                            .runner
+                            .run_to(&mut cmd, None, Some(&docker_tar), STDIN_TIMEOUT)?;
+                    if out.code != 0 {
+                        bail!("docker run … tar c failed\n{}", out.describe());
+                    }
+                    Some(out)
+                }
+            };
+            let Some(out) = out else {
+                samples.add(tool, Step::DataSave, None);
+                continue;
+            };
+            at_least(
+                if tool == Tool::Stackctl {
+                    &plain
+                } else {
+                    &docker_tar
+                },
+                tool.name(),
+            )?;
+            samples
+                .data_rss
+                .entry(tool)
+                .or_default()
+                .push(out.max_rss_kib);
+            samples.add(tool, Step::DataSave, Some(out.elapsed));
+        }
+        let mut cmd = stackctl_cmd(bench);
+        cmd.args(["data", "save", "-o"])
+            .arg(&packed)
+            .arg(DATA_VOLUME);
+        if let Some(out) = tool_run(bench, Tool::Stackctl, &mut cmd, None, STDIN_TIMEOUT)? {
+            samples
+                .data_rss
+                .entry(Tool::Stackctl)
+                .or_default()
+                .push(out.max_rss_kib);
+            samples.add(Tool::Stackctl, Step::DataSaveZstd, Some(out.elapsed));
+            let sizes = (
+                std::fs::metadata(&plain).map(|m| m.len()).unwrap_or(0),
+                std::fs::metadata(&packed).map(|m| m.len()).unwrap_or(0),
+            );
+            samples.data_archive = Some(sizes);
+        }
+        // Loads, each into an empty volume.
+        for k in 0..order.len() {
+            let tool = order[(run + k) % order.len()];
+            remove_data_volume(bench)?;
+            let out = match tool {
+                Tool::Stackctl => {
+                    let mut cmd = stackctl_cmd(bench);
+                    cmd.args(["data", "load", "-i"]).arg(&plain);
+                    tool_run(bench, tool, &mut cmd, None, STDIN_TIMEOUT)?
+                }
+                _ => {
+                    let mut cmd = Command::new("docker");
+                    cmd.args(["run", "-i", "--rm", "-v", &format!("{volume}:/d"), IMAGE])
+                        .args(["tar", "x", "-C", "/d"]);
+                    Some(
+                        tool_run(bench, tool, &mut cmd, Some(&docker_tar), STDIN_TIMEOUT)?
+                            .context("docker run … tar x")?,
+                    )
+                }
+            };
+            let Some(out) = out else {
+                samples.add(tool, Step::DataLoad, None);
+                continue;
+            };
+            samples
+                .data_rss
+                .entry(tool)
+                .or_default()
+                .push(out.max_rss_kib);
+            samples.add(tool, Step::DataLoad, Some(out.elapsed));
+        }
+        remove_data_volume(bench)?;
+        let mut cmd = stackctl_cmd(bench);
+        cmd.args(["data", "load", "-i"]).arg(&packed);
+        if let Some(out) = tool_run(bench, Tool::Stackctl, &mut cmd, None, STDIN_TIMEOUT)? {
+            samples
+                .data_rss
+                .entry(Tool::Stackctl)
+                .or_default()
+                .push(out.max_rss_kib);
+            samples.add(Tool::Stackctl, Step::DataLoadZstd, Some(out.elapsed));
+        }
+    }
+    // What was loaded last is the volume's whole content (stackctl checked every checksum;
+    // this checks the bytes arrived): measured by stackctl's own `data ls`.
+    let mut cmd = stackctl_cmd(bench);
+    cmd.args(["--json", "data", "ls", DATA_VOLUME]);
+    if let Some(out) = tool_run(bench, Tool::Stackctl, &mut cmd, None, STEP_TIMEOUT)? {
+        let row: serde_json::Value =
+            serde_json::from_str(out.stdout.trim()).context("data ls --json")?;
+        if row["size"].as_u64() != Some(content) {
+            bail!(
+                "after data load the volume holds {} bytes, expected {content}",
+                row["size"]
+            );
+        }
+    }
+    for path in [&plain, &packed, &docker_tar] {
+        let _ = std::fs::remove_file(path);
+    }
+    remove_data_volume(bench)?;
+    force_clean(bench, Tool::Stackctl)?;
+    Ok(())
 }
 
 fn stackctl_cmd(bench: &Bench) -> Command {
@@ -1288,6 +1609,11 @@ fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// Bytes in MB (10^6), one decimal.
+fn fmt_mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
@@ -1374,11 +1700,13 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
     writeln!(out, "- Date: {date}")?;
     writeln!(
         out,
-        "- Runs: {} per step, medians (no-op up: {} samples per run); stdin: {} runs of {} MiB; registry: {} images of {} MiB each way",
+        "- Runs: {} per step, medians (no-op up: {} samples per run); stdin: {} runs of {} MiB; data: {} runs of {} MiB; registry: {} images of {} MiB each way",
         bench.options.runs,
         NOOP_REPEATS,
         bench.options.stdin_runs,
         bench.options.stdin_mib,
+        bench.options.stdin_runs,
+        bench.options.data_mib,
         REGISTRY_IMAGES,
         bench.options.layer_mib
     )?;
@@ -1480,6 +1808,65 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
         ratio(peak(Tool::Stackctl), peak(Tool::DockerRun)),
         verdict(peak(Tool::Stackctl).map(|m| m <= 32.0)),
     )?;
+    let data_mb = (bench.options.data_mib * 1024 * 1024) as f64 / 1e6;
+    for (step, label, reference) in [
+        (
+            Step::DataSave,
+            "`data save --no-compress` of a volume",
+            "`docker run --rm -v VOL:/d IMAGE tar c -C /d . > file`",
+        ),
+        (
+            Step::DataLoad,
+            "`data load` into an empty volume",
+            "`docker run -i --rm -v VOL:/d IMAGE tar x -C /d < file`",
+        ),
+    ] {
+        let rate = |tool| secs(tool, step).map(|t| data_mb / t);
+        let rate_cell = |tool| match rate(tool) {
+            Some(r) => format!("{r:.0} MB/s ({})", cell(tool, step)),
+            None if samples.missing.contains(&(tool, step)) => "not supported yet".to_string(),
+            None => "—".to_string(),
+        };
+        let (sr, dr) = (rate(Tool::Stackctl), rate(Tool::DockerRun));
+        writeln!(
+            out,
+            "| {label}, {} MiB (compose column: {reference}) | {} | {} | — | {} | — | ≥ 0.9 × `docker run … tar` | {} |",
+            bench.options.data_mib,
+            rate_cell(Tool::Stackctl),
+            rate_cell(Tool::DockerRun),
+            ratio(sr, dr),
+            verdict(sr.zip(dr).map(|(s, d)| s >= 0.9 * d)),
+        )?;
+    }
+    let data_peak = |tool| {
+        samples
+            .data_rss
+            .get(&tool)
+            .and_then(|v| v.iter().max().copied())
+            .map(|kib| kib as f64 / 1024.0)
+    };
+    writeln!(
+        out,
+        "| peak RSS of `data save` / `load` (compose column: the `docker` CLI) | {} | {} | — | — | — | ≤ 32 MiB | {} |",
+        mib_cell(data_peak(Tool::Stackctl)),
+        mib_cell(data_peak(Tool::DockerRun)),
+        verdict(data_peak(Tool::Stackctl).map(|m| m <= 32.0)),
+    )?;
+    let packed = match samples.data_archive {
+        Some((plain, packed)) if plain > 0 => format!(
+            "{} → {} ({:.0} %)",
+            fmt_mb(plain),
+            fmt_mb(packed),
+            packed as f64 * 100.0 / plain as f64
+        ),
+        _ => "—".to_string(),
+    };
+    writeln!(
+        out,
+        "| zstd (level 3): `data save` / `data load` times; archive size (half random, half text) | {} / {}; {packed} | — | — | — | — | — | |",
+        cell(Tool::Stackctl, Step::DataSaveZstd),
+        cell(Tool::Stackctl, Step::DataLoadZstd),
+    )?;
     let images = format!(
         "{REGISTRY_IMAGES} images × {} MiB own layer",
         bench.options.layer_mib
@@ -1505,6 +1892,14 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
     }
     writeln!(
         out,
+        "| `config` of a {CONFIG_SERVICES}-service file | {} | {} | — | {} | — | ≤ 20 ms | {} |",
+        cell(Tool::Stackctl, Step::Config),
+        cell(Tool::Compose, Step::Config),
+        ratio(s(Step::Config), c(Step::Config)),
+        verdict(s(Step::Config).map(|s| s <= 0.020)),
+    )?;
+    writeln!(
+        out,
         "| no-op `up` after `pull`: registry requests (access log) | {} ({}) | — | — | — | — | 0 requests | {} |",
         report
             .noop_registry_requests
@@ -1516,7 +1911,7 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
     let n = |tool, step| samples.count(tool, step);
     writeln!(
         out,
-        "Samples: cold up {}/{}/{}, no-op up {}/{}/{}, task {}/{}/{}, stdin {}/{}/{} (stackctl/compose or docker/floor); pull {}/{}, push {}/{}, no-op up after pull {}.",
+        "Samples: cold up {}/{}/{}, no-op up {}/{}/{}, task {}/{}/{}, stdin {}/{}/{} (stackctl/compose or docker/floor); data save {}/{}, load {}/{} (stackctl/docker); pull {}/{}, push {}/{}, no-op up after pull {}.",
         n(Tool::Stackctl, Step::ColdUp),
         n(Tool::Compose, Step::ColdUp),
         n(Tool::Floor, Step::ColdUp),
@@ -1529,6 +1924,10 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
         n(Tool::Stackctl, Step::Stdin),
         n(Tool::DockerRun, Step::Stdin),
         n(Tool::Floor, Step::Stdin),
+        n(Tool::Stackctl, Step::DataSave),
+        n(Tool::DockerRun, Step::DataSave),
+        n(Tool::Stackctl, Step::DataLoad),
+        n(Tool::DockerRun, Step::DataLoad),
         n(Tool::Stackctl, Step::Pull),
         n(Tool::Compose, Step::Pull),
         n(Tool::Stackctl, Step::Push),

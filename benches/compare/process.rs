@@ -62,7 +62,22 @@ impl Runner {
         stdin: Option<&Path>,
         timeout: Duration,
     ) -> Result<Outcome> {
-        let out_path = self.scratch.join("stdout");
+        self.run_to(command, stdin, None, timeout)
+    }
+
+    /// `run`, with stdout written to `stdout` when given (then not read back: it may be
+    /// large; `Outcome::stdout` is empty).
+    pub fn run_to(
+        &self,
+        command: &mut Command,
+        stdin: Option<&Path>,
+        stdout_to: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Outcome> {
+        let out_path = match stdout_to {
+            Some(path) => path.to_path_buf(),
+            None => self.scratch.join("stdout"),
+        };
         let err_path = self.scratch.join("stderr");
         let stdout = File::create(&out_path).context("create stdout capture file")?;
         let stderr = File::create(&err_path).context("create stderr capture file")?;
@@ -113,7 +128,11 @@ impl Runner {
             elapsed,
             code,
             max_rss_kib: usage.ru_maxrss,
-            stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+            stdout: if stdout_to.is_some() {
+                String::new()
+            } else {
+                std::fs::read_to_string(&out_path).unwrap_or_default()
+            },
             stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
         };
         if timed_out {

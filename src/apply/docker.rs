@@ -2,7 +2,8 @@
 //! requests ([`container_config`], [`build_request`]), and where the engine's answers become
 //! the executor's errors (a port already allocated, a dependency that turned unhealthy).
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Result};
 
@@ -21,6 +22,7 @@ use crate::plan::container::{self, ContainerSpec};
 use crate::plan::image::ImageSpec;
 use crate::plan::up::{Action, Change};
 use crate::registry::{credentials_for, Credentials, RegistryError};
+use crate::stack::model::PullPolicy;
 use crate::stack::LoadedStack;
 
 /// How often health and exit states are polled. Each poll is one inspect (about a
@@ -240,7 +242,9 @@ async fn credentials(engine: &Engine, image: &str) -> Result<Option<Credentials>
         String::new()
     };
     let image = image.to_string();
-    Ok(tokio::task::spawn_blocking(move || credentials_for(&image, &default_key)).await??)
+    tokio::task::spawn_blocking(move || credentials_for(&image, &default_key))
+        .await?
+        .map_err(|err| err.into_failure().into())
 }
 
 /// The engine request for an image spec.
@@ -432,15 +436,44 @@ impl<'a> DockerTarget<'a> {
     }
 }
 
+impl DockerTarget<'_> {
+    /// How long ago the images of services with a timed `pull_policy` were last pulled: one
+    /// inspect each, side by side with the observe; nothing at all for the other policies.
+    async fn image_ages(&self) -> Result<HashMap<String, Duration>, EngineError> {
+        let loaded = self.loaded;
+        let mut timed: Vec<String> = loaded
+            .stack
+            .services
+            .iter()
+            .filter(|(_, service)| matches!(service.pull_policy, Some(PullPolicy::Every(_))))
+            .map(|(name, service)| container::service_image(loaded, name, service))
+            .collect();
+        timed.sort();
+        timed.dedup();
+        let now = SystemTime::now();
+        let checks = timed.iter().map(|image| async move {
+            let at = self.engine.image_refreshed_at(image).await?;
+            Ok::<_, EngineError>(at.map(|at| {
+                let age = now.duration_since(at).unwrap_or(Duration::ZERO);
+                (image.clone(), age)
+            }))
+        });
+        let ages = futures_util::future::try_join_all(checks).await?;
+        Ok(ages.into_iter().flatten().collect())
+    }
+}
+
 impl Target for DockerTarget<'_> {
     async fn observe(&self) -> Result<Observed> {
         let loaded = self.loaded;
         let custom_names = container::custom_names(loaded);
-        let (mut observed, index) = tokio::try_join!(
+        let (mut observed, index, ages) = tokio::try_join!(
             self.engine
                 .observe_named(&loaded.stage, &loaded.project, &custom_names),
-            self.engine.image_index()
+            self.engine.image_index(),
+            self.image_ages()
         )?;
+        observed.image_ages = ages;
         let mut references: Vec<String> = loaded
             .stack
             .services
@@ -454,6 +487,16 @@ impl Target for DockerTarget<'_> {
                 .keys()
                 .map(|name| container::data_image(loaded, name)),
         );
+        observed.image_contexts = references
+            .iter()
+            .filter_map(|r| {
+                let found = index
+                    .contexts
+                    .get(r)
+                    .or_else(|| index.contexts.get(&format!("{r}:latest")));
+                found.map(|c| (r.clone(), c.clone()))
+            })
+            .collect();
         observed.images = references
             .into_iter()
             .filter_map(|r| index.resolve(&r).map(|id| (r, id)))

@@ -242,7 +242,12 @@ async fn pull_one<T: Target>(
     };
     match result {
         Ok(bytes) => {
-            line.done("pulled", Some(&crate::output::human_bytes(bytes)));
+            let size = if bytes == 0 {
+                "its layers were already here".to_string()
+            } else {
+                crate::output::human_bytes(bytes)
+            };
+            line.done("pulled", Some(&size));
             Ok(Some(image.to_string()))
         }
         Err(err) => {

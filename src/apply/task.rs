@@ -11,10 +11,11 @@ use super::docker::{build_request, container_config, DockerTarget};
 use super::target::{Readiness, Target};
 use crate::engine::attach::{Input, Outcome};
 use crate::engine::{Engine, EngineError};
-use crate::error::Interrupted;
+use crate::error::{Failure, Interrupted};
 use crate::names;
 use crate::output::Printer;
 use crate::plan::task::TaskPlan;
+use crate::stack::model::PullPolicy;
 use crate::stack::LoadedStack;
 
 /// Make sure the image, the stage's volumes and networks exist. The existence checks are
@@ -41,7 +42,26 @@ pub async fn prepare(
         futures_util::future::try_join_all(volumes_exist),
         futures_util::future::try_join_all(networks_found),
     )?;
-    if image_id.is_none() {
+    let refresh = plan.build.is_none()
+        && image_id.is_some()
+        && match plan.pull_policy {
+            PullPolicy::Always => true,
+            PullPolicy::Every(period) => engine
+                .image_refreshed_at(image)
+                .await?
+                .and_then(|at| at.elapsed().ok())
+                .is_none_or(|age| age >= period),
+            _ => false,
+        };
+    if image_id.is_none() && plan.build.is_none() && plan.pull_policy == PullPolicy::Never {
+        return Err(Failure::new(format!(
+            "image `{image}` of task `{}` is not on this engine and its service's `pull_policy` is `never`",
+            plan.task
+        ))
+        .with_hint("pull it first (`stackctl pull SERVICE` or `docker pull IMAGE`), or change the service's `pull_policy`")
+        .into());
+    }
+    if image_id.is_none() || refresh {
         if let Some(build) = &plan.build {
             printer.status(&format!("build image `{image}`"));
             let output = move |line: &str| {

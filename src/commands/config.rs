@@ -36,9 +36,16 @@ pub async fn run(ctx: &Context, args: &ConfigArgs) -> Result<i32> {
                 printer.data(&serde_json::to_string(row)?);
             }
         } else {
+            let env_files = ctx
+                .project
+                .env_files(ctx.project.stack_files().compose)
+                .iter()
+                .rev()
+                .map(|path| format!("`{}`", ctx.project.display_path(path)))
+                .collect::<Vec<_>>()
+                .join(", ");
             printer.status(&format!(
-                "variables, strongest source first: process environment, `{}`, built-ins (`STAGE`, `PROJECT`)",
-                ctx.project.display_path(&ctx.project.env_file())
+                "variables, strongest source first: process environment, {env_files}, built-ins (`STAGE`, `PROJECT`)"
             ));
             printer.data(&sources_table(&rows));
         }

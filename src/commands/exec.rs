@@ -123,7 +123,14 @@ fn exit_code(code: i64) -> i32 {
 
 /// One line about a finished run: plain mode only (CI logs), or with `-v`; a JSON event on
 /// stderr with `--json` (stdout is the process's output); nothing with `-q`.
-fn report(ctx: &Context, kind: &str, object: &str, status: &str, detail: &str, started: Instant) {
+fn report(
+    ctx: &Context,
+    (kind, action): (&str, &str),
+    object: &str,
+    status: &str,
+    detail: &str,
+    started: Instant,
+) {
     let elapsed = started.elapsed();
     let printer = &ctx.printer;
     match printer.mode {
@@ -133,7 +140,7 @@ fn report(ctx: &Context, kind: &str, object: &str, status: &str, detail: &str, s
                 stage: &printer.stage,
                 object,
                 kind,
-                action: "exec",
+                action,
                 status,
                 elapsed_ms: elapsed.as_millis(),
                 reason: Some(detail),
@@ -159,6 +166,7 @@ fn report(ctx: &Context, kind: &str, object: &str, status: &str, detail: &str, s
 fn finish(
     ctx: &Context,
     kind: &str,
+    action: &str,
     object: &str,
     outcome: Outcome,
     started: Instant,
@@ -170,12 +178,26 @@ fn finish(
         End::Exited(code) => {
             let code = exit_code(code);
             let status = if code == 0 { "done" } else { "failed" };
-            report(ctx, kind, object, status, &format!("exit {code}"), started);
+            report(
+                ctx,
+                (kind, action),
+                object,
+                status,
+                &format!("exit {code}"),
+                started,
+            );
             Ok(code)
         }
         End::Interrupted => Err(Interrupted.into()),
         End::BrokenPipe => {
-            report(ctx, kind, object, "stopped", "output closed", started);
+            report(
+                ctx,
+                (kind, action),
+                object,
+                "stopped",
+                "output closed",
+                started,
+            );
             Ok(BROKEN_PIPE)
         }
     }
@@ -195,22 +217,61 @@ async fn run_container_task(
     caller_stdin: bool,
 ) -> Result<i32> {
     let plan = task::plan_container(loaded, name, task, args, &task::short_id())?;
-    let (input, tty) = task_input(ctx, loaded, &plan, caller_stdin).await?;
+    run_one_off(ctx, loaded, engine, OneOff::Task, &plan, caller_stdin).await
+}
+
+/// What a one-off container is for: a task (`exec TASK`) or a copy of a service (`run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OneOff {
+    Task,
+    Run,
+}
+
+impl OneOff {
+    /// The `kind` of its lines and JSON event.
+    fn kind(self) -> &'static str {
+        match self {
+            OneOff::Task => "task",
+            OneOff::Run => "run",
+        }
+    }
+
+    /// The `action` of its JSON event.
+    fn action(self) -> &'static str {
+        match self {
+            OneOff::Task => "exec",
+            OneOff::Run => "run",
+        }
+    }
+}
+
+/// Run a planned one-off container attached to our streams (see [`task_input`]), the image,
+/// volumes and networks it needs made first; it is removed on every path, an interrupt too.
+pub async fn run_one_off(
+    ctx: &Context,
+    loaded: &LoadedStack,
+    engine: &Engine,
+    kind: OneOff,
+    plan: &task::TaskPlan,
+    caller_stdin: bool,
+) -> Result<i32> {
+    let name = plan.task.as_str();
+    let (input, tty) = task_input(ctx, loaded, plan, caller_stdin).await?;
     let verbose = ctx.global.verbose > 0 && !ctx.global.quiet;
-    apply::task::prepare(engine, loaded, &plan, &ctx.printer, verbose).await?;
+    apply::task::prepare(engine, loaded, plan, &ctx.printer, verbose).await?;
     crate::interrupt::check()?;
     let started = Instant::now();
-    let outcome = match apply::task::run(engine, &plan, input, tty).await {
+    let outcome = match apply::task::run(engine, plan, input, tty).await {
         Ok(outcome) => outcome,
         Err(_) if crate::interrupt::requested() => {
-            return Err(interrupted_task(ctx, &plan.container.name));
+            return Err(interrupted_task(ctx, kind, &plan.container.name));
         }
-        Err(err) => return Err(err).with_context(|| format!("task `{name}`")),
+        Err(err) => return Err(err).with_context(|| format!("{} `{name}`", kind.kind())),
     };
     if outcome.end == End::Interrupted {
-        return Err(interrupted_task(ctx, &plan.container.name));
+        return Err(interrupted_task(ctx, kind, &plan.container.name));
     }
-    finish(ctx, "task", name, outcome, started)
+    finish(ctx, kind.kind(), kind.action(), name, outcome, started)
 }
 
 /// What feeds the task's stdin, and whether it gets a TTY: input piped to us (when we may
@@ -284,10 +345,13 @@ async fn piped_input() -> Result<Option<Box<dyn std::io::Read + Send>>> {
     )))
 }
 
-fn interrupted_task(ctx: &Context, container: &str) -> anyhow::Error {
-    ctx.printer.status(&format!(
-        "interrupted: removed task container `{container}`"
-    ));
+fn interrupted_task(ctx: &Context, kind: OneOff, container: &str) -> anyhow::Error {
+    let what = match kind {
+        OneOff::Task => "task container",
+        OneOff::Run => "one-off container",
+    };
+    ctx.printer
+        .status(&format!("interrupted: removed {what} `{container}`"));
     Interrupted.into()
 }
 
@@ -332,7 +396,7 @@ async fn exec_in_service(
         .exec_in(&container, args.to_vec(), input, kind.tty)
         .await
         .with_context(|| format!("service `{service}`"))?;
-    finish(ctx, "service", service, outcome, started)
+    finish(ctx, "service", "exec", service, outcome, started)
 }
 
 /// Run a sequence: each step in order, stopping at the first failure and naming it.
@@ -380,7 +444,7 @@ async fn run_sequence(
     }
     report(
         ctx,
-        "task",
+        ("task", "exec"),
         name,
         "done",
         &format!("{total} steps"),

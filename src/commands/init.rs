@@ -1,10 +1,12 @@
 //! `stackctl init`: render `templates/stack.yml` → `stacks/STAGE.yml` and `templates/env` →
-//! `.env.STAGE` (mode 0600), validate the result, then run the stack's `init` task.
+//! `.env.STAGE` (mode 0600), remember the stage for later commands (`.stackctl/stage`),
+//! validate the result, then run the stack's `init` task.
 //!
 //! Placeholders: `{stage}`, `{project}` (the project directory's name), `{domain}` (default
 //! `STAGE.localhost`), and `{secret}`, which becomes a fresh random secret at each
 //! occurrence. Files that exist are kept unless `--force`. Without a `templates/` directory,
-//! templates compiled into the binary scaffold a small PostgreSQL stack.
+//! templates compiled into the binary scaffold a small PostgreSQL stack. A Compose project
+//! (`compose.yaml`, no `stacks/`) keeps its files: only `templates/env` is rendered.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,8 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> Result<i32> {
     let rendered = render(ctx, args)?;
     report(ctx, &rendered);
     let loaded = stack::load(&ctx.project)?;
+    // Only a stage whose stack file is valid becomes the default.
+    remember(ctx);
     if args.no_run {
         ctx.printer.status(&format!(
             "{} is valid; the `init` task was not run (--no-run)",
@@ -49,6 +53,31 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> Result<i32> {
         return Ok(exit::OK);
     }
     run_init_task(ctx, &loaded).await
+}
+
+/// Make the stage the one later commands act on without `-e` (`.stackctl/stage`). Not being
+/// able to is worth a warning, not a failure: the files are there.
+fn remember(ctx: &Context) {
+    let project = &ctx.project;
+    let previous = crate::project::remembered_stage(&project.dir)
+        .ok()
+        .flatten();
+    match project.remember_stage() {
+        Ok(()) if previous.as_deref() != Some(project.stage.as_str()) => {
+            ctx.printer.status(&format!(
+                "commands here now act on stage `{}` without `-e` (remembered in `{}/stage`)",
+                project.stage,
+                crate::project::STATE_DIR
+            ))
+        }
+        Ok(()) => {}
+        Err(e) => ctx.printer.warn(&format!(
+            "cannot remember stage `{}` in `{}/stage`: {}",
+            project.stage,
+            crate::project::STATE_DIR,
+            crate::error::io_reason(&e)
+        )),
+    }
 }
 
 /// Run the stack's `init` task (if it has one) with the stage's secrets masked.
@@ -67,6 +96,9 @@ async fn run_init_task(ctx: &Context, loaded: &LoadedStack) -> Result<i32> {
 pub fn render(ctx: &Context, args: &InitArgs) -> Result<Rendered> {
     let project = &ctx.project;
     let templates = project.dir.join("templates");
+    if project.stack_files().compose {
+        return render_env_only(ctx, args);
+    }
     let (stack_template, env_template) = if templates.is_dir() {
         let stack_path = templates.join("stack.yml");
         let stack_text = std::fs::read_to_string(&stack_path).map_err(|e| {
@@ -124,6 +156,52 @@ pub fn render(ctx: &Context, args: &InitArgs) -> Result<Rendered> {
         });
     }
     Ok(Rendered { files })
+}
+
+/// A Compose project (`compose.yaml` and no `stacks/`, or `-f`) keeps its files as they are:
+/// writing `stacks/STAGE.yml` would hide them. Only `templates/env` is rendered, when there
+/// is one, to `.env.STAGE`.
+fn render_env_only(ctx: &Context, args: &InitArgs) -> Result<Rendered> {
+    let project = &ctx.project;
+    let main = project.stack_files().main;
+    ctx.printer.status(&format!(
+        "`{}` is this project's stack file (a Compose project): no `stacks/{}.yml` written",
+        project.display_path(&main),
+        project.stage
+    ));
+    let env_path = project.dir.join("templates").join("env");
+    let template = match std::fs::read_to_string(&env_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Rendered { files: Vec::new() })
+        }
+        Err(e) => {
+            return Err(UsageError::new(format!(
+                "cannot read `{}`: {e}",
+                project.display_path(&env_path)
+            ))
+            .into())
+        }
+    };
+    let domain = args
+        .domain
+        .clone()
+        .unwrap_or_else(|| format!("{}.localhost", project.stage));
+    let values = Placeholders {
+        stage: &project.stage,
+        project: &project.dir_name(),
+        domain: &domain,
+    };
+    let env_file = project.env_file();
+    let text = values.render(&template)?;
+    let written = write_file(&env_file, &text, Some(0o600), args.force)?;
+    Ok(Rendered {
+        files: vec![RenderedFile {
+            path: env_file,
+            template: project.display_path(&env_path),
+            written,
+        }],
+    })
 }
 
 fn report(ctx: &Context, rendered: &Rendered) {

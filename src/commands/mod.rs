@@ -2,17 +2,24 @@
 
 pub mod build;
 pub mod config;
+pub mod cp;
+pub mod data;
 pub mod down;
 pub mod exec;
 pub mod init;
 pub mod logs;
+pub mod ls;
 pub mod ps;
 pub mod pull;
 pub mod purge;
 pub mod push;
+pub mod restart;
+pub mod run;
 pub mod start;
 pub mod stop;
+pub mod top;
 pub mod up;
+pub mod version;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -40,10 +47,24 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         .into());
     }
     match &cli.command {
+        Command::Completions(args) if args.dynamic => {
+            let mut script = Vec::new();
+            crate::complete::write_registration(args.shell, &mut script)?;
+            write_stdout(&script)?;
+            return Ok(exit::OK);
+        }
         Command::Completions(args) => {
             let mut command = Cli::command();
-            clap_complete::generate(args.shell, &mut command, "stackctl", &mut std::io::stdout());
+            // Into memory first: clap's generator panics when its writer fails (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "stackctl", &mut script);
+            write_stdout(&script)?;
             return Ok(exit::OK);
+        }
+        // Needs no project either: it describes stackctl and the engine.
+        Command::Version => {
+            let printer = Printer::new(&cli.global, "");
+            return version::run(&printer).await;
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
@@ -72,7 +93,23 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Pull(args) => pull::run(&ctx, &args).await,
         Command::Push(args) => push::run(&ctx, &args).await,
         Command::Logs(args) => logs::run(&ctx, &args).await,
-        Command::Completions(_) | Command::Man => Ok(exit::OK),
+        Command::Restart(args) => restart::run(&ctx, &args).await,
+        Command::Run(args) => run::run(&ctx, &args).await,
+        Command::Ls(args) => ls::run(&ctx, &args).await,
+        Command::Top(args) => top::run(&ctx, &args).await,
+        Command::Cp(args) => cp::run(&ctx, &args).await,
+        Command::Data(args) => data::run(&ctx, &args).await,
+        Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
+    }
+}
+
+/// Write a whole script to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -1,5 +1,7 @@
 //! `stackctl up`: converge the stage to its stack file, then wait for health.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -8,9 +10,12 @@ use super::{connect, load_stack, Context};
 use crate::apply::docker::DockerTarget;
 use crate::apply::{self, ApplyOptions, Target};
 use crate::cli::{PullArg, UpArgs};
+use crate::engine::context::scan_listing;
+use crate::engine::digest::{self, ContextDigest, Inputs};
 use crate::error::UsageError;
 use crate::observed::Observed;
 use crate::output::Mode;
+use crate::plan::image::ImageSpec;
 use crate::plan::up::{self, Plan, PlanOptions};
 use crate::stack::model::PullPolicy;
 use crate::stack::LoadedStack;
@@ -37,13 +42,17 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         ..Default::default()
     };
     let target = DockerTarget::new(&engine, &loaded);
-    let observed = if args.dry_run {
-        target.observe().await?
+    // The build inputs' digests are computed beside the observe (they read only files).
+    let digests = context_digests(&loaded);
+    let (observed, digests) = if args.dry_run {
+        tokio::try_join!(target.observe(), digests)?
     } else {
         // Checked beside the observe, not after it: no extra round trip on the critical path.
-        let (observed, ()) = tokio::try_join!(target.observe(), check_existing(&engine, &loaded))?;
-        observed
+        let (observed, digests, ()) =
+            tokio::try_join!(target.observe(), digests, check_existing(&engine, &loaded))?;
+        (observed, digests)
     };
+    options.stale = stale_images(&loaded, &observed, digests);
     let first = make_plan(&loaded, &observed, &options)?;
     for warning in &first.warnings {
         printer.warn(warning);
@@ -115,4 +124,73 @@ async fn check_existing(engine: &crate::engine::Engine, loaded: &LoadedStack) ->
         .check_volume_drivers(&crate::names::volume_drivers(loaded))
         .await?;
     Ok(())
+}
+
+/// The digest of each stage build's inputs now, by image tag, with its context directory.
+/// A context that cannot be read is left out: its build reports the problem.
+async fn context_digests(loaded: &LoadedStack) -> Result<Vec<(String, PathBuf, ContextDigest)>> {
+    let builds: Vec<ImageSpec> = crate::plan::image::stage_images(loaded)
+        .into_iter()
+        .map(|b| b.request)
+        .collect();
+    if builds.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(tokio::task::spawn_blocking(move || {
+        builds
+            .into_iter()
+            .filter_map(|build| {
+                let context = match &build.dockerfile_inline {
+                    Some(text) => crate::engine::context::scan_inline(
+                        &build.context,
+                        text.clone().into_bytes(),
+                    )
+                    .ok()?,
+                    None => scan_listing(&build.context, build.dockerfile.as_deref()).ok()?,
+                };
+                let inputs = Inputs {
+                    args: &build.args,
+                    target: build.target.as_deref(),
+                };
+                let digest = digest::digest(&context, &inputs).ok()?;
+                Some((build.tag, build.context, digest))
+            })
+            .collect()
+    })
+    .await?)
+}
+
+/// The images whose recorded inputs differ from today's, with the reason `up` gives.
+fn stale_images(
+    loaded: &LoadedStack,
+    observed: &Observed,
+    digests: Vec<(String, PathBuf, ContextDigest)>,
+) -> HashMap<String, String> {
+    // A file is named from the project directory (`api/app.py`), as the user sees it.
+    let shown = |root: &PathBuf, entry: String| -> String {
+        if entry.starts_with("build arg ") || entry.starts_with("Dockerfile ") {
+            return entry;
+        }
+        match root.strip_prefix(&loaded.dir) {
+            Ok(rel) if !rel.as_os_str().is_empty() => {
+                format!("{}/{entry}", rel.to_string_lossy())
+            }
+            _ => entry,
+        }
+    };
+    digests
+        .into_iter()
+        .filter(|(tag, _, _)| observed.images.contains_key(tag))
+        .filter_map(|(tag, root, now)| {
+            let reason = match observed.image_contexts.get(&tag) {
+                Some(recorded) if *recorded == now.digest => return None,
+                Some(recorded) => match digest::changed_entry(&root, recorded, &now) {
+                    Some(entry) => format!("build context changed: {}", shown(&root, entry)),
+                    None => "build context changed".to_string(),
+                },
+                None => "build inputs not recorded on the image".to_string(),
+            };
+            Some((tag, reason))
+        })
+        .collect()
 }

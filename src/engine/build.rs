@@ -344,20 +344,39 @@ fn label_instruction(labels: &HashMap<String, String>) -> Option<String> {
 /// the labels written into the Dockerfile when they can be. Returns whether the labels
 /// still have to be sent as build options (a `target` build, or labels that cannot be
 /// written as one `LABEL` line).
-async fn prepare_context(request: &BuildRequest) -> anyhow::Result<(context::BuildContext, bool)> {
+async fn prepare_context(
+    request: &BuildRequest,
+) -> anyhow::Result<(context::BuildContext, HashMap<String, String>, bool)> {
     let tag = request.tag.clone();
     let scan_root = request.context.clone();
     let dockerfile = request.dockerfile.clone();
     let inline = request.dockerfile_inline.clone();
-    let labels = request.labels.clone();
+    let mut labels = request.labels.clone();
     let labels_inline = request.target.is_none();
+    let args = request.args.clone();
+    let target = request.target.clone();
     tokio::task::spawn_blocking(move || {
         let mut context = match inline {
             Some(text) => context::scan_inline(&scan_root, text.into_bytes())?,
             None => context::scan(&scan_root, dockerfile.as_deref())?,
         };
+        // The inputs' digest, before the labels are written into the Dockerfile.
+        let inputs = super::digest::Inputs {
+            args: &args,
+            target: target.as_deref(),
+        };
+        let digest = super::digest::digest(&context, &inputs).map_err(|source| {
+            context::ContextError::Io {
+                path: scan_root.clone(),
+                source,
+            }
+        })?;
+        labels.insert(
+            crate::names::image_label::CONTEXT.to_string(),
+            digest.digest,
+        );
         let inlined = labels_inline && inline_labels(&mut context, &labels)?;
-        Ok::<_, context::ContextError>((context, !inlined))
+        Ok::<_, context::ContextError>((context, labels, !inlined))
     })
     .await
     .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))?
@@ -381,7 +400,7 @@ fn registry_auth(
 fn build_options(
     request: &BuildRequest,
     dockerfile: &str,
-    labels_sent: bool,
+    labels: Option<&HashMap<String, String>>,
 ) -> bollard::query_parameters::BuildImageOptions {
     let mut options = BuildImageOptionsBuilder::default()
         .dockerfile(dockerfile)
@@ -405,8 +424,8 @@ fn build_options(
     if request.pull {
         options = options.pull("1");
     }
-    if labels_sent {
-        options = options.labels(&request.labels);
+    if let Some(labels) = labels {
+        options = options.labels(labels);
     }
     options.build()
 }
@@ -494,7 +513,7 @@ impl Engine {
         request: &BuildRequest,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> anyhow::Result<String> {
-        let (context, labels_sent) = prepare_context(request).await?;
+        let (context, labels, labels_sent) = prepare_context(request).await?;
         progress(&format!(
             "sending build context: {} files, {}",
             context.files,
@@ -504,7 +523,7 @@ impl Engine {
         // A tag the engine cannot parse fails the build below, with the engine's message.
         let previous = self.image_id(&request.tag).await.ok().flatten();
 
-        let options = build_options(request, &context.dockerfile, labels_sent);
+        let options = build_options(request, &context.dockerfile, labels_sent.then_some(&labels));
         let (body, tar_task) = context::stream(context);
         let client = self.long_client();
         let auth = registry_auth(request);

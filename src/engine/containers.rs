@@ -776,19 +776,21 @@ impl Engine {
     pub fn log_stream(
         &self,
         name: &str,
-        follow: bool,
-        tail: Option<u64>,
-        since: Option<i32>,
+        query: &LogQuery,
     ) -> BoxStream<'static, Result<Vec<u8>, EngineError>> {
         let mut options = LogsOptionsBuilder::default()
             .stdout(true)
             .stderr(true)
-            .follow(follow);
-        if let Some(tail) = tail {
+            .follow(query.follow)
+            .timestamps(query.timestamps);
+        if let Some(tail) = query.tail {
             options = options.tail(&tail.to_string());
         }
-        if let Some(since) = since {
+        if let Some(since) = query.since {
             options = options.since(since);
+        }
+        if let Some(until) = query.until {
+            options = options.until(until);
         }
         let owned = name.to_string();
         self.client()
@@ -804,6 +806,20 @@ impl Engine {
             })
             .boxed()
     }
+}
+
+/// Which part of a container's output `log_stream` reads.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// Keep following new output.
+    pub follow: bool,
+    /// Only the last N lines.
+    pub tail: Option<u64>,
+    /// Only lines from this Unix time on, and before that one.
+    pub since: Option<i32>,
+    pub until: Option<i32>,
+    /// Each line starts with the engine's RFC 3339 timestamp and a space.
+    pub timestamps: bool,
 }
 
 /// 304: the container was already started or stopped.

@@ -317,6 +317,8 @@ pub struct Entry {
     /// Where it is on disk.
     pub path: PathBuf,
     pub kind: EntryKind,
+    /// What the walk saw of it (the digest of the build inputs reads it).
+    pub meta: fs::Metadata,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +344,8 @@ pub struct BuildContext {
     pub bytes: u64,
     /// `.dockerignore` lists the Dockerfile: it is sent, but the engine hides it from `COPY`.
     pub dockerfile_ignored: bool,
+    /// Each file was opened once while walking, so an unreadable one fails before the upload.
+    pub check_readable: bool,
 }
 
 impl BuildContext {
@@ -396,6 +400,21 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
 /// yet except `.dockerignore` and an outside Dockerfile; every file is checked to be readable
 /// so a permission problem is reported before the upload starts, as the docker CLI does.
 pub fn scan(root: &Path, dockerfile: Option<&str>) -> Result<BuildContext, ContextError> {
+    scan_with(root, dockerfile, true)
+}
+
+/// `scan` without opening each file to check it can be read: what the digest of the build
+/// inputs needs (it reads only the files whose cached hash is stale), at a third of the
+/// system calls.
+pub fn scan_listing(root: &Path, dockerfile: Option<&str>) -> Result<BuildContext, ContextError> {
+    scan_with(root, dockerfile, false)
+}
+
+fn scan_with(
+    root: &Path,
+    dockerfile: Option<&str>,
+    check_readable: bool,
+) -> Result<BuildContext, ContextError> {
     if !root.is_dir() {
         return Err(ContextError::NotADirectory(root.to_path_buf()));
     }
@@ -436,6 +455,7 @@ pub fn scan(root: &Path, dockerfile: Option<&str>) -> Result<BuildContext, Conte
     let mut context = BuildContext {
         root: root.to_path_buf(),
         dockerfile_ignored,
+        check_readable,
         ..BuildContext::default()
     };
     walk(root, Path::new(""), None, &ignore, &mut context)?;
@@ -518,6 +538,7 @@ fn walk(
                 name: rel.clone(),
                 path,
                 kind: EntryKind::Dir,
+                meta,
             });
             walk(root, &rel, Some(&matches), ignore, context)?;
         } else if file_type.is_symlink() {
@@ -526,15 +547,19 @@ fn walk(
                 name: rel,
                 path,
                 kind: EntryKind::Symlink(target),
+                meta,
             });
         } else if file_type.is_file() {
-            File::open(&path).map_err(io_error(&path))?;
+            if context.check_readable {
+                File::open(&path).map_err(io_error(&path))?;
+            }
             context.files += 1;
             context.bytes += meta.len();
             context.entries.push(Entry {
                 name: rel,
                 path,
                 kind: EntryKind::File,
+                meta,
             });
         }
         // Sockets, FIFOs and devices are left out: a build cannot use them.

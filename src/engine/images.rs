@@ -12,6 +12,8 @@ use crate::names;
 #[derive(Debug, Clone, Default)]
 pub struct ImageIndex {
     pub ids: HashMap<String, String>,
+    /// Tag → the digest of the build inputs stackctl recorded on the image (its label).
+    pub contexts: HashMap<String, String>,
 }
 
 impl ImageIndex {
@@ -48,14 +50,19 @@ impl Engine {
             .await
             .map_err(|err| EngineError::new("list", "images", err))?;
         let mut ids = HashMap::new();
+        let mut contexts = HashMap::new();
         for image in images {
+            let context = image.labels.get(names::image_label::CONTEXT);
             for tag in image.repo_tags {
                 if tag != "<none>:<none>" {
+                    if let Some(context) = context {
+                        contexts.insert(tag.clone(), context.clone());
+                    }
                     ids.insert(tag, image.id.clone());
                 }
             }
         }
-        Ok(ImageIndex { ids })
+        Ok(ImageIndex { ids, contexts })
     }
 
     /// The images built for this stage (their own ownership labels), tagged or not; and

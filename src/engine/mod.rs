@@ -7,14 +7,20 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::Docker;
 
+pub mod archive;
 pub mod attach;
 pub mod build;
 pub mod containers;
 pub mod context;
+pub mod copy;
+pub mod digest;
+pub mod hooks;
 pub mod images;
 pub mod networks;
 pub mod observe;
 pub mod registry;
+pub mod stages;
+pub mod system;
 pub mod task;
 pub mod volumes;
 

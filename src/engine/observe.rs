@@ -82,7 +82,7 @@ impl Engine {
     }
 }
 
-fn observed_container(summary: ContainerSummary) -> ObservedContainer {
+pub(crate) fn observed_container(summary: ContainerSummary) -> ObservedContainer {
     let labels = summary.labels.unwrap_or_default();
     let status = summary.status.unwrap_or_default();
     let health = if status.contains("(healthy)") {

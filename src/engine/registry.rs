@@ -3,11 +3,13 @@
 //! layers' byte counts summed for progress.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bollard::auth::DockerCredentials;
 use bollard::models::ProgressDetail;
-use bollard::query_parameters::{CreateImageOptionsBuilder, PushImageOptionsBuilder};
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
+};
 use futures_util::StreamExt;
 
 use super::{Engine, EngineError};
@@ -131,7 +133,36 @@ impl Engine {
                 progress(done, total);
             }
         }
+        if let (repository, Some(tag)) = (repository, tag) {
+            // Tag it again so the engine records when it was last pulled: the engine keeps
+            // the old `LastTagTime` when a pull finds nothing new, and the timed
+            // `pull_policy`s (`daily`, `every_12h`) measure from it.
+            let options = TagImageOptionsBuilder::default()
+                .repo(repository)
+                .tag(tag)
+                .build();
+            self.client()
+                .tag_image(reference, Some(options))
+                .await
+                .map_err(|err| EngineError::new("tag", reference, err))?;
+        }
         Ok(layers.sums().1)
+    }
+
+    /// When an image was last tagged or pulled (the engine's `LastTagTime`); `None` when it
+    /// is not on the engine or the engine does not know.
+    pub async fn image_refreshed_at(
+        &self,
+        reference: &str,
+    ) -> Result<Option<SystemTime>, EngineError> {
+        match self.client().inspect_image(reference).await {
+            Ok(image) => Ok(image
+                .metadata
+                .and_then(|m| m.last_tag_time)
+                .and_then(|t| humantime::parse_rfc3339(&t).ok())),
+            Err(err) if super::is_not_found(&err) => Ok(None),
+            Err(err) => Err(EngineError::new("inspect", reference, err)),
+        }
     }
 
     /// Push `reference` (tag `latest` when it has none) to its registry; returns the bytes

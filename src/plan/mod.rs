@@ -6,9 +6,11 @@
 //! - [`image`]: the images the stage builds, and their tags.
 //! - [`task`]: a one-off task's container (a service's spec, adjusted) and sequences.
 //! - [`up`]: the `up` plan: ordered actions, each with its reason.
+//! - [`restart`]: the `restart` plan, made from the `up` plan.
 
 pub mod container;
 pub mod image;
+pub mod restart;
 pub mod task;
 pub mod up;
 

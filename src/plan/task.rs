@@ -18,7 +18,7 @@ use super::image::{self, ImageSpec, Owner};
 use crate::error::UsageError;
 use crate::names;
 use crate::stack::model::{
-    env_list, ContainerTask, MountKind, Service, Stack, Task, BUILTIN_STEPS,
+    env_list, ContainerTask, MountKind, PullPolicy, Service, Stack, Task, BUILTIN_STEPS,
 };
 use crate::stack::LoadedStack;
 
@@ -37,6 +37,9 @@ pub struct TaskPlan {
     pub networks: Vec<String>,
     /// The task's `stdin:` file, streamed to the process unless input is piped to us.
     pub stdin_file: Option<PathBuf>,
+    /// When the image is pulled: the service's `pull_policy` when the task runs its image,
+    /// `missing` otherwise.
+    pub pull_policy: PullPolicy,
 }
 
 /// A random short id for a one-off container name: 8 hex digits.
@@ -93,7 +96,31 @@ pub fn plan_container(
             .stdin
             .as_ref()
             .map(|file| container::absolute_path(&loaded.dir, file)),
+        pull_policy: match service {
+            Some((_, service)) if task.image.is_none() && task.build.is_none() => {
+                service.pull_policy.unwrap_or(PullPolicy::Missing)
+            }
+            _ => PullPolicy::Missing,
+        },
     })
+}
+
+/// `stackctl run SERVICE [-- CMD…]`: a one-off copy of the service, planned as a task with
+/// `service: SERVICE` and nothing of its own (so the same rules apply: no ports, healthcheck,
+/// restart policy or network aliases), named `…--run-SERVICE-ID`. `args` replace its command.
+pub fn plan_run(
+    loaded: &LoadedStack,
+    service: &str,
+    args: &[String],
+    short_id: &str,
+) -> Result<TaskPlan, UsageError> {
+    let task = ContainerTask {
+        service: Some(service.to_string()),
+        ..Default::default()
+    };
+    let mut plan = plan_container(loaded, service, &task, args, short_id)?;
+    plan.container.name = names::run_container(&loaded.stage, &loaded.project, service, short_id);
+    Ok(plan)
 }
 
 /// The service a task runs a copy of, checked.
@@ -469,6 +496,27 @@ tasks:
         let loaded = loaded("tasks:\n  migrate: { image: x }\n  init: { steps: [migrat] }\n");
         let err = flatten_steps(&loaded.stack, "init").expect_err("unknown");
         assert_eq!(err.hint.as_deref(), Some("did you mean `migrate`?"));
+    }
+
+    #[test]
+    fn issue12_run_copies_the_service_with_its_own_name_and_no_ports() {
+        let loaded = loaded(STACK);
+        let args = vec!["sh".to_string()];
+        let plan = plan_run(&loaded, "api", &args, "0a1b2c3d").expect("plan");
+        let c = &plan.container;
+        assert_eq!(c.name, "dev-app--run-api-0a1b2c3d");
+        assert_eq!(c.image, "app/api:dev");
+        assert_eq!(c.command, Some(args));
+        assert_eq!(c.env, vec!["MODE=serve".to_string(), "DB=postgres".into()]);
+        assert!(c.ports.is_empty() && c.healthcheck.is_none() && c.restart.is_none());
+        assert_eq!(c.volumes_from, vec!["dev-app--api_data".to_string()]);
+        assert_eq!(
+            c.labels().get("io.stackctl.role").map(String::as_str),
+            Some("task")
+        );
+        let plain = plan_run(&loaded, "api", &[], "0a1b2c3d").expect("plan");
+        assert_eq!(plain.container.command, Some(vec!["serve".to_string()]));
+        assert!(plan.build.is_some(), "built when missing, as for a task");
     }
 
     #[test]

@@ -5,12 +5,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::time::Duration;
 
 use super::container::{self, ContainerSpec};
 use super::image::{self, ImageBuild, ImageSpec};
 use crate::names;
 pub use crate::observed::{Observed, ObservedContainer};
-use crate::stack::model::{Condition, MountKind, PullPolicy};
+use crate::stack::model::{Condition, DurationSpec, MountKind, PullPolicy};
 use crate::stack::LoadedStack;
 
 /// Options of `up` that change the plan.
@@ -25,6 +26,9 @@ pub struct PlanOptions {
     /// `up --pull POLICY`: replaces every service's `pull_policy`.
     pub pull: Option<PullPolicy>,
     pub remove_orphans: bool,
+    /// Images whose build inputs changed since they were built, with the reason
+    /// (`build context changed: api/app.py`): rebuilt like missing ones.
+    pub stale: HashMap<String, String>,
 }
 
 /// What happens to a service container.
@@ -456,18 +460,24 @@ fn image_actions(
         let own = stack.services.get(owner).and_then(|s| s.pull_policy);
         let policy = options.pull.or(own).unwrap_or(PullPolicy::Missing);
         let forced_build = own == Some(PullPolicy::Build);
-        match builder {
-            Some(build) if !done && (options.build || forced_build || !have) => {
+        // Compose's meaning: a service's own `pull_policy: always` pulls its image even when
+        // it has a `build:` (a server stage runs what CI pushed); `--build` still builds.
+        let pulls_instead = own == Some(PullPolicy::Always) && !options.build;
+        let stale = options.stale.get(&image).filter(|_| have);
+        match builder.filter(|_| !pulls_instead) {
+            Some(build) if !done && (options.build || forced_build || !have || stale.is_some()) => {
                 actions.push(Action::Build {
                     owner: build.name.clone(),
-                    image,
                     reason: if options.build {
                         "--build".into()
                     } else if forced_build && have {
                         "pull_policy: build".into()
+                    } else if let Some(reason) = stale {
+                        reason.clone()
                     } else {
                         "image missing".into()
                     },
+                    image,
                     build: Box::new(build.request.clone()),
                 })
             }
@@ -487,11 +497,25 @@ fn image_actions(
                         "pull_policy: always".into()
                     },
                 }),
-                PullPolicy::Missing | PullPolicy::Build if !have => actions.push(Action::Pull {
-                    owner: owner.to_string(),
-                    image,
-                    reason: "missing".into(),
-                }),
+                PullPolicy::Missing | PullPolicy::Build | PullPolicy::Every(_) if !have => actions
+                    .push(Action::Pull {
+                        owner: owner.to_string(),
+                        image,
+                        reason: "missing".into(),
+                    }),
+                PullPolicy::Every(period) => {
+                    let age = observed.image_ages.get(&image).copied();
+                    if age.is_none_or(|age| age >= period) {
+                        let when = age.map_or("at an unknown time".to_string(), |age| {
+                            format!("{} ago", DurationSpec(Duration::from_secs(age.as_secs())))
+                        });
+                        actions.push(Action::Pull {
+                            owner: owner.to_string(),
+                            reason: format!("pull_policy: {policy}; last pulled {when}"),
+                            image,
+                        })
+                    }
+                }
                 _ => {}
             },
         }
@@ -1647,5 +1671,70 @@ volumes:
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn timed_pull_policies_pull_only_an_image_older_than_their_period() {
+        let stack = loaded(
+            "services:\n  a: { image: 'busybox:latest', pull_policy: daily }\n  b: { image: 'other:1', pull_policy: every_2h }\n  c: { image: 'gone:1', pull_policy: weekly }\n  d: { image: 'demo/api:dev', pull_policy: every_30m }\n",
+        );
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let observed = Observed {
+            image_ages: HashMap::from([
+                ("busybox:latest".to_string(), hours(25)),
+                ("other:1".to_string(), hours(1)),
+            ]),
+            ..Default::default()
+        };
+        let pulls: Vec<(String, String)> =
+            plan(&stack, &images(), &observed, &PlanOptions::default())
+                .unwrap()
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Pull { image, reason, .. } => Some((image.clone(), reason.clone())),
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(
+            pulls,
+            vec![
+                (
+                    "busybox:latest".to_string(),
+                    "pull_policy: daily; last pulled 25h ago".to_string()
+                ),
+                ("gone:1".to_string(), "missing".to_string()),
+                (
+                    "demo/api:dev".to_string(),
+                    "pull_policy: every_30m; last pulled at an unknown time".to_string()
+                ),
+            ],
+            "other:1 was pulled an hour ago, inside its 2h"
+        );
+    }
+
+    #[test]
+    fn a_services_own_always_pulls_its_image_even_with_a_build_but_build_still_builds() {
+        let stack = loaded(
+            "services:\n  api: { image: 'demo/api:dev', build: ./api, pull_policy: always }\n",
+        );
+        let kinds = |options: &PlanOptions| -> Vec<&'static str> {
+            plan(&stack, &images(), &Observed::default(), options)
+                .unwrap()
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Pull { .. } => Some("pull"),
+                    Action::Build { .. } => Some("build"),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(kinds(&PlanOptions::default()), vec!["pull"]);
+        let build = PlanOptions {
+            build: true,
+            ..Default::default()
+        };
+        assert_eq!(kinds(&build), vec!["build"]);
     }
 }

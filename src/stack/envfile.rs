@@ -3,9 +3,10 @@
 //! single quotes (literal), double quotes (with `\n`, `\t`, `\"`, `\\`, `\$` escapes; may span
 //! lines), and ` #` starting a comment after an unquoted value.
 //!
-//! Values are literal: unlike `dotenvy`, no `${VAR}` is expanded inside the file, so a
-//! generated password containing `$` stays what it is, and the one place interpolation
-//! happens is the stack file.
+//! As in Compose, an unquoted or double-quoted value may use variables set before it (in
+//! the process environment, an earlier line, or an earlier env file): `URL=${SCHEME}://${HOST}`.
+//! `parse` keeps such values as templates (`\$` in double quotes becomes `$$`); `expand`
+//! resolves them in order. Single-quoted values stay literal.
 
 use std::fmt;
 
@@ -15,6 +16,8 @@ pub struct Entry {
     pub key: String,
     pub value: String,
     pub line: usize,
+    /// Single-quoted: never interpolated.
+    pub literal: bool,
 }
 
 /// A malformed line.
@@ -67,6 +70,7 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, EnvFileError> {
             });
         }
         let rest = rest.trim_start();
+        let literal = rest.starts_with('\'');
         let value = match rest.chars().next() {
             Some(quote @ ('\'' | '"')) => {
                 // Collect text until the closing quote, across lines if needed.
@@ -100,6 +104,7 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, EnvFileError> {
             key: key.to_string(),
             value,
             line: number,
+            literal,
         });
     }
     Ok(entries)
@@ -118,7 +123,9 @@ fn closing(text: &str, quote: char) -> Option<(String, String)> {
                 Some((_, 'n')) => value.push('\n'),
                 Some((_, 'r')) => value.push('\r'),
                 Some((_, 't')) => value.push('\t'),
-                Some((_, e @ ('"' | '\\' | '$'))) => value.push(e),
+                // Kept escaped for interpolation: `\$` is a literal `$`.
+                Some((_, '$')) => value.push_str("$$"),
+                Some((_, e @ ('"' | '\\'))) => value.push(e),
                 Some((_, other)) => {
                     value.push('\\');
                     value.push(other);
@@ -145,6 +152,36 @@ fn unquoted(rest: &str) -> String {
     rest[..end].trim_end().to_string()
 }
 
+/// Resolve the values of `entries` in order, as Compose reads an env file: an unquoted or
+/// double-quoted value interpolates variables of `vars` (the process environment first) and
+/// of the lines above it; a single-quoted one stays literal. Each entry is added to `vars`
+/// as it is resolved (from `file`), so later lines and files see it.
+pub fn expand(
+    entries: &mut [Entry],
+    vars: &mut super::interpolate::Variables,
+    file: &str,
+) -> Result<(), EnvFileError> {
+    for entry in entries.iter_mut() {
+        if !entry.literal && entry.value.contains('$') {
+            let mut uses = Vec::new();
+            entry.value =
+                super::interpolate::interpolate(&entry.value, vars, &mut uses).map_err(|e| {
+                    EnvFileError {
+                        line: entry.line,
+                        message: format!(
+                            "the value of `{}`: {}; {}",
+                            entry.key,
+                            e.message,
+                            "single-quote a value to keep every `$` in it literally"
+                        ),
+                    }
+                })?;
+        }
+        vars.set_from_env_file(&entry.key, &entry.value, file, entry.line);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,7 +200,7 @@ mod tests {
             ("A='$lit\\n'", &[("A", "$lit\\n")]),
             (r#"A="a\nb""#, &[("A", "a\nb")]),
             (r#"A="q\"uote\\" # c"#, &[("A", "q\"uote\\")]),
-            (r#"A="\$HOME""#, &[("A", "$HOME")]),
+            (r#"A="\$HOME""#, &[("A", "$$HOME")]),
             ("A=\"one\ntwo\"\nB=2", &[("A", "one\ntwo"), ("B", "2")]),
             ("A=${B}", &[("A", "${B}")]),
             ("A=x=y", &[("A", "x=y")]),
@@ -195,6 +232,40 @@ mod tests {
             assert_eq!(err.line, *line, "input {text:?}: {err}");
             assert!(err.message.contains(fragment), "input {text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn values_interpolate_earlier_variables_unless_single_quoted() {
+        let text = "SCHEME=https\nHOST=db\nURL=${SCHEME}://${HOST}\nQ=\"$HOST:${PORT:-5432}\"\nLIT='${HOST}$x'\nESC=\"\\$HOST\"\nDOLLARS=a$$b\nFROM_ENV=$OUTSIDE\n";
+        let mut entries = parse(text).unwrap();
+        let mut vars = super::super::interpolate::Variables::new(
+            [("OUTSIDE".to_string(), "process".to_string())],
+            &[],
+            "",
+            &[],
+        );
+        expand(&mut entries, &mut vars, ".env").unwrap();
+        let got: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("SCHEME", "https"),
+                ("HOST", "db"),
+                ("URL", "https://db"),
+                ("Q", "db:5432"),
+                ("LIT", "${HOST}$x"),
+                ("ESC", "$HOST"),
+                ("DOLLARS", "a$b"),
+                ("FROM_ENV", "process"),
+            ]
+        );
+        let mut bad = parse("A=1\nB=x$\n").unwrap();
+        let err = expand(&mut bad, &mut vars, ".env").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.message.contains("single-quote"), "{err}");
     }
 
     #[test]

@@ -79,6 +79,40 @@ impl Variables {
         }
     }
 
+    /// Add a variable read from an env file, unless the process environment has it.
+    pub fn set_from_env_file(&mut self, name: &str, value: &str, file: &str, line: usize) {
+        if matches!(self.map.get(name), Some((_, Source::Process))) {
+            return;
+        }
+        self.map.insert(
+            name.to_string(),
+            (
+                value.to_string(),
+                Source::EnvFile {
+                    file: file.to_string(),
+                    line,
+                },
+            ),
+        );
+    }
+
+    /// Add a default read from an env file: only when no source has the variable yet, or
+    /// only a built-in does (an included project's `.env` under the including project's).
+    pub fn set_default(&mut self, name: &str, value: &str, file: &str, line: usize) {
+        if matches!(self.map.get(name), None | Some((_, Source::BuiltIn))) {
+            self.map.insert(
+                name.to_string(),
+                (
+                    value.to_string(),
+                    Source::EnvFile {
+                        file: file.to_string(),
+                        line,
+                    },
+                ),
+            );
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&(String, Source)> {
         self.map.get(name)
     }

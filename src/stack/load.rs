@@ -21,11 +21,21 @@ pub const MAX_DEPTH: usize = 64;
 /// How many nodes aliases may produce in total (a "billion laughs" file is refused).
 pub const MAX_ALIAS_NODES: usize = 100_000;
 
-/// A 1-based line and column in the stack file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A 1-based line and column, in one of the files a stack is read from (an index into
+/// `Marks::files`; 0 for a single parsed text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {
     pub line: usize,
     pub column: usize,
+    pub file: usize,
+}
+
+/// Compose's merge tags on a node: `!reset` removes what earlier files set, `!override`
+/// replaces it instead of merging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeTag {
+    Reset,
+    Override,
 }
 
 /// Where a node is written: its key (for map entries) and its value.
@@ -35,13 +45,62 @@ pub struct Mark {
     pub value: Pos,
 }
 
-/// Positions of every node, by YAML path (map keys as text, list indexes as numbers).
+/// Positions of every node, by YAML path (map keys as text, list indexes as numbers), the
+/// files they point into (as shown to the user), and the nodes tagged `!reset`/`!override`.
 #[derive(Debug, Clone, Default)]
 pub struct Marks {
     map: HashMap<Vec<String>, Mark>,
+    files: Vec<String>,
+    tags: HashMap<Vec<String>, MergeTag>,
 }
 
 impl Marks {
+    /// Marks made from their parts (the composition of several files builds them).
+    pub fn from_parts(map: HashMap<Vec<String>, Mark>, files: Vec<String>) -> Self {
+        Marks {
+            map,
+            files,
+            tags: HashMap::new(),
+        }
+    }
+
+    /// The mark of `path` itself, if it has one.
+    pub fn get(&self, path: &[String]) -> Option<Mark> {
+        self.map.get(path).copied()
+    }
+
+    /// The merge tag written on the node at `path`.
+    pub fn tag(&self, path: &[String]) -> Option<MergeTag> {
+        self.tags.get(path).copied()
+    }
+
+    /// Every position moved into file `file` (after parsing a text on its own).
+    pub fn set_file(&mut self, file: usize) {
+        for mark in self.map.values_mut() {
+            mark.value.file = file;
+            if let Some(key) = &mut mark.key {
+                key.file = file;
+            }
+        }
+    }
+
+    /// The name of the file a position is in (empty when unknown: the caller's file).
+    pub fn file_name(&self, pos: Pos) -> Option<&str> {
+        self.files
+            .get(pos.file)
+            .map(String::as_str)
+            .filter(|f| !f.is_empty())
+    }
+
+    /// The place of a position: its file's name, else `fallback`.
+    pub fn location(&self, pos: Pos, fallback: &str) -> super::Location {
+        super::Location {
+            file: self.file_name(pos).unwrap_or(fallback).to_string(),
+            line: pos.line,
+            column: pos.column,
+        }
+    }
+
     /// The node at `path`, or its nearest ancestor that has a position (values copied by
     /// aliases or merge keys have none of their own).
     pub fn find<S: AsRef<str>>(&self, path: &[S]) -> Option<Mark> {
@@ -87,20 +146,79 @@ impl SyntaxError {
     }
 }
 
+/// How many times a flow collection's line indented less than YAML's strict rule is
+/// re-indented before parsing again (see `parse`), and how many bytes those re-parses may
+/// read in total (a hostile file of such lines must not take long).
+const MAX_INDENT_REPAIRS: usize = 200;
+const MAX_REPAIR_BYTES: usize = 64 << 20;
+
 /// Parse a stack file's text into a value tree (aliases and merge keys applied) and its marks.
+///
+/// PyYAML and Go's YAML library (what Compose reads files with) accept a line inside a flow
+/// collection indented no further than its parent key, as in
+/// `command: [\n  "a",\n]` written at a key's column; `yaml-rust2` says "invalid
+/// indentation". Such a line is indented just enough and the text parsed again, with every
+/// column on that line still reported where it is written.
 pub fn parse(text: &str) -> Result<(Value, Marks), SyntaxError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut builder = Builder {
-        parser: Parser::new_from_str(text),
-        lines: text.split('\n').collect(),
-        open_flows: Vec::new(),
-        recording: true,
-        marks: HashMap::new(),
-        anchors: HashMap::new(),
-        alias_nodes: 0,
-    };
-    let value = builder.stream()?;
-    Ok((value, Marks { map: builder.marks }))
+    let mut repaired: Option<String> = None;
+    let mut shifts: HashMap<usize, usize> = HashMap::new();
+    let repairs = MAX_INDENT_REPAIRS.min(MAX_REPAIR_BYTES / text.len().max(1));
+    let mut attempt = 0;
+    let mut first_error: Option<SyntaxError> = None;
+    loop {
+        let current = repaired.as_deref().unwrap_or(text);
+        let mut builder = Builder {
+            parser: Parser::new_from_str(current),
+            lines: current.split('\n').collect(),
+            shifts: &shifts,
+            open_flows: Vec::new(),
+            recording: true,
+            marks: HashMap::new(),
+            tags: HashMap::new(),
+            anchors: HashMap::new(),
+            alias_nodes: 0,
+            indent_fix: None,
+        };
+        match builder.stream() {
+            Ok(value) => {
+                return Ok((
+                    value,
+                    Marks {
+                        map: builder.marks,
+                        files: Vec::new(),
+                        tags: builder.tags,
+                    },
+                ))
+            }
+            Err(err) => {
+                let fix = builder.indent_fix.take();
+                drop(builder);
+                // An error on a line that was re-indented means the repair did not fit (a
+                // `]` really is missing): the error before any repair says it better.
+                let on_repaired = err.pos.is_some_and(|p| shifts.contains_key(&p.line));
+                let err = match first_error.take() {
+                    Some(first) if on_repaired => return Err(first),
+                    Some(first) => {
+                        first_error = Some(first);
+                        err
+                    }
+                    None => {
+                        first_error = Some(err.clone());
+                        err
+                    }
+                };
+                let Some((line, spaces)) = fix.filter(|_| attempt < repairs) else {
+                    return Err(err);
+                };
+                attempt += 1;
+                let mut lines: Vec<String> = current.split('\n').map(str::to_string).collect();
+                lines[line - 1].insert_str(0, &" ".repeat(spaces));
+                *shifts.entry(line).or_insert(0) += spaces;
+                repaired = Some(lines.join("\n"));
+            }
+        }
+    }
 }
 
 /// Parse YAML text straight into a typed value (tests and tools that read YAML files).
@@ -118,11 +236,17 @@ pub fn from_yaml_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, St
 struct Builder<'a> {
     parser: Parser<std::str::Chars<'a>>,
     lines: Vec<&'a str>,
+    /// Spaces added at the start of lines (by line number) to re-indent flow collections.
+    shifts: &'a HashMap<usize, usize>,
+    /// After an "invalid indentation" error inside a flow collection: the line to indent
+    /// and by how many spaces.
+    indent_fix: Option<(usize, usize)>,
     /// Flow collections (`[`, `{`) open around the current event, for error messages.
     open_flows: Vec<(char, Pos)>,
     /// Off while building the value of a `<<` merge key (its nodes get the merge's marks).
     recording: bool,
     marks: HashMap<Vec<String>, Mark>,
+    tags: HashMap<Vec<String>, MergeTag>,
     /// Anchored nodes by the parser's anchor id.
     anchors: HashMap<usize, Value>,
     /// Nodes produced by aliases so far.
@@ -136,13 +260,61 @@ enum Entry {
 }
 
 impl Builder<'_> {
+    /// A parser position as written in the file (columns of re-indented lines moved back).
+    fn pos(&self, marker: &Marker) -> Pos {
+        let mut at = pos(marker);
+        if let Some(shift) = self.shifts.get(&at.line) {
+            at.column = at.column.saturating_sub(*shift).max(1);
+        }
+        at
+    }
+
+    /// For an "invalid indentation" error at `marker` inside a flow collection: how far to
+    /// indent that line so that it lies right of the key (or `- ` item) the outermost open
+    /// flow collection starts on.
+    fn plan_indent_fix(&mut self, marker: &Marker) {
+        let Some((_, opened)) = self.open_flows.first() else {
+            return;
+        };
+        let Some(start) = self.lines.get(opened.line.wrapping_sub(1)) else {
+            return;
+        };
+        let bytes = start.as_bytes();
+        let mut at = 0;
+        loop {
+            while bytes.get(at) == Some(&b' ') {
+                at += 1;
+            }
+            if bytes.get(at) == Some(&b'-') && matches!(bytes.get(at + 1), Some(b' ')) {
+                at += 1;
+                continue;
+            }
+            break;
+        }
+        let needed = at + 1;
+        let line = marker.line();
+        let Some(text) = self.lines.get(line.wrapping_sub(1)) else {
+            return;
+        };
+        let written = text.len() - text.trim_start_matches(' ').len();
+        if marker.col() == written && written < needed {
+            self.indent_fix = Some((line, needed - written));
+        }
+    }
+
     fn next(&mut self) -> Result<(Event, Pos), SyntaxError> {
         match self.parser.next_token() {
-            Ok((event, marker)) => Ok((event, pos(&marker))),
+            Ok((event, marker)) => Ok((event, self.pos(&marker))),
             Err(err) if err.info() == "recursion limit exceeded" => {
-                Err(too_deep(pos(err.marker())))
+                Err(too_deep(self.pos(err.marker())))
             }
             Err(err) => {
+                if matches!(
+                    err.info(),
+                    "invalid indentation" | "invalid indentation in flow construct"
+                ) {
+                    self.plan_indent_fix(err.marker());
+                }
                 let mut message = err.info().to_string();
                 if let Some((open, at)) = self.open_flows.last() {
                     let close = if *open == '[' { ']' } else { '}' };
@@ -151,7 +323,7 @@ impl Builder<'_> {
                         at.line, at.column
                     ));
                 }
-                Err(SyntaxError::at(pos(err.marker()), message))
+                Err(SyntaxError::at(self.pos(err.marker()), message))
             }
         }
     }
@@ -159,8 +331,9 @@ impl Builder<'_> {
     /// The flow indicator (`[` or `{`) a collection starts with, if it is flow style.
     fn flow_at(&self, at: Pos) -> Option<char> {
         let line = self.lines.get(at.line.checked_sub(1)?)?;
+        let shift = self.shifts.get(&at.line).copied().unwrap_or(0);
         line.chars()
-            .nth(at.column.checked_sub(1)?)
+            .nth(at.column.checked_sub(1)? + shift)
             .filter(|c| matches!(c, '[' | '{'))
     }
 
@@ -217,8 +390,19 @@ impl Builder<'_> {
                 },
             );
         }
+        if let Event::Scalar(_, _, _, Some(tag))
+        | Event::SequenceStart(_, Some(tag))
+        | Event::MappingStart(_, Some(tag)) = &event
+        {
+            if let Some(merge) = merge_tag(tag) {
+                if self.recording {
+                    self.tags.insert(path.clone(), merge);
+                }
+            }
+        }
         match event {
             Event::Scalar(text, style, anchor, tag) => {
+                let tag = tag.filter(|t| merge_tag(t).is_none());
                 let value = scalar(text, style, tag.as_ref(), at)?;
                 self.remember(anchor, &value);
                 Ok(value)
@@ -239,6 +423,7 @@ impl Builder<'_> {
                 Ok(value)
             }
             Event::SequenceStart(anchor, tag) => {
+                let tag = tag.filter(|t| merge_tag(t).is_none());
                 check_collection_tag(tag.as_ref(), "seq", at)?;
                 if depth >= MAX_DEPTH {
                     return Err(too_deep(at));
@@ -273,6 +458,7 @@ impl Builder<'_> {
                 Ok(value)
             }
             Event::MappingStart(anchor, tag) => {
+                let tag = tag.filter(|t| merge_tag(t).is_none());
                 check_collection_tag(tag.as_ref(), "map", at)?;
                 if depth >= MAX_DEPTH {
                     return Err(too_deep(at));
@@ -303,7 +489,12 @@ impl Builder<'_> {
             let (key, merge) = match event {
                 Event::MappingEnd => break,
                 Event::Scalar(text, style, anchor, tag) => {
-                    let merge = text == "<<" && style == TScalarStyle::Plain;
+                    // `!!merge <<` is the explicit spelling of a merge key.
+                    let merge_tagged = tag
+                        .as_ref()
+                        .is_some_and(|t| is_core_tag(t) && t.suffix == "merge");
+                    let merge = text == "<<" && (style == TScalarStyle::Plain || merge_tagged);
+                    let tag = tag.filter(|_| !merge_tagged);
                     let key = match scalar(text, style, tag.as_ref(), key_at)? {
                         Value::Null => "null".to_string(),
                         other => other.scalar_text().unwrap_or_default(),
@@ -417,6 +608,18 @@ fn too_deep(at: Pos) -> SyntaxError {
     )
 }
 
+/// Compose's `!reset` and `!override`.
+fn merge_tag(tag: &yaml_rust2::parser::Tag) -> Option<MergeTag> {
+    if tag.handle != "!" {
+        return None;
+    }
+    match tag.suffix.as_str() {
+        "reset" => Some(MergeTag::Reset),
+        "override" => Some(MergeTag::Override),
+        _ => None,
+    }
+}
+
 fn is_core_tag(tag: &yaml_rust2::parser::Tag) -> bool {
     tag.handle == "tag:yaml.org,2002:"
 }
@@ -433,7 +636,7 @@ fn unsupported_tag(tag: &yaml_rust2::parser::Tag, at: Pos) -> SyntaxError {
     SyntaxError::at(
         at,
         format!(
-            "the YAML tag `{}` is not supported (Compose's `!reset` and `!override` merge files, which stackctl does not)",
+            "the YAML tag `{}` is not supported (YAML's own tags like `!!str` and Compose's `!reset` and `!override` are)",
             tag_text(tag)
         ),
     )
@@ -714,6 +917,7 @@ fn pos(marker: &Marker) -> Pos {
         line: marker.line(),
         // yaml-rust2 counts columns from 0.
         column: marker.col() + 1,
+        file: 0,
     }
 }
 
@@ -722,7 +926,11 @@ mod tests {
     use super::*;
 
     fn at(line: usize, column: usize) -> Pos {
-        Pos { line, column }
+        Pos {
+            line,
+            column,
+            file: 0,
+        }
     }
 
     #[test]
@@ -845,6 +1053,34 @@ mod tests {
     }
 
     #[test]
+    fn flow_collections_may_close_at_their_keys_column_like_pyyaml_and_go_read_them() {
+        // getsentry/self-hosted's docker-compose.yml closes `test: [` this way.
+        let text = "s:\n  test: [\n      \"CMD-SHELL\",\n      \"true\",\n  ]\n  cmd:\n    [\n      \"a\",\n    ]\n  labels: {a: b,\n  c: d\n  }\n  next: 1\n";
+        let (value, marks) = parse(text).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(value["s"]["test"][1].as_str(), Some("true"));
+        assert_eq!(value["s"]["cmd"][0].as_str(), Some("a"));
+        assert_eq!(value["s"]["labels"]["c"].as_str(), Some("d"));
+        assert_eq!(value["s"]["next"].as_i64(), Some(1));
+        // Columns stay those written, also on a re-indented line.
+        assert_eq!(marks.key(&["s", "labels", "c"]), Some(at(11, 3)));
+        assert_eq!(marks.key(&["s", "next"]), Some(at(13, 3)));
+        // Real indentation mistakes are still located errors.
+        let err = parse("a:\n  b: 1\n c: 2\n").unwrap_err();
+        assert_eq!(err.pos.map(|p| p.line), Some(3), "{err:?}");
+    }
+
+    #[test]
+    fn merges_nest_and_take_the_explicit_merge_tag() {
+        let text = "x-a: &a {restart: always}\nx-b: &b\n  <<: *a\n  dep: &dep\n    r:\n      <<: *a\n  image: i\nx-c: &c\n  <<: *b\n  dep:\n    <<: *dep\n    s: {}\nsvc:\n  !!merge <<: *c\n";
+        let (value, _) = parse(text).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(value["svc"]["restart"].as_str(), Some("always"));
+        assert_eq!(value["svc"]["image"].as_str(), Some("i"));
+        assert_eq!(value["svc"]["dep"]["r"]["restart"].as_str(), Some("always"));
+        assert!(value["svc"]["dep"]["s"].is_mapping());
+        assert!(value["svc"].get("<<").is_none());
+    }
+
+    #[test]
     fn explicit_keys_win_over_merged_ones() {
         let (value, marks) = parse("x: &b {a: 1, b: 2}\ny:\n  b: 3\n  <<: [*b, {c: 4}]\n").unwrap();
         assert_eq!(value["y"]["b"].as_i64(), Some(3));
@@ -858,8 +1094,12 @@ mod tests {
         let (value, _) = parse("a: !!str 5\nb: !!int 7\n").unwrap();
         assert_eq!(value["a"].as_str(), Some("5"));
         assert_eq!(value["b"].as_i64(), Some(7));
-        let err = parse("a: !reset []\n").unwrap_err();
-        assert!(err.message.contains("`!reset`"), "{err:?}");
+        let (value, marks) = parse("a: !reset []\nb: !override {x: 1}\n").unwrap();
+        assert_eq!(value["a"], Value::Sequence(Vec::new()));
+        assert_eq!(marks.tag(&["a".to_string()]), Some(MergeTag::Reset));
+        assert_eq!(marks.tag(&["b".to_string()]), Some(MergeTag::Override));
+        let err = parse("a: !custom 1\n").unwrap_err();
+        assert!(err.message.contains("`!custom`"), "{err:?}");
         assert_eq!(err.pos.map(|p| p.line), Some(1));
     }
 

@@ -1,10 +1,14 @@
 //! Stack files: the model, loading with source locations, interpolation and validation.
 //!
-//! `load()` is the one entry point: read `stacks/STAGE.yml`, parse it with positions
-//! (`load`), interpolate variables (`interpolate`, with `.env.STAGE` read by `envfile`),
-//! check everything (`validate`), then resolve what consumers need (`resolve`): environment
-//! filled in, env files merged, relative paths made absolute, profiles applied.
+//! `load()` is the one entry point: read the stage's files (`stacks/base.yml` +
+//! `stacks/STAGE.yml`, `compose.yaml` + its override, or the `-f` files), parse each with
+//! positions (`load`) and merge them by Compose's rules (`compose`), interpolate variables
+//! (`interpolate`, with `.env`/`.env.STAGE` read by `envfile`), apply `include` and
+//! `extends` (`compose`), check everything (`validate`), then resolve what consumers need
+//! (`resolve`): environment filled in, env files merged, relative paths made absolute,
+//! profiles applied. Every position names its file, so errors point into the right one.
 
+pub mod compose;
 pub mod envfile;
 pub mod interpolate;
 pub mod load;
@@ -142,11 +146,7 @@ impl LoadedStack {
     }
 
     fn location(&self, pos: load::Pos) -> Location {
-        Location {
-            file: self.file_display(),
-            line: pos.line,
-            column: pos.column,
-        }
+        self.marks.location(pos, &self.file_display())
     }
 
     /// Warnings worth showing before acting: variables referenced but set nowhere (as
@@ -402,27 +402,41 @@ fn literal_secrets(value: &load::Value, secrets: &mut Vec<String>) {
     }
 }
 
-/// Read → parse → read the stage's variables → interpolate → validate → resolve. Each step
-/// stops at its first kind of failure; validation reports every problem it finds.
+/// Read → parse → merge the files → read the stage's variables → interpolate → include
+/// and extend → validate → resolve. Each step stops at its first kind of failure;
+/// validation reports every problem it finds.
 fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStack, StackErrors> {
-    let file = project.stack_file();
+    let layout = project.stack_files();
+    let file = layout.main.clone();
     let shown = project.display_path(&file);
-    let text = read_stack_file(project, &file, &shown)?;
-    let (mut root, marks) = parse_stack(&text, &shown)?;
-    let (entries, env_shown) = read_stage_variables(project)?;
+    let paths: Vec<(PathBuf, String)> = layout
+        .paths
+        .iter()
+        .map(|path| (path.clone(), project.display_path(path)))
+        .collect();
+    let (mut root, marks, mut files) = compose::read_and_merge(&paths, &project.dir, |missing| {
+        missing_stack_file(project, &layout, missing)
+    })
+    .map_err(StackErrors::sorted)?;
+    let text = files.text.clone();
+    let (entries, mut vars) = read_stage_variables(project, layout.compose)?;
     register_stage_secrets(&entries, &text);
-    let dir_name = project.dir_name();
-    let mut vars = interpolate::Variables::new(
-        std::env::vars(),
-        &entries,
-        &env_shown,
-        &[("STAGE", &project.stage), ("PROJECT", &dir_name)],
-    );
     secrets.extend(stage_secrets(&vars, &text));
     literal_secrets(&root, secrets);
 
-    let (uses, failures) = interpolate_stack(&mut root, &mut vars);
-    let stack = validate_stack(&root, &marks, &shown, project, failures)?;
+    let (mut uses, failures) = interpolate_stack(&mut root, &mut vars);
+    let mut expand = compose::Expand {
+        files: &mut files,
+        vars: &vars,
+        dir: &project.dir,
+        errors: Vec::new(),
+        uses: Vec::new(),
+    };
+    let (root, marks) = compose::expand(root, &marks, &mut expand);
+    let expand_errors = std::mem::take(&mut expand.errors);
+    uses.append(&mut expand.uses);
+    literal_secrets(&root, secrets);
+    let stack = validate_stack(&root, &marks, &shown, project, failures, expand_errors)?;
     let loaded = LoadedStack {
         stack,
         project: String::new(),
@@ -440,22 +454,46 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
     Ok(loaded)
 }
 
-fn read_stack_file(
+/// A stack file that is not there: the stage's own file suggests `init`; a `-f` file is
+/// just missing.
+fn missing_stack_file(
     project: &Project,
-    file: &std::path::Path,
+    layout: &crate::project::StackFiles,
     shown: &str,
-) -> Result<String, StackErrors> {
-    read_text(file, shown).map_err(|e| match e {
-        ReadError::NotFound => StackErrors(vec![StackError::new(
+) -> StackError {
+    if !layout.compose && shown == project.display_path(&layout.main) {
+        StackError::new(
             None,
             format!("cannot read stack file `{shown}`: no such file"),
         )
-        .with_hint(format!(
-            "run `stackctl init --env {}` to create it",
-            project.stage
-        ))]),
-        ReadError::Refused(error) => StackErrors(vec![error]),
-    })
+        .with_hint(if project.dir.join("stacks").is_dir() {
+            missing_stack_hint(project)
+        } else {
+            format!(
+                "run `stackctl init --env {}` to create it, or put a `compose.yaml` in the project directory",
+                project.stage
+            )
+        })
+    } else {
+        StackError::new(
+            None,
+            format!("cannot read stack file `{shown}`: no such file"),
+        )
+    }
+}
+
+/// What to do when the stage has no stack file: create it, or pick a stage that has one.
+fn missing_stack_hint(project: &Project) -> String {
+    let create = format!("run `stackctl init --env {}` to create it", project.stage);
+    let stages = project.stages();
+    if stages.is_empty() {
+        return create;
+    }
+    let listed: Vec<String> = stages.iter().map(|s| format!("`{s}`")).collect();
+    format!(
+        "stages with a stack file: {} (choose one with `-e STAGE`); or {create}",
+        listed.join(", ")
+    )
 }
 
 /// The YAML tree and the position of every key and value; a syntax error is located, with
@@ -480,13 +518,29 @@ fn parse_stack(text: &str, shown: &str) -> Result<(load::Value, load::Marks), St
     })
 }
 
-/// The entries of the stage's env file (none when it does not exist), and the file's name
-/// as shown to the user.
-fn read_stage_variables(project: &Project) -> Result<(Vec<envfile::Entry>, String), StackErrors> {
-    let env_path = project.env_file();
-    let env_shown = project.display_path(&env_path);
-    let entries = match read_text(&env_path, &env_shown) {
-        Ok(text) => envfile::parse(&text).map_err(|e| {
+/// The entries of the stage's env files (`.env` for a Compose project, then `.env.STAGE`;
+/// none when they do not exist), each value interpolated as Compose reads it, and the
+/// variables they make with the process environment and the built-ins.
+fn read_stage_variables(
+    project: &Project,
+    compose: bool,
+) -> Result<(Vec<envfile::Entry>, interpolate::Variables), StackErrors> {
+    let hint_file = if compose {
+        ".env".to_string()
+    } else {
+        project.display_path(&project.env_file())
+    };
+    let dir_name = project.dir_name();
+    let mut vars = interpolate::Variables::new(
+        std::env::vars(),
+        &[],
+        &hint_file,
+        &[("STAGE", &project.stage), ("PROJECT", &dir_name)],
+    );
+    let mut all = Vec::new();
+    for env_path in project.env_files(compose) {
+        let env_shown = project.display_path(&env_path);
+        let located = |e: envfile::EnvFileError| {
             StackErrors(vec![StackError::new(
                 Some(Location {
                     file: env_shown.clone(),
@@ -495,11 +549,18 @@ fn read_stage_variables(project: &Project) -> Result<(Vec<envfile::Entry>, Strin
                 }),
                 e.message,
             )])
-        })?,
-        Err(ReadError::NotFound) => Vec::new(),
-        Err(ReadError::Refused(error)) => return Err(StackErrors(vec![error])),
-    };
-    Ok((entries, env_shown))
+        };
+        match read_text(&env_path, &env_shown) {
+            Ok(text) => {
+                let mut entries = envfile::parse(&text).map_err(located)?;
+                envfile::expand(&mut entries, &mut vars, &env_shown).map_err(located)?;
+                all.extend(entries);
+            }
+            Err(ReadError::NotFound) => {}
+            Err(ReadError::Refused(error)) => return Err(StackErrors(vec![error])),
+        }
+    }
+    Ok((all, vars))
 }
 
 /// From here on every message masks the stage's secret-looking variables (of the env file,
@@ -572,19 +633,13 @@ fn validate_stack(
     shown: &str,
     project: &Project,
     failures: Vec<Failure>,
+    mut errors: Vec<StackError>,
 ) -> Result<model::Stack, StackErrors> {
-    let mut errors: Vec<StackError> = failures
-        .iter()
-        .map(|(path, err)| StackError {
-            location: marks.value(path).map(|p| Location {
-                file: shown.to_string(),
-                line: p.line,
-                column: p.column,
-            }),
-            message: err.message.clone(),
-            hint: err.hint.clone(),
-        })
-        .collect();
+    errors.extend(failures.iter().map(|(path, err)| StackError {
+        location: marks.value(path).map(|p| marks.location(p, shown)),
+        message: err.message.clone(),
+        hint: err.hint.clone(),
+    }));
     let failed: Vec<Vec<String>> = failures.into_iter().map(|(path, _)| path).collect();
     let ctx = validate::Context {
         marks,

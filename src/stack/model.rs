@@ -1049,20 +1049,83 @@ fn opt_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ByteSiz
 }
 
 /// A service's `pull_policy`.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullPolicy {
     /// Pull when the image is not on the engine (the default).
-    #[serde(rename = "missing", alias = "if_not_present")]
     Missing,
     /// Pull at every `up`.
-    #[serde(rename = "always")]
     Always,
     /// Never pull: a missing image is an error.
-    #[serde(rename = "never")]
     Never,
     /// Build the image at every `up` (the service needs `build:`).
-    #[serde(rename = "build")]
     Build,
+    /// `daily`, `weekly`, `every_<duration>`: pull when the image is missing or was last
+    /// pulled (or tagged) longer ago than this.
+    Every(Duration),
+}
+
+impl PullPolicy {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "missing" | "if_not_present" => PullPolicy::Missing,
+            "always" => PullPolicy::Always,
+            "never" => PullPolicy::Never,
+            "build" => PullPolicy::Build,
+            "daily" => PullPolicy::Every(Self::DAY),
+            "weekly" => PullPolicy::Every(Self::WEEK),
+            other => {
+                let Some(period) = other.strip_prefix("every_") else {
+                    return Err(format!(
+                        "unknown pull_policy `{}` (use missing, always, never, build, daily, weekly or every_<duration> like every_12h)",
+                        other
+                    ));
+                };
+                let period = DurationSpec::parse(period)
+                    .map_err(|e| format!("`pull_policy: {other}`: {e}"))?;
+                if period.0.is_zero() {
+                    return Err(format!(
+                        "`pull_policy: {other}` must be longer than zero (use `always` to pull at every `up`)"
+                    ));
+                }
+                PullPolicy::Every(period.0)
+            }
+        })
+    }
+}
+
+impl fmt::Display for PullPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PullPolicy::Missing => f.write_str("missing"),
+            PullPolicy::Always => f.write_str("always"),
+            PullPolicy::Never => f.write_str("never"),
+            PullPolicy::Build => f.write_str("build"),
+            PullPolicy::Every(d) if *d == Self::DAY => f.write_str("daily"),
+            PullPolicy::Every(d) if *d == Self::WEEK => f.write_str("weekly"),
+            PullPolicy::Every(d) => write!(f, "every_{}", DurationSpec(*d)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PullPolicy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Scalar::deserialize(deserializer)? {
+            Scalar::Str(text) => PullPolicy::parse(&text).map_err(de::Error::custom),
+            other => Err(de::Error::custom(format!(
+                "expected a pull policy like `missing` or `daily`, found {}",
+                other.describe()
+            ))),
+        }
+    }
+}
+
+impl Serialize for PullPolicy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
 }
 
 /// `build:` as a string (the context) or a map.
@@ -1972,6 +2035,17 @@ impl Serialize for PortMapping {
     }
 }
 
+/// A container path without a trailing `/` (`/var/www/html/` is `/var/www/html`), as
+/// Compose writes it.
+fn container_path(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/"
+    } else {
+        trimmed
+    }
+}
+
 impl VolumeMount {
     /// Parses the short syntax `SOURCE:TARGET[:MODE]` or `TARGET`.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -1991,6 +2065,7 @@ impl VolumeMount {
                 "volume `{text}`: the container path `{target}` must be absolute"
             ));
         }
+        let target = container_path(target);
         let mut read_only = false;
         let mut options = Vec::new();
         for flag in mode.into_iter().flat_map(|m| m.split(',')) {
@@ -2132,6 +2207,7 @@ impl<'de> Deserialize<'de> for VolumeMount {
                         long.target
                     )));
                 }
+                let target = container_path(&long.target).to_string();
                 let misplaced = [
                     ("bind", long.bind.is_some(), MountKind::Bind),
                     ("volume", long.volume.is_some(), MountKind::Named),
@@ -2195,7 +2271,7 @@ impl<'de> Deserialize<'de> for VolumeMount {
                 Ok(VolumeMount {
                     kind,
                     source: long.source,
-                    target: long.target,
+                    target,
                     read_only: long.read_only && kind != MountKind::Tmpfs,
                     options,
                 })

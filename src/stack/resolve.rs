@@ -241,7 +241,14 @@ fn resolve_service(
     errors: &mut Vec<StackError>,
 ) {
     read_label_files(name, service, loaded, project, errors);
-    let from_files = read_env_files(name, &mut service.env_file, loaded, project, errors);
+    let from_files = read_env_files(
+        name,
+        &mut service.env_file,
+        loaded,
+        project,
+        fill.vars,
+        errors,
+    );
     fill_environment(
         &mut service.environment,
         fill.vars,
@@ -271,6 +278,7 @@ fn read_env_files(
     files: &mut [super::model::EnvFile],
     loaded: &LoadedStack,
     project: &Project,
+    vars: &Variables,
     errors: &mut Vec<StackError>,
 ) -> IndexMap<String, String> {
     let mut from_files: IndexMap<String, String> = IndexMap::new();
@@ -279,13 +287,27 @@ fn read_env_files(
         let path = absolute(&project.dir, file);
         let at = loaded.locate_value(&["services", name, "env_file", &index.to_string()]);
         let shown = project.display_path(&path);
-        match super::read_text(&path, &shown) {
-            Ok(text) if entry.raw => {
-                for (key, value) in raw_env_lines(&text) {
-                    from_files.insert(key, value);
-                }
+        // Values interpolate the stage's variables and the lines above them, as in Compose;
+        // `format: raw` takes each line as written.
+        let raw = entry.raw;
+        let parsed = super::read_text(&path, &shown).map(|text| {
+            if raw {
+                return Ok(raw_env_lines(&text)
+                    .into_iter()
+                    .map(|(key, value)| envfile::Entry {
+                        key,
+                        value,
+                        line: 0,
+                        literal: true,
+                    })
+                    .collect());
             }
-            Ok(text) => match envfile::parse(&text) {
+            envfile::parse(&text).and_then(|mut entries| {
+                envfile::expand(&mut entries, &mut vars.clone(), &shown).map(|()| entries)
+            })
+        });
+        match parsed {
+            Ok(parsed) => match parsed {
                 Ok(entries) => {
                     for entry in entries {
                         from_files.insert(entry.key, entry.value);

@@ -62,11 +62,7 @@ impl<'a> Report<'a> {
     }
 
     fn location(&self, pos: Option<Pos>) -> Option<Location> {
-        pos.map(|p| Location {
-            file: self.ctx.file.to_string(),
-            line: p.line,
-            column: p.column,
-        })
+        pos.map(|p| self.ctx.marks.location(p, self.ctx.file))
     }
 
     /// A problem about a key (located where the key is written).
@@ -665,23 +661,14 @@ fn check_container_task(
     typed::<ContainerTask>(report, &kept, base, what)
 }
 
-/// An entry of a section as a map (null allowed for networks and volumes).
-/// `pull_policy`: the timed policies of Compose (`daily`, `weekly`, `every_<duration>`) are
-/// refused as not supported yet; `build` needs a `build:`. Other values are checked by type.
+/// `pull_policy: build` needs a `build:`. Other values are checked by type.
 fn check_pull_policy(report: &mut Report, kept: &mut Mapping, base: &[String], what: &str) {
     let Some(Value::String(policy)) = kept.get("pull_policy") else {
         return;
     };
     let policy = policy.clone();
     let at = child(base, "pull_policy");
-    if policy == "daily" || policy == "weekly" || policy.starts_with("every_") {
-        report.at_value(
-            &at,
-            format!("{what}: `pull_policy: {policy}` is not supported yet"),
-            Some("use `always` (pull at every `up`) or `missing`".into()),
-        );
-        kept.shift_remove("pull_policy");
-    } else if policy == "build" && !kept.contains_key("build") {
+    if policy == "build" && !kept.contains_key("build") {
         report.at_value(
             &at,
             format!("{what}: `pull_policy: build` needs a `build:`"),
@@ -691,6 +678,7 @@ fn check_pull_policy(report: &mut Report, kept: &mut Mapping, base: &[String], w
     }
 }
 
+/// An entry of a section as a map (null allowed for networks and volumes).
 fn entry_map(
     report: &mut Report,
     value: &Value,

@@ -22,6 +22,7 @@ pub fn repo() -> PathBuf {
 pub fn base_images() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
+        crate::support::machine_ready();
         let script = repo().join("tests/fixtures/base-images.sh");
         let root = Command::new("id")
             .arg("-u")

@@ -229,9 +229,71 @@ pub fn lines(text: &str) -> Vec<String> {
 }
 
 /// The busybox test image, built once per test run (kept across runs: the tag is the cache).
+/// The Debian packages the tests use: busybox for the fast test image, debootstrap for the
+/// reference systems' base images, curl to talk to their APIs, Docker Distribution and
+/// htpasswd for the registry tests, docker-compose for the differential Compose tests,
+/// util-linux's `script` for the terminal tests.
+pub const PACKAGES: &[&str] = &[
+    "busybox-static",
+    "debootstrap",
+    "curl",
+    "docker-registry",
+    "apache2-utils",
+    "docker-compose",
+    "util-linux",
+];
+
+/// Make sure the machine has what the tests need, once per test binary: the missing
+/// packages are installed with apt-get when the tests run as root (under a lock, so two test
+/// binaries never run apt at once), unless `STACKCTL_TEST_NO_INSTALL` is set; otherwise the
+/// run stops with one line saying what to install.
+pub fn machine_ready() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let missing: Vec<&str> = PACKAGES
+            .iter()
+            .copied()
+            .filter(|package| {
+                !StdCommand::new("dpkg-query")
+                    .args(["-W", "-f", "${Status}", package])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                    .unwrap_or(false)
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let root = StdCommand::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let line = format!(
+            "the tests need these packages: {} (as root: apt-get install {})",
+            missing.join(" "),
+            missing.join(" ")
+        );
+        if !root || std::env::var_os("STACKCTL_TEST_NO_INSTALL").is_some() {
+            panic!("{line}");
+        }
+        eprintln!("installing what the tests need: {}", missing.join(" "));
+        let script = format!(
+            "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq {} >/dev/null",
+            missing.join(" ")
+        );
+        let status = StdCommand::new("flock")
+            .args(["/tmp/stackctl-test-packages.lock", "sh", "-c", &script])
+            .status()
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(status.success(), "apt-get failed; {line}");
+    });
+}
+
 pub fn busybox_image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
+        machine_ready();
         if StdCommand::new("docker")
             .args(["image", "inspect", BUSYBOX])
             .output()
@@ -252,4 +314,30 @@ pub fn busybox_image() -> &'static str {
         docker_ok(&["build", "-q", "-t", BUSYBOX, &ctx.path().to_string_lossy()]);
     });
     BUSYBOX
+}
+
+/// Run `stackctl ARGS` in the test project on a pseudo-terminal of 80 columns and 24 rows
+/// (util-linux `script`), with `env` set; the transcript (stderr and stdout as the terminal
+/// got them) and the exit code.
+#[allow(dead_code)]
+pub fn on_terminal(t: &TestStack, args: &str, env: &[(&str, &std::ffi::OsStr)]) -> (String, i32) {
+    let binary = assert_cmd::cargo::cargo_bin("stackctl");
+    let command = format!("stty cols 80 rows 24; exec {} {args}", binary.display());
+    let mut cmd = StdCommand::new("script");
+    cmd.args(["-q", "-e", "-c", &command, "/dev/null"])
+        .current_dir(&t.dir)
+        .env("STACKCTL_ENV", &t.stage)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "80")
+        .env_remove("CI")
+        .env_remove("DOCKER_HOST")
+        .stdin(std::process::Stdio::null());
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let output = cmd.output().expect("run script(1): install util-linux");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        output.status.code().unwrap_or(-1),
+    )
 }

@@ -26,7 +26,10 @@ pub struct Lab {
 /// The shared registry, started on first use.
 pub fn lab() -> &'static Lab {
     static LAB: OnceLock<Lab> = OnceLock::new();
-    LAB.get_or_init(start)
+    LAB.get_or_init(|| {
+        crate::support::machine_ready();
+        start()
+    })
 }
 
 /// A loopback port nothing listens on now.

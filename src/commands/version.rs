@@ -1,0 +1,100 @@
+//! `stackctl version`: stackctl's version and commit, then the engine's version and API and
+//! the host it runs on. Needs no project. When the engine cannot be reached, stackctl's own
+//! part is still printed before the error (exit 1).
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::engine::system::EngineVersion;
+use crate::engine::Engine;
+use crate::output::{human_bytes, Mode, Printer};
+
+/// The commit stackctl was built from (`build.rs`); none for a build outside git.
+pub const COMMIT: Option<&str> = option_env!("STACKCTL_COMMIT");
+
+#[derive(Debug, Serialize)]
+struct Client {
+    version: &'static str,
+    commit: Option<&'static str>,
+    os: &'static str,
+    arch: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct Versions<'a> {
+    stackctl: Client,
+    /// Where the engine is (`unix:///var/run/docker.sock`, `tcp://…`).
+    host: &'a str,
+    engine: Option<&'a EngineVersion>,
+}
+
+pub async fn run(printer: &Printer) -> Result<i32> {
+    let client = Client {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: COMMIT,
+        os: std::env::consts::OS,
+        arch: std::env::consts::ARCH,
+    };
+    let engine = match Engine::connect().await {
+        Ok(engine) => engine
+            .version()
+            .await
+            .map(|v| (engine.address.clone(), v))
+            .map_err(anyhow::Error::from),
+        Err(err) => Err(err),
+    };
+    let (host, found) = match &engine {
+        Ok((address, version)) => (address.clone(), Some(version)),
+        Err(_) => (
+            std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+            None,
+        ),
+    };
+    let versions = Versions {
+        stackctl: client,
+        host: &host,
+        engine: found,
+    };
+    if printer.mode == Mode::Json {
+        printer.data(&serde_json::to_string(&versions)?);
+    } else {
+        printer.data(&text(&versions));
+    }
+    engine.map(|_| 0)
+}
+
+fn text(v: &Versions) -> String {
+    let commit = v
+        .stackctl
+        .commit
+        .map(|c| format!(" (commit {c})"))
+        .unwrap_or_default();
+    let mut out = format!(
+        "stackctl  {}{commit}, {}/{}\n",
+        v.stackctl.version, v.stackctl.os, v.stackctl.arch
+    );
+    match v.engine {
+        Some(e) => {
+            out.push_str(&format!(
+                "engine    {}, API {} (minimum {}; stackctl speaks {})\n",
+                e.version, e.api_version, e.min_api_version, e.negotiated_api_version
+            ));
+            out.push_str(&format!(
+                "host      {} at {}: {}, {}/{}, kernel {}, {} CPUs, {} memory",
+                e.host_name,
+                v.host,
+                e.operating_system,
+                e.os,
+                e.arch,
+                e.kernel_version,
+                e.cpus,
+                human_bytes(e.memory_bytes.max(0) as u64)
+            ));
+        }
+        None => out.push_str(&format!("host      {} (not reachable)", v.host)),
+    }
+    out
+}

@@ -1,0 +1,78 @@
+//! Every stage of one project on this engine (`stackctl ls`): two label-filtered list calls.
+
+use std::collections::BTreeMap;
+
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptionsBuilder};
+
+use super::{label_filters, Engine, EngineError};
+use crate::names;
+use crate::observed::ObservedContainer;
+
+/// What the engine holds of one stage.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageObjects {
+    /// Its containers (all roles, all states), by name.
+    pub containers: Vec<ObservedContainer>,
+    /// Its named volumes.
+    pub volumes: Vec<String>,
+}
+
+impl Engine {
+    /// The containers and volumes labelled with `project`, by stage.
+    pub async fn project_stages(
+        &self,
+        project: &str,
+    ) -> Result<BTreeMap<String, StageObjects>, EngineError> {
+        let filters = label_filters(&[format!("{}={project}", names::PROJECT)]);
+        let containers = async {
+            let options = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            self.client()
+                .list_containers(Some(options))
+                .await
+                .map_err(|err| EngineError::new("list", "containers", err))
+        };
+        let volumes = async {
+            let options = ListVolumesOptionsBuilder::default()
+                .filters(&filters)
+                .build();
+            self.client()
+                .list_volumes(Some(options))
+                .await
+                .map_err(|err| EngineError::new("list", "volumes", err))
+        };
+        let (containers, volumes) = tokio::try_join!(containers, volumes)?;
+        let mut stages: BTreeMap<String, StageObjects> = BTreeMap::new();
+        for summary in containers {
+            let Some(stage) = summary
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(names::STAGE))
+                .cloned()
+            else {
+                continue;
+            };
+            let container = super::observe::observed_container(summary);
+            // As in `observe`: the name pattern is the stage's own (labels are inheritable).
+            if names::is_stage_container_name(&stage, project, &container.name) {
+                stages.entry(stage).or_default().containers.push(container);
+            }
+        }
+        for volume in volumes.volumes.unwrap_or_default() {
+            if let Some(stage) = volume.labels.get(names::STAGE) {
+                stages
+                    .entry(stage.clone())
+                    .or_default()
+                    .volumes
+                    .push(volume.name);
+            }
+        }
+        for objects in stages.values_mut() {
+            objects.containers.sort_by(|a, b| a.name.cmp(&b.name));
+            objects.volumes.sort();
+        }
+        Ok(stages)
+    }
+}
