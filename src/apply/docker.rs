@@ -13,7 +13,7 @@ use crate::engine::build::BuildRequest;
 use crate::engine::containers::{
     port_in_use, ContainerConfig, CopiedFile, Endpoint, Extras, Healthcheck, PublishedPort,
 };
-use crate::engine::task::HookRun;
+use crate::engine::hooks::ExecHook;
 use crate::engine::{Engine, EngineError};
 use crate::error::{Failure, Interrupted};
 use crate::names;
@@ -290,6 +290,9 @@ fn base_credentials(image: &ImageSpec) -> Vec<Credentials> {
     found
 }
 
+/// The longest a lifecycle hook may run.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Run a service's `post_start` or `pre_stop` hooks (`kind`) in its running container, one
 /// after the other; a hook that exits non-zero is an error naming it, with the end of its
 /// output.
@@ -308,20 +311,28 @@ pub async fn run_hooks(
         _ => &definition.pre_stop,
     };
     for (index, hook) in hooks.iter().enumerate() {
-        let run = HookRun {
-            cmd: hook.command.clone(),
+        let exec = ExecHook {
+            command: hook.command.clone(),
             user: hook.user.clone(),
-            privileged: hook.privileged,
             working_dir: hook.working_dir.clone(),
-            env: crate::stack::model::env_list(&hook.environment),
+            environment: crate::stack::model::env_list(&hook.environment),
+            privileged: hook.privileged,
         };
-        let (code, output) = engine.exec_collect(container, &run).await?;
+        let location = loaded
+            .locate(&["services", service, kind, &index.to_string()])
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| display_file(loaded));
+        let Some(run) = engine.exec_hook(container, &exec, HOOK_TIMEOUT).await? else {
+            return Err(Failure::new(format!(
+                "{kind} hook {} of service `{service}` did not end within {}s ({location})",
+                index + 1,
+                HOOK_TIMEOUT.as_secs()
+            ))
+            .into());
+        };
+        let code = run.exit_code;
         if code != 0 {
-            let location = loaded
-                .locate(&["services", service, kind, &index.to_string()])
-                .map(|l| l.to_string())
-                .unwrap_or_else(|| display_file(loaded));
-            let lines: Vec<&str> = output.lines().collect();
+            let lines = &run.last_lines;
             let tail = lines[lines.len().saturating_sub(5)..].join("\n  ");
             let mut message = format!(
                 "{kind} hook {} of service `{service}` exited with code {code} ({location})",

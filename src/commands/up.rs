@@ -10,7 +10,7 @@ use super::{connect, load_stack, Context};
 use crate::apply::docker::DockerTarget;
 use crate::apply::{self, ApplyOptions, Target};
 use crate::cli::{PullArg, UpArgs};
-use crate::engine::context::{scan_inline, scan_listing};
+use crate::engine::context::scan_listing;
 use crate::engine::digest::{self, ContextDigest, Inputs};
 use crate::error::UsageError;
 use crate::observed::Observed;
@@ -145,7 +145,11 @@ async fn context_digests(loaded: &LoadedStack) -> Result<Vec<(String, PathBuf, C
             .into_iter()
             .filter_map(|build| {
                 let context = match &build.dockerfile_inline {
-                    Some(text) => scan_inline(&build.context, text.clone().into_bytes()).ok()?,
+                    Some(text) => crate::engine::context::scan_inline(
+                        &build.context,
+                        text.clone().into_bytes(),
+                    )
+                    .ok()?,
                     None => scan_listing(&build.context, build.dockerfile.as_deref()).ok()?,
                 };
                 let inputs = Inputs {

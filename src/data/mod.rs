@@ -311,7 +311,13 @@ pub async fn stop_users(
     if services.is_empty() {
         return Ok(Vec::new());
     }
-    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let observed = engine
+        .observe_named(
+            &loaded.stage,
+            &loaded.project,
+            &container::custom_names(loaded),
+        )
+        .await?;
     let running: Vec<_> = observed
         .containers
         .into_iter()
@@ -615,7 +621,7 @@ async fn restore_prepared(
                     let labels =
                         names::owner_labels(&loaded.stage, &loaded.project, names::role::VOLUME);
                     engine
-                        .create_volume(&staging, None, &labels, &HashMap::new())
+                        .create_volume(&staging, None, &labels, &Default::default())
                         .await?;
                     let dest = Dest::VolumeStaging {
                         volume: object.clone(),
@@ -934,8 +940,9 @@ async fn commit(
                         .iter()
                         .any(|v| container::volumes_from_target(v) == key)
                     {
-                        let name = names::container(&loaded.stage, &loaded.project, service);
-                        engine.remove_container(&name).await?;
+                        for name in container::replica_names(loaded, service) {
+                            engine.remove_container(&name).await?;
+                        }
                     }
                 }
                 remove_users_of_container(engine, loaded, container).await?;
@@ -1002,7 +1009,7 @@ async fn recreate_volume(engine: &Engine, loaded: &LoadedStack, volume: &str) ->
         .iter()
         .find(|(key, _)| container::volume_name(loaded, key) == volume)
         .and_then(|(_, def)| def.driver.clone());
-    let options: HashMap<String, String> = container::volume_driver_opts(loaded, volume)
+    let options = container::volume_driver_opts(loaded, volume)
         .into_iter()
         .collect();
     engine

@@ -350,8 +350,8 @@ async fn prepare_context(
     let tag = request.tag.clone();
     let scan_root = request.context.clone();
     let dockerfile = request.dockerfile.clone();
-    let mut labels = request.labels.clone();
     let inline = request.dockerfile_inline.clone();
+    let mut labels = request.labels.clone();
     let labels_inline = request.target.is_none();
     let args = request.args.clone();
     let target = request.target.clone();

@@ -127,11 +127,9 @@ impl Engine {
             }
             let mut delay = Duration::from_millis(20);
             loop {
-                let info = self
-                    .client()
-                    .inspect_exec(&created.id)
-                    .await
-                    .map_err(|e| EngineError::new("inspect exec hook in container", container, e))?;
+                let info = self.client().inspect_exec(&created.id).await.map_err(|e| {
+                    EngineError::new("inspect exec hook in container", container, e)
+                })?;
                 if info.running != Some(true) {
                     let lines: Vec<String> = text.lines().map(str::to_string).collect();
                     let keep = lines.len().saturating_sub(KEPT_LINES);

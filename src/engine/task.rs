@@ -15,17 +15,6 @@ use super::attach::{self, End, ExitFuture, Input, Outcome};
 use super::containers::{Attach, ContainerConfig};
 use super::{Engine, EngineError};
 
-/// A command to run in a running container (a lifecycle hook).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HookRun {
-    pub cmd: Vec<String>,
-    pub user: Option<String>,
-    pub privileged: bool,
-    pub working_dir: Option<String>,
-    /// `KEY=VALUE`.
-    pub env: Vec<String>,
-}
-
 /// Where the exit code of an attached process comes from, and where a TTY resize goes.
 #[derive(Debug, Clone)]
 enum TtyOwner {
@@ -193,48 +182,6 @@ impl Engine {
             resizer.abort();
         }
         outcome
-    }
-
-    /// Run a command in a running container and collect its output (stdout and stderr
-    /// together): a lifecycle hook. Returns its exit code and output.
-    pub async fn exec_collect(
-        &self,
-        container: &str,
-        run: &HookRun,
-    ) -> Result<(i64, String), EngineError> {
-        use futures_util::StreamExt;
-        let created = self
-            .docker
-            .create_exec(
-                container,
-                ExecConfig {
-                    cmd: Some(run.cmd.clone()),
-                    user: run.user.clone(),
-                    privileged: Some(run.privileged),
-                    working_dir: run.working_dir.clone(),
-                    env: (!run.env.is_empty()).then(|| run.env.clone()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| EngineError::new("exec in container", container, e))?;
-        let started = self
-            .docker
-            .start_exec(&created.id, None::<StartExecOptions>)
-            .await
-            .map_err(|e| EngineError::new("start exec in container", container, e))?;
-        let mut text = String::new();
-        if let StartExecResults::Attached { mut output, .. } = started {
-            while let Some(frame) = output.next().await {
-                let frame =
-                    frame.map_err(|e| EngineError::new("exec in container", container, e))?;
-                text.push_str(&String::from_utf8_lossy(&frame.into_bytes()));
-            }
-        }
-        let code = exec_exit(self.docker.clone(), created.id, container.to_string()).await?;
-        Ok((code, text))
     }
 
     /// Keep the container's TTY the size of ours: once now, then on every SIGWINCH.

@@ -1556,71 +1556,6 @@ volumes:
         assert!(fetch(&always).contains(&t("pull", "other:1", "--pull always")));
     }
 
-    #[test]
-    fn timed_pull_policies_pull_only_an_image_older_than_their_period() {
-        let stack = loaded(
-            "services:\n  a: { image: 'busybox:latest', pull_policy: daily }\n  b: { image: 'other:1', pull_policy: every_2h }\n  c: { image: 'gone:1', pull_policy: weekly }\n  d: { image: 'demo/api:dev', pull_policy: every_30m }\n",
-        );
-        let hours = |h: u64| Duration::from_secs(h * 3600);
-        let observed = Observed {
-            image_ages: HashMap::from([
-                ("busybox:latest".to_string(), hours(25)),
-                ("other:1".to_string(), hours(1)),
-            ]),
-            ..Default::default()
-        };
-        let pulls: Vec<(String, String)> =
-            plan(&stack, &images(), &observed, &PlanOptions::default())
-                .unwrap()
-                .actions
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Pull { image, reason, .. } => Some((image.clone(), reason.clone())),
-                    _ => None,
-                })
-                .collect();
-        assert_eq!(
-            pulls,
-            vec![
-                (
-                    "busybox:latest".to_string(),
-                    "pull_policy: daily; last pulled 25h ago".to_string()
-                ),
-                ("gone:1".to_string(), "missing".to_string()),
-                (
-                    "demo/api:dev".to_string(),
-                    "pull_policy: every_30m; last pulled at an unknown time".to_string()
-                ),
-            ],
-            "other:1 was pulled an hour ago, inside its 2h"
-        );
-    }
-
-    #[test]
-    fn a_services_own_always_pulls_its_image_even_with_a_build_but_build_still_builds() {
-        let stack = loaded(
-            "services:\n  api: { image: 'demo/api:dev', build: ./api, pull_policy: always }\n",
-        );
-        let kinds = |options: &PlanOptions| -> Vec<&'static str> {
-            plan(&stack, &images(), &Observed::default(), options)
-                .unwrap()
-                .actions
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Pull { .. } => Some("pull"),
-                    Action::Build { .. } => Some("build"),
-                    _ => None,
-                })
-                .collect()
-        };
-        assert_eq!(kinds(&PlanOptions::default()), vec!["pull"]);
-        let build = PlanOptions {
-            build: true,
-            ..Default::default()
-        };
-        assert_eq!(kinds(&build), vec!["build"]);
-    }
-
     /// The containers a plan leaves running for a stack, as the engine would list them.
     fn observed_after(stack: &LoadedStack) -> Observed {
         let plan = plan(
@@ -1736,5 +1671,70 @@ volumes:
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn timed_pull_policies_pull_only_an_image_older_than_their_period() {
+        let stack = loaded(
+            "services:\n  a: { image: 'busybox:latest', pull_policy: daily }\n  b: { image: 'other:1', pull_policy: every_2h }\n  c: { image: 'gone:1', pull_policy: weekly }\n  d: { image: 'demo/api:dev', pull_policy: every_30m }\n",
+        );
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let observed = Observed {
+            image_ages: HashMap::from([
+                ("busybox:latest".to_string(), hours(25)),
+                ("other:1".to_string(), hours(1)),
+            ]),
+            ..Default::default()
+        };
+        let pulls: Vec<(String, String)> =
+            plan(&stack, &images(), &observed, &PlanOptions::default())
+                .unwrap()
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Pull { image, reason, .. } => Some((image.clone(), reason.clone())),
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(
+            pulls,
+            vec![
+                (
+                    "busybox:latest".to_string(),
+                    "pull_policy: daily; last pulled 25h ago".to_string()
+                ),
+                ("gone:1".to_string(), "missing".to_string()),
+                (
+                    "demo/api:dev".to_string(),
+                    "pull_policy: every_30m; last pulled at an unknown time".to_string()
+                ),
+            ],
+            "other:1 was pulled an hour ago, inside its 2h"
+        );
+    }
+
+    #[test]
+    fn a_services_own_always_pulls_its_image_even_with_a_build_but_build_still_builds() {
+        let stack = loaded(
+            "services:\n  api: { image: 'demo/api:dev', build: ./api, pull_policy: always }\n",
+        );
+        let kinds = |options: &PlanOptions| -> Vec<&'static str> {
+            plan(&stack, &images(), &Observed::default(), options)
+                .unwrap()
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Pull { .. } => Some("pull"),
+                    Action::Build { .. } => Some("build"),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(kinds(&PlanOptions::default()), vec!["pull"]);
+        let build = PlanOptions {
+            build: true,
+            ..Default::default()
+        };
+        assert_eq!(kinds(&build), vec!["build"]);
     }
 }

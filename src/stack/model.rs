@@ -2047,6 +2047,17 @@ impl Serialize for PortMapping {
     }
 }
 
+/// A container path without a trailing `/` (`/var/www/html/` is `/var/www/html`), as
+/// Compose writes it.
+fn container_path(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/"
+    } else {
+        trimmed
+    }
+}
+
 impl VolumeMount {
     /// Parses the short syntax `SOURCE:TARGET[:MODE]` or `TARGET`.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -2066,6 +2077,7 @@ impl VolumeMount {
                 "volume `{text}`: the container path `{target}` must be absolute"
             ));
         }
+        let target = container_path(target);
         let mut read_only = false;
         let mut options = Vec::new();
         for flag in mode.into_iter().flat_map(|m| m.split(',')) {
@@ -2207,6 +2219,7 @@ impl<'de> Deserialize<'de> for VolumeMount {
                         long.target
                     )));
                 }
+                let target = container_path(&long.target).to_string();
                 let misplaced = [
                     ("bind", long.bind.is_some(), MountKind::Bind),
                     ("volume", long.volume.is_some(), MountKind::Named),
@@ -2270,7 +2283,7 @@ impl<'de> Deserialize<'de> for VolumeMount {
                 Ok(VolumeMount {
                     kind,
                     source: long.source,
-                    target: long.target,
+                    target,
                     read_only: long.read_only && kind != MountKind::Tmpfs,
                     options,
                 })

@@ -287,11 +287,12 @@ fn read_env_files(
         let path = absolute(&project.dir, file);
         let at = loaded.locate_value(&["services", name, "env_file", &index.to_string()]);
         let shown = project.display_path(&path);
-        // `format: raw` keeps the lines as written; otherwise values interpolate the stage's
-        // variables and the lines above them, as in Compose.
+        // Values interpolate the stage's variables and the lines above them, as in Compose;
+        // `format: raw` takes each line as written.
+        let raw = entry.raw;
         let parsed = super::read_text(&path, &shown).map(|text| {
-            if entry.raw {
-                Ok(raw_env_lines(&text)
+            if raw {
+                return Ok(raw_env_lines(&text)
                     .into_iter()
                     .map(|(key, value)| envfile::Entry {
                         key,
@@ -299,12 +300,11 @@ fn read_env_files(
                         line: 0,
                         literal: true,
                     })
-                    .collect())
-            } else {
-                envfile::parse(&text).and_then(|mut entries| {
-                    envfile::expand(&mut entries, &mut vars.clone(), &shown).map(|()| entries)
-                })
+                    .collect());
             }
+            envfile::parse(&text).and_then(|mut entries| {
+                envfile::expand(&mut entries, &mut vars.clone(), &shown).map(|()| entries)
+            })
         });
         match parsed {
             Ok(parsed) => match parsed {

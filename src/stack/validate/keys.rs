@@ -122,6 +122,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "gpus",
     "post_start",
     "pre_stop",
+    "extends",
 ];
 
 /// Compose service keys stackctl does not implement yet: an error, never ignored.
@@ -132,7 +133,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "cpu_percent",
     "credential_spec",
     "develop",
-    "extends",
     "isolation",
     "mac_address",
     "models",
@@ -158,11 +158,13 @@ pub const PLACES: &[Place] = &[
             "data_containers",
             "tasks",
             "version",
+            "include",
             "engine",
         ],
-        &["include", "models"],
+        &["models"],
     ),
-    strict("include[]", &[], &["path", "env_file", "project_directory"]),
+    // `include` and `extends` are applied while loading, before these checks.
+    strict("include[]", &["path", "env_file", "project_directory"], &[]),
     place("services.*", SERVICE_KEYS, SERVICE_UNSUPPORTED),
     place(
         "services.*.build",
@@ -373,7 +375,7 @@ pub const PLACES: &[Place] = &[
         &["path", "required", "format"],
         &[],
     ),
-    strict("services.*.extends", &[], &["service", "file"]),
+    strict("services.*.extends", &["service", "file"], &[]),
     strict(
         "services.*.gpus[]",
         &["capabilities", "count", "device_ids", "driver", "options"],
@@ -568,9 +570,6 @@ pub fn reason(path: &str, key: &str) -> String {
         }
         ("services.*.volumes[].bind", "recursive") => {
             "it needs engine API 1.44; stackctl speaks API 1.41 to the engine"
-        }
-        ("", "include") | ("services.*", "extends") => {
-            "split files are not merged by this version"
         }
         ("services.*", "develop") => "stackctl has no watch mode",
         ("services.*", "pre_start") => {
