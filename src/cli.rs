@@ -65,6 +65,20 @@ pub struct GlobalArgs {
     /// More detail (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The engine to drive: `ssh://USER@HOST[:PORT]`, `tcp://HOST:PORT`, `unix:///PATH`.
+    /// Default: the stack file's `engine.host`, else DOCKER_HOST, else the Docker context,
+    /// else the local socket.
+    #[arg(short = 'H', long = "host", global = true, value_name = "URL")]
+    pub host: Option<String>,
+    /// The Docker context whose engine to drive (`docker context ls`); default: DOCKER_CONTEXT
+    /// or the current context, when nothing above names an engine.
+    #[arg(
+        long = "context",
+        global = true,
+        value_name = "NAME",
+        conflicts_with = "host"
+    )]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +157,11 @@ pub enum Command {
         after_help = "Examples:\n  stackctl data ls\n  stackctl data save -o dev.tar.zst\n  stackctl -e qa data load -i dev.tar.zst\n  stackctl -e qa data copy --from dev"
     )]
     Data(DataArgs),
+    /// Show or release the stage's lock (on this machine and on the engine).
+    #[command(
+        after_help = "Examples:\n  stackctl -e prod lock status\n  stackctl -e prod lock release     when its holder is gone and you cannot wait for its lease"
+    )]
+    Lock(LockArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         visible_alias = "completion",
@@ -430,6 +449,20 @@ pub struct DataCopyArgs {
     /// Seconds to wait for the stage locks and for health when services start again.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
     pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    #[command(subcommand)]
+    pub action: LockAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum LockAction {
+    /// Who holds the stage's lock, since when, and whether its lease is still renewed.
+    Status,
+    /// Remove the stage's lock from the engine (its holder, if alive, is told it lost it).
+    Release,
 }
 
 #[derive(Debug, Clone, Args)]

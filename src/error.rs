@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-/// Exit codes of stackctl (README: "Exit codes").
+/// Exit codes of stackctl (docs/src/exit-codes.md).
 pub mod exit {
     pub const OK: i32 = 0;
     pub const FAILURE: i32 = 1;

@@ -77,7 +77,8 @@ pub fn grace(command: &crate::cli::Command) -> Duration {
         | Command::Stop(_)
         | Command::Start(_)
         | Command::Down(_)
-        | Command::Purge(_) => Duration::from_secs(3),
+        | Command::Purge(_)
+        | Command::Lock(_) => Duration::from_secs(3),
     }
 }
 

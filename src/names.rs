@@ -203,6 +203,10 @@ pub fn network_wanted(
         .and_then(|d| d.driver.clone())
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| "bridge".to_string());
+    let def = loaded.stack.networks.get(key).cloned().unwrap_or_default();
+    let map = |m: &indexmap::IndexMap<String, String>| -> HashMap<String, String> {
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
     Ok(crate::engine::networks::NetworkWanted {
         name: name.to_string(),
         key: key.to_string(),
@@ -210,6 +214,27 @@ pub fn network_wanted(
         labels: object_labels(loaded, "networks", key, role::NETWORK)?,
         stage: stage.clone(),
         project: project.clone(),
+        options: map(&def.driver_opts),
+        internal: def.internal,
+        attachable: def.attachable,
+        enable_ipv6: def.enable_ipv6,
+        ipam: def
+            .ipam
+            .as_ref()
+            .map(|ipam| crate::engine::networks::IpamWanted {
+                driver: ipam.driver.clone(),
+                pools: ipam
+                    .config
+                    .iter()
+                    .map(|pool| crate::engine::networks::PoolWanted {
+                        subnet: pool.subnet.clone(),
+                        ip_range: pool.ip_range.clone(),
+                        gateway: pool.gateway.clone(),
+                        aux_addresses: map(&pool.aux_addresses),
+                    })
+                    .collect(),
+                options: map(&ipam.options),
+            }),
     })
 }
 

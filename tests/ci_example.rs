@@ -75,3 +75,32 @@ fn every_stackctl_line_parses_and_the_stage_is_cleaned_up() {
         .expect("purge in after_script");
     assert!(purge.yes, "purge never prompts in CI");
 }
+
+#[test]
+fn the_deploy_job_builds_pushes_then_brings_prod_up_over_ssh() {
+    let ci = example();
+    let job = &ci["deploy"];
+    assert_eq!(job["variables"]["STACKCTL_ENV"].as_str(), Some("prod"));
+    let before = script(job, "before_script").join("\n");
+    assert!(
+        before.contains("SSH_PRIVATE_KEY"),
+        "the key comes from a CI variable"
+    );
+    assert!(before.contains("known_hosts"), "the host key is pinned");
+    let mut names = Vec::new();
+    for line in script(job, "script") {
+        let Some(args) = stackctl_args(&line) else {
+            continue;
+        };
+        let cli =
+            Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("`{line}` does not parse: {e}"));
+        names.push(match cli.command {
+            Command::Build(_) => "build",
+            Command::Push(_) => "push",
+            Command::Up(_) => "up",
+            _ => "other",
+        });
+    }
+    let order: Vec<&str> = names.into_iter().filter(|n| *n != "other").collect();
+    assert_eq!(order, ["build", "push", "up"]);
+}

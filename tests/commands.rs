@@ -394,6 +394,15 @@ fn ps_json_and_logs_with_dates_and_timestamps() {
     };
     let past = "2000-01-01T00:00:00Z";
     let future = "2037-01-01T00:00:00+01:00";
+    // `up` returns once api started; its first line may come a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !logs(&["api"]).contains("api | api started") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "api printed nothing in 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(logs(&["api", "--since", past]).contains("api | api started"));
     assert_eq!(logs(&["api", "--since", future]), "", "nothing after 2037");
     assert_eq!(logs(&["api", "--until", past]), "", "nothing before 2000");

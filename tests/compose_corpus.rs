@@ -155,10 +155,16 @@ fn scalar(value: &Yaml) -> Option<String> {
 /// `sh -c a b`.
 fn command(value: &Yaml) -> Option<String> {
     match value {
+        // Quotes dropped on both sides: one tool prints the string as written, the other
+        // the words a shell split it into.
         Yaml::Array(words) => Some(
             words
                 .iter()
                 .filter_map(scalar)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .replace(['\'', '"'], "")
+                .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" "),
         ),

@@ -310,6 +310,7 @@ const TEMPLATE_STACK: &str = "# stage {stage} of {project} at {domain}
 services:
   app:
     image: IMAGE
+    container_name: '{stage}-app'
     environment:
       PASSWORD: ${APP_PASSWORD}
       URL: https://{domain}/
@@ -357,6 +358,8 @@ fn init_renders_the_templates() {
         stack.stage, stack.project
     )));
     assert!(rendered.contains("URL: https://shop.test/"));
+    // A container name keeps the stage, so that stages never share it.
+    assert!(rendered.contains(&format!("container_name: '{}-app'", stack.stage)));
     let env_path = stack.path(&format!(".env.{}", stack.stage));
     assert_eq!(mode(&env_path), 0o600, ".env is private");
     let values = env_values(&std::fs::read_to_string(&env_path).expect("env file"));

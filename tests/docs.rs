@@ -216,9 +216,10 @@ fn every_stackctl_command_in_a_shell_block_parses() {
     for page in pages() {
         let text = read(&page);
         for (line, args) in commands_in(&text) {
+            // `--help` lines, and usage synopses (`[--yes]`, `[-- CMD…]`), are not runs.
             if args
                 .iter()
-                .any(|a| a == "--help" || a == "-h" || a == "--version")
+                .any(|a| a == "--help" || a == "-h" || a == "--version" || a.starts_with('['))
             {
                 continue;
             }

@@ -377,7 +377,7 @@ tasks:
         format!("{file}:5:13: `pre_start` item 1 of service `app` has none of `command`, `image` or `task`"),
         format!("{file}:6:15: service `app`: `pre_start` step 2 runs task `migrat`, which is not a task"),
         "did you mean `migrate`?".to_string(),
-        "unknown key `colour` in `pre_start` item 3 of service `app`".to_string(),
+        "unknown key `colour` in `pre_start.2` of service `app`".to_string(),
         "`post_start` item 1 of service `app` has no `command`".to_string(),
     ] {
         assert!(err.contains(&part), "`{part}` in: {err}");

@@ -66,6 +66,7 @@ broken!(
     bad_duration,
     bad_interpolation,
     bad_port,
+    compose_keys,
     cycle,
     dangling_depends_on,
     dangling_task_service,

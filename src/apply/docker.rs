@@ -11,7 +11,7 @@ use super::target::{Phase, Readiness, Target};
 use super::{hooks, Interrupt};
 use crate::engine::build::BuildRequest;
 use crate::engine::containers::{
-    port_in_use, ContainerConfig, Endpoint, Healthcheck, PublishedPort,
+    port_in_use, ContainerConfig, CopiedFile, Endpoint, Extras, Healthcheck, PublishedPort,
 };
 use crate::engine::{Engine, EngineError};
 use crate::error::{Failure, Interrupted};
@@ -57,6 +57,8 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             .map(|n| Endpoint {
                 network: n.network.clone(),
                 aliases: n.aliases.clone(),
+                ipv4_address: n.ipv4_address.clone(),
+                ipv6_address: n.ipv6_address.clone(),
             })
             .collect(),
         healthcheck: spec.healthcheck.as_ref().map(|h| Healthcheck {
@@ -65,6 +67,7 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             timeout_ns: h.timeout_ns,
             retries: h.retries,
             start_period_ns: h.start_period_ns,
+            start_interval_ns: h.start_interval_ns,
         }),
         restart: spec.restart.clone(),
         labels: spec.labels().into_iter().collect(),
@@ -78,8 +81,127 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
         hostname: spec.hostname.clone(),
         extra_hosts: spec.extra_hosts.clone(),
         attach: None,
-        privileged: false,
+        extras: Extras {
+            network_mode: spec.network_mode.clone(),
+            expose: spec.expose.clone(),
+            stdin_open: spec.stdin_open,
+            tty: spec.tty,
+            read_only: spec.read_only,
+            tmpfs: map(&spec.tmpfs),
+            cap_add: spec.cap_add.clone(),
+            cap_drop: spec.cap_drop.clone(),
+            ulimits: spec.ulimits.clone(),
+            links: spec.links.clone(),
+            memory_reservation: spec.memory_reservation,
+            pids_limit: spec.pids_limit,
+            log_driver: spec.log_driver.clone(),
+            log_options: map(&spec.log_options),
+            devices: spec.devices.clone(),
+            security_opt: spec.security_opt.clone(),
+            shm_size: spec.shm_size,
+            sysctls: map(&spec.sysctls),
+            pid: spec.pid.clone(),
+            ipc: spec.ipc.clone(),
+            platform: spec.platform.clone(),
+            privileged: spec.privileged,
+            dns: spec.dns.clone(),
+            dns_search: spec.dns_search.clone(),
+            dns_opt: spec.dns_opt.clone(),
+            group_add: spec.group_add.clone(),
+            runtime: spec.runtime.clone(),
+            cpu_shares: spec.cpu_shares,
+            cpuset: spec.cpuset.clone(),
+            cpu_quota: spec.cpu_quota,
+            cpu_period: spec.cpu_period,
+            cpu_rt_period: spec.cpu_rt_period,
+            cpu_rt_runtime: spec.cpu_rt_runtime,
+            oom_score_adj: spec.oom_score_adj,
+            oom_kill_disable: spec.oom_kill_disable,
+            mem_swappiness: spec.mem_swappiness,
+            memswap_limit: spec.memswap_limit,
+            domainname: spec.domainname.clone(),
+            userns_mode: spec.userns_mode.clone(),
+            uts: spec.uts.clone(),
+            cgroup_parent: spec.cgroup_parent.clone(),
+            cgroup: spec.cgroup.clone(),
+            device_cgroup_rules: spec.device_cgroup_rules.clone(),
+            storage_opt: map(&spec.storage_opt),
+            blkio_weight: spec.blkio_config.as_ref().and_then(|b| b.weight),
+            blkio_weight_device: blkio(&spec.blkio_config, |b| {
+                b.weight_device
+                    .iter()
+                    .map(|d| (d.path.clone(), d.weight))
+                    .collect()
+            }),
+            blkio_read_bps: blkio(&spec.blkio_config, |b| {
+                b.device_read_bps
+                    .iter()
+                    .map(|d| (d.path.clone(), d.rate.0))
+                    .collect()
+            }),
+            blkio_write_bps: blkio(&spec.blkio_config, |b| {
+                b.device_write_bps
+                    .iter()
+                    .map(|d| (d.path.clone(), d.rate.0))
+                    .collect()
+            }),
+            blkio_read_iops: blkio(&spec.blkio_config, |b| {
+                b.device_read_iops
+                    .iter()
+                    .map(|d| (d.path.clone(), d.rate))
+                    .collect()
+            }),
+            device_requests: spec
+                .device_requests
+                .iter()
+                .map(|request| bollard::models::DeviceRequest {
+                    driver: request.driver.clone(),
+                    count: request.count,
+                    device_ids: (!request.device_ids.is_empty())
+                        .then(|| request.device_ids.clone()),
+                    capabilities: (!request.capabilities.is_empty())
+                        .then(|| vec![request.capabilities.clone()]),
+                    options: (!request.options.is_empty()).then(|| {
+                        request
+                            .options
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    }),
+                })
+                .collect(),
+            blkio_write_iops: blkio(&spec.blkio_config, |b| {
+                b.device_write_iops
+                    .iter()
+                    .map(|d| (d.path.clone(), d.rate))
+                    .collect()
+            }),
+        },
+        files: spec
+            .files
+            .iter()
+            .map(|f| CopiedFile {
+                path: f.path.clone(),
+                uid: f.uid,
+                gid: f.gid,
+                mode: f.mode,
+                content: f.content.clone(),
+            })
+            .collect(),
     }
+}
+
+fn blkio<T>(
+    config: &Option<crate::stack::model::BlkioConfig>,
+    pick: impl Fn(&crate::stack::model::BlkioConfig) -> Vec<T>,
+) -> Vec<T> {
+    config.as_ref().map(pick).unwrap_or_default()
+}
+
+fn map(
+    sorted: &std::collections::BTreeMap<String, String>,
+) -> std::collections::HashMap<String, String> {
+    sorted.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// Pull an image with the credentials Docker's config gives for its registry; failures say
@@ -135,6 +257,11 @@ pub fn build_request(image: &ImageSpec) -> BuildRequest {
         labels: image.labels.clone(),
         tag: image.tag.clone(),
         no_cache: image.no_cache,
+        dockerfile_inline: image.dockerfile_inline.clone(),
+        cache_from: image.cache_from.clone(),
+        network: image.network.clone(),
+        shm_size: image.shm_size,
+        pull: image.pull,
         registry_auth: base_credentials(image),
     }
 }
@@ -318,7 +445,7 @@ impl<'a> DockerTarget<'a> {
         if matches!(change, Change::Unchanged(_)) {
             return Ok(());
         }
-        let steps = !spec.pre_start.is_empty();
+        let steps = !spec.pre_start.is_empty() && !spec.pre_start_elsewhere;
         if steps && matches!(change, Change::Recreate(_)) {
             return self.swap(service, spec, phase).await;
         }
@@ -389,8 +516,10 @@ impl DockerTarget<'_> {
 impl Target for DockerTarget<'_> {
     async fn observe(&self) -> Result<Observed> {
         let loaded = self.loaded;
+        let custom_names = container::custom_names(loaded);
         let (mut observed, index, ages) = tokio::try_join!(
-            self.engine.observe(&loaded.stage, &loaded.project),
+            self.engine
+                .observe_named(&loaded.stage, &loaded.project, &custom_names),
             self.engine.image_index(),
             self.image_ages()
         )?;
@@ -475,8 +604,9 @@ impl Target for DockerTarget<'_> {
             Action::CreateVolume { name, driver } => {
                 phase("creating")?;
                 let labels = names::volume_labels(self.loaded, name)?;
+                let options = map(&container::volume_driver_opts(self.loaded, name));
                 Ok(engine
-                    .create_volume(name, driver.as_deref(), &labels)
+                    .create_volume(name, driver.as_deref(), &labels, &options)
                     .await?)
             }
             Action::DataContainer { spec, exists, .. } => {
@@ -497,6 +627,12 @@ impl Target for DockerTarget<'_> {
                 if !*remove {
                     return Ok(());
                 }
+                phase("removing")?;
+                self.stop(name).await?;
+                Ok(engine.remove_container(name).await?)
+            }
+            Action::Stale { name, service } => {
+                self.pre_stop(service, name).await?;
                 phase("removing")?;
                 self.stop(name).await?;
                 Ok(engine.remove_container(name).await?)
@@ -528,7 +664,27 @@ impl Target for DockerTarget<'_> {
 }
 
 /// A start failure, with the friendly form of "port is already allocated".
-pub fn start_error(loaded: &LoadedStack, service: &str, err: EngineError) -> anyhow::Error {
+pub fn start_error(loaded: &LoadedStack, service: &str, mut err: EngineError) -> anyhow::Error {
+    if err.message.contains("could not select device driver") && err.hint.is_none() {
+        let location = loaded
+            .locate(&["services", service, "gpus"])
+            .or_else(|| {
+                loaded.locate(&[
+                    "services",
+                    service,
+                    "deploy",
+                    "resources",
+                    "reservations",
+                    "devices",
+                ])
+            })
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| display_file(loaded));
+        err.hint = Some(format!(
+            "the engine has no driver for the devices `{service}` asks for ({location}); for NVIDIA GPUs install the NVIDIA container toolkit on the engine's host, or remove the request"
+        ));
+        return err.into();
+    }
     let Some(port) = port_in_use(&err) else {
         return err.into();
     };
@@ -829,6 +985,220 @@ services:
             spec.networks[1].aliases,
             vec!["api".to_string(), "api-back".to_string()]
         );
+    }
+
+    #[test]
+    fn every_compose_key_reaches_the_create_request() {
+        let spec = spec_of(
+            r#"
+services:
+  api:
+    image: busybox:latest
+    expose: [80, "9000-9001/udp"]
+    stdin_open: true
+    tty: true
+    read_only: true
+    tmpfs: ["/run:size=1m"]
+    cap_add: [NET_ADMIN]
+    cap_drop: [ALL]
+    ulimits: { nofile: { soft: 1024, hard: 2048 }, nproc: 64 }
+    links: ["db:database"]
+    deploy:
+      resources:
+        limits: { pids: 50 }
+        reservations: { memory: 32m }
+      restart_policy: { condition: on-failure, max_attempts: 3 }
+    logging: { driver: json-file, options: { max-size: 1m } }
+    devices: ["/dev/fuse:/dev/fuse2:r"]
+    security_opt: ["no-new-privileges:true"]
+    shm_size: 64m
+    sysctls: ["net.core.somaxconn=1024"]
+    pid: host
+    ipc: shareable
+    platform: linux/amd64
+    privileged: true
+    dns: [10.0.0.2]
+    dns_search: example.com
+    dns_opt: [use-vc]
+    group_add: [audio, 1001]
+    volumes:
+      - { type: tmpfs, target: /cache, tmpfs: { size: 2m, mode: 0700 } }
+      - { type: bind, source: /srv, target: /srv, read_only: true, bind: { propagation: rslave } }
+  db:
+    image: busybox:latest
+"#,
+        );
+        let config = container_config(&spec);
+        let body = create_body(&config, false);
+        let host = body.host_config.clone().expect("host config");
+        assert_eq!(
+            body.exposed_ports,
+            Some(vec!["80/tcp".into(), "9000/udp".into(), "9001/udp".into()])
+        );
+        assert_eq!((body.open_stdin, body.tty), (Some(true), Some(true)));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        let tmpfs = host.tmpfs.expect("tmpfs");
+        assert_eq!(tmpfs["/run"], "size=1m");
+        assert_eq!(tmpfs["/cache"], "size=2097152,mode=700");
+        assert_eq!(host.binds, Some(vec!["/srv:/srv:ro,rslave".to_string()]));
+        assert_eq!(host.cap_add, Some(vec!["NET_ADMIN".into()]));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".into()]));
+        let ulimits = host.ulimits.expect("ulimits");
+        assert_eq!(ulimits[0].name.as_deref(), Some("nofile"));
+        assert_eq!((ulimits[0].soft, ulimits[0].hard), (Some(1024), Some(2048)));
+        assert_eq!((ulimits[1].soft, ulimits[1].hard), (Some(64), Some(64)));
+        let endpoints = body
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.clone())
+            .expect("endpoints");
+        assert_eq!(
+            endpoints["dev-demo_default"].links,
+            Some(vec!["dev-demo--db:database".into()])
+        );
+        assert_eq!(host.links, None);
+        assert_eq!(host.pids_limit, Some(50));
+        assert_eq!(host.memory_reservation, Some(32 << 20));
+        let restart = host.restart_policy.expect("restart policy");
+        assert_eq!(
+            restart.name.map(|n| n.to_string()),
+            Some("on-failure".into())
+        );
+        assert_eq!(restart.maximum_retry_count, Some(3));
+        let log = host.log_config.expect("log config");
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        assert_eq!(log.config.expect("options")["max-size"], "1m");
+        let device = &host.devices.expect("devices")[0];
+        assert_eq!(device.path_on_host.as_deref(), Some("/dev/fuse"));
+        assert_eq!(device.path_in_container.as_deref(), Some("/dev/fuse2"));
+        assert_eq!(device.cgroup_permissions.as_deref(), Some("r"));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges:true".into()])
+        );
+        assert_eq!(host.shm_size, Some(64 << 20));
+        assert_eq!(host.sysctls.expect("sysctls")["net.core.somaxconn"], "1024");
+        assert_eq!(host.pid_mode.as_deref(), Some("host"));
+        assert_eq!(host.ipc_mode.as_deref(), Some("shareable"));
+        assert_eq!(config.extras.platform.as_deref(), Some("linux/amd64"));
+        assert_eq!(host.privileged, Some(true));
+        assert_eq!(host.dns, Some(vec!["10.0.0.2".into()]));
+        assert_eq!(host.dns_search, Some(vec!["example.com".into()]));
+        assert_eq!(host.dns_options, Some(vec!["use-vc".into()]));
+        assert_eq!(host.group_add, Some(vec!["audio".into(), "1001".into()]));
+    }
+
+    #[test]
+    fn resource_and_namespace_keys_reach_the_create_request() {
+        let spec = spec_of(
+            r#"
+services:
+  api:
+    image: busybox:latest
+    runtime: runc
+    mem_reservation: 32m
+    pids_limit: 100
+    cpu_shares: 512
+    cpuset: "0-1"
+    cpu_quota: 50000
+    cpu_period: 100ms
+    cpu_rt_period: 1000000
+    cpu_rt_runtime: 950ms
+    oom_score_adj: 500
+    oom_kill_disable: true
+    mem_swappiness: 10
+    memswap_limit: 1g
+    domainname: example.com
+    userns_mode: host
+    uts: host
+    cgroup_parent: /custom
+    cgroup: private
+    storage_opt: { size: 1G }
+    device_cgroup_rules: ["c 1:3 mr"]
+    external_links: ["redis:cache", "other"]
+    blkio_config:
+      weight: 300
+      weight_device: [{ path: /dev/sda, weight: 400 }]
+      device_read_bps: [{ path: /dev/sda, rate: 10m }]
+      device_write_iops: [{ path: /dev/sda, rate: 120 }]
+    gpus: all
+    deploy:
+      resources:
+        reservations:
+          devices: [{ driver: nvidia, device_ids: ["0"], capabilities: [gpu, compute] }]
+"#,
+        );
+        let body = create_body(&container_config(&spec), false);
+        let host = body.host_config.clone().expect("host config");
+        assert_eq!(host.runtime.as_deref(), Some("runc"));
+        assert_eq!(host.memory_reservation, Some(32 << 20));
+        assert_eq!(host.pids_limit, Some(100));
+        assert_eq!(host.cpu_shares, Some(512));
+        assert_eq!(host.cpuset_cpus.as_deref(), Some("0-1"));
+        assert_eq!(host.cpu_quota, Some(50_000));
+        assert_eq!(host.cpu_period, Some(100_000));
+        assert_eq!(host.cpu_realtime_period, Some(1_000_000));
+        assert_eq!(host.cpu_realtime_runtime, Some(950_000));
+        assert_eq!(host.oom_score_adj, Some(500));
+        assert_eq!(host.oom_kill_disable, Some(true));
+        assert_eq!(host.memory_swappiness, Some(10));
+        assert_eq!(host.memory_swap, Some(1 << 30));
+        assert_eq!(body.domainname.as_deref(), Some("example.com"));
+        assert_eq!(host.userns_mode.as_deref(), Some("host"));
+        assert_eq!(host.uts_mode.as_deref(), Some("host"));
+        assert_eq!(host.cgroup_parent.as_deref(), Some("/custom"));
+        assert_eq!(
+            host.cgroupns_mode,
+            Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE)
+        );
+        assert_eq!(host.storage_opt.expect("storage opt")["size"], "1G");
+        assert_eq!(host.device_cgroup_rules, Some(vec!["c 1:3 mr".into()]));
+        let endpoints = body
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.clone())
+            .expect("endpoints");
+        assert_eq!(
+            endpoints["dev-demo_default"].links,
+            Some(vec!["redis:cache".into(), "other:other".into()])
+        );
+        assert_eq!(host.blkio_weight, Some(300));
+        assert_eq!(
+            host.blkio_weight_device.expect("weight device")[0].weight,
+            Some(400)
+        );
+        let read = &host.blkio_device_read_bps.expect("read bps")[0];
+        assert_eq!(
+            (read.path.as_deref(), read.rate),
+            (Some("/dev/sda"), Some(10 << 20))
+        );
+        assert_eq!(
+            host.blkio_device_write_iops.expect("write iops")[0].rate,
+            Some(120)
+        );
+        let requests = host.device_requests.expect("device requests");
+        assert_eq!(requests[0].count, Some(-1));
+        assert_eq!(
+            requests[0].capabilities,
+            Some(vec![vec!["gpu".to_string()]])
+        );
+        assert_eq!(requests[1].driver.as_deref(), Some("nvidia"));
+        assert_eq!(requests[1].device_ids, Some(vec!["0".to_string()]));
+        assert_eq!(
+            requests[1].capabilities,
+            Some(vec![vec!["gpu".to_string(), "compute".to_string()]])
+        );
+    }
+
+    #[test]
+    fn network_mode_replaces_the_networks() {
+        let spec = spec_of("services:\n  api:\n    image: busybox:latest\n    network_mode: service:db\n  db:\n    image: busybox:latest\n");
+        let body = create_body(&container_config(&spec), false);
+        assert_eq!(
+            body.host_config.and_then(|h| h.network_mode).as_deref(),
+            Some("container:dev-demo--db")
+        );
+        assert!(body.networking_config.is_none());
     }
 
     #[test]

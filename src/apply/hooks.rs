@@ -101,7 +101,7 @@ pub async fn run_pre_start(
         let started = Instant::now();
         report(progress, container, "pre_start", &what, "started", started);
         let mut config = super::docker::container_config(&step.container);
-        config.privileged = step.privileged;
+        config.extras.privileged = step.privileged;
         // A step's own image (the service's is there already) is built (a task's `build:`)
         // or pulled when missing.
         if engine.image_id(&config.image).await?.is_none() {

@@ -335,7 +335,8 @@ async fn prepare_stage<T: Target>(
             Action::CreateNetwork { .. }
             | Action::CreateVolume { .. }
             | Action::DataContainer { .. }
-            | Action::Orphan { .. } => {
+            | Action::Orphan { .. }
+            | Action::Stale { .. } => {
                 let line = progress.line(kind, &object);
                 line.step(if verb == "remove" {
                     "removing"
@@ -374,19 +375,43 @@ async fn converge_services<T: Target>(
         .collect();
     let mut senders: HashMap<String, watch::Sender<Outcome>> = HashMap::new();
     let mut receivers: HashMap<String, watch::Receiver<Outcome>> = HashMap::new();
-    let mut container_of: HashMap<String, String> = HashMap::new();
+    // Keyed by container: a service with replicas has several, all awaited.
+    let mut containers_of: HashMap<String, Vec<String>> = HashMap::new();
     for action in &services {
         if let Action::Service { service, spec, .. } = action {
             let (tx, rx) = watch::channel(Outcome::Pending);
-            senders.insert(service.clone(), tx);
-            receivers.insert(service.clone(), rx);
-            container_of.insert(service.clone(), spec.name.clone());
+            senders.insert(spec.name.clone(), tx);
+            receivers.insert(spec.name.clone(), rx);
+            containers_of
+                .entry(service.clone())
+                .or_default()
+                .push(spec.name.clone());
+        }
+    }
+    // A service with replicas runs its `pre_start` steps in one of them (the plan picks
+    // it); its other replicas start after that one.
+    let mut steps_in: HashMap<String, String> = HashMap::new();
+    for action in &services {
+        if let Action::Service {
+            service,
+            spec,
+            change,
+            ..
+        } = action
+        {
+            if !spec.pre_start.is_empty()
+                && !spec.pre_start_elsewhere
+                && matches!(change, Change::Create | Change::Recreate(_))
+            {
+                steps_in.insert(service.clone(), spec.name.clone());
+            }
         }
     }
     let permits = Arc::new(Semaphore::new(options.parallel.max(1)));
     let runs = services.iter().map(|action| {
         let permits = permits.clone();
-        let (receivers, senders, container_of) = (&receivers, &senders, &container_of);
+        let (receivers, senders, containers_of) = (&receivers, &senders, &containers_of);
+        let steps_in = &steps_in;
         async move {
             let Action::Service {
                 service,
@@ -399,24 +424,40 @@ async fn converge_services<T: Target>(
                 return Ok(());
             };
             let result = async {
+                if let Some(runner) = steps_in.get(service.as_str()) {
+                    let waits = *runner != spec.name && !matches!(change, Change::Unchanged(_));
+                    if let Some(mut rx) = receivers.get(runner).cloned().filter(|_| waits) {
+                        let outcome = tokio::select! {
+                            r = rx.wait_for(|o| *o != Outcome::Pending) => {
+                                r.map(|o| *o).unwrap_or(Outcome::Failed)
+                            }
+                            _ = options.interrupt.wait() => return Err(Interrupted.into()),
+                        };
+                        if outcome == Outcome::Failed {
+                            return Err(anyhow::Error::new(Skipped(service.clone())));
+                        }
+                    }
+                }
                 for (dep, condition) in depends_on {
-                    let Some(rx) = receivers.get(dep).cloned() else {
-                        continue;
-                    };
-                    let waited = wait_dependency(
-                        target,
-                        plan,
-                        options,
-                        progress,
-                        deadline,
-                        rx,
-                        dep,
-                        condition,
-                        &container_of[dep],
-                        &spec.name,
-                        change,
-                    );
-                    waited.await?;
+                    for dep_container in containers_of.get(dep).into_iter().flatten() {
+                        let Some(rx) = receivers.get(dep_container).cloned() else {
+                            continue;
+                        };
+                        let waited = wait_dependency(
+                            target,
+                            plan,
+                            options,
+                            progress,
+                            deadline,
+                            rx,
+                            dep,
+                            condition,
+                            dep_container,
+                            &spec.name,
+                            change,
+                        );
+                        waited.await?;
+                    }
                 }
                 options.interrupt.check()?;
                 let _permit = permits.acquire().await.map_err(|e| anyhow!(e))?;
@@ -429,7 +470,7 @@ async fn converge_services<T: Target>(
             } else {
                 Outcome::Failed
             };
-            if let Some(tx) = senders.get(service) {
+            if let Some(tx) = senders.get(&spec.name) {
                 let _ = tx.send(outcome);
             }
             result
@@ -466,7 +507,7 @@ async fn wait_dependency<T: Target>(
         return Ok(());
     }
     let (readiness, what) = match condition {
-        Condition::ServiceHealthy if !plan.healthy.contains(dep) => {
+        Condition::ServiceHealthy if !plan.healthy.contains(dep_container) => {
             (Readiness::Healthy, "to be healthy")
         }
         Condition::ServiceCompletedSuccessfully => (Readiness::Completed, "to complete"),
@@ -569,7 +610,7 @@ async fn wait_for_health<T: Target>(
             ..
         } => Some(async move {
             // An unchanged container the list already reports healthy needs no inspect.
-            if matches!(change, Change::Unchanged(_)) && plan.healthy.contains(service) {
+            if matches!(change, Change::Unchanged(_)) && plan.healthy.contains(&spec.name) {
                 return Ok(());
             }
             options.interrupt.check()?;

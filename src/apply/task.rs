@@ -106,13 +106,23 @@ pub async fn prepare(
     }
     // Creation is serialised per stage: parallel tasks after `down` make one network, and
     // the others wait for it.
-    let _lock = crate::lock::acquire(&loaded.project, &loaded.stage, LOCK_TIMEOUT, printer).await?;
+    let _lock = crate::lock::acquire(
+        engine,
+        &loaded.project,
+        &loaded.stage,
+        LOCK_TIMEOUT,
+        printer,
+    )
+    .await?;
     for (volume, driver) in &plan.volumes {
         // Creates it when missing, refuses one of that name that is not the stage's.
         let existed = engine.volume_labels(volume).await?.is_some();
         let labels = names::volume_labels(loaded, volume)?;
+        let options = crate::plan::container::volume_driver_opts(loaded, volume)
+            .into_iter()
+            .collect();
         engine
-            .create_volume(volume, driver.as_deref(), &labels)
+            .create_volume(volume, driver.as_deref(), &labels, &options)
             .await?;
         if !existed {
             printer.status(&format!("created volume `{volume}`"));
@@ -154,8 +164,12 @@ pub async fn wait_for_stage(
 ) -> Result<()> {
     let target = DockerTarget::new(engine, loaded);
     let one_shots: HashSet<String> = crate::plan::up::one_shot_services(loaded);
-    let waits = loaded.stack.services.keys().map(|service| {
-        let container = names::container(&loaded.stage, &loaded.project, service);
+    let replicas = loaded.stack.services.keys().flat_map(|service| {
+        crate::plan::container::replica_names(loaded, service)
+            .into_iter()
+            .map(move |container| (service, container))
+    });
+    let waits = replicas.map(|(service, container)| {
         let readiness = if one_shots.contains(service) {
             Readiness::Completed
         } else {

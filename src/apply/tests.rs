@@ -367,3 +367,53 @@ fn plan_with_built(loaded: &crate::stack::LoadedStack, built: HashSet<String>) -
     )
     .expect("plan")
 }
+
+#[test]
+fn replicas_start_after_the_one_that_runs_the_pre_start_steps() {
+    let run_stack = |yaml: &str| {
+        let loaded = crate::plan::test_stack(yaml, "demo", "dev", "/srv/demo");
+        let images = std::collections::HashMap::from([(
+            "busybox:latest".to_string(),
+            "sha256:1".to_string(),
+        )]);
+        let observed = Observed {
+            images: images.clone(),
+            ..Default::default()
+        };
+        let plan = plan(&loaded, &images, &observed, &PlanOptions::default()).expect("plan");
+        let fake = Fake::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime
+            .block_on(execute(
+                &fake,
+                &plan,
+                &options(16, Interrupt::switch().1),
+                &quiet_progress(),
+            ))
+            .expect("run");
+        fake.log()
+    };
+    let plain = "services:\n  api:\n    image: busybox:latest\n    scale: 3\n";
+    let log = run_stack(plain);
+    let begins = |log: &[String]| -> Vec<usize> {
+        log.iter()
+            .enumerate()
+            .filter(|(_, e)| *e == "begin api")
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let first_end = |log: &[String]| log.iter().position(|e| e == "end api").expect("end");
+    // Without steps the replicas start side by side ...
+    assert!(begins(&log).iter().all(|b| *b < first_end(&log)), "{log:?}");
+    // ... with steps the others wait for the one that runs them.
+    let log = run_stack(&format!(
+        "{plain}    pre_start:\n      - command: [echo, one]\n"
+    ));
+    let starts = begins(&log);
+    assert_eq!(starts.len(), 3, "{log:?}");
+    assert!(starts[0] < first_end(&log), "{log:?}");
+    assert!(starts[1..].iter().all(|b| *b > first_end(&log)), "{log:?}");
+}

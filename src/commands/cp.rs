@@ -21,7 +21,6 @@ use crate::cli::CpArgs;
 use crate::engine::copy::PathKind;
 use crate::engine::Engine;
 use crate::error::{Failure, Interrupted, UsageError};
-use crate::names;
 use crate::output::{human_bytes, Mode};
 
 /// One side of a copy.
@@ -90,7 +89,7 @@ pub async fn run(ctx: &Context, args: &CpArgs) -> Result<i32> {
     };
     super::check_services(&loaded, std::slice::from_ref(&service))?;
     let engine = connect().await?;
-    let container = names::container(&loaded.stage, &loaded.project, &service);
+    let container = crate::plan::container::container_name(&loaded, &service);
     if engine.container_running(&container).await?.is_none() {
         return Err(Failure::new(format!(
             "service `{service}` has no container on stage `{}`",

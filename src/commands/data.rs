@@ -194,7 +194,8 @@ async fn save(ctx: &Context, args: &DataSaveArgs) -> Result<i32> {
     let level = (!args.no_compress).then_some(args.level);
     let engine = connect().await?;
     let timeout = Duration::from_secs(args.timeout);
-    let _lock = crate::lock::acquire(&loaded.project, &loaded.stage, timeout, &printer).await?;
+    let _lock =
+        crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, &printer).await?;
     let output = open_output(args.output.as_deref())?;
     let partial = output.partial.clone();
     let progress = printer.progress();
@@ -305,7 +306,8 @@ async fn load(ctx: &Context, args: &DataLoadArgs) -> Result<i32> {
     };
     let engine = connect().await?;
     let timeout = Duration::from_secs(args.timeout);
-    let _lock = crate::lock::acquire(&loaded.project, &loaded.stage, timeout, &printer).await?;
+    let _lock =
+        crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, &printer).await?;
     let mut rx = spawn_reader(input);
     let first = tokio::select! {
         first = rx.recv() => first,
@@ -452,8 +454,8 @@ async fn copy(ctx: &Context, args: &DataCopyArgs) -> Result<i32> {
     } else {
         (&loaded.stage, &source.stage)
     };
-    let _first = crate::lock::acquire(&loaded.project, first, timeout, &printer).await?;
-    let _second = crate::lock::acquire(&loaded.project, second, timeout, &printer).await?;
+    let _first = crate::lock::acquire(&engine, &loaded.project, first, timeout, &printer).await?;
+    let _second = crate::lock::acquire(&engine, &loaded.project, second, timeout, &printer).await?;
     let manifest = data::manifest(&source, &items, "none");
     let selected = vec![true; items.len()];
     let progress = printer.progress();

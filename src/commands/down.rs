@@ -15,14 +15,16 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let engine = connect().await?;
     let _lock = crate::lock::acquire(
+        &engine,
         &loaded.project,
         &loaded.stage,
         Duration::from_secs(args.timeout),
         &printer,
     )
     .await?;
+    let custom_names = crate::plan::container::custom_names(&loaded);
     let (observed, networks) = tokio::try_join!(
-        engine.observe(&loaded.stage, &loaded.project),
+        engine.observe_named(&loaded.stage, &loaded.project, &custom_names),
         engine.stage_networks(&loaded.stage, &loaded.project),
     )?;
     let progress = printer.progress();

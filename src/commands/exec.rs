@@ -13,7 +13,6 @@ use crate::cli::ExecArgs;
 use crate::engine::attach::{End, Input, Outcome};
 use crate::engine::Engine;
 use crate::error::{exit, Interrupted, UsageError};
-use crate::names;
 use crate::output::{now_ms, Event, Mode};
 use crate::plan::task::{self, Step};
 use crate::stack::model::{ContainerTask, Task};
@@ -26,6 +25,7 @@ pub const BROKEN_PIPE: i32 = 141;
 
 pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
     let loaded = crate::stack::load(&ctx.project)?;
+    super::use_stack_engine(ctx, &loaded);
     let mut printer = ctx.printer.clone();
     printer.add_secrets(loaded.secrets.clone());
     let ctx = Context {
@@ -40,6 +40,7 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
         return Err(unknown_name(&loaded, name).into());
     }
     let engine = Engine::connect().await?;
+    super::remote::check_binds(&engine, &loaded)?;
     run_name(&ctx, &loaded, &engine, name, &args.args).await
 }
 
@@ -371,7 +372,7 @@ async fn exec_in_service(
         .with_hint(format!("stackctl exec {service} -- sh"))
         .into());
     }
-    let container = names::container(&loaded.stage, &loaded.project, service);
+    let container = crate::plan::container::container_name(loaded, service);
     let not_running = |what: &str| {
         anyhow::Error::from(
             crate::error::Failure::new(format!(

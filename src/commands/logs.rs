@@ -13,7 +13,6 @@ use super::{check_services, connect, load_stack, Context};
 use crate::cli::LogsArgs;
 use crate::engine::containers::LogQuery;
 use crate::error::{Interrupted, UsageError};
-use crate::names;
 use crate::output::{log_prefix, Mode};
 use crate::stack::model::DurationSpec;
 
@@ -38,12 +37,20 @@ pub async fn run(ctx: &Context, args: &LogsArgs) -> Result<i32> {
         timestamps: args.timestamps,
     };
     let engine = connect().await?;
-    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let observed = engine
+        .observe_named(
+            &loaded.stage,
+            &loaded.project,
+            &crate::plan::container::custom_names(&loaded),
+        )
+        .await?;
     let present: Vec<(String, String)> = wanted
         .iter()
-        .filter_map(|service| {
-            let name = names::container(&loaded.stage, &loaded.project, service);
-            observed.container(&name).map(|_| (service.clone(), name))
+        .flat_map(|service| {
+            crate::plan::container::replica_names(&loaded, service)
+                .into_iter()
+                .filter(|name| observed.container(name).is_some())
+                .map(|name| (service.clone(), name))
         })
         .collect();
     if present.is_empty() {

@@ -7,12 +7,14 @@ pub mod data;
 pub mod down;
 pub mod exec;
 pub mod init;
+pub mod lock;
 pub mod logs;
 pub mod ls;
 pub mod ps;
 pub mod pull;
 pub mod purge;
 pub mod push;
+pub mod remote;
 pub mod restart;
 pub mod run;
 pub mod start;
@@ -46,6 +48,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         .with_hint("leave out `--json`")
         .into());
     }
+    crate::engine::endpoint::set_cli(cli.global.host.clone(), cli.global.context.clone())?;
     match &cli.command {
         Command::Completions(args) if args.dynamic => {
             let mut script = Vec::new();
@@ -99,6 +102,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Top(args) => top::run(&ctx, &args).await,
         Command::Cp(args) => cp::run(&ctx, &args).await,
         Command::Data(args) => data::run(&ctx, &args).await,
+        Command::Lock(args) => lock::run(&ctx, &args).await,
         Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
     }
 }
@@ -116,9 +120,19 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
 /// Load the stage's stack file, and a printer that masks its secrets.
 pub fn load_stack(ctx: &Context) -> Result<(crate::stack::LoadedStack, Printer)> {
     let loaded = crate::stack::load(&ctx.project)?;
+    use_stack_engine(ctx, &loaded);
     let mut printer = ctx.printer.clone();
     printer.add_secrets(loaded.secrets.iter().cloned());
     Ok((loaded, printer))
+}
+
+/// The stack file's `engine.host`, for `connect` (after `-H`/`--context`, before
+/// DOCKER_HOST).
+pub fn use_stack_engine(ctx: &Context, loaded: &crate::stack::LoadedStack) {
+    crate::engine::endpoint::set_stack_host(
+        loaded.stack.engine.as_ref().and_then(|e| e.host.clone()),
+        &ctx.project.display_path(&loaded.file),
+    );
 }
 
 /// Connect to the engine (one clear line and exit 1 when it is unreachable).
@@ -166,13 +180,20 @@ pub async fn select_services(
     let wanted = check_services(&loaded, &args.services)?;
     let engine = connect().await?;
     let lock = crate::lock::acquire(
+        &engine,
         &loaded.project,
         &loaded.stage,
         std::time::Duration::from_secs(args.timeout),
         &printer,
     )
     .await?;
-    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let observed = engine
+        .observe_named(
+            &loaded.stage,
+            &loaded.project,
+            &crate::plan::container::custom_names(&loaded),
+        )
+        .await?;
     let containers = observed
         .containers
         .into_iter()

@@ -23,10 +23,29 @@ struct Row {
 pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let engine = connect().await?;
-    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let observed = engine
+        .observe_named(
+            &loaded.stage,
+            &loaded.project,
+            &crate::plan::container::custom_names(&loaded),
+        )
+        .await?;
+    if engine.is_remote() {
+        printer.status(&format!("engine {}", engine.address));
+    }
+    let at_host = |ports: &[String]| -> Vec<String> {
+        ports
+            .iter()
+            .map(|p| super::remote::port_at_host(&engine, p))
+            .collect()
+    };
     let mut rows: Vec<Row> = Vec::new();
-    for service in loaded.stack.services.keys() {
-        let name = names::container(&loaded.stage, &loaded.project, service);
+    let replicas = loaded.stack.services.keys().flat_map(|service| {
+        crate::plan::container::replica_names(&loaded, service)
+            .into_iter()
+            .map(move |name| (service, name))
+    });
+    for (service, name) in replicas {
         rows.push(match observed.container(&name) {
             Some(c) => Row {
                 service: service.clone(),
@@ -34,7 +53,7 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
                 role: c.role.clone(),
                 state: c.state.clone(),
                 health: c.health.clone().unwrap_or_default(),
-                ports: c.ports.clone(),
+                ports: at_host(&c.ports),
                 status: c.status.clone(),
             },
             None => Row {
@@ -58,7 +77,7 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
             role: c.role.clone(),
             state: c.state.clone(),
             health: c.health.clone().unwrap_or_default(),
-            ports: c.ports.clone(),
+            ports: at_host(&c.ports),
             status: c.status.clone(),
         });
     }

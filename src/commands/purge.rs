@@ -25,6 +25,7 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     }
     let engine = connect().await?;
     let _lock = crate::lock::acquire(
+        &engine,
         &loaded.project,
         &loaded.stage,
         Duration::from_secs(args.timeout),
@@ -35,8 +36,9 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
         .into_iter()
         .map(|image| image.request.tag)
         .collect();
+    let custom_names = crate::plan::container::custom_names(&loaded);
     let (observed, networks, images) = tokio::try_join!(
-        engine.observe(&loaded.stage, &loaded.project),
+        engine.observe_named(&loaded.stage, &loaded.project, &custom_names),
         engine.stage_networks(&loaded.stage, &loaded.project),
         engine.stage_images(&loaded.stage, &loaded.project, &stack_tags),
     )?;

@@ -18,7 +18,8 @@ pub async fn run(ctx: &Context, args: &RestartArgs) -> Result<i32> {
     let wanted = check_services(&loaded, &args.services)?;
     let engine = connect().await?;
     let timeout = Duration::from_secs(args.timeout);
-    let _lock = crate::lock::acquire(&loaded.project, &loaded.stage, timeout, &printer).await?;
+    let _lock =
+        crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, &printer).await?;
     let target = DockerTarget::new(&engine, &loaded);
     let observed = target.observe().await?;
     let options = PlanOptions {

@@ -47,6 +47,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     check_services(&loaded, std::slice::from_ref(&args.service))?;
     let plan = task::plan_run(&loaded, &args.service, &args.args, &task::short_id())?;
     let engine = connect().await?;
+    super::remote::check_binds(&engine, &loaded)?;
     let ctx = Context {
         printer,
         ..ctx.clone()
@@ -55,9 +56,15 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     if !args.no_deps && !dependencies.is_empty() {
         // Already running (and healthy, with a healthcheck), or completed when that is what
         // is asked: nothing to bring up or say.
-        let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+        let observed = engine
+            .observe_named(
+                &loaded.stage,
+                &loaded.project,
+                &crate::plan::container::custom_names(&loaded),
+            )
+            .await?;
         let ready = dependencies.iter().all(|(service, condition)| {
-            let name = crate::names::container(&loaded.stage, &loaded.project, service);
+            let name = crate::plan::container::container_name(&loaded, service);
             observed.container(&name).is_some_and(|c| match condition {
                 Condition::ServiceCompletedSuccessfully => c.exit_code() == Some(0),
                 _ => c.state == "running" && c.health.as_deref().is_none_or(|h| h == "healthy"),

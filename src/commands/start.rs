@@ -5,14 +5,13 @@ use anyhow::Result;
 use super::{select_services, Context};
 use crate::apply;
 use crate::cli::ServicesArgs;
-use crate::names;
 
 pub async fn run(ctx: &Context, args: &ServicesArgs) -> Result<i32> {
     let selection = select_services(ctx, args).await?;
     let (loaded, printer) = (&selection.loaded, &selection.printer);
     if !args.services.is_empty() {
         for service in &selection.wanted {
-            let name = names::container(&loaded.stage, &loaded.project, service);
+            let name = crate::plan::container::container_name(loaded, service);
             if !selection.containers.iter().any(|c| c.name == name) {
                 printer.warn_with_hint(
                     &format!("service `{service}` has no container"),

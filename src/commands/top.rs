@@ -7,7 +7,6 @@ use serde::Serialize;
 use super::{check_services, connect, load_stack, Context};
 use crate::cli::TopArgs;
 use crate::engine::copy::Processes;
-use crate::names;
 use crate::output::Mode;
 
 #[derive(Debug, Serialize)]
@@ -22,10 +21,16 @@ pub async fn run(ctx: &Context, args: &TopArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let wanted = check_services(&loaded, &args.services)?;
     let engine = connect().await?;
-    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let observed = engine
+        .observe_named(
+            &loaded.stage,
+            &loaded.project,
+            &crate::plan::container::custom_names(&loaded),
+        )
+        .await?;
     let mut running = Vec::new();
     for service in &wanted {
-        let name = names::container(&loaded.stage, &loaded.project, service);
+        let name = crate::plan::container::container_name(&loaded, service);
         match observed.container(&name) {
             Some(c) if c.state == "running" => running.push((service.as_str(), name)),
             // Named ones that do not run are worth a word; in "all", silence.

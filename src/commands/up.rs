@@ -24,11 +24,15 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     crate::registry::check_references(&loaded)?;
     let engine = connect().await?;
+    super::remote::check_binds(&engine, &loaded)?;
     let timeout = Duration::from_secs(args.timeout);
     let _lock = if args.dry_run {
         None
     } else {
-        Some(crate::lock::acquire(&loaded.project, &loaded.stage, timeout, &printer).await?)
+        Some(
+            crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, &printer)
+                .await?,
+        )
     };
     let mut options = PlanOptions {
         services: args.services.clone(),
@@ -144,7 +148,14 @@ async fn context_digests(loaded: &LoadedStack) -> Result<Vec<(String, PathBuf, C
         builds
             .into_iter()
             .filter_map(|build| {
-                let context = scan_listing(&build.context, build.dockerfile.as_deref()).ok()?;
+                let context = match &build.dockerfile_inline {
+                    Some(text) => crate::engine::context::scan_inline(
+                        &build.context,
+                        text.clone().into_bytes(),
+                    )
+                    .ok()?,
+                    None => scan_listing(&build.context, build.dockerfile.as_deref()).ok()?,
+                };
                 let inputs = Inputs {
                     args: &build.args,
                     target: build.target.as_deref(),

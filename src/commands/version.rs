@@ -46,10 +46,9 @@ pub async fn run(printer: &Printer) -> Result<i32> {
     let (host, found) = match &engine {
         Ok((address, version)) => (address.clone(), Some(version)),
         Err(_) => (
-            std::env::var("DOCKER_HOST")
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+            crate::engine::endpoint::resolve()
+                .map(|e| e.host)
+                .unwrap_or_else(|_| crate::engine::endpoint::LOCAL.to_string()),
             None,
         ),
     };

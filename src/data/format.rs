@@ -1,4 +1,4 @@
-//! The data archive of `stackctl data save` / `load` (README: "Data: save, load, copy").
+//! The data archive of `stackctl data save` / `load` (docs/src/data.md).
 //!
 //! An outer tar, compressed with zstd (frame checksums on) unless `--no-compress`:
 //!

@@ -311,7 +311,13 @@ pub async fn stop_users(
     if services.is_empty() {
         return Ok(Vec::new());
     }
-    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let observed = engine
+        .observe_named(
+            &loaded.stage,
+            &loaded.project,
+            &container::custom_names(loaded),
+        )
+        .await?;
     let running: Vec<_> = observed
         .containers
         .into_iter()
@@ -615,7 +621,9 @@ async fn restore_prepared(
                     let staging = format!("{object}-load-{}", crate::plan::task::short_id());
                     let labels =
                         names::owner_labels(&loaded.stage, &loaded.project, names::role::VOLUME);
-                    engine.create_volume(&staging, None, &labels).await?;
+                    engine
+                        .create_volume(&staging, None, &labels, &Default::default())
+                        .await?;
                     let dest = Dest::VolumeStaging {
                         volume: object.clone(),
                         staging: staging.clone(),
@@ -933,8 +941,9 @@ async fn commit(
                         .iter()
                         .any(|v| container::volumes_from_target(v) == key)
                     {
-                        let name = names::container(&loaded.stage, &loaded.project, service);
-                        engine.remove_container(&name).await?;
+                        for name in container::replica_names(loaded, service) {
+                            engine.remove_container(&name).await?;
+                        }
                     }
                 }
                 remove_users_of_container(engine, loaded, container).await?;
@@ -1001,8 +1010,11 @@ async fn recreate_volume(engine: &Engine, loaded: &LoadedStack, volume: &str) ->
         .iter()
         .find(|(key, _)| container::volume_name(loaded, key) == volume)
         .and_then(|(_, def)| def.driver.clone());
+    let options = container::volume_driver_opts(loaded, volume)
+        .into_iter()
+        .collect();
     engine
-        .create_volume(volume, driver.as_deref(), &labels)
+        .create_volume(volume, driver.as_deref(), &labels, &options)
         .await?;
     Ok(())
 }

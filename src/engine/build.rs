@@ -29,6 +29,16 @@ pub struct BuildRequest {
     /// The tag to give the image (`project/service:stage`, or the service's `image:`).
     pub tag: String,
     pub no_cache: bool,
+    /// A Dockerfile's text, sent instead of one from the context.
+    pub dockerfile_inline: Option<String>,
+    /// Images whose layers the builder may reuse.
+    pub cache_from: Vec<String>,
+    /// The network `RUN` steps use (`host`, `none`, `default`).
+    pub network: Option<String>,
+    /// Bytes of `/dev/shm` for `RUN` steps.
+    pub shm_size: Option<i64>,
+    /// Pull base images at every build.
+    pub pull: bool,
     /// Credentials for the registries the `FROM` images are pulled from.
     pub registry_auth: Vec<crate::registry::Credentials>,
 }
@@ -340,12 +350,16 @@ async fn prepare_context(
     let tag = request.tag.clone();
     let scan_root = request.context.clone();
     let dockerfile = request.dockerfile.clone();
+    let inline = request.dockerfile_inline.clone();
     let mut labels = request.labels.clone();
     let labels_inline = request.target.is_none();
     let args = request.args.clone();
     let target = request.target.clone();
     tokio::task::spawn_blocking(move || {
-        let mut context = context::scan(&scan_root, dockerfile.as_deref())?;
+        let mut context = match inline {
+            Some(text) => context::scan_inline(&scan_root, text.into_bytes())?,
+            None => context::scan(&scan_root, dockerfile.as_deref())?,
+        };
         // The inputs' digest, before the labels are written into the Dockerfile.
         let inputs = super::digest::Inputs {
             args: &args,
@@ -397,6 +411,18 @@ fn build_options(
         .nocache(request.no_cache);
     if let Some(target) = &request.target {
         options = options.target(target);
+    }
+    if !request.cache_from.is_empty() {
+        options = options.cachefrom(&request.cache_from);
+    }
+    if let Some(network) = &request.network {
+        options = options.networkmode(network);
+    }
+    if let Some(size) = request.shm_size.and_then(|s| i32::try_from(s).ok()) {
+        options = options.shmsize(size);
+    }
+    if request.pull {
+        options = options.pull("1");
     }
     if let Some(labels) = labels {
         options = options.labels(labels);

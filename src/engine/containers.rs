@@ -7,14 +7,15 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
-    HostConfigLogConfig, NetworkConnectRequest, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, DeviceRequest, EndpointIpamConfig, EndpointSettings,
+    HealthConfig, HealthStatusEnum, HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig,
+    NetworkConnectRequest, NetworkingConfig, PortBinding, ResourcesBlkioWeightDevice,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, ThrottleDevice,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
-    WaitContainerOptions,
+    UploadToContainerOptionsBuilder, WaitContainerOptions,
 };
 use futures_util::stream::{BoxStream, StreamExt};
 
@@ -56,8 +57,105 @@ pub struct ContainerConfig {
     pub extra_hosts: Vec<String>,
     /// A one-off container attached to our streams (`None`: a detached service container).
     pub attach: Option<Attach>,
-    /// Extended privileges (a `pre_start` step with `privileged: true`).
+    /// The rest of the container's settings (Compose keys beyond the common ones).
+    pub extras: Extras,
+    /// Files copied into the container right after it is created (secrets, configs).
+    pub files: Vec<CopiedFile>,
+}
+
+/// Settings passed through to the engine as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    /// Instead of the networks: `host`, `none`, `bridge`, `container:NAME`.
+    pub network_mode: Option<String>,
+    /// `PORT/PROTOCOL`.
+    pub expose: Vec<String>,
+    pub stdin_open: bool,
+    pub tty: bool,
+    pub read_only: bool,
+    pub tmpfs: HashMap<String, String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// (name, soft, hard).
+    pub ulimits: Vec<(String, i64, i64)>,
+    pub links: Vec<String>,
+    pub memory_reservation: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub log_driver: Option<String>,
+    pub log_options: HashMap<String, String>,
+    /// `SOURCE:TARGET:PERMISSIONS`.
+    pub devices: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub shm_size: Option<i64>,
+    pub sysctls: HashMap<String, String>,
+    pub pid: Option<String>,
+    pub ipc: Option<String>,
+    pub platform: Option<String>,
     pub privileged: bool,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_opt: Vec<String>,
+    pub group_add: Vec<String>,
+    pub runtime: Option<String>,
+    pub cpu_shares: Option<i64>,
+    pub cpuset: Option<String>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<i64>,
+    pub cpu_rt_period: Option<i64>,
+    pub cpu_rt_runtime: Option<i64>,
+    pub oom_score_adj: Option<i64>,
+    pub oom_kill_disable: Option<bool>,
+    pub mem_swappiness: Option<i64>,
+    pub memswap_limit: Option<i64>,
+    pub domainname: Option<String>,
+    pub userns_mode: Option<String>,
+    pub uts: Option<String>,
+    pub cgroup_parent: Option<String>,
+    pub cgroup: Option<String>,
+    pub storage_opt: HashMap<String, String>,
+    pub device_cgroup_rules: Vec<String>,
+    pub blkio_weight: Option<u16>,
+    /// (device, weight).
+    pub blkio_weight_device: Vec<(String, u16)>,
+    /// (device, rate) for read and write bytes and operations per second.
+    pub blkio_read_bps: Vec<(String, i64)>,
+    pub blkio_write_bps: Vec<(String, i64)>,
+    pub blkio_read_iops: Vec<(String, i64)>,
+    pub blkio_write_iops: Vec<(String, i64)>,
+    pub device_requests: Vec<DeviceRequest>,
+}
+
+/// A file put into a container through the engine's archive API (works on a remote engine
+/// too, unlike a bind mount).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopiedFile {
+    /// Absolute path in the container.
+    pub path: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub content: Vec<u8>,
+}
+
+/// A tar archive of the files, paths relative to `/` (missing parent directories are made
+/// by the engine).
+pub fn files_archive(files: &[CopiedFile]) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for file in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(file.content.len() as u64);
+        header.set_mode(file.mode);
+        header.set_uid(u64::from(file.uid));
+        header.set_gid(u64::from(file.gid));
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(
+            &mut header,
+            file.path.trim_start_matches('/'),
+            file.content.as_slice(),
+        )?;
+    }
+    builder.into_inner()
 }
 
 /// One published port.
@@ -83,6 +181,8 @@ impl PublishedPort {
 pub struct Endpoint {
     pub network: String,
     pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+    pub ipv6_address: Option<String>,
 }
 
 /// A healthcheck, durations in nanoseconds.
@@ -93,6 +193,8 @@ pub struct Healthcheck {
     pub timeout_ns: Option<i64>,
     pub retries: Option<i64>,
     pub start_period_ns: Option<i64>,
+    /// Engine API 1.44 and later only (checked before the create).
+    pub start_interval_ns: Option<i64>,
 }
 
 /// How a one-off container is wired to our streams.
@@ -133,7 +235,9 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
                 host_port: Some(port.host_port.clone()),
             });
     }
+    let extras = &config.extras;
     let mut exposed: Vec<String> = config.ports.iter().map(|p| p.key()).collect();
+    exposed.extend(extras.expose.iter().cloned());
     exposed.sort();
     exposed.dedup();
     let restart_policy = config.restart.as_deref().map(|r| {
@@ -154,13 +258,20 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
     } else {
         1
     };
+    let some_vec = |items: &Vec<String>| (!items.is_empty()).then(|| items.clone());
+    let some_map = |map: &HashMap<String, String>| (!map.is_empty()).then(|| map.clone());
     let networking_config = (!config.networks.is_empty()).then(|| NetworkingConfig {
         endpoints_config: Some(
             config
                 .networks
                 .iter()
                 .take(at_create)
-                .map(|endpoint| (endpoint.network.clone(), endpoint_settings(endpoint)))
+                .map(|endpoint| {
+                    (
+                        endpoint.network.clone(),
+                        endpoint_settings(endpoint, &extras.links),
+                    )
+                })
                 .collect(),
         ),
     });
@@ -181,37 +292,134 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
             timeout: h.timeout_ns,
             retries: h.retries,
             start_period: h.start_period_ns,
-            start_interval: None,
+            start_interval: h.start_interval_ns,
         }),
         working_dir: config.working_dir.clone(),
         user: config.user.clone(),
         stop_signal: config.stop_signal.clone(),
         stop_timeout: config.stop_timeout_s,
         hostname: config.hostname.clone(),
+        domainname: extras.domainname.clone(),
         attach_stdin: attach.map(|_| stdin),
         attach_stdout: attach.map(|_| true),
         attach_stderr: attach.map(|_| true),
-        open_stdin: attach.map(|_| stdin),
+        open_stdin: attach.map_or(extras.stdin_open.then_some(true), |_| Some(stdin)),
         stdin_once: attach.map(|_| stdin),
-        tty: attach.map(|_| tty),
+        tty: attach.map_or(extras.tty.then_some(true), |_| Some(tty)),
         host_config: Some(HostConfig {
             binds: (!config.binds.is_empty()).then(|| config.binds.clone()),
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             volumes_from: (!config.volumes_from.is_empty()).then(|| config.volumes_from.clone()),
             restart_policy,
             init: config.init,
-            privileged: config.privileged.then_some(true),
             memory: config.memory,
             nano_cpus: config.nano_cpus,
             extra_hosts: (!config.extra_hosts.is_empty()).then(|| config.extra_hosts.clone()),
-            network_mode: config.networks.first().map(|n| n.network.clone()),
+            network_mode: extras
+                .network_mode
+                .clone()
+                .or_else(|| config.networks.first().map(|n| n.network.clone())),
             // An attached one-off's output is streamed to us and the container is removed
             // afterwards: a log file would only be a second copy. Without it the engine moves
             // output about 2.5 times faster (512 MiB: 19 s instead of 50 s on 20.10).
-            log_config: attach.map(|_| HostConfigLogConfig {
-                typ: Some("none".to_string()),
-                config: None,
+            log_config: match attach {
+                Some(_) => Some(HostConfigLogConfig {
+                    typ: Some("none".to_string()),
+                    config: None,
+                }),
+                None => extras
+                    .log_driver
+                    .as_ref()
+                    .map(|driver| HostConfigLogConfig {
+                        typ: Some(driver.clone()),
+                        config: some_map(&extras.log_options),
+                    }),
+            },
+            readonly_rootfs: extras.read_only.then_some(true),
+            tmpfs: some_map(&extras.tmpfs),
+            cap_add: some_vec(&extras.cap_add),
+            cap_drop: some_vec(&extras.cap_drop),
+            ulimits: (!extras.ulimits.is_empty()).then(|| {
+                extras
+                    .ulimits
+                    .iter()
+                    .map(|(name, soft, hard)| ResourcesUlimits {
+                        name: Some(name.clone()),
+                        soft: Some(*soft),
+                        hard: Some(*hard),
+                    })
+                    .collect()
             }),
+            // On user-defined networks links go with each endpoint; only the engine's own
+            // networks (`network_mode: bridge` …) take them here.
+            links: if config.networks.is_empty() {
+                some_vec(&extras.links)
+            } else {
+                None
+            },
+            memory_reservation: extras.memory_reservation,
+            pids_limit: extras.pids_limit,
+            devices: (!extras.devices.is_empty()).then(|| {
+                extras
+                    .devices
+                    .iter()
+                    .map(|device| {
+                        let mut parts = device.splitn(3, ':');
+                        DeviceMapping {
+                            path_on_host: parts.next().map(str::to_string),
+                            path_in_container: parts.next().map(str::to_string),
+                            cgroup_permissions: parts.next().map(str::to_string),
+                        }
+                    })
+                    .collect()
+            }),
+            security_opt: some_vec(&extras.security_opt),
+            shm_size: extras.shm_size,
+            sysctls: some_map(&extras.sysctls),
+            pid_mode: extras.pid.clone(),
+            ipc_mode: extras.ipc.clone(),
+            privileged: extras.privileged.then_some(true),
+            dns: some_vec(&extras.dns),
+            dns_search: some_vec(&extras.dns_search),
+            dns_options: some_vec(&extras.dns_opt),
+            group_add: some_vec(&extras.group_add),
+            runtime: extras.runtime.clone(),
+            cpu_shares: extras.cpu_shares,
+            cpuset_cpus: extras.cpuset.clone(),
+            cpu_quota: extras.cpu_quota,
+            cpu_period: extras.cpu_period,
+            cpu_realtime_period: extras.cpu_rt_period,
+            cpu_realtime_runtime: extras.cpu_rt_runtime,
+            oom_score_adj: extras.oom_score_adj,
+            oom_kill_disable: extras.oom_kill_disable,
+            memory_swappiness: extras.mem_swappiness,
+            memory_swap: extras.memswap_limit,
+            userns_mode: extras.userns_mode.clone(),
+            uts_mode: extras.uts.clone(),
+            cgroup_parent: extras.cgroup_parent.clone(),
+            cgroupns_mode: extras.cgroup.as_deref().map(|mode| match mode {
+                "host" => HostConfigCgroupnsModeEnum::HOST,
+                _ => HostConfigCgroupnsModeEnum::PRIVATE,
+            }),
+            storage_opt: some_map(&extras.storage_opt),
+            device_cgroup_rules: some_vec(&extras.device_cgroup_rules),
+            blkio_weight: extras.blkio_weight,
+            blkio_weight_device: (!extras.blkio_weight_device.is_empty()).then(|| {
+                extras
+                    .blkio_weight_device
+                    .iter()
+                    .map(|(path, weight)| ResourcesBlkioWeightDevice {
+                        path: Some(path.clone()),
+                        weight: Some(usize::from(*weight)),
+                    })
+                    .collect()
+            }),
+            blkio_device_read_bps: throttle(&extras.blkio_read_bps),
+            blkio_device_write_bps: throttle(&extras.blkio_write_bps),
+            blkio_device_read_iops: throttle(&extras.blkio_read_iops),
+            blkio_device_write_iops: throttle(&extras.blkio_write_iops),
+            device_requests: (!extras.device_requests.is_empty())
+                .then(|| extras.device_requests.clone()),
             // Honoured from API 1.42; older engines get the size by a resize right after start.
             console_size: if tty {
                 crate::tty::size().map(|(rows, cols)| vec![usize::from(rows), usize::from(cols)])
@@ -225,9 +433,31 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
     }
 }
 
-fn endpoint_settings(endpoint: &Endpoint) -> EndpointSettings {
+fn throttle(devices: &[(String, i64)]) -> Option<Vec<ThrottleDevice>> {
+    (!devices.is_empty()).then(|| {
+        devices
+            .iter()
+            .map(|(path, rate)| ThrottleDevice {
+                path: Some(path.clone()),
+                rate: Some(*rate),
+            })
+            .collect()
+    })
+}
+
+/// An endpoint on a network; `links` (`CONTAINER:ALIAS`) are the container's links, which
+/// the engine resolves per user-defined network.
+fn endpoint_settings(endpoint: &Endpoint, links: &[String]) -> EndpointSettings {
     EndpointSettings {
         aliases: (!endpoint.aliases.is_empty()).then(|| endpoint.aliases.clone()),
+        links: (!links.is_empty()).then(|| links.to_vec()),
+        ipam_config: (endpoint.ipv4_address.is_some() || endpoint.ipv6_address.is_some()).then(
+            || EndpointIpamConfig {
+                ipv4_address: endpoint.ipv4_address.clone(),
+                ipv6_address: endpoint.ipv6_address.clone(),
+                link_local_ips: None,
+            },
+        ),
         ..Default::default()
     }
 }
@@ -250,13 +480,60 @@ impl Engine {
             let _ = self.remove_container(&id).await;
             return Err(err);
         }
+        if let Err(err) = self.copy_files(&id, config).await {
+            let _ = self.remove_container(&id).await;
+            return Err(err);
+        }
         Ok(id)
     }
 
+    /// Put the config's files into the (created, not started) container.
+    async fn copy_files(&self, id: &str, config: &ContainerConfig) -> Result<(), EngineError> {
+        if config.files.is_empty() {
+            return Ok(());
+        }
+        let archive = files_archive(&config.files).map_err(|err| EngineError {
+            operation: "copy secrets and configs into".into(),
+            object: config.name.clone(),
+            message: err.to_string(),
+            status: None,
+            hint: None,
+            engine: super::named_engine(),
+        })?;
+        let options = UploadToContainerOptionsBuilder::default().path("/").build();
+        self.client()
+            .upload_to_container(id, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(op("copy secrets and configs into", &config.name))
+    }
+
     async fn create_only(&self, config: &ContainerConfig) -> Result<String, EngineError> {
-        let options = CreateContainerOptionsBuilder::default()
-            .name(&config.name)
-            .build();
+        let start_interval = config
+            .healthcheck
+            .as_ref()
+            .is_some_and(|h| h.start_interval_ns.is_some());
+        let version = self.client().client_version();
+        if start_interval && (version.major_version, version.minor_version) < (1, 44) {
+            // An older engine would ignore it without a word.
+            return Err(EngineError {
+                operation: "create container".into(),
+                object: config.name.clone(),
+                message: format!(
+                    "`healthcheck.start_interval` needs engine API 1.44 or later; this engine speaks {}.{}",
+                    version.major_version, version.minor_version
+                ),
+                status: None,
+                hint: Some(
+                    "remove `start_interval` (the checks then run at `interval` during `start_period` too), or use a newer engine".into(),
+                ),
+                engine: super::named_engine(),
+            });
+        }
+        let mut options = CreateContainerOptionsBuilder::default().name(&config.name);
+        if let Some(platform) = &config.extras.platform {
+            options = options.platform(platform);
+        }
+        let options = options.build();
         self.client()
             .create_container(
                 Some(options),
@@ -288,7 +565,7 @@ impl Engine {
                     &extra.network,
                     NetworkConnectRequest {
                         container: id.to_string(),
-                        endpoint_config: Some(endpoint_settings(extra)),
+                        endpoint_config: Some(endpoint_settings(extra, &config.extras.links)),
                     },
                 )
                 .await
@@ -323,10 +600,41 @@ impl Engine {
         if ours {
             return self.remove_container(&config.name).await;
         }
+        let label = |labels: &HashMap<String, String>, key: &str| {
+            labels.get(key).cloned().unwrap_or_default()
+        };
+        // Another stage's container (a fixed `container_name` used by two stages).
+        if let (Some(stage), Some(project)) = (labels.get(names::STAGE), labels.get(names::PROJECT))
+        {
+            let theirs = format!(
+                "service `{}` of stage `{stage}` (project `{project}`)",
+                label(&labels, names::SERVICE)
+            );
+            let ours = format!(
+                "service `{}` of stage `{}` (project `{}`)",
+                label(&config.labels, names::SERVICE),
+                label(&config.labels, names::STAGE),
+                label(&config.labels, names::PROJECT)
+            );
+            return Err(EngineError {
+                operation: "create container".into(),
+                object: config.name.clone(),
+                message: format!(
+                    "the container name `{}` of {ours} is already the container of {theirs}",
+                    config.name
+                ),
+                status: Some(409),
+                hint: Some(
+                    "container names are unique on an engine: put the stage in `container_name` (`${STAGE}-…`), or remove `container_name`".to_string(),
+                ),
+                engine: super::named_engine(),
+            });
+        }
         Err(EngineError {
             operation: "create container".into(),
             object: config.name.clone(),
             message: "the name is held by a container that is not this stage's (it lacks the stage's labels)".to_string(),
+            engine: super::named_engine(),
             status: Some(409),
             hint: Some(format!(
                 "remove or rename it (`docker rm -f {0}` or `docker rename {0} NEW`), then run again",
@@ -583,11 +891,11 @@ mod tests {
             networks: vec![
                 Endpoint {
                     network: "dev-app_default".into(),
-                    aliases: Vec::new(),
+                    ..Default::default()
                 },
                 Endpoint {
                     network: "dev-app_back".into(),
-                    aliases: Vec::new(),
+                    ..Default::default()
                 },
             ],
             attach: Some(Attach {

@@ -471,6 +471,33 @@ fn scan_with(
     Ok(context)
 }
 
+/// Walk `root` as [`scan`] does, with a Dockerfile given as text (`dockerfile_inline`)
+/// instead of one from the directory.
+pub fn scan_inline(root: &Path, text: Vec<u8>) -> Result<BuildContext, ContextError> {
+    if !root.is_dir() {
+        return Err(ContextError::NotADirectory(root.to_path_buf()));
+    }
+    let ignore_path = root.join(".dockerignore");
+    let mut ignore = match fs::read_to_string(&ignore_path) {
+        Ok(text) => Dockerignore::parse(&text)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Dockerignore::default(),
+        Err(e) => return Err(io_error(&ignore_path)(e)),
+    };
+    ignore.exclude_env_files();
+    if ignore.excluded(".dockerignore") {
+        ignore.keep(".dockerignore");
+    }
+    let mut context = BuildContext {
+        root: root.to_path_buf(),
+        ..BuildContext::default()
+    };
+    walk(root, Path::new(""), None, &ignore, &mut context)?;
+    context.bytes += text.len() as u64;
+    context.files += 1;
+    context.replace_dockerfile(text);
+    Ok(context)
+}
+
 fn short_hash(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(data);

@@ -14,11 +14,14 @@ pub mod containers;
 pub mod context;
 pub mod copy;
 pub mod digest;
+pub mod endpoint;
 pub mod hooks;
 pub mod images;
+pub mod lease;
 pub mod networks;
 pub mod observe;
 pub mod registry;
+pub mod ssh;
 pub mod stages;
 pub mod system;
 pub mod task;
@@ -28,17 +31,40 @@ pub mod volumes;
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) docker: Docker,
-    /// The address tried, for messages (`unix:///var/run/docker.sock`, `tcp://host:2376`).
+    /// The address tried, for messages (`unix:///var/run/docker.sock`, `tcp://host:2376`,
+    /// `ssh://deploy@10.0.0.5`).
     pub address: String,
+    /// Where the engine is and what chose it.
+    pub endpoint: endpoint::Endpoint,
+    /// The ssh connection of an `ssh://` engine, closed when the last clone goes.
+    _ssh: Option<std::sync::Arc<ssh::SshSession>>,
+}
+
+/// The engine this process talks to, when it is not the local default: named in every
+/// engine error (`create container `x` on ssh://deploy@10.0.0.5: …`).
+static NAMED_ENGINE: std::sync::Mutex<Option<std::sync::Arc<str>>> = std::sync::Mutex::new(None);
+
+pub(crate) fn named_engine() -> Option<std::sync::Arc<str>> {
+    NAMED_ENGINE.lock().ok().and_then(|n| n.clone())
+}
+
+/// ` on ENGINE` for messages, or nothing for the local default engine.
+fn on_engine(engine: &Option<std::sync::Arc<str>>) -> String {
+    engine
+        .as_ref()
+        .map(|e| format!(" on {e}"))
+        .unwrap_or_default()
 }
 
 /// An engine call that failed, naming the operation and the object.
 #[derive(Debug, thiserror::Error)]
-#[error("{operation} `{object}`: {message}")]
+#[error("{operation} `{object}`{}: {message}", on_engine(.engine))]
 pub struct EngineError {
     pub operation: String,
     pub object: String,
     pub message: String,
+    /// The engine, when it is not the local default one.
+    pub engine: Option<std::sync::Arc<str>>,
     /// HTTP status from the daemon, when there was one.
     pub status: Option<u16>,
     /// What the user can do about it (printed as `hint:` by the reporter).
@@ -66,6 +92,7 @@ impl EngineError {
             operation: operation.to_string(),
             object: object.to_string(),
             message,
+            engine: named_engine(),
             status,
             hint: None,
         }
@@ -81,6 +108,7 @@ impl EngineError {
             operation: operation.to_string(),
             object: object.to_string(),
             message: message.into(),
+            engine: named_engine(),
             status: None,
             hint: None,
         }
@@ -157,6 +185,17 @@ const LONG_CALL_TIMEOUT: Duration = Duration::from_secs(900);
 /// How long `connect` waits for the daemon's first answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long ssh may take to log in to an `ssh://` engine: `STACKCTL_SSH_TIMEOUT` (seconds)
+/// or 10 s.
+fn ssh_connect_timeout() -> Duration {
+    std::env::var("STACKCTL_SSH_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&s| s > 0 && s <= 3600)
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(10))
+}
+
 /// The bound of one ordinary call: `STACKCTL_CALL_TIMEOUT` or `CALL_TIMEOUT`.
 pub fn call_timeout() -> Duration {
     std::env::var("STACKCTL_CALL_TIMEOUT")
@@ -202,26 +241,55 @@ fn connect_failure(address: &str, err: &BollardError) -> (String, String) {
 }
 
 impl Engine {
-    /// Connect through `DOCKER_HOST` (unix, tcp, TLS with `DOCKER_TLS_VERIFY`) or the local
-    /// socket, check the daemon answers, and negotiate the API version. Ctrl-C ends the
-    /// wait at once (`Interrupted`).
+    /// Connect to the engine `endpoint::resolve` names (`-H`, the stack's `engine.host`,
+    /// `DOCKER_HOST`, a Docker context, the local socket): unix, tcp, TLS with
+    /// `DOCKER_TLS_VERIFY`, or ssh. Check the daemon answers and negotiate the API version.
+    /// Ctrl-C ends the wait at once (`Interrupted`).
     pub async fn connect() -> anyhow::Result<Engine> {
-        let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
-        let address = host
-            .clone()
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        let default_hint = "start the Docker daemon, or point DOCKER_HOST at a running one";
+        let endpoint = endpoint::resolve()?;
+        let address = endpoint.host.clone();
+        let default_hint = if endpoint.source == endpoint::DEFAULT_SOURCE {
+            "start the Docker daemon, or point DOCKER_HOST at a running one".to_string()
+        } else {
+            format!(
+                "start the Docker daemon there, or name another engine ({} chose this one)",
+                endpoint.source
+            )
+        };
         let unreachable = |reason: String, hint: String| Unreachable {
             address: address.clone(),
             reason,
             hint,
         };
-        let docker = match &host {
-            Some(_) => Docker::connect_with_defaults(),
-            None => Docker::connect_with_local_defaults(),
-        }
-        .map_err(|e| unreachable(e.to_string(), default_hint.to_string()))?
-        .with_timeout(call_timeout());
+        let mut session = None;
+        let docker = if address.starts_with("ssh://") {
+            let target = ssh::SshTarget::parse(&address).map_err(|e| {
+                crate::error::UsageError::new(format!("engine address {e} ({})", endpoint.source))
+                    .with_hint("write it as ssh://USER@HOST or ssh://USER@HOST:PORT")
+            })?;
+            let ssh_hint = format!(
+                "check that `ssh {}{}{}` works from here (key or agent, known_hosts, network)",
+                target.port.map(|p| format!("-p {p} ")).unwrap_or_default(),
+                target
+                    .user
+                    .as_deref()
+                    .map(|u| format!("{u}@"))
+                    .unwrap_or_default(),
+                target.host
+            );
+            let opened = tokio::select! {
+                opened = ssh::SshSession::open(target, ssh_connect_timeout()) => opened,
+                _ = crate::interrupt::wait() => return Err(crate::error::Interrupted.into()),
+            };
+            let opened = opened.map_err(|reason| unreachable(reason, ssh_hint))?;
+            session = Some(opened.clone());
+            ssh::client(opened, call_timeout())
+                .map_err(|reason| unreachable(reason, default_hint.clone()))?
+        } else {
+            Docker::connect_with_host(&address)
+                .map_err(|e| unreachable(e.to_string(), default_hint.clone()))?
+                .with_timeout(call_timeout())
+        };
         let negotiated = tokio::select! {
             negotiated = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()) => negotiated,
             _ = crate::interrupt::wait() => return Err(crate::error::Interrupted.into()),
@@ -234,11 +302,33 @@ impl Engine {
                         .to_string(),
                 )
             })?
-            .map_err(|e| {
-                let (reason, hint) = connect_failure(&address, &e);
-                unreachable(reason, hint)
+            .map_err(|e| match session.as_ref().and_then(|s| s.dial_error()) {
+                Some(said) => unreachable(
+                    format!("`docker system dial-stdio` there failed: {said}"),
+                    "the ssh user needs the docker CLI on its PATH and access to the engine (the `docker` group)".to_string(),
+                ),
+                None if session.is_some() => unreachable(e.to_string(), default_hint.clone()),
+                None => {
+                    let (reason, hint) = connect_failure(&address, &e);
+                    unreachable(reason, hint)
+                }
             })?;
-        Ok(Engine { docker, address })
+        if endpoint.source != endpoint::DEFAULT_SOURCE {
+            if let Ok(mut named) = NAMED_ENGINE.lock() {
+                *named = Some(address.as_str().into());
+            }
+        }
+        Ok(Engine {
+            docker,
+            address,
+            endpoint,
+            _ssh: session,
+        })
+    }
+
+    /// True when the engine runs on another machine (bind-mount paths are that machine's).
+    pub fn is_remote(&self) -> bool {
+        self.endpoint.is_remote()
     }
 
     /// A client for calls that may take long before the engine answers (a build request).

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{Network, NetworkCreateRequest};
+use bollard::models::{Ipam, IpamConfig, Network, NetworkCreateRequest};
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptionsBuilder};
 
 use super::{is_not_found, label_filters, Engine, EngineError};
@@ -29,6 +29,29 @@ pub struct NetworkWanted {
     pub labels: HashMap<String, String>,
     pub stage: String,
     pub project: String,
+    /// Driver options, and the settings it is created with (not compared afterwards).
+    pub options: HashMap<String, String>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub enable_ipv6: bool,
+    pub ipam: Option<IpamWanted>,
+}
+
+/// A network's address management as the stack writes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpamWanted {
+    pub driver: Option<String>,
+    pub pools: Vec<PoolWanted>,
+    pub options: HashMap<String, String>,
+}
+
+/// One address pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolWanted {
+    pub subnet: Option<String>,
+    pub ip_range: Option<String>,
+    pub gateway: Option<String>,
+    pub aux_addresses: HashMap<String, String>,
 }
 
 /// A network the engine holds under a wanted name.
@@ -189,6 +212,26 @@ impl Engine {
                 name: want.name.clone(),
                 driver: Some(want.driver.clone()),
                 labels: Some(want.labels.clone()),
+                options: (!want.options.is_empty()).then(|| want.options.clone()),
+                internal: want.internal.then_some(true),
+                attachable: want.attachable.then_some(true),
+                enable_ipv6: want.enable_ipv6.then_some(true),
+                ipam: want.ipam.as_ref().map(|ipam| Ipam {
+                    driver: ipam.driver.clone(),
+                    config: Some(
+                        ipam.pools
+                            .iter()
+                            .map(|pool| IpamConfig {
+                                subnet: pool.subnet.clone(),
+                                ip_range: pool.ip_range.clone(),
+                                gateway: pool.gateway.clone(),
+                                auxiliary_addresses: (!pool.aux_addresses.is_empty())
+                                    .then(|| pool.aux_addresses.clone()),
+                            })
+                            .collect(),
+                    ),
+                    options: (!ipam.options.is_empty()).then(|| ipam.options.clone()),
+                }),
                 ..Default::default()
             };
             match self.client().create_network(request).await {

@@ -12,6 +12,17 @@ use crate::observed::{Observed, ObservedContainer};
 impl Engine {
     /// Every container (all states), network and volume labelled with this stage.
     pub async fn observe(&self, stage: &str, project: &str) -> Result<Observed, EngineError> {
+        self.observe_named(stage, project, &[]).await
+    }
+
+    /// The same, counting also the containers the stack names itself (`container_name`),
+    /// when they carry the stage's labels.
+    pub async fn observe_named(
+        &self,
+        stage: &str,
+        project: &str,
+        custom_names: &[String],
+    ) -> Result<Observed, EngineError> {
         let filters = label_filters(&names::stage_filter(stage, project));
         let containers = async {
             let options = ListContainersOptionsBuilder::default()
@@ -47,7 +58,10 @@ impl Engine {
         let mut containers: Vec<ObservedContainer> = containers
             .into_iter()
             .map(observed_container)
-            .filter(|c| names::is_stage_container_name(stage, project, &c.name))
+            .filter(|c| {
+                names::is_stage_container_name(stage, project, &c.name)
+                    || custom_names.contains(&c.name)
+            })
             .collect();
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         let mut networks: Vec<String> = networks.into_iter().filter_map(|n| n.name).collect();

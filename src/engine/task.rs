@@ -166,6 +166,7 @@ impl Engine {
                 operation: "start exec in container".into(),
                 object: container.to_string(),
                 message: "the engine did not attach the exec session".into(),
+                engine: super::named_engine(),
                 status: None,
                 hint: None,
             });

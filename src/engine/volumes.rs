@@ -18,6 +18,7 @@ impl Engine {
         name: &str,
         driver: Option<&str>,
         labels: &HashMap<String, String>,
+        driver_opts: &HashMap<String, String>,
     ) -> Result<(), EngineError> {
         if let Some(found) = self.volume_labels(name).await? {
             let stage_own = [names::PROJECT, names::STAGE]
@@ -37,6 +38,7 @@ impl Engine {
             name: Some(name.to_string()),
             driver: driver.map(str::to_string),
             labels: Some(labels.clone()),
+            driver_opts: (!driver_opts.is_empty()).then(|| driver_opts.clone()),
             ..Default::default()
         };
         self.client()

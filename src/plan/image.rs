@@ -51,6 +51,14 @@ pub struct ImageSpec {
     /// The tag to give the image (`project/service:stage`, or the entry's `image:`).
     pub tag: String,
     pub no_cache: bool,
+    /// A Dockerfile written in the stack file (sent instead of one from the context).
+    pub dockerfile_inline: Option<String>,
+    pub cache_from: Vec<String>,
+    /// The network `RUN` steps use.
+    pub network: Option<String>,
+    pub shm_size: Option<i64>,
+    /// Pull base images at every build.
+    pub pull: bool,
 }
 
 /// One image the stage builds.
@@ -155,7 +163,8 @@ pub fn check_sources(loaded: &LoadedStack, builds: &[ImageBuild]) -> Result<(), 
                     loaded.dir.display()
                 ),
             ))
-        } else if !request.context.join(dockerfile).is_file() {
+        } else if request.dockerfile_inline.is_none() && !request.context.join(dockerfile).is_file()
+        {
             Some((
                 format!(
                     "Dockerfile `{}` does not exist",
@@ -243,7 +252,12 @@ fn image_build(
             target: build.target.clone(),
             labels,
             tag,
-            no_cache: false,
+            no_cache: build.no_cache,
+            dockerfile_inline: build.dockerfile_inline.clone(),
+            cache_from: build.cache_from.clone(),
+            network: build.network.clone(),
+            shm_size: build.shm_size.map(|s| s.0),
+            pull: build.pull,
         },
     }
 }

@@ -33,7 +33,10 @@ pub fn plan(up: Plan, wanted: &[String]) -> Result<Plan, NoContainer> {
         let change = if wanted.contains(&service) {
             match &change {
                 Change::Create => {
-                    missing.push(service.clone());
+                    // One entry per service, whatever its replicas.
+                    if !missing.contains(&service) {
+                        missing.push(service.clone());
+                    }
                     continue;
                 }
                 Change::Recreate(fields) => warnings.push(format!(
@@ -42,8 +45,9 @@ pub fn plan(up: Plan, wanted: &[String]) -> Result<Plan, NoContainer> {
                 )),
                 _ => {}
             }
-            // Its health is the restarted container's, not the one the list reported.
-            healthy.remove(&service);
+            // Its health is the restarted container's, not the one the list reported
+            // (`healthy` holds container names).
+            healthy.remove(&spec.name);
             Change::Restart("asked for".into())
         } else {
             match change {
@@ -144,7 +148,10 @@ services:
                 ("dev-demo--api".to_string(), "restart".to_string()),
             ]
         );
-        assert!(plan.healthy.contains("db"), "db need not be waited for");
+        assert!(
+            plan.healthy.contains("dev-demo--db"),
+            "db need not be waited for"
+        );
     }
 
     #[test]

@@ -73,11 +73,18 @@ pub fn plan_container(
             networks: vec![NetworkAttachment {
                 network: container::default_network(loaded),
                 aliases: Vec::new(),
+                ipv4_address: None,
+                ipv6_address: None,
             }],
             ..Default::default()
         },
     };
     adjust(loaded, &mut container, name, task, service, args, short_id);
+    // A service's fixed addresses are its own: a task beside it takes any.
+    for network in &mut container.networks {
+        network.ipv4_address = None;
+        network.ipv6_address = None;
+    }
     container.image = image;
     Ok(TaskPlan {
         task: name.to_string(),
@@ -259,6 +266,8 @@ fn adjust(
     let (binds, anonymous) = container::mounts(loaded, &task.volumes);
     spec.binds.extend(binds);
     spec.anonymous_volumes.extend(anonymous);
+    spec.tmpfs
+        .extend(container::tmpfs_mounts(&[], &task.volumes));
     spec.volumes_from.extend(
         task.volumes_from
             .iter()

@@ -107,6 +107,12 @@ pub enum Action {
         name: String,
         remove: bool,
     },
+    /// A container of a service that no longer carries that name (its `container_name`
+    /// changed): removed before the service's new container is created.
+    Stale {
+        name: String,
+        service: String,
+    },
 }
 
 impl Action {
@@ -170,6 +176,12 @@ impl Action {
                     Change::Unchanged(why) => ("service", name, "unchanged", why.clone()),
                 }
             }
+            Action::Stale { name, service } => (
+                "service",
+                name.clone(),
+                "remove",
+                format!("no longer a container of `{service}` (renamed or scaled down)"),
+            ),
             Action::Orphan { name, remove } => {
                 if *remove {
                     ("service", name.clone(), "remove", "orphan".into())
@@ -205,7 +217,7 @@ impl Action {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub actions: Vec<Action>,
-    /// Unchanged services the engine already reports healthy (no wait needed).
+    /// Containers of unchanged services the engine already reports healthy (no wait needed).
     pub healthy: BTreeSet<String>,
     /// What the user should know before it runs (a `required: false` dependency left out).
     pub warnings: Vec<String>,
@@ -245,6 +257,9 @@ impl Action {
         let Action::Service { spec, change, .. } = self else {
             return Vec::new();
         };
+        if spec.pre_start_elsewhere {
+            return Vec::new();
+        }
         let why = match change {
             Change::Create => "the service is created",
             Change::Recreate(_) => "the service is recreated",
@@ -324,8 +339,21 @@ pub fn service_deps(loaded: &LoadedStack, name: &str) -> Vec<(String, Condition)
         .filter(|(d, _)| loaded.stack.services.contains_key(*d))
         .map(|(d, dep)| (d.clone(), dep.condition))
         .collect();
-    for entry in &service.volumes_from {
-        let target = container::volumes_from_target(entry);
+    let shared = service
+        .network_mode
+        .as_deref()
+        .and_then(|mode| mode.strip_prefix("service:"));
+    let linked = service
+        .links
+        .iter()
+        .map(|link| link.split_once(':').map_or(link.as_str(), |(t, _)| t));
+    let targets = service
+        .volumes_from
+        .iter()
+        .map(|entry| container::volumes_from_target(entry))
+        .chain(shared)
+        .chain(linked);
+    for target in targets {
         if loaded.stack.services.contains_key(target) && !deps.iter().any(|(d, _)| d == target) {
             deps.push((target.to_string(), Condition::ServiceStarted));
         }
@@ -399,6 +427,7 @@ pub fn plan(
     let (services, healthy) = service_actions(loaded, images, observed, &selected, &actions);
     actions.extend(services);
     actions.extend(orphan_actions(loaded, observed, options));
+    actions.extend(stale_actions(loaded, observed));
     Ok(Plan {
         actions,
         healthy,
@@ -621,33 +650,51 @@ fn service_actions(
         } else {
             images.get(&image).cloned().unwrap_or_default()
         };
-        let mut spec = container::service(loaded, name, service, &image_id);
-        spec.pre_start = super::task::pre_start_steps(loaded, name, service);
-        let current = observed.container(&spec.name);
-        let one_shot = one_shots.contains(name);
-        let mut change = decide(&spec, current, rebuilding, one_shot);
-        if matches!(change, Change::Unchanged(_)) {
-            if let Some(dep) = restarting_dependency(loaded, name, &actions) {
-                change = Change::Restart(format!("`{dep}` recreated (restart: true)"));
+        let mut first = container::service(loaded, name, service, &image_id);
+        first.pre_start = super::task::pre_start_steps(loaded, name, service);
+        // With replicas the steps run once, for the first replica created or recreated
+        // (the others wait for it); every replica's hash covers them.
+        let mut steps_claimed = false;
+        for replica in container::replica_names(loaded, name) {
+            let mut spec = first.clone();
+            spec.name = replica;
+            let current = observed.container(&spec.name);
+            let one_shot = one_shots.contains(name);
+            let mut change = decide(&spec, current, rebuilding, one_shot);
+            if let Some(shared) = recreated_network_owner(service, &actions) {
+                if !matches!(change, Change::Create | Change::Recreate(_)) {
+                    // Its network namespace was the old container's.
+                    change = Change::Recreate(vec![format!("network_mode (`{shared}` recreated)")]);
+                }
             }
+            if matches!(change, Change::Unchanged(_)) {
+                if let Some(dep) = restarting_dependency(loaded, name, &actions) {
+                    change = Change::Restart(format!("`{dep}` recreated (restart: true)"));
+                }
+            }
+            if change == Change::Unchanged("running".into())
+                && current.is_some_and(|c| c.health.as_deref() == Some("healthy"))
+            {
+                healthy.insert(spec.name.clone());
+            }
+            if matches!(change, Change::Create | Change::Recreate(_)) && !steps_claimed {
+                steps_claimed = true;
+            } else {
+                spec.pre_start_elsewhere = true;
+            }
+            let has_healthcheck = spec
+                .healthcheck
+                .as_ref()
+                .is_some_and(|h| h.test.first().is_some_and(|t| t != "NONE"));
+            actions.push(Action::Service {
+                service: name.clone(),
+                depends_on: service_deps(loaded, name),
+                has_healthcheck,
+                one_shot,
+                change,
+                spec: Box::new(spec),
+            });
         }
-        if change == Change::Unchanged("running".into())
-            && current.is_some_and(|c| c.health.as_deref() == Some("healthy"))
-        {
-            healthy.insert(name.clone());
-        }
-        let has_healthcheck = spec
-            .healthcheck
-            .as_ref()
-            .is_some_and(|h| h.test.first().is_some_and(|t| t != "NONE"));
-        actions.push(Action::Service {
-            service: name.clone(),
-            depends_on: service_deps(loaded, name),
-            has_healthcheck,
-            one_shot,
-            change,
-            spec: Box::new(spec),
-        });
     }
     (actions, healthy)
 }
@@ -678,6 +725,21 @@ pub fn one_shot_services(loaded: &LoadedStack) -> HashSet<String> {
         .filter(|(_, d)| d.condition == Condition::ServiceCompletedSuccessfully)
         .map(|(n, _)| n.clone())
         .collect()
+}
+
+/// The service whose network this one shares (`network_mode: service:X`), when this plan
+/// creates its container anew.
+fn recreated_network_owner(
+    service: &crate::stack::model::Service,
+    planned: &[Action],
+) -> Option<String> {
+    let owner = service.network_mode.as_deref()?.strip_prefix("service:")?;
+    planned
+        .iter()
+        .any(|a| {
+            matches!(a, Action::Service { service, change: Change::Recreate(_) | Change::Create, .. } if service == owner)
+        })
+        .then(|| owner.to_string())
 }
 
 /// A dependency with `restart: true` that this plan recreates (dependencies come first).
@@ -758,6 +820,25 @@ fn orphan_actions(loaded: &LoadedStack, observed: &Observed, options: &PlanOptio
         .map(|c| Action::Orphan {
             name: c.name.clone(),
             remove: options.remove_orphans,
+        })
+        .collect()
+}
+
+/// Containers of a service of the stack that are not among its containers now (its
+/// `container_name` changed, or it runs fewer replicas).
+fn stale_actions(loaded: &LoadedStack, observed: &Observed) -> Vec<Action> {
+    observed
+        .containers
+        .iter()
+        .filter(|c| c.role == names::role::SERVICE)
+        .filter_map(|c| {
+            let service = c.service.as_ref()?;
+            loaded.stack.services.get(service)?;
+            let wanted = container::replica_names(loaded, service);
+            (!wanted.contains(&c.name)).then(|| Action::Stale {
+                name: c.name.clone(),
+                service: service.clone(),
+            })
         })
         .collect()
 }
@@ -1517,6 +1598,170 @@ volumes:
             "other:1 is shared by b and e: one pull"
         );
         assert!(fetch(&always).contains(&t("pull", "other:1", "--pull always")));
+    }
+
+    /// The containers a plan leaves running for a stack, as the engine would list them.
+    fn observed_after(stack: &LoadedStack) -> Observed {
+        let plan = plan(
+            stack,
+            &images(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        let containers = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Service { spec, .. } => Some(observed_of(spec, "service", "running")),
+                _ => None,
+            })
+            .collect();
+        Observed {
+            containers,
+            networks: vec!["dev-demo_default".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn replicas_run_pre_start_steps_once_and_share_the_hash() {
+        let yaml = "services:\n  api:\n    image: busybox:latest\n    scale: 3\n    pre_start:\n      - command: [echo, one]\n";
+        let three = loaded(yaml);
+        let plan3 = plan(
+            &three,
+            &images(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        let specs: Vec<&ContainerSpec> = plan3
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Service { spec, .. } => Some(spec.as_ref()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(specs.len(), 3);
+        assert!(specs
+            .iter()
+            .all(|s| s.pre_start.len() == 1 && s.config_hash() == specs[0].config_hash()));
+        let lines: Vec<(String, String)> = plan3
+            .actions
+            .iter()
+            .flat_map(Action::pre_start_lines)
+            .collect();
+        assert_eq!(
+            lines,
+            vec![(
+                "dev-demo--api".to_string(),
+                "step 1: echo one; the service is created".to_string()
+            )]
+        );
+        // Scaling up: the running replica stays, the new one runs the steps.
+        let running = observed_after(&loaded(&yaml.replace("scale: 3", "scale: 1")));
+        let plan4 = plan(&three, &images(), &running, &PlanOptions::default()).unwrap();
+        let lines: Vec<String> = plan4
+            .actions
+            .iter()
+            .flat_map(Action::pre_start_lines)
+            .map(|(container, _)| container)
+            .collect();
+        assert_eq!(lines, vec!["dev-demo--api--2".to_string()]);
+    }
+
+    #[test]
+    fn replicas_are_containers_and_scaling_down_removes_the_extra_ones() {
+        let three =
+            loaded("services:\n  api:\n    image: busybox:latest\n    deploy: { replicas: 3 }\n");
+        let plan3 = plan(
+            &three,
+            &images(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        let created: Vec<String> = changes(&plan3)
+            .into_iter()
+            .filter(|(_, verb, _)| *verb == "create")
+            .map(|(object, _, _)| object)
+            .collect();
+        assert_eq!(
+            created,
+            vec![
+                "dev-demo_default",
+                "dev-demo--api",
+                "dev-demo--api--2",
+                "dev-demo--api--3"
+            ]
+        );
+        let running = observed_after(&three);
+        let one = loaded("services:\n  api:\n    image: busybox:latest\n    scale: 1\n");
+        let plan1 = plan(&one, &images(), &running, &PlanOptions::default()).unwrap();
+        let got: Vec<(String, &str)> = changes(&plan1)
+            .into_iter()
+            .map(|(o, v, _)| (o, v))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("dev-demo--api".to_string(), "unchanged"),
+                ("dev-demo--api--2".to_string(), "remove"),
+                ("dev-demo--api--3".to_string(), "remove"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_container_name_replaces_the_old_container() {
+        let before = loaded(
+            "services:\n  api:\n    image: busybox:latest\n  db:\n    image: busybox:latest\n",
+        );
+        let running = observed_after(&before);
+        let after = loaded("services:\n  api:\n    image: busybox:latest\n    container_name: dev-api\n  db:\n    image: busybox:latest\n");
+        let plan = plan(&after, &images(), &running, &PlanOptions::default()).unwrap();
+        let got: Vec<(String, &str)> = changes(&plan).into_iter().map(|(o, v, _)| (o, v)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("dev-api".to_string(), "create"),
+                ("dev-demo--db".to_string(), "unchanged"),
+                ("dev-demo--api".to_string(), "remove"),
+            ]
+        );
+    }
+
+    #[test]
+    fn sharing_a_recreated_services_network_recreates_the_sharer() {
+        let yaml = "services:\n  vpn:\n    image: busybox:latest\n    environment: { V: \"1\" }\n  app:\n    image: busybox:latest\n    network_mode: service:vpn\n";
+        let running = observed_after(&loaded(yaml));
+        let after = loaded(&yaml.replace("V: \"1\"", "V: \"2\""));
+        let plan = plan(&after, &images(), &running, &PlanOptions::default()).unwrap();
+        assert_eq!(
+            service_change(&plan, "vpn"),
+            &Change::Recreate(vec!["environment".into()])
+        );
+        assert_eq!(
+            service_change(&plan, "app"),
+            &Change::Recreate(vec!["network_mode (`vpn` recreated)".into()])
+        );
+        match plan.service("app") {
+            Some(Action::Service {
+                spec, depends_on, ..
+            }) => {
+                assert_eq!(
+                    spec.network_mode.as_deref(),
+                    Some("container:dev-demo--vpn")
+                );
+                assert!(spec.networks.is_empty());
+                assert_eq!(
+                    depends_on,
+                    &vec![("vpn".to_string(), Condition::ServiceStarted)]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

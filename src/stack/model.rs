@@ -33,9 +33,25 @@ pub struct Stack {
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub volumes: IndexMap<String, VolumeDef>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub secrets: IndexMap<String, FileDef>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub configs: IndexMap<String, FileDef>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub data_containers: IndexMap<String, DataContainer>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub tasks: IndexMap<String, Task>,
+    /// Where the stage's engine is (`engine: { host: ssh://deploy@server }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineDef>,
+}
+
+/// The top-level `engine:`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineDef {
+    /// `ssh://USER@HOST[:PORT]`, `tcp://HOST:PORT`, `unix:///PATH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl Stack {
@@ -75,9 +91,9 @@ pub struct Service {
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "string_or_list"
+        deserialize_with = "env_files"
     )]
-    pub env_file: Vec<String>,
+    pub env_file: Vec<EnvFile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortMapping>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -145,17 +161,224 @@ pub struct Service {
     /// When `up` pulls the image (Compose's `pull_policy`); default `missing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<PullPolicy>,
+    /// The engine name of the container, instead of `{stage}-{project}--{service}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// Ports exposed (not published): `80`, `"8000-8010/udp"`.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "expose"
+    )]
+    pub expose: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "file_refs"
+    )]
+    pub secrets: Vec<FileRef>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "file_refs"
+    )]
+    pub configs: Vec<FileRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_open: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<bool>,
+    /// `host`, `none`, `bridge`, `service:NAME` or `container:NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub ulimits: IndexMap<String, Ulimit>,
+    /// `SERVICE` or `SERVICE:ALIAS`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<Deploy>,
+    /// The number of containers (Compose's `scale`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    /// `PATH` or `PATH:OPTIONS`.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "string_or_list"
+    )]
+    pub tmpfs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_size"
+    )]
+    pub shm_size: Option<ByteSize>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
+    pub sysctls: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "string_or_list"
+    )]
+    pub dns: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "string_or_list"
+    )]
+    pub dns_search: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "string_or_list"
+    )]
+    pub dns_opt: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "string_or_list"
+    )]
+    pub group_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_size"
+    )]
+    pub mem_reservation: Option<ByteSize>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_int"
+    )]
+    pub pids_limit: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_int"
+    )]
+    pub cpu_shares: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_scalar_string"
+    )]
+    pub cpuset: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_micros"
+    )]
+    pub cpu_quota: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_micros"
+    )]
+    pub cpu_period: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_micros"
+    )]
+    pub cpu_rt_period: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_micros"
+    )]
+    pub cpu_rt_runtime: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_int"
+    )]
+    pub oom_score_adj: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_kill_disable: Option<bool>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_int"
+    )]
+    pub mem_swappiness: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_swap"
+    )]
+    pub memswap_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
+    pub storage_opt: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_cgroup_rules: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_links: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkio_config: Option<BlkioConfig>,
     /// Steps run to completion, each in its own container, after the service's new
     /// container is created and before it starts (Compose's `pre_start`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pre_start: Vec<PreStartStep>,
-    /// Commands run inside the container right after it started (Compose's `post_start`).
+    /// Commands run in the container after stackctl starts it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub post_start: Vec<ExecHookDef>,
-    /// Commands run inside the running container before it is stopped (Compose's
-    /// `pre_stop`).
+    /// Commands run in the container before stackctl stops it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pre_stop: Vec<ExecHookDef>,
+    /// GPUs: `all`, or a list of device requests.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "gpus"
+    )]
+    pub gpus: Vec<DeviceRequest>,
+    /// Files of `KEY=VALUE` labels (relative to the project directory); `labels` wins.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "string_or_list"
+    )]
+    pub label_file: Vec<String>,
 }
 
 /// One `pre_start` step: a command in a container of its own (Compose's keys), or one of
@@ -189,13 +412,17 @@ pub struct PreStartStep {
         deserialize_with = "environment"
     )]
     pub environment: IndexMap<String, Option<String>>,
-    /// Compose's per-replica switch: stackctl runs one container per service, so every
-    /// step runs once either way.
+    /// Compose's per-replica switch, accepted: every step runs once per service, before
+    /// its first replica starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_replica: Option<bool>,
 }
 
-/// A `post_start` / `pre_stop` command, run inside the service's container.
+/// The name the Compose-keys code gave [`ExecHookDef`].
+pub type Hook = ExecHookDef;
+
+/// A lifecycle hook (`post_start`, `pre_stop`): a command run inside the service's
+/// container (Docker exec).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExecHookDef {
@@ -217,6 +444,658 @@ pub struct ExecHookDef {
         deserialize_with = "environment"
     )]
     pub environment: IndexMap<String, Option<String>>,
+}
+
+/// `blkio_config`: block IO weight and limits.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BlkioConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_device: Vec<WeightDevice>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_read_bps: Vec<ByteRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_write_bps: Vec<ByteRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_read_iops: Vec<IoRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_write_iops: Vec<IoRate>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WeightDevice {
+    pub path: String,
+    pub weight: u16,
+}
+
+/// A device and bytes per second (`rate: 10m`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ByteRate {
+    pub path: String,
+    pub rate: ByteSize,
+}
+
+/// A device and operations per second.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IoRate {
+    pub path: String,
+    pub rate: i64,
+}
+
+impl Service {
+    /// How many containers the service runs: `scale`, else `deploy.replicas`, else 1.
+    pub fn replicas(&self) -> u32 {
+        self.scale
+            .or_else(|| self.deploy.as_ref().and_then(|d| d.replicas))
+            .unwrap_or(1)
+    }
+}
+
+/// One `env_file` entry: a path, and whether a missing file is an error (Compose's
+/// `required`, true unless written `false`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvFile {
+    pub path: String,
+    pub required: bool,
+    /// `format: raw`: each line `KEY=VALUE` taken as it is (no quotes removed).
+    pub raw: bool,
+}
+
+impl Serialize for EnvFile {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.required && !self.raw {
+            return serializer.serialize_str(&self.path);
+        }
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("path", &self.path)?;
+        if !self.required {
+            map.serialize_entry("required", &false)?;
+        }
+        if self.raw {
+            map.serialize_entry("format", "raw")?;
+        }
+        map.end()
+    }
+}
+
+fn env_files<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<EnvFile>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Long {
+        path: String,
+        #[serde(default = "yes")]
+        required: bool,
+        #[serde(default)]
+        format: Option<String>,
+    }
+    let one = |value: Value| -> Result<EnvFile, D::Error> {
+        match value {
+            Value::String(path) => Ok(EnvFile {
+                path,
+                required: true,
+                raw: false,
+            }),
+            Value::Mapping(_) => {
+                let long: Long = from_tree(value).map_err(de::Error::custom)?;
+                let raw = match long.format.as_deref() {
+                    None => false,
+                    Some("raw") => true,
+                    Some(other) => {
+                        return Err(de::Error::custom(format!(
+                            "`format: {other}` is not an env file format (`raw`, or leave it out for the `.env` format)"
+                        )))
+                    }
+                };
+                Ok(EnvFile {
+                    path: long.path,
+                    required: long.required,
+                    raw,
+                })
+            }
+            other => Err(de::Error::custom(format!(
+                "expected an env file path or a map with `path`, found {}",
+                describe(&other)
+            ))),
+        }
+    };
+    match Value::deserialize(deserializer)? {
+        Value::Sequence(items) => items.into_iter().map(one).collect(),
+        other => one(other).map(|f| vec![f]),
+    }
+}
+
+/// A top-level secret or config: where its content comes from (exactly one of `file`,
+/// `environment`, `content`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FileDef {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The content, read while resolving (never printed).
+    #[serde(skip)]
+    pub data: Option<Vec<u8>>,
+}
+
+impl<'de> Deserialize<'de> for FileDef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            file: Option<String>,
+            #[serde(default)]
+            environment: Option<String>,
+            #[serde(default)]
+            content: Option<String>,
+            #[serde(default)]
+            name: Option<String>,
+        }
+        let raw = Raw::deserialize(deserializer)?;
+        let sources = [&raw.file, &raw.environment, &raw.content]
+            .iter()
+            .filter(|s| s.is_some())
+            .count();
+        if sources != 1 {
+            return Err(de::Error::custom(
+                "give exactly one source: `file`, `environment` or `content`",
+            ));
+        }
+        Ok(FileDef {
+            file: raw.file,
+            environment: raw.environment,
+            content: raw.content,
+            name: raw.name,
+            data: None,
+        })
+    }
+}
+
+/// A service's use of a secret or config: short (`NAME`) or long syntax.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct FileRef {
+    pub source: String,
+    /// Where it lands: an absolute path, or a name under `/run/secrets/` (secrets) or `/`
+    /// (configs). `None`: the source's name there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+    /// File mode bits (`0444` when not given); shown in octal.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "octal")]
+    pub mode: Option<u32>,
+}
+
+fn octal<S: serde::Serializer>(mode: &Option<u32>, serializer: S) -> Result<S::Ok, S::Error> {
+    match mode {
+        Some(mode) => serializer.collect_str(&format_args!("0{mode:o}")),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn file_refs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<FileRef>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Long {
+        source: String,
+        #[serde(default)]
+        target: Option<String>,
+        #[serde(default, deserialize_with = "opt_scalar_string")]
+        uid: Option<String>,
+        #[serde(default, deserialize_with = "opt_scalar_string")]
+        gid: Option<String>,
+        #[serde(default)]
+        mode: Option<Scalar>,
+    }
+    let value = Value::deserialize(deserializer)?;
+    let Value::Sequence(items) = value else {
+        return Err(de::Error::custom(format!(
+            "expected a list of names or of maps with `source`, found {}",
+            describe(&value)
+        )));
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(source) => Ok(FileRef {
+                source,
+                ..Default::default()
+            }),
+            Value::Mapping(_) => {
+                let long: Long = from_tree(item).map_err(de::Error::custom)?;
+                let mode = long
+                    .mode
+                    .map(|m| file_mode(&m))
+                    .transpose()
+                    .map_err(de::Error::custom)?;
+                for (key, id) in [("uid", &long.uid), ("gid", &long.gid)] {
+                    if let Some(id) = id {
+                        if id.parse::<u32>().is_err() {
+                            return Err(de::Error::custom(format!(
+                                "`{key}: {id}` must be a number (a user or group ID)"
+                            )));
+                        }
+                    }
+                }
+                Ok(FileRef {
+                    source: long.source,
+                    target: long.target,
+                    uid: long.uid,
+                    gid: long.gid,
+                    mode,
+                })
+            }
+            other => Err(de::Error::custom(format!(
+                "expected a name or a map with `source`, found {}",
+                describe(&other)
+            ))),
+        })
+        .collect()
+}
+
+/// A file mode: a number as YAML reads it (`0440` is octal in YAML 1.1, so it may arrive
+/// as 288 or as the text `0440`); text is read as octal.
+fn file_mode(mode: &Scalar) -> Result<u32, String> {
+    let parsed = match mode {
+        Scalar::Int(n) => u32::try_from(*n).ok(),
+        Scalar::Str(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8).ok(),
+        _ => None,
+    };
+    parsed.filter(|m| *m <= 0o7777).ok_or_else(|| {
+        format!(
+            "`mode` must be file mode bits like 0440, found {}",
+            mode.describe()
+        )
+    })
+}
+
+/// One `ulimits` entry: a single number (soft = hard) or `{soft, hard}`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Ulimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl<'de> Deserialize<'de> for Ulimit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Long {
+            soft: i64,
+            hard: i64,
+        }
+        let value = Value::deserialize(deserializer)?;
+        match value {
+            Value::Number(n) => match n.as_i64() {
+                Some(limit) => Ok(Ulimit {
+                    soft: limit,
+                    hard: limit,
+                }),
+                None => Err(de::Error::custom("a ulimit is a whole number")),
+            },
+            Value::Mapping(_) => {
+                let long: Long = from_tree(value).map_err(de::Error::custom)?;
+                if long.soft > long.hard {
+                    return Err(de::Error::custom(format!(
+                        "the soft limit {} is above the hard limit {}",
+                        long.soft, long.hard
+                    )));
+                }
+                Ok(Ulimit {
+                    soft: long.soft,
+                    hard: long.hard,
+                })
+            }
+            other => Err(de::Error::custom(format!(
+                "expected a number or `{{soft, hard}}`, found {}",
+                describe(&other)
+            ))),
+        }
+    }
+}
+
+/// `deploy:` as a single engine honours it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    /// Only `replicated` (the default); `global` is a Swarm mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<DeployRestart>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservations: Option<Reservations>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_cpus"
+    )]
+    pub cpus: Option<f64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_mem_limit"
+    )]
+    pub memory: Option<ByteSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Reservations {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_size"
+    )]
+    pub memory: Option<ByteSize>,
+    /// Devices (GPUs) the container gets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceRequest>,
+}
+
+/// A device request (GPUs): which driver, how many (`all`) or which ones, with which
+/// capabilities.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DeviceRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// -1: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub options: IndexMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for DeviceRequest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            driver: Option<String>,
+            #[serde(default)]
+            count: Option<Scalar>,
+            #[serde(default, deserialize_with = "string_or_list")]
+            device_ids: Vec<String>,
+            #[serde(default, deserialize_with = "string_or_list")]
+            capabilities: Vec<String>,
+            #[serde(default, deserialize_with = "labels")]
+            options: IndexMap<String, String>,
+        }
+        let raw = Raw::deserialize(deserializer)?;
+        let count = match raw.count {
+            None | Some(Scalar::Null) => None,
+            Some(Scalar::Str(all)) if all == "all" => Some(-1),
+            Some(Scalar::Int(n)) if n >= 0 => Some(n),
+            Some(other) => {
+                return Err(de::Error::custom(format!(
+                    "`count` is a number of devices or `all`, found {}",
+                    other.describe()
+                )))
+            }
+        };
+        if count.is_some() && !raw.device_ids.is_empty() {
+            return Err(de::Error::custom("give `count` or `device_ids`, not both"));
+        }
+        Ok(DeviceRequest {
+            driver: raw.driver,
+            count,
+            device_ids: raw.device_ids,
+            capabilities: raw.capabilities,
+            options: raw.options,
+        })
+    }
+}
+
+/// `gpus: all`, or a list of device requests (each asking for the `gpu` capability).
+fn gpus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<DeviceRequest>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(all) if all == "all" => Ok(vec![DeviceRequest {
+            count: Some(-1),
+            capabilities: vec!["gpu".to_string()],
+            ..Default::default()
+        }]),
+        value @ Value::Sequence(_) => {
+            let mut requests: Vec<DeviceRequest> = from_tree(value).map_err(de::Error::custom)?;
+            for request in &mut requests {
+                if request.capabilities.is_empty() {
+                    request.capabilities.push("gpu".to_string());
+                }
+            }
+            Ok(requests)
+        }
+        other => Err(de::Error::custom(format!(
+            "expected `all` or a list of device requests, found {}",
+            describe(&other)
+        ))),
+    }
+}
+
+/// `deploy.restart_policy`: the condition (`none`, `on-failure`, `any`) and a count.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRestart {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
+
+impl DeployRestart {
+    /// The same policy as `restart:` writes it.
+    pub fn policy(&self) -> Result<RestartPolicy, String> {
+        Ok(match self.condition.as_deref().unwrap_or("any") {
+            "none" => RestartPolicy::No,
+            "any" => RestartPolicy::Always,
+            "on-failure" => RestartPolicy::OnFailure(self.max_attempts),
+            other => {
+                return Err(format!(
+                    "`{other}` is not a restart condition (`none`, `on-failure` or `any`)"
+                ))
+            }
+        })
+    }
+}
+
+/// `logging:`: a log driver and its options.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
+    pub options: IndexMap<String, String>,
+}
+
+/// A device mapping: `HOST[:CONTAINER[:PERMISSIONS]]` or the long form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub source: String,
+    pub target: String,
+    pub permissions: String,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.source, self.target, self.permissions)
+    }
+}
+
+impl Serialize for Device {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Long {
+            source: String,
+            #[serde(default)]
+            target: Option<String>,
+            #[serde(default)]
+            permissions: Option<String>,
+        }
+        let (source, target, permissions) = match Value::deserialize(deserializer)? {
+            Value::String(text) => {
+                let mut parts = text.splitn(3, ':');
+                let source = parts.next().unwrap_or_default().to_string();
+                (
+                    source,
+                    parts.next().map(str::to_string),
+                    parts.next().map(str::to_string),
+                )
+            }
+            value @ Value::Mapping(_) => {
+                let long: Long = from_tree(value).map_err(de::Error::custom)?;
+                (long.source, long.target, long.permissions)
+            }
+            other => {
+                return Err(de::Error::custom(format!(
+                    "expected a device like \"/dev/fuse:/dev/fuse:rwm\", found {}",
+                    describe(&other)
+                )))
+            }
+        };
+        if !source.starts_with('/') {
+            return Err(de::Error::custom(format!(
+                "the device `{source}` must be an absolute path (like /dev/fuse)"
+            )));
+        }
+        let permissions = permissions.unwrap_or_else(|| "rwm".to_string());
+        if permissions.is_empty() || !permissions.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+            return Err(de::Error::custom(format!(
+                "device permissions `{permissions}` must be letters of `rwm`"
+            )));
+        }
+        Ok(Device {
+            target: target.unwrap_or_else(|| source.clone()),
+            source,
+            permissions,
+        })
+    }
+}
+
+/// `expose:`: port numbers or ranges, with an optional protocol.
+fn expose<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let items: Vec<Scalar> = Vec::deserialize(deserializer)?;
+    items
+        .into_iter()
+        .map(|item| {
+            let text = item
+                .clone()
+                .into_text()
+                .ok_or_else(|| de::Error::custom("expected a port number"))?;
+            let (ports, protocol) = text.split_once('/').unwrap_or((&text, "tcp"));
+            let valid_port = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
+            let ports_ok = match ports.split_once('-') {
+                Some((low, high)) => {
+                    valid_port(low)
+                        && valid_port(high)
+                        && low.parse::<u16>().ok() <= high.parse::<u16>().ok()
+                }
+                None => valid_port(ports),
+            };
+            if !ports_ok || !matches!(protocol, "tcp" | "udp" | "sctp") {
+                return Err(de::Error::custom(format!(
+                    "`{text}` is not a port to expose (like `80`, `8000-8010` or `53/udp`)"
+                )));
+            }
+            Ok(format!("{ports}/{protocol}"))
+        })
+        .collect()
+}
+
+/// A whole number, also written as text (`"512"`).
+fn opt_int<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    match Scalar::deserialize(deserializer)? {
+        Scalar::Null => Ok(None),
+        Scalar::Int(n) => Ok(Some(n)),
+        Scalar::Str(s) if s.trim().parse::<i64>().is_ok() => Ok(s.trim().parse().ok()),
+        other => Err(de::Error::custom(format!(
+            "expected a whole number, found {}",
+            other.describe()
+        ))),
+    }
+}
+
+/// Microseconds: a number, or a duration like `400ms` (`cpu_quota`, `cpu_rt_runtime` …).
+fn opt_micros<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    match Scalar::deserialize(deserializer)? {
+        Scalar::Null => Ok(None),
+        Scalar::Int(n) => Ok(Some(n)),
+        Scalar::Str(s) => match s.trim().parse::<i64>() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => DurationSpec::parse(&s)
+                .map(|d| Some(d.0.as_micros().min(i64::MAX as u128) as i64))
+                .map_err(de::Error::custom),
+        },
+        other => Err(de::Error::custom(format!(
+            "expected microseconds or a duration like `400ms`, found {}",
+            other.describe()
+        ))),
+    }
+}
+
+/// `memswap_limit`: a size, or -1 for unlimited swap.
+fn opt_swap<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    match Scalar::deserialize(deserializer)? {
+        Scalar::Null => Ok(None),
+        Scalar::Int(n) if n == -1 || n > 0 => Ok(Some(n)),
+        Scalar::Str(s) if s.trim() == "-1" => Ok(Some(-1)),
+        Scalar::Str(s) => ByteSize::parse(&s)
+            .map(|b| Some(b.0))
+            .map_err(de::Error::custom),
+        other => Err(de::Error::custom(format!(
+            "expected a size like `1g` (or -1 for unlimited), found {}",
+            other.describe()
+        ))),
+    }
+}
+
+/// A size like `shm_size: 256m` (bytes when a bare number).
+fn opt_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ByteSize>, D::Error> {
+    Option::<ByteSize>::deserialize(deserializer)
 }
 
 /// A service's `pull_policy`.
@@ -311,6 +1190,21 @@ pub struct Build {
     pub target: Option<String>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub labels: IndexMap<String, String>,
+    /// A Dockerfile written in the stack file (instead of `dockerfile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dockerfile_inline: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cache_from: Vec<String>,
+    /// The network `RUN` steps use (`host`, `none`, `default`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<ByteSize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_cache: bool,
+    /// Pull the base images at every build.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pull: bool,
 }
 
 impl<'de> Deserialize<'de> for Build {
@@ -328,6 +1222,18 @@ impl<'de> Deserialize<'de> for Build {
             target: Option<String>,
             #[serde(default, deserialize_with = "labels")]
             labels: IndexMap<String, String>,
+            #[serde(default)]
+            dockerfile_inline: Option<String>,
+            #[serde(default)]
+            cache_from: Vec<String>,
+            #[serde(default)]
+            network: Option<String>,
+            #[serde(default, deserialize_with = "opt_size")]
+            shm_size: Option<ByteSize>,
+            #[serde(default)]
+            no_cache: bool,
+            #[serde(default)]
+            pull: bool,
         }
         fn dot() -> String {
             ".".to_string()
@@ -342,12 +1248,28 @@ impl<'de> Deserialize<'de> for Build {
             }),
             Value::Mapping(_) => {
                 let long: Long = from_tree(value).map_err(de::Error::custom)?;
+                if long.shm_size.is_some_and(|s| s.0 > i64::from(i32::MAX)) {
+                    return Err(de::Error::custom(
+                        "the classic builder takes a `shm_size` below 2g",
+                    ));
+                }
+                if long.dockerfile.is_some() && long.dockerfile_inline.is_some() {
+                    return Err(de::Error::custom(
+                        "give `dockerfile` or `dockerfile_inline`, not both",
+                    ));
+                }
                 Ok(Build {
                     context: long.context,
                     dockerfile: long.dockerfile,
                     args: long.args,
                     target: long.target,
                     labels: long.labels,
+                    dockerfile_inline: long.dockerfile_inline,
+                    cache_from: long.cache_from,
+                    network: long.network,
+                    shm_size: long.shm_size,
+                    no_cache: long.no_cache,
+                    pull: long.pull,
                 })
             }
             other => Err(de::Error::custom(format!(
@@ -375,6 +1297,9 @@ pub struct VolumeMount {
     pub source: Option<String>,
     pub target: String,
     pub read_only: bool,
+    /// More mode flags in the engine's bind syntax (`nocopy`, `z`, `rshared`), or for a
+    /// tmpfs mount its options (`size=…`, `mode=…`).
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -383,13 +1308,24 @@ pub enum MountKind {
     Named,
     Bind,
     Anonymous,
+    Tmpfs,
 }
+
+/// Bind propagation modes the engine knows.
+const PROPAGATIONS: &[&str] = &[
+    "private", "rprivate", "shared", "rshared", "slave", "rslave",
+];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceNetwork {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// A fixed address on the network (its `ipam` must declare a subnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -424,6 +1360,9 @@ pub struct Healthcheck {
     pub retries: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_period: Option<DurationSpec>,
+    /// How often to check during `start_period` (engine API 1.44 and later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<DurationSpec>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub disable: bool,
 }
@@ -444,6 +1383,8 @@ impl<'de> Deserialize<'de> for Healthcheck {
             #[serde(default)]
             start_period: Option<DurationSpec>,
             #[serde(default)]
+            start_interval: Option<DurationSpec>,
+            #[serde(default)]
             disable: bool,
         }
         let raw = Raw::deserialize(deserializer)?;
@@ -452,6 +1393,7 @@ impl<'de> Deserialize<'de> for Healthcheck {
             ("interval", raw.interval),
             ("timeout", raw.timeout),
             ("start_period", raw.start_period),
+            ("start_interval", raw.start_interval),
         ] {
             if let Some(DurationSpec(d)) = duration {
                 if !d.is_zero() && d < Duration::from_millis(1) {
@@ -480,6 +1422,7 @@ impl<'de> Deserialize<'de> for Healthcheck {
             timeout: raw.timeout,
             retries: raw.retries,
             start_period: raw.start_period,
+            start_interval: raw.start_interval,
             disable: raw.disable,
         })
     }
@@ -574,6 +1517,54 @@ pub struct NetworkDef {
         deserialize_with = "labels"
     )]
     pub labels: IndexMap<String, String>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
+    pub driver_opts: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attachable: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_ipv6: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
+}
+
+/// A network's address management: a driver and its subnets.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Ipam {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<IpamPool>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
+    pub options: IndexMap<String, String>,
+}
+
+/// One address pool of a network.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IpamPool {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
+    pub aux_addresses: IndexMap<String, String>,
 }
 
 /// A top-level named volume.
@@ -586,6 +1577,12 @@ pub struct VolumeDef {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
+    pub driver_opts: IndexMap<String, String>,
     #[serde(
         default,
         skip_serializing_if = "IndexMap::is_empty",
@@ -839,27 +1836,38 @@ impl ByteSize {
     pub fn parse(text: &str) -> Result<Self, String> {
         let lower = text.trim().to_ascii_lowercase();
         let digits_end = lower
-            .find(|c: char| !c.is_ascii_digit())
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(lower.len());
         let (number, unit) = lower.split_at(digits_end);
-        if number.is_empty() {
+        if number.is_empty() || number.starts_with('.') {
             return Err(format!("`{text}` is not a size (like `512m` or `1g`)"));
         }
         let too_large = || format!("`{text}` is too large (at most 8589934591g)");
-        let number: i64 = number.parse().map_err(|_| too_large())?;
+        // A fraction (`1.5g`, as Compose reads it) is rounded down to whole bytes.
+        let (number, fraction): (i64, f64) = match number.split_once('.') {
+            Some((whole, fraction)) => (
+                whole.parse().map_err(|_| too_large())?,
+                format!("0.{fraction}")
+                    .parse()
+                    .map_err(|_| format!("`{text}` is not a size (like `512m` or `1.5g`)"))?,
+            ),
+            None => (number.parse().map_err(|_| too_large())?, 0.0),
+        };
         let factor: i64 = match unit.trim_end_matches('b') {
             "" => 1,
             "k" => 1 << 10,
             "m" => 1 << 20,
             "g" => 1 << 30,
+            "t" => 1 << 40,
             _ => {
                 return Err(format!(
-                    "`{text}` has an unknown unit (use b, k, m or g, like `512m`)"
+                    "`{text}` has an unknown unit (use b, k, m, g or t, like `512m`)"
                 ))
             }
         };
         number
             .checked_mul(factor)
+            .and_then(|bytes| bytes.checked_add((fraction * factor as f64) as i64))
             .map(ByteSize)
             .ok_or_else(too_large)
     }
@@ -1000,6 +2008,11 @@ impl<'de> Deserialize<'de> for PortMapping {
             protocol: Option<String>,
             #[serde(default)]
             mode: Option<String>,
+            // Informational in Compose: no effect on the container.
+            #[serde(default, rename = "name")]
+            _name: Option<String>,
+            #[serde(default, rename = "app_protocol")]
+            _app_protocol: Option<String>,
         }
         let value = Value::deserialize(deserializer)?;
         match value {
@@ -1072,6 +2085,17 @@ impl Serialize for PortMapping {
     }
 }
 
+/// A container path without a trailing `/` (`/var/www/html/` is `/var/www/html`), as
+/// Compose writes it.
+fn container_path(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/"
+    } else {
+        trimmed
+    }
+}
+
 impl VolumeMount {
     /// Parses the short syntax `SOURCE:TARGET[:MODE]` or `TARGET`.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -1091,23 +2115,23 @@ impl VolumeMount {
                 "volume `{text}`: the container path `{target}` must be absolute"
             ));
         }
-        let read_only = match mode {
-            None => false,
-            Some(mode) => {
-                let flags: Vec<&str> = mode.split(',').collect();
-                for flag in &flags {
-                    if !matches!(
-                        *flag,
-                        "ro" | "rw" | "z" | "Z" | "cached" | "delegated" | "consistent" | "nocopy"
-                    ) {
-                        return Err(format!(
-                            "volume `{text}` has an unknown mode `{flag}` (use `ro` or `rw`)"
-                        ));
-                    }
+        let target = container_path(target);
+        let mut read_only = false;
+        let mut options = Vec::new();
+        for flag in mode.into_iter().flat_map(|m| m.split(',')) {
+            match flag {
+                "ro" => read_only = true,
+                // Consistency flags mean nothing on Linux (as in Compose).
+                "rw" | "cached" | "delegated" | "consistent" => {}
+                "z" | "Z" | "nocopy" => options.push(flag.to_string()),
+                other if PROPAGATIONS.contains(&other) => options.push(other.to_string()),
+                other => {
+                    return Err(format!(
+                        "volume `{text}` has an unknown mode `{other}` (use `ro` or `rw`)"
+                    ))
                 }
-                flags.contains(&"ro")
             }
-        };
+        }
         let kind = match source {
             None => MountKind::Anonymous,
             Some(s) if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') => {
@@ -1115,23 +2139,41 @@ impl VolumeMount {
             }
             Some(_) => MountKind::Named,
         };
+        if kind == MountKind::Anonymous && !options.is_empty() {
+            return Err(format!(
+                "volume `{text}`: an anonymous volume takes no mode flags but `ro`"
+            ));
+        }
         Ok(VolumeMount {
             kind,
             source: source.map(str::to_string),
             target: target.to_string(),
             read_only,
+            options,
         })
     }
 }
 
 impl fmt::Display for VolumeMount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == MountKind::Tmpfs {
+            write!(f, "tmpfs:{}", self.target)?;
+            if !self.options.is_empty() {
+                write!(f, ":{}", self.options.join(","))?;
+            }
+            return Ok(());
+        }
         if let Some(source) = &self.source {
             write!(f, "{source}:")?;
         }
         write!(f, "{}", self.target)?;
+        let mut flags: Vec<&str> = Vec::new();
         if self.read_only {
-            write!(f, ":ro")?;
+            flags.push("ro");
+        }
+        flags.extend(self.options.iter().map(String::as_str));
+        if !flags.is_empty() {
+            write!(f, ":{}", flags.join(","))?;
         }
         Ok(())
     }
@@ -1149,6 +2191,39 @@ impl<'de> Deserialize<'de> for VolumeMount {
             target: String,
             #[serde(default)]
             read_only: bool,
+            /// Means nothing on Linux (as in Compose).
+            #[serde(default, rename = "consistency")]
+            _consistency: Option<String>,
+            #[serde(default)]
+            bind: Option<BindOptions>,
+            #[serde(default)]
+            volume: Option<VolumeOptions>,
+            #[serde(default)]
+            tmpfs: Option<TmpfsOptions>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct BindOptions {
+            #[serde(default)]
+            propagation: Option<String>,
+            #[serde(default)]
+            create_host_path: Option<bool>,
+            #[serde(default)]
+            selinux: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct VolumeOptions {
+            #[serde(default)]
+            nocopy: bool,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct TmpfsOptions {
+            #[serde(default, deserialize_with = "opt_size")]
+            size: Option<ByteSize>,
+            #[serde(default)]
+            mode: Option<Scalar>,
         }
         let value = Value::deserialize(deserializer)?;
         match value {
@@ -1160,9 +2235,19 @@ impl<'de> Deserialize<'de> for VolumeMount {
                     ("volume", None) => MountKind::Anonymous,
                     ("bind", Some(_)) => MountKind::Bind,
                     ("bind", None) => return Err(de::Error::custom("a bind mount needs `source`")),
+                    ("tmpfs", None) => MountKind::Tmpfs,
+                    ("tmpfs", Some(_)) => {
+                        return Err(de::Error::custom("a tmpfs mount has no `source`"))
+                    }
+                    ("image" | "npipe" | "cluster", _) => {
+                        return Err(de::Error::custom(format!(
+                            "mount type `{}` is not supported yet (it needs a newer engine API than the 1.41 stackctl speaks; use `volume`, `bind` or `tmpfs`)",
+                            long.kind
+                        )))
+                    }
                     (other, _) => {
                         return Err(de::Error::custom(format!(
-                            "mount type `{other}` is not supported yet (use `volume` or `bind`)"
+                            "`{other}` is not a mount type (`volume`, `bind` or `tmpfs`)"
                         )))
                     }
                 };
@@ -1172,11 +2257,73 @@ impl<'de> Deserialize<'de> for VolumeMount {
                         long.target
                     )));
                 }
+                let target = container_path(&long.target).to_string();
+                let misplaced = [
+                    ("bind", long.bind.is_some(), MountKind::Bind),
+                    ("volume", long.volume.is_some(), MountKind::Named),
+                    ("tmpfs", long.tmpfs.is_some(), MountKind::Tmpfs),
+                ];
+                for (key, given, wanted) in misplaced {
+                    let fits = kind == wanted
+                        || (wanted == MountKind::Named && kind == MountKind::Anonymous);
+                    if given && !fits {
+                        return Err(de::Error::custom(format!(
+                            "`{key}:` options need `type: {key}`, not `type: {}`",
+                            long.kind
+                        )));
+                    }
+                }
+                let mut options = Vec::new();
+                if let Some(bind) = long.bind {
+                    if let Some(propagation) = bind.propagation {
+                        if !PROPAGATIONS.contains(&propagation.as_str()) {
+                            return Err(de::Error::custom(format!(
+                                "`{propagation}` is not a bind propagation ({})",
+                                PROPAGATIONS.join(", ")
+                            )));
+                        }
+                        options.push(propagation);
+                    }
+                    if bind.create_host_path == Some(false) {
+                        return Err(de::Error::custom(
+                            "`bind.create_host_path: false` is not supported yet: stackctl's bind mounts let the engine create a missing host path; remove the key",
+                        ));
+                    }
+                    if let Some(selinux) = bind.selinux {
+                        if !matches!(selinux.as_str(), "z" | "Z") {
+                            return Err(de::Error::custom(format!(
+                                "`selinux: {selinux}` must be `z` (shared) or `Z` (private)"
+                            )));
+                        }
+                        options.push(selinux);
+                    }
+                }
+                if long.volume.is_some_and(|v| v.nocopy) {
+                    if kind == MountKind::Anonymous {
+                        return Err(de::Error::custom(
+                            "`volume.nocopy` needs a named volume (`source`)",
+                        ));
+                    }
+                    options.push("nocopy".to_string());
+                }
+                if let Some(tmpfs) = long.tmpfs {
+                    if let Some(ByteSize(size)) = tmpfs.size {
+                        options.push(format!("size={size}"));
+                    }
+                    if let Some(mode) = tmpfs.mode {
+                        let mode = file_mode(&mode).map_err(de::Error::custom)?;
+                        options.push(format!("mode={mode:o}"));
+                    }
+                }
+                if kind == MountKind::Tmpfs && long.read_only {
+                    options.insert(0, "ro".to_string());
+                }
                 Ok(VolumeMount {
                     kind,
                     source: long.source,
-                    target: long.target,
-                    read_only: long.read_only,
+                    target,
+                    read_only: long.read_only && kind != MountKind::Tmpfs,
+                    options,
                 })
             }
             other => Err(de::Error::custom(format!(
@@ -1189,7 +2336,34 @@ impl<'de> Deserialize<'de> for VolumeMount {
 
 impl Serialize for VolumeMount {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_string())
+        use serde::ser::SerializeMap;
+        if self.kind != MountKind::Tmpfs {
+            return serializer.serialize_str(&self.to_string());
+        }
+        // The short syntax has no tmpfs form: the long one, read back the same.
+        let mut tmpfs: IndexMap<&str, Value> = IndexMap::new();
+        let mut read_only = false;
+        for option in &self.options {
+            match option.split_once('=') {
+                Some(("size", size)) => {
+                    tmpfs.insert("size", Value::String(size.to_string()));
+                }
+                Some(("mode", mode)) => {
+                    tmpfs.insert("mode", Value::String(format!("0{mode}")));
+                }
+                _ => read_only |= option == "ro",
+            }
+        }
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", "tmpfs")?;
+        map.serialize_entry("target", &self.target)?;
+        if read_only {
+            map.serialize_entry("read_only", &true)?;
+        }
+        if !tmpfs.is_empty() {
+            map.serialize_entry("tmpfs", &tmpfs)?;
+        }
+        map.end()
     }
 }
 
@@ -1542,4 +2716,28 @@ pub fn env_list(env: &IndexMap<String, Option<String>>) -> Vec<String> {
     env.iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_as_compose_reads_them() {
+        assert_eq!(ByteSize::parse("512m"), Ok(ByteSize(512 << 20)));
+        assert_eq!(ByteSize::parse("1.5G"), Ok(ByteSize(3 << 29)));
+        assert_eq!(ByteSize::parse("2gb"), Ok(ByteSize(2 << 30)));
+        assert_eq!(ByteSize::parse("1t"), Ok(ByteSize(1 << 40)));
+        assert!(ByteSize::parse(".5g").is_err());
+        assert!(ByteSize::parse("1.5x").is_err());
+        assert!(ByteSize::parse("9999999999999g").is_err());
+    }
+
+    #[test]
+    fn file_modes_in_octal_or_as_yaml_numbers() {
+        assert_eq!(file_mode(&Scalar::Int(0o440)), Ok(0o440));
+        assert_eq!(file_mode(&Scalar::Str("0440".into())), Ok(0o440));
+        assert!(file_mode(&Scalar::Str("0999".into())).is_err());
+        assert!(file_mode(&Scalar::Int(0o17777)).is_err());
+    }
 }

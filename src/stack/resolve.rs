@@ -56,9 +56,11 @@ pub(super) fn resolve(
             resolve_task(name, task, &mut fill);
         }
     }
+    let secret_values = read_file_sources(&mut stack, &loaded, project, vars, &mut errors);
     loaded.inactive_services = set_aside_inactive(&mut stack, &project.profiles);
     loaded.variables.extend(fill.uses);
     loaded.secrets = collect_secrets(&stack, env_file, vars, &loaded.variables);
+    loaded.secrets.extend(secret_values);
     loaded.unused_env = unused_env(env_file, vars, &loaded.variables);
     loaded.stack = stack;
     if errors.is_empty() {
@@ -66,6 +68,122 @@ pub(super) fn resolve(
     } else {
         Err(errors)
     }
+}
+
+/// `env_file` with `format: raw`: every `KEY=VALUE` line as it is (blank lines and `#`
+/// comments skipped; a line without `=` is left out).
+fn raw_env_lines(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.trim().to_string(), value.to_string()))
+        .filter(|(key, _)| !key.is_empty())
+        .collect()
+}
+
+/// `label_file`: labels from `KEY=VALUE` files, under the service's own `labels`.
+fn read_label_files(
+    name: &str,
+    service: &mut super::model::Service,
+    loaded: &LoadedStack,
+    project: &Project,
+    errors: &mut Vec<StackError>,
+) {
+    for (index, file) in service.label_file.iter_mut().enumerate() {
+        let path = absolute(&project.dir, file);
+        let at = loaded.locate_value(&["services", name, "label_file", &index.to_string()]);
+        let shown = project.display_path(&path);
+        match super::read_text(&path, &shown) {
+            Ok(text) => match envfile::parse(&text) {
+                Ok(entries) => {
+                    for entry in entries {
+                        service.labels.entry(entry.key).or_insert(entry.value);
+                    }
+                }
+                Err(e) => errors.push(StackError::new(
+                    Some(Location {
+                        file: shown.clone(),
+                        line: e.line,
+                        column: 1,
+                    }),
+                    format!("{} (label file of service `{name}`)", e.message),
+                )),
+            },
+            Err(super::ReadError::NotFound) => errors.push(
+                StackError::new(
+                    at,
+                    format!("service `{name}`: cannot read label file `{file}`: no such file"),
+                )
+                .with_hint("paths in `label_file` are relative to the project directory"),
+            ),
+            Err(super::ReadError::Refused(error)) => errors.push(StackError {
+                location: error.location.or(at),
+                message: format!("service `{name}`: {}", error.message),
+                hint: error.hint,
+            }),
+        }
+        *file = path.display().to_string();
+    }
+}
+
+/// The content of every top-level secret and config: a file (relative to the project
+/// directory), a variable of the stage, or written inline. Returns the secrets' values read
+/// from variables (masked in every output).
+fn read_file_sources(
+    stack: &mut super::model::Stack,
+    loaded: &LoadedStack,
+    project: &Project,
+    vars: &Variables,
+    errors: &mut Vec<StackError>,
+) -> Vec<String> {
+    let mut masked = Vec::new();
+    for (section, defs) in [
+        ("secrets", &mut stack.secrets),
+        ("configs", &mut stack.configs),
+    ] {
+        for (name, def) in defs.iter_mut() {
+            if let Some(file) = &def.file {
+                let path = absolute(&project.dir, file);
+                let at = loaded.locate_value(&[section, name, "file"]);
+                match std::fs::read(&path) {
+                    Ok(bytes) => def.data = Some(bytes),
+                    Err(e) => errors.push(
+                        StackError::new(
+                            at,
+                            format!(
+                                "{section}.{name}: cannot read `{file}`: {}",
+                                crate::error::io_reason(&e)
+                            ),
+                        )
+                        .with_hint("paths in `file` are relative to the project directory"),
+                    ),
+                }
+                def.file = Some(path.display().to_string());
+            } else if let Some(variable) = &def.environment {
+                match vars.get(variable) {
+                    Some((value, _)) => {
+                        if section == "secrets" && !value.is_empty() {
+                            masked.push(value.clone());
+                        }
+                        def.data = Some(value.clone().into_bytes());
+                    }
+                    None => errors.push(
+                        StackError::new(
+                            loaded.locate_value(&[section, name, "environment"]),
+                            format!("{section}.{name}: the variable `{variable}` is not set"),
+                        )
+                        .with_hint(format!(
+                            "set it in the environment or in {}",
+                            project.display_path(&project.env_file())
+                        )),
+                    ),
+                }
+            } else if let Some(content) = &def.content {
+                def.data = Some(content.clone().into_bytes());
+            }
+        }
+    }
+    masked
 }
 
 /// Sets the project name: the stack's `name:`, else the directory's name, sanitized. Too
@@ -122,6 +240,7 @@ fn resolve_service(
     fill: &mut Fill,
     errors: &mut Vec<StackError>,
 ) {
+    read_label_files(name, service, loaded, project, errors);
     let from_files = read_env_files(
         name,
         &mut service.env_file,
@@ -157,19 +276,33 @@ fn resolve_service(
 /// in place. A file that cannot be read or parsed is an error located at its entry.
 fn read_env_files(
     name: &str,
-    files: &mut [String],
+    files: &mut [super::model::EnvFile],
     loaded: &LoadedStack,
     project: &Project,
     vars: &Variables,
     errors: &mut Vec<StackError>,
 ) -> IndexMap<String, String> {
     let mut from_files: IndexMap<String, String> = IndexMap::new();
-    for (index, file) in files.iter_mut().enumerate() {
+    for (index, entry) in files.iter_mut().enumerate() {
+        let file = &entry.path;
         let path = absolute(&project.dir, file);
         let at = loaded.locate_value(&["services", name, "env_file", &index.to_string()]);
         let shown = project.display_path(&path);
-        // Values interpolate the stage's variables and the lines above them, as in Compose.
+        // Values interpolate the stage's variables and the lines above them, as in Compose;
+        // `format: raw` takes each line as written.
+        let raw = entry.raw;
         let parsed = super::read_text(&path, &shown).map(|text| {
+            if raw {
+                return Ok(raw_env_lines(&text)
+                    .into_iter()
+                    .map(|(key, value)| envfile::Entry {
+                        key,
+                        value,
+                        line: 0,
+                        literal: true,
+                    })
+                    .collect());
+            }
             envfile::parse(&text).and_then(|mut entries| {
                 envfile::expand(&mut entries, &mut vars.clone(), &shown).map(|()| entries)
             })
@@ -190,6 +323,8 @@ fn read_env_files(
                     format!("{} (env file of service `{name}`)", e.message),
                 )),
             },
+            // `required: false`: a missing file is left out, as in Compose.
+            Err(super::ReadError::NotFound) if !entry.required => {}
             Err(super::ReadError::NotFound) => errors.push(
                 StackError::new(
                     at,
@@ -203,7 +338,7 @@ fn read_env_files(
                 hint: error.hint,
             }),
         }
-        *file = path.display().to_string();
+        entry.path = path.display().to_string();
     }
     from_files
 }
@@ -510,5 +645,18 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(absolute(dir, input), PathBuf::from(expected), "{input}");
         }
+    }
+
+    #[test]
+    fn raw_env_files_keep_values_as_written() {
+        let text = "# comment\nA=\"quoted\" value \nB=${NOT_INTERPOLATED}\n\nNOEQUALS\n C=x=y\n";
+        assert_eq!(
+            raw_env_lines(text),
+            vec![
+                ("A".to_string(), "\"quoted\" value ".to_string()),
+                ("B".to_string(), "${NOT_INTERPOLATED}".to_string()),
+                ("C".to_string(), "x=y".to_string()),
+            ]
+        );
     }
 }

@@ -2,8 +2,9 @@
 //! references to nothing, dependency cycles and bad names. Every problem is reported, each at
 //! its file, line and column; nothing is silently dropped.
 //!
-//! Keys are checked on the raw tree (so a typo is located at the key and offered a "did you
-//! mean"), then each entry is deserialized into the model key by key (so every wrong type is
+//! Keys are checked on the raw tree, at every place of the Compose specification (the key
+//! table is [`keys`]), so a typo is located at the key and offered a "did you mean"; then
+//! each entry is deserialized into the model key by key (so every wrong type is
 //! reported, not only the first), then references are resolved across the whole stack.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -18,166 +19,10 @@ use super::model::{
 };
 use super::{Location, StackError};
 
-const TOP_KEYS: &[&str] = &[
-    "name",
-    "services",
-    "networks",
-    "volumes",
-    "data_containers",
-    "tasks",
-    "version",
-];
-const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "include", "models"];
+pub mod keys;
+/// Keys of the top-level `engine:`.
+const ENGINE_KEYS: &[&str] = &["host"];
 
-const SERVICE_KEYS: &[&str] = &[
-    "image",
-    "build",
-    "command",
-    "entrypoint",
-    "environment",
-    "env_file",
-    "ports",
-    "volumes",
-    "volumes_from",
-    "networks",
-    "depends_on",
-    "healthcheck",
-    "restart",
-    "labels",
-    "working_dir",
-    "user",
-    "init",
-    "stop_signal",
-    "stop_grace_period",
-    "mem_limit",
-    "cpus",
-    "profiles",
-    "hostname",
-    "extra_hosts",
-    "pull_policy",
-    "pre_start",
-    "post_start",
-    "pre_stop",
-];
-/// Compose service keys stackctl does not implement yet: an error, never ignored.
-const SERVICE_UNSUPPORTED: &[&str] = &[
-    "annotations",
-    "attach",
-    "blkio_config",
-    "cap_add",
-    "cap_drop",
-    "cgroup",
-    "cgroup_parent",
-    "configs",
-    "container_name",
-    "cpu_count",
-    "cpu_percent",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_rt_period",
-    "cpu_rt_runtime",
-    "cpu_shares",
-    "cpuset",
-    "credential_spec",
-    "deploy",
-    "develop",
-    "device_cgroup_rules",
-    "devices",
-    "dns",
-    "dns_opt",
-    "dns_search",
-    "domainname",
-    "expose",
-    "extends",
-    "external_links",
-    "gpus",
-    "group_add",
-    "ipc",
-    "isolation",
-    "label_file",
-    "links",
-    "logging",
-    "mac_address",
-    "mem_reservation",
-    "mem_swappiness",
-    "memswap_limit",
-    "network_mode",
-    "oom_kill_disable",
-    "oom_score_adj",
-    "pid",
-    "pids_limit",
-    "platform",
-    "privileged",
-    "read_only",
-    "runtime",
-    "scale",
-    "secrets",
-    "security_opt",
-    "shm_size",
-    "stdin_open",
-    "stop_timeout",
-    "storage_opt",
-    "sysctls",
-    "tmpfs",
-    "tty",
-    "ulimits",
-    "use_api_socket",
-    "userns_mode",
-    "uts",
-    "volume_driver",
-];
-const BUILD_KEYS: &[&str] = &["context", "dockerfile", "args", "target", "labels"];
-const BUILD_UNSUPPORTED: &[&str] = &[
-    "additional_contexts",
-    "cache_from",
-    "cache_to",
-    "dockerfile_inline",
-    "entitlements",
-    "extra_hosts",
-    "isolation",
-    "network",
-    "no_cache",
-    "platforms",
-    "privileged",
-    "pull",
-    "secrets",
-    "shm_size",
-    "ssh",
-    "tags",
-    "ulimits",
-];
-const HEALTHCHECK_KEYS: &[&str] = &[
-    "test",
-    "interval",
-    "timeout",
-    "retries",
-    "start_period",
-    "disable",
-];
-const HEALTHCHECK_UNSUPPORTED: &[&str] = &["start_interval"];
-const DEPENDENCY_KEYS: &[&str] = &["condition", "required", "restart"];
-const SERVICE_NETWORK_KEYS: &[&str] = &["aliases"];
-const SERVICE_NETWORK_UNSUPPORTED: &[&str] = &[
-    "driver_opts",
-    "gw_priority",
-    "interface_name",
-    "ipv4_address",
-    "ipv6_address",
-    "link_local_ips",
-    "mac_address",
-    "priority",
-];
-const NETWORK_KEYS: &[&str] = &["external", "name", "driver", "labels"];
-const NETWORK_UNSUPPORTED: &[&str] = &[
-    "attachable",
-    "driver_opts",
-    "enable_ipv4",
-    "enable_ipv6",
-    "internal",
-    "ipam",
-];
-const VOLUME_KEYS: &[&str] = &["external", "name", "driver", "labels"];
-const VOLUME_UNSUPPORTED: &[&str] = &["driver_opts"];
 const DATA_CONTAINER_KEYS: &[&str] = &["image", "build", "volumes", "command", "labels"];
 const CONTAINER_TASK_KEYS: &[&str] = &[
     "service",
@@ -281,7 +126,9 @@ fn did_you_mean<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -
 }
 
 /// Check the keys of one map; returns the map without extension, unknown and unsupported
-/// keys (those are reported), ready for typed deserializing.
+/// keys (those are reported), ready for typed deserializing. `place`: the Compose place
+/// (see [`keys`]) the map is at, for the reason a key is not supported yet.
+#[allow(clippy::too_many_arguments)]
 fn check_keys(
     report: &mut Report,
     map: &Mapping,
@@ -290,6 +137,7 @@ fn check_keys(
     unsupported: &[&str],
     allow_extensions: bool,
     what: &str,
+    place: Option<&str>,
 ) -> Mapping {
     let mut kept = Mapping::new();
     for (key, value) in map {
@@ -301,25 +149,107 @@ fn check_keys(
         if known.contains(&name.as_str()) {
             kept.insert(key.clone(), value.clone());
         } else if unsupported.contains(&name.as_str()) {
-            let hint = match name.as_str() {
-                "container_name" => Some(
-                    "stackctl names containers `{stage}-{project}--{service}` so that stages never collide; remove the key".to_string(),
-                ),
-                "expose" => Some("services reach each other on the stage network without `expose`; remove the key".to_string()),
-                "links" => Some("services reach each other by name on the stage network; use `depends_on` for order".to_string()),
-                _ => Some("remove the key, or run this stack with Docker Compose".to_string()),
+            let hint = match place {
+                Some(place) => keys::reason(place, &name),
+                None => "remove the key, or run this stack with Docker Compose".to_string(),
             };
             report.at_key(
                 &at,
                 format!("`{name}` is not supported yet (in {what})"),
-                hint,
+                Some(hint),
             );
         } else {
-            let hint = did_you_mean(&name, known.iter().copied());
+            let hint = did_you_mean(&name, known.iter().chain(unsupported).copied());
             report.at_key(&at, format!("unknown key `{name}` in {what}"), hint);
         }
     }
     kept
+}
+
+/// Check a map at a Compose place and everything under it (every nested place of
+/// [`keys::PLACES`]); returns it without the keys reported.
+fn prune(report: &mut Report, map: &Mapping, base: &[String], path: &str, what: &str) -> Mapping {
+    let Some(place) = keys::place_at(path) else {
+        return map.clone();
+    };
+    let kept = check_keys(
+        report,
+        map,
+        base,
+        place.supported,
+        place.unsupported,
+        place.extensions,
+        what,
+        Some(path),
+    );
+    let owner = owner_of(base, what);
+    kept.into_iter()
+        .map(|(key, value)| {
+            let at = child(base, &key);
+            let sub = keys::child_path(path, &key);
+            let value = prune_value(report, value, &at, &sub, &owner);
+            (key, value)
+        })
+        .collect()
+}
+
+/// The entry a nested place belongs to (`service `api``), from a nested `what`.
+fn owner_of(base: &[String], what: &str) -> String {
+    if base.len() <= 2 {
+        return what.to_string();
+    }
+    match what.split_once(" of ") {
+        Some((_, owner)) => owner.to_string(),
+        None => what.to_string(),
+    }
+}
+
+/// A value under a Compose place: a map at a place, a map of named entries (`*`) or a
+/// list of items (`[]`) is checked; anything else is left to the typed check.
+fn prune_value(report: &mut Report, value: Value, at: &[String], path: &str, owner: &str) -> Value {
+    match value {
+        Value::Mapping(map) if keys::place_at(path).is_some() => {
+            let what = nested_what(at, owner);
+            Value::Mapping(prune(report, &map, at, path, &what))
+        }
+        Value::Mapping(map) if keys::place_at(&format!("{path}.*")).is_some() => {
+            let entries = format!("{path}.*");
+            Value::Mapping(
+                map.into_iter()
+                    .map(|(key, entry)| {
+                        let entry_at = child(at, &key);
+                        let entry = prune_value(report, entry, &entry_at, &entries, owner);
+                        (key, entry)
+                    })
+                    .collect(),
+            )
+        }
+        Value::Sequence(items) if keys::place_at(&format!("{path}[]")).is_some() => {
+            let item_path = format!("{path}[]");
+            Value::Sequence(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, item)| {
+                        let item_at = child(at, &index.to_string());
+                        prune_value(report, item, &item_at, &item_path, owner)
+                    })
+                    .collect(),
+            )
+        }
+        other => other,
+    }
+}
+
+/// How a nested map is named in messages: "`build` of service `api`", "dependency `db` of
+/// service `api`".
+fn nested_what(at: &[String], owner: &str) -> String {
+    let inner = &at[2.min(at.len())..];
+    match inner {
+        [section, name] if section == "depends_on" => format!("dependency `{name}` of {owner}"),
+        [section, name] if section == "networks" => format!("network `{name}` of {owner}"),
+        _ => format!("`{}` of {owner}", inner.join(".")),
+    }
 }
 
 /// Deserialize `map` key by key into `T`, reporting every key whose value has the wrong
@@ -443,8 +373,6 @@ fn top_level_entries<T: serde::de::DeserializeOwned>(
     root: &Mapping,
     key: &str,
     noun: &str,
-    known: &[&str],
-    unsupported: &[&str],
 ) -> IndexMap<String, T> {
     let mut entries = IndexMap::new();
     for (name, value) in section(report, root, key) {
@@ -453,7 +381,7 @@ fn top_level_entries<T: serde::de::DeserializeOwned>(
         let Some(map) = entry_map(report, value, &base, &what, true) else {
             continue;
         };
-        let kept = check_keys(report, &map, &base, known, unsupported, true, &what);
+        let kept = prune(report, &map, &base, &format!("{key}.*"), &what);
         if let Some(entry) = typed::<T>(report, &kept, &base, &what) {
             entries.insert(name, entry);
         }
@@ -521,17 +449,20 @@ fn names_in(value: Option<&Value>, base: &[String]) -> Vec<(String, Vec<String>)
 pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
     let root = root_map(root, report)?;
     let before = report.errors.len();
+    let top = keys::place_at("").expect("the top place");
     check_keys(
         report,
         root,
         &[],
-        TOP_KEYS,
-        TOP_UNSUPPORTED,
-        true,
+        top.supported,
+        top.unsupported,
+        top.extensions,
         "the stack file",
+        Some(""),
     );
     let mut stack = Stack {
         name: check_name(report, root),
+        engine: check_engine(report, root),
         ..Stack::default()
     };
     for (name, value) in section(report, root, "services") {
@@ -539,22 +470,10 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
             stack.services.insert(name, service);
         }
     }
-    stack.networks = top_level_entries(
-        report,
-        root,
-        "networks",
-        "network",
-        NETWORK_KEYS,
-        NETWORK_UNSUPPORTED,
-    );
-    stack.volumes = top_level_entries(
-        report,
-        root,
-        "volumes",
-        "volume",
-        VOLUME_KEYS,
-        VOLUME_UNSUPPORTED,
-    );
+    stack.networks = top_level_entries(report, root, "networks", "network");
+    stack.volumes = top_level_entries(report, root, "volumes", "volume");
+    stack.secrets = top_level_entries(report, root, "secrets", "secret");
+    stack.configs = top_level_entries(report, root, "configs", "config");
     for (name, value) in section(report, root, "data_containers") {
         if let Some(data) = check_data_container(report, &name, value) {
             stack.data_containers.insert(name, data);
@@ -613,6 +532,64 @@ fn check_name(report: &mut Report, root: &Mapping) -> Option<String> {
     }
 }
 
+/// `engine: { host: URL }`: where the stage's engine is (`ssh://`, `tcp://`, `unix://`).
+fn check_engine(report: &mut Report, root: &Mapping) -> Option<super::model::EngineDef> {
+    let map = match root.get("engine") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Mapping(map)) => map,
+        Some(other) => {
+            report.at_value(
+                &path(&["engine"]),
+                format!(
+                    "`engine` must be a map (`engine: {{ host: ssh://USER@HOST }}`), found {}",
+                    super::model::describe(other)
+                ),
+                None,
+            );
+            return None;
+        }
+    };
+    check_keys(
+        report,
+        map,
+        &path(&["engine"]),
+        ENGINE_KEYS,
+        &[],
+        true,
+        "`engine`",
+        None,
+    );
+    let host = match map.get("host") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(host)) => {
+            const SCHEMES: &[&str] = &["ssh://", "tcp://", "unix://", "http://", "https://"];
+            if !SCHEMES.iter().any(|s| host.starts_with(s)) {
+                report.at_value(
+                    &path(&["engine", "host"]),
+                    format!("`engine.host` `{host}` has no known scheme"),
+                    Some(
+                        "write ssh://USER@HOST[:PORT], tcp://HOST:PORT or unix:///PATH".to_string(),
+                    ),
+                );
+                return None;
+            }
+            Some(host.clone())
+        }
+        Some(other) => {
+            report.at_value(
+                &path(&["engine", "host"]),
+                format!(
+                    "`engine.host` must be a string, found {}",
+                    super::model::describe(other)
+                ),
+                None,
+            );
+            return None;
+        }
+    };
+    Some(super::model::EngineDef { host })
+}
+
 fn check_service(report: &mut Report, name: &str, value: &Value) -> Option<Service> {
     let base = path(&["services", name]);
     let what = format!("service `{name}`");
@@ -620,7 +597,7 @@ fn check_service(report: &mut Report, name: &str, value: &Value) -> Option<Servi
         report,
         value,
         (&base, &what),
-        (SERVICE_KEYS, SERVICE_UNSUPPORTED),
+        None,
         "add `image: NAME` to run an image, or `build: DIR` to build one",
     )?;
     check_pull_policy(report, &mut kept, &base, &what);
@@ -635,25 +612,31 @@ fn check_data_container(report: &mut Report, name: &str, value: &Value) -> Optio
         report,
         value,
         (&base, &what),
-        (DATA_CONTAINER_KEYS, &[]),
+        Some(DATA_CONTAINER_KEYS),
         "add `image: NAME` or `build: DIR`",
     )?;
     typed::<DataContainer>(report, &kept, &base, &what)
 }
 
-/// A service or data container (at `base`, called `what`): a map of its `known` keys (the
-/// `unsupported` ones named as such) that has `image` or `build`. Returns the known keys,
-/// ready for typed deserializing.
+/// A service (`known` is `None`: the Compose keys) or data container (its own `known`
+/// keys), at `base`, called `what`: a map that has `image` or `build`. Returns the known
+/// keys, ready for typed deserializing.
 fn check_image_entry(
     report: &mut Report,
     value: &Value,
     (base, what): (&[String], &str),
-    (known, unsupported): (&[&str], &[&str]),
+    known: Option<&[&str]>,
     hint: &str,
 ) -> Option<Mapping> {
     let map = entry_map(report, value, base, what, false)?;
-    let mut kept = check_keys(report, &map, base, known, unsupported, true, what);
-    check_nested(report, &mut kept, base, what);
+    let kept = match known {
+        None => prune(report, &map, base, "services.*", what),
+        Some(known) => {
+            let mut kept = check_keys(report, &map, base, known, &[], true, what, None);
+            check_nested(report, &mut kept, base, what);
+            kept
+        }
+    };
     if !kept.contains_key("image") && !kept.contains_key("build") {
         report.at_key(
             base,
@@ -716,7 +699,16 @@ fn check_container_task(
     base: &[String],
     what: &str,
 ) -> Option<ContainerTask> {
-    let mut kept = check_keys(report, map, base, CONTAINER_TASK_KEYS, &[], true, what);
+    let mut kept = check_keys(
+        report,
+        map,
+        base,
+        CONTAINER_TASK_KEYS,
+        &[],
+        true,
+        what,
+        None,
+    );
     check_nested(report, &mut kept, base, what);
     if !["service", "image", "build"]
         .iter()
@@ -781,67 +773,15 @@ fn entry_map(
     }
 }
 
-/// Keys of nested maps (`build`, `healthcheck`, `depends_on` entries, `networks` entries):
-/// report unknown ones and drop them so typed deserializing sees only known keys.
+/// The Compose places inside a data container or task (`build`, long `volumes`): report
+/// unknown keys and drop them so typed deserializing sees only known keys.
 fn check_nested(report: &mut Report, map: &mut Mapping, base: &[String], what: &str) {
-    if let Some(Value::Mapping(build)) = map.get("build").cloned() {
-        let at = child(base, "build");
-        let kept = check_keys(
-            report,
-            &build,
-            &at,
-            BUILD_KEYS,
-            BUILD_UNSUPPORTED,
-            true,
-            &format!("`build` of {what}"),
-        );
-        map.insert("build".into(), Value::Mapping(kept));
-    }
-    if let Some(Value::Mapping(health)) = map.get("healthcheck").cloned() {
-        let at = child(base, "healthcheck");
-        let kept = check_keys(
-            report,
-            &health,
-            &at,
-            HEALTHCHECK_KEYS,
-            HEALTHCHECK_UNSUPPORTED,
-            true,
-            &format!("`healthcheck` of {what}"),
-        );
-        map.insert("healthcheck".into(), Value::Mapping(kept));
-    }
-    for (key, known, unsupported, label) in [
-        ("depends_on", DEPENDENCY_KEYS, &[][..], "dependency"),
-        (
-            "networks",
-            SERVICE_NETWORK_KEYS,
-            SERVICE_NETWORK_UNSUPPORTED,
-            "network",
-        ),
-    ] {
-        let Some(Value::Mapping(entries)) = map.get(key).cloned() else {
-            continue;
-        };
-        let mut cleaned = Mapping::new();
-        for (name, entry) in &entries {
-            let entry = match entry {
-                Value::Mapping(inner) => {
-                    let at = child(&child(base, key), &key_text(name));
-                    Value::Mapping(check_keys(
-                        report,
-                        inner,
-                        &at,
-                        known,
-                        unsupported,
-                        false,
-                        &format!("{label} `{}` of {what}", key_text(name)),
-                    ))
-                }
-                other => other.clone(),
-            };
-            cleaned.insert(name.clone(), entry);
+    for key in ["build", "volumes"] {
+        if let Some(value) = map.get(key).cloned() {
+            let at = child(base, key);
+            let checked = prune_value(report, value, &at, &format!("services.*.{key}"), what);
+            map.insert(key.into(), checked);
         }
-        map.insert(key.into(), Value::Mapping(cleaned));
     }
 }
 
@@ -886,6 +826,8 @@ struct Declared<'v> {
     /// Declared networks and `default`, which always exists.
     networks: Vec<&'v str>,
     volumes: Vec<&'v str>,
+    secrets: Vec<&'v str>,
+    configs: Vec<&'v str>,
     /// Services and data containers: what `volumes_from` may name.
     with_data: Vec<&'v str>,
     profiles_of: HashMap<&'v str, Vec<String>>,
@@ -911,6 +853,8 @@ impl<'v> Declared<'v> {
             tasks: raw_names(root, "tasks"),
             networks,
             volumes: raw_names(root, "volumes"),
+            secrets: raw_names(root, "secrets"),
+            configs: raw_names(root, "configs"),
             selected: selected.to_vec(),
         }
     }
@@ -947,6 +891,205 @@ fn check_references(root: &Mapping, report: &mut Report) {
         task_edges.insert(name, edges);
     }
     report_cycles(report, &service_edges, &task_edges);
+    check_container_names(root, report);
+}
+
+/// `container_name`: a valid engine name, used once in the stack, on one container.
+/// Replicas: their names (`SERVICE--2` …) are no other service's, and they publish no
+/// fixed host port (each would take the same one).
+fn check_container_names(root: &Mapping, report: &mut Report) {
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let services = raw_entries(root, "services");
+    for (name, raw) in &services {
+        let replicas = raw
+            .get("scale")
+            .or_else(|| raw.get("deploy").and_then(|d| d.get("replicas")))
+            .and_then(|v| v.as_i64())
+            .unwrap_or(1);
+        if replicas <= 1 || raw.contains_key("container_name") {
+            continue;
+        }
+        let at = match raw.get("scale") {
+            Some(_) => path(&["services", name, "scale"]),
+            None => path(&["services", name, "deploy", "replicas"]),
+        };
+        if let Some(other) = (2..=replicas)
+            .map(|i| format!("{name}--{i}"))
+            .find(|replica| services.iter().any(|(s, _)| s == replica))
+        {
+            report.at_value(
+                &at,
+                format!("service `{name}` runs {replicas} replicas, and its replica `{other}` would take the container name of service `{other}`"),
+                Some("rename the service `{other}`: replicas are named `SERVICE--N`".replace("{other}", &other)),
+            );
+        }
+        let fixed = raw
+            .get("ports")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| load::from_value::<super::model::PortMapping>(p.clone()).ok())
+            .find_map(|p| p.host_port);
+        if let Some(port) = fixed {
+            report.at_value(
+                &at,
+                format!("service `{name}` runs {replicas} replicas, and each would publish host port {port}"),
+                Some("publish a container port without a host port (`\"8080\"`), so that each replica gets its own, or run one replica".into()),
+            );
+        }
+    }
+    for (name, raw) in services {
+        let Some(Value::String(container)) = raw.get("container_name") else {
+            continue;
+        };
+        let at = path(&["services", name, "container_name"]);
+        let mut chars = container.chars();
+        let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            report.at_value(
+                &at,
+                format!("service `{name}`: `{container}` is not a valid container name"),
+                Some("a container name starts with a letter or digit and contains only letters, digits, `_`, `.` and `-`".into()),
+            );
+        } else if let Some(other) = seen.insert(container.clone(), name.to_string()) {
+            report.at_value(
+                &at,
+                format!("services `{other}` and `{name}` both have `container_name: {container}`"),
+                Some("give each service its own container name".into()),
+            );
+        }
+        let replicas = raw
+            .get("scale")
+            .or_else(|| raw.get("deploy").and_then(|d| d.get("replicas")))
+            .and_then(|v| v.as_i64());
+        if replicas.is_some_and(|n| n > 1) {
+            report.at_value(
+                &at,
+                format!("service `{name}` has `container_name` and more than one replica"),
+                Some("a container name names one container: remove `container_name` or run one replica".into()),
+            );
+        }
+    }
+}
+
+/// A service's settings that depend on each other: `network_mode` with `networks`,
+/// `read_only` with secrets and configs (copied into the container's filesystem), the
+/// deploy mode and restart condition.
+fn check_service_settings(report: &mut Report, name: &str, raw: &Mapping, base: &[String]) {
+    if let Some(Value::String(mode)) = raw.get("network_mode") {
+        let valid = matches!(mode.as_str(), "host" | "none" | "bridge")
+            || mode.strip_prefix("service:").is_some_and(|s| !s.is_empty())
+            || mode
+                .strip_prefix("container:")
+                .is_some_and(|s| !s.is_empty());
+        if !valid {
+            report.at_value(
+                &child(base, "network_mode"),
+                format!("service `{name}`: `network_mode: {mode}` is not a network mode"),
+                Some("use `host`, `none`, `bridge`, `service:NAME` or `container:NAME`".into()),
+            );
+        }
+        if raw.contains_key("networks") {
+            report.at_key(
+                &child(base, "networks"),
+                format!("service `{name}` has both `network_mode` and `networks`"),
+                Some(
+                    "a container joins networks or shares a network mode, not both: remove one"
+                        .into(),
+                ),
+            );
+        }
+    }
+    if let Some(Value::String(cgroup)) = raw.get("cgroup") {
+        if !matches!(cgroup.as_str(), "host" | "private") {
+            report.at_value(
+                &child(base, "cgroup"),
+                format!("service `{name}`: `cgroup: {cgroup}` is not a cgroup namespace mode"),
+                Some("use `host` or `private`".into()),
+            );
+        }
+    }
+    let copies = ["secrets", "configs"].iter().find(|k| {
+        raw.get(**k)
+            .is_some_and(|v| v.as_sequence().is_some_and(|s| !s.is_empty()))
+    });
+    if let (Some(Value::Bool(true)), Some(key)) = (raw.get("read_only"), copies) {
+        report.at_key(
+            &child(base, "read_only"),
+            format!("service `{name}` has `read_only: true` and `{key}`"),
+            Some("stackctl copies secrets and configs into the container's filesystem before it starts, which a read-only one refuses; drop `read_only` or the files".into()),
+        );
+    }
+    let deploy = raw.get("deploy").and_then(Value::as_mapping);
+    if let Some(Value::String(mode)) = deploy.and_then(|d| d.get("mode")) {
+        if mode != "replicated" {
+            report.at_value(
+                &path(&["services", name, "deploy", "mode"]),
+                format!("service `{name}`: `deploy.mode: {mode}` is not supported yet"),
+                Some("`global` runs one container per Swarm node; on one engine only `replicated` means something".into()),
+            );
+        }
+    }
+    let condition = deploy
+        .and_then(|d| d.get("restart_policy"))
+        .and_then(|r| r.get("condition"));
+    if let Some(Value::String(condition)) = condition {
+        if !matches!(condition.as_str(), "none" | "on-failure" | "any") {
+            report.at_value(
+                &path(&["services", name, "deploy", "restart_policy", "condition"]),
+                format!("service `{name}`: `{condition}` is not a restart condition"),
+                Some("use `none`, `on-failure` or `any`".into()),
+            );
+        }
+    }
+}
+
+/// Secrets and configs a service uses must be declared at the top level.
+fn check_file_references(
+    report: &mut Report,
+    declared: &Declared,
+    name: &str,
+    raw: &Mapping,
+    base: &[String],
+) {
+    for (key, known) in [
+        ("secrets", &declared.secrets),
+        ("configs", &declared.configs),
+    ] {
+        let Some(Value::Sequence(items)) = raw.get(key) else {
+            continue;
+        };
+        for (index, item) in items.iter().enumerate() {
+            let source = match item {
+                Value::String(source) => source.as_str(),
+                Value::Mapping(map) => match map.get("source") {
+                    Some(Value::String(source)) => source.as_str(),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            if !known.contains(&source) {
+                let noun = &key[..key.len() - 1];
+                let at = child(&child(base, key), &index.to_string());
+                let hint = did_you_mean(source, known.iter().copied()).unwrap_or_else(|| {
+                    format!(
+                        "declare it under the top-level `{key}:` with `file`, `environment`{}",
+                        if key == "configs" {
+                            " or `content`"
+                        } else {
+                            ""
+                        }
+                    )
+                });
+                report.at_value(
+                    &at,
+                    format!("service `{name}` uses {noun} `{source}`, which is not declared under `{key}:`"),
+                    Some(hint),
+                );
+            }
+        }
+    }
 }
 
 /// A service's `depends_on`, `volumes_from`, `networks` and named volumes; returns its
@@ -959,6 +1102,9 @@ fn check_service_references<'v>(
 ) -> Vec<(&'v str, Vec<String>)> {
     let base = path(&["services", name]);
     let mut edges = check_depends_on(report, declared, name, raw, &base);
+    check_service_settings(report, name, raw, &base);
+    check_file_references(report, declared, name, raw, &base);
+    edges.extend(check_shared_services(report, declared, name, raw, &base));
     edges.extend(check_service_volumes_from(
         report, declared, name, raw, &base,
     ));
@@ -1008,6 +1154,50 @@ fn check_depends_on<'v>(
                 &at,
                 &format!("service `{name}` depends on `{dep}`, which is not a service"),
                 &dep,
+                &declared.services,
+            );
+        }
+    }
+    edges
+}
+
+/// `network_mode: service:X` and `links` name services (edges: they start first).
+fn check_shared_services<'v>(
+    report: &mut Report,
+    declared: &Declared<'v>,
+    name: &str,
+    raw: &Mapping,
+    base: &[String],
+) -> Vec<(&'v str, Vec<String>)> {
+    let mut named: Vec<(String, Vec<String>, &str)> = Vec::new();
+    if let Some(Value::String(mode)) = raw.get("network_mode") {
+        if let Some(service) = mode.strip_prefix("service:") {
+            named.push((
+                service.to_string(),
+                child(base, "network_mode"),
+                "shares the network of",
+            ));
+        }
+    }
+    for (link, at) in names_in(raw.get("links"), &child(base, "links")) {
+        let target = link
+            .split_once(':')
+            .map_or(link.as_str(), |(t, _)| t)
+            .to_string();
+        named.push((target, at, "links to"));
+    }
+    let mut edges = Vec::new();
+    for (target, at, verb) in named {
+        if target == name {
+            report.at_value(&at, format!("service `{name}` {verb} itself"), None);
+        } else if let Some(service) = declared.service(&target) {
+            edges.push((service, at));
+        } else {
+            missing(
+                report,
+                &at,
+                &format!("service `{name}` {verb} `{target}`, which is not a service"),
+                &target,
                 &declared.services,
             );
         }
@@ -1315,29 +1505,9 @@ fn cycles<'n>(
     found
 }
 
-/// Keys of a `pre_start` step (Compose's, and stackctl's `task`).
-const PRE_START_KEYS: &[&str] = &[
-    "command",
-    "image",
-    "user",
-    "privileged",
-    "working_dir",
-    "environment",
-    "per_replica",
-    "task",
-];
-/// Keys of a `post_start` / `pre_stop` hook.
-const EXEC_HOOK_KEYS: &[&str] = &[
-    "command",
-    "user",
-    "privileged",
-    "working_dir",
-    "environment",
-];
-
-/// A service's `pre_start`, `post_start` and `pre_stop`: lists of maps with known keys; a
-/// step has `command`, `image` or `task` (a task alone), a hook has `command`. Unknown keys
-/// are reported and dropped so typed deserializing sees only known ones.
+/// A service's `pre_start`, `post_start` and `pre_stop`: lists of maps (their keys are
+/// checked at their places in [`keys`]); a step has `command`, `image` or `task` (a task
+/// alone), a hook has `command`.
 fn check_hooks(report: &mut Report, map: &mut Mapping, base: &[String], what: &str) {
     for key in ["pre_start", "post_start", "pre_stop"] {
         let Some(value) = map.get(key).cloned() else {
@@ -1379,12 +1549,8 @@ fn check_hooks(report: &mut Report, map: &mut Mapping, base: &[String], what: &s
                 );
                 continue;
             };
-            let known = if key == "pre_start" {
-                PRE_START_KEYS
-            } else {
-                EXEC_HOOK_KEYS
-            };
-            let kept = check_keys(report, inner, &item_at, known, &[], true, &label);
+            // Unknown keys were reported and dropped at the place `services.*.KEY[]`.
+            let kept = inner;
             if key == "pre_start" {
                 let has = |k: &str| kept.contains_key(k);
                 if !has("command") && !has("image") && !has("task") {
@@ -1418,7 +1584,7 @@ fn check_hooks(report: &mut Report, map: &mut Mapping, base: &[String], what: &s
                     Some("a hook runs a command inside the container: add `command: …`".into()),
                 );
             }
-            cleaned.push(Value::Mapping(kept));
+            cleaned.push(Value::Mapping(kept.clone()));
         }
         map.insert(key.into(), Value::Sequence(cleaned));
     }
@@ -1470,7 +1636,7 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        let keys = SERVICE_KEYS.iter().copied();
+        let keys = keys::SERVICE_KEYS.iter().copied();
         assert_eq!(suggest("enviroment", keys.clone()), Some("environment"));
         assert_eq!(suggest("imgae", keys.clone()), Some("image"));
         assert_eq!(suggest("port", keys.clone()), Some("ports"));
