@@ -1,7 +1,7 @@
 //! Lifecycle hooks (`pre_start`, `post_start`, `pre_stop`) with the real binary against the
 //! real engine: steps in order and not again when nothing changed, a failing step that
 //! leaves the old container serving, `pre_stop` on `down`, `post_start` in the running
-//! container, a `task:` step.
+//! container, a `task:` step, steps run once for a service with replicas.
 
 mod support;
 
@@ -407,4 +407,42 @@ fn config_masks_secrets_in_hook_environments() {
         "{out}"
     );
     assert_eq!(out.matches("'****'").count(), 2, "{out}");
+}
+
+#[test]
+fn with_replicas_the_steps_run_once_before_any_replica_starts() {
+    let t = TestStack::new("pre-start-replicas");
+    let image = busybox_image();
+    t.stack(&format!(
+        r#"
+services:
+  app:
+    image: {image}
+    init: true
+    scale: 3
+    command: [sh, -c, "cat /data/log; exec sleep 3600"]
+    volumes: ["data:/data"]
+    pre_start:
+      - command: [sh, -c, "echo step >> /data/log"]
+volumes:
+  data: {{}}
+"#
+    ));
+    let name = t.container("app");
+    let (code, _, err) = run(&t, &["up"]);
+    assert_eq!(code, 0, "up: {err}");
+    assert!(err.contains("pre_start 1/1"), "the step is reported: {err}");
+    let file = docker_ok(&["exec", &name, "cat", "/data/log"]);
+    assert_eq!(file.lines().collect::<Vec<_>>(), vec!["step"], "one run");
+    // Every replica printed the file when it started: the step had run before each.
+    for replica in [name.clone(), format!("{name}--2"), format!("{name}--3")] {
+        eventually(Duration::from_secs(10), "the replica's output", || {
+            docker(&["logs", &replica]).contains("step")
+        });
+        assert_eq!(
+            docker(&["logs", &replica]).lines().collect::<Vec<_>>(),
+            vec!["step"],
+            "{replica}"
+        );
+    }
 }
