@@ -19,6 +19,7 @@ pub mod stop;
 pub mod top;
 pub mod up;
 pub mod version;
+pub mod watch;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -97,6 +98,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ls(args) => ls::run(&ctx, &args).await,
         Command::Top(args) => top::run(&ctx, &args).await,
         Command::Cp(args) => cp::run(&ctx, &args).await,
+        Command::Watch(args) => watch::watch(&ctx, &args.services).await,
         Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
     }
 }
