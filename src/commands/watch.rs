@@ -111,11 +111,20 @@ pub async fn watch(ctx: &Context, services: &[String]) -> Result<i32> {
         );
     }
     let list: Vec<&str> = names.iter().copied().collect();
-    out.status(&format!(
-        "watching {} for {} (Ctrl-C to stop)",
-        plural(watched.len(), "path"),
-        list.join(", ")
-    ));
+    let watching = format!("{} for {}", plural(watched.len(), "path"), list.join(", "));
+    if printer.mode == Mode::Json {
+        printer.json_event(
+            &list.join(","),
+            "watch",
+            "watch",
+            "started",
+            0,
+            Some(&watching),
+            None,
+        );
+    } else {
+        out.status(&format!("watching {watching} (Ctrl-C to stop)"));
+    }
 
     let mut pending: BTreeSet<PathBuf> = BTreeSet::new();
     let mut first: Option<Instant> = None;

@@ -1313,45 +1313,6 @@ fn cycles<'n>(
     found
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn suggests_close_names_only() {
-        let keys = SERVICE_KEYS.iter().copied();
-        assert_eq!(suggest("enviroment", keys.clone()), Some("environment"));
-        assert_eq!(suggest("imgae", keys.clone()), Some("image"));
-        assert_eq!(suggest("port", keys.clone()), Some("ports"));
-        assert_eq!(suggest("zzzzzz", keys.clone()), None);
-        assert_eq!(suggest("x", ["y"]), None);
-    }
-
-    #[test]
-    fn names() {
-        for good in ["api", "db1", "a.b-c_d", "9x"] {
-            assert!(valid_name(good), "{good}");
-        }
-        for bad in ["", "-a", "_a", "a b", "a/b", "é"] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn finds_each_cycle_once() {
-        let mut edges: IndexMap<&str, Vec<(&str, Vec<String>)>> = IndexMap::new();
-        edges.insert("a", vec![("b", vec![])]);
-        edges.insert("b", vec![("c", vec![]), ("a", vec![])]);
-        edges.insert("c", vec![("b", vec![])]);
-        edges.insert("d", vec![]);
-        let found: Vec<String> = cycles(&edges)
-            .into_iter()
-            .map(|(c, _)| c.join(" -> "))
-            .collect();
-        assert_eq!(found, vec!["b -> c -> b", "a -> b -> a"]);
-    }
-}
-
 const DEVELOP_KEYS: &[&str] = &["watch"];
 const WATCH_RULE_KEYS: &[&str] = &[
     "path",
@@ -1463,4 +1424,43 @@ fn check_develop(report: &mut Report, kept: &mut Mapping, base: &[String], what:
         develop.insert("watch".into(), Value::Sequence(cleaned));
     }
     kept.insert("develop".into(), Value::Mapping(develop));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let keys = SERVICE_KEYS.iter().copied();
+        assert_eq!(suggest("enviroment", keys.clone()), Some("environment"));
+        assert_eq!(suggest("imgae", keys.clone()), Some("image"));
+        assert_eq!(suggest("port", keys.clone()), Some("ports"));
+        assert_eq!(suggest("zzzzzz", keys.clone()), None);
+        assert_eq!(suggest("x", ["y"]), None);
+    }
+
+    #[test]
+    fn names() {
+        for good in ["api", "db1", "a.b-c_d", "9x"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "-a", "_a", "a b", "a/b", "é"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn finds_each_cycle_once() {
+        let mut edges: IndexMap<&str, Vec<(&str, Vec<String>)>> = IndexMap::new();
+        edges.insert("a", vec![("b", vec![])]);
+        edges.insert("b", vec![("c", vec![]), ("a", vec![])]);
+        edges.insert("c", vec![("b", vec![])]);
+        edges.insert("d", vec![]);
+        let found: Vec<String> = cycles(&edges)
+            .into_iter()
+            .map(|(c, _)| c.join(" -> "))
+            .collect();
+        assert_eq!(found, vec!["b -> c -> b", "a -> b -> a"]);
+    }
 }
