@@ -19,6 +19,7 @@
 //! and pushes are built here, labelled with the run's id, and removed by that label at the
 //! end (on failure and on Ctrl-C too), as the registry and its storage are.
 
+mod editloop;
 mod floor;
 mod process;
 mod registry;
@@ -174,6 +175,10 @@ enum Step {
     RegistryNoopUp,
     /// `config` of a generated 100-service file.
     Config,
+    /// Edit one line of a built service, then until it is healthy again (editloop.rs).
+    EditLoop,
+    /// No-op `up` with a 10 000-file build context (editloop.rs).
+    NoopUpLargeContext,
 }
 
 impl Step {
@@ -189,6 +194,8 @@ impl Step {
             Step::Push => "push",
             Step::RegistryNoopUp => "no-op up (pulled)",
             Step::Config => "config (100 svc)",
+            Step::EditLoop => "edit loop",
+            Step::NoopUpLargeContext => "no-op up (10k ctx)",
         }
     }
 }
@@ -396,6 +403,12 @@ fn main_inner() -> Result<()> {
             ],
         },
     ];
+    let mut owned = owned;
+    owned.extend(
+        editloop::owned(id)
+            .into_iter()
+            .map(|(tool, filters)| Owned { tool, filters }),
+    );
 
     let mut bench = Bench {
         runner: Runner::new(&scratch, options.verbose),
@@ -697,6 +710,7 @@ fn measure(bench: &mut Bench) -> Result<Report> {
     config_phase(bench, &mut samples)?;
     stdin_phase(bench, &mut samples)?;
     let noop_registry_requests = registry_phase(bench, &mut samples)?;
+    editloop::phase(bench, &mut samples)?;
     Ok(Report {
         samples,
         stdin_bytes: bench.options.stdin_mib * 1024 * 1024,
@@ -1601,6 +1615,7 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
         cell(Tool::Stackctl, Step::RegistryNoopUp),
         verdict(report.noop_registry_requests.map(|n| n == 0)),
     )?;
+    editloop::rows(samples, &mut out)?;
     writeln!(out)?;
     let n = |tool, step| samples.count(tool, step);
     writeln!(
