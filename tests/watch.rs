@@ -60,10 +60,13 @@ struct Watching {
 }
 
 impl Watching {
-    fn start(t: &TestStack) -> Watching {
+    /// `stackctl --json ARGS`, once its `watch` event says it watches (events of an `up`
+    /// before it are skipped).
+    fn start(t: &TestStack, args: &[&str]) -> Watching {
         let mut child = t
             .std_cmd()
-            .args(["--json", "watch"])
+            .arg("--json")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -81,10 +84,14 @@ impl Watching {
             }
         });
         let mut watching = Watching { child, events };
-        let started = watching.next(Duration::from_secs(20));
-        assert_eq!(started["action"], "watch", "{started}");
-        assert_eq!(started["status"], "started", "{started}");
-        watching
+        loop {
+            let event = watching.next(Duration::from_secs(30));
+            if event["kind"] == "watch" {
+                assert_eq!(event["action"], "watch", "{event}");
+                assert_eq!(event["status"], "started", "{event}");
+                return watching;
+            }
+        }
     }
 
     /// The next event, failing after `within`.
@@ -149,7 +156,7 @@ fn inspect(what: &str, format: &str) -> String {
 #[test]
 fn watch_syncs_within_a_second_bursts_once_removes_deletions_and_runs_sync_exec() {
     let t = project("watch-sync");
-    let mut watching = Watching::start(&t);
+    let mut watching = Watching::start(&t, &["watch"]);
 
     // A save shows up inside the container within 1 s.
     t.write("api/src/hello.txt", "hello, edited\n");
@@ -208,7 +215,8 @@ fn watch_rebuild_recreates_the_service_and_ctrl_c_leaves_the_stage_running() {
         inspect(&container, "{{.Id}}"),
         inspect(&container, "{{.Image}}"),
     );
-    let mut watching = Watching::start(&t);
+    // `up --watch`: an `up` (nothing to do here), then the same watch.
+    let mut watching = Watching::start(&t, &["up", "--watch"]);
 
     // A file the build context's .dockerignore leaves out changes nothing: with a synced
     // file saved after it, the next action is that sync (a rebuild would come first, or win).

@@ -98,7 +98,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ls(args) => ls::run(&ctx, &args).await,
         Command::Top(args) => top::run(&ctx, &args).await,
         Command::Cp(args) => cp::run(&ctx, &args).await,
-        Command::Watch(args) => watch::watch(&ctx, &args.services).await,
+        Command::Watch(args) => watch::watch(&ctx, &args.services, true).await,
         Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
     }
 }

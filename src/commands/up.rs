@@ -68,7 +68,7 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     result?;
     drop(_lock);
     if args.watch {
-        return super::watch::watch(ctx, &args.services).await;
+        return super::watch::watch(ctx, &args.services, false).await;
     }
     Ok(0)
 }

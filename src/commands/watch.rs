@@ -43,10 +43,13 @@ const LONGEST: Duration = Duration::from_millis(1500);
 /// Bound on the health wait after a rebuild or a restart.
 const WAIT: Duration = Duration::from_secs(300);
 
-pub async fn watch(ctx: &Context, services: &[String]) -> Result<i32> {
+/// `stackctl watch SERVICE…`: each service named must have rules. `up --watch SERVICE…`
+/// (`each_named: false`) watches those of them (and every service when none is named) that
+/// have some.
+pub async fn watch(ctx: &Context, services: &[String], each_named: bool) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let wanted = check_services(&loaded, services)?;
-    let rules = compile(&loaded, &wanted, !services.is_empty())?;
+    let rules = compile(&loaded, &wanted, each_named && !services.is_empty())?;
     let engine = connect().await?;
     let names: BTreeSet<&str> = rules.iter().map(|r| r.service.as_str()).collect();
     for service in &names {
