@@ -154,7 +154,7 @@ pub async fn watch(ctx: &Context, services: &[String], each_named: bool) -> Resu
                     continue;
                 }
                 tokio::select! {
-                    () = act(&engine, &loaded, &rules, works, &out) => {}
+                    () = act(&engine, &loaded, works, &out) => {}
                     _ = crate::interrupt::wait() => return Err(Interrupted.into()),
                 }
             }
@@ -289,11 +289,9 @@ fn initial_files(rule: &Rule) -> Vec<(PathBuf, String)> {
 async fn act(
     engine: &Engine,
     loaded: &LoadedStack,
-    rules: &[Rule],
     works: BTreeMap<String, ServiceWork>,
     out: &Out,
 ) {
-    let _ = rules;
     join_all(
         works
             .into_iter()
@@ -462,11 +460,13 @@ fn shown(loaded: &LoadedStack, path: &Path) -> String {
 
 /// A printer that says nothing: the executor's own lines would bury the one line per
 /// action; its errors come back as values and are printed by `Out`.
-fn silent(printer: &Printer) -> Printer {
+fn silent(stage: &str) -> Printer {
     Printer {
         mode: Mode::Plain,
         quiet: true,
-        ..printer.clone()
+        verbose: 0,
+        color: false,
+        stage: stage.to_string(),
     }
 }
 
@@ -478,13 +478,7 @@ async fn rebuild(
     service: &str,
     changed: &str,
 ) -> Result<()> {
-    let quiet = silent(&crate::output::Printer {
-        mode: Mode::Plain,
-        quiet: true,
-        verbose: 0,
-        color: false,
-        stage: loaded.stage.clone(),
-    });
+    let quiet = silent(&loaded.stage);
     let _lock = crate::lock::acquire(&loaded.project, &loaded.stage, WAIT, &quiet).await?;
     let mut options = PlanOptions {
         services: vec![service.to_string()],
@@ -516,13 +510,7 @@ async fn rebuild(
 
 /// Restart the service's container through the executor `restart` uses (health waited for).
 async fn restart(engine: &Engine, loaded: &LoadedStack, service: &str) -> Result<()> {
-    let quiet = silent(&crate::output::Printer {
-        mode: Mode::Plain,
-        quiet: true,
-        verbose: 0,
-        color: false,
-        stage: loaded.stage.clone(),
-    });
+    let quiet = silent(&loaded.stage);
     let _lock = crate::lock::acquire(&loaded.project, &loaded.stage, WAIT, &quiet).await?;
     let target = DockerTarget::new(engine, loaded);
     let observed = target.observe().await?;
