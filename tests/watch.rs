@@ -299,3 +299,59 @@ services:
         assert!(stderr.contains(&expected), "missing {expected:?} in:\n{stderr}");
     }
 }
+
+#[test]
+fn a_valid_develop_section_is_part_of_the_resolved_stack() {
+    let t = TestStack::new("watch-config");
+    t.stack(
+        r#"
+services:
+  api:
+    image: busybox
+    develop:
+      watch:
+        - { path: ./src, action: sync+exec, target: /app, ignore: "*.pyc", initial_sync: true, exec: { command: "kill -HUP 1", user: root } }
+        - { path: ./requirements.txt, action: rebuild }
+"#,
+    );
+    let out = t.cmd().args(["config", "--json"]).output().expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rules = &config["services"]["api"]["develop"]["watch"];
+    assert_eq!(rules[0]["action"], "sync+exec", "{rules}");
+    assert_eq!(rules[0]["ignore"], serde_json::json!(["*.pyc"]), "{rules}");
+    assert_eq!(rules[0]["initial_sync"], true, "{rules}");
+    assert_eq!(
+        rules[0]["exec"]["command"],
+        serde_json::json!(["kill", "-HUP", "1"]),
+        "{rules}"
+    );
+    assert_eq!(rules[1]["action"], "rebuild", "{rules}");
+
+    // `watch` needs the paths to exist, and a `rebuild` a `build:`; both are located.
+    let out = t.cmd().arg("watch").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = format!("stacks/{}.yml", t.stage);
+    assert!(
+        stderr.contains(&format!(
+            "{file}:7:19: service `api`: watch path `./src` does not exist"
+        )),
+        "{stderr}"
+    );
+    t.write("src/app.py", "print(1)\n");
+    let out = t.cmd().arg("watch").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{file}:8:47: service `api`: `action: rebuild` needs a `build:`"
+        )),
+        "{stderr}"
+    );
+}
