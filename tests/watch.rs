@@ -38,6 +38,7 @@ services:
         - path: ./api/src
           action: sync
           target: /app/src
+          initial_sync: true
         - path: ./api/conf
           action: sync+exec
           target: /app/conf
@@ -86,8 +87,7 @@ impl Watching {
         let mut watching = Watching { child, events };
         loop {
             let event = watching.next(Duration::from_secs(30));
-            if event["kind"] == "watch" {
-                assert_eq!(event["action"], "watch", "{event}");
+            if event["kind"] == "watch" && event["action"] == "watch" {
                 assert_eq!(event["status"], "started", "{event}");
                 return watching;
             }
@@ -164,7 +164,10 @@ fn inspect(what: &str, format: &str) -> String {
 #[test]
 fn watch_syncs_within_a_second_bursts_once_removes_deletions_and_runs_sync_exec() {
     let t = project("watch-sync");
+    // initial_sync: what changed before `watch` started is copied when it starts.
+    t.write("api/src/early.txt", "saved before watch\n");
     let mut watching = Watching::start(&t, &["watch"]);
+    assert_eq!(cat(&t, "/app/src/early.txt"), "saved before watch\n");
 
     // A save shows up inside the container within 1 s.
     t.write("api/src/hello.txt", "hello, edited\n");
