@@ -276,6 +276,7 @@ services:
           action: sync
         - path: ./src
           action: rebuld
+          target: /app
         - path: ./src
           action: rebuild
           target: /app
@@ -294,13 +295,15 @@ services:
     for expected in [
         format!("{file}:7:15: watch rule 1 of `develop` of service `api`: `action: sync` needs a `target`"),
         format!("{file}:10:19: service `api`, `develop.watch.1.action`: `rebuld` is not one of `sync`, `rebuild`"),
-        format!("{file}:13:11: watch rule 3 of `develop` of service `api`: `target` applies only to the sync actions"),
-        format!("{file}:14:11: watch rule 3 of `develop` of service `api`: `exec` applies only to `action: sync+exec`"),
-        format!("{file}:18:18: unknown key `comand`"),
-        format!("{file}:19:7: unknown key `wacth`"),
+        format!("{file}:14:11: watch rule 3 of `develop` of service `api`: `target` applies only to the sync actions"),
+        format!("{file}:15:11: watch rule 3 of `develop` of service `api`: `exec` applies only to `action: sync+exec`"),
+        format!("{file}:19:18: unknown key `comand`"),
+        format!("{file}:20:7: unknown key `wacth`"),
     ] {
         assert!(stderr.contains(&expected), "missing {expected:?} in:\n{stderr}");
     }
+    // The unknown action is the rule's only problem (its `target` is not judged by it).
+    assert!(!stderr.contains("watch rule 2"), "{stderr}");
 }
 
 #[test]

@@ -1374,8 +1374,14 @@ fn check_develop(report: &mut Report, kept: &mut Mapping, base: &[String], what:
                 );
                 rule.insert("exec".into(), Value::Mapping(exec));
             }
+            // An unknown action is reported when the rule is deserialized; nothing more here.
             let action = match rule.get("action") {
-                Some(Value::String(action)) => Some(action.as_str()),
+                Some(Value::String(action))
+                    if ["sync", "rebuild", "restart", "sync+restart", "sync+exec"]
+                        .contains(&action.as_str()) =>
+                {
+                    Some(action.as_str())
+                }
                 _ => None,
             };
             let syncs = matches!(action, Some("sync" | "sync+restart" | "sync+exec"));
