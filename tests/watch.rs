@@ -1,7 +1,8 @@
 //! `stackctl watch` against the real engine: syncs land in the container within a second of
 //! the save, a burst of saves is one action, deletions are removed, `sync+exec` runs its
-//! command, a rebuild recreates the service from a new image, Ctrl-C exits 130 and leaves
-//! the stage running; bad `develop` keys are located errors.
+//! command, `initial_sync` copies what changed before, `restart` restarts the container, a
+//! rebuild recreates the service from a new image, Ctrl-C exits 130 and leaves the stage
+//! running; bad `develop` keys are located errors.
 
 mod support;
 
@@ -26,6 +27,7 @@ fn project(name: &str) -> TestStack {
     t.write("api/src/hello.txt", "hello\n");
     t.write("api/conf/c.txt", "first\n");
     t.write("api/notes/n.txt", "not in the image\n");
+    t.write("api/restart.txt", "1\n");
     t.stack(&format!(
         r#"
 services:
@@ -44,9 +46,11 @@ services:
           target: /app/conf
           exec:
             command: [sh, -c, "cat /app/conf/c.txt > /tmp/seen"]
+        - path: ./api/restart.txt
+          action: restart
         - path: ./api
           action: rebuild
-          ignore: [src/, conf/]
+          ignore: [src/, conf/, restart.txt]
 "#,
         project = t.project
     ));
@@ -240,6 +244,15 @@ fn watch_rebuild_recreates_the_service_and_ctrl_c_leaves_the_stage_running() {
     let event = watching.next(Duration::from_secs(5));
     assert_eq!(event["action"], "sync", "{event}");
     assert_eq!(event["reason"], "synced 1 file", "{event}");
+
+    // restart: the same container, started again.
+    let started_at = inspect(&container, "{{.State.StartedAt}}");
+    t.write("api/restart.txt", "2\n");
+    let event = watching.next(Duration::from_secs(30));
+    assert_eq!(event["action"], "restart", "{event}");
+    assert_eq!(event["reason"], "restarted", "{event}");
+    assert_eq!(inspect(&container, "{{.Id}}"), id_before);
+    assert_ne!(inspect(&container, "{{.State.StartedAt}}"), started_at);
 
     // deps.txt is in the image: a rebuild.
     t.write("api/deps.txt", "one\ntwo\n");
