@@ -99,6 +99,11 @@ pub enum Command {
         after_help = "Examples:\n  stackctl up\n  stackctl up --dry-run\n  stackctl up api --build --timeout 120"
     )]
     Up(UpArgs),
+    /// Follow the services' `develop.watch` rules: sync, rebuild or restart as files change.
+    #[command(
+        after_help = "Examples:\n  stackctl watch\n  stackctl watch api\n  stackctl up --watch"
+    )]
+    Watch(WatchArgs),
     /// Pull the stage's images from their registries.
     #[command(after_help = "Examples:\n  stackctl pull\n  stackctl -e prod pull api")]
     Pull(PullArgs),
@@ -233,6 +238,16 @@ pub struct UpArgs {
     /// service's `pull_policy`.
     #[arg(long, value_name = "POLICY")]
     pub pull: Option<PullArg>,
+    /// Then watch the services' `develop.watch` paths, as `stackctl watch` does.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Services whose `develop.watch` rules to follow (default: every service that has some).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
+    pub services: Vec<String>,
 }
 
 /// `up --pull`.

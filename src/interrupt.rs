@@ -72,6 +72,7 @@ pub fn grace(command: &crate::cli::Command) -> Duration {
         | Command::Pull(_)
         | Command::Push(_)
         | Command::Up(_)
+        | Command::Watch(_)
         | Command::Restart(_)
         | Command::Cp(_)
         | Command::Stop(_)

@@ -227,7 +227,7 @@ impl Printer {
 
     /// Print a JSON event with all its fields (`--json` only).
     #[allow(clippy::too_many_arguments)]
-    fn json_event(
+    pub(crate) fn json_event(
         &self,
         object: &str,
         kind: &str,

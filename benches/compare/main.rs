@@ -19,6 +19,7 @@
 //! and pushes are built here, labelled with the run's id, and removed by that label at the
 //! end (on failure and on Ctrl-C too), as the registry and its storage are.
 
+mod editloop;
 mod floor;
 mod process;
 mod registry;
@@ -194,6 +195,10 @@ enum Step {
     DataSaveZstd,
     /// `data load` of the zstd archive.
     DataLoadZstd,
+    /// Edit one line of a built service, then until it is healthy again (editloop.rs).
+    EditLoop,
+    /// No-op `up` with a 10 000-file build context (editloop.rs).
+    NoopUpLargeContext,
 }
 
 impl Step {
@@ -213,6 +218,8 @@ impl Step {
             Step::DataLoad => "data load",
             Step::DataSaveZstd => "data save zstd",
             Step::DataLoadZstd => "data load zstd",
+            Step::EditLoop => "edit loop",
+            Step::NoopUpLargeContext => "no-op up (10k ctx)",
         }
     }
 }
@@ -424,6 +431,12 @@ fn main_inner() -> Result<()> {
             ],
         },
     ];
+    let mut owned = owned;
+    owned.extend(
+        editloop::owned(id)
+            .into_iter()
+            .map(|(tool, filters)| Owned { tool, filters }),
+    );
 
     let mut bench = Bench {
         runner: Runner::new(&scratch, options.verbose),
@@ -726,6 +739,7 @@ fn measure(bench: &mut Bench) -> Result<Report> {
     stdin_phase(bench, &mut samples)?;
     data_phase(bench, &mut samples)?;
     let noop_registry_requests = registry_phase(bench, &mut samples)?;
+    editloop::phase(bench, &mut samples)?;
     Ok(Report {
         samples,
         stdin_bytes: bench.options.stdin_mib * 1024 * 1024,
@@ -1907,6 +1921,7 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
         cell(Tool::Stackctl, Step::RegistryNoopUp),
         verdict(report.noop_registry_requests.map(|n| n == 0)),
     )?;
+    editloop::rows(samples, &mut out)?;
     writeln!(out)?;
     let n = |tool, step| samples.count(tool, step);
     writeln!(

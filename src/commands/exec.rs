@@ -493,6 +493,7 @@ async fn builtin_step(
                 dry_run: false,
                 remove_orphans: false,
                 pull: None,
+                watch: false,
             };
             super::up::run(ctx, &args).await
         }

@@ -22,6 +22,7 @@ pub mod stop;
 pub mod top;
 pub mod up;
 pub mod version;
+pub mod watch;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -103,6 +104,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Cp(args) => cp::run(&ctx, &args).await,
         Command::Data(args) => data::run(&ctx, &args).await,
         Command::Lock(args) => lock::run(&ctx, &args).await,
+        Command::Watch(args) => watch::watch(&ctx, &args.services, true).await,
         Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
     }
 }

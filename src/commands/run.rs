@@ -37,6 +37,7 @@ async fn up_dependencies(ctx: &Context, services: Vec<String>) -> Result<()> {
         dry_run: false,
         remove_orphans: false,
         pull: None,
+        watch: false,
     };
     super::up::run(&ctx, &args).await?;
     Ok(())

@@ -46,18 +46,7 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         ..Default::default()
     };
     let target = DockerTarget::new(&engine, &loaded);
-    // The build inputs' digests are computed beside the observe (they read only files).
-    let digests = context_digests(&loaded);
-    let (observed, digests) = if args.dry_run {
-        tokio::try_join!(target.observe(), digests)?
-    } else {
-        // Checked beside the observe, not after it: no extra round trip on the critical path.
-        let (observed, digests, ()) =
-            tokio::try_join!(target.observe(), digests, check_existing(&engine, &loaded))?;
-        (observed, digests)
-    };
-    options.stale = stale_images(&loaded, &observed, digests);
-    let first = make_plan(&loaded, &observed, &options)?;
+    let first = observe_and_plan(&engine, &target, &loaded, &mut options, !args.dry_run).await?;
     for warning in &first.warnings {
         printer.warn(warning);
     }
@@ -68,28 +57,79 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let progress = printer.progress();
     let target = target.with_hooks(progress.clone(), timeout);
     let apply_options = ApplyOptions::new(!args.no_wait, timeout);
-    let result = async {
-        let mut current = first;
-        if current.fetches().next().is_some() {
-            options.built =
-                apply::build_images(&target, &current, &apply_options, &progress, false).await?;
-            let observed = target.observe().await?;
-            current = make_plan(&loaded, &observed, &options)?;
-        }
-        apply::execute(&target, &current, &apply_options, &progress).await?;
-        if !options.built.is_empty() {
-            // The images the builds replaced, now that the containers use the new ones (R12).
-            engine
-                .remove_replaced_images(&loaded.stage, &loaded.project)
-                .await?;
-        }
-        Ok(())
-    }
+    let result = converge(
+        &engine,
+        &target,
+        &loaded,
+        first,
+        options,
+        &apply_options,
+        &progress,
+    )
     .await;
     progress.summary("up", result.is_ok());
     // Failures carry log lines and health output of containers: the reporter masks the
     // stage's secrets in them.
-    result.map(|()| 0)
+    result?;
+    drop(_lock);
+    if args.watch {
+        return super::watch::watch(ctx, &args.services, false).await;
+    }
+    Ok(0)
+}
+
+/// Observe the stage (and, with `check`, its networks and volumes) beside computing the
+/// digests of the build inputs, and plan what `options` asks for; images whose inputs
+/// changed are marked stale in `options`.
+pub(crate) async fn observe_and_plan(
+    engine: &crate::engine::Engine,
+    target: &DockerTarget<'_>,
+    loaded: &LoadedStack,
+    options: &mut PlanOptions,
+    check: bool,
+) -> Result<Plan> {
+    // The build inputs' digests are computed beside the observe (they read only files).
+    let digests = context_digests(loaded);
+    let (observed, digests) = if !check {
+        tokio::try_join!(target.observe(), digests)?
+    } else {
+        // Checked beside the observe, not after it: no extra round trip on the critical path.
+        let (observed, digests, ()) =
+            tokio::try_join!(target.observe(), digests, check_existing(engine, loaded))?;
+        (observed, digests)
+    };
+    for (tag, reason) in stale_images(loaded, &observed, digests) {
+        options.stale.entry(tag).or_insert(reason);
+    }
+    make_plan(loaded, &observed, options)
+}
+
+/// Carry out `first` (planned by `observe_and_plan`): the builds, a fresh plan with the
+/// images built, its actions, then the removal of the images the builds replaced.
+pub(crate) async fn converge(
+    engine: &crate::engine::Engine,
+    target: &DockerTarget<'_>,
+    loaded: &LoadedStack,
+    first: Plan,
+    mut options: PlanOptions,
+    apply_options: &ApplyOptions,
+    progress: &crate::output::Progress,
+) -> Result<()> {
+    let mut current = first;
+    if current.fetches().next().is_some() {
+        options.built =
+            apply::build_images(target, &current, apply_options, progress, false).await?;
+        let observed = target.observe().await?;
+        current = make_plan(loaded, &observed, &options)?;
+    }
+    apply::execute(target, &current, apply_options, progress).await?;
+    if !options.built.is_empty() {
+        // The images the builds replaced, now that the containers use the new ones (R12).
+        engine
+            .remove_replaced_images(&loaded.stage, &loaded.project)
+            .await?;
+    }
+    Ok(())
 }
 
 fn make_plan(loaded: &LoadedStack, observed: &Observed, options: &PlanOptions) -> Result<Plan> {

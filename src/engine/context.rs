@@ -396,6 +396,20 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
     }
 }
 
+/// The rules that decide what of `root` goes into its build context: its `.dockerignore`
+/// (none when absent) after stackctl's own `.env` rule. `stackctl watch` ignores changes
+/// these leave out.
+pub fn context_ignore(root: &Path) -> Result<Dockerignore, ContextError> {
+    let ignore_path = root.join(".dockerignore");
+    let mut ignore = match fs::read_to_string(&ignore_path) {
+        Ok(text) => Dockerignore::parse(&text)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Dockerignore::default(),
+        Err(e) => return Err(io_error(&ignore_path)(e)),
+    };
+    ignore.exclude_env_files();
+    Ok(ignore)
+}
+
 /// Walk `root` with its `.dockerignore` and list what goes into the context. Nothing is read
 /// yet except `.dockerignore` and an outside Dockerfile; every file is checked to be readable
 /// so a permission problem is reported before the upload starts, as the docker CLI does.

@@ -7,12 +7,14 @@
 //! - [`task`]: a one-off task's container (a service's spec, adjusted) and sequences.
 //! - [`up`]: the `up` plan: ordered actions, each with its reason.
 //! - [`restart`]: the `restart` plan, made from the `up` plan.
+//! - [`watch`]: which `develop.watch` rules take a changed path, and what each service does.
 
 pub mod container;
 pub mod image;
 pub mod restart;
 pub mod task;
 pub mod up;
+pub mod watch;
 
 /// A loaded stack from YAML text, for the planners' unit tests.
 #[cfg(test)]

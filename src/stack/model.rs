@@ -379,6 +379,10 @@ pub struct Service {
         deserialize_with = "string_or_list"
     )]
     pub label_file: Vec<String>,
+    /// Compose's `develop:` (the rules `stackctl watch` follows). Not part of the
+    /// container: changing it recreates nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub develop: Option<Develop>,
 }
 
 /// One `pre_start` step: a command in a container of its own (Compose's keys), or one of
@@ -2716,6 +2720,116 @@ pub fn env_list(env: &IndexMap<String, Option<String>>) -> Vec<String> {
     env.iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
         .collect()
+}
+
+/// A service's `develop:` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Develop {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<WatchRule>,
+}
+
+/// One `develop.watch` rule: what to do when a file under `path` changes.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WatchRule {
+    /// A file or directory, relative to the project directory.
+    pub path: String,
+    pub action: WatchAction,
+    /// Where `path` lands in the container (sync actions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `.dockerignore`-style patterns, relative to `path`: changes there are ignored.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "string_or_list"
+    )]
+    pub ignore: Vec<String>,
+    /// `.dockerignore`-style patterns, relative to `path`: when given, only changes there count.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "string_or_list"
+    )]
+    pub include: Vec<String>,
+    /// Sync every file of `path` when `watch` starts (sync actions).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub initial_sync: bool,
+    /// The command `sync+exec` runs in the container after each sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<WatchExec>,
+}
+
+/// What a watch rule does with a change.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum WatchAction {
+    /// Copy the changed files into the running container.
+    #[serde(rename = "sync")]
+    Sync,
+    /// Rebuild the image and recreate the service.
+    #[serde(rename = "rebuild")]
+    Rebuild,
+    /// Restart the service's container.
+    #[serde(rename = "restart")]
+    Restart,
+    #[serde(rename = "sync+restart")]
+    SyncRestart,
+    #[serde(rename = "sync+exec")]
+    SyncExec,
+}
+
+impl WatchAction {
+    /// Whether the action copies files (and so needs a `target`).
+    pub fn syncs(self) -> bool {
+        matches!(
+            self,
+            WatchAction::Sync | WatchAction::SyncRestart | WatchAction::SyncExec
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchAction::Sync => "sync",
+            WatchAction::Rebuild => "rebuild",
+            WatchAction::Restart => "restart",
+            WatchAction::SyncRestart => "sync+restart",
+            WatchAction::SyncExec => "sync+exec",
+        }
+    }
+}
+
+/// `exec:` of a `sync+exec` rule.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WatchExec {
+    #[serde(deserialize_with = "command_list")]
+    pub command: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_scalar_string"
+    )]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "environment"
+    )]
+    pub environment: IndexMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+}
+
+/// A command as a list or as one string split like a shell would.
+fn command_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    match opt_command(deserializer)? {
+        Some(command) if !command.is_empty() => Ok(command),
+        _ => Err(de::Error::custom("`command` must not be empty")),
+    }
 }
 
 #[cfg(test)]

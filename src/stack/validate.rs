@@ -602,6 +602,7 @@ fn check_service(report: &mut Report, name: &str, value: &Value) -> Option<Servi
     )?;
     check_pull_policy(report, &mut kept, &base, &what);
     check_hooks(report, &mut kept, &base, &what);
+    check_develop(report, &mut kept, &base, &what);
     typed::<Service>(report, &kept, &base, &what)
 }
 
@@ -1628,6 +1629,127 @@ fn check_pre_start_tasks(report: &mut Report, root: &Mapping, name: &str, raw: &
             );
         }
     }
+}
+
+const DEVELOP_KEYS: &[&str] = &["watch"];
+const WATCH_RULE_KEYS: &[&str] = &[
+    "path",
+    "action",
+    "target",
+    "ignore",
+    "include",
+    "initial_sync",
+    "exec",
+];
+const WATCH_EXEC_KEYS: &[&str] = &[
+    "command",
+    "user",
+    "working_dir",
+    "environment",
+    "privileged",
+];
+
+/// `develop:` of a service: the keys of each `watch` rule and of its `exec`, and what each
+/// action needs (`target` for the sync actions, `exec` for `sync+exec` only). Types are
+/// checked when the service is deserialized.
+fn check_develop(report: &mut Report, kept: &mut Mapping, base: &[String], what: &str) {
+    let Some(Value::Mapping(develop)) = kept.get("develop").cloned() else {
+        return;
+    };
+    let at = child(base, "develop");
+    let what = format!("`develop` of {what}");
+    let mut develop = check_keys(report, &develop, &at, DEVELOP_KEYS, &[], true, &what, None);
+    if let Some(Value::Sequence(rules)) = develop.get("watch").cloned() {
+        let watch_at = child(&at, "watch");
+        let mut cleaned = Vec::new();
+        for (index, rule) in rules.iter().enumerate() {
+            let Value::Mapping(rule) = rule else {
+                cleaned.push(rule.clone());
+                continue;
+            };
+            let rule_at = child(&watch_at, &index.to_string());
+            let rule_what = format!("watch rule {} of {what}", index + 1);
+            let mut rule = check_keys(
+                report,
+                rule,
+                &rule_at,
+                WATCH_RULE_KEYS,
+                &[],
+                true,
+                &rule_what,
+                None,
+            );
+            if let Some(Value::Mapping(exec)) = rule.get("exec").cloned() {
+                let exec_at = child(&rule_at, "exec");
+                let exec_what = format!("`exec` of {rule_what}");
+                let exec = check_keys(
+                    report,
+                    &exec,
+                    &exec_at,
+                    WATCH_EXEC_KEYS,
+                    &[],
+                    true,
+                    &exec_what,
+                    None,
+                );
+                rule.insert("exec".into(), Value::Mapping(exec));
+            }
+            // An unknown action is reported when the rule is deserialized; nothing more here.
+            let action = match rule.get("action") {
+                Some(Value::String(action))
+                    if ["sync", "rebuild", "restart", "sync+restart", "sync+exec"]
+                        .contains(&action.as_str()) =>
+                {
+                    Some(action.as_str())
+                }
+                _ => None,
+            };
+            let syncs = matches!(action, Some("sync" | "sync+restart" | "sync+exec"));
+            match rule.get("target") {
+                None if syncs => report.at_key(
+                    &rule_at,
+                    format!("{rule_what}: `action: {}` needs a `target`", action.unwrap_or_default()),
+                    Some("add `target: /path/in/container` (where `path` lands in the container)".into()),
+                ),
+                Some(Value::String(target)) if syncs && !target.starts_with('/') => report.at_value(
+                    &child(&rule_at, "target"),
+                    format!("{rule_what}: `target` must be an absolute path in the container, found `{target}`"),
+                    None,
+                ),
+                Some(_) if !syncs && action.is_some() => report.at_key(
+                    &child(&rule_at, "target"),
+                    format!("{rule_what}: `target` applies only to the sync actions, not `{}`", action.unwrap_or_default()),
+                    Some("remove `target`, or use `action: sync`".into()),
+                ),
+                _ => {}
+            }
+            match (action, rule.contains_key("exec")) {
+                (Some("sync+exec"), false) => report.at_key(
+                    &rule_at,
+                    format!("{rule_what}: `action: sync+exec` needs an `exec` with a `command`"),
+                    Some("add `exec: {command: ...}`".into()),
+                ),
+                (Some(other), true) if other != "sync+exec" => report.at_key(
+                    &child(&rule_at, "exec"),
+                    format!(
+                        "{rule_what}: `exec` applies only to `action: sync+exec`, not `{other}`"
+                    ),
+                    Some("remove `exec`, or use `action: sync+exec`".into()),
+                ),
+                _ => {}
+            }
+            if rule.get("initial_sync") == Some(&Value::Bool(true)) && !syncs && action.is_some() {
+                report.at_key(
+                    &child(&rule_at, "initial_sync"),
+                    format!("{rule_what}: `initial_sync` applies only to the sync actions"),
+                    Some("remove `initial_sync`".into()),
+                );
+            }
+            cleaned.push(Value::Mapping(rule));
+        }
+        develop.insert("watch".into(), Value::Sequence(cleaned));
+    }
+    kept.insert("develop".into(), Value::Mapping(develop));
 }
 
 #[cfg(test)]

@@ -124,6 +124,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "post_start",
     "pre_stop",
     "extends",
+    "develop",
 ];
 
 /// Compose service keys stackctl does not implement yet: an error, never ignored.
@@ -133,7 +134,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "cpu_count",
     "cpu_percent",
     "credential_spec",
-    "develop",
     "isolation",
     "mac_address",
     "models",
@@ -340,10 +340,9 @@ pub const PLACES: &[Place] = &[
         &[],
         &["spread"],
     ),
-    place("services.*.develop", &[], &["watch"]),
+    place("services.*.develop", &["watch"], &[]),
     place(
         "services.*.develop.watch[]",
-        &[],
         &[
             "ignore",
             "include",
@@ -353,10 +352,10 @@ pub const PLACES: &[Place] = &[
             "exec",
             "initial_sync",
         ],
+        &[],
     ),
     place(
         "services.*.develop.watch[].exec",
-        &[],
         &[
             "command",
             "user",
@@ -364,6 +363,7 @@ pub const PLACES: &[Place] = &[
             "working_dir",
             "environment",
         ],
+        &[],
     ),
     place(
         "services.*.devices[]",
@@ -585,7 +585,6 @@ pub fn reason(path: &str, key: &str) -> String {
         ("services.*.volumes[].bind", "recursive") => {
             "it needs engine API 1.44; stackctl speaks API 1.41 to the engine"
         }
-        ("services.*", "develop") => "stackctl has no watch mode",
         ("", "models") | ("services.*", "models") | ("services.*", "provider") => {
             "stackctl runs containers only"
         }
