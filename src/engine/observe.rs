@@ -10,6 +10,35 @@ use crate::names;
 use crate::observed::{Observed, ObservedContainer};
 
 impl Engine {
+    /// Every container (all states) the label filters select: one list call.
+    pub(crate) async fn labelled_containers(
+        &self,
+        filters: &std::collections::HashMap<String, Vec<String>>,
+    ) -> Result<Vec<ContainerSummary>, EngineError> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(filters)
+            .build();
+        self.client()
+            .list_containers(Some(options))
+            .await
+            .map_err(|err| EngineError::new("list", "containers", err))
+    }
+
+    /// Every volume the label filters select: one list call.
+    pub(crate) async fn labelled_volumes(
+        &self,
+        filters: &std::collections::HashMap<String, Vec<String>>,
+    ) -> Result<bollard::models::VolumeListResponse, EngineError> {
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(filters)
+            .build();
+        self.client()
+            .list_volumes(Some(options))
+            .await
+            .map_err(|err| EngineError::new("list", "volumes", err))
+    }
+
     /// Every container (all states), network and volume labelled with this stage.
     pub async fn observe(&self, stage: &str, project: &str) -> Result<Observed, EngineError> {
         self.observe_named(stage, project, &[]).await
@@ -24,16 +53,7 @@ impl Engine {
         custom_names: &[String],
     ) -> Result<Observed, EngineError> {
         let filters = label_filters(&names::stage_filter(stage, project));
-        let containers = async {
-            let options = ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build();
-            self.client()
-                .list_containers(Some(options))
-                .await
-                .map_err(|err| EngineError::new("list", "containers", err))
-        };
+        let containers = self.labelled_containers(&filters);
         let networks = async {
             let options = ListNetworksOptionsBuilder::default()
                 .filters(&filters)
@@ -43,15 +63,7 @@ impl Engine {
                 .await
                 .map_err(|err| EngineError::new("list", "networks", err))
         };
-        let volumes = async {
-            let options = ListVolumesOptionsBuilder::default()
-                .filters(&filters)
-                .build();
-            self.client()
-                .list_volumes(Some(options))
-                .await
-                .map_err(|err| EngineError::new("list", "volumes", err))
-        };
+        let volumes = self.labelled_volumes(&filters);
         let (containers, networks, volumes) = tokio::try_join!(containers, networks, volumes)?;
         // Labels alone are inheritable (an image's reach its containers): the name pattern
         // is the stage's own.

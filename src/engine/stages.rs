@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptionsBuilder};
-
 use super::{label_filters, Engine, EngineError};
 use crate::names;
 use crate::observed::ObservedContainer;
@@ -24,25 +22,8 @@ impl Engine {
         project: &str,
     ) -> Result<BTreeMap<String, StageObjects>, EngineError> {
         let filters = label_filters(&[format!("{}={project}", names::PROJECT)]);
-        let containers = async {
-            let options = ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build();
-            self.client()
-                .list_containers(Some(options))
-                .await
-                .map_err(|err| EngineError::new("list", "containers", err))
-        };
-        let volumes = async {
-            let options = ListVolumesOptionsBuilder::default()
-                .filters(&filters)
-                .build();
-            self.client()
-                .list_volumes(Some(options))
-                .await
-                .map_err(|err| EngineError::new("list", "volumes", err))
-        };
+        let containers = self.labelled_containers(&filters);
+        let volumes = self.labelled_volumes(&filters);
         let (containers, volumes) = tokio::try_join!(containers, volumes)?;
         let mut stages: BTreeMap<String, StageObjects> = BTreeMap::new();
         for summary in containers {
