@@ -232,7 +232,8 @@ pub fn lines(text: &str) -> Vec<String> {
 /// The Debian packages the tests use: busybox for the fast test image, debootstrap for the
 /// reference systems' base images, curl to talk to their APIs, Docker Distribution and
 /// htpasswd for the registry tests, docker-compose for the differential Compose tests,
-/// util-linux's `script` for the terminal tests.
+/// util-linux's `script` for the terminal tests, sshd, ip and iptables for the lab of the
+/// remote-engine tests.
 pub const PACKAGES: &[&str] = &[
     "busybox-static",
     "debootstrap",
@@ -241,6 +242,10 @@ pub const PACKAGES: &[&str] = &[
     "apache2-utils",
     "docker-compose",
     "util-linux",
+    "openssh-server",
+    "openssh-client",
+    "iproute2",
+    "iptables",
 ];
 
 /// Make sure the machine has what the tests need, once per test binary: the missing
