@@ -171,7 +171,10 @@ pub async fn run_post_start(
             "service `{service}`: post_start hook {} of {total} (`{label}`)",
             index + 1
         );
-        let failure = match engine.exec_hook(container, &exec_hook(hook), timeout).await {
+        let failure = match engine
+            .exec_hook(container, &exec_hook(hook), Some(timeout))
+            .await
+        {
             Ok(Some(run)) if run.exit_code == 0 => {
                 report(progress, container, "post_start", &what, "done", started);
                 continue;
@@ -213,7 +216,10 @@ pub async fn run_pre_stop(
         let what = format!("{}/{total} ({label})", index + 1);
         let started = Instant::now();
         report(progress, container, "pre_stop", &what, "started", started);
-        let problem = match engine.exec_hook(container, &exec_hook(hook), grace).await {
+        let problem = match engine
+            .exec_hook(container, &exec_hook(hook), Some(grace))
+            .await
+        {
             Ok(Some(run)) if run.exit_code == 0 => {
                 report(progress, container, "pre_stop", &what, "done", started);
                 continue;

@@ -26,7 +26,7 @@ use super::{check_services, connect, load_stack, Context};
 use crate::apply::docker::DockerTarget;
 use crate::apply::{self, ApplyOptions, Target};
 use crate::engine::context::{context_ignore, Dockerignore};
-use crate::engine::copy::ExecOptions;
+use crate::engine::hooks::ExecHook;
 use crate::engine::Engine;
 use crate::error::{Failure, Interrupted, UsageError};
 use crate::output::{Mode, Printer};
@@ -357,22 +357,25 @@ async fn act_on(
         done.push("restarted".to_string());
     }
     for exec in &work.execs {
-        let options = ExecOptions {
+        let hook = ExecHook {
+            command: exec.command.clone(),
             user: exec.user.clone(),
             working_dir: exec.working_dir.clone(),
-            env: env_list(&exec.environment),
+            environment: env_list(&exec.environment),
             privileged: exec.privileged,
         };
         let result = engine
-            .exec_captured(&container, exec.command.clone(), options)
+            .exec_hook(&container, &hook, None)
             .await
             .map_err(anyhow::Error::from)
-            .and_then(|(code, output)| {
+            .and_then(|run| {
+                let run = run.unwrap_or_default();
+                let code = run.exit_code;
                 if code == 0 {
                     Ok(())
                 } else {
-                    let tail: Vec<&str> = output.lines().rev().take(5).collect();
-                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    let keep = run.last_lines.len().saturating_sub(5);
+                    let tail = &run.last_lines[keep..];
                     Err(anyhow::anyhow!(
                         "`{}` exited with {code}{}",
                         exec.command.join(" "),
@@ -410,14 +413,20 @@ async fn sync(
     if !removed.is_empty() {
         let mut cmd = vec!["rm".to_string(), "-rf".to_string(), "--".to_string()];
         cmd.extend(removed.iter().cloned());
-        let (code, output) = engine
-            .exec_captured(container, cmd, ExecOptions::default())
-            .await?;
-        if code != 0 {
+        let hook = ExecHook {
+            command: cmd,
+            ..Default::default()
+        };
+        let run = engine
+            .exec_hook(container, &hook, None)
+            .await?
+            .unwrap_or_default();
+        if run.exit_code != 0 {
             anyhow::bail!(
-                "removing {} in the container failed ({code}): {}",
+                "removing {} in the container failed ({}): {}",
                 removed.join(" "),
-                output.trim()
+                run.exit_code,
+                run.last_lines.join("\n").trim()
             );
         }
     }

@@ -1,11 +1,10 @@
 //! What a path in a container is (`stackctl cp`; the copies themselves go through the
 //! archive calls of `engine::archive`, shared with `stackctl data`), the files `stackctl
-//! watch` syncs (and the one-off `rm` that removes deleted ones), and the processes a
-//! container runs (`stackctl top`).
+//! watch` syncs, and the processes a container runs (`stackctl top`). Commands run inside
+//! a container (the removals of `watch`, hooks) go through `engine::hooks`.
 
 use bollard::query_parameters::{ContainerArchiveInfoOptionsBuilder, TopOptions};
 use bytes::Bytes;
-use futures_util::stream::StreamExt;
 
 use super::{is_not_found, Engine, EngineError};
 
@@ -79,59 +78,6 @@ impl Engine {
         Ok(count)
     }
 
-    /// Run `cmd` inside the running `container` without attaching our streams; returns its
-    /// exit code and its output (stdout and stderr interleaved).
-    pub async fn exec_captured(
-        &self,
-        container: &str,
-        cmd: Vec<String>,
-        options: ExecOptions,
-    ) -> Result<(i64, String), EngineError> {
-        use bollard::exec::{StartExecOptions, StartExecResults};
-        let failed = |err| EngineError::new("exec in container", container, err);
-        let created = self
-            .client()
-            .create_exec(
-                container,
-                bollard::models::ExecConfig {
-                    cmd: Some(cmd),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    user: options.user,
-                    working_dir: options.working_dir,
-                    env: (!options.env.is_empty()).then_some(options.env),
-                    privileged: Some(options.privileged),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(failed)?;
-        let started = self
-            .long_client()
-            .start_exec(
-                &created.id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: false,
-                    output_capacity: None,
-                }),
-            )
-            .await
-            .map_err(failed)?;
-        let mut text = String::new();
-        if let StartExecResults::Attached { mut output, .. } = started {
-            while let Some(item) = output.next().await {
-                text.push_str(&item.map_err(failed)?.to_string());
-            }
-        }
-        let inspected = self
-            .client()
-            .inspect_exec(&created.id)
-            .await
-            .map_err(failed)?;
-        Ok((inspected.exit_code.unwrap_or(-1), text))
-    }
-
     /// The processes running in `container` (the engine's default `ps -ef` columns).
     pub async fn processes(&self, container: &str) -> Result<Processes, EngineError> {
         let top = self
@@ -144,16 +90,6 @@ impl Engine {
             processes: top.processes.unwrap_or_default(),
         })
     }
-}
-
-/// How `exec_captured` runs its command.
-#[derive(Debug, Clone, Default)]
-pub struct ExecOptions {
-    pub user: Option<String>,
-    pub working_dir: Option<String>,
-    /// `KEY=VALUE` entries.
-    pub env: Vec<String>,
-    pub privileged: bool,
 }
 
 /// A tar archive placing each local file (or directory, recursively) at its absolute path,

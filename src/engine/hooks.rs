@@ -17,7 +17,7 @@ use super::{Engine, EngineError};
 pub const KEPT_LINES: usize = 20;
 
 /// How a hook ended: its exit code and its last lines of output.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HookRun {
     pub exit_code: i64,
     pub last_lines: Vec<String>,
@@ -67,12 +67,13 @@ impl Engine {
 
     /// Run `hook` inside the running container `container`, its output collected (the last
     /// [`KEPT_LINES`] lines kept); `None` when `timeout` ran out (the engine has no call to
-    /// kill an exec'd process: it is left to end with the container).
+    /// kill an exec'd process: it is left to end with the container). Without a timeout it
+    /// runs as long as it takes (`watch`'s `sync+exec` and its removals).
     pub async fn exec_hook(
         &self,
         container: &str,
         hook: &ExecHook,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<Option<HookRun>, EngineError> {
         let created = self
             .client()
@@ -92,8 +93,9 @@ impl Engine {
             .await
             .map_err(|e| EngineError::new("exec hook in container", container, e))?;
         let run = async {
+            // The output may come for longer than an ordinary call's timeout.
             let started = self
-                .client()
+                .long_client()
                 .start_exec(
                     &created.id,
                     Some(StartExecOptions {
@@ -142,9 +144,12 @@ impl Engine {
                 delay = (delay * 2).min(Duration::from_millis(500));
             }
         };
-        match tokio::time::timeout(timeout, run).await {
-            Ok(run) => run.map(Some),
-            Err(_) => Ok(None),
+        match timeout {
+            Some(timeout) => match tokio::time::timeout(timeout, run).await {
+                Ok(run) => run.map(Some),
+                Err(_) => Ok(None),
+            },
+            None => run.await.map(Some),
         }
     }
 }
