@@ -1,5 +1,6 @@
 //! Where a project lives and which stage is acted on: resolved once from flags and environment.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::cli::GlobalArgs;
@@ -50,8 +51,15 @@ impl Project {
     pub fn resolve(global: &GlobalArgs) -> Result<Self, UsageError> {
         let cwd = std::env::current_dir()
             .map_err(|e| UsageError::new(format!("cannot read the current directory: {e}")))?;
-        let files: Vec<PathBuf> = global
-            .files
+        let named = if global.files.is_empty() {
+            compose_file_variable(
+                std::env::var_os("COMPOSE_FILE"),
+                std::env::var("COMPOSE_PATH_SEPARATOR").ok(),
+            )
+        } else {
+            global.files.clone()
+        };
+        let files: Vec<PathBuf> = named
             .iter()
             .map(|f| {
                 let path = cwd.join(f);
@@ -273,6 +281,24 @@ pub fn discover(start: &Path) -> PathBuf {
         .to_path_buf()
 }
 
+/// The files `COMPOSE_FILE` names, as Compose reads it when no `-f` is given: paths
+/// separated by `COMPOSE_PATH_SEPARATOR` (default `:`), empty entries skipped.
+fn compose_file_variable(value: Option<OsString>, separator: Option<String>) -> Vec<PathBuf> {
+    let Some(value) = value else {
+        return Vec::new();
+    };
+    let value = value.to_string_lossy();
+    let separator = separator
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| ":".to_string());
+    value
+        .split(separator.as_str())
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
 /// The stage remembered in `DIR/.stackctl/stage`, when there is one.
 pub fn remembered_stage(dir: &Path) -> Result<Option<String>, UsageError> {
     let path = dir.join(STATE_DIR).join("stage");
@@ -405,5 +431,23 @@ mod tests {
             lone,
             "no project above: the directory itself"
         );
+    }
+
+    #[test]
+    fn issue11_compose_file_names_files_split_by_its_separator() {
+        assert!(compose_file_variable(None, None).is_empty());
+        assert_eq!(
+            compose_file_variable(Some("compose.yaml:compose.prod.yaml".into()), None),
+            [
+                PathBuf::from("compose.yaml"),
+                PathBuf::from("compose.prod.yaml")
+            ]
+        );
+        assert_eq!(
+            compose_file_variable(Some("a.yml;;b.yml".into()), Some(";".into())),
+            [PathBuf::from("a.yml"), PathBuf::from("b.yml")],
+            "COMPOSE_PATH_SEPARATOR, empty entries skipped"
+        );
+        assert!(compose_file_variable(Some("".into()), None).is_empty());
     }
 }

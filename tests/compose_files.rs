@@ -156,6 +156,47 @@ fn f_files_merge_by_compose_rules_with_reset_and_override() {
 }
 
 #[test]
+fn compose_file_variable_names_the_files_when_no_f_is_given() {
+    let stack = compose_project("composefile");
+    stack.write("compose.yaml", "services: {ignored: {image: busybox}}\n");
+    stack.write(
+        "base.yml",
+        "services:\n  api:\n    image: busybox\n    user: root\n",
+    );
+    stack.write("prod.yml", "services:\n  api:\n    user: nobody\n");
+    let with_variable = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["config", "--json"]);
+        let output = stack
+            .cmd()
+            .args(&all)
+            .env("COMPOSE_FILE", "base.yml:prod.yml")
+            .env_remove("COMPOSE_PATH_SEPARATOR")
+            .output()
+            .expect("run stackctl");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("config --json")
+    };
+    let config = with_variable(&[]);
+    let services = config["services"].as_object().expect("services");
+    assert_eq!(services.keys().collect::<Vec<_>>(), ["api"], "{config}");
+    assert_eq!(
+        config["services"]["api"]["user"], "nobody",
+        "merged in order"
+    );
+    let config = with_variable(&["-f", "compose.yaml"]);
+    assert!(
+        config["services"].get("ignored").is_some(),
+        "`-f` wins over COMPOSE_FILE: {config}"
+    );
+}
+
+#[test]
 fn f_file_errors_are_located_in_their_file() {
     let stack = compose_project("ferrors");
     stack.write("one.yml", "services:\n  api:\n    image: busybox\n");

@@ -69,7 +69,8 @@ impl TestStack {
             .env("STACKCTL_ENV", &self.stage)
             .env("CI", "true")
             .env("NO_COLOR", "1")
-            .env_remove("DOCKER_HOST");
+            .env_remove("DOCKER_HOST")
+            .env_remove("COMPOSE_FILE");
         cmd
     }
 
@@ -80,7 +81,8 @@ impl TestStack {
             .env("STACKCTL_ENV", &self.stage)
             .env("CI", "true")
             .env("NO_COLOR", "1")
-            .env_remove("DOCKER_HOST");
+            .env_remove("DOCKER_HOST")
+            .env_remove("COMPOSE_FILE");
         cmd
     }
 
