@@ -62,6 +62,9 @@ impl Project {
         let files: Vec<PathBuf> = named
             .iter()
             .map(|f| {
+                if f.as_os_str() == STDIN_FILE {
+                    return f.clone();
+                }
                 let path = cwd.join(f);
                 path.canonicalize().unwrap_or(path)
             })
@@ -70,6 +73,7 @@ impl Project {
         let dir = match (&global.directory, files.first()) {
             (Some(dir), _) if dir.is_absolute() => dir.clone(),
             (Some(dir), _) => cwd.join(dir),
+            (None, Some(file)) if file.as_os_str() == STDIN_FILE => cwd,
             (None, Some(file)) => file.parent().map(Path::to_path_buf).unwrap_or(cwd),
             (None, None) => discover(&cwd),
         };
@@ -249,6 +253,9 @@ impl Project {
             .to_string()
     }
 }
+
+/// The `-f` name of standard input, as in Compose (`envsubst < x.yml | stackctl -f - up`).
+pub const STDIN_FILE: &str = "-";
 
 /// stackctl's own state in a project directory (`.stackctl/stage`: the stage `init` made last).
 pub const STATE_DIR: &str = ".stackctl";

@@ -197,6 +197,39 @@ fn compose_file_variable_names_the_files_when_no_f_is_given() {
 }
 
 #[test]
+fn f_dash_reads_the_stack_file_from_stdin() {
+    let stack = compose_project("fdash");
+    stack.write(
+        "base.yml",
+        "services:\n  api:\n    image: busybox\n    user: root\n",
+    );
+    let output = stack
+        .cmd()
+        .args(["-f", "base.yml", "-f", "-", "config", "--json"])
+        .write_stdin("services:\n  api:\n    user: ${WHO}\n")
+        .env("WHO", "nobody")
+        .output()
+        .expect("run stackctl");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(config["services"]["api"]["user"], "nobody", "{config}");
+    let output = stack
+        .cmd()
+        .args(["-f", "-", "config"])
+        .write_stdin("services:\n  api:\n    image: busybox\n    usr: root\n")
+        .output()
+        .expect("run stackctl");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("-:4:5: unknown key `usr`"), "{stderr}");
+}
+
+#[test]
 fn f_file_errors_are_located_in_their_file() {
     let stack = compose_project("ferrors");
     stack.write("one.yml", "services:\n  api:\n    image: busybox\n");

@@ -235,6 +235,20 @@ pub(crate) fn read_text(path: &std::path::Path, shown: &str) -> Result<String, R
             _ => error,
         })
     };
+    let too_big = || {
+        refused(format!(
+            "cannot read `{shown}`: it is larger than {} MiB; stack and env files are limited to that size",
+            MAX_FILE_BYTES >> 20
+        ))
+    };
+    if path == std::path::Path::new(crate::project::STDIN_FILE) {
+        let bytes = stdin_stack_file()
+            .map_err(|e| io_error(std::io::Error::new(e.kind(), e.to_string())))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(too_big());
+        }
+        return utf8_text(bytes.clone(), shown);
+    }
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::NotFound),
@@ -266,12 +280,6 @@ pub(crate) fn read_text(path: &std::path::Path, shown: &str) -> Result<String, R
             error
         }));
     }
-    let too_big = || {
-        refused(format!(
-            "cannot read `{shown}`: it is larger than {} MiB; stack and env files are limited to that size",
-            MAX_FILE_BYTES >> 20
-        ))
-    };
     if metadata.len() > MAX_FILE_BYTES {
         return Err(too_big());
     }
@@ -282,6 +290,28 @@ pub(crate) fn read_text(path: &std::path::Path, shown: &str) -> Result<String, R
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_big());
     }
+    utf8_text(bytes, shown)
+}
+
+/// The stack file given as `-f -`: standard input, read once (at most one byte over the
+/// size limit, so the caller can refuse it) and kept for the process.
+fn stdin_stack_file() -> Result<&'static Vec<u8>, &'static std::io::Error> {
+    use std::io::Read;
+    static STDIN: std::sync::OnceLock<std::io::Result<Vec<u8>>> = std::sync::OnceLock::new();
+    STDIN
+        .get_or_init(|| {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .lock()
+                .take(MAX_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map(|_| bytes)
+        })
+        .as_ref()
+}
+
+/// Bytes as UTF-8 text; invalid UTF-8 is reported at its line and column.
+fn utf8_text(bytes: Vec<u8>, shown: &str) -> Result<String, ReadError> {
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let before = String::from_utf8_lossy(valid);
