@@ -34,7 +34,7 @@ pub struct GlobalArgs {
     pub directory: Option<PathBuf>,
     /// A stack file to read instead of `stacks/STAGE.yml` or `compose.yaml` (repeatable:
     /// later files merge onto earlier ones, as in Compose; default: the files `COMPOSE_FILE`
-    /// names). Give it before the command.
+    /// names; `-` reads standard input). Give it before the command.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Stage to act on; the stack file is `stacks/STAGE.yml`. Default: the stage
