@@ -18,7 +18,7 @@ use crate::apply::PARALLEL_BUILDS;
 
 pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
     let loaded = stack::load(&ctx.project)?;
-    super::use_stack_engine(&ctx, &loaded);
+    super::use_stack_engine(&ctx.project, &loaded);
     ctx.printer.add_secrets(loaded.secrets.iter().cloned());
     let printer = ctx.printer;
     let builds = prepare(&loaded, &args.services, args.no_cache, &printer)?;

@@ -25,7 +25,7 @@ pub const BROKEN_PIPE: i32 = 141;
 
 pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
     let loaded = crate::stack::load(&ctx.project)?;
-    super::use_stack_engine(ctx, &loaded);
+    super::use_stack_engine(&ctx.project, &loaded);
     let mut printer = ctx.printer.clone();
     printer.add_secrets(loaded.secrets.clone());
     let ctx = Context {

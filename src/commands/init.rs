@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> Result<i32> {
     let rendered = render(ctx, args)?;
     report(ctx, &rendered);
     let loaded = stack::load(&ctx.project)?;
-    super::use_stack_engine(ctx, &loaded);
+    super::use_stack_engine(&ctx.project, &loaded);
     // Only a stage whose stack file is valid becomes the default.
     remember(ctx);
     if args.no_run {

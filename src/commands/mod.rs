@@ -65,8 +65,15 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
             write_stdout(&script)?;
             return Ok(exit::OK);
         }
-        // Needs no project either: it describes stackctl and the engine.
+        // Needs no project either: it describes stackctl and the engine. In a project whose
+        // stack file names an `engine.host`, that is the engine asked (a file that does not
+        // load is no reason to fail here: the engine then comes from -H, DOCKER_HOST …).
         Command::Version => {
+            if let Ok(project) = Project::resolve(&cli.global) {
+                if let Ok(loaded) = crate::stack::load(&project) {
+                    use_stack_engine(&project, &loaded);
+                }
+            }
             let printer = Printer::new(&cli.global, "");
             return version::run(&printer).await;
         }
@@ -122,7 +129,7 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
 /// Load the stage's stack file, and a printer that masks its secrets.
 pub fn load_stack(ctx: &Context) -> Result<(crate::stack::LoadedStack, Printer)> {
     let loaded = crate::stack::load(&ctx.project)?;
-    use_stack_engine(ctx, &loaded);
+    use_stack_engine(&ctx.project, &loaded);
     let mut printer = ctx.printer.clone();
     printer.add_secrets(loaded.secrets.iter().cloned());
     Ok((loaded, printer))
@@ -130,10 +137,10 @@ pub fn load_stack(ctx: &Context) -> Result<(crate::stack::LoadedStack, Printer)>
 
 /// The stack file's `engine.host`, for `connect` (after `-H`/`--context`, before
 /// DOCKER_HOST).
-pub fn use_stack_engine(ctx: &Context, loaded: &crate::stack::LoadedStack) {
+pub fn use_stack_engine(project: &Project, loaded: &crate::stack::LoadedStack) {
     crate::engine::endpoint::set_stack_host(
         loaded.stack.engine.as_ref().and_then(|e| e.host.clone()),
-        &ctx.project.display_path(&loaded.file),
+        &project.display_path(&loaded.file),
     );
 }
 
