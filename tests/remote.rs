@@ -142,6 +142,17 @@ tasks:
         "ps names the engine: {}",
         text(&ps.stderr)
     );
+    // `ls` asks the same engine: the stage is running there.
+    let ls = r.run(&["ls", "--json"]);
+    ok(&ls, "ls");
+    assert!(
+        text(&ls.stdout).lines().any(
+            |line| line.contains(&format!("\"stage\":\"{}\"", r.t.stage))
+                && line.contains("\"state\":\"running\"")
+        ),
+        "{}",
+        text(&ls.stdout)
+    );
 
     // stdin streamed over ssh; the task's exit code kept.
     let input = r.t.path("input.bin");

@@ -37,10 +37,15 @@ struct Row {
 
 pub async fn run(ctx: &Context, _args: &crate::cli::LsArgs) -> Result<i32> {
     let project = &ctx.project;
-    // The engine-side project name: the current stage's `name:`, else the directory's.
-    let name = crate::stack::load(project)
-        .map(|loaded| loaded.project)
-        .unwrap_or_else(|_| project.dir_name());
+    // The engine-side project name: the current stage's `name:`, else the directory's; and
+    // the engine its `engine.host` names.
+    let name = match crate::stack::load(project) {
+        Ok(loaded) => {
+            super::use_stack_engine(project, &loaded);
+            loaded.project
+        }
+        Err(_) => project.dir_name(),
+    };
     let engine = connect().await?;
     let on_engine = engine.project_stages(&name).await?;
     let remembered = crate::project::remembered_stage(&project.dir)
