@@ -167,6 +167,37 @@ fn restart_of_a_service_without_a_container_says_to_up_it() {
 }
 
 #[test]
+fn run_makes_the_data_container_its_service_takes_volumes_from() {
+    let stack = TestStack::new("runvf");
+    stack.stack(&format!(
+        "services:\n  app:\n    image: {image}\n    command: [sleep, \"60\"]\n    volumes_from: [store]\ndata_containers:\n  store:\n    image: {image}\n    volumes: [/store]\n",
+        image = busybox_image()
+    ));
+    let write = stack
+        .cmd()
+        .args(["run", "app", "--", "sh", "-c", "echo kept > /store/file"])
+        .output()
+        .expect("run");
+    assert_eq!(write.status.code(), Some(0), "{}", stderr_of(&write));
+    assert_eq!(
+        stack.containers(),
+        vec![stack.container("store")],
+        "the data container, not the service"
+    );
+    let read = stack
+        .cmd()
+        .args(["-q", "run", "app", "--", "cat", "/store/file"])
+        .output()
+        .expect("run");
+    assert_eq!(read.status.code(), Some(0), "{}", stderr_of(&read));
+    assert_eq!(
+        stdout_of(&read),
+        "kept\n",
+        "the second run sees the first one's data"
+    );
+}
+
+#[test]
 fn run_gives_the_exit_code_streams_stdin_and_leaves_nothing() {
     let stack = fixture("run", false);
     // The service's environment, a command of our own, its exit code; with `--no-deps`, no

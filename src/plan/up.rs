@@ -29,6 +29,10 @@ pub struct PlanOptions {
     /// Images whose build inputs changed since they were built, with the reason
     /// (`build context changed: api/app.py`): rebuilt like missing ones.
     pub stale: HashMap<String, String>,
+    /// Only the data containers the services asked for use (with their images and volumes);
+    /// the services themselves are left as they are (`run` of a service that takes volumes
+    /// from a data container not made yet).
+    pub only_data: bool,
 }
 
 /// What happens to a service container.
@@ -406,8 +410,11 @@ pub fn plan(
     observed: &Observed,
     options: &PlanOptions,
 ) -> Result<Plan, UnknownService> {
-    let selected = services_in_order(loaded, &options.services)?;
+    let mut selected = services_in_order(loaded, &options.services)?;
     let data = data_containers(loaded, &selected, options);
+    if options.only_data {
+        selected.clear();
+    }
     let mut actions = image_actions(loaded, images, observed, options, &selected, &data);
     if !selected.is_empty() {
         actions.extend(network_actions(loaded, observed, &selected));
@@ -426,8 +433,10 @@ pub fn plan(
     }
     let (services, healthy) = service_actions(loaded, images, observed, &selected, &actions);
     actions.extend(services);
-    actions.extend(orphan_actions(loaded, observed, options));
-    actions.extend(stale_actions(loaded, observed));
+    if !options.only_data {
+        actions.extend(orphan_actions(loaded, observed, options));
+        actions.extend(stale_actions(loaded, observed));
+    }
     Ok(Plan {
         actions,
         healthy,
@@ -1517,6 +1526,32 @@ volumes:
         assert_eq!(
             service_change(&plan, "api"),
             &Change::Unchanged("running".into())
+        );
+    }
+
+    #[test]
+    fn only_data_plans_the_data_containers_a_service_uses_and_nothing_else() {
+        let stack = loaded(BASE);
+        let options = PlanOptions {
+            services: vec!["db".into()],
+            only_data: true,
+            ..Default::default()
+        };
+        let plan = plan(&stack, &images(), &Observed::default(), &options).unwrap();
+        assert!(
+            plan.actions.iter().any(
+                |a| matches!(a, Action::DataContainer { key, exists: false, .. } if key == "dbdata")
+            ),
+            "{:?}",
+            plan.actions
+        );
+        assert!(
+            plan.actions.iter().all(|a| matches!(
+                a,
+                Action::DataContainer { .. } | Action::CreateVolume { .. }
+            )),
+            "no service, network or removal: {:?}",
+            plan.actions
         );
     }
 
