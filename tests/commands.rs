@@ -167,10 +167,10 @@ fn restart_of_a_service_without_a_container_says_to_up_it() {
 }
 
 #[test]
-fn run_makes_the_data_container_its_service_takes_volumes_from() {
+fn run_and_exec_make_the_data_containers_they_take_volumes_from() {
     let stack = TestStack::new("runvf");
     stack.stack(&format!(
-        "services:\n  app:\n    image: {image}\n    command: [sleep, \"60\"]\n    volumes_from: [store]\ndata_containers:\n  store:\n    image: {image}\n    volumes: [/store]\n",
+        "services:\n  app:\n    image: {image}\n    command: [sleep, \"60\"]\n    volumes_from: [store]\ndata_containers:\n  store:\n    image: {image}\n    volumes: [/store]\n  notes:\n    image: {image}\n    volumes: [/notes]\ntasks:\n  note:\n    image: {image}\n    volumes_from: [notes]\n    command: [sh, -c, \"echo noted >> /notes/log; cat /notes/log\"]\n",
         image = busybox_image()
     ));
     let write = stack
@@ -195,6 +195,16 @@ fn run_makes_the_data_container_its_service_takes_volumes_from() {
         "kept\n",
         "the second run sees the first one's data"
     );
+    // A task's own `volumes_from`, on `exec`.
+    for expected in ["noted\n", "noted\nnoted\n"] {
+        let note = stack
+            .cmd()
+            .args(["-q", "exec", "note"])
+            .output()
+            .expect("exec");
+        assert_eq!(note.status.code(), Some(0), "{}", stderr_of(&note));
+        assert_eq!(stdout_of(&note), expected);
+    }
 }
 
 #[test]

@@ -260,6 +260,7 @@ pub async fn run_one_off(
     let name = plan.task.as_str();
     let (input, tty) = task_input(ctx, loaded, plan, caller_stdin).await?;
     let verbose = ctx.global.verbose > 0 && !ctx.global.quiet;
+    make_data_containers(ctx, loaded, engine, &plan.data_containers).await?;
     apply::task::prepare(engine, loaded, plan, &ctx.printer, verbose).await?;
     crate::interrupt::check()?;
     let started = Instant::now();
@@ -275,6 +276,53 @@ pub async fn run_one_off(
     }
     finish(ctx, kind.kind(), kind.action(), name, outcome, started)
 }
+
+/// The data containers a one-off container takes volumes from, made (with their images and
+/// volumes) when they are missing, as `up` makes them; nothing else is touched.
+async fn make_data_containers(
+    ctx: &Context,
+    loaded: &LoadedStack,
+    engine: &Engine,
+    data: &[String],
+) -> Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let timeout = std::time::Duration::from_secs(DATA_TIMEOUT);
+    let _lock = crate::lock::acquire(
+        engine,
+        &loaded.project,
+        &loaded.stage,
+        timeout,
+        &ctx.printer,
+    )
+    .await?;
+    let mut options = crate::plan::up::PlanOptions {
+        only_data: data.to_vec(),
+        ..Default::default()
+    };
+    let target = apply::docker::DockerTarget::new(engine, loaded);
+    let plan = super::up::observe_and_plan(engine, &target, loaded, &mut options, true).await?;
+    if plan.is_noop() {
+        return Ok(());
+    }
+    let progress = ctx.printer.progress();
+    let apply_options = apply::ApplyOptions::new(false, timeout);
+    super::up::converge(
+        engine,
+        &target,
+        loaded,
+        plan,
+        options,
+        &apply_options,
+        &progress,
+    )
+    .await
+}
+
+/// How long making a one-off container's data containers may take (a build, a pull, or
+/// another stackctl holding the stage).
+const DATA_TIMEOUT: u64 = 300;
 
 /// What feeds the task's stdin, and whether it gets a TTY: input piped to us (when we may
 /// read it), else its `stdin:` file, else our stdin as [`StdioKind`] decides.

@@ -8,8 +8,6 @@ use anyhow::Result;
 
 use super::exec::{run_one_off, OneOff};
 use super::{check_services, connect, load_stack, Context};
-use crate::apply::docker::DockerTarget;
-use crate::apply::ApplyOptions;
 use crate::cli::RunArgs;
 use crate::output::Mode;
 use crate::plan::{task, up};
@@ -78,57 +76,5 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
             up_dependencies(&ctx, services.collect()).await?;
         }
     }
-    make_data_containers(&ctx, &loaded, &engine, &args.service).await?;
     run_one_off(&ctx, &loaded, &engine, OneOff::Run, &plan, true).await
-}
-
-/// The data containers the service takes volumes from, made (with their images and volumes)
-/// when they are missing, as `up` makes them; the service itself is left as it is.
-async fn make_data_containers(
-    ctx: &Context,
-    loaded: &crate::stack::LoadedStack,
-    engine: &crate::engine::Engine,
-    service: &str,
-) -> Result<()> {
-    let uses_data = loaded.stack.services[service]
-        .volumes_from
-        .iter()
-        .any(|entry| {
-            let target = crate::plan::container::volumes_from_target(entry);
-            loaded.stack.data_containers.contains_key(target)
-        });
-    if !uses_data {
-        return Ok(());
-    }
-    let timeout = std::time::Duration::from_secs(DEPENDENCIES_TIMEOUT);
-    let _lock = crate::lock::acquire(
-        engine,
-        &loaded.project,
-        &loaded.stage,
-        timeout,
-        &ctx.printer,
-    )
-    .await?;
-    let mut options = up::PlanOptions {
-        services: vec![service.to_string()],
-        only_data: true,
-        ..Default::default()
-    };
-    let target = DockerTarget::new(engine, loaded);
-    let plan = super::up::observe_and_plan(engine, &target, loaded, &mut options, true).await?;
-    if plan.is_noop() {
-        return Ok(());
-    }
-    let progress = ctx.printer.progress();
-    let apply_options = ApplyOptions::new(false, timeout);
-    super::up::converge(
-        engine,
-        &target,
-        loaded,
-        plan,
-        options,
-        &apply_options,
-        &progress,
-    )
-    .await
 }

@@ -35,6 +35,8 @@ pub struct TaskPlan {
     pub volumes: Vec<(String, Option<String>)>,
     /// Stage networks to create when missing (engine names; external ones are not listed).
     pub networks: Vec<String>,
+    /// The stage's data containers it takes volumes from (keys), made when missing.
+    pub data_containers: Vec<String>,
     /// The task's `stdin:` file, streamed to the process unless input is piped to us.
     pub stdin_file: Option<PathBuf>,
     /// When the image is pulled: the service's `pull_policy` when the task runs its image,
@@ -92,6 +94,7 @@ pub fn plan_container(
         build,
         volumes: owned_volumes(loaded, task, service),
         networks: owned_networks(loaded, service),
+        data_containers: used_data_containers(loaded, task, service),
         stdin_file: task
             .stdin
             .as_ref()
@@ -185,6 +188,27 @@ pub fn plan_run(
     let mut plan = plan_container(loaded, service, &task, args, short_id)?;
     plan.container.name = names::run_container(&loaded.stage, &loaded.project, service, short_id);
     Ok(plan)
+}
+
+/// The stage's data containers a task's container takes volumes from: its service's and
+/// its own `volumes_from` entries that name one.
+fn used_data_containers(
+    loaded: &LoadedStack,
+    task: &ContainerTask,
+    service: Option<(&str, &Service)>,
+) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    let entries = service
+        .iter()
+        .flat_map(|(_, service)| service.volumes_from.iter())
+        .chain(task.volumes_from.iter());
+    for entry in entries {
+        let target = container::volumes_from_target(entry);
+        if loaded.stack.data_containers.contains_key(target) && !keys.iter().any(|k| k == target) {
+            keys.push(target.to_string());
+        }
+    }
+    keys
 }
 
 /// The service a task runs a copy of, checked.

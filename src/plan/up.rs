@@ -29,10 +29,9 @@ pub struct PlanOptions {
     /// Images whose build inputs changed since they were built, with the reason
     /// (`build context changed: api/app.py`): rebuilt like missing ones.
     pub stale: HashMap<String, String>,
-    /// Only the data containers the services asked for use (with their images and volumes);
-    /// the services themselves are left as they are (`run` of a service that takes volumes
-    /// from a data container not made yet).
-    pub only_data: bool,
+    /// Only these data containers (with their images and volumes), nothing else: what a
+    /// one-off container (`run`, `exec TASK`) takes volumes from, when it is not made yet.
+    pub only_data: Vec<String>,
 }
 
 /// What happens to a service container.
@@ -410,11 +409,13 @@ pub fn plan(
     observed: &Observed,
     options: &PlanOptions,
 ) -> Result<Plan, UnknownService> {
-    let mut selected = services_in_order(loaded, &options.services)?;
-    let data = data_containers(loaded, &selected, options);
-    if options.only_data {
-        selected.clear();
-    }
+    let (selected, data) = if options.only_data.is_empty() {
+        let selected = services_in_order(loaded, &options.services)?;
+        let data = data_containers(loaded, &selected, options);
+        (selected, data)
+    } else {
+        (Vec::new(), options.only_data.clone())
+    };
     let mut actions = image_actions(loaded, images, observed, options, &selected, &data);
     if !selected.is_empty() {
         actions.extend(network_actions(loaded, observed, &selected));
@@ -433,7 +434,7 @@ pub fn plan(
     }
     let (services, healthy) = service_actions(loaded, images, observed, &selected, &actions);
     actions.extend(services);
-    if !options.only_data {
+    if options.only_data.is_empty() {
         actions.extend(orphan_actions(loaded, observed, options));
         actions.extend(stale_actions(loaded, observed));
     }
@@ -1530,11 +1531,10 @@ volumes:
     }
 
     #[test]
-    fn only_data_plans_the_data_containers_a_service_uses_and_nothing_else() {
+    fn only_data_plans_those_data_containers_and_nothing_else() {
         let stack = loaded(BASE);
         let options = PlanOptions {
-            services: vec!["db".into()],
-            only_data: true,
+            only_data: vec!["dbdata".into()],
             ..Default::default()
         };
         let plan = plan(&stack, &images(), &Observed::default(), &options).unwrap();
