@@ -173,14 +173,6 @@ fn monolith_stages_run_side_by_side_with_cron_and_test_db() {
     let requests = RequestLoop::start(status_url.clone());
     let init = stackctl(&ts, &dev, &["exec", "init"]).success();
     phase("dev initialised");
-    let output = String::from_utf8_lossy(&init.get_output().stderr).to_string()
-        + &String::from_utf8_lossy(&init.get_output().stdout);
-    for step in [
-        "pre_start 1/2 (task migrate) done",
-        "pre_start 2/2 (task collect-static) done",
-    ] {
-        assert!(output.contains(step), "{step}: {output}");
-    }
     // `up` returned once app was healthy: the loop has answers; it ran since before `up`.
     reference::wait_for("an answer from dev's app", Duration::from_secs(30), || {
         Request::get(&status_url).try_send().map(|_| ())
@@ -195,6 +187,15 @@ fn monolith_stages_run_side_by_side_with_cron_and_test_db() {
         "{} answers during the first up, all migrated",
         answers.len()
     ));
+    // The up's own lines show the steps.
+    let output = String::from_utf8_lossy(&init.get_output().stderr).to_string()
+        + &String::from_utf8_lossy(&init.get_output().stdout);
+    for step in [
+        "pre_start 1/2 (task migrate) done",
+        "pre_start 2/2 (task collect-static) done",
+    ] {
+        assert!(output.contains(step), "{step}: {output}");
+    }
 
     // A new migration: `up` rebuilds the image, migrates in a one-off container of the new
     // image while the old app serves, and only then swaps the containers.
