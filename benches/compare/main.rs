@@ -5,6 +5,7 @@
 //! cargo bench --bench compare                      # 7 runs; stdin and data: 5 runs of 1 GiB
 //! cargo bench --bench compare -- --quick           # 1 run, 32 MiB, 2 MiB layers: checks the harness works
 //! cargo bench --bench compare -- --update BENCHMARKS.md   # also rewrite the results there
+//! cargo bench --bench compare -- --only data       # one phase (or several, comma-separated)
 //! ```
 //!
 //! Cargo builds the `stackctl` binary with the release settings for a bench, and the harness
@@ -77,6 +78,45 @@ struct Options {
     update: Option<PathBuf>,
     verbose: bool,
     stackctl: PathBuf,
+    /// The phases to run (`--only`); every phase when empty.
+    only: Vec<Phase>,
+}
+
+/// The harness's phases, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Lifecycle,
+    Config,
+    Stdin,
+    Data,
+    Registry,
+    Editloop,
+}
+
+impl Phase {
+    const ALL: [(Phase, &'static str); 6] = [
+        (Phase::Lifecycle, "lifecycle"),
+        (Phase::Config, "config"),
+        (Phase::Stdin, "stdin"),
+        (Phase::Data, "data"),
+        (Phase::Registry, "registry"),
+        (Phase::Editloop, "editloop"),
+    ];
+
+    fn parse(list: &str) -> Result<Vec<Phase>> {
+        list.split(',')
+            .map(|name| {
+                Phase::ALL
+                    .iter()
+                    .find(|(_, n)| *n == name.trim())
+                    .map(|(p, _)| *p)
+                    .with_context(|| {
+                        let names: Vec<&str> = Phase::ALL.iter().map(|(_, n)| *n).collect();
+                        format!("--only: no phase `{name}` (phases: {})", names.join(", "))
+                    })
+            })
+            .collect()
+    }
 }
 
 impl Options {
@@ -93,6 +133,7 @@ impl Options {
             update: None,
             verbose: false,
             stackctl: PathBuf::from(env!("CARGO_BIN_EXE_stackctl")),
+            only: Vec::new(),
         };
         let mut explicit_runs = None;
         let mut explicit_mib = None;
@@ -124,9 +165,10 @@ impl Options {
                 }
                 "--update" => options.update = Some(PathBuf::from(value("--update")?)),
                 "--stackctl" => options.stackctl = PathBuf::from(value("--stackctl")?),
+                "--only" => options.only = Phase::parse(&value("--only")?)?,
                 "--help" | "-h" => {
                     println!(
-                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--data-mib N] [--layer-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--verbose]"
+                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--data-mib N] [--layer-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--only PHASE,…] [--verbose]"
                     );
                     std::process::exit(0);
                 }
@@ -148,6 +190,9 @@ impl Options {
             .max(1);
         options.stdin_mib = explicit_mib.unwrap_or(options.stdin_mib).max(1);
         options.data_mib = explicit_data.unwrap_or(options.data_mib).max(2);
+        if !options.only.is_empty() && options.update.is_some() {
+            bail!("--update rewrites the whole results table: it needs every phase, not --only");
+        }
         Ok(options)
     }
 }
@@ -279,6 +324,13 @@ impl Samples {
 
     fn count(&self, tool: Tool, step: Step) -> usize {
         self.times.get(&(tool, step)).map_or(0, Vec::len)
+    }
+}
+
+impl Bench {
+    /// True when `phase` is one this run measures (`--only`, or every phase).
+    fn runs(&self, phase: Phase) -> bool {
+        self.options.only.is_empty() || self.options.only.contains(&phase)
     }
 }
 
@@ -514,11 +566,16 @@ fn prepare(bench: &mut Bench) -> Result<()> {
         _ => bail!("docker-compose (v1) is not installed; hint: apt-get install docker-compose"),
     }
     ensure_image()?;
-    write_stdin_file(&bench.stdin_file, bench.options.stdin_mib)?;
+    if bench.runs(Phase::Stdin) {
+        write_stdin_file(&bench.stdin_file, bench.options.stdin_mib)?;
+    }
     for owned in &bench.owned {
         bench.runtime.block_on(remove_all(&owned.filters))?;
     }
-    prepare_registry(bench)
+    if bench.runs(Phase::Registry) {
+        prepare_registry(bench)?;
+    }
+    Ok(())
 }
 
 /// The busybox image (`FROM scratch` + Debian's static busybox), built once; the tag is the
@@ -727,7 +784,12 @@ struct Report {
 fn measure(bench: &mut Bench) -> Result<Report> {
     let mut samples = Samples::default();
     let tools = [Tool::Stackctl, Tool::Compose, Tool::Floor];
-    for run in 0..bench.options.runs {
+    let lifecycle_runs = if bench.runs(Phase::Lifecycle) {
+        bench.options.runs
+    } else {
+        0
+    };
+    for run in 0..lifecycle_runs {
         eprintln!("run {}/{} (lifecycle)", run + 1, bench.options.runs);
         // Rotate the order so no tool always runs first (warm caches, daemon state).
         for k in 0..tools.len() {
@@ -735,11 +797,23 @@ fn measure(bench: &mut Bench) -> Result<Report> {
             lifecycle(bench, tool, &mut samples)?;
         }
     }
-    config_phase(bench, &mut samples)?;
-    stdin_phase(bench, &mut samples)?;
-    data_phase(bench, &mut samples)?;
-    let noop_registry_requests = registry_phase(bench, &mut samples)?;
-    editloop::phase(bench, &mut samples)?;
+    if bench.runs(Phase::Config) {
+        config_phase(bench, &mut samples)?;
+    }
+    if bench.runs(Phase::Stdin) {
+        stdin_phase(bench, &mut samples)?;
+    }
+    if bench.runs(Phase::Data) {
+        data_phase(bench, &mut samples)?;
+    }
+    let noop_registry_requests = if bench.runs(Phase::Registry) {
+        registry_phase(bench, &mut samples)?
+    } else {
+        None
+    };
+    if bench.runs(Phase::Editloop) {
+        editloop::phase(bench, &mut samples)?;
+    }
     Ok(Report {
         samples,
         stdin_bytes: bench.options.stdin_mib * 1024 * 1024,
@@ -1687,11 +1761,22 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
     let stackctl = command_output(&bench.options.stackctl.to_string_lossy(), &["--version"]);
     let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
     let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let command = if bench.options.quick {
+    let mut command = if bench.options.quick {
         "cargo bench --bench compare -- --quick".to_string()
     } else {
         "cargo bench --bench compare".to_string()
     };
+    if !bench.options.only.is_empty() {
+        let names: Vec<&str> = Phase::ALL
+            .iter()
+            .filter(|(p, _)| bench.options.only.contains(p))
+            .map(|(_, n)| *n)
+            .collect();
+        if !bench.options.quick {
+            command.push_str(" --");
+        }
+        command.push_str(&format!(" --only {}", names.join(",")));
+    }
 
     let secs = |tool, step| samples.median(tool, step).map(|d| d.as_secs_f64());
     let cell = |tool, step| match samples.median(tool, step) {

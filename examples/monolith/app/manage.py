@@ -16,19 +16,7 @@ import shutil
 import sys
 
 import settings
-
-MIGRATIONS = [
-    (
-        "0001_heartbeats",
-        "CREATE TABLE heartbeats (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(),"
-        " source text NOT NULL)",
-    ),
-    (
-        "0002_article_slugs",
-        "ALTER TABLE articles ADD COLUMN slug text;"
-        " UPDATE articles SET slug = lower(regexp_replace(title, '[^A-Za-z0-9]+', '-', 'g'))",
-    ),
-]
+from migrations import MIGRATIONS
 
 
 def migrate(_args):

@@ -7,6 +7,7 @@ import psycopg2
 from flask import Flask, abort, jsonify, render_template_string, send_from_directory
 
 import settings
+from migrations import MIGRATIONS
 
 # Static files are served from STATIC_ROOT (collected), not from the code directory.
 app = Flask(__name__, static_folder=None)
@@ -38,7 +39,7 @@ def _manifest():
 
 def _status():
     """What the database holds; `None` values where a table is missing (before the dump
-    or the migrations)."""
+    or the migrations). `pending`: the migrations this code has that the database lacks."""
     status = {"articles": None, "migrations": [], "heartbeats": None, "last_heartbeat": None}
     conn = settings.db()
     try:
@@ -62,6 +63,7 @@ def _status():
                 status["last_heartbeat"] = cur.fetchone()["at"].isoformat()
     finally:
         conn.close()
+    status["pending"] = [name for name, _ in MIGRATIONS if name not in status["migrations"]]
     return status
 
 
@@ -74,7 +76,7 @@ def index():
             cur.execute("SELECT * FROM articles ORDER BY id")
             articles = cur.fetchall()
     except psycopg2.errors.UndefinedTable:
-        error = "the database is empty: run `stackctl exec load-dump` and `stackctl exec migrate`"
+        error = "the database is empty: run `stackctl exec reset-db`"
     finally:
         conn.close()
     visits = settings.cache().incr("visits")
