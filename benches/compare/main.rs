@@ -5,7 +5,7 @@
 //! cargo bench --bench compare                      # 7 runs; stdin and data: 5 runs of 1 GiB
 //! cargo bench --bench compare -- --quick           # 1 run, 32 MiB, 2 MiB layers: checks the harness works
 //! cargo bench --bench compare -- --update BENCHMARKS.md   # also rewrite the results there
-//! cargo bench --bench compare -- --only data       # one phase (or several, comma-separated)
+//! cargo bench --bench compare -- --only config,editloop    # only these phases (not with --update)
 //! ```
 //!
 //! Cargo builds the `stackctl` binary with the release settings for a bench, and the harness
@@ -78,41 +78,57 @@ struct Options {
     update: Option<PathBuf>,
     verbose: bool,
     stackctl: PathBuf,
-    /// The phases to run (`--only`); every phase when empty.
-    only: Vec<Phase>,
+    /// The phases to run (`--only`); all of them by default.
+    phases: Vec<Phase>,
 }
 
-/// The harness's phases, in the order they run.
+/// A part of the benchmark that `--only` can pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// cold up, no-op up, task, down, purge.
     Lifecycle,
     Config,
     Stdin,
     Data,
     Registry,
-    Editloop,
+    /// The edit loop and the no-op `up` with a 10 000-file context.
+    EditLoop,
 }
 
 impl Phase {
-    const ALL: [(Phase, &'static str); 6] = [
-        (Phase::Lifecycle, "lifecycle"),
-        (Phase::Config, "config"),
-        (Phase::Stdin, "stdin"),
-        (Phase::Data, "data"),
-        (Phase::Registry, "registry"),
-        (Phase::Editloop, "editloop"),
+    const ALL: [Phase; 6] = [
+        Phase::Lifecycle,
+        Phase::Config,
+        Phase::Stdin,
+        Phase::Data,
+        Phase::Registry,
+        Phase::EditLoop,
     ];
 
-    fn parse(list: &str) -> Result<Vec<Phase>> {
-        list.split(',')
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Lifecycle => "lifecycle",
+            Phase::Config => "config",
+            Phase::Stdin => "stdin",
+            Phase::Data => "data",
+            Phase::Registry => "registry",
+            Phase::EditLoop => "editloop",
+        }
+    }
+
+    fn parse_list(text: &str) -> Result<Vec<Phase>> {
+        text.split(',')
+            .filter(|name| !name.trim().is_empty())
             .map(|name| {
                 Phase::ALL
-                    .iter()
-                    .find(|(_, n)| *n == name.trim())
-                    .map(|(p, _)| *p)
+                    .into_iter()
+                    .find(|p| p.name() == name.trim())
                     .with_context(|| {
-                        let names: Vec<&str> = Phase::ALL.iter().map(|(_, n)| *n).collect();
-                        format!("--only: no phase `{name}` (phases: {})", names.join(", "))
+                        let names: Vec<&str> = Phase::ALL.iter().map(|p| p.name()).collect();
+                        format!(
+                            "--only: unknown phase `{name}` (one of {})",
+                            names.join(", ")
+                        )
                     })
             })
             .collect()
@@ -120,6 +136,11 @@ impl Phase {
 }
 
 impl Options {
+    /// Whether `phase` is one of the phases to run.
+    fn runs(&self, phase: Phase) -> bool {
+        self.phases.contains(&phase)
+    }
+
     fn parse() -> Result<Options> {
         let quick_env =
             std::env::var("STACKCTL_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
@@ -133,7 +154,7 @@ impl Options {
             update: None,
             verbose: false,
             stackctl: PathBuf::from(env!("CARGO_BIN_EXE_stackctl")),
-            only: Vec::new(),
+            phases: Phase::ALL.to_vec(),
         };
         let mut explicit_runs = None;
         let mut explicit_mib = None;
@@ -165,15 +186,18 @@ impl Options {
                 }
                 "--update" => options.update = Some(PathBuf::from(value("--update")?)),
                 "--stackctl" => options.stackctl = PathBuf::from(value("--stackctl")?),
-                "--only" => options.only = Phase::parse(&value("--only")?)?,
+                "--only" => options.phases = Phase::parse_list(&value("--only")?)?,
                 "--help" | "-h" => {
                     println!(
-                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--data-mib N] [--layer-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--only PHASE,…] [--verbose]"
+                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--data-mib N] [--layer-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--only PHASE,…] [--verbose]\n  phases: lifecycle, config, stdin, data, registry, editloop (default: all)"
                     );
                     std::process::exit(0);
                 }
                 other => bail!("unknown argument `{other}` (try --help)"),
             }
+        }
+        if options.update.is_some() && options.phases.len() < Phase::ALL.len() {
+            bail!("--update rewrites every result: it runs every phase (leave out --only)");
         }
         if options.quick || quick_env {
             options.quick = true;
@@ -190,9 +214,6 @@ impl Options {
             .max(1);
         options.stdin_mib = explicit_mib.unwrap_or(options.stdin_mib).max(1);
         options.data_mib = explicit_data.unwrap_or(options.data_mib).max(2);
-        if !options.only.is_empty() && options.update.is_some() {
-            bail!("--update rewrites the whole results table: it needs every phase, not --only");
-        }
         Ok(options)
     }
 }
@@ -324,13 +345,6 @@ impl Samples {
 
     fn count(&self, tool: Tool, step: Step) -> usize {
         self.times.get(&(tool, step)).map_or(0, Vec::len)
-    }
-}
-
-impl Bench {
-    /// True when `phase` is one this run measures (`--only`, or every phase).
-    fn runs(&self, phase: Phase) -> bool {
-        self.options.only.is_empty() || self.options.only.contains(&phase)
     }
 }
 
@@ -566,13 +580,13 @@ fn prepare(bench: &mut Bench) -> Result<()> {
         _ => bail!("docker-compose (v1) is not installed; hint: apt-get install docker-compose"),
     }
     ensure_image()?;
-    if bench.runs(Phase::Stdin) {
+    if bench.options.runs(Phase::Stdin) {
         write_stdin_file(&bench.stdin_file, bench.options.stdin_mib)?;
     }
     for owned in &bench.owned {
         bench.runtime.block_on(remove_all(&owned.filters))?;
     }
-    if bench.runs(Phase::Registry) {
+    if bench.options.runs(Phase::Registry) {
         prepare_registry(bench)?;
     }
     Ok(())
@@ -784,34 +798,32 @@ struct Report {
 fn measure(bench: &mut Bench) -> Result<Report> {
     let mut samples = Samples::default();
     let tools = [Tool::Stackctl, Tool::Compose, Tool::Floor];
-    let lifecycle_runs = if bench.runs(Phase::Lifecycle) {
-        bench.options.runs
-    } else {
-        0
-    };
-    for run in 0..lifecycle_runs {
-        eprintln!("run {}/{} (lifecycle)", run + 1, bench.options.runs);
-        // Rotate the order so no tool always runs first (warm caches, daemon state).
-        for k in 0..tools.len() {
-            let tool = tools[(run + k) % tools.len()];
-            lifecycle(bench, tool, &mut samples)?;
+    let phases = bench.options.phases.clone();
+    let runs = |phase| phases.contains(&phase);
+    if runs(Phase::Lifecycle) {
+        for run in 0..bench.options.runs {
+            eprintln!("run {}/{} (lifecycle)", run + 1, bench.options.runs);
+            // Rotate the order so no tool always runs first (warm caches, daemon state).
+            for k in 0..tools.len() {
+                let tool = tools[(run + k) % tools.len()];
+                lifecycle(bench, tool, &mut samples)?;
+            }
         }
     }
-    if bench.runs(Phase::Config) {
+    if runs(Phase::Config) {
         config_phase(bench, &mut samples)?;
     }
-    if bench.runs(Phase::Stdin) {
+    if runs(Phase::Stdin) {
         stdin_phase(bench, &mut samples)?;
     }
-    if bench.runs(Phase::Data) {
+    if runs(Phase::Data) {
         data_phase(bench, &mut samples)?;
     }
-    let noop_registry_requests = if bench.runs(Phase::Registry) {
-        registry_phase(bench, &mut samples)?
-    } else {
-        None
-    };
-    if bench.runs(Phase::Editloop) {
+    let mut noop_registry_requests = None;
+    if runs(Phase::Registry) {
+        noop_registry_requests = registry_phase(bench, &mut samples)?;
+    }
+    if runs(Phase::EditLoop) {
         editloop::phase(bench, &mut samples)?;
     }
     Ok(Report {
@@ -1761,22 +1773,19 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
     let stackctl = command_output(&bench.options.stackctl.to_string_lossy(), &["--version"]);
     let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
     let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let mut command = if bench.options.quick {
-        "cargo bench --bench compare -- --quick".to_string()
-    } else {
-        "cargo bench --bench compare".to_string()
-    };
-    if !bench.options.only.is_empty() {
-        let names: Vec<&str> = Phase::ALL
-            .iter()
-            .filter(|(p, _)| bench.options.only.contains(p))
-            .map(|(_, n)| *n)
-            .collect();
-        if !bench.options.quick {
-            command.push_str(" --");
-        }
-        command.push_str(&format!(" --only {}", names.join(",")));
+    let mut flags = Vec::new();
+    if bench.options.quick {
+        flags.push("--quick".to_string());
     }
+    if bench.options.phases.len() < Phase::ALL.len() {
+        let names: Vec<&str> = bench.options.phases.iter().map(|p| p.name()).collect();
+        flags.push(format!("--only {}", names.join(",")));
+    }
+    let command = if flags.is_empty() {
+        "cargo bench --bench compare".to_string()
+    } else {
+        format!("cargo bench --bench compare -- {}", flags.join(" "))
+    };
 
     let secs = |tool, step| samples.median(tool, step).map(|d| d.as_secs_f64());
     let cell = |tool, step| match samples.median(tool, step) {

@@ -9,6 +9,14 @@
 //! A cache that cannot be read or written only costs time: the hashes are recomputed.
 //! The list of (name, hash) pairs of the last few digests of a context is kept beside it, so
 //! a changed digest can name what changed.
+//!
+//! Most `up`s find nothing changed, so a second, tiny file (`KEY.quick`) holds the last
+//! digest with a *listing key*: a hash of every entry's name, kind, mode, link target and
+//! file stamp (size, modification time, inode) and of the other inputs. When the walk gives
+//! the same listing key, every file has the stamp it had when that digest was computed, so
+//! the digest is the same: the file hashes are not looked up, and the larger cache file
+//! (file hashes and earlier digests' entries, some MB for a big context) is not read.
+//! This trusts stamps exactly as far as the per-file cache does.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -28,8 +36,10 @@ const KEPT_MANIFESTS: usize = 4;
 pub struct ContextDigest {
     /// `sha256:` and 64 hex digits.
     pub digest: String,
-    /// Entry name → its own hash (kind, mode and contents or link target).
-    pub entries: BTreeMap<String, String>,
+    /// Entry name → its own hash (kind, mode and contents or link target); `None` when the
+    /// digest came from the listing key (then the cache's remembered entries of this digest
+    /// name a change).
+    entries: Option<BTreeMap<String, String>>,
 }
 
 /// The inputs of a build besides the context's files.
@@ -48,7 +58,19 @@ fn digest_cached_in(
     context: &BuildContext,
     inputs: &Inputs<'_>,
 ) -> io::Result<ContextDigest> {
-    let cache_path = cache_dir.map(|dir| dir.join(format!("{}.tsv", key(&context.root))));
+    let cache_key = key(&context.root);
+    let listing = listing_key(context, inputs);
+    let quick_path = cache_dir.map(|dir| dir.join(format!("{cache_key}.quick")));
+    if let Some(digest) = quick_path
+        .as_deref()
+        .and_then(|p| quick_digest(p, &listing))
+    {
+        return Ok(ContextDigest {
+            digest,
+            entries: None,
+        });
+    }
+    let cache_path = cache_dir.map(|dir| dir.join(format!("{cache_key}.tsv")));
     let mut cache = cache_path.as_deref().map(Cache::load).unwrap_or_default();
     let mut entries = BTreeMap::new();
     let mut fresh = Cache::default();
@@ -96,7 +118,7 @@ fn digest_cached_in(
     }
     let result = ContextDigest {
         digest: format!("sha256:{}", hex(&all.finalize())),
-        entries,
+        entries: Some(entries),
     };
     // Written only when it learnt something: a file hashed, a file gone, a new digest.
     let learnt = hashed > 0
@@ -108,7 +130,84 @@ fn digest_cached_in(
         // Best effort: a cache that cannot be written is recomputed next time.
         let _ = fresh.save(path);
     }
+    if let Some(path) = &quick_path {
+        // After the cache file, so a listing key never names a digest it lacks the entries of.
+        let _ = write_atomically(path, format!("{listing}\n{}\n", result.digest).as_bytes());
+    }
     Ok(result)
+}
+
+/// The hash of what the walk saw of every entry (name, kind, mode, link target, file
+/// stamp) and of the other inputs: equal listing keys mean equal digests (module docs).
+fn listing_key(context: &BuildContext, inputs: &Inputs<'_>) -> String {
+    let mut hasher = Sha256::new();
+    let mut line = Vec::with_capacity(256);
+    for entry in &context.entries {
+        use std::os::unix::ffi::OsStrExt;
+        let meta = &entry.meta;
+        line.clear();
+        line.extend_from_slice(entry.name.as_os_str().as_bytes());
+        line.push(0);
+        match &entry.kind {
+            EntryKind::Dir => line.push(b'd'),
+            EntryKind::Symlink(target) => {
+                line.push(b'l');
+                line.extend_from_slice(target.as_os_str().as_bytes());
+            }
+            EntryKind::File => {
+                let stamp = Stamp::of(meta);
+                line.push(b'f');
+                line.extend_from_slice(&stamp.size.to_le_bytes());
+                line.extend_from_slice(&stamp.mtime_ns.to_le_bytes());
+                line.extend_from_slice(&stamp.ino.to_le_bytes());
+            }
+        }
+        line.extend_from_slice(&(meta.mode() & 0o7777).to_le_bytes());
+        line.push(0);
+        hasher.update(&line);
+    }
+    if let Some((name, text)) = &context.generated_dockerfile {
+        hasher.update(b"(generated)\0");
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(Sha256::digest(text));
+    }
+    let mut args: Vec<(&String, &String)> = inputs.args.iter().collect();
+    args.sort();
+    for (key, value) in args {
+        hasher.update(b"(arg)\0");
+        hasher.update(key.as_bytes());
+        hasher.update([0]);
+        hasher.update(Sha256::digest(value));
+    }
+    if let Some(target) = inputs.target {
+        hasher.update(b"(target)\0");
+        hasher.update(target.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.update(b"(dockerfile)\0");
+    hasher.update(context.dockerfile.as_bytes());
+    hex(&hasher.finalize())
+}
+
+/// The digest the quick file holds for this listing key, if it holds one for it.
+fn quick_digest(path: &Path, listing: &str) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let (key, digest) = (lines.next()?, lines.next()?);
+    (key == listing && digest.starts_with("sha256:") && digest.len() == 71)
+        .then(|| digest.to_string())
+}
+
+/// Written to a temporary file and renamed, so a reader never sees half of it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let temp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    drop(file);
+    fs::rename(&temp, path)
 }
 
 /// The first entry (in name order) that differs between the inputs of an earlier digest of
@@ -126,17 +225,23 @@ fn changed_entry_in(
 ) -> Option<String> {
     let path = cache_dir.join(format!("{}.tsv", key(context_root)));
     let cache = Cache::load(&path);
-    let before = cache
-        .manifests
-        .iter()
-        .find(|(d, _)| d == earlier)?
-        .1
-        .clone();
+    let remembered = |digest: &str| {
+        cache
+            .manifests
+            .iter()
+            .find(|(d, _)| d == digest)
+            .map(|(_, entries)| entries)
+    };
+    let before = remembered(earlier)?;
+    let now_entries = match &now.entries {
+        Some(entries) => entries,
+        None => remembered(&now.digest)?,
+    };
     let names: std::collections::BTreeSet<&String> =
-        before.keys().chain(now.entries.keys()).collect();
+        before.keys().chain(now_entries.keys()).collect();
     let changed = names
         .into_iter()
-        .find(|name| before.get(*name) != now.entries.get(*name))
+        .find(|name| before.get(*name) != now_entries.get(*name))
         .map(|name| {
             name.trim_start_matches('(')
                 .trim_end_matches(')')
@@ -243,16 +348,17 @@ impl Cache {
     }
 
     fn remember(&mut self, digest: &ContextDigest) {
+        let Some(entries) = &digest.entries else {
+            return;
+        };
         self.manifests.retain(|(d, _)| *d != digest.digest);
         self.manifests
-            .insert(0, (digest.digest.clone(), digest.entries.clone()));
+            .insert(0, (digest.digest.clone(), entries.clone()));
         self.manifests.truncate(KEPT_MANIFESTS);
     }
 
     /// Written to a temporary file and renamed, so a reader never sees half of it.
     fn save(&self, path: &Path) -> io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
         let mut text = String::new();
         for (name, (stamp, hash)) in &self.files {
             if name.contains('\n') {
@@ -271,11 +377,7 @@ impl Cache {
                 }
             }
         }
-        let temp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(text.as_bytes())?;
-        drop(file);
-        fs::rename(&temp, path)
+        write_atomically(path, text.as_bytes())
     }
 }
 
@@ -301,7 +403,13 @@ mod tests {
         fs::write(root.join("api/app.py"), "print(1)\n").unwrap();
         let none = HashMap::new();
         let first = digest_of(cache, root, &none);
-        assert_eq!(digest_of(cache, root, &none), first, "stable");
+        assert!(first.entries.is_some(), "the first digest is computed");
+        let again = digest_of(cache, root, &none);
+        assert_eq!(again.digest, first.digest, "stable");
+        assert!(
+            again.entries.is_none(),
+            "an unchanged listing takes the quick path"
+        );
 
         // An ignored file changes nothing.
         fs::write(root.join("debug.log"), "noise").unwrap();
@@ -315,6 +423,15 @@ mod tests {
         assert_ne!(second.digest, first.digest);
         assert_eq!(
             changed_entry_in(cache, root, &first.digest, &second).as_deref(),
+            Some("api/app.py")
+        );
+
+        // From the quick path too, the change is named (by the remembered entries).
+        let quick = digest_of(cache, root, &none);
+        assert!(quick.entries.is_none());
+        assert_eq!(quick.digest, second.digest);
+        assert_eq!(
+            changed_entry_in(cache, root, &first.digest, &quick).as_deref(),
             Some("api/app.py")
         );
 

@@ -484,6 +484,17 @@ pub enum FileError {
 
 /// Read and parse one file into the table; its tree with positions in it.
 fn read_file(files: &mut Files, path: &Path, shown: &str, base: &Path) -> Result<Node, FileError> {
+    let (value, marks, index) = read_tree(files, path, shown, base)?;
+    Ok(node_of(value, marks, index))
+}
+
+/// One file parsed: its tree, its marks (still in file 0) and its index in `files`.
+fn read_tree(
+    files: &mut Files,
+    path: &Path,
+    shown: &str,
+    base: &Path,
+) -> Result<(Value, Marks, usize), FileError> {
     if files.files.len() >= MAX_FILES {
         return Err(FileError::Errors(vec![StackError::new(
             None,
@@ -501,7 +512,7 @@ fn read_file(files: &mut Files, path: &Path, shown: &str, base: &Path) -> Result
     files.text.push_str(&text);
     files.text.push('\n');
     let index = files.add(shown.to_string(), base.to_path_buf());
-    Ok(node_of(value, marks, index))
+    Ok((value, marks, index))
 }
 
 /// The stack files merged in order: the value tree, its marks and the files read.
@@ -511,6 +522,25 @@ pub fn read_and_merge(
     missing: impl Fn(&str) -> StackError,
 ) -> Result<(Value, Marks, Files), Vec<StackError>> {
     let mut files = Files::default();
+    // One file with no merge tags: nothing to merge or strip, and turning it into nodes and
+    // back would give the same tree and marks (the common case, and a large file's time).
+    if let [(path, shown)] = paths {
+        return match read_tree(&mut files, path, shown, base) {
+            Ok((value, mut marks, index)) if !marks.has_tags() => {
+                marks.set_file(index);
+                marks.set_files(files.names());
+                Ok((value, marks, files))
+            }
+            Ok((value, marks, index)) => {
+                let mut node = node_of(value, marks, index);
+                node.strip_resets();
+                let (value, marks) = flatten(node, &files);
+                Ok((value, marks, files))
+            }
+            Err(FileError::NotFound) => Err(vec![missing(shown)]),
+            Err(FileError::Errors(found)) => Err(found),
+        };
+    }
     let mut merged: Option<Node> = None;
     let mut errors = Vec::new();
     for (path, shown) in paths {
@@ -568,8 +598,21 @@ impl Expand<'_> {
 
 /// `include:` and `extends:` applied to an interpolated tree; problems are reported located
 /// in the file that holds them.
-pub fn expand(root: Value, marks: &Marks, ctx: &mut Expand) -> (Value, Marks) {
-    let mut node = Node::from_tree(root, marks, &mut Vec::new());
+pub fn expand(root: Value, marks: Marks, ctx: &mut Expand) -> (Value, Marks) {
+    // Neither `include` nor any `extends`: the tree and marks stay as they are (turning them
+    // into nodes and back would give the same ones, at a large file's cost).
+    let services_extend = root
+        .get("services")
+        .and_then(Value::as_mapping)
+        .is_some_and(|services| {
+            services
+                .values()
+                .any(|service| service.get("extends").is_some())
+        });
+    if root.get("include").is_none() && !services_extend {
+        return (root, marks);
+    }
+    let mut node = Node::from_tree(root, &marks, &mut Vec::new());
     let mut chain = Vec::new();
     let vars = ctx.vars.clone();
     include(&mut node, ctx, &vars, &mut chain);

@@ -84,6 +84,16 @@ impl Marks {
         }
     }
 
+    /// The names of the files positions point into.
+    pub fn set_files(&mut self, files: Vec<String>) {
+        self.files = files;
+    }
+
+    /// Whether any node is tagged `!reset` or `!override`.
+    pub fn has_tags(&self) -> bool {
+        !self.tags.is_empty()
+    }
+
     /// The name of the file a position is in (empty when unknown: the caller's file).
     pub fn file_name(&self, pos: Pos) -> Option<&str> {
         self.files
@@ -174,7 +184,13 @@ pub fn parse(text: &str) -> Result<(Value, Marks), SyntaxError> {
             shifts: &shifts,
             open_flows: Vec::new(),
             recording: true,
-            marks: HashMap::new(),
+            // About one mark per line, plus one per flow item: sized once, never rehashed.
+            marks: HashMap::with_capacity(
+                1 + current
+                    .bytes()
+                    .filter(|b| matches!(b, b'\n' | b','))
+                    .count(),
+            ),
             tags: HashMap::new(),
             anchors: HashMap::new(),
             alias_nodes: 0,

@@ -462,7 +462,7 @@ fn load_stack(project: &Project, secrets: &mut Vec<String>) -> Result<LoadedStac
         errors: Vec::new(),
         uses: Vec::new(),
     };
-    let (root, marks) = compose::expand(root, &marks, &mut expand);
+    let (root, marks) = compose::expand(root, marks, &mut expand);
     let expand_errors = std::mem::take(&mut expand.errors);
     uses.append(&mut expand.uses);
     literal_secrets(&root, secrets);

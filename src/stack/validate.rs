@@ -139,16 +139,43 @@ fn check_keys(
     what: &str,
     place: Option<&str>,
 ) -> Mapping {
-    let mut kept = Mapping::new();
+    let map = map.clone();
+    check_keys_owned(
+        report,
+        map,
+        base,
+        known,
+        unsupported,
+        allow_extensions,
+        what,
+        place,
+    )
+}
+
+/// [`check_keys`] of a map the caller gives away (nothing is copied).
+#[allow(clippy::too_many_arguments)]
+fn check_keys_owned(
+    report: &mut Report,
+    map: Mapping,
+    base: &[String],
+    known: &[&str],
+    unsupported: &[&str],
+    allow_extensions: bool,
+    what: &str,
+    place: Option<&str>,
+) -> Mapping {
+    let mut kept = Mapping::with_capacity(map.len());
     for (key, value) in map {
-        let name = key_text(key);
-        let at = child(base, &name);
+        let name = key_text(&key);
         if allow_extensions && name.starts_with("x-") {
             continue;
         }
         if known.contains(&name.as_str()) {
-            kept.insert(key.clone(), value.clone());
-        } else if unsupported.contains(&name.as_str()) {
+            kept.insert(key, value);
+            continue;
+        }
+        let at = child(base, &name);
+        if unsupported.contains(&name.as_str()) {
             let hint = match place {
                 Some(place) => keys::reason(place, &name),
                 None => "remove the key, or run this stack with Docker Compose".to_string(),
@@ -168,11 +195,11 @@ fn check_keys(
 
 /// Check a map at a Compose place and everything under it (every nested place of
 /// [`keys::PLACES`]); returns it without the keys reported.
-fn prune(report: &mut Report, map: &Mapping, base: &[String], path: &str, what: &str) -> Mapping {
+fn prune(report: &mut Report, map: Mapping, base: &[String], path: &str, what: &str) -> Mapping {
     let Some(place) = keys::place_at(path) else {
-        return map.clone();
+        return map;
     };
-    let kept = check_keys(
+    let kept = check_keys_owned(
         report,
         map,
         base,
@@ -210,7 +237,7 @@ fn prune_value(report: &mut Report, value: Value, at: &[String], path: &str, own
     match value {
         Value::Mapping(map) if keys::place_at(path).is_some() => {
             let what = nested_what(at, owner);
-            Value::Mapping(prune(report, &map, at, path, &what))
+            Value::Mapping(prune(report, map, at, path, &what))
         }
         Value::Mapping(map) if keys::place_at(&format!("{path}.*")).is_some() => {
             let entries = format!("{path}.*");
@@ -381,7 +408,7 @@ fn top_level_entries<T: serde::de::DeserializeOwned>(
         let Some(map) = entry_map(report, value, &base, &what, true) else {
             continue;
         };
-        let kept = prune(report, &map, &base, &format!("{key}.*"), &what);
+        let kept = prune(report, map, &base, &format!("{key}.*"), &what);
         if let Some(entry) = typed::<T>(report, &kept, &base, &what) {
             entries.insert(name, entry);
         }
@@ -631,7 +658,7 @@ fn check_image_entry(
 ) -> Option<Mapping> {
     let map = entry_map(report, value, base, what, false)?;
     let kept = match known {
-        None => prune(report, &map, base, "services.*", what),
+        None => prune(report, map, base, "services.*", what),
         Some(known) => {
             let mut kept = check_keys(report, &map, base, known, &[], true, what, None);
             check_nested(report, &mut kept, base, what);
