@@ -442,6 +442,29 @@ fn init_without_templates_uses_the_built_in_ones() {
 }
 
 #[test]
+fn init_keeps_variables_the_environment_sets_in_the_env_file() {
+    let stack = TestStack::new("init-kept");
+    let output = stack
+        .cmd()
+        .args(["init", "--no-run"])
+        .env("DB_IMAGE", "registry.example.com/team/pg:15")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("`DB_IMAGE` from the environment kept in"),
+        "{}",
+        stderr_of(&output)
+    );
+    // Later commands, without the variable, use the image `init` was given.
+    let (config, _) = ok(&stack, &["config"]);
+    assert!(
+        config.contains("image: registry.example.com/team/pg:15"),
+        "{config}"
+    );
+}
+
+#[test]
 fn init_reports_an_invalid_template() {
     let stack = TestStack::new("init-invalid");
     stack.write(

@@ -148,7 +148,7 @@ pub fn render(ctx: &Context, args: &InitArgs) -> Result<Rendered> {
     });
     if let Some((template, origin)) = env_template {
         let env_file = project.env_file();
-        let text = values.render(&template)?;
+        let text = kept_from_environment(ctx, &values.render(&template)?);
         let written = write_file(&env_file, &text, Some(0o600), args.force)?;
         files.push(RenderedFile {
             path: env_file,
@@ -194,7 +194,7 @@ fn render_env_only(ctx: &Context, args: &InitArgs) -> Result<Rendered> {
         domain: &domain,
     };
     let env_file = project.env_file();
-    let text = values.render(&template)?;
+    let text = kept_from_environment(ctx, &values.render(&template)?);
     let written = write_file(&env_file, &text, Some(0o600), args.force)?;
     Ok(Rendered {
         files: vec![RenderedFile {
@@ -224,6 +224,62 @@ fn report(ctx: &Context, rendered: &Rendered) {
             ));
         }
     }
+}
+
+/// The rendered env file with each variable the process environment sets written with that
+/// value: `DB_IMAGE=my/postgres stackctl init` makes a stage that keeps using `my/postgres`
+/// (the environment only overrides the file while it is set). Names are reported, never
+/// values (they may be secrets).
+fn kept_from_environment(ctx: &Context, text: &str) -> String {
+    let (text, kept) = with_environment(text, |key| std::env::var(key).ok());
+    if !kept.is_empty() {
+        ctx.printer.status(&format!(
+            "{} from the environment kept in `{}`",
+            kept.iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ctx.project.display_path(&ctx.project.env_file())
+        ));
+    }
+    text
+}
+
+/// `KEY=VALUE` lines whose key `lookup` knows get its value (plain when it is made of safe
+/// characters, else single-quoted, so it stays literal); a value with a `'` is left out, as
+/// it cannot be written literally. The keys replaced, in order.
+fn with_environment(text: &str, lookup: impl Fn(&str) -> Option<String>) -> (String, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let key = body
+            .split_once('=')
+            .map(|(key, _)| key.trim())
+            .filter(|key| {
+                !key.is_empty()
+                    && !key.starts_with('#')
+                    && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+        let value = key.and_then(&lookup).filter(|value| !value.contains('\''));
+        match (key, value) {
+            (Some(key), Some(value)) => {
+                let safe = !value.is_empty()
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-./:@+,".contains(c));
+                if safe {
+                    out.push_str(&format!("{key}={value}"));
+                } else {
+                    out.push_str(&format!("{key}='{value}'"));
+                }
+                out.push_str(&line[body.len()..]);
+                kept.push(key.to_string());
+            }
+            _ => out.push_str(line),
+        }
+    }
+    (out, kept)
 }
 
 struct Placeholders<'a> {
@@ -351,5 +407,23 @@ mod tests {
         assert!(parts[2].chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(parts[2], parts[3]);
         assert_eq!(parts[4], "{other}");
+    }
+
+    #[test]
+    fn variables_set_at_init_are_kept_in_the_env_file() {
+        let text =
+            "# DB_IMAGE=commented\nDB_IMAGE=postgres:16-alpine\nDB_PORT=5432\nNOTE=x\nQUOTE=a\n";
+        let lookup = |key: &str| match key {
+            "DB_IMAGE" => Some("registry.example.com/pg:15".to_string()),
+            "NOTE" => Some("two words $HOME".to_string()),
+            "QUOTE" => Some("it's".to_string()),
+            _ => None,
+        };
+        let (out, kept) = with_environment(text, lookup);
+        assert_eq!(
+            out,
+            "# DB_IMAGE=commented\nDB_IMAGE=registry.example.com/pg:15\nDB_PORT=5432\nNOTE='two words $HOME'\nQUOTE=a\n"
+        );
+        assert_eq!(kept, ["DB_IMAGE", "NOTE"]);
     }
 }
