@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use super::{check_services, connect, load_stack, Context};
 use crate::cli::{DownArgs, LogsArgs, PurgeArgs, RollbackArgs, UpArgs};
 use crate::engine::swarm::{
-    service_spec, BuiltSpec, FileWant, MountWant, NodeFound, PortWant, ServiceFound, ServiceWant,
-    TaskFound, UpdateWant,
+    service_spec, BuiltSpec, FileWant, HealthWant, MountWant, NodeFound, PortWant, ServiceFound,
+    ServiceWant, TaskFound, UpdateWant,
 };
 use crate::engine::Engine;
 use crate::error::{exit, Failure, Interrupted, UsageError};
@@ -237,14 +237,12 @@ fn want(
         read_only: spec.read_only,
         stop_signal: spec.stop_signal.clone(),
         stop_grace_ns: spec.stop_timeout_s.map(|s| s * 1_000_000_000),
-        health: spec.healthcheck.as_ref().map(|h| {
-            (
-                h.test.clone(),
-                h.interval_ns,
-                h.timeout_ns,
-                h.retries,
-                h.start_period_ns,
-            )
+        health: spec.healthcheck.as_ref().map(|h| HealthWant {
+            test: h.test.clone(),
+            interval_ns: h.interval_ns,
+            timeout_ns: h.timeout_ns,
+            retries: h.retries,
+            start_period_ns: h.start_period_ns,
         }),
         extra_hosts: spec.extra_hosts.clone(),
         mounts,

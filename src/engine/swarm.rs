@@ -73,6 +73,16 @@ pub struct FileWant {
     pub mode: u32,
 }
 
+/// A healthcheck, durations in nanoseconds.
+#[derive(Debug, Clone)]
+pub struct HealthWant {
+    pub test: Vec<String>,
+    pub interval_ns: Option<i64>,
+    pub timeout_ns: Option<i64>,
+    pub retries: Option<i64>,
+    pub start_period_ns: Option<i64>,
+}
+
 /// A published port.
 #[derive(Debug, Clone)]
 pub struct PortWant {
@@ -116,13 +126,7 @@ pub struct ServiceWant {
     pub read_only: bool,
     pub stop_signal: Option<String>,
     pub stop_grace_ns: Option<i64>,
-    pub health: Option<(
-        Vec<String>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-    )>,
+    pub health: Option<HealthWant>,
     pub extra_hosts: Vec<String>,
     pub mounts: Vec<MountWant>,
     pub files: Vec<FileWant>,
@@ -375,17 +379,14 @@ pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
         mounts: Some(mounts),
         stop_signal: want.stop_signal.clone(),
         stop_grace_period: want.stop_grace_ns,
-        health_check: want
-            .health
-            .as_ref()
-            .map(|(test, interval, timeout, retries, start)| HealthConfig {
-                test: Some(test.clone()),
-                interval: *interval,
-                timeout: *timeout,
-                retries: *retries,
-                start_period: *start,
-                ..Default::default()
-            }),
+        health_check: want.health.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: h.interval_ns,
+            timeout: h.timeout_ns,
+            retries: h.retries,
+            start_period: h.start_period_ns,
+            ..Default::default()
+        }),
         hosts: (!want.extra_hosts.is_empty()).then(|| {
             want.extra_hosts
                 .iter()
