@@ -375,3 +375,67 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     stage.ok(&["purge", "--yes"]);
     assert_eq!(s.labelled(&stage.t.project), Vec::<String>::new());
 }
+
+#[test]
+fn what_cannot_exist_in_a_swarm_is_refused_before_anything_changes() {
+    let t = TestStack::new("swarm-refusals");
+    t.stack(
+        r#"engine:
+  host: unix:///nonexistent/docker.sock
+  mode: swarm
+services:
+  api:
+    image: api:1
+    volumes_from: [files]
+  web:
+    image: registry.example.com/shop/web:1
+    network_mode: "service:api"
+    deploy:
+      mode: global
+      placement:
+        constraints: [node.role == manager]
+      update_config:
+        order: start-first
+  worker:
+    build: ./worker
+data_containers:
+  files:
+    image: registry.example.com/shop/files:1
+"#,
+    );
+    let out = t.cmd().arg("up").output().expect("stackctl up");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let file = format!("stacks/{}.yml", t.stage);
+    for (at, what) in [
+        ("7:5", "`volumes_from` cannot be used in a Swarm"),
+        ("6:12", "image `api:1` names no registry"),
+        ("10:5", "`network_mode` cannot be used in a Swarm"),
+        ("18:5", "service `worker` is built but has no `image:`"),
+        ("19:1", "data containers cannot exist in a Swarm"),
+    ] {
+        assert!(said.contains(&format!("{file}:{at}: ")), "{at} in:\n{said}");
+        assert!(said.contains(what), "{what} in:\n{said}");
+    }
+    // Swarm's own keys are accepted there (no error about deploy.* above), and refused
+    // on one engine, where they mean nothing.
+    assert!(!said.contains("placement"), "{said}");
+    assert!(!said.contains("update_config"), "{said}");
+    assert!(!said.contains("deploy.mode"), "{said}");
+    assert!(!said.contains("nonexistent"), "nothing was reached: {said}");
+    t.stack(
+        r#"engine:
+  mode: single
+services:
+  web:
+    image: registry.example.com/shop/web:1
+    deploy:
+      placement:
+        constraints: [node.role == manager]
+"#,
+    );
+    let out = t.cmd().args(["config"]).output().expect("stackctl config");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("`engine: { mode: swarm }` deploys to a Swarm"), "{said}");
+}

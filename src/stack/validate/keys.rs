@@ -618,7 +618,7 @@ pub fn reason(path: &str, key: &str) -> String {
         | ("services.*.deploy.update_config", _)
         | ("services.*.deploy.rollback_config", _) => swarm,
         ("services.*.deploy.restart_policy", _) => {
-            "on one engine the restart policy has no delay or window (only the condition and a maximum count)"
+            "the engine's restart policy has no delay or window (only the condition and a maximum count)"
         }
         ("services.*.deploy.resources.reservations", "cpus") => {
             "the engine has no CPU reservation for a single container; use `limits.cpus`"
