@@ -263,6 +263,10 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
         "the task reached db over the overlay: {said}"
     );
 
+    // exec SERVICE runs in a task's container on the manager (db is pinned there)
+    let out = stage.ok(&["exec", "db", "--", "cat", "/data/pw"]);
+    assert!(out.contains("s3cret-db-pw"), "{out}");
+
     // a changed env rolls api start-first while a client loop on the overlay sees no failure
     let network = format!("{}-{}_default", stage.t.stage, stage.t.project);
     let client = format!("{}-client", stage.t.stage);
@@ -437,5 +441,8 @@ services:
     let out = t.cmd().args(["config"]).output().expect("stackctl config");
     let said = text(&out);
     assert_eq!(out.status.code(), Some(2), "{said}");
-    assert!(said.contains("`engine: { mode: swarm }` deploys to a Swarm"), "{said}");
+    assert!(
+        said.contains("`engine: { mode: swarm }` deploys to a Swarm"),
+        "{said}"
+    );
 }

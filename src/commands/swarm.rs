@@ -1171,3 +1171,66 @@ pub async fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<i32> {
     progress.summary("rollback", result.is_ok());
     result.map(|()| exit::OK)
 }
+
+/// `exec SERVICE -- CMD` on a swarm: the container of a running task of the service on the
+/// manager (the node the engine address reaches); an error saying where the tasks run when
+/// none runs there.
+pub async fn task_container_here(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    service: &str,
+) -> Result<String> {
+    let manager = manager_node(engine, loaded).await?;
+    let name = service_name(loaded, service);
+    let Some(found) = engine.swarm_service(&name).await? else {
+        return Err(Failure::new(format!(
+            "service `{service}` is not deployed on stage `{}`",
+            loaded.stage
+        ))
+        .with_hint(format!("deploy it with `stackctl up {service}`"))
+        .into());
+    };
+    let tasks = engine.service_tasks(&found.id).await?;
+    let running: Vec<&TaskFound> = tasks
+        .iter()
+        .filter(|t| t.state == "running" && t.desired == "running")
+        .collect();
+    if let Some(container) = running
+        .iter()
+        .filter(|t| t.node_id == manager)
+        .find_map(|t| t.container_id.clone())
+    {
+        return Ok(container);
+    }
+    let nodes: HashMap<String, NodeFound> = engine
+        .swarm_nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n.id.clone(), n))
+        .collect();
+    let mut elsewhere: Vec<String> = running
+        .iter()
+        .map(|t| {
+            nodes
+                .get(&t.node_id)
+                .map(NodeFound::display)
+                .unwrap_or_else(|| t.node_id.clone())
+        })
+        .collect();
+    elsewhere.sort();
+    elsewhere.dedup();
+    let message = if elsewhere.is_empty() {
+        format!(
+            "service `{service}` has no running task on stage `{}`",
+            loaded.stage
+        )
+    } else {
+        format!(
+            "service `{service}` runs no task on the manager this engine address reaches; its tasks run on {}",
+            elsewhere.join(", ")
+        )
+    };
+    Err(Failure::new(message)
+        .with_hint("exec reaches the containers of the manager's node: point -H at a manager where a task runs, or use `docker exec` on that node")
+        .into())
+}
