@@ -26,6 +26,16 @@ mod process;
 mod registry;
 mod swarm;
 
+/// What the Swarm phase's lab (tests/support/swarm.rs) needs of the tests' support module.
+mod support {
+    pub fn machine_ready() {}
+
+    /// The busybox fixture (tests/fixtures/base-images.sh builds it; `cargo test` too).
+    pub fn busybox_image() -> &'static str {
+        "stackctl-fixture/busybox:latest"
+    }
+}
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -18,16 +18,6 @@ use anyhow::{bail, Context, Result};
 #[path = "../../tests/support/swarm.rs"]
 mod lab;
 
-/// What the lab needs of the tests' support module.
-pub mod support {
-    pub fn machine_ready() {}
-
-    /// The busybox fixture (tests/fixtures/base-images.sh builds it; `cargo test` too).
-    pub fn busybox_image() -> &'static str {
-        "stackctl-fixture/busybox:latest"
-    }
-}
-
 fn services(registry: &str, greeting: &str) -> String {
     format!(
         r#"services:
@@ -208,7 +198,7 @@ pub fn run_phase(runs: usize, stackctl: &Path) -> Result<()> {
     swarm.push_image(
         "bench/api",
         "1",
-        &format!("FROM {}\n", support::busybox_image()),
+        &format!("FROM {}\n", crate::support::busybox_image()),
     );
     let id = std::process::id();
     let tools = [
