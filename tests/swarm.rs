@@ -112,7 +112,7 @@ services:
     image: {reg}/{project}/api:{api_tag}
     environment:
       GREETING: {greeting}
-    command: ["sh", "-c", "echo $$GREETING > /var/www/index.html; httpd -f -p 8080 -h /var/www & pid=$$!; trap 'sleep 2; kill $$pid' TERM; wait $$pid; wait $$pid"]
+    command: ["sh", "-c", "echo serving $$GREETING; echo $$GREETING > /var/www/index.html; httpd -f -p 8080 -h /var/www & pid=$$!; trap 'sleep 2; kill $$pid' TERM; wait $$pid; wait $$pid"]
     healthcheck:
       test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
       interval: 1s
@@ -228,6 +228,22 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
             .then(|| String::from_utf8_lossy(&out.stdout).to_string())
     });
     assert_eq!(pw, "s3cret-db-pw");
+
+    // ps lists the tasks per node; logs merges the service's tasks
+    let out = stage.ok(&["ps"]);
+    let api_rows: Vec<&str> = out.lines().filter(|l| l.contains(" api.")).collect();
+    assert_eq!(api_rows.len(), 3, "{out}");
+    for node in &s.nodes {
+        assert!(
+            api_rows
+                .iter()
+                .any(|r| r.starts_with(&format!("{} (", node.address))),
+            "a task on {}: {out}",
+            node.address
+        );
+    }
+    let out = stage.ok(&["logs", "api"]);
+    assert_eq!(out.matches("serving hello").count(), 3, "{out}");
 
     // a no-op up updates nothing
     let versions = |stage: &Stage| {
