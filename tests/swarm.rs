@@ -256,6 +256,9 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     let out = stage.ok(&["up"]);
     assert!(!out.contains("updated"), "{out}");
     assert_eq!(versions(&stage), before, "a no-op up changed a service");
+    let out = stage.ok(&["up", "--dry-run"]);
+    assert!(out.contains("service api: unchanged"), "{out}");
+    assert!(out.contains("service db: unchanged"), "{out}");
 
     // exec TASK streams stdin in and output out, on the manager, on the stage's network
     let input = stage.t.path("input.sql");

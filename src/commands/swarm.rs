@@ -335,6 +335,7 @@ async fn images(
     loaded: &LoadedStack,
     selected: &[String],
     rebuild: bool,
+    dry_run: bool,
     progress: &Progress,
 ) -> Result<(
     HashMap<String, String>,
@@ -350,6 +351,17 @@ async fn images(
         let reference = container::service_image(loaded, name, service);
         let owner = crate::registry::owner_label(loaded, name);
         let creds = credentials(engine, &reference).await?;
+        if dry_run {
+            // Nothing is built or pushed: the digest the registry has now, if any.
+            let digest = engine.registry_digest(&reference, creds.as_ref()).await;
+            let image = match digest {
+                Ok(digest) => pinned(&reference, &digest),
+                Err(_) => reference.clone(),
+            };
+            pins.insert(name.clone(), image);
+            auths.insert(name.clone(), creds);
+            continue;
+        }
         if service.build.is_some() && !built.contains(&reference) {
             let build = builds
                 .iter()
@@ -456,7 +468,8 @@ async fn converge(
     deadline: Instant,
 ) -> Result<i32> {
     // Images first: a service whose image cannot be pinned changes nothing.
-    let (pins, auths) = images(engine, loaded, selected, args.build, progress).await?;
+    let (pins, auths) =
+        images(engine, loaded, selected, args.build, args.dry_run, progress).await?;
     let found: HashMap<String, ServiceFound> = engine
         .stage_services(&loaded.stage, &loaded.project)
         .await?
@@ -502,10 +515,11 @@ async fn converge(
         }
     } else {
         for (kind, source, swarm_name, _) in &wanted_files {
-            files.insert(
-                (*kind, source.clone()),
-                (swarm_name.clone(), swarm_name.clone()),
-            );
+            let id = engine
+                .swarm_file_id(kind, swarm_name)
+                .await?
+                .unwrap_or_else(|| swarm_name.clone());
+            files.insert((*kind, source.clone()), (id, swarm_name.clone()));
         }
     }
 

@@ -948,6 +948,20 @@ impl Engine {
         Ok((created.id, true))
     }
 
+    /// The ID of the secret or config named `name`, if it exists.
+    pub async fn swarm_file_id(
+        &self,
+        kind: &'static str,
+        name: &str,
+    ) -> Result<Option<String>, EngineError> {
+        Ok(self
+            .swarm_files_named(kind, name)
+            .await?
+            .into_iter()
+            .find(|f| f.name == name)
+            .map(|f| f.id))
+    }
+
     async fn swarm_files_named(
         &self,
         kind: &'static str,
