@@ -343,6 +343,12 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     s.docker(&["rm", "-f", &client]);
     stage.client = None;
 
+    // rollback returns api to the spec before its last update, and waits for it
+    let out = stage.ok(&["rollback", "api", "--timeout", "90"]);
+    assert!(out.contains("3/3 running"), "{out}");
+    let env = stage.inspect("api", "{{.Spec.TaskTemplate.ContainerSpec.Env}}");
+    assert!(env.contains("GREETING=hello"), "{env}");
+
     // a broken image: the update fails, rolls back, and up exits 1 naming node and error
     stage.t.write(
         "api/Dockerfile",
