@@ -128,6 +128,9 @@ pub enum Command {
     /// Remove everything the stage owns: containers, data containers, volumes, networks, images.
     #[command(after_help = "Example:\n  stackctl -e ci-42 purge --yes")]
     Purge(PurgeArgs),
+    /// Swarm stages: return services to the spec they had before their last update, and wait.
+    #[command(after_help = "Example:\n  stackctl -e prod rollback api")]
+    Rollback(RollbackArgs),
     /// Run a task in a fresh one-off container, or a command inside a running service.
     #[command(
         after_help = "Examples:\n  stackctl exec migrate\n  stackctl exec import < dump.sql     piped input replaces the task's stdin: file\n  stackctl exec postgres -- psql -U admin"
@@ -331,6 +334,19 @@ pub struct CpArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DownArgs {
     /// Seconds to wait for the stage lock.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    /// Services to roll back (default: all).
+    #[arg(add = ArgValueCandidates::new(crate::complete::services))]
+    pub services: Vec<String>,
+    /// Do not wait for the rolled-back tasks to run.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds to wait for the services to converge.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
     pub timeout: u64,
 }

@@ -79,6 +79,7 @@ pub fn grace(command: &crate::cli::Command) -> Duration {
         | Command::Start(_)
         | Command::Down(_)
         | Command::Purge(_)
+        | Command::Rollback(_)
         | Command::Lock(_) => Duration::from_secs(3),
     }
 }

@@ -6,6 +6,7 @@
 //! cargo bench --bench compare -- --quick           # 1 run, 32 MiB, 2 MiB layers: checks the harness works
 //! cargo bench --bench compare -- --update BENCHMARKS.md   # also rewrite the results there
 //! cargo bench --bench compare -- --only config,editloop    # only these phases (not with --update)
+//! cargo bench --bench compare -- --swarm --runs 3  # only the Swarm phase (swarm.rs)
 //! ```
 //!
 //! Cargo builds the `stackctl` binary with the release settings for a bench, and the harness
@@ -24,6 +25,17 @@ mod editloop;
 mod floor;
 mod process;
 mod registry;
+mod swarm;
+
+/// What the Swarm phase's lab (tests/support/swarm.rs) needs of the tests' support module.
+mod support {
+    pub fn machine_ready() {}
+
+    /// The busybox fixture (tests/fixtures/base-images.sh builds it; `cargo test` too).
+    pub fn busybox_image() -> &'static str {
+        "stackctl-fixture/busybox:latest"
+    }
+}
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -75,6 +87,8 @@ struct Options {
     /// Size of each registry image's own layer.
     layer_mib: u64,
     quick: bool,
+    /// Run only the Swarm phase (swarm.rs).
+    swarm: bool,
     update: Option<PathBuf>,
     verbose: bool,
     stackctl: PathBuf,
@@ -151,6 +165,7 @@ impl Options {
             data_mib: 1024,
             layer_mib: 24,
             quick: false,
+            swarm: false,
             update: None,
             verbose: false,
             stackctl: PathBuf::from(env!("CARGO_BIN_EXE_stackctl")),
@@ -169,6 +184,7 @@ impl Options {
                 // Cargo passes `--bench` to every bench binary.
                 "--bench" => {}
                 "--quick" => options.quick = true,
+                "--swarm" => options.swarm = true,
                 "--verbose" | "-v" => options.verbose = true,
                 "--runs" => explicit_runs = Some(value("--runs")?.parse().context("--runs")?),
                 "--stdin-runs" => {
@@ -189,7 +205,7 @@ impl Options {
                 "--only" => options.phases = Phase::parse_list(&value("--only")?)?,
                 "--help" | "-h" => {
                     println!(
-                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--data-mib N] [--layer-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--only PHASE,…] [--verbose]\n  phases: lifecycle, config, stdin, data, registry, editloop (default: all)"
+                        "usage: cargo bench --bench compare -- [--quick] [--swarm] [--runs N] [--stdin-runs N] [--stdin-mib N] [--data-mib N] [--layer-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--only PHASE,…] [--verbose]\n  phases: lifecycle, config, stdin, data, registry, editloop (default: all)"
                     );
                     std::process::exit(0);
                 }
@@ -447,6 +463,9 @@ fn main() {
 
 fn main_inner() -> Result<()> {
     let options = Options::parse()?;
+    if options.swarm {
+        return swarm::run_phase(options.runs.min(5), &options.stackctl);
+    }
     let scratch_dir = tempfile::tempdir().context("create a scratch directory")?;
     let scratch = scratch_dir.path().to_path_buf();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -235,7 +235,7 @@ pub async fn push_image(
 
 /// The lookup may run a credential helper (a process): off the async threads. A name
 /// without a registry uses the engine's default one, whose config key the engine tells.
-async fn credentials(engine: &Engine, image: &str) -> Result<Option<Credentials>> {
+pub async fn credentials(engine: &Engine, image: &str) -> Result<Option<Credentials>> {
     let default_key = if crate::registry::registry_of(image).is_none() {
         engine.index_server_address().await?
     } else {

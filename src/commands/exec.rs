@@ -420,7 +420,11 @@ async fn exec_in_service(
         .with_hint(format!("stackctl exec {service} -- sh"))
         .into());
     }
-    let container = crate::plan::container::container_name(loaded, service);
+    let container = if super::swarm::is_swarm(loaded) {
+        super::swarm::task_container_here(engine, loaded, service).await?
+    } else {
+        crate::plan::container::container_name(loaded, service)
+    };
     let not_running = |what: &str| {
         anyhow::Error::from(
             crate::error::Failure::new(format!(

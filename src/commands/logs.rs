@@ -18,6 +18,9 @@ use crate::stack::model::DurationSpec;
 
 pub async fn run(ctx: &Context, args: &LogsArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
+    if super::swarm::is_swarm(&loaded) {
+        return super::swarm::logs(ctx, args).await;
+    }
     let wanted = check_services(&loaded, &args.services)?;
     let since = args
         .since

@@ -19,6 +19,7 @@ pub mod restart;
 pub mod run;
 pub mod start;
 pub mod stop;
+pub mod swarm;
 pub mod top;
 pub mod up;
 pub mod version;
@@ -98,6 +99,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Up(args) => up::run(&ctx, &args).await,
         Command::Down(args) => down::run(&ctx, &args).await,
         Command::Purge(args) => purge::run(&ctx, &args).await,
+        Command::Rollback(args) => swarm::rollback(&ctx, &args).await,
         Command::Stop(args) => stop::run(&ctx, &args).await,
         Command::Start(args) => start::run(&ctx, &args).await,
         Command::Ps(args) => ps::run(&ctx, &args).await,

@@ -22,6 +22,9 @@ struct Row {
 
 pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
+    if super::swarm::is_swarm(&loaded) {
+        return super::swarm::ps(ctx).await;
+    }
     let engine = connect().await?;
     let observed = engine
         .observe_named(

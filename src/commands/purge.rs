@@ -23,6 +23,9 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
         .with_hint("pass --yes to remove everything the stage owns")
         .into());
     }
+    if super::swarm::is_swarm(&loaded) {
+        return super::swarm::purge(ctx, args).await;
+    }
     let engine = connect().await?;
     let _lock = crate::lock::acquire(
         &engine,

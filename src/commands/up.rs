@@ -22,6 +22,9 @@ use crate::stack::LoadedStack;
 
 pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
+    if super::swarm::is_swarm(&loaded) {
+        return super::swarm::up(ctx, args).await;
+    }
     crate::registry::check_references(&loaded)?;
     let engine = connect().await?;
     super::remote::check_binds(&engine, &loaded)?;

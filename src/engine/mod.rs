@@ -23,6 +23,7 @@ pub mod observe;
 pub mod registry;
 pub mod ssh;
 pub mod stages;
+pub mod swarm;
 pub mod system;
 pub mod task;
 pub mod volumes;

@@ -52,9 +52,25 @@ pub struct EngineDef {
     /// `ssh://USER@HOST[:PORT]`, `tcp://HOST:PORT`, `unix:///PATH`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// `single` (the default: containers on one engine) or `swarm` (services on the Swarm
+    /// cluster whose manager `host` reaches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+impl EngineDef {
+    /// Whether the stage is deployed to a Swarm cluster.
+    pub fn is_swarm(&self) -> bool {
+        self.mode.as_deref() == Some("swarm")
+    }
 }
 
 impl Stack {
+    /// Whether the stage is deployed to a Swarm cluster (`engine: { mode: swarm }`).
+    pub fn is_swarm(&self) -> bool {
+        self.engine.as_ref().is_some_and(EngineDef::is_swarm)
+    }
+
     /// A stack straight from YAML text, without interpolation, validation or resolving
     /// (unit tests of the planners build their stacks this way).
     pub fn from_yaml_str(text: &str) -> Result<Stack, String> {
@@ -770,11 +786,12 @@ impl<'de> Deserialize<'de> for Ulimit {
     }
 }
 
-/// `deploy:` as a single engine honours it.
+/// `deploy:`. A single engine honours `mode: replicated`, `replicas`, `resources` and
+/// `restart_policy`; the other keys (validation refuses them there) are Swarm's.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Deploy {
-    /// Only `replicated` (the default); `global` is a Swarm mode.
+    /// `replicated` (the default); under Swarm also `global`, `replicated-job`, `global-job`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -783,6 +800,63 @@ pub struct Deploy {
     pub resources: Option<Resources>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<DeployRestart>,
+    /// Swarm: `vip` (the default) or `dnsrr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<String>,
+    /// Swarm: labels of the service (not of its containers).
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "labels"
+    )]
+    pub labels: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_config: Option<UpdateConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_config: Option<UpdateConfig>,
+}
+
+/// Swarm: where a service's tasks may run.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// `node.role == manager`, `node.labels.disk == ssd` …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferences: Vec<PlacementPreference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas_per_node: Option<u64>,
+}
+
+/// Swarm: spread tasks over the values of a node label (`spread: node.labels.zone`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementPreference {
+    pub spread: String,
+}
+
+/// Swarm: how a service's tasks are replaced (`update_config`) or rolled back
+/// (`rollback_config`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<DurationSpec>,
+    /// `continue`, `rollback` or `pause` (`continue` or `pause` for a rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<DurationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failure_ratio: Option<f64>,
+    /// `stop-first` or `start-first`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -825,6 +899,13 @@ pub struct Reservations {
     /// Devices (GPUs) the container gets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceRequest>,
+    /// Swarm: CPUs reserved on the node a task is placed on.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_cpus"
+    )]
+    pub cpus: Option<f64>,
 }
 
 /// A device request (GPUs): which driver, how many (`all`) or which ones, with which
@@ -917,6 +998,12 @@ pub struct DeployRestart {
     pub condition: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// Swarm: the wait between restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<DurationSpec>,
+    /// Swarm: how long a restart must run to count as one that worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<DurationSpec>,
 }
 
 impl DeployRestart {
@@ -1291,6 +1378,9 @@ pub struct PortMapping {
     pub host_port: Option<u16>,
     pub container_port: u16,
     pub protocol: String,
+    /// The long form's `mode`: `host` or `ingress` (Swarm's routing mesh; validation
+    /// refuses it on a single engine). `None` when not written.
+    pub mode: Option<String>,
 }
 
 /// One mount of a service: `SOURCE:TARGET[:ro]`, `TARGET` (anonymous) or the long form.
@@ -1974,6 +2064,7 @@ impl PortMapping {
             host_port,
             container_port,
             protocol,
+            mode: None,
         })
     }
 }
@@ -2025,13 +2116,8 @@ impl<'de> Deserialize<'de> for PortMapping {
             Value::Mapping(_) => {
                 let long: Long = from_tree(value).map_err(de::Error::custom)?;
                 match long.mode.as_deref() {
-                    // What a single engine does: the port is published on this host.
-                    None | Some("host") => {}
-                    Some("ingress") => {
-                        return Err(de::Error::custom(
-                            "port `mode: ingress` (the Swarm routing mesh) is not supported yet on a single engine; remove `mode` or write `mode: host`",
-                        ))
-                    }
+                    // `ingress` is refused by validation unless the stage is on a Swarm.
+                    None | Some("host") | Some("ingress") => {}
                     Some(other) => {
                         return Err(de::Error::custom(format!(
                             "`{other}` is not a port mode (`host`, or `ingress` under Swarm)"
@@ -2073,6 +2159,7 @@ impl<'de> Deserialize<'de> for PortMapping {
                     host_port,
                     container_port,
                     protocol,
+                    mode: long.mode,
                 })
             }
             other => Err(de::Error::custom(format!(

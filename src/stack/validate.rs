@@ -21,7 +21,7 @@ use super::{Location, StackError};
 
 pub mod keys;
 /// Keys of the top-level `engine:`.
-const ENGINE_KEYS: &[&str] = &["host"];
+const ENGINE_KEYS: &[&str] = &["host", "mode"];
 
 const DATA_CONTAINER_KEYS: &[&str] = &["image", "build", "volumes", "command", "labels"];
 const CONTAINER_TASK_KEYS: &[&str] = &[
@@ -53,6 +53,9 @@ pub struct Context<'a> {
 pub struct Report<'a> {
     ctx: &'a Context<'a>,
     pub errors: Vec<StackError>,
+    /// The stack is deployed to a Swarm (`engine: { mode: swarm }`): Swarm's keys are
+    /// supported, and what cannot exist there is refused.
+    swarm: bool,
 }
 
 impl<'a> Report<'a> {
@@ -60,6 +63,7 @@ impl<'a> Report<'a> {
         Report {
             ctx,
             errors: Vec::new(),
+            swarm: false,
         }
     }
 
@@ -170,7 +174,8 @@ fn check_keys_owned(
         if allow_extensions && name.starts_with("x-") {
             continue;
         }
-        if known.contains(&name.as_str()) {
+        let swarm_key = report.swarm && place.is_some_and(|p| keys::swarm_supported(p, &name));
+        if known.contains(&name.as_str()) || swarm_key {
             kept.insert(key, value);
             continue;
         }
@@ -476,6 +481,11 @@ fn names_in(value: Option<&Value>, base: &[String]) -> Vec<(String, Vec<String>)
 pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
     let root = root_map(root, report)?;
     let before = report.errors.len();
+    report.swarm = root
+        .get("engine")
+        .and_then(|e| e.get("mode"))
+        .and_then(Value::as_str)
+        == Some("swarm");
     let top = keys::place_at("").expect("the top place");
     check_keys(
         report,
@@ -512,6 +522,11 @@ pub fn check(root: &Value, report: &mut Report) -> Option<Stack> {
         }
     }
     check_references(root, report);
+    if report.swarm {
+        check_swarm(root, report);
+    } else {
+        check_single_engine(root, report);
+    }
     (report.errors.len() == before).then_some(stack)
 }
 
@@ -586,6 +601,21 @@ fn check_engine(report: &mut Report, root: &Mapping) -> Option<super::model::Eng
         "`engine`",
         None,
     );
+    let mode = match map.get("mode") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(mode)) if mode == "single" || mode == "swarm" => Some(mode.clone()),
+        Some(other) => {
+            report.at_value(
+                &path(&["engine", "mode"]),
+                format!(
+                    "`engine.mode` is `single` or `swarm`, found {}",
+                    super::model::describe(other)
+                ),
+                Some("`swarm` deploys the stack as Swarm services through a manager; leave it out for one engine".into()),
+            );
+            return None;
+        }
+    };
     let host = match map.get("host") {
         None | Some(Value::Null) => None,
         Some(Value::String(host)) => {
@@ -614,7 +644,7 @@ fn check_engine(report: &mut Report, root: &Mapping) -> Option<super::model::Eng
             return None;
         }
     };
-    Some(super::model::EngineDef { host })
+    Some(super::model::EngineDef { host, mode })
 }
 
 fn check_service(report: &mut Report, name: &str, value: &Value) -> Option<Service> {
@@ -809,6 +839,111 @@ fn check_nested(report: &mut Report, map: &mut Mapping, base: &[String], what: &
             let at = child(base, key);
             let checked = prune_value(report, value, &at, &format!("services.*.{key}"), what);
             map.insert(key.into(), checked);
+        }
+    }
+}
+
+/// Under `engine: { mode: swarm }`: what cannot exist in a Swarm, refused before anything
+/// changes.
+fn check_swarm(root: &Mapping, report: &mut Report) {
+    if root
+        .get("data_containers")
+        .and_then(Value::as_mapping)
+        .is_some_and(|m| !m.is_empty())
+    {
+        report.at_key(
+            &path(&["data_containers"]),
+            "data containers cannot exist in a Swarm: there is no container to keep and no node to keep it on".into(),
+            Some("give the services a named volume instead (`volumes: [NAME:/PATH]`)".into()),
+        );
+    }
+    let refused: &[(&str, &str, &str)] = &[
+        (
+            "volumes_from",
+            "a Swarm task cannot mount another container's volumes",
+            "mount a named volume instead (`volumes: [NAME:/PATH]`)",
+        ),
+        (
+            "network_mode",
+            "a Swarm service joins the stage's overlay networks, it shares no other container's network",
+            "remove `network_mode`; the service reaches the others by name on the stage's network",
+        ),
+        (
+            "container_name",
+            "Swarm names each task's container itself",
+            "remove `container_name`; the service is `{stage}-{project}--{service}`",
+        ),
+        (
+            "links",
+            "a Swarm service has no links",
+            "remove `links`; services reach each other by name on the stage's network",
+        ),
+        (
+            "pre_start",
+            "lifecycle hooks run around one container, and Swarm starts the tasks itself",
+            "run the step as a task (`stackctl exec TASK`) or a `replicated-job` service",
+        ),
+        (
+            "post_start",
+            "lifecycle hooks run around one container, and Swarm starts the tasks itself",
+            "remove the hook",
+        ),
+        (
+            "pre_stop",
+            "lifecycle hooks run around one container, and Swarm stops the tasks itself",
+            "remove the hook",
+        ),
+    ];
+    for (name, service) in raw_entries(root, "services") {
+        let base = path(&["services", name]);
+        for (key, why, hint) in refused {
+            if service.contains_key(*key) {
+                report.at_key(
+                    &child(&base, key),
+                    format!("service `{name}`: `{key}` cannot be used in a Swarm: {why}"),
+                    Some((*hint).to_string()),
+                );
+            }
+        }
+        match service.get("image").and_then(Value::as_str) {
+            Some(image) if crate::registry::registry_of(image).is_none() => report.at_value(
+                &child(&base, "image"),
+                format!("service `{name}`: image `{image}` names no registry, and every node of the Swarm must pull it"),
+                Some("write the registry in the name: `registry.example.com/NAME[:TAG]`".into()),
+            ),
+            None if service.contains_key("build") => report.at_key(
+                &child(&base, "build"),
+                format!("service `{name}` is built but has no `image:` to push it to, and every node of the Swarm must pull it"),
+                Some("add `image: registry.example.com/NAME[:TAG]`".into()),
+            ),
+            _ => {}
+        }
+    }
+    for (name, task) in raw_entries(root, "tasks") {
+        if task.contains_key("volumes_from") {
+            report.at_key(
+                &path(&["tasks", name, "volumes_from"]),
+                format!("task `{name}`: `volumes_from` cannot be used in a Swarm"),
+                Some("mount a named volume instead (`volumes: [NAME:/PATH]`)".into()),
+            );
+        }
+    }
+}
+
+/// On one engine: what only a Swarm has.
+fn check_single_engine(root: &Mapping, report: &mut Report) {
+    for (name, service) in raw_entries(root, "services") {
+        let Some(Value::Sequence(ports)) = service.get("ports") else {
+            continue;
+        };
+        for (i, port) in ports.iter().enumerate() {
+            if port.get("mode").and_then(Value::as_str) == Some("ingress") {
+                report.at_value(
+                    &path(&["services", name, "ports", &i.to_string(), "mode"]),
+                    format!("service `{name}`: port `mode: ingress` (the Swarm routing mesh) is not supported on a single engine"),
+                    Some("remove `mode` or write `mode: host`; or deploy to a Swarm with `engine: { mode: swarm }`".into()),
+                );
+            }
         }
     }
 }
@@ -1051,11 +1186,18 @@ fn check_service_settings(report: &mut Report, name: &str, raw: &Mapping, base: 
     }
     let deploy = raw.get("deploy").and_then(Value::as_mapping);
     if let Some(Value::String(mode)) = deploy.and_then(|d| d.get("mode")) {
-        if mode != "replicated" {
+        const SWARM_MODES: &[&str] = &["replicated", "global", "replicated-job", "global-job"];
+        if report.swarm && !SWARM_MODES.contains(&mode.as_str()) {
+            report.at_value(
+                &path(&["services", name, "deploy", "mode"]),
+                format!("service `{name}`: `deploy.mode: {mode}` is not a Swarm mode"),
+                Some("use `replicated`, `global`, `replicated-job` or `global-job`".into()),
+            );
+        } else if !report.swarm && mode != "replicated" {
             report.at_value(
                 &path(&["services", name, "deploy", "mode"]),
                 format!("service `{name}`: `deploy.mode: {mode}` is not supported yet"),
-                Some("`global` runs one container per Swarm node; on one engine only `replicated` means something".into()),
+                Some("`global` runs one container per Swarm node; on one engine only `replicated` means something (`engine: { mode: swarm }` deploys to a Swarm)".into()),
             );
         }
     }

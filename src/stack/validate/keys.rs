@@ -538,6 +538,56 @@ pub const PLACES: &[Place] = &[
     strict("configs.*.external", &[], &["name"]),
 ];
 
+/// Keys not supported on one engine that a Swarm stage supports, by place.
+const SWARM_KEYS: &[(&str, &[&str])] = &[
+    (
+        "services.*.deploy",
+        &[
+            "endpoint_mode",
+            "labels",
+            "placement",
+            "rollback_config",
+            "update_config",
+        ],
+    ),
+    (
+        "services.*.deploy.rollback_config",
+        &[
+            "parallelism",
+            "delay",
+            "failure_action",
+            "monitor",
+            "max_failure_ratio",
+            "order",
+        ],
+    ),
+    (
+        "services.*.deploy.update_config",
+        &[
+            "parallelism",
+            "delay",
+            "failure_action",
+            "monitor",
+            "max_failure_ratio",
+            "order",
+        ],
+    ),
+    ("services.*.deploy.restart_policy", &["delay", "window"]),
+    ("services.*.deploy.resources.reservations", &["cpus"]),
+    (
+        "services.*.deploy.placement",
+        &["constraints", "preferences", "max_replicas_per_node"],
+    ),
+    ("services.*.deploy.placement.preferences[]", &["spread"]),
+];
+
+/// Whether `key` at `path`, not supported on one engine, is supported on a Swarm.
+pub fn swarm_supported(path: &str, key: &str) -> bool {
+    SWARM_KEYS
+        .iter()
+        .any(|(place, keys)| *place == path && keys.contains(&key))
+}
+
 /// The place at `path`, if it is one.
 pub fn place_at(path: &str) -> Option<&'static Place> {
     PLACES.iter().find(|p| p.path == path)
@@ -554,7 +604,7 @@ pub fn child_path(parent: &str, key: &str) -> String {
 
 /// Why a key is not supported yet, when there is more to say than "not yet".
 pub fn reason(path: &str, key: &str) -> String {
-    let swarm = "it is a Swarm setting, and stackctl runs containers on one engine";
+    let swarm = "it is a Swarm setting, and this stage runs containers on one engine (`engine: { mode: swarm }` deploys to a Swarm)";
     let classic =
         "the engine's classic builder (API 1.41) has no such option; BuildKit is not used";
     let text = match (path, key) {

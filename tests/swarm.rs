@@ -1,0 +1,473 @@
+//! A stage deployed to a three-node Docker Swarm (tests/support/swarm.rs: three dockerd in
+//! network namespaces on a lab bridge, joined into one swarm, pulling from a registry with
+//! auth on the bridge): the issue's check end to end, in one test (the lab is shared and a
+//! swarm converges in seconds, not milliseconds), and the refusals of what cannot exist in a
+//! Swarm, which need no engine.
+
+mod support;
+#[path = "support/swarm.rs"]
+mod swarm_lab;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::{busybox_image, TestStack};
+use swarm_lab::{swarm, Swarm};
+
+/// A test stage on the swarm whose objects (and a client container) are removed when it
+/// drops, failure too.
+struct Stage {
+    t: TestStack,
+    client: Option<String>,
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            swarm().docker(&["rm", "-f", &client]);
+        }
+        swarm().cleanup_project(&self.t.project);
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+impl Stage {
+    fn run(&self, args: &[&str]) -> Output {
+        let s = swarm();
+        Command::new(assert_cmd::cargo::cargo_bin("stackctl"))
+            .current_dir(&self.t.dir)
+            .env("STACKCTL_ENV", &self.t.stage)
+            .env("CI", "true")
+            .env("NO_COLOR", "1")
+            .env("DOCKER_CONFIG", &s.docker_config)
+            .env_remove("DOCKER_HOST")
+            .args(args)
+            .output()
+            .expect("run stackctl")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "stackctl {args:?} exited {:?}:\n{}",
+            out.status.code(),
+            text(&out)
+        );
+        text(&out)
+    }
+
+    fn service(&self, name: &str) -> String {
+        format!("{}-{}--{name}", self.t.stage, self.t.project)
+    }
+
+    fn inspect(&self, name: &str, format: &str) -> String {
+        swarm().docker_ok(&[
+            "service",
+            "inspect",
+            "--format",
+            format,
+            &self.service(name),
+        ])
+    }
+
+    /// Tasks of a service wanted running: (node ID, state).
+    fn running_tasks(&self, name: &str) -> Vec<(String, String)> {
+        let ids = swarm().docker_ok(&[
+            "service",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            &self.service(name),
+        ]);
+        let mut args = vec!["inspect", "--format", "{{.NodeID}} {{.Status.State}}"];
+        args.extend(ids.lines());
+        swarm()
+            .docker_ok(&args)
+            .lines()
+            .map(|l| {
+                let (node, state) = l.split_once(' ').unwrap_or((l, ""));
+                (node.to_string(), state.to_string())
+            })
+            .collect()
+    }
+}
+
+fn stack(s: &Swarm, t: &TestStack, greeting: &str, api_tag: &str, db_port: u16) -> String {
+    format!(
+        r#"engine:
+  host: {host}
+  mode: swarm
+services:
+  api:
+    build: ./api
+    image: {reg}/{project}/api:{api_tag}
+    environment:
+      GREETING: {greeting}
+    command: ["sh", "-c", "echo serving $$GREETING; echo $$GREETING > /var/www/index.html; httpd -f -p 8080 -h /var/www & pid=$$!; trap 'sleep 2; kill $$pid' TERM; wait $$pid; wait $$pid"]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+    depends_on:
+      db: {{ condition: service_started }}
+    deploy:
+      replicas: 3
+      endpoint_mode: dnsrr
+      placement:
+        preferences:
+          - spread: node.id
+      update_config:
+        monitor: 3s
+        failure_action: rollback
+  db:
+    image: {reg}/{project}/db:1
+    command: ["sh", "-c", "cp /run/secrets/db_password /data/pw; exec httpd -f -p 5432 -h /data"]
+    volumes: [data:/data]
+    secrets: [db_password]
+    ports:
+      - target: 5432
+        published: {db_port}
+        mode: host
+    deploy:
+      endpoint_mode: dnsrr
+volumes:
+  data: {{}}
+secrets:
+  db_password:
+    file: ./db_password.txt
+tasks:
+  migrate:
+    image: {busybox}
+    command: ["sh", "-c", "wc -c; wget -q -O- http://db:5432/pw"]
+"#,
+        host = s.manager().socket,
+        reg = s.registry,
+        project = t.project,
+        busybox = busybox_image(),
+    )
+}
+
+fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
+    let s = swarm();
+    let t = TestStack::new("swarm");
+    let mut stage = Stage { t, client: None };
+    let t = &stage.t;
+    let db_port = 20000 + (std::process::id() % 20000) as u16;
+    t.write(
+        "api/Dockerfile",
+        &format!("FROM {}\nCMD [\"httpd\", \"-f\"]\n", busybox_image()),
+    );
+    t.write("db_password.txt", "s3cret-db-pw");
+    s.push_image(
+        &format!("{}/db", t.project),
+        "1",
+        &format!("FROM {}\n", busybox_image()),
+    );
+    t.stack(&stack(s, t, "hello", "1", db_port));
+
+    // up converges and waits
+    let out = stage.ok(&["up"]);
+    assert!(out.contains("3/3 running"), "{out}");
+    assert!(
+        out.contains("node-local"),
+        "the plan names the pinned volume: {out}"
+    );
+    let api = stage.running_tasks("api");
+    assert_eq!(api.len(), 3, "{api:?}");
+    assert!(api.iter().all(|(_, state)| state == "running"), "{api:?}");
+    let mut nodes: Vec<&String> = api.iter().map(|(n, _)| n).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "one api task per node: {api:?}");
+    let image = stage.inspect("api", "{{.Spec.TaskTemplate.ContainerSpec.Image}}");
+    assert!(
+        image.contains("/api:1@sha256:"),
+        "pinned to a digest: {image}"
+    );
+    let db = stage.running_tasks("db");
+    assert_eq!(db.len(), 1, "{db:?}");
+    assert_eq!(
+        stage.inspect("db", "{{.Spec.TaskTemplate.Placement.Constraints}}"),
+        format!("[node.id=={}]", s.manager().id)
+    );
+    // db's port is published on its node (the manager) and serves the secret
+    let pw = poll("db's published port", Duration::from_secs(20), || {
+        let out = Command::new("busybox")
+            .args([
+                "wget",
+                "-q",
+                "-O-",
+                &format!("http://{}:{db_port}/pw", s.manager().address),
+            ])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    });
+    assert_eq!(pw, "s3cret-db-pw");
+
+    // ps lists the tasks per node; logs merges the service's tasks
+    let out = stage.ok(&["ps"]);
+    let api_rows: Vec<&str> = out.lines().filter(|l| l.contains(" api.")).collect();
+    assert_eq!(api_rows.len(), 3, "{out}");
+    for node in &s.nodes {
+        assert!(
+            api_rows
+                .iter()
+                .any(|r| r.starts_with(&format!("{} (", node.address))),
+            "a task on {}: {out}",
+            node.address
+        );
+    }
+    let out = stage.ok(&["logs", "api"]);
+    assert_eq!(out.matches("serving hello").count(), 3, "{out}");
+
+    // a no-op up updates nothing
+    let versions = |stage: &Stage| {
+        (
+            stage.inspect("api", "{{.Version.Index}}"),
+            stage.inspect("db", "{{.Version.Index}}"),
+        )
+    };
+    let before = versions(&stage);
+    let out = stage.ok(&["up"]);
+    assert!(!out.contains("updated"), "{out}");
+    assert_eq!(versions(&stage), before, "a no-op up changed a service");
+    let out = stage.ok(&["up", "--dry-run"]);
+    assert!(out.contains("service api: unchanged"), "{out}");
+    assert!(out.contains("service db: unchanged"), "{out}");
+
+    // exec TASK streams stdin in and output out, on the manager, on the stage's network
+    let input = stage.t.path("input.sql");
+    std::fs::write(&input, "x".repeat(100_000)).expect("write input");
+    let out = Command::new(assert_cmd::cargo::cargo_bin("stackctl"))
+        .current_dir(&stage.t.dir)
+        .env("STACKCTL_ENV", &stage.t.stage)
+        .env("CI", "true")
+        .env("NO_COLOR", "1")
+        .env("DOCKER_CONFIG", &s.docker_config)
+        .env_remove("DOCKER_HOST")
+        .args(["exec", "migrate"])
+        .stdin(std::fs::File::open(&input).expect("open input"))
+        .output()
+        .expect("stackctl exec");
+    assert!(out.status.success(), "exec migrate: {}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("100000"), "{said}");
+    assert!(
+        said.contains("s3cret-db-pw"),
+        "the task reached db over the overlay: {said}"
+    );
+
+    // exec SERVICE runs in a task's container on the manager (db is pinned there)
+    let out = stage.ok(&["exec", "db", "--", "cat", "/data/pw"]);
+    assert!(out.contains("s3cret-db-pw"), "{out}");
+
+    // a changed env rolls api start-first while a client loop on the overlay sees no failure
+    let network = format!("{}-{}_default", stage.t.stage, stage.t.project);
+    let client = format!("{}-client", stage.t.stage);
+    s.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &client,
+        "--network",
+        &network,
+        busybox_image(),
+        "sh",
+        "-c",
+        "while true; do if wget -q -O- http://api:8080/ >/tmp/r 2>/dev/null; then echo ok $(cat /tmp/r); else echo fail; fi; sleep 0.05; done",
+    ]);
+    stage.client = Some(client.clone());
+    let client_lines = |pattern: &str| {
+        let out = s.docker(&["logs", &client]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(pattern))
+            .count()
+    };
+    poll(
+        "the client's first answers",
+        Duration::from_secs(20),
+        || (client_lines("ok hello") >= 5).then_some(()),
+    );
+    stage.t.stack(&stack(s, &stage.t, "bonjour", "1", db_port));
+    let before_api = stage.inspect("api", "{{.Version.Index}}");
+    let before_db = stage.inspect("db", "{{.Version.Index}}");
+    let out = stage.ok(&["up", "--timeout", "90"]);
+    assert!(out.contains("updated"), "{out}");
+    assert_ne!(stage.inspect("api", "{{.Version.Index}}"), before_api);
+    assert_eq!(
+        stage.inspect("db", "{{.Version.Index}}"),
+        before_db,
+        "db did not change"
+    );
+    assert_eq!(
+        stage.inspect("api", "{{.Spec.UpdateConfig.Order}}"),
+        "start-first"
+    );
+    poll(
+        "the client's answers from the new spec",
+        Duration::from_secs(20),
+        || (client_lines("ok bonjour") >= 5).then_some(()),
+    );
+    let logs = text(&s.docker(&["logs", &client]));
+    assert_eq!(
+        client_lines("fail"),
+        0,
+        "failed requests during the update:\n{logs}"
+    );
+    s.docker(&["rm", "-f", &client]);
+    stage.client = None;
+
+    // rollback returns api to the spec before its last update, and waits for it
+    let out = stage.ok(&["rollback", "api", "--timeout", "90"]);
+    assert!(out.contains("3/3 running"), "{out}");
+    let env = stage.inspect("api", "{{.Spec.TaskTemplate.ContainerSpec.Env}}");
+    assert!(env.contains("GREETING=hello"), "{env}");
+
+    // a broken image: the update fails, rolls back, and up exits 1 naming node and error
+    stage.t.write(
+        "api/Dockerfile",
+        &format!(
+            "FROM {}\nENTRYPOINT [\"sh\", \"-c\", \"echo broken image >&2; exit 3\", \"--\"]\n",
+            busybox_image()
+        ),
+    );
+    stage.t.stack(&stack(s, &stage.t, "bonjour", "2", db_port));
+    let out = stage.run(&["up", "--timeout", "90"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("rolled back"), "{said}");
+    assert!(
+        said.contains(&format!("on node {}", s.registry.replace(".1:5000", "."))),
+        "{said}"
+    );
+    assert!(said.contains("non-zero exit (3)"), "{said}");
+    assert!(
+        said.contains("broken image"),
+        "the task's last log lines: {said}"
+    );
+    let image = stage.inspect("api", "{{.Spec.TaskTemplate.ContainerSpec.Image}}");
+    assert!(
+        image.contains("/api:1@sha256:"),
+        "rolled back to the old image: {image}"
+    );
+    assert_eq!(stage.running_tasks("api").len(), 3);
+
+    // down removes services, tasks and networks, and waits for them
+    stage.ok(&["down"]);
+    let filter = format!("label=io.stackctl.project={}", stage.t.project);
+    assert_eq!(
+        s.docker_ok(&["service", "ls", "-q", "--filter", &filter]),
+        ""
+    );
+    // the workers' agents remove their task containers right after the tasks go
+    for n in 0..3 {
+        poll(
+            &format!("no container of the stage on node {}", n + 1),
+            Duration::from_secs(15),
+            || {
+                let out = s.docker_on(n, &["ps", "-aq", "--filter", &filter]);
+                text(&out).trim().is_empty().then_some(())
+            },
+        );
+    }
+    assert_eq!(
+        s.docker_ok(&["network", "ls", "-q", "--filter", &filter]),
+        ""
+    );
+    // purge removes the rest: secrets, volumes
+    stage.ok(&["purge", "--yes"]);
+    assert_eq!(s.labelled(&stage.t.project), Vec::<String>::new());
+}
+
+#[test]
+fn what_cannot_exist_in_a_swarm_is_refused_before_anything_changes() {
+    let t = TestStack::new("swarm-refusals");
+    t.stack(
+        r#"engine:
+  host: unix:///nonexistent/docker.sock
+  mode: swarm
+services:
+  api:
+    image: api:1
+    volumes_from: [files]
+  web:
+    image: registry.example.com/shop/web:1
+    network_mode: "service:api"
+    deploy:
+      mode: global
+      placement:
+        constraints: [node.role == manager]
+      update_config:
+        order: start-first
+  worker:
+    build: ./worker
+data_containers:
+  files:
+    image: registry.example.com/shop/files:1
+"#,
+    );
+    let out = t.cmd().arg("up").output().expect("stackctl up");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let file = format!("stacks/{}.yml", t.stage);
+    for (at, what) in [
+        ("7:5", "`volumes_from` cannot be used in a Swarm"),
+        ("6:12", "image `api:1` names no registry"),
+        ("10:5", "`network_mode` cannot be used in a Swarm"),
+        ("18:5", "service `worker` is built but has no `image:`"),
+        ("19:1", "data containers cannot exist in a Swarm"),
+    ] {
+        assert!(said.contains(&format!("{file}:{at}: ")), "{at} in:\n{said}");
+        assert!(said.contains(what), "{what} in:\n{said}");
+    }
+    // Swarm's own keys are accepted there (no error about deploy.* above), and refused
+    // on one engine, where they mean nothing.
+    assert!(!said.contains("placement"), "{said}");
+    assert!(!said.contains("update_config"), "{said}");
+    assert!(!said.contains("deploy.mode"), "{said}");
+    assert!(!said.contains("nonexistent"), "nothing was reached: {said}");
+    t.stack(
+        r#"engine:
+  mode: single
+services:
+  web:
+    image: registry.example.com/shop/web:1
+    deploy:
+      placement:
+        constraints: [node.role == manager]
+"#,
+    );
+    let out = t.cmd().args(["config"]).output().expect("stackctl config");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("`engine: { mode: swarm }` deploys to a Swarm"),
+        "{said}"
+    );
+}
