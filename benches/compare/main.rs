@@ -5,6 +5,7 @@
 //! cargo bench --bench compare                      # 7 runs; stdin and data: 5 runs of 1 GiB
 //! cargo bench --bench compare -- --quick           # 1 run, 32 MiB, 2 MiB layers: checks the harness works
 //! cargo bench --bench compare -- --update BENCHMARKS.md   # also rewrite the results there
+//! cargo bench --bench compare -- --only ssh        # only the ssh phase (remote.rs)
 //! ```
 //!
 //! Cargo builds the `stackctl` binary with the release settings for a bench, and the harness
@@ -23,6 +24,15 @@ mod editloop;
 mod floor;
 mod process;
 mod registry;
+mod remote;
+
+/// What tests/support/lab.rs (the lab engine, shared with the ssh phase) needs from the test
+/// support: the busybox fixture, which `prepare` builds when it is missing.
+mod support {
+    pub fn busybox_image() -> &'static str {
+        super::IMAGE
+    }
+}
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -73,6 +83,10 @@ struct Options {
     data_mib: u64,
     /// Size of each registry image's own layer.
     layer_mib: u64,
+    /// Runs of the ssh phase (each tool: cold up, 3 no-op ups, down, purge).
+    ssh_runs: usize,
+    /// Only this phase (`ssh`), nothing else measured.
+    only: Option<String>,
     quick: bool,
     update: Option<PathBuf>,
     verbose: bool,
@@ -89,6 +103,8 @@ impl Options {
             stdin_mib: 1024,
             data_mib: 1024,
             layer_mib: 24,
+            ssh_runs: 3,
+            only: None,
             quick: false,
             update: None,
             verbose: false,
@@ -99,6 +115,7 @@ impl Options {
         let mut explicit_stdin_runs = None;
         let mut explicit_layer = None;
         let mut explicit_data = None;
+        let mut explicit_ssh_runs = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value =
@@ -122,11 +139,21 @@ impl Options {
                 "--layer-mib" => {
                     explicit_layer = Some(value("--layer-mib")?.parse().context("--layer-mib")?)
                 }
+                "--ssh-runs" => {
+                    explicit_ssh_runs = Some(value("--ssh-runs")?.parse().context("--ssh-runs")?)
+                }
+                "--only" => {
+                    let phase = value("--only")?;
+                    if phase != "ssh" {
+                        bail!("--only takes `ssh` (the one phase that runs alone)");
+                    }
+                    options.only = Some(phase);
+                }
                 "--update" => options.update = Some(PathBuf::from(value("--update")?)),
                 "--stackctl" => options.stackctl = PathBuf::from(value("--stackctl")?),
                 "--help" | "-h" => {
                     println!(
-                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--data-mib N] [--layer-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--verbose]"
+                        "usage: cargo bench --bench compare -- [--quick] [--runs N] [--stdin-runs N] [--stdin-mib N] [--data-mib N] [--layer-mib N] [--ssh-runs N] [--only ssh] [--update BENCHMARKS.md] [--stackctl PATH] [--verbose]"
                     );
                     std::process::exit(0);
                 }
@@ -140,7 +167,9 @@ impl Options {
             options.stdin_mib = 32;
             options.data_mib = 32;
             options.layer_mib = 2;
+            options.ssh_runs = 1;
         }
+        options.ssh_runs = explicit_ssh_runs.unwrap_or(options.ssh_runs).max(1);
         options.layer_mib = explicit_layer.unwrap_or(options.layer_mib).max(1);
         options.runs = explicit_runs.unwrap_or(options.runs).max(1);
         options.stdin_runs = explicit_stdin_runs
@@ -199,6 +228,10 @@ enum Step {
     EditLoop,
     /// No-op `up` with a 10 000-file build context (editloop.rs).
     NoopUpLargeContext,
+    /// The lifecycle steps on the lab engine over ssh (remote.rs).
+    SshColdUp,
+    SshNoopUp,
+    SshDown,
 }
 
 impl Step {
@@ -220,6 +253,9 @@ impl Step {
             Step::DataLoadZstd => "data load zstd",
             Step::EditLoop => "edit loop",
             Step::NoopUpLargeContext => "no-op up (10k ctx)",
+            Step::SshColdUp => "ssh cold up",
+            Step::SshNoopUp => "ssh no-op up",
+            Step::SshDown => "ssh down",
         }
     }
 }
@@ -236,6 +272,8 @@ struct Samples {
     data_rss: HashMap<Tool, Vec<i64>>,
     /// Bytes of the uncompressed and the zstd archive of the data phase (stackctl's).
     data_archive: Option<(u64, u64)>,
+    /// ssh logins per command of the ssh phase (fewest, most), per tool.
+    ssh_logins: HashMap<Tool, (usize, usize)>,
 }
 
 impl Samples {
@@ -514,6 +552,9 @@ fn prepare(bench: &mut Bench) -> Result<()> {
         _ => bail!("docker-compose (v1) is not installed; hint: apt-get install docker-compose"),
     }
     ensure_image()?;
+    if bench.options.only.is_some() {
+        return Ok(());
+    }
     write_stdin_file(&bench.stdin_file, bench.options.stdin_mib)?;
     for owned in &bench.owned {
         bench.runtime.block_on(remove_all(&owned.filters))?;
@@ -726,6 +767,14 @@ struct Report {
 
 fn measure(bench: &mut Bench) -> Result<Report> {
     let mut samples = Samples::default();
+    if bench.options.only.is_some() {
+        remote::phase(bench, &mut samples)?;
+        return Ok(Report {
+            samples,
+            stdin_bytes: bench.options.stdin_mib * 1024 * 1024,
+            noop_registry_requests: None,
+        });
+    }
     let tools = [Tool::Stackctl, Tool::Compose, Tool::Floor];
     for run in 0..bench.options.runs {
         eprintln!("run {}/{} (lifecycle)", run + 1, bench.options.runs);
@@ -740,6 +789,7 @@ fn measure(bench: &mut Bench) -> Result<Report> {
     data_phase(bench, &mut samples)?;
     let noop_registry_requests = registry_phase(bench, &mut samples)?;
     editloop::phase(bench, &mut samples)?;
+    remote::phase(bench, &mut samples)?;
     Ok(Report {
         samples,
         stdin_bytes: bench.options.stdin_mib * 1024 * 1024,
@@ -1469,7 +1519,11 @@ fn expect_state(bench: &Bench, tool: Tool, state: State) -> Result<()> {
         .context("owned")?
         .filters;
     let counts = bench.runtime.block_on(count_objects(filters))?;
-    let services = bench.floor.container_count();
+    check_state(tool, state, &counts, bench.floor.container_count())
+}
+
+/// `counts` are those of `state` for a stack of `services` containers.
+fn check_state(tool: Tool, state: State, counts: &Counts, services: usize) -> Result<()> {
     let ok = match state {
         State::Up => {
             counts.containers == services
@@ -1506,7 +1560,10 @@ fn label_filter(filters: &[String]) -> HashMap<&'static str, Vec<String>> {
 }
 
 async fn count_objects(filters: &[String]) -> Result<Counts> {
-    let docker = floor::connect()?;
+    count_objects_on(&floor::connect()?, filters).await
+}
+
+async fn count_objects_on(docker: &bollard::Docker, filters: &[String]) -> Result<Counts> {
     let filter = label_filter(filters);
     let containers = docker
         .list_containers(Some(
@@ -1714,7 +1771,7 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
     writeln!(out, "- Date: {date}")?;
     writeln!(
         out,
-        "- Runs: {} per step, medians (no-op up: {} samples per run); stdin: {} runs of {} MiB; data: {} runs of {} MiB; registry: {} images of {} MiB each way",
+        "- Runs: {} per step, medians (no-op up: {} samples per run); stdin: {} runs of {} MiB; data: {} runs of {} MiB; registry: {} images of {} MiB each way; ssh: {} runs",
         bench.options.runs,
         NOOP_REPEATS,
         bench.options.stdin_runs,
@@ -1722,7 +1779,8 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
         bench.options.stdin_runs,
         bench.options.data_mib,
         REGISTRY_IMAGES,
-        bench.options.layer_mib
+        bench.options.layer_mib,
+        bench.options.ssh_runs
     )?;
     writeln!(out, "- Reproduce: `{command}`")?;
     writeln!(out)?;
@@ -1922,6 +1980,7 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
         verdict(report.noop_registry_requests.map(|n| n == 0)),
     )?;
     editloop::rows(samples, &mut out)?;
+    remote::rows(samples, &mut out)?;
     writeln!(out)?;
     let n = |tool, step| samples.count(tool, step);
     writeln!(
