@@ -183,6 +183,15 @@ tasks:
         "{}",
         text(&version.stdout)
     );
+    // The engine's socket there is forwarded through the one ssh connection.
+    assert!(
+        text(&version.stdout).contains(&format!(
+            "via       one ssh connection, the engine's socket {}/docker.sock there forwarded through it",
+            lab::lab().dir.display()
+        )),
+        "{}",
+        text(&version.stdout)
+    );
 
     ok(&r.run(&["down"]), "down");
     assert!(r.node_containers().is_empty(), "{:?}", r.node_containers());
@@ -225,6 +234,58 @@ fn a_relative_bind_is_refused_on_a_remote_engine() {
         "{stderr}"
     );
     assert!(r.node_containers().is_empty());
+}
+
+#[test]
+fn an_sshd_that_refuses_forwarding_is_driven_through_dial_stdio() {
+    let r = Remote::new("dialstdio");
+    let image = busybox_image();
+    r.t.stack(&format!(
+        r#"
+engine:
+  host: ssh://root@${{LAB_ADDRESS}}:2222
+services:
+  api:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+tasks:
+  count:
+    image: {image}
+    command: [sh, -c, "wc -c; exit 4"]
+"#
+    ));
+    let version = r.run(&["-H", &lab::lab().url_no_forward, "version"]);
+    ok(&version, "version");
+    let stdout = text(&version.stdout);
+    assert!(
+        stdout.contains(&format!("at {}", lab::lab().url_no_forward)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("via       one ssh connection, a `docker system dial-stdio` session there per HTTP connection (forwarding"),
+        "{stdout}"
+    );
+
+    ok(&r.run(&["up"]), "up");
+    assert!(
+        r.node_containers().contains(&r.t.container("api")),
+        "{:?}",
+        r.node_containers()
+    );
+    // stdin streamed through a dial-stdio session, end of input passed on, exit code kept.
+    let input = r.t.path("input.bin");
+    std::fs::write(&input, vec![b'y'; 200_000]).unwrap();
+    let exec = r
+        .cmd()
+        .args(["exec", "count"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(exec.status.code(), Some(4), "{}", text(&exec.stderr));
+    assert_eq!(text(&exec.stdout).trim(), "200000");
+    ok(&r.run(&["down"]), "down");
+    assert!(r.node_containers().is_empty(), "{:?}", r.node_containers());
 }
 
 /// A stack whose `up` holds the lock for a while: its service turns healthy after `secs`.

@@ -25,15 +25,17 @@ mod editloop;
 mod floor;
 mod process;
 mod registry;
+mod remote;
 mod swarm;
 
-/// What the Swarm phase's lab (tests/support/swarm.rs) needs of the tests' support module.
+/// What the labs of the tests (tests/support/lab.rs for the ssh phase, tests/support/swarm.rs
+/// for the Swarm phase) need of the tests' support module: the busybox fixture, which
+/// `prepare` builds when it is missing.
 mod support {
     pub fn machine_ready() {}
 
-    /// The busybox fixture (tests/fixtures/base-images.sh builds it; `cargo test` too).
     pub fn busybox_image() -> &'static str {
-        "stackctl-fixture/busybox:latest"
+        super::IMAGE
     }
 }
 
@@ -86,6 +88,8 @@ struct Options {
     data_mib: u64,
     /// Size of each registry image's own layer.
     layer_mib: u64,
+    /// Runs of the ssh phase (each tool: cold up, 3 no-op ups, down, purge).
+    ssh_runs: usize,
     quick: bool,
     /// Run only the Swarm phase (swarm.rs).
     swarm: bool,
@@ -107,16 +111,19 @@ enum Phase {
     Registry,
     /// The edit loop and the no-op `up` with a 10 000-file context.
     EditLoop,
+    /// cold up, no-op up and down on an engine reached over ssh (remote.rs).
+    Ssh,
 }
 
 impl Phase {
-    const ALL: [Phase; 6] = [
+    const ALL: [Phase; 7] = [
         Phase::Lifecycle,
         Phase::Config,
         Phase::Stdin,
         Phase::Data,
         Phase::Registry,
         Phase::EditLoop,
+        Phase::Ssh,
     ];
 
     fn name(self) -> &'static str {
@@ -127,6 +134,7 @@ impl Phase {
             Phase::Data => "data",
             Phase::Registry => "registry",
             Phase::EditLoop => "editloop",
+            Phase::Ssh => "ssh",
         }
     }
 
@@ -164,6 +172,7 @@ impl Options {
             stdin_mib: 1024,
             data_mib: 1024,
             layer_mib: 24,
+            ssh_runs: 3,
             quick: false,
             swarm: false,
             update: None,
@@ -176,6 +185,7 @@ impl Options {
         let mut explicit_stdin_runs = None;
         let mut explicit_layer = None;
         let mut explicit_data = None;
+        let mut explicit_ssh_runs = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value =
@@ -200,12 +210,15 @@ impl Options {
                 "--layer-mib" => {
                     explicit_layer = Some(value("--layer-mib")?.parse().context("--layer-mib")?)
                 }
+                "--ssh-runs" => {
+                    explicit_ssh_runs = Some(value("--ssh-runs")?.parse().context("--ssh-runs")?)
+                }
                 "--update" => options.update = Some(PathBuf::from(value("--update")?)),
                 "--stackctl" => options.stackctl = PathBuf::from(value("--stackctl")?),
                 "--only" => options.phases = Phase::parse_list(&value("--only")?)?,
                 "--help" | "-h" => {
                     println!(
-                        "usage: cargo bench --bench compare -- [--quick] [--swarm] [--runs N] [--stdin-runs N] [--stdin-mib N] [--data-mib N] [--layer-mib N] [--update BENCHMARKS.md] [--stackctl PATH] [--only PHASE,…] [--verbose]\n  phases: lifecycle, config, stdin, data, registry, editloop (default: all)"
+                        "usage: cargo bench --bench compare -- [--quick] [--swarm] [--runs N] [--stdin-runs N] [--stdin-mib N] [--data-mib N] [--layer-mib N] [--ssh-runs N] [--update BENCHMARKS.md] [--stackctl PATH] [--only PHASE,…] [--verbose]\n  phases: lifecycle, config, stdin, data, registry, editloop, ssh (default: all)"
                     );
                     std::process::exit(0);
                 }
@@ -222,7 +235,9 @@ impl Options {
             options.stdin_mib = 32;
             options.data_mib = 32;
             options.layer_mib = 2;
+            options.ssh_runs = 1;
         }
+        options.ssh_runs = explicit_ssh_runs.unwrap_or(options.ssh_runs).max(1);
         options.layer_mib = explicit_layer.unwrap_or(options.layer_mib).max(1);
         options.runs = explicit_runs.unwrap_or(options.runs).max(1);
         options.stdin_runs = explicit_stdin_runs
@@ -281,6 +296,10 @@ enum Step {
     EditLoop,
     /// No-op `up` with a 10 000-file build context (editloop.rs).
     NoopUpLargeContext,
+    /// The lifecycle steps on the lab engine over ssh (remote.rs).
+    SshColdUp,
+    SshNoopUp,
+    SshDown,
 }
 
 impl Step {
@@ -302,6 +321,9 @@ impl Step {
             Step::DataLoadZstd => "data load zstd",
             Step::EditLoop => "edit loop",
             Step::NoopUpLargeContext => "no-op up (10k ctx)",
+            Step::SshColdUp => "ssh cold up",
+            Step::SshNoopUp => "ssh no-op up",
+            Step::SshDown => "ssh down",
         }
     }
 }
@@ -318,6 +340,8 @@ struct Samples {
     data_rss: HashMap<Tool, Vec<i64>>,
     /// Bytes of the uncompressed and the zstd archive of the data phase (stackctl's).
     data_archive: Option<(u64, u64)>,
+    /// ssh logins per command of the ssh phase (fewest, most), per tool.
+    ssh_logins: HashMap<Tool, (usize, usize)>,
 }
 
 impl Samples {
@@ -844,6 +868,9 @@ fn measure(bench: &mut Bench) -> Result<Report> {
     }
     if runs(Phase::EditLoop) {
         editloop::phase(bench, &mut samples)?;
+    }
+    if runs(Phase::Ssh) {
+        remote::phase(bench, &mut samples)?;
     }
     Ok(Report {
         samples,
@@ -1574,7 +1601,11 @@ fn expect_state(bench: &Bench, tool: Tool, state: State) -> Result<()> {
         .context("owned")?
         .filters;
     let counts = bench.runtime.block_on(count_objects(filters))?;
-    let services = bench.floor.container_count();
+    check_state(tool, state, &counts, bench.floor.container_count())
+}
+
+/// `counts` are those of `state` for a stack of `services` containers.
+fn check_state(tool: Tool, state: State, counts: &Counts, services: usize) -> Result<()> {
     let ok = match state {
         State::Up => {
             counts.containers == services
@@ -1611,7 +1642,10 @@ fn label_filter(filters: &[String]) -> HashMap<&'static str, Vec<String>> {
 }
 
 async fn count_objects(filters: &[String]) -> Result<Counts> {
-    let docker = floor::connect()?;
+    count_objects_on(&floor::connect()?, filters).await
+}
+
+async fn count_objects_on(docker: &bollard::Docker, filters: &[String]) -> Result<Counts> {
     let filter = label_filter(filters);
     let containers = docker
         .list_containers(Some(
@@ -1827,7 +1861,7 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
     writeln!(out, "- Date: {date}")?;
     writeln!(
         out,
-        "- Runs: {} per step, medians (no-op up: {} samples per run); stdin: {} runs of {} MiB; data: {} runs of {} MiB; registry: {} images of {} MiB each way",
+        "- Runs: {} per step, medians (no-op up: {} samples per run); stdin: {} runs of {} MiB; data: {} runs of {} MiB; registry: {} images of {} MiB each way; ssh: {} runs",
         bench.options.runs,
         NOOP_REPEATS,
         bench.options.stdin_runs,
@@ -1835,7 +1869,8 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
         bench.options.stdin_runs,
         bench.options.data_mib,
         REGISTRY_IMAGES,
-        bench.options.layer_mib
+        bench.options.layer_mib,
+        bench.options.ssh_runs
     )?;
     writeln!(out, "- Reproduce: `{command}`")?;
     writeln!(out)?;
@@ -2035,6 +2070,7 @@ fn render(bench: &Bench, report: &Report) -> Result<String> {
         verdict(report.noop_registry_requests.map(|n| n == 0)),
     )?;
     editloop::rows(samples, &mut out)?;
+    remote::rows(samples, &mut out)?;
     writeln!(out)?;
     let n = |tool, step| samples.count(tool, step);
     writeln!(

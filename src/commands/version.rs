@@ -25,6 +25,9 @@ struct Versions<'a> {
     stackctl: Client,
     /// Where the engine is (`unix:///var/run/docker.sock`, `tcp://…`).
     host: &'a str,
+    /// How an ssh engine is reached (the forwarded socket, or `dial-stdio` and why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transport: Option<String>,
     engine: Option<&'a EngineVersion>,
 }
 
@@ -39,22 +42,24 @@ pub async fn run(printer: &Printer) -> Result<i32> {
         Ok(engine) => engine
             .version()
             .await
-            .map(|v| (engine.address.clone(), v))
+            .map(|v| (engine.address.clone(), engine.transport(), v))
             .map_err(anyhow::Error::from),
         Err(err) => Err(err),
     };
-    let (host, found) = match &engine {
-        Ok((address, version)) => (address.clone(), Some(version)),
+    let (host, transport, found) = match &engine {
+        Ok((address, transport, version)) => (address.clone(), transport.clone(), Some(version)),
         Err(_) => (
             crate::engine::endpoint::resolve()
                 .map(|e| e.host)
                 .unwrap_or_else(|_| crate::engine::endpoint::LOCAL.to_string()),
+            None,
             None,
         ),
     };
     let versions = Versions {
         stackctl: client,
         host: &host,
+        transport,
         engine: found,
     };
     if printer.mode == Mode::Json {
@@ -92,6 +97,9 @@ fn text(v: &Versions) -> String {
                 e.cpus,
                 human_bytes(e.memory_bytes.max(0) as u64)
             ));
+            if let Some(transport) = &v.transport {
+                out.push_str(&format!("\nvia       {transport}"));
+            }
         }
         None => out.push_str(&format!("host      {} (not reachable)", v.host)),
     }

@@ -38,7 +38,7 @@ pub struct Engine {
     /// Where the engine is and what chose it.
     pub endpoint: endpoint::Endpoint,
     /// The ssh connection of an `ssh://` engine, closed when the last clone goes.
-    _ssh: Option<std::sync::Arc<ssh::SshSession>>,
+    ssh: Option<std::sync::Arc<ssh::SshSession>>,
 }
 
 /// The engine this process talks to, when it is not the local default: named in every
@@ -291,10 +291,22 @@ impl Engine {
                 .map_err(|e| unreachable(e.to_string(), default_hint.clone()))?
                 .with_timeout(call_timeout())
         };
-        let negotiated = tokio::select! {
-            negotiated = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()) => negotiated,
-            _ = crate::interrupt::wait() => return Err(crate::error::Interrupted.into()),
+        let negotiate = |docker: Docker| async move {
+            tokio::select! {
+                negotiated = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()) => Ok(negotiated),
+                _ = crate::interrupt::wait() => Err(crate::error::Interrupted),
+            }
         };
+        let mut negotiated = negotiate(docker.clone()).await?;
+        if let (Ok(Err(_)), Some(session)) = (&negotiated, &session) {
+            if let ssh::Route::Forward(socket) = session.route() {
+                // The forwarded socket carried nothing: dial-stdio, whose errors say why.
+                session.fall_back(format!(
+                    "forwarding {socket} gave no answer: the server may refuse it (AllowStreamLocalForwarding)"
+                ));
+                negotiated = negotiate(docker).await?;
+            }
+        }
         let docker = negotiated
             .map_err(|_| {
                 unreachable(
@@ -323,7 +335,19 @@ impl Engine {
             docker,
             address,
             endpoint,
-            _ssh: session,
+            ssh: session,
+        })
+    }
+
+    /// How an ssh engine is reached (`version` says it); None for any other engine.
+    pub fn transport(&self) -> Option<String> {
+        self.ssh.as_ref().map(|session| match session.route() {
+            ssh::Route::Forward(socket) => {
+                format!("one ssh connection, the engine's socket {socket} there forwarded through it")
+            }
+            ssh::Route::DialStdio(why) => format!(
+                "one ssh connection, a `docker system dial-stdio` session there per HTTP connection ({why})"
+            ),
         })
     }
 

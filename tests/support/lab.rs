@@ -20,6 +20,9 @@ pub struct Lab {
     pub address: String,
     /// `ssh://root@ADDRESS`
     pub url: String,
+    /// `ssh://root@ADDRESS:2222`: an sshd that refuses socket forwarding
+    /// (`AllowStreamLocalForwarding no`), so stackctl falls back to `docker system dial-stdio`.
+    pub url_no_forward: String,
     /// `unix://…/docker.sock` of the node, for checks from the test side.
     pub socket: String,
     /// The ssh config stackctl's ssh uses (`STACKCTL_SSH_CONFIG`): key, known hosts.
@@ -112,6 +115,18 @@ fn start() -> Lab {
         ],
         &dir.join("sshd.log"),
     );
+    spawn_forever(
+        "nsenter",
+        &[
+            &netns,
+            "/usr/sbin/sshd",
+            "-f",
+            &format!("{d}/sshd_noforward_config"),
+            "-D",
+            "-e",
+        ],
+        &dir.join("sshd-noforward.log"),
+    );
     let socket = format!("unix://{d}/docker.sock");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -152,26 +167,29 @@ fn start() -> Lab {
     // sshd listens once it logged its line; wait until an ssh login works.
     let ssh_config = dir.join("ssh_config");
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = Command::new("ssh")
-            .arg("-F")
-            .arg(&ssh_config)
-            .args([&format!("root@{address}"), "true"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            break;
+    for port in ["22", "2222"] {
+        loop {
+            let ok = Command::new("ssh")
+                .arg("-F")
+                .arg(&ssh_config)
+                .args(["-p", port, &format!("root@{address}"), "true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the lab's sshd on port {port} did not let us in within 30s: see {d}/sshd*.log"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the lab's sshd did not let us in within 30s: see {d}/sshd.log"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
     Lab {
         url: format!("ssh://root@{address}"),
+        url_no_forward: format!("ssh://root@{address}:2222"),
         id,
         dir,
         address,

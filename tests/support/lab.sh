@@ -1,7 +1,8 @@
 #!/bin/bash
 # A second Docker engine reachable only over ssh, for tests/remote.rs (see tests/support/lab.rs).
 #   lab.sh up ID OCTET     network namespace sclab-ID on bridge sclb-ID (10.231.OCTET.0/24),
-#                          dockerd + sshd in it; prints nothing, files under /tmp/stackctl-lab-ID
+#                          dockerd + sshd in it (port 22; port 2222 refuses socket forwarding);
+#                          prints nothing, files under /tmp/stackctl-lab-ID
 #   lab.sh down ID         stop and remove all of it (idempotent)
 # Processes are started by lab.rs (so they die with the test process); this script only
 # prepares the network and the files, and tears everything down.
@@ -13,7 +14,7 @@ down() {
   if [ -e "/var/run/netns/$ns" ]; then
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
   fi
-  for f in "$dir"/docker.pid "$dir"/sshd.pid; do
+  for f in "$dir"/docker.pid "$dir"/sshd.pid "$dir"/sshd-noforward.pid; do
     [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
   done
   # containerd and shims started by the node's dockerd live in the namespace (killed above);
@@ -68,6 +69,10 @@ SetEnv DOCKER_HOST=unix://$dir/docker.sock PATH=/usr/local/bin:/usr/bin:/bin:/us
 MaxSessions 100
 MaxStartups 100
 CONF
+  # A second sshd on port 2222 that refuses to forward sockets: the dial-stdio fallback.
+  sed -e 's/^Port 22$/Port 2222/' -e "s#^PidFile .*#PidFile $dir/sshd-noforward.pid#" \
+    "$dir/sshd_config" > "$dir/sshd_noforward_config"
+  echo 'AllowStreamLocalForwarding no' >> "$dir/sshd_noforward_config"
   cat > "$dir/ssh_config" <<CONF
 Host *
   IdentityFile $dir/id_ed25519
