@@ -445,6 +445,11 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let manager = manager_node(&engine, &loaded).await?;
     let timeout = Duration::from_secs(args.timeout);
     let deadline = Instant::now() + timeout;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(lock_stage(&engine, &loaded, timeout, &printer).await?)
+    };
     let progress = printer.progress();
     let result = converge(
         &engine, &loaded, &printer, &progress, &selected, &manager, args, deadline,
@@ -937,10 +942,28 @@ async fn remove_stage(
     Ok(services)
 }
 
+/// The stage's lock, as on one engine: a file lock here, and on a remote manager a lock
+/// kept on that engine, so two machines deploying one stage take turns.
+async fn lock_stage(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    timeout: Duration,
+    printer: &Printer,
+) -> Result<crate::lock::StageLock> {
+    crate::lock::acquire(engine, &loaded.project, &loaded.stage, timeout, printer).await
+}
+
 pub async fn down(ctx: &Context, args: &DownArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let engine = connect().await?;
     manager_node(&engine, &loaded).await?;
+    let _lock = lock_stage(
+        &engine,
+        &loaded,
+        Duration::from_secs(args.timeout),
+        &printer,
+    )
+    .await?;
     let progress = printer.progress();
     let deadline = Instant::now() + Duration::from_secs(args.timeout.max(30));
     let result = remove_stage(&engine, &loaded, &progress, deadline).await;
@@ -952,6 +975,13 @@ pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let engine = connect().await?;
     let manager = manager_node(&engine, &loaded).await?;
+    let _lock = lock_stage(
+        &engine,
+        &loaded,
+        Duration::from_secs(args.timeout),
+        &printer,
+    )
+    .await?;
     let progress = printer.progress();
     let deadline = Instant::now() + Duration::from_secs(args.timeout.max(30));
     // Where each volume's tasks ran, before the services go.
@@ -1137,6 +1167,13 @@ pub async fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<i32> {
     let wanted = check_services(&loaded, &args.services)?;
     let engine = connect().await?;
     manager_node(&engine, &loaded).await?;
+    let _lock = lock_stage(
+        &engine,
+        &loaded,
+        Duration::from_secs(args.timeout),
+        &printer,
+    )
+    .await?;
     let progress = printer.progress();
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let services: Vec<ServiceFound> = engine
