@@ -8,6 +8,11 @@
 //! exit (`atexit`), and labs left by test processes that are gone (killed) are swept at start.
 #![allow(dead_code)]
 
+// The benchmark harness includes both labs, so this file is a module of each.
+#[allow(clippy::duplicate_mod)]
+#[path = "daemon.rs"]
+mod daemon;
+use daemon::spawn_forever;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -196,39 +201,6 @@ fn start() -> Lab {
         socket,
         ssh_config,
     }
-}
-
-/// Start `program` from a thread that lives as long as the process: PR_SET_PDEATHSIG fires
-/// when the spawning *thread* ends, and test threads end early.
-fn spawn_forever(program: &str, args: &[&str], log: &Path) {
-    let program = program.to_string();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let log = log.to_path_buf();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::os::unix::process::CommandExt;
-        let log = std::fs::File::create(&log).expect("lab log");
-        let mut command = Command::new(&program);
-        command
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command.spawn().expect("start a lab daemon");
-        let _ = tx.send(());
-        let _child = child;
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv().expect("lab thread");
 }
 
 impl Lab {

@@ -10,6 +10,11 @@
 //! exit (`atexit`); swarms left by test processes that are gone (killed) are swept at start.
 #![allow(dead_code)]
 
+// The benchmark harness includes both labs, so this file is a module of each.
+#[allow(clippy::duplicate_mod)]
+#[path = "daemon.rs"]
+mod daemon;
+use daemon::spawn_forever;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -307,39 +312,6 @@ fn start_registry(dir: &Path, host: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Start `program` from a thread that lives as long as the process: PR_SET_PDEATHSIG fires
-/// when the spawning *thread* ends, and test threads end early. Returns its pid.
-fn spawn_forever(program: &str, args: &[&str], log: &Path) -> u32 {
-    let program = program.to_string();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let log = log.to_path_buf();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::os::unix::process::CommandExt;
-        let log = std::fs::File::create(&log).expect("lab log");
-        let mut command = Command::new(&program);
-        command
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command.spawn().expect("start a swarm lab daemon");
-        let _ = tx.send(child.id());
-        let _child = child;
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv().expect("swarm lab thread")
 }
 
 impl Swarm {
