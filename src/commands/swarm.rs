@@ -441,15 +441,10 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> Result<i32> {
                 .collect()
         }
     };
-    let engine = connect().await?;
-    let manager = manager_node(&engine, &loaded).await?;
     let timeout = Duration::from_secs(args.timeout);
+    let (engine, manager, _lock) =
+        reach_manager(&loaded, &printer, (!args.dry_run).then_some(timeout)).await?;
     let deadline = Instant::now() + timeout;
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(lock_stage(&engine, &loaded, timeout, &printer).await?)
-    };
     let progress = printer.progress();
     let result = converge(
         &engine, &loaded, &printer, &progress, &selected, &manager, args, deadline,
@@ -942,28 +937,29 @@ async fn remove_stage(
     Ok(services)
 }
 
-/// The stage's lock, as on one engine: a file lock here, and on a remote manager a lock
-/// kept on that engine, so two machines deploying one stage take turns.
-async fn lock_stage(
-    engine: &Engine,
+/// The engine, the manager node's ID, and (when `lock` gives how long to wait for it) the
+/// stage's lock as on one engine: a file lock here, and on a remote manager a lock kept on
+/// that engine, so two machines changing one stage take turns.
+async fn reach_manager(
     loaded: &LoadedStack,
-    timeout: Duration,
     printer: &Printer,
-) -> Result<crate::lock::StageLock> {
-    crate::lock::acquire(engine, &loaded.project, &loaded.stage, timeout, printer).await
+    lock: Option<Duration>,
+) -> Result<(Engine, String, Option<crate::lock::StageLock>)> {
+    let engine = connect().await?;
+    let manager = manager_node(&engine, loaded).await?;
+    let held = match lock {
+        Some(timeout) => Some(
+            crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, printer).await?,
+        ),
+        None => None,
+    };
+    Ok((engine, manager, held))
 }
 
 pub async fn down(ctx: &Context, args: &DownArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    let engine = connect().await?;
-    manager_node(&engine, &loaded).await?;
-    let _lock = lock_stage(
-        &engine,
-        &loaded,
-        Duration::from_secs(args.timeout),
-        &printer,
-    )
-    .await?;
+    let (engine, _, _lock) =
+        reach_manager(&loaded, &printer, Some(Duration::from_secs(args.timeout))).await?;
     let progress = printer.progress();
     let deadline = Instant::now() + Duration::from_secs(args.timeout.max(30));
     let result = remove_stage(&engine, &loaded, &progress, deadline).await;
@@ -973,15 +969,8 @@ pub async fn down(ctx: &Context, args: &DownArgs) -> Result<i32> {
 
 pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    let engine = connect().await?;
-    let manager = manager_node(&engine, &loaded).await?;
-    let _lock = lock_stage(
-        &engine,
-        &loaded,
-        Duration::from_secs(args.timeout),
-        &printer,
-    )
-    .await?;
+    let (engine, manager, _lock) =
+        reach_manager(&loaded, &printer, Some(Duration::from_secs(args.timeout))).await?;
     let progress = printer.progress();
     let deadline = Instant::now() + Duration::from_secs(args.timeout.max(30));
     // Where each volume's tasks ran, before the services go.
@@ -1165,15 +1154,8 @@ pub async fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<i32> {
         .into());
     }
     let wanted = check_services(&loaded, &args.services)?;
-    let engine = connect().await?;
-    manager_node(&engine, &loaded).await?;
-    let _lock = lock_stage(
-        &engine,
-        &loaded,
-        Duration::from_secs(args.timeout),
-        &printer,
-    )
-    .await?;
+    let (engine, _, _lock) =
+        reach_manager(&loaded, &printer, Some(Duration::from_secs(args.timeout))).await?;
     let progress = printer.progress();
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let services: Vec<ServiceFound> = engine
