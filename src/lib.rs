@@ -33,6 +33,10 @@ use crate::error::{exit, ExitWith, Interrupted, UsageError};
 pub fn run() -> i32 {
     // A Tab in a shell with dynamic completion: print the names and exit.
     complete::answer_if_asked();
+    // Started by `up` to watch a build context (engine::monitor).
+    if let Some(code) = engine::monitor::serve_if_asked() {
+        return code;
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

@@ -371,6 +371,9 @@ fn up_rebuilds_only_the_image_whose_context_changed_and_recreates_only_its_servi
         let out = t
             .cmd()
             .env("XDG_CACHE_HOME", &cache)
+            // With context monitors (off by default where CI is set): after the first `up`,
+            // a no-op `up` asks them instead of walking, and every edit must still be seen.
+            .env("STACKCTL_CONTEXT_MONITOR", "on")
             .args(args)
             .output()
             .expect("run stackctl");
@@ -418,4 +421,56 @@ fn up_rebuilds_only_the_image_whose_context_changed_and_recreates_only_its_servi
     let (code, stdout, stderr) = up(&["up", "--dry-run"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(!stdout.contains("build "), "{stdout}");
+
+    // A monitor watches each context, and remembers the digest with its token.
+    let monitors = |dir: &str| {
+        let pattern = format!("__monitor-context {}$", t.dir.join(dir).display());
+        pgrep(&pattern)
+    };
+    assert_eq!(monitors("api").len(), 1, "one monitor of api/");
+    assert!(
+        std::fs::read_dir(cache.join("stackctl/contexts"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".monitored")),
+        "a digest is remembered with the monitor's token"
+    );
+    // An edit after that is seen through the monitor, and so is a new directory's file.
+    t.write("worker/lib/util.py", "x = 1\n");
+    let (code, stdout, stderr) = up(&["up", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("(build context changed: worker/lib"),
+        "{stdout}"
+    );
+    // A monitor ends with its context.
+    std::fs::remove_dir_all(t.dir.join("worker")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !monitors("worker").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the monitor of worker/ is still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_dir_all(t.dir.join("api")).unwrap();
+    while !monitors("api").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the monitor of api/ is still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The PIDs of processes whose command line matches `pattern` (`pgrep -f`).
+fn pgrep(pattern: &str) -> Vec<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .expect("run pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

@@ -10,7 +10,6 @@ use super::{connect, load_stack, Context};
 use crate::apply::docker::DockerTarget;
 use crate::apply::{self, ApplyOptions, Target};
 use crate::cli::{PullArg, UpArgs};
-use crate::engine::context::scan_listing;
 use crate::engine::digest::{self, ContextDigest, Inputs};
 use crate::error::UsageError;
 use crate::observed::Observed;
@@ -191,19 +190,16 @@ async fn context_digests(loaded: &LoadedStack) -> Result<Vec<(String, PathBuf, C
         builds
             .into_iter()
             .filter_map(|build| {
-                let context = match &build.dockerfile_inline {
-                    Some(text) => crate::engine::context::scan_inline(
-                        &build.context,
-                        text.clone().into_bytes(),
-                    )
-                    .ok()?,
-                    None => scan_listing(&build.context, build.dockerfile.as_deref()).ok()?,
-                };
-                let inputs = Inputs {
-                    args: &build.args,
-                    target: build.target.as_deref(),
-                };
-                let digest = digest::digest(&context, &inputs).ok()?;
+                let digest = digest::of_build(&digest::BuildInputs {
+                    root: &build.context,
+                    dockerfile: build.dockerfile.as_deref(),
+                    dockerfile_inline: build.dockerfile_inline.as_deref(),
+                    inputs: Inputs {
+                        args: &build.args,
+                        target: build.target.as_deref(),
+                    },
+                })
+                .ok()?;
                 Some((build.tag, build.context, digest))
             })
             .collect()

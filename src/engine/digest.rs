@@ -48,6 +48,119 @@ pub struct Inputs<'a> {
     pub target: Option<&'a str>,
 }
 
+/// What a build's digest is computed from besides the context's files.
+pub struct BuildInputs<'a> {
+    pub root: &'a Path,
+    pub dockerfile: Option<&'a str>,
+    pub dockerfile_inline: Option<&'a str>,
+    pub inputs: Inputs<'a>,
+}
+
+/// The digest of a build's inputs as `up` needs it: from the context monitor's token when
+/// the monitor saw no change since the digest was last computed (no walk at all), else by
+/// walking the context (module docs of `monitor`).
+pub fn of_build(build: &BuildInputs<'_>) -> Result<ContextDigest, super::context::ContextError> {
+    let token = super::monitor::token(build.root);
+    let remembered_path = cache_dir().map(|dir| dir.join(format!("{}.monitored", key(build.root))));
+    // The inputs the monitor does not watch: args, target, the Dockerfile's name, an inline
+    // Dockerfile, and a Dockerfile outside the context (read: one file).
+    let others = token.and_then(|_| outside_inputs_key(build));
+    if let (Some(token), Some(others), Some(path)) = (token, &others, &remembered_path) {
+        if let Some(digest) = remembered_digest(path, token, others) {
+            return Ok(ContextDigest {
+                digest,
+                entries: None,
+            });
+        }
+    }
+    let context = match build.dockerfile_inline {
+        Some(text) => super::context::scan_inline(build.root, text.as_bytes().to_vec())?,
+        None => super::context::scan_listing(build.root, build.dockerfile)?,
+    };
+    let digest =
+        digest(&context, &build.inputs).map_err(|source| super::context::ContextError::Io {
+            path: build.root.to_path_buf(),
+            source,
+        })?;
+    if let (Some(token), Some(others), Some(path)) = (token, others, remembered_path) {
+        // After `digest` wrote its cache, so a remembered digest's entries can be found.
+        // One line per set of other inputs (builds sharing a context), all of this token.
+        let prefix = format!("{} {} ", token.instance, token.generation);
+        let mut text: String = fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.starts_with(&prefix))
+            .filter(|line| line.split_whitespace().nth(2) != Some(others.as_str()))
+            .take(7)
+            .map(|line| format!("{line}\n"))
+            .collect();
+        text.push_str(&format!("{prefix}{others} {}\n", digest.digest));
+        let _ = write_atomically(&path, text.as_bytes());
+    }
+    Ok(digest)
+}
+
+/// The digest remembered with `token` and these other inputs, if it was.
+fn remembered_digest(path: &Path, token: super::monitor::Token, others: &str) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let instance: u64 = words.next()?.parse().ok()?;
+        let generation: u64 = words.next()?.parse().ok()?;
+        let (key, digest) = (words.next()?, words.next()?);
+        (instance == token.instance
+            && generation == token.generation
+            && key == others
+            && digest.starts_with("sha256:")
+            && digest.len() == 71)
+            .then(|| digest.to_string())
+    })
+}
+
+/// The hash of a build's inputs outside the watched context. `None` when the Dockerfile
+/// outside the context cannot be read (the walk reports it).
+fn outside_inputs_key(build: &BuildInputs<'_>) -> Option<String> {
+    let mut hasher = Sha256::new();
+    let mut args: Vec<(&String, &String)> = build.inputs.args.iter().collect();
+    args.sort();
+    for (key, value) in args {
+        hasher.update(b"(arg)\0");
+        hasher.update(key.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.as_bytes());
+        hasher.update([0]);
+    }
+    if let Some(target) = build.inputs.target {
+        hasher.update(b"(target)\0");
+        hasher.update(target.as_bytes());
+        hasher.update([0]);
+    }
+    match build.dockerfile_inline {
+        Some(text) => {
+            hasher.update(b"(inline)\0");
+            hasher.update(text.as_bytes());
+        }
+        None => {
+            let name = build
+                .dockerfile
+                .filter(|d| !d.is_empty())
+                .unwrap_or("Dockerfile");
+            hasher.update(b"(dockerfile)\0");
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            let path = build.root.join(name);
+            let inside = path.strip_prefix(build.root).is_ok_and(|rel| {
+                let rel = super::context::clean(&rel.to_string_lossy());
+                rel != ".." && !rel.starts_with("../")
+            });
+            if !inside {
+                hasher.update(fs::read(&path).ok()?);
+            }
+        }
+    }
+    Some(hex(&hasher.finalize()))
+}
+
 /// The digest of `context` and `inputs`, with the file hashes cached (see the module docs).
 pub fn digest(context: &BuildContext, inputs: &Inputs<'_>) -> io::Result<ContextDigest> {
     digest_cached_in(cache_dir().as_deref(), context, inputs)
@@ -250,7 +363,7 @@ fn changed_entry_in(
     changed
 }
 
-fn cache_dir() -> Option<PathBuf> {
+pub(crate) fn cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
@@ -259,7 +372,7 @@ fn cache_dir() -> Option<PathBuf> {
 }
 
 /// The cache file's name for a context directory.
-fn key(root: &Path) -> String {
+pub(crate) fn key(root: &Path) -> String {
     hex(&Sha256::digest(root.to_string_lossy().as_bytes()))[..16].to_string()
 }
 

@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod hooks;
 pub mod images;
 pub mod lease;
+pub mod monitor;
 pub mod networks;
 pub mod observe;
 pub mod registry;
