@@ -296,6 +296,7 @@ enum Step {
     EditLoop,
     /// No-op `up` with a 10 000-file build context (editloop.rs).
     NoopUpLargeContext,
+    NoopUpLargeContextWalked,
     /// The lifecycle steps on the lab engine over ssh (remote.rs).
     SshColdUp,
     SshNoopUp,
@@ -321,6 +322,7 @@ impl Step {
             Step::DataLoadZstd => "data load zstd",
             Step::EditLoop => "edit loop",
             Step::NoopUpLargeContext => "no-op up (10k ctx)",
+            Step::NoopUpLargeContextWalked => "no-op up (10k ctx, walked)",
             Step::SshColdUp => "ssh cold up",
             Step::SshNoopUp => "ssh no-op up",
             Step::SshDown => "ssh down",
