@@ -34,6 +34,7 @@ pub fn run() -> i32 {
     // A Tab in a shell with dynamic completion: print the names and exit.
     complete::answer_if_asked();
     // Started by `up` to watch a build context (engine::monitor).
+    #[cfg(target_os = "linux")]
     if let Some(code) = engine::monitor::serve_if_asked() {
         return code;
     }

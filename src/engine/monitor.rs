@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[cfg(target_os = "linux")]
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
 use super::context::{context_ignore, Dockerignore};
@@ -100,7 +101,7 @@ pub fn socket_path(root: &Path) -> Option<PathBuf> {
 /// The token of the monitor of `root`, starting one when none answers. `None` when
 /// monitors are off, or none can be started or asked: then the context is walked.
 pub fn token(root: &Path) -> Option<Token> {
-    if !enabled() {
+    if !cfg!(target_os = "linux") || !enabled() {
         return None;
     }
     let path = socket_path(root)?;
@@ -147,6 +148,7 @@ fn start(root: &Path) -> Option<()> {
 
 /// Run as a monitor when the command line asks for it (before anything else parses it):
 /// returns the exit code then.
+#[cfg(target_os = "linux")]
 pub fn serve_if_asked() -> Option<i32> {
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() != Some(OsStr::new(ARG)) {
@@ -162,6 +164,7 @@ pub fn serve_if_asked() -> Option<i32> {
 /// Watch `root` and answer questions on the socket `path` until idle for `idle`, or until
 /// what is watched cannot be followed any more. Calls `ready` once it watches (or once it
 /// finds another monitor answering there).
+#[cfg(target_os = "linux")]
 pub fn serve(
     root: &Path,
     path: &Path,
@@ -192,6 +195,7 @@ pub fn serve(
 }
 
 /// Say `ready` to the `up` that started this monitor, and let go of standard output.
+#[cfg(target_os = "linux")]
 fn ready() -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(b"ready\n")?;
@@ -206,6 +210,7 @@ fn ready() -> io::Result<()> {
 }
 
 /// True on file systems whose changes made elsewhere inotify does not see.
+#[cfg(target_os = "linux")]
 fn shared_file_system(root: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(path) = std::ffi::CString::new(root.as_os_str().as_bytes()) else {
@@ -231,6 +236,7 @@ fn shared_file_system(root: &Path) -> bool {
 }
 
 /// The events that can change what a walk of the context sees.
+#[cfg(target_os = "linux")]
 fn watch_mask() -> WatchMask {
     WatchMask::MODIFY
         | WatchMask::ATTRIB
@@ -244,6 +250,7 @@ fn watch_mask() -> WatchMask {
         | WatchMask::DONT_FOLLOW
 }
 
+#[cfg(target_os = "linux")]
 struct Monitor {
     root: PathBuf,
     inotify: Inotify,
@@ -256,8 +263,10 @@ struct Monitor {
 }
 
 /// Why the monitor stops following its context.
+#[cfg(target_os = "linux")]
 struct Lost;
 
+#[cfg(target_os = "linux")]
 impl Monitor {
     fn new(root: &Path) -> io::Result<Monitor> {
         let ignore = context_ignore(root).map_err(io::Error::other)?;
@@ -449,6 +458,7 @@ impl Monitor {
     }
 }
 
+#[cfg(target_os = "linux")]
 #[cfg(test)]
 mod tests {
     use super::*;
