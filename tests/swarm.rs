@@ -99,6 +99,37 @@ impl Stage {
             })
             .collect()
     }
+
+    /// The images the tasks of a service wanted running run.
+    fn running_images(&self, name: &str) -> Vec<String> {
+        let ids = swarm().docker_ok(&[
+            "service",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            &self.service(name),
+        ]);
+        let mut args = vec!["inspect", "--format", "{{.Spec.ContainerSpec.Image}}"];
+        args.extend(ids.lines());
+        swarm()
+            .docker_ok(&args)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The states of every task of a service.
+    fn task_states(&self, name: &str) -> Vec<String> {
+        let ids = swarm().docker_ok(&["service", "ps", "-q", &self.service(name)]);
+        let mut args = vec!["inspect", "--format", "{{.Status.State}}"];
+        args.extend(ids.lines());
+        swarm()
+            .docker_ok(&args)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 fn stack(s: &Swarm, t: &TestStack, greeting: &str, api_tag: &str, db_port: u16) -> String {
@@ -140,11 +171,31 @@ services:
         mode: host
     deploy:
       endpoint_mode: dnsrr
+  agent:
+    image: {reg}/{project}/db:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; cat /etc/agent.conf > /state/conf; while :; do sleep 1; done"]
+    volumes: [state:/state]
+    configs:
+      - source: agent_conf
+        target: /etc/agent.conf
+    deploy:
+      mode: global
+      endpoint_mode: dnsrr
+  seed:
+    image: {reg}/{project}/db:1
+    command: ["sh", "-c", "echo seeded"]
+    deploy:
+      mode: replicated-job
+      replicas: 2
 volumes:
   data: {{}}
+  state: {{}}
 secrets:
   db_password:
     file: ./db_password.txt
+configs:
+  agent_conf:
+    file: ./agent.conf
 tasks:
   migrate:
     image: {busybox}
@@ -177,9 +228,14 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     let db_port = 20000 + (std::process::id() % 20000) as u16;
     t.write(
         "api/Dockerfile",
-        &format!("FROM {}\nCMD [\"httpd\", \"-f\"]\n", busybox_image()),
+        &format!(
+            "FROM {}\nCOPY version.txt /version.txt\nCMD [\"httpd\", \"-f\"]\n",
+            busybox_image()
+        ),
     );
+    t.write("api/version.txt", "1\n");
     t.write("db_password.txt", "s3cret-db-pw");
+    t.write("agent.conf", "agent-v1\n");
     s.push_image(
         &format!("{}/db", t.project),
         "1",
@@ -229,6 +285,28 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     });
     assert_eq!(pw, "s3cret-db-pw");
 
+    // a global service runs one task per node, each with its own node-local volume
+    assert!(out.contains("runs a task on every node"), "{out}");
+    let agent = stage.running_tasks("agent");
+    assert!(
+        agent.iter().all(|(_, state)| state == "running"),
+        "{agent:?}"
+    );
+    let mut nodes: Vec<&String> = agent.iter().map(|(n, _)| n).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!((agent.len(), nodes.len()), (3, 3), "{agent:?}");
+    assert_eq!(
+        stage.inspect("agent", "{{.Spec.TaskTemplate.Placement.Constraints}}"),
+        "[]"
+    );
+    // a replicated job runs to completion, and up waited for it
+    assert!(out.contains("2/2 complete"), "{out}");
+    assert_eq!(stage.task_states("seed"), ["complete", "complete"]);
+    // the config is mounted where the stack says
+    let out = stage.ok(&["exec", "agent", "--", "cat", "/etc/agent.conf"]);
+    assert!(out.contains("agent-v1"), "{out}");
+
     // ps lists the tasks per node; logs merges the service's tasks
     let out = stage.ok(&["ps"]);
     let api_rows: Vec<&str> = out.lines().filter(|l| l.contains(" api.")).collect();
@@ -246,19 +324,61 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     assert_eq!(out.matches("serving hello").count(), 3, "{out}");
 
     // a no-op up updates nothing
-    let versions = |stage: &Stage| {
-        (
-            stage.inspect("api", "{{.Version.Index}}"),
-            stage.inspect("db", "{{.Version.Index}}"),
-        )
+    let versions = |stage: &Stage, services: &[&str]| -> Vec<String> {
+        services
+            .iter()
+            .map(|s| stage.inspect(s, "{{.Version.Index}}"))
+            .collect()
     };
-    let before = versions(&stage);
+    let all = ["api", "db", "agent", "seed"];
+    let before = versions(&stage, &all);
     let out = stage.ok(&["up"]);
     assert!(!out.contains("updated"), "{out}");
-    assert_eq!(versions(&stage), before, "a no-op up changed a service");
+    assert_eq!(
+        versions(&stage, &all),
+        before,
+        "a no-op up changed a service"
+    );
     let out = stage.ok(&["up", "--dry-run"]);
-    assert!(out.contains("service api: unchanged"), "{out}");
-    assert!(out.contains("service db: unchanged"), "{out}");
+    for service in all {
+        assert!(
+            out.contains(&format!("service {service}: unchanged")),
+            "{out}"
+        );
+    }
+
+    // a file of api's build context changes: up rebuilds and pushes the image and rolls
+    // api, and only api, to its new digest
+    let old_image = stage.inspect("api", "{{.Spec.TaskTemplate.ContainerSpec.Image}}");
+    let others = ["db", "agent", "seed"];
+    let before = versions(&stage, &others);
+    stage.t.write("api/version.txt", "2\n");
+    let out = stage.ok(&["up", "--dry-run"]);
+    let reason = "build context changed: api/version.txt";
+    assert!(
+        out.contains(&format!(
+            "image {}/{}/api:1: build ({reason})",
+            s.registry, stage.t.project
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("service api: update (image rebuilt: {reason})")),
+        "{out}"
+    );
+    for service in others {
+        assert!(
+            out.contains(&format!("service {service}: unchanged")),
+            "{out}"
+        );
+    }
+    let out = stage.ok(&["up", "--timeout", "90"]);
+    assert!(out.contains("built"), "{out}");
+    let new_image = stage.inspect("api", "{{.Spec.TaskTemplate.ContainerSpec.Image}}");
+    assert!(new_image.contains("/api:1@sha256:"), "{new_image}");
+    assert_ne!(new_image, old_image, "api runs the rebuilt image");
+    assert_eq!(stage.running_images("api"), [new_image.as_str(); 3]);
+    assert_eq!(versions(&stage, &others), before, "only api rolled");
 
     // exec TASK streams stdin in and output out, on the manager, on the stage's network
     let input = stage.t.path("input.sql");
@@ -315,16 +435,26 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
         || (client_lines("ok hello") >= 5).then_some(()),
     );
     stage.t.stack(&stack(s, &stage.t, "bonjour", "1", db_port));
+    // and a changed config rolls the service that mounts it (agent)
+    stage.t.write("agent.conf", "agent-v2\n");
     let before_api = stage.inspect("api", "{{.Version.Index}}");
     let before_db = stage.inspect("db", "{{.Version.Index}}");
+    let before_agent = stage.inspect("agent", "{{.Version.Index}}");
     let out = stage.ok(&["up", "--timeout", "90"]);
     assert!(out.contains("updated"), "{out}");
+    assert!(
+        out.contains("no longer used"),
+        "the old config is removed: {out}"
+    );
     assert_ne!(stage.inspect("api", "{{.Version.Index}}"), before_api);
+    assert_ne!(stage.inspect("agent", "{{.Version.Index}}"), before_agent);
     assert_eq!(
         stage.inspect("db", "{{.Version.Index}}"),
         before_db,
         "db did not change"
     );
+    let out = stage.ok(&["exec", "agent", "--", "cat", "/etc/agent.conf"]);
+    assert!(out.contains("agent-v2"), "{out}");
     assert_eq!(
         stage.inspect("api", "{{.Spec.UpdateConfig.Order}}"),
         "start-first"
@@ -348,6 +478,26 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     assert!(out.contains("3/3 running"), "{out}");
     let env = stage.inspect("api", "{{.Spec.TaskTemplate.ContainerSpec.Env}}");
     assert!(env.contains("GREETING=hello"), "{env}");
+
+    // a tag pushed elsewhere: db stays on the digest it runs until `--pull always`
+    let db_image = stage.inspect("db", "{{.Spec.TaskTemplate.ContainerSpec.Image}}");
+    let db_version = stage.inspect("db", "{{.Version.Index}}");
+    s.push_image(
+        &format!("{}/db", stage.t.project),
+        "1",
+        &format!("FROM {}\nLABEL moved=1\n", busybox_image()),
+    );
+    let out = stage.ok(&["up", "--dry-run", "db"]);
+    assert!(out.contains("service db: unchanged"), "{out}");
+    stage.ok(&["up", "db"]);
+    assert_eq!(stage.inspect("db", "{{.Version.Index}}"), db_version);
+    let out = stage.ok(&["up", "--pull", "always", "--dry-run", "db"]);
+    assert!(out.contains("service db: update"), "{out}");
+    stage.ok(&["up", "--pull", "always", "db"]);
+    let moved = stage.inspect("db", "{{.Spec.TaskTemplate.ContainerSpec.Image}}");
+    assert!(moved.contains("/db:1@sha256:"), "{moved}");
+    assert_ne!(moved, db_image, "db follows the moved tag");
+    assert_eq!(stage.running_images("db"), [moved.as_str()]);
 
     // a broken image: the update fails, rolls back, and up exits 1 naming node and error
     stage.t.write(
@@ -379,29 +529,102 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     assert_eq!(stage.running_tasks("api").len(), 3);
 
     // down removes services, tasks and networks, and waits for them
-    stage.ok(&["down"]);
+    let out = stage.ok(&["down"]);
     let filter = format!("label=io.stackctl.project={}", stage.t.project);
     assert_eq!(
         s.docker_ok(&["service", "ls", "-q", "--filter", &filter]),
         ""
     );
-    // the workers' agents remove their task containers right after the tasks go
+    // the workers' agents remove their task containers right after the tasks go; but for
+    // the finished tasks of a removed job, which some engines keep (moby/moby#44312): then
+    // down names the nodes holding their containers
+    let seed = "label=io.stackctl.service=seed";
+    let mut kept_on: Vec<usize> = Vec::new();
     for n in 0..3 {
-        poll(
-            &format!("no container of the stage on node {}", n + 1),
+        let seeds = poll(
+            &format!("no container of the stage on node {} but seed's", n + 1),
             Duration::from_secs(15),
             || {
-                let out = s.docker_on(n, &["ps", "-aq", "--filter", &filter]);
-                text(&out).trim().is_empty().then_some(())
+                let all = text(&s.docker_on(n, &["ps", "-aq", "--filter", &filter]));
+                let seeds =
+                    text(&s.docker_on(n, &["ps", "-aq", "--filter", &filter, "--filter", seed]));
+                (all == seeds).then_some(seeds)
             },
         );
+        if !seeds.trim().is_empty() {
+            kept_on.push(n);
+        }
+    }
+    let kept_line = |out: &str| {
+        out.lines()
+            .find(|l| l.contains("keeps the finished tasks of job `seed`"))
+            .map(str::to_string)
+    };
+    if kept_on.is_empty() {
+        assert_eq!(kept_line(&out), None, "{out}");
+    } else {
+        let line = kept_line(&out).unwrap_or_else(|| panic!("seed's tasks named: {out}"));
+        for n in &kept_on {
+            assert!(
+                line.contains(&format!("{} (", s.nodes[*n].address)),
+                "{out}"
+            );
+        }
     }
     assert_eq!(
         s.docker_ok(&["network", "ls", "-q", "--filter", &filter]),
         ""
     );
-    // purge removes the rest: secrets, volumes
-    stage.ok(&["purge", "--yes"]);
+    // purge removes the rest: secrets, configs, the volumes (and kept containers) on the
+    // manager; and names the global agent's volumes on the workers, which it cannot reach
+    // (and seed's kept containers there)
+    let out = stage.ok(&["purge", "--yes"]);
+    let state = format!("{}-{}_state", stage.t.stage, stage.t.project);
+    let volume_line = out
+        .lines()
+        .find(|l| l.contains(&format!("volume `{state}` is node-local on ")))
+        .unwrap_or_else(|| panic!("the workers' volumes named: {out}"));
+    for node in &s.nodes[1..] {
+        assert!(
+            volume_line.contains(&format!("{} (", node.address)),
+            "{out}"
+        );
+    }
+    let kept_workers: Vec<usize> = kept_on.iter().copied().filter(|n| *n > 0).collect();
+    if !kept_workers.is_empty() {
+        let line = kept_line(&out).unwrap_or_else(|| panic!("seed's tasks named: {out}"));
+        for n in &kept_workers {
+            assert!(
+                line.contains(&format!("{} (", s.nodes[*n].address)),
+                "{out}"
+            );
+        }
+    }
+    let mut expected: Vec<String> = Vec::new();
+    for n in 1..3 {
+        if kept_workers.contains(&n) {
+            expected.push(format!("node {} ps", n + 1));
+        }
+        expected.push(format!("node {} volume", n + 1));
+    }
+    let left: Vec<String> = s
+        .labelled(&stage.t.project)
+        .iter()
+        .map(|l| {
+            l.rsplit_once(' ')
+                .map_or(l.clone(), |(kind, _)| kind.to_string())
+        })
+        .collect();
+    let mut dedup = left.clone();
+    dedup.dedup();
+    assert_eq!(dedup, expected, "{left:?}");
+    for n in 1..3 {
+        let out = s.docker_on(n, &["ps", "-aq", "--filter", &filter]);
+        for id in text(&out).lines() {
+            s.docker_on(n, &["rm", "-f", id]);
+        }
+        s.docker_on(n, &["volume", "rm", &state]);
+    }
     assert_eq!(s.labelled(&stage.t.project), Vec::<String>::new());
 }
 
@@ -470,4 +693,30 @@ services:
         said.contains("`engine: { mode: swarm }` deploys to a Swarm"),
         "{said}"
     );
+
+    // `up --watch` and `watch` need one engine: refused before the manager is reached
+    t.stack(
+        r#"engine:
+  host: unix:///nonexistent/docker.sock
+  mode: swarm
+services:
+  web:
+    image: registry.example.com/shop/web:1
+    develop:
+      watch:
+        - path: ./web
+          action: sync
+          target: /app
+"#,
+    );
+    for args in [&["up", "--watch"][..], &["watch"][..]] {
+        let out = t.cmd().args(args).output().expect("stackctl");
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!("`{}` needs a single engine", args.join(" "))),
+            "{said}"
+        );
+        assert!(!said.contains("nonexistent"), "nothing was reached: {said}");
+    }
 }
