@@ -8,7 +8,13 @@ mod support;
 #[path = "support/swarm.rs"]
 mod swarm_lab;
 
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use support::{busybox_image, TestStack};
@@ -132,6 +138,126 @@ impl Stage {
     }
 }
 
+/// What the [`Balancer`] saw.
+#[derive(Debug, Default)]
+struct Tally {
+    /// `ADDRESS BODY` → answers.
+    answers: BTreeMap<String, usize>,
+    /// Connections refused (a node where nothing listens: its task stops or starts).
+    refused: usize,
+    /// Requests that failed once a node accepted them, or that no node accepted.
+    failed: Vec<String>,
+}
+
+/// A client in front of the nodes' published ports, as a load balancer with health checks
+/// is: each request goes to the next node in turn, and when a node refuses the connection
+/// (no task listens there now) it moves on to the next node. A request whose connection was
+/// accepted counts as failed unless it comes back whole, `200` with a body; so does a node
+/// that cannot be reached at all, or a request that every node refuses.
+struct Balancer {
+    tally: Arc<Mutex<Tally>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Balancer {
+    fn start(nodes: Vec<String>, port: u16) -> Balancer {
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (tally, stop) = (tally.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut next = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut outcome = Err("every node refused the connection".to_string());
+                    for _ in 0..nodes.len() {
+                        let node = &nodes[next % nodes.len()];
+                        next += 1;
+                        match Self::get(node, port) {
+                            Ok(Some(body)) => {
+                                outcome = Ok(format!("{node} {body}"));
+                                break;
+                            }
+                            Ok(None) => tally.lock().unwrap().refused += 1,
+                            Err(e) => {
+                                outcome = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    let mut tally = tally.lock().unwrap();
+                    match outcome {
+                        Ok(answer) => *tally.answers.entry(answer).or_default() += 1,
+                        Err(e) => tally.failed.push(e),
+                    }
+                    drop(tally);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        Balancer {
+            tally,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// One request: the body, `None` when the node refused the connection.
+    fn get(node: &str, port: u16) -> Result<Option<String>, String> {
+        let address: SocketAddr = format!("{node}:{port}").parse().expect("address");
+        let mut stream = match TcpStream::connect_timeout(&address, Duration::from_secs(2)) {
+            Ok(stream) => stream,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(None),
+            Err(e) => return Err(format!("{address}: connect: {e}")),
+        };
+        let timeout = Some(Duration::from_secs(3));
+        let _ = stream.set_read_timeout(timeout);
+        let _ = stream.set_write_timeout(timeout);
+        let mut response = String::new();
+        stream
+            .write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .and_then(|()| stream.read_to_string(&mut response))
+            .map_err(|e| format!("{address}: accepted, then {e}"))?;
+        let status = response.lines().next().unwrap_or("").to_string();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.trim().to_string())
+            .unwrap_or_default();
+        if status.split(' ').nth(1) != Some("200") || body.is_empty() {
+            return Err(format!("{address}: accepted, then {status:?} {body:?}"));
+        }
+        Ok(Some(body))
+    }
+
+    /// Answers with `body` from each of `nodes`.
+    fn answered(&self, nodes: &[String], body: &str) -> bool {
+        let tally = self.tally.lock().unwrap();
+        nodes.iter().all(|n| {
+            tally
+                .answers
+                .get(&format!("{n} {body}"))
+                .is_some_and(|c| *c >= 3)
+        })
+    }
+
+    fn finish(mut self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        std::mem::take(&mut *self.tally.lock().unwrap())
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn stack(s: &Swarm, t: &TestStack, greeting: &str, api_tag: &str, db_port: u16) -> String {
     format!(
         r#"engine:
@@ -151,6 +277,10 @@ services:
       retries: 3
     depends_on:
       db: {{ condition: service_started }}
+    ports:
+      - target: 8080
+        published: {api_port}
+        mode: host
     deploy:
       replicas: 3
       endpoint_mode: dnsrr
@@ -205,6 +335,7 @@ tasks:
         reg = s.registry,
         project = t.project,
         busybox = busybox_image(),
+        api_port = db_port + 1,
     )
 }
 
@@ -406,7 +537,13 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     let out = stage.ok(&["exec", "db", "--", "cat", "/data/pw"]);
     assert!(out.contains("s3cret-db-pw"), "{out}");
 
-    // a changed env rolls api start-first while a client loop on the overlay sees no failure
+    // a changed env rolls api while two client loops see no failed request: one on the
+    // overlay (by the service's name), and one in front of the nodes' published ports that
+    // moves on to the next node when one refuses the connection, as a load balancer does.
+    // api publishes its port on each node (`mode: host`), so a new task cannot start on a
+    // node before the old one is gone: api updates stop-first.
+    let addresses: Vec<String> = s.nodes.iter().map(|n| n.address.clone()).collect();
+    let balancer = Balancer::start(addresses.clone(), db_port + 1);
     let network = format!("{}-{}_default", stage.t.stage, stage.t.project);
     let client = format!("{}-client", stage.t.stage);
     s.docker_ok(&[
@@ -434,6 +571,11 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
         Duration::from_secs(20),
         || (client_lines("ok hello") >= 5).then_some(()),
     );
+    poll(
+        "the balancer's first answers from every node",
+        Duration::from_secs(20),
+        || balancer.answered(&addresses, "hello").then_some(()),
+    );
     stage.t.stack(&stack(s, &stage.t, "bonjour", "1", db_port));
     // and a changed config rolls the service that mounts it (agent)
     stage.t.write("agent.conf", "agent-v2\n");
@@ -457,12 +599,28 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     assert!(out.contains("agent-v2"), "{out}");
     assert_eq!(
         stage.inspect("api", "{{.Spec.UpdateConfig.Order}}"),
-        "start-first"
+        "stop-first"
     );
     poll(
         "the client's answers from the new spec",
         Duration::from_secs(20),
         || (client_lines("ok bonjour") >= 5).then_some(()),
+    );
+    poll(
+        "the balancer's answers from the new spec on every node",
+        Duration::from_secs(20),
+        || balancer.answered(&addresses, "bonjour").then_some(()),
+    );
+    let tally = balancer.finish();
+    eprintln!(
+        "balancer: {} answers, {} connections refused, {} failed",
+        tally.answers.values().sum::<usize>(),
+        tally.refused,
+        tally.failed.len()
+    );
+    assert!(
+        tally.failed.is_empty(),
+        "failed requests through the published ports during the update: {tally:#?}"
     );
     let logs = text(&s.docker(&["logs", &client]));
     assert_eq!(

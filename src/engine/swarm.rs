@@ -281,8 +281,9 @@ pub struct BuiltSpec {
     pub hash: String,
 }
 
-/// The engine's spec for `want`; updates of a service without volumes start the new task
-/// before stopping the old one (`start-first`) unless `update_config.order` says otherwise.
+/// The engine's spec for `want`; updates of a service without volumes or host-mode
+/// published ports start the new task before stopping the old one (`start-first`) unless
+/// `update_config.order` says otherwise.
 pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
     let job = want.mode.ends_with("-job");
     let mounts = want
@@ -486,7 +487,13 @@ pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
             ..Default::default()
         },
     };
-    let order = if has_volumes {
+    // Two tasks cannot share a volume, nor hold one node's host-mode published port: a new
+    // task could not start beside the old one (with a task on every node, nowhere).
+    let host_ports = want
+        .ports
+        .iter()
+        .any(|p| p.host_mode && p.published.is_some());
+    let order = if has_volumes || host_ports {
         "stop-first"
     } else {
         "start-first"
