@@ -8,7 +8,13 @@ mod support;
 #[path = "support/swarm.rs"]
 mod swarm_lab;
 
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use support::{busybox_image, TestStack};
@@ -99,6 +105,157 @@ impl Stage {
             })
             .collect()
     }
+
+    /// The images the tasks of a service wanted running run.
+    fn running_images(&self, name: &str) -> Vec<String> {
+        let ids = swarm().docker_ok(&[
+            "service",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            &self.service(name),
+        ]);
+        let mut args = vec!["inspect", "--format", "{{.Spec.ContainerSpec.Image}}"];
+        args.extend(ids.lines());
+        swarm()
+            .docker_ok(&args)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The states of every task of a service.
+    fn task_states(&self, name: &str) -> Vec<String> {
+        let ids = swarm().docker_ok(&["service", "ps", "-q", &self.service(name)]);
+        let mut args = vec!["inspect", "--format", "{{.Status.State}}"];
+        args.extend(ids.lines());
+        swarm()
+            .docker_ok(&args)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// What the [`Balancer`] saw.
+#[derive(Debug, Default)]
+struct Tally {
+    /// `ADDRESS BODY` → answers.
+    answers: BTreeMap<String, usize>,
+    /// Connections refused (a node where nothing listens: its task stops or starts).
+    refused: usize,
+    /// Requests that failed once a node accepted them, or that no node accepted.
+    failed: Vec<String>,
+}
+
+/// A client in front of the nodes' published ports, as a load balancer with health checks
+/// is: each request goes to the next node in turn, and when a node refuses the connection
+/// (no task listens there now) it moves on to the next node. A request whose connection was
+/// accepted counts as failed unless it comes back whole, `200` with a body; so does a node
+/// that cannot be reached at all, or a request that every node refuses.
+struct Balancer {
+    tally: Arc<Mutex<Tally>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Balancer {
+    fn start(nodes: Vec<String>, port: u16) -> Balancer {
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (tally, stop) = (tally.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut next = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut outcome = Err("every node refused the connection".to_string());
+                    for _ in 0..nodes.len() {
+                        let node = &nodes[next % nodes.len()];
+                        next += 1;
+                        match Self::get(node, port) {
+                            Ok(Some(body)) => {
+                                outcome = Ok(format!("{node} {body}"));
+                                break;
+                            }
+                            Ok(None) => tally.lock().unwrap().refused += 1,
+                            Err(e) => {
+                                outcome = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    let mut tally = tally.lock().unwrap();
+                    match outcome {
+                        Ok(answer) => *tally.answers.entry(answer).or_default() += 1,
+                        Err(e) => tally.failed.push(e),
+                    }
+                    drop(tally);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        Balancer {
+            tally,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// One request: the body, `None` when the node refused the connection.
+    fn get(node: &str, port: u16) -> Result<Option<String>, String> {
+        let address: SocketAddr = format!("{node}:{port}").parse().expect("address");
+        let mut stream = match TcpStream::connect_timeout(&address, Duration::from_secs(2)) {
+            Ok(stream) => stream,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(None),
+            Err(e) => return Err(format!("{address}: connect: {e}")),
+        };
+        let timeout = Some(Duration::from_secs(3));
+        let _ = stream.set_read_timeout(timeout);
+        let _ = stream.set_write_timeout(timeout);
+        let mut response = String::new();
+        stream
+            .write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .and_then(|()| stream.read_to_string(&mut response))
+            .map_err(|e| format!("{address}: accepted, then {e}"))?;
+        let status = response.lines().next().unwrap_or("").to_string();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.trim().to_string())
+            .unwrap_or_default();
+        if status.split(' ').nth(1) != Some("200") || body.is_empty() {
+            return Err(format!("{address}: accepted, then {status:?} {body:?}"));
+        }
+        Ok(Some(body))
+    }
+
+    /// Answers with `body` from each of `nodes`.
+    fn answered(&self, nodes: &[String], body: &str) -> bool {
+        let tally = self.tally.lock().unwrap();
+        nodes.iter().all(|n| {
+            tally
+                .answers
+                .get(&format!("{n} {body}"))
+                .is_some_and(|c| *c >= 3)
+        })
+    }
+
+    fn finish(mut self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        std::mem::take(&mut *self.tally.lock().unwrap())
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn stack(s: &Swarm, t: &TestStack, greeting: &str, api_tag: &str, db_port: u16) -> String {
@@ -120,6 +277,10 @@ services:
       retries: 3
     depends_on:
       db: {{ condition: service_started }}
+    ports:
+      - target: 8080
+        published: {api_port}
+        mode: host
     deploy:
       replicas: 3
       endpoint_mode: dnsrr
@@ -140,11 +301,31 @@ services:
         mode: host
     deploy:
       endpoint_mode: dnsrr
+  agent:
+    image: {reg}/{project}/db:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; cat /etc/agent.conf > /state/conf; while :; do sleep 1; done"]
+    volumes: [state:/state]
+    configs:
+      - source: agent_conf
+        target: /etc/agent.conf
+    deploy:
+      mode: global
+      endpoint_mode: dnsrr
+  seed:
+    image: {reg}/{project}/db:1
+    command: ["sh", "-c", "echo seeded"]
+    deploy:
+      mode: replicated-job
+      replicas: 2
 volumes:
   data: {{}}
+  state: {{}}
 secrets:
   db_password:
     file: ./db_password.txt
+configs:
+  agent_conf:
+    file: ./agent.conf
 tasks:
   migrate:
     image: {busybox}
@@ -154,6 +335,7 @@ tasks:
         reg = s.registry,
         project = t.project,
         busybox = busybox_image(),
+        api_port = db_port + 1,
     )
 }
 
@@ -177,9 +359,14 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     let db_port = 20000 + (std::process::id() % 20000) as u16;
     t.write(
         "api/Dockerfile",
-        &format!("FROM {}\nCMD [\"httpd\", \"-f\"]\n", busybox_image()),
+        &format!(
+            "FROM {}\nCOPY version.txt /version.txt\nCMD [\"httpd\", \"-f\"]\n",
+            busybox_image()
+        ),
     );
+    t.write("api/version.txt", "1\n");
     t.write("db_password.txt", "s3cret-db-pw");
+    t.write("agent.conf", "agent-v1\n");
     s.push_image(
         &format!("{}/db", t.project),
         "1",
@@ -229,6 +416,28 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     });
     assert_eq!(pw, "s3cret-db-pw");
 
+    // a global service runs one task per node, each with its own node-local volume
+    assert!(out.contains("runs a task on every node"), "{out}");
+    let agent = stage.running_tasks("agent");
+    assert!(
+        agent.iter().all(|(_, state)| state == "running"),
+        "{agent:?}"
+    );
+    let mut nodes: Vec<&String> = agent.iter().map(|(n, _)| n).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!((agent.len(), nodes.len()), (3, 3), "{agent:?}");
+    assert_eq!(
+        stage.inspect("agent", "{{.Spec.TaskTemplate.Placement.Constraints}}"),
+        "[]"
+    );
+    // a replicated job runs to completion, and up waited for it
+    assert!(out.contains("2/2 complete"), "{out}");
+    assert_eq!(stage.task_states("seed"), ["complete", "complete"]);
+    // the config is mounted where the stack says
+    let out = stage.ok(&["exec", "agent", "--", "cat", "/etc/agent.conf"]);
+    assert!(out.contains("agent-v1"), "{out}");
+
     // ps lists the tasks per node; logs merges the service's tasks
     let out = stage.ok(&["ps"]);
     let api_rows: Vec<&str> = out.lines().filter(|l| l.contains(" api.")).collect();
@@ -246,19 +455,61 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     assert_eq!(out.matches("serving hello").count(), 3, "{out}");
 
     // a no-op up updates nothing
-    let versions = |stage: &Stage| {
-        (
-            stage.inspect("api", "{{.Version.Index}}"),
-            stage.inspect("db", "{{.Version.Index}}"),
-        )
+    let versions = |stage: &Stage, services: &[&str]| -> Vec<String> {
+        services
+            .iter()
+            .map(|s| stage.inspect(s, "{{.Version.Index}}"))
+            .collect()
     };
-    let before = versions(&stage);
+    let all = ["api", "db", "agent", "seed"];
+    let before = versions(&stage, &all);
     let out = stage.ok(&["up"]);
     assert!(!out.contains("updated"), "{out}");
-    assert_eq!(versions(&stage), before, "a no-op up changed a service");
+    assert_eq!(
+        versions(&stage, &all),
+        before,
+        "a no-op up changed a service"
+    );
     let out = stage.ok(&["up", "--dry-run"]);
-    assert!(out.contains("service api: unchanged"), "{out}");
-    assert!(out.contains("service db: unchanged"), "{out}");
+    for service in all {
+        assert!(
+            out.contains(&format!("service {service}: unchanged")),
+            "{out}"
+        );
+    }
+
+    // a file of api's build context changes: up rebuilds and pushes the image and rolls
+    // api, and only api, to its new digest
+    let old_image = stage.inspect("api", "{{.Spec.TaskTemplate.ContainerSpec.Image}}");
+    let others = ["db", "agent", "seed"];
+    let before = versions(&stage, &others);
+    stage.t.write("api/version.txt", "2\n");
+    let out = stage.ok(&["up", "--dry-run"]);
+    let reason = "build context changed: api/version.txt";
+    assert!(
+        out.contains(&format!(
+            "image {}/{}/api:1: build ({reason})",
+            s.registry, stage.t.project
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("service api: update (image rebuilt: {reason})")),
+        "{out}"
+    );
+    for service in others {
+        assert!(
+            out.contains(&format!("service {service}: unchanged")),
+            "{out}"
+        );
+    }
+    let out = stage.ok(&["up", "--timeout", "90"]);
+    assert!(out.contains("built"), "{out}");
+    let new_image = stage.inspect("api", "{{.Spec.TaskTemplate.ContainerSpec.Image}}");
+    assert!(new_image.contains("/api:1@sha256:"), "{new_image}");
+    assert_ne!(new_image, old_image, "api runs the rebuilt image");
+    assert_eq!(stage.running_images("api"), [new_image.as_str(); 3]);
+    assert_eq!(versions(&stage, &others), before, "only api rolled");
 
     // exec TASK streams stdin in and output out, on the manager, on the stage's network
     let input = stage.t.path("input.sql");
@@ -286,7 +537,13 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     let out = stage.ok(&["exec", "db", "--", "cat", "/data/pw"]);
     assert!(out.contains("s3cret-db-pw"), "{out}");
 
-    // a changed env rolls api start-first while a client loop on the overlay sees no failure
+    // a changed env rolls api while two client loops see no failed request: one on the
+    // overlay (by the service's name), and one in front of the nodes' published ports that
+    // moves on to the next node when one refuses the connection, as a load balancer does.
+    // api publishes its port on each node (`mode: host`), so a new task cannot start on a
+    // node before the old one is gone: api updates stop-first.
+    let addresses: Vec<String> = s.nodes.iter().map(|n| n.address.clone()).collect();
+    let balancer = Balancer::start(addresses.clone(), db_port + 1);
     let network = format!("{}-{}_default", stage.t.stage, stage.t.project);
     let client = format!("{}-client", stage.t.stage);
     s.docker_ok(&[
@@ -314,25 +571,56 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
         Duration::from_secs(20),
         || (client_lines("ok hello") >= 5).then_some(()),
     );
+    poll(
+        "the balancer's first answers from every node",
+        Duration::from_secs(20),
+        || balancer.answered(&addresses, "hello").then_some(()),
+    );
     stage.t.stack(&stack(s, &stage.t, "bonjour", "1", db_port));
+    // and a changed config rolls the service that mounts it (agent)
+    stage.t.write("agent.conf", "agent-v2\n");
     let before_api = stage.inspect("api", "{{.Version.Index}}");
     let before_db = stage.inspect("db", "{{.Version.Index}}");
+    let before_agent = stage.inspect("agent", "{{.Version.Index}}");
     let out = stage.ok(&["up", "--timeout", "90"]);
     assert!(out.contains("updated"), "{out}");
+    assert!(
+        out.contains("no longer used"),
+        "the old config is removed: {out}"
+    );
     assert_ne!(stage.inspect("api", "{{.Version.Index}}"), before_api);
+    assert_ne!(stage.inspect("agent", "{{.Version.Index}}"), before_agent);
     assert_eq!(
         stage.inspect("db", "{{.Version.Index}}"),
         before_db,
         "db did not change"
     );
+    let out = stage.ok(&["exec", "agent", "--", "cat", "/etc/agent.conf"]);
+    assert!(out.contains("agent-v2"), "{out}");
     assert_eq!(
         stage.inspect("api", "{{.Spec.UpdateConfig.Order}}"),
-        "start-first"
+        "stop-first"
     );
     poll(
         "the client's answers from the new spec",
         Duration::from_secs(20),
         || (client_lines("ok bonjour") >= 5).then_some(()),
+    );
+    poll(
+        "the balancer's answers from the new spec on every node",
+        Duration::from_secs(20),
+        || balancer.answered(&addresses, "bonjour").then_some(()),
+    );
+    let tally = balancer.finish();
+    eprintln!(
+        "balancer: {} answers, {} connections refused, {} failed",
+        tally.answers.values().sum::<usize>(),
+        tally.refused,
+        tally.failed.len()
+    );
+    assert!(
+        tally.failed.is_empty(),
+        "failed requests through the published ports during the update: {tally:#?}"
     );
     let logs = text(&s.docker(&["logs", &client]));
     assert_eq!(
@@ -348,6 +636,26 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     assert!(out.contains("3/3 running"), "{out}");
     let env = stage.inspect("api", "{{.Spec.TaskTemplate.ContainerSpec.Env}}");
     assert!(env.contains("GREETING=hello"), "{env}");
+
+    // a tag pushed elsewhere: db stays on the digest it runs until `--pull always`
+    let db_image = stage.inspect("db", "{{.Spec.TaskTemplate.ContainerSpec.Image}}");
+    let db_version = stage.inspect("db", "{{.Version.Index}}");
+    s.push_image(
+        &format!("{}/db", stage.t.project),
+        "1",
+        &format!("FROM {}\nLABEL moved=1\n", busybox_image()),
+    );
+    let out = stage.ok(&["up", "--dry-run", "db"]);
+    assert!(out.contains("service db: unchanged"), "{out}");
+    stage.ok(&["up", "db"]);
+    assert_eq!(stage.inspect("db", "{{.Version.Index}}"), db_version);
+    let out = stage.ok(&["up", "--pull", "always", "--dry-run", "db"]);
+    assert!(out.contains("service db: update"), "{out}");
+    stage.ok(&["up", "--pull", "always", "db"]);
+    let moved = stage.inspect("db", "{{.Spec.TaskTemplate.ContainerSpec.Image}}");
+    assert!(moved.contains("/db:1@sha256:"), "{moved}");
+    assert_ne!(moved, db_image, "db follows the moved tag");
+    assert_eq!(stage.running_images("db"), [moved.as_str()]);
 
     // a broken image: the update fails, rolls back, and up exits 1 naming node and error
     stage.t.write(
@@ -379,29 +687,102 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     assert_eq!(stage.running_tasks("api").len(), 3);
 
     // down removes services, tasks and networks, and waits for them
-    stage.ok(&["down"]);
+    let out = stage.ok(&["down"]);
     let filter = format!("label=io.stackctl.project={}", stage.t.project);
     assert_eq!(
         s.docker_ok(&["service", "ls", "-q", "--filter", &filter]),
         ""
     );
-    // the workers' agents remove their task containers right after the tasks go
+    // the workers' agents remove their task containers right after the tasks go; but for
+    // the finished tasks of a removed job, which some engines keep (moby/moby#44312): then
+    // down names the nodes holding their containers
+    let seed = "label=io.stackctl.service=seed";
+    let mut kept_on: Vec<usize> = Vec::new();
     for n in 0..3 {
-        poll(
-            &format!("no container of the stage on node {}", n + 1),
+        let seeds = poll(
+            &format!("no container of the stage on node {} but seed's", n + 1),
             Duration::from_secs(15),
             || {
-                let out = s.docker_on(n, &["ps", "-aq", "--filter", &filter]);
-                text(&out).trim().is_empty().then_some(())
+                let all = text(&s.docker_on(n, &["ps", "-aq", "--filter", &filter]));
+                let seeds =
+                    text(&s.docker_on(n, &["ps", "-aq", "--filter", &filter, "--filter", seed]));
+                (all == seeds).then_some(seeds)
             },
         );
+        if !seeds.trim().is_empty() {
+            kept_on.push(n);
+        }
+    }
+    let kept_line = |out: &str| {
+        out.lines()
+            .find(|l| l.contains("keeps the finished tasks of job `seed`"))
+            .map(str::to_string)
+    };
+    if kept_on.is_empty() {
+        assert_eq!(kept_line(&out), None, "{out}");
+    } else {
+        let line = kept_line(&out).unwrap_or_else(|| panic!("seed's tasks named: {out}"));
+        for n in &kept_on {
+            assert!(
+                line.contains(&format!("{} (", s.nodes[*n].address)),
+                "{out}"
+            );
+        }
     }
     assert_eq!(
         s.docker_ok(&["network", "ls", "-q", "--filter", &filter]),
         ""
     );
-    // purge removes the rest: secrets, volumes
-    stage.ok(&["purge", "--yes"]);
+    // purge removes the rest: secrets, configs, the volumes (and kept containers) on the
+    // manager; and names the global agent's volumes on the workers, which it cannot reach
+    // (and seed's kept containers there)
+    let out = stage.ok(&["purge", "--yes"]);
+    let state = format!("{}-{}_state", stage.t.stage, stage.t.project);
+    let volume_line = out
+        .lines()
+        .find(|l| l.contains(&format!("volume `{state}` is node-local on ")))
+        .unwrap_or_else(|| panic!("the workers' volumes named: {out}"));
+    for node in &s.nodes[1..] {
+        assert!(
+            volume_line.contains(&format!("{} (", node.address)),
+            "{out}"
+        );
+    }
+    let kept_workers: Vec<usize> = kept_on.iter().copied().filter(|n| *n > 0).collect();
+    if !kept_workers.is_empty() {
+        let line = kept_line(&out).unwrap_or_else(|| panic!("seed's tasks named: {out}"));
+        for n in &kept_workers {
+            assert!(
+                line.contains(&format!("{} (", s.nodes[*n].address)),
+                "{out}"
+            );
+        }
+    }
+    let mut expected: Vec<String> = Vec::new();
+    for n in 1..3 {
+        if kept_workers.contains(&n) {
+            expected.push(format!("node {} ps", n + 1));
+        }
+        expected.push(format!("node {} volume", n + 1));
+    }
+    let left: Vec<String> = s
+        .labelled(&stage.t.project)
+        .iter()
+        .map(|l| {
+            l.rsplit_once(' ')
+                .map_or(l.clone(), |(kind, _)| kind.to_string())
+        })
+        .collect();
+    let mut dedup = left.clone();
+    dedup.dedup();
+    assert_eq!(dedup, expected, "{left:?}");
+    for n in 1..3 {
+        let out = s.docker_on(n, &["ps", "-aq", "--filter", &filter]);
+        for id in text(&out).lines() {
+            s.docker_on(n, &["rm", "-f", id]);
+        }
+        s.docker_on(n, &["volume", "rm", &state]);
+    }
     assert_eq!(s.labelled(&stage.t.project), Vec::<String>::new());
 }
 
@@ -470,4 +851,30 @@ services:
         said.contains("`engine: { mode: swarm }` deploys to a Swarm"),
         "{said}"
     );
+
+    // `up --watch` and `watch` need one engine: refused before the manager is reached
+    t.stack(
+        r#"engine:
+  host: unix:///nonexistent/docker.sock
+  mode: swarm
+services:
+  web:
+    image: registry.example.com/shop/web:1
+    develop:
+      watch:
+        - path: ./web
+          action: sync
+          target: /app
+"#,
+    );
+    for args in [&["up", "--watch"][..], &["watch"][..]] {
+        let out = t.cmd().args(args).output().expect("stackctl");
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!("`{}` needs a single engine", args.join(" "))),
+            "{said}"
+        );
+        assert!(!said.contains("nonexistent"), "nothing was reached: {said}");
+    }
 }

@@ -513,6 +513,43 @@ impl DockerTarget<'_> {
     }
 }
 
+/// The images of the stack's services and data containers that the engine holds
+/// (reference → image ID), and the digest of the build inputs recorded on those stackctl
+/// built (reference → digest).
+pub(crate) fn stack_images(
+    loaded: &LoadedStack,
+    index: &crate::engine::images::ImageIndex,
+) -> (HashMap<String, String>, HashMap<String, String>) {
+    let mut references: Vec<String> = loaded
+        .stack
+        .services
+        .iter()
+        .map(|(name, service)| container::service_image(loaded, name, service))
+        .collect();
+    references.extend(
+        loaded
+            .stack
+            .data_containers
+            .keys()
+            .map(|name| container::data_image(loaded, name)),
+    );
+    let contexts = references
+        .iter()
+        .filter_map(|r| {
+            let found = index
+                .contexts
+                .get(r)
+                .or_else(|| index.contexts.get(&format!("{r}:latest")));
+            found.map(|c| (r.clone(), c.clone()))
+        })
+        .collect();
+    let images = references
+        .into_iter()
+        .filter_map(|r| index.resolve(&r).map(|id| (r, id)))
+        .collect();
+    (images, contexts)
+}
+
 impl Target for DockerTarget<'_> {
     async fn observe(&self) -> Result<Observed> {
         let loaded = self.loaded;
@@ -524,33 +561,7 @@ impl Target for DockerTarget<'_> {
             self.image_ages()
         )?;
         observed.image_ages = ages;
-        let mut references: Vec<String> = loaded
-            .stack
-            .services
-            .iter()
-            .map(|(name, service)| container::service_image(loaded, name, service))
-            .collect();
-        references.extend(
-            loaded
-                .stack
-                .data_containers
-                .keys()
-                .map(|name| container::data_image(loaded, name)),
-        );
-        observed.image_contexts = references
-            .iter()
-            .filter_map(|r| {
-                let found = index
-                    .contexts
-                    .get(r)
-                    .or_else(|| index.contexts.get(&format!("{r}:latest")));
-                found.map(|c| (r.clone(), c.clone()))
-            })
-            .collect();
-        observed.images = references
-            .into_iter()
-            .filter_map(|r| index.resolve(&r).map(|id| (r, id)))
-            .collect();
+        (observed.images, observed.image_contexts) = stack_images(loaded, &index);
         Ok(observed)
     }
 

@@ -25,8 +25,10 @@ use crate::engine::swarm::{
 use crate::engine::Engine;
 use crate::error::{exit, Failure, Interrupted, UsageError};
 use crate::names;
+use crate::observed::Observed;
 use crate::output::{Printer, Progress};
 use crate::plan::container;
+use crate::plan::up::{Action, PlanOptions};
 use crate::registry::Credentials;
 use crate::stack::model::{MountKind, RestartPolicy, Service, UpdateConfig};
 use crate::stack::LoadedStack;
@@ -165,8 +167,20 @@ fn want(
     }
     let placement = deploy.placement.clone().unwrap_or_default();
     let mut constraints = placement.constraints.clone();
+    let every_node = matches!(deploy.mode.as_deref(), Some("global" | "global-job"));
     if !volumes.is_empty() {
-        if constraints.is_empty() {
+        if every_node {
+            notes.push(format!(
+                "service `{name}` runs a task on every node: its volume{} {} {} node-local, one on each node",
+                if volumes.len() == 1 { "" } else { "s" },
+                volumes
+                    .iter()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if volumes.len() == 1 { "is" } else { "are" },
+            ));
+        } else if constraints.is_empty() {
             constraints.push(format!("node.id=={manager}"));
             notes.push(format!(
                 "service `{name}` keeps to node {} (the manager): its volume{} {} {} node-local",
@@ -327,22 +341,117 @@ fn pinned(reference: &str, digest: &str) -> String {
     format!("{base}@{digest}")
 }
 
-/// Build (on the manager) and push the images of the services that have `build:`, then
-/// pin every service's image to the digest its registry holds. Returns service → pinned
-/// reference, and service → credentials for the nodes' pulls.
+/// The images of an `up`: each selected service's image pinned to a digest, the
+/// credentials its nodes pull with, and the images built (or, with `--dry-run`, to be
+/// built) with why.
+struct Images {
+    pins: HashMap<String, String>,
+    auths: HashMap<String, Option<Credentials>>,
+    /// Image reference → why it is built (`build context changed: api/app.py`).
+    built: BTreeMap<String, String>,
+}
+
+/// Decide the images as `up` does on one engine (the same planner: a missing image, a
+/// changed build context, `--build`, `--pull`, `pull_policy`), with "present" meaning
+/// built on the manager for an image the stack builds, and pinned by the deployed service
+/// for the others. Then build (on the manager) and push what needs it, and pin every
+/// service's image: to the digest its registry gives for the tag when it was built or
+/// pushed now, is new, or is to be pulled (`--pull always`); else to the digest the deployed
+/// service already runs, so a tag moved elsewhere changes nothing until asked for.
 async fn images(
     engine: &Engine,
     loaded: &LoadedStack,
     selected: &[String],
-    rebuild: bool,
-    dry_run: bool,
+    found: &HashMap<String, ServiceFound>,
+    args: &UpArgs,
     progress: &Progress,
-) -> Result<(
-    HashMap<String, String>,
-    HashMap<String, Option<Credentials>>,
-)> {
-    let builds = crate::plan::image::stage_images(loaded);
-    let mut built: HashSet<String> = HashSet::new();
+) -> Result<Images> {
+    let dry_run = args.dry_run;
+    let (index, digests) = tokio::try_join!(
+        async { Ok::<_, anyhow::Error>(engine.image_index().await?) },
+        super::up::context_digests(loaded)
+    )?;
+    let (here, contexts) = crate::apply::docker::stack_images(loaded, &index);
+    let builds: Vec<crate::plan::image::ImageBuild> = crate::plan::image::stage_images(loaded);
+    let builder = |reference: &str| crate::plan::image::builder_of(&builds, reference);
+    let mut observed = Observed {
+        image_contexts: contexts,
+        ..Default::default()
+    };
+    for name in selected {
+        let service = &loaded.stack.services[name];
+        let reference = container::service_image(loaded, name, service);
+        if builder(&reference).is_some() {
+            if let Some(id) = here.get(&reference) {
+                observed.images.insert(reference, id.clone());
+            }
+        } else if let Some((base, digest)) = found
+            .get(&service_name(loaded, name))
+            .and_then(|f| f.image.split_once('@'))
+        {
+            if base == reference {
+                observed.images.insert(reference, digest.to_string());
+            }
+        }
+    }
+    let mut options = PlanOptions {
+        build: args.build,
+        pull: args.pull.map(super::up::pull_policy),
+        ..Default::default()
+    };
+    options.stale = super::up::stale_images(loaded, &observed, digests);
+    let actions = crate::plan::up::image_actions(
+        loaded,
+        &observed.images,
+        &observed,
+        &options,
+        selected,
+        &[],
+    );
+
+    let mut built = BTreeMap::new();
+    let mut resolve: HashSet<String> = HashSet::new();
+    for action in &actions {
+        crate::interrupt::check()?;
+        match action {
+            Action::Build {
+                owner,
+                image,
+                reason,
+                build,
+            } => {
+                built.insert(image.clone(), reason.clone());
+                if dry_run {
+                    continue;
+                }
+                let line = progress.line("image", image);
+                line.step("building");
+                let shown = |text: &str| line.detail(text);
+                let request = crate::apply::docker::build_request(build);
+                match engine.build_image(&request, &shown).await {
+                    Ok(_) => line.done("built", Some(reason.as_str())),
+                    Err(err) => {
+                        line.fail("build", &format!("{err:#}"));
+                        let owner = crate::registry::owner_label(loaded, owner);
+                        return Err(err.context(format!("build the image of {owner}")));
+                    }
+                }
+            }
+            Action::Pull { image, .. } => {
+                resolve.insert(image.clone());
+            }
+            Action::MissingImage { owner, image } => {
+                return Err(Failure::new(format!(
+                    "service `{owner}`: image `{image}` is not deployed yet, and `pull_policy: never` (or `--pull never`) forbids asking its registry for the digest to pin it to"
+                ))
+                .with_hint("run `stackctl up --pull missing` once")
+                .into());
+            }
+            _ => {}
+        }
+    }
+
+    let mut pushed: HashSet<String> = HashSet::new();
     let mut pins = HashMap::new();
     let mut auths = HashMap::new();
     for name in selected {
@@ -351,51 +460,39 @@ async fn images(
         let reference = container::service_image(loaded, name, service);
         let owner = crate::registry::owner_label(loaded, name);
         let creds = credentials(engine, &reference).await?;
-        if dry_run {
+        // An image the stack builds is pushed from the manager, unless its service's
+        // `pull_policy: always` runs what the registry has (what CI pushed).
+        let ours = builder(&reference).is_some() && !resolve.contains(&reference);
+        let digest = if let Some((_, digest)) = reference.split_once('@') {
+            Some(digest.to_string())
+        } else if dry_run && built.contains_key(&reference) {
+            None
+        } else if let (false, false, Some(digest)) = (
+            ours,
+            resolve.contains(&reference),
+            observed.images.get(&reference),
+        ) {
+            Some(digest.clone())
+        } else if dry_run {
             // Nothing is built or pushed: the digest the registry has now, if any.
-            let digest = engine.registry_digest(&reference, creds.as_ref()).await;
-            let image = match digest {
-                Ok(digest) => pinned(&reference, &digest),
-                Err(_) => reference.clone(),
-            };
-            pins.insert(name.clone(), image);
-            auths.insert(name.clone(), creds);
-            continue;
-        }
-        if service.build.is_some() && !built.contains(&reference) {
-            let build = builds
-                .iter()
-                .find(|b| b.request.tag == reference)
-                .ok_or_else(|| anyhow::anyhow!("no build of `{reference}`"))?;
-            let present = engine.image_id(&reference).await?.is_some();
-            if rebuild || !present {
+            engine
+                .registry_digest(&reference, creds.as_ref())
+                .await
+                .ok()
+        } else {
+            if ours && pushed.insert(reference.clone()) {
                 let line = progress.line("image", &reference);
-                line.step("building");
-                let shown = |text: &str| line.detail(text);
-                let request = crate::apply::docker::build_request(&build.request);
-                match engine.build_image(&request, &shown).await {
-                    Ok(_) => line.done("built", None),
+                line.step("pushing");
+                match crate::apply::docker::push_image(engine, &reference, &owner, &|_, _| {}).await
+                {
+                    Ok(bytes) => line.done("pushed", Some(&crate::output::human_bytes(bytes))),
                     Err(err) => {
-                        line.fail("build", &format!("{err:#}"));
-                        return Err(err.context(format!("build the image of {owner}")));
+                        line.fail("push", &format!("{err:#}"));
+                        return Err(err);
                     }
                 }
             }
-            let line = progress.line("image", &reference);
-            line.step("pushing");
-            match crate::apply::docker::push_image(engine, &reference, &owner, &|_, _| {}).await {
-                Ok(bytes) => line.done("pushed", Some(&crate::output::human_bytes(bytes))),
-                Err(err) => {
-                    line.fail("push", &format!("{err:#}"));
-                    return Err(err);
-                }
-            }
-            built.insert(reference.clone());
-        }
-        let digest = if reference.contains('@') {
-            reference.split('@').nth(1).unwrap_or_default().to_string()
-        } else {
-            engine
+            let digest = engine
                 .registry_digest(&reference, creds.as_ref())
                 .await
                 .map_err(|e| {
@@ -407,12 +504,14 @@ async fn images(
                         "every node pulls it from there: push it, or check the name and `{}`",
                         crate::registry::login_hint(&reference)
                     ))
-                })?
+                })?;
+            Some(digest)
         };
-        pins.insert(name.clone(), pinned(&reference, &digest));
+        let image = digest.map_or_else(|| reference.clone(), |d| pinned(&reference, &d));
+        pins.insert(name.clone(), image);
         auths.insert(name.clone(), creds);
     }
-    Ok((pins, auths))
+    Ok(Images { pins, auths, built })
 }
 
 /// One service's plan: what it is and what happens to it.
@@ -428,8 +527,25 @@ impl Planned {
     }
 }
 
+/// `up --watch` and `watch` copy files into one engine's containers and restart them
+/// there: refused for a swarm stage before anything is reached.
+pub fn refuse_watch(loaded: &LoadedStack, command: &str) -> Result<()> {
+    if !is_swarm(loaded) {
+        return Ok(());
+    }
+    Err(UsageError::new(format!(
+        "`{command}` needs a single engine (it copies files into the containers and restarts them there), and {} deploys to a Swarm (`engine: {{ mode: swarm }}`)",
+        loaded.file_display()
+    ))
+    .with_hint("after an edit, `stackctl up` rebuilds, pushes and rolls the services whose build context changed; for the edit loop, use a stage with `mode: single`")
+    .into())
+}
+
 pub async fn up(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
+    if args.watch {
+        refuse_watch(&loaded, "up --watch")?;
+    }
     let selected = {
         let asked = check_services(&loaded, &args.services)?;
         if asked.is_empty() {
@@ -467,15 +583,15 @@ async fn converge(
     args: &UpArgs,
     deadline: Instant,
 ) -> Result<i32> {
-    // Images first: a service whose image cannot be pinned changes nothing.
-    let (pins, auths) =
-        images(engine, loaded, selected, args.build, args.dry_run, progress).await?;
     let found: HashMap<String, ServiceFound> = engine
         .stage_services(&loaded.stage, &loaded.project)
         .await?
         .into_iter()
         .map(|s| (s.name.clone(), s))
         .collect();
+    // Images first: a service whose image cannot be pinned changes nothing.
+    let Images { pins, auths, built } =
+        images(engine, loaded, selected, &found, args, progress).await?;
 
     // Secrets and configs, content-addressed (created only when the plan is applied).
     let mut wanted_files: Vec<(&'static str, String, String, Vec<u8>)> = Vec::new();
@@ -562,13 +678,24 @@ async fn converge(
         printer.status(note);
     }
     if args.dry_run {
+        for (image, reason) in &built {
+            printer.data(&format!("image {image}: build ({reason})"));
+        }
         for p in &plan {
-            let action = match (&p.found, p.changed()) {
+            let service = &loaded.stack.services[&p.service];
+            let rebuilt = built.get(&container::service_image(loaded, &p.service, service));
+            let action = match (&p.found, p.changed() || rebuilt.is_some()) {
                 (None, _) => "create",
                 (Some(_), true) => "update",
                 (Some(_), false) => "unchanged",
             };
-            printer.data(&format!("service {}: {action}", p.service));
+            match rebuilt.filter(|_| p.found.is_some()) {
+                Some(reason) => printer.data(&format!(
+                    "service {}: {action} (image rebuilt: {reason})",
+                    p.service
+                )),
+                None => printer.data(&format!("service {}: {action}", p.service)),
+            }
         }
         for o in &orphans {
             printer.data(&format!("service {}: remove (not in the stack)", o.service));
@@ -859,7 +986,24 @@ async fn failure_report(
     out
 }
 
+/// How long the finished tasks of a removed job must stay, not marked for removal, before
+/// `down` takes them for kept (see [`remove_stage`]).
+const KEPT_AFTER: Duration = Duration::from_secs(2);
+
+fn finished(task: &TaskFound) -> bool {
+    matches!(
+        task.state.as_str(),
+        "complete" | "failed" | "shutdown" | "rejected" | "orphaned"
+    )
+}
+
 /// Remove the stage's services and wait until their tasks are gone; then its networks.
+///
+/// Some engines never remove the tasks of a removed job (`replicated-job`, `global-job`):
+/// their jobs orchestrator does not mark them for removal (moby/moby#44312; Docker 20.10
+/// does this), so the finished tasks and their exited containers stay. A removed job's
+/// tasks that are all finished and stay unmarked for [`KEPT_AFTER`] are taken for kept:
+/// `down` goes on and names them (see [`kept_tasks`]).
 async fn remove_stage(
     engine: &Engine,
     loaded: &LoadedStack,
@@ -875,11 +1019,28 @@ async fn remove_stage(
     let waits = services.iter().map(|service| async move {
         let line = progress.line("service", &service.service);
         line.waiting("removing");
+        let job = service.mode.ends_with("-job");
+        let mut kept_since: Option<Instant> = None;
         loop {
             let tasks = engine.tasks_left(&service.id).await?;
             if tasks.is_empty() {
                 line.done("removed", None);
                 return Ok(());
+            }
+            if job && tasks.iter().all(|t| finished(t) && t.desired != "remove") {
+                let since = *kept_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= KEPT_AFTER {
+                    line.done(
+                        "removed",
+                        Some(&format!(
+                            "the swarm keeps its {} finished task(s)",
+                            tasks.len()
+                        )),
+                    );
+                    return Ok(());
+                }
+            } else {
+                kept_since = None;
             }
             if Instant::now() >= deadline {
                 line.fail("remove", "tasks left");
@@ -899,13 +1060,25 @@ async fn remove_stage(
         r?;
     }
     // The manager's own task containers are removed after their tasks (the workers' agents
-    // do the same on theirs).
+    // do the same on theirs), but for those of kept tasks.
+    let kept: Vec<String> = engine
+        .stage_tasks(&loaded.stage, &loaded.project)
+        .await?
+        .into_iter()
+        .filter_map(|t| t.container_id)
+        .collect();
     loop {
         let left = engine
             .observe_named(&loaded.stage, &loaded.project, &[])
             .await?
             .containers
-            .len();
+            .iter()
+            .filter(|c| {
+                !kept
+                    .iter()
+                    .any(|k| k.starts_with(&c.id) || c.id.starts_with(k))
+            })
+            .count();
         if left == 0 {
             break;
         }
@@ -937,6 +1110,77 @@ async fn remove_stage(
     Ok(services)
 }
 
+/// The finished tasks of removed jobs that the swarm keeps (see [`remove_stage`]), named by
+/// service with the nodes holding their exited containers; with `remove_here`, the
+/// containers on the manager are removed (only the other nodes are named).
+async fn kept_tasks(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    manager: &str,
+    progress: &Progress,
+    remove_here: bool,
+) -> Result<()> {
+    let tasks = engine.stage_tasks(&loaded.stage, &loaded.project).await?;
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let nodes: HashMap<String, NodeFound> = engine
+        .swarm_nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n.id.clone(), n))
+        .collect();
+    let mut by_service: BTreeMap<String, Vec<&TaskFound>> = BTreeMap::new();
+    for task in &tasks {
+        let service = task.labels.get(names::SERVICE).cloned().unwrap_or_default();
+        by_service.entry(service).or_default().push(task);
+    }
+    let prune = names::stage_filter(&loaded.stage, &loaded.project)
+        .iter()
+        .map(|f| format!("--filter label={f}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    for (service, tasks) in by_service {
+        let mut elsewhere: Vec<String> = Vec::new();
+        let mut removed = 0;
+        for task in tasks {
+            match &task.container_id {
+                Some(container) if remove_here && task.node_id == manager => {
+                    engine.remove_container(container).await?;
+                    removed += 1;
+                }
+                _ => elsewhere.push(
+                    nodes
+                        .get(&task.node_id)
+                        .map(NodeFound::display)
+                        .unwrap_or_else(|| task.node_id.clone()),
+                ),
+            }
+        }
+        if removed > 0 {
+            progress.line("task", &service).done(
+                "removed",
+                Some(&format!("{removed} kept container(s) on the manager")),
+            );
+        }
+        elsewhere.sort();
+        elsewhere.dedup();
+        if !elsewhere.is_empty() {
+            progress.warn(
+                &format!(
+                    "the swarm keeps the finished tasks of job `{service}` with their exited containers on {}: this engine does not remove the tasks of a removed job (moby/moby#44312)",
+                    elsewhere.join(", ")
+                ),
+                Some(&format!(
+                    "{}on those nodes, `docker container prune {prune}` removes the containers",
+                    if remove_here { "" } else { "`stackctl purge` removes those on the manager; " }
+                )),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The engine, the manager node's ID, and (when `lock` gives how long to wait for it) the
 /// stage's lock as on one engine: a file lock here, and on a remote manager a lock kept on
 /// that engine, so two machines changing one stage take turns.
@@ -958,11 +1202,15 @@ async fn reach_manager(
 
 pub async fn down(ctx: &Context, args: &DownArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    let (engine, _, _lock) =
+    let (engine, manager, _lock) =
         reach_manager(&loaded, &printer, Some(Duration::from_secs(args.timeout))).await?;
     let progress = printer.progress();
     let deadline = Instant::now() + Duration::from_secs(args.timeout.max(30));
-    let result = remove_stage(&engine, &loaded, &progress, deadline).await;
+    let result = async {
+        remove_stage(&engine, &loaded, &progress, deadline).await?;
+        kept_tasks(&engine, &loaded, &manager, &progress, false).await
+    }
+    .await;
     progress.summary("down", result.is_ok());
     result.map(|_| exit::OK)
 }
@@ -995,6 +1243,7 @@ pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     }
     let result = async {
         remove_stage(&engine, &loaded, &progress, deadline).await?;
+        kept_tasks(&engine, &loaded, &manager, &progress, true).await?;
         for file in engine
             .stage_swarm_files(&loaded.stage, &loaded.project)
             .await?
@@ -1015,12 +1264,49 @@ pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
             .into_iter()
             .map(|n| (n.id.clone(), n))
             .collect();
+        // Volumes of services no longer deployed (after `down`): where the stack file put
+        // their tasks. A service without constraints was kept on the manager.
+        for (name, service) in &loaded.stack.services {
+            let deploy = service.deploy.clone().unwrap_or_default();
+            let every_node = matches!(deploy.mode.as_deref(), Some("global" | "global-job"));
+            let constraints = deploy
+                .placement
+                .map(|p| p.constraints)
+                .unwrap_or_default();
+            for mount in &service.volumes {
+                let (MountKind::Named, Some(source)) = (mount.kind, &mount.source) else {
+                    continue;
+                };
+                if loaded.stack.volumes.get(source).is_some_and(|d| d.external) {
+                    continue;
+                }
+                let volume = container::volume_name(&loaded, source);
+                if volume_nodes.contains_key(&volume) {
+                    continue;
+                }
+                if every_node {
+                    volume_nodes
+                        .entry(volume)
+                        .or_default()
+                        .extend(nodes.keys().cloned());
+                } else if !constraints.is_empty() {
+                    progress.warn(
+                        &format!(
+                            "volume `{volume}` (service `{name}`) is node-local on the node its constraints ({}) chose, which may not be the manager: not removed there",
+                            constraints.join(", ")
+                        ),
+                        Some(&format!("run `docker volume rm {volume}` on that node")),
+                    );
+                }
+            }
+        }
         for (volume, on) in &volume_nodes {
-            let elsewhere: Vec<String> = on
+            let mut elsewhere: Vec<String> = on
                 .iter()
                 .filter(|n| **n != manager)
                 .map(|n| nodes.get(n).map(NodeFound::display).unwrap_or(n.clone()))
                 .collect();
+            elsewhere.sort();
             if !elsewhere.is_empty() {
                 progress.warn(
                     &format!(

@@ -40,11 +40,7 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         services: args.services.clone(),
         build: args.build,
         remove_orphans: args.remove_orphans,
-        pull: args.pull.map(|p| match p {
-            PullArg::Always => PullPolicy::Always,
-            PullArg::Missing => PullPolicy::Missing,
-            PullArg::Never => PullPolicy::Never,
-        }),
+        pull: args.pull.map(pull_policy),
         ..Default::default()
     };
     let target = DockerTarget::new(&engine, &loaded);
@@ -78,6 +74,15 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         return super::watch::watch(ctx, &args.services, false).await;
     }
     Ok(0)
+}
+
+/// The policy `up --pull` gives every service.
+pub(crate) fn pull_policy(arg: PullArg) -> PullPolicy {
+    match arg {
+        PullArg::Always => PullPolicy::Always,
+        PullArg::Missing => PullPolicy::Missing,
+        PullArg::Never => PullPolicy::Never,
+    }
 }
 
 /// Observe the stage (and, with `check`, its networks and volumes) beside computing the
@@ -178,7 +183,9 @@ async fn check_existing(engine: &crate::engine::Engine, loaded: &LoadedStack) ->
 
 /// The digest of each stage build's inputs now, by image tag, with its context directory.
 /// A context that cannot be read is left out: its build reports the problem.
-async fn context_digests(loaded: &LoadedStack) -> Result<Vec<(String, PathBuf, ContextDigest)>> {
+pub(crate) async fn context_digests(
+    loaded: &LoadedStack,
+) -> Result<Vec<(String, PathBuf, ContextDigest)>> {
     let builds: Vec<ImageSpec> = crate::plan::image::stage_images(loaded)
         .into_iter()
         .map(|b| b.request)
@@ -208,7 +215,7 @@ async fn context_digests(loaded: &LoadedStack) -> Result<Vec<(String, PathBuf, C
 }
 
 /// The images whose recorded inputs differ from today's, with the reason `up` gives.
-fn stale_images(
+pub(crate) fn stale_images(
     loaded: &LoadedStack,
     observed: &Observed,
     digests: Vec<(String, PathBuf, ContextDigest)>,

@@ -173,6 +173,8 @@ pub struct ServiceFound {
     /// The volumes its tasks mount (named ones) and the constraints keeping it on a node.
     pub volumes: Vec<String>,
     pub constraints: Vec<String>,
+    /// The image of its spec (`repo:tag@sha256:…` as stackctl pins it).
+    pub image: String,
 }
 
 /// One task of a service.
@@ -190,6 +192,8 @@ pub struct TaskFound {
     pub container_id: Option<String>,
     pub exit_code: Option<i64>,
     pub updated_at: String,
+    /// The labels of its container (ownership, stack `labels`).
+    pub labels: HashMap<String, String>,
 }
 
 /// One node of the swarm.
@@ -277,8 +281,9 @@ pub struct BuiltSpec {
     pub hash: String,
 }
 
-/// The engine's spec for `want`; updates of a service without volumes start the new task
-/// before stopping the old one (`start-first`) unless `update_config.order` says otherwise.
+/// The engine's spec for `want`; updates of a service without volumes or host-mode
+/// published ports start the new task before stopping the old one (`start-first`) unless
+/// `update_config.order` says otherwise.
 pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
     let job = want.mode.ends_with("-job");
     let mounts = want
@@ -482,7 +487,13 @@ pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
             ..Default::default()
         },
     };
-    let order = if has_volumes {
+    // Two tasks cannot share a volume, nor hold one node's host-mode published port: a new
+    // task could not start beside the old one (with a task on every node, nowhere).
+    let host_ports = want
+        .ports
+        .iter()
+        .any(|p| p.host_mode && p.published.is_some());
+    let order = if has_volumes || host_ports {
         "stop-first"
     } else {
         "start-first"
@@ -569,6 +580,11 @@ fn found_service(service: bollard::models::Service) -> ServiceFound {
     };
     let status = service.update_status.clone();
     let task = spec.task_template.clone().unwrap_or_default();
+    let image = task
+        .container_spec
+        .as_ref()
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
     let volumes = task
         .container_spec
         .and_then(|c| c.mounts)
@@ -599,6 +615,7 @@ fn found_service(service: bollard::models::Service) -> ServiceFound {
             .placement
             .and_then(|p| p.constraints)
             .unwrap_or_default(),
+        image,
     }
 }
 
@@ -737,6 +754,27 @@ impl Engine {
             .collect())
     }
 
+    /// Every task whose container carries the stage's ownership labels, whether its
+    /// service still exists or not.
+    pub async fn stage_tasks(
+        &self,
+        stage: &str,
+        project: &str,
+    ) -> Result<Vec<TaskFound>, EngineError> {
+        let wanted = crate::names::stage_filter(stage, project);
+        Ok(self
+            .tasks(HashMap::new())
+            .await?
+            .into_iter()
+            .filter(|t| {
+                wanted.iter().all(|kv| {
+                    kv.split_once('=')
+                        .is_some_and(|(k, v)| t.labels.get(k).map(String::as_str) == Some(v))
+                })
+            })
+            .collect())
+    }
+
     async fn tasks(
         &self,
         filters: HashMap<&str, Vec<&str>>,
@@ -767,6 +805,12 @@ impl Engine {
                         .and_then(|s| s.container_spec.as_ref())
                         .and_then(|c| c.labels.as_ref())
                         .and_then(|l| l.get(HASH).cloned()),
+                    labels: t
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.container_spec.as_ref())
+                        .and_then(|c| c.labels.clone())
+                        .unwrap_or_default(),
                     container_id: container.container_id.filter(|c| !c.is_empty()),
                     exit_code: container.exit_code,
                     updated_at: t.updated_at.map(|d| d.to_string()).unwrap_or_default(),

@@ -470,7 +470,7 @@ fn data_containers(
 /// Images to build: what is missing (or everything buildable with `--build`); images
 /// missing that nothing builds. An image another entry of the stage builds (a service
 /// running the tag a second service or a data container builds) counts as buildable.
-fn image_actions(
+pub(crate) fn image_actions(
     loaded: &LoadedStack,
     images: &HashMap<String, String>,
     observed: &Observed,

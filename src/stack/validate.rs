@@ -1058,8 +1058,8 @@ fn check_references(root: &Mapping, report: &mut Report) {
 }
 
 /// `container_name`: a valid engine name, used once in the stack, on one container.
-/// Replicas: their names (`SERVICE--2` …) are no other service's, and they publish no
-/// fixed host port (each would take the same one).
+/// Replicas: their names (`SERVICE--2` …) are no other service's, and on one engine they
+/// publish no fixed host port (each would take the same one).
 fn check_container_names(root: &Mapping, report: &mut Report) {
     let mut seen: HashMap<String, String> = HashMap::new();
     let services = raw_entries(root, "services");
@@ -1093,7 +1093,9 @@ fn check_container_names(root: &Mapping, report: &mut Report) {
             .flatten()
             .filter_map(|p| load::from_value::<super::model::PortMapping>(p.clone()).ok())
             .find_map(|p| p.host_port);
-        if let Some(port) = fixed {
+        // On a Swarm, each task publishes it on its own node (`mode: host`) or the routing
+        // mesh does (`mode: ingress`).
+        if let Some(port) = fixed.filter(|_| !report.swarm) {
             report.at_value(
                 &at,
                 format!("service `{name}` runs {replicas} replicas, and each would publish host port {port}"),
