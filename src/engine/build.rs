@@ -544,12 +544,19 @@ fn label_instruction(labels: &HashMap<String, String>) -> Option<String> {
 }
 
 /// The build context scanned (off the async threads: it walks the whole directory), with
-/// the labels written into the Dockerfile when they can be. Returns whether the labels
-/// still have to be sent as build options (a `target` build, or labels that cannot be
-/// written as one `LABEL` line).
+/// the labels written into the Dockerfile when they can be (classic builder). Returns
+/// whether the labels still have to be sent as build options (always with BuildKit, where
+/// they cost no step; a `target` build, or labels that cannot be written as one `LABEL`
+/// line), and the builder that can build it ([`fit_builder`]).
 async fn prepare_context(
     request: &BuildRequest,
-) -> anyhow::Result<(context::BuildContext, HashMap<String, String>, bool)> {
+    builder: Builder,
+) -> anyhow::Result<(
+    context::BuildContext,
+    HashMap<String, String>,
+    bool,
+    Builder,
+)> {
     let tag = request.tag.clone();
     let scan_root = request.context.clone();
     let dockerfile = request.dockerfile.clone();
@@ -578,12 +585,36 @@ async fn prepare_context(
             crate::names::image_label::CONTEXT.to_string(),
             digest.digest,
         );
-        let inlined = labels_inline && inline_labels(&mut context, &labels)?;
-        Ok::<_, context::ContextError>((context, labels, !inlined))
+        let builder = fit_builder(&mut context, builder);
+        let inlined =
+            builder == Builder::Classic && labels_inline && inline_labels(&mut context, &labels)?;
+        Ok::<_, context::ContextError>((context, labels, !inlined, builder))
     })
     .await
     .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))?
     .map_err(|e| anyhow::anyhow!("build of image `{tag}`: {e}"))
+}
+
+/// The builder that sees the context as `COPY` must: the classic builder hides a
+/// generated Dockerfile (`dockerfile_inline`, one from outside the context) and a Dockerfile
+/// or `.dockerignore` that `.dockerignore` lists; BuildKit, given an uploaded context, hides
+/// nothing. So such a Dockerfile keeps the classic builder, and a `.dockerignore` listing
+/// itself stays out of what BuildKit gets (it does not read it from an upload).
+fn fit_builder(context: &mut context::BuildContext, builder: Builder) -> Builder {
+    if builder == Builder::Classic {
+        return builder;
+    }
+    if context.generated_dockerfile.is_some() || context.dockerfile_ignored {
+        return Builder::Classic;
+    }
+    if context.dockerignore_ignored {
+        let before = context.entries.len();
+        context
+            .entries
+            .retain(|e| e.name != std::path::Path::new(".dockerignore"));
+        context.files = context.files.saturating_sub(before - context.entries.len());
+    }
+    builder
 }
 
 /// Which of the engine's builders runs a build.
@@ -902,9 +933,9 @@ impl Engine {
         builder: Builder,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<String, Attempt> {
-        let (context, labels, labels_sent) = prepare_context(request).await?;
+        let (context, labels, labels_sent, builder) = prepare_context(request, builder).await?;
         progress(&format!(
-            "sending build context: {} files, {}",
+            "sending build context: {} files, {} ({builder} builder)",
             context.files,
             human_bytes(context.bytes)
         ));
