@@ -1,6 +1,7 @@
 //! `stackctl build` against the real engine: `.dockerignore` applied as Docker does, build
 //! args and labels reaching the image, failures reported with the failing step and leaving
-//! no intermediate container behind.
+//! nothing behind; with BuildKit (this engine's default) and with the classic builder
+//! (`DOCKER_BUILDKIT=0`).
 
 mod support;
 
@@ -44,7 +45,8 @@ fn build_applies_dockerignore_args_and_labels_then_replaces_the_old_image() {
         .env("FROM_ENV", "from-the-environment")
         .assert()
         .success()
-        .stderr(predicate::str::contains("build api: Step 1/"))
+        // BuildKit's steps: ARG and LABEL are no steps of their own.
+        .stderr(predicate::str::contains("build api: [2/3] COPY . /ctx"))
         .stderr(predicate::str::contains(format!(
             "image {}/api:{}: built (",
             t.project, t.stage
@@ -161,10 +163,30 @@ fn failing_step_exits_1_with_its_output_and_leaves_no_container() {
         )),
         "{stderr}"
     );
-    assert!(stderr.contains("returned a non-zero code: 7"), "{stderr}");
+    assert!(stderr.contains("exit code: 7"), "{stderr}");
     assert!(stderr.contains(&format!("  | {marker}")), "{stderr}");
     assert!(stderr.contains("  | to-stderr"), "{stderr}");
     assert!(!stderr.contains('\x1b'), "ANSI codes left in: {stderr:?}");
+
+    // The classic builder: the same report from its own output, and the container of the
+    // failing step removed (the step before is `FROM`: no cache image is left either).
+    let assert = t
+        .cmd()
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "api"])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "error: build of image `{}/api:{}` failed at step 2/3 `RUN echo {marker}",
+            t.project, t.stage
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("returned a non-zero code: 7"), "{stderr}");
+    assert!(stderr.contains(&format!("  | {marker}")), "{stderr}");
+    assert!(stderr.contains("  | to-stderr"), "{stderr}");
     let leftovers: Vec<String> = lines(&docker(&[
         "ps",
         "-a",
@@ -242,8 +264,28 @@ fn unreachable_daemon_is_one_clear_line() {
     assert!(stderr.lines().count() <= 2, "{stderr}");
 }
 
+/// How many processes of this machine run a command line holding `marker`: a `RUN` step of
+/// a BuildKit build is a process of the engine's machine, not a container (this engine is
+/// local in the tests).
+fn processes_with(marker: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
+        .count()
+}
+
 #[test]
-fn interrupt_stops_the_build_exits_130_and_leaves_no_container() {
+fn classic_builder_interrupt_stops_the_build_exits_130_and_leaves_no_container() {
     let base = busybox_image();
     let t = TestStack::new("build-interrupt");
     let marker = format!("marker-{}", t.project);
@@ -265,6 +307,7 @@ fn interrupt_stops_the_build_exits_130_and_leaves_no_container() {
     };
     let mut child = t
         .std_cmd()
+        .env("DOCKER_BUILDKIT", "0")
         .args(["build"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -272,7 +315,10 @@ fn interrupt_stops_the_build_exits_130_and_leaves_no_container() {
         .expect("start stackctl");
     let deadline = Instant::now() + Duration::from_secs(60);
     while running() == 0 {
-        assert!(Instant::now() < deadline, "the RUN step never started");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the RUN step never started");
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     let pid = i32::try_from(child.id()).expect("pid");
@@ -291,26 +337,16 @@ fn interrupt_stops_the_build_exits_130_and_leaves_no_container() {
 }
 
 #[test]
-fn r18_interrupt_cancels_a_build_that_up_runs_exits_130_and_leaves_no_container() {
+fn r18_interrupt_cancels_a_buildkit_build_that_up_runs_exits_130_and_leaves_nothing() {
     let base = busybox_image();
     let t = TestStack::new("up-build-interrupt");
     let marker = format!("marker-{}", t.project);
-    t.stack("services:\n  slow:\n    build: slow\n").write(
-        "slow/Dockerfile",
-        &format!("FROM {base}\nRUN echo {marker} && sleep 60\n"),
-    );
-    let running = || {
-        lines(&docker(&[
-            "ps",
-            "-a",
-            "--no-trunc",
-            "--format",
-            "{{.ID}} {{.Command}}",
-        ]))
-        .into_iter()
-        .filter(|l| l.contains(&marker))
-        .count()
-    };
+    // `sleep` first: the shell stays, its command line holding the marker.
+    t.stack("services:\n  slow:\n    build: slow\n    command: [sleep, \"300\"]\n")
+        .write(
+            "slow/Dockerfile",
+            &format!("FROM {base}\nRUN sleep 60; echo {marker}\n"),
+        );
     let mut child = t
         .std_cmd()
         .args(["up"])
@@ -319,12 +355,12 @@ fn r18_interrupt_cancels_a_build_that_up_runs_exits_130_and_leaves_no_container(
         .spawn()
         .expect("start stackctl");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while running() == 0 {
+    while processes_with(&marker) == 0 {
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("the RUN step never started");
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
     let interrupted = Instant::now();
     let pid = i32::try_from(child.id()).expect("pid");
@@ -336,18 +372,33 @@ fn r18_interrupt_cancels_a_build_that_up_runs_exits_130_and_leaves_no_container(
         interrupted.elapsed() < Duration::from_secs(15),
         "up waited for the build to end"
     );
+    // The engine cancels the build: its step's process ends, no image is made.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while running() > 0 {
+    while processes_with(&marker) > 0 {
         assert!(
             Instant::now() < deadline,
-            "the build's container is still there after the interrupt"
+            "the build's RUN step still runs after the interrupt"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let tag = format!("{}/slow:{}", t.project, t.stage);
+    assert!(
+        docker(&["image", "inspect", "--format", "{{.Id}}", &tag])
+            .trim()
+            .is_empty(),
+        "the interrupted build made {tag}"
+    );
     assert!(
         t.containers().is_empty(),
         "nothing was created after the interrupt"
     );
+    // The next `up` builds and starts the service.
+    t.write(
+        "slow/Dockerfile",
+        &format!("FROM {base}\nRUN echo {marker}-done\n"),
+    );
+    t.cmd().args(["up"]).assert().success();
+    assert_eq!(t.containers().len(), 1, "{:?}", t.containers());
 }
 
 #[test]
@@ -473,4 +524,55 @@ fn pgrep(pattern: &str) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+#[test]
+fn copy_sees_the_same_context_whichever_builder_runs_the_build() {
+    let base = busybox_image();
+    let t = TestStack::new("build-hidden");
+    let dockerfile = format!("FROM {base}\nCOPY . /ctx\n");
+    // `selfignored`: `.dockerignore` lists itself (BuildKit, which does not read it from an
+    // upload: it is left out). `dfignored`: it lists the Dockerfile, and `inline` has none
+    // on disk: both need the engine to hide the Dockerfile sent (the classic builder).
+    t.stack(&format!(
+        "services:\n  selfignored:\n    build: selfignored\n  dfignored:\n    build: dfignored\n  inline:\n    build:\n      context: inline\n      dockerfile_inline: |\n        FROM {base}\n        COPY . /ctx\n"
+    ))
+    .write("selfignored/Dockerfile", &dockerfile)
+    .write("selfignored/.dockerignore", ".dockerignore\n*.log\n")
+    .write("selfignored/app.py", "1\n")
+    .write("selfignored/debug.log", "ignored\n")
+    .write("dfignored/Dockerfile", &dockerfile)
+    .write("dfignored/.dockerignore", "Dockerfile\n")
+    .write("dfignored/app.py", "1\n")
+    .write("inline/app.py", "1\n");
+    let assert = t.cmd().args(["-v", "build"]).assert().success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    for (service, builder) in [
+        ("selfignored", "BuildKit"),
+        ("dfignored", "classic"),
+        ("inline", "classic"),
+    ] {
+        assert!(
+            stderr.contains(&format!("build {service}: sending build context: "))
+                && stderr
+                    .lines()
+                    .any(|l| l.starts_with(&format!("build {service}: sending"))
+                        && l.ends_with(&format!("({builder} builder)"))),
+            "{service} is not built by the {builder} builder: {stderr}"
+        );
+    }
+    let files = |service: &str| {
+        let tag = format!("{}/{service}:{}", t.project, t.stage);
+        lines(&docker_ok(&[
+            "run",
+            "--rm",
+            &tag,
+            "sh",
+            "-c",
+            "cd /ctx && find . -type f | sort",
+        ]))
+    };
+    assert_eq!(files("selfignored"), vec!["./Dockerfile", "./app.py"]);
+    assert_eq!(files("dfignored"), vec!["./.dockerignore", "./app.py"]);
+    assert_eq!(files("inline"), vec!["./app.py"]);
 }

@@ -369,8 +369,20 @@ fn build_pulls_a_private_from_base_with_the_configs_credentials() {
     let empty = docker_config(&stack, "{}");
     let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &empty).arg("build"));
     assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("401 Unauthorized"), "{stderr}");
     let config = docker_config(&stack, &auths(&lab.host, PASSWORD));
     let (code, _, stderr) = run(stack.cmd().env("DOCKER_CONFIG", &config).arg("build"));
+    assert_eq!(code, 0, "{stderr}");
+    // BuildKit asked the session for the credentials and keeps the base in its own cache.
+    let tag = format!("{}/api:{}", stack.project, stack.stage);
+    let built = support::docker_ok(&["run", "--rm", &tag, "cat", "/built"]);
+    assert_eq!(built.trim(), "built");
+    // The classic builder gets them in the request, and pulls the base among the images.
+    let (code, _, stderr) = run(stack
+        .cmd()
+        .env("DOCKER_CONFIG", &config)
+        .env("DOCKER_BUILDKIT", "0")
+        .arg("build"));
     assert_eq!(code, 0, "{stderr}");
     assert!(image_present(&base));
 }

@@ -1,7 +1,8 @@
 //! A stage on an engine reached only over ssh (tests/support/lab.rs: a second dockerd in its
 //! own network namespace with an sshd beside it): the lifecycle through `engine.host`, the
 //! lock kept on the engine against a stackctl on "another machine", an expired lease taken
-//! over, a relative bind refused, and an unreachable host failing fast with one line.
+//! over, a relative bind refused, an unreachable host failing fast with one line, and
+//! BuildKit builds (their session an HTTP upgrade) through both ssh routes.
 
 #[path = "support/lab.rs"]
 mod lab;
@@ -286,6 +287,56 @@ tasks:
     assert_eq!(text(&exec.stdout).trim(), "200000");
     ok(&r.run(&["down"]), "down");
     assert!(r.node_containers().is_empty(), "{:?}", r.node_containers());
+}
+
+#[test]
+fn a_buildkit_build_runs_over_ssh_through_the_forwarded_socket_and_dial_stdio() {
+    let r = Remote::new("buildkit");
+    let image = busybox_image();
+    r.t.stack(
+        "engine:\n  host: ssh://root@${LAB_ADDRESS}\nservices:\n  api:\n    build: api\n    command: [sleep, \"3600\"]\n",
+    )
+    .write(
+        "api/Dockerfile",
+        &format!("FROM {image}\nARG NOTE\nCOPY app.txt /app.txt\nRUN cat /app.txt && echo \"note=$NOTE\" >> /app.txt\n"),
+    )
+    .write("api/app.txt", "one\n");
+    let tag = format!("{}/api:{}", r.t.project, r.t.stage);
+    let content = || {
+        let out = lab::lab().docker(&["run", "--rm", &tag, "cat", "/app.txt"]);
+        text(&out.stdout)
+    };
+    // Forwarded socket: the step's output comes back through the session's stream.
+    let build = r.run(&["-v", "build"]);
+    ok(&build, "build");
+    let stderr = text(&build.stderr);
+    assert!(stderr.contains("(BuildKit builder)"), "{stderr}");
+    assert!(
+        stderr.contains("build api: [3/3] RUN cat /app.txt"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("build api: one"), "{stderr}");
+    assert_eq!(content(), "one\nnote=\n");
+    // dial-stdio: every HTTP connection, the session's upgrade too, is a session there.
+    r.t.write("api/app.txt", "two\n");
+    let build = r.run(&["-H", &lab::lab().url_no_forward, "-v", "build"]);
+    ok(&build, "build through dial-stdio");
+    assert!(text(&build.stderr).contains("(BuildKit builder)"));
+    assert_eq!(content(), "two\nnote=\n");
+    // A failing step is reported from the node's BuildKit as from a local one.
+    r.t.write(
+        "api/Dockerfile",
+        &format!("FROM {image}\nRUN echo from-the-node && exit 5\n"),
+    );
+    let build = r.run(&["build"]);
+    assert_eq!(build.status.code(), Some(1), "{}", text(&build.stderr));
+    let stderr = text(&build.stderr);
+    assert!(
+        stderr.contains("failed at step 2/2 `RUN echo from-the-node && exit 5`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("exit code: 5"), "{stderr}");
+    assert!(stderr.contains("  | from-the-node"), "{stderr}");
 }
 
 /// A stack whose `up` holds the lock for a while: its service turns healthy after `secs`.

@@ -114,7 +114,7 @@ async fn build_one(
     let printer = progress.printer();
     // One line per step; every output line with `-v`.
     let shown = |text: &str| {
-        if verbose || text.starts_with("Step ") {
+        if verbose || crate::engine::build::is_step(text) {
             if printer.mode == Mode::Live {
                 line.detail(text);
             } else {

@@ -344,6 +344,9 @@ pub struct BuildContext {
     pub bytes: u64,
     /// `.dockerignore` lists the Dockerfile: it is sent, but the engine hides it from `COPY`.
     pub dockerfile_ignored: bool,
+    /// `.dockerignore` lists itself: it is sent, and the classic builder hides it from `COPY`
+    /// (BuildKit does not read it from an uploaded context: it can be left out).
+    pub dockerignore_ignored: bool,
     /// Each file was opened once while walking, so an unreadable one fails before the upload.
     pub check_readable: bool,
 }
@@ -455,7 +458,8 @@ fn scan_with(
         Err(e) => return Err(io_error(&ignore_path)(e)),
     };
     ignore.exclude_env_files();
-    if ignore.excluded(".dockerignore") {
+    let dockerignore_ignored = ignore.excluded(".dockerignore");
+    if dockerignore_ignored {
         ignore.keep(".dockerignore");
     }
     let mut dockerfile_ignored = false;
@@ -469,6 +473,7 @@ fn scan_with(
     let mut context = BuildContext {
         root: root.to_path_buf(),
         dockerfile_ignored,
+        dockerignore_ignored,
         check_readable,
         ..BuildContext::default()
     };
@@ -498,11 +503,13 @@ pub fn scan_inline(root: &Path, text: Vec<u8>) -> Result<BuildContext, ContextEr
         Err(e) => return Err(io_error(&ignore_path)(e)),
     };
     ignore.exclude_env_files();
-    if ignore.excluded(".dockerignore") {
+    let dockerignore_ignored = ignore.excluded(".dockerignore");
+    if dockerignore_ignored {
         ignore.keep(".dockerignore");
     }
     let mut context = BuildContext {
         root: root.to_path_buf(),
+        dockerignore_ignored,
         ..BuildContext::default()
     };
     walk(root, Path::new(""), None, &ignore, &mut context)?;

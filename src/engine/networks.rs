@@ -72,7 +72,7 @@ impl NetworkFound {
             name: network.name.unwrap_or_default(),
             driver: network.driver.unwrap_or_default(),
             labels: network.labels.unwrap_or_default(),
-            created: network.created.unwrap_or_default(),
+            created: network.created.map(rfc3339).unwrap_or_default(),
         }
     }
 
@@ -85,6 +85,15 @@ impl NetworkFound {
     fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(12)]
     }
+}
+
+/// The engine's `Created` as RFC 3339 with nanoseconds (empty before 1970: not a real date).
+fn rfc3339(created: impl Into<std::time::SystemTime>) -> String {
+    let created: std::time::SystemTime = created.into();
+    if created < std::time::UNIX_EPOCH {
+        return String::new();
+    }
+    humantime::format_rfc3339_nanos(created).to_string()
 }
 
 /// A sort key for `Created` that orders correctly: Go trims trailing zeros of the fraction

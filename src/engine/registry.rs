@@ -159,7 +159,9 @@ impl Engine {
             Ok(image) => Ok(image
                 .metadata
                 .and_then(|m| m.last_tag_time)
-                .and_then(|t| humantime::parse_rfc3339(&t).ok())),
+                .map(SystemTime::from)
+                // Go's zero time (`0001-01-01T00:00:00Z`): never tagged.
+                .filter(|t| *t > std::time::UNIX_EPOCH)),
             Err(err) if super::is_not_found(&err) => Ok(None),
             Err(err) => Err(EngineError::new("inspect", reference, err)),
         }

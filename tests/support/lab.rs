@@ -238,5 +238,11 @@ impl Lab {
                 self.docker(&[kind, "rm", name]);
             }
         }
+        // Images built there carry their ownership under keys of their own.
+        let filter = format!("label=io.stackctl.image.project={project}");
+        let out = self.docker(&["images", "-q", "--filter", &filter]);
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            self.docker(&["rmi", "-f", id]);
+        }
     }
 }

@@ -70,6 +70,7 @@ impl TestStack {
             .env("CI", "true")
             .env("NO_COLOR", "1")
             .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_BUILDKIT")
             .env_remove("COMPOSE_FILE");
         cmd
     }
@@ -82,6 +83,7 @@ impl TestStack {
             .env("CI", "true")
             .env("NO_COLOR", "1")
             .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_BUILDKIT")
             .env_remove("COMPOSE_FILE");
         cmd
     }
