@@ -321,6 +321,8 @@ services:
   db:
     image: {reg}/{project}/db:1
     command: ["sh", "-c", "cp /run/secrets/db_password /data/pw; exec httpd -f -p 5432 -h /data"]
+    # httpd as PID 1 ignores SIGTERM: no 10 s wait at each stop
+    stop_grace_period: 1s
     volumes: [data:/data]
     secrets: [db_password]
     ports:
