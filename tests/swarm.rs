@@ -143,17 +143,21 @@ impl Stage {
 struct Tally {
     /// `ADDRESS BODY` → answers.
     answers: BTreeMap<String, usize>,
-    /// Connections refused (a node where nothing listens: its task stops or starts).
-    refused: usize,
-    /// Requests that failed once a node accepted them, or that no node accepted.
+    /// Health checks that found a node out (refused: no task listens; 404: draining).
+    out: usize,
+    /// Requests that failed once a node accepted them, or that no node took.
     failed: Vec<String>,
 }
 
+/// How often the [`Balancer`] checks a node's health; api drains for longer (1 s).
+const HEALTH_EVERY: Duration = Duration::from_millis(200);
+
 /// A client in front of the nodes' published ports, as a load balancer with health checks
-/// is: each request goes to the next node in turn, and when a node refuses the connection
-/// (no task listens there now) it moves on to the next node. A request whose connection was
-/// accepted counts as failed unless it comes back whole, `200` with a body; so does a node
-/// that cannot be reached at all, or a request that every node refuses.
+/// is: it checks each node's `/health` every [`HEALTH_EVERY`] and sends each request to the
+/// next node found healthy, moving on when one refuses the connection. api, stopped, takes
+/// its `/health` away and serves on for a second before it exits (a drain), as services
+/// behind such a balancer do. A request whose connection was accepted counts as failed
+/// unless it comes back whole, `200` with a body; so does one that no node takes.
 struct Balancer {
     tally: Arc<Mutex<Tally>>,
     stop: Arc<AtomicBool>,
@@ -167,18 +171,40 @@ impl Balancer {
         let thread = {
             let (tally, stop) = (tally.clone(), stop.clone());
             std::thread::spawn(move || {
+                let mut health: Vec<Option<(Instant, bool)>> = vec![None; nodes.len()];
                 let mut next = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let mut outcome = Err("every node refused the connection".to_string());
+                    let mut outcome = Err("no node was healthy".to_string());
                     for _ in 0..nodes.len() {
-                        let node = &nodes[next % nodes.len()];
+                        let i = next % nodes.len();
                         next += 1;
-                        match Self::get(node, port) {
-                            Ok(Some(body)) => {
+                        let node = &nodes[i];
+                        let healthy = match health[i] {
+                            Some((at, healthy)) if at.elapsed() < HEALTH_EVERY => healthy,
+                            _ => {
+                                let ok =
+                                    matches!(Self::get(node, port, "/health"), Ok(Some((200, _))));
+                                health[i] = Some((Instant::now(), ok));
+                                if !ok {
+                                    tally.lock().unwrap().out += 1;
+                                }
+                                ok
+                            }
+                        };
+                        if !healthy {
+                            continue;
+                        }
+                        match Self::get(node, port, "/") {
+                            Ok(Some((200, body))) if !body.is_empty() => {
                                 outcome = Ok(format!("{node} {body}"));
                                 break;
                             }
-                            Ok(None) => tally.lock().unwrap().refused += 1,
+                            Ok(Some((status, body))) => {
+                                outcome = Err(format!("{node}: {status} {body:?}"));
+                                break;
+                            }
+                            // Refused: never accepted, so a balancer sends it elsewhere.
+                            Ok(None) => health[i] = Some((Instant::now(), false)),
                             Err(e) => {
                                 outcome = Err(e);
                                 break;
@@ -202,8 +228,8 @@ impl Balancer {
         }
     }
 
-    /// One request: the body, `None` when the node refused the connection.
-    fn get(node: &str, port: u16) -> Result<Option<String>, String> {
+    /// One request: its status and body; `None` when the node refused the connection.
+    fn get(node: &str, port: u16, path: &str) -> Result<Option<(u16, String)>, String> {
         let address: SocketAddr = format!("{node}:{port}").parse().expect("address");
         let mut stream = match TcpStream::connect_timeout(&address, Duration::from_secs(2)) {
             Ok(stream) => stream,
@@ -215,18 +241,20 @@ impl Balancer {
         let _ = stream.set_write_timeout(timeout);
         let mut response = String::new();
         stream
-            .write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
             .and_then(|()| stream.read_to_string(&mut response))
-            .map_err(|e| format!("{address}: accepted, then {e}"))?;
-        let status = response.lines().next().unwrap_or("").to_string();
+            .map_err(|e| format!("{address}{path}: accepted, then {e}"))?;
+        let status = response
+            .lines()
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("{address}{path}: accepted, then {response:?}"))?;
         let body = response
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.trim().to_string())
             .unwrap_or_default();
-        if status.split(' ').nth(1) != Some("200") || body.is_empty() {
-            return Err(format!("{address}: accepted, then {status:?} {body:?}"));
-        }
-        Ok(Some(body))
+        Ok(Some((status, body)))
     }
 
     /// Answers with `body` from each of `nodes`.
@@ -269,7 +297,7 @@ services:
     image: {reg}/{project}/api:{api_tag}
     environment:
       GREETING: {greeting}
-    command: ["sh", "-c", "echo serving $$GREETING; echo $$GREETING > /var/www/index.html; httpd -f -p 8080 -h /var/www & pid=$$!; trap 'sleep 2; kill $$pid' TERM; wait $$pid; wait $$pid"]
+    command: ["sh", "-c", "echo serving $$GREETING; echo $$GREETING > /var/www/index.html; echo ok > /var/www/health; httpd -f -p 8080 -h /var/www & pid=$$!; trap 'rm /var/www/health; sleep 1; kill $$pid' TERM; wait $$pid; wait $$pid"]
     healthcheck:
       test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
       interval: 1s
@@ -293,6 +321,8 @@ services:
   db:
     image: {reg}/{project}/db:1
     command: ["sh", "-c", "cp /run/secrets/db_password /data/pw; exec httpd -f -p 5432 -h /data"]
+    # httpd as PID 1 ignores SIGTERM: no 10 s wait at each stop
+    stop_grace_period: 1s
     volumes: [data:/data]
     secrets: [db_password]
     ports:
@@ -538,10 +568,11 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     assert!(out.contains("s3cret-db-pw"), "{out}");
 
     // a changed env rolls api while two client loops see no failed request: one on the
-    // overlay (by the service's name), and one in front of the nodes' published ports that
-    // moves on to the next node when one refuses the connection, as a load balancer does.
-    // api publishes its port on each node (`mode: host`), so a new task cannot start on a
-    // node before the old one is gone: api updates stop-first.
+    // overlay (by the service's name: Swarm takes a stopping task out of the name first),
+    // and one in front of the nodes' published ports that sends requests only to nodes its
+    // health checks find serving, as a load balancer does (api drains when stopped). api
+    // publishes its port on each node (`mode: host`), so a new task cannot start on a node
+    // before the old one is gone: api updates stop-first.
     let addresses: Vec<String> = s.nodes.iter().map(|n| n.address.clone()).collect();
     let balancer = Balancer::start(addresses.clone(), db_port + 1);
     let network = format!("{}-{}_default", stage.t.stage, stage.t.project);
@@ -613,9 +644,9 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     );
     let tally = balancer.finish();
     eprintln!(
-        "balancer: {} answers, {} connections refused, {} failed",
+        "balancer: {} answers, {} health checks found a node out, {} failed",
         tally.answers.values().sum::<usize>(),
-        tally.refused,
+        tally.out,
         tally.failed.len()
     );
     assert!(

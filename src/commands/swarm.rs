@@ -908,6 +908,24 @@ async fn converged(
             );
         let stuck = failed.len() >= FAILED_TASKS && !matches!(state, Some("updating"));
         let late = Instant::now() >= deadline;
+        if rolled_back && state == Some("rollback_completed") && !late {
+            // The failure is told once the previous spec runs again (a stop-first rollback
+            // starts the last old task after Swarm says it completed).
+            let previous = found.hash.clone().unwrap_or_default();
+            let (running, wanted, done) = count(&found, &tasks, &previous);
+            if !done {
+                let text = format!("rolling back: {running}/{wanted} {verb}");
+                if text != shown {
+                    line.waiting(&text);
+                    shown = text;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = crate::interrupt::wait() => return Err(Interrupted.into()),
+                }
+                continue;
+            }
+        }
         if (rolled_back && state != Some("rollback_started")) || stuck || late {
             let why = match (state, late) {
                 (Some("rollback_completed"), _) => {

@@ -1144,3 +1144,81 @@ impl BuiltSpec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(want: &ServiceWant) -> Option<ServiceSpecUpdateConfigOrderEnum> {
+        service_spec(want).spec.update_config.and_then(|u| u.order)
+    }
+
+    fn port(host_mode: bool, published: Option<u16>) -> PortWant {
+        PortWant {
+            target: 8080,
+            published,
+            protocol: "tcp".into(),
+            host_mode,
+        }
+    }
+
+    #[test]
+    fn updates_start_first_unless_two_tasks_cannot_coexist_on_a_node() {
+        let plain = ServiceWant {
+            name: "s-p--api".into(),
+            mode: "replicated".into(),
+            replicas: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            order(&plain),
+            Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST)
+        );
+        let ingress = ServiceWant {
+            ports: vec![port(false, Some(80)), port(true, None)],
+            ..plain.clone()
+        };
+        assert_eq!(
+            order(&ingress),
+            Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST)
+        );
+        let host_port = ServiceWant {
+            ports: vec![port(true, Some(80))],
+            ..plain.clone()
+        };
+        assert_eq!(
+            order(&host_port),
+            Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST)
+        );
+        let rollback = service_spec(&host_port).spec.rollback_config;
+        assert_eq!(
+            rollback.and_then(|r| r.order),
+            Some(ServiceSpecRollbackConfigOrderEnum::STOP_FIRST)
+        );
+        let volume = ServiceWant {
+            mounts: vec![MountWant::Volume {
+                source: "s-p_data".into(),
+                target: "/data".into(),
+                read_only: false,
+                labels: BTreeMap::new(),
+            }],
+            ..plain.clone()
+        };
+        assert_eq!(
+            order(&volume),
+            Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST)
+        );
+        // update_config.order says otherwise: as it says.
+        let asked = ServiceWant {
+            update: UpdateWant {
+                order: Some("start-first".into()),
+                ..Default::default()
+            },
+            ..host_port.clone()
+        };
+        assert_eq!(
+            order(&asked),
+            Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST)
+        );
+    }
+}
