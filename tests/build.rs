@@ -521,3 +521,23 @@ fn copy_sees_the_same_context_whichever_builder_runs_the_build() {
     assert_eq!(files("dfignored"), vec!["./.dockerignore", "./app.py"]);
     assert_eq!(files("inline"), vec!["./app.py"]);
 }
+
+#[test]
+fn a_docker_buildkit_that_is_not_a_boolean_is_a_usage_error() {
+    let base = busybox_image();
+    let t = TestStack::new("build-switch");
+    t.stack("services:\n  api:\n    build: api\n")
+        .write("api/Dockerfile", &format!("FROM {base}\n"));
+    let assert = t
+        .cmd()
+        .env("DOCKER_BUILDKIT", "yes")
+        .args(["build"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("error: DOCKER_BUILDKIT is `yes`, which is not a boolean"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: set DOCKER_BUILDKIT=0"), "{stderr}");
+}
