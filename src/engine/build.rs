@@ -9,7 +9,8 @@
 //! a `FROM` image; its progress arrives as `moby.buildkit.trace` records (steps, their
 //! output, their errors). `DOCKER_BUILDKIT=0` forces the classic builder, which reports
 //! progress as plain lines (ENGINE-NOTES §2); an engine that turns a BuildKit request down
-//! gets the classic builder from then on.
+//! gets the classic builder from then on, and so do the builds BuildKit cannot do as the
+//! classic builder would (`fit_builder`, `buildkit_network`).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -618,8 +619,7 @@ fn fit_builder(context: &mut context::BuildContext, builder: Builder) -> Builder
 }
 
 /// Which of the engine's builders runs a build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Builder {
     /// `/build?version=2`, with a session.
     BuildKit,
