@@ -541,3 +541,21 @@ fn a_docker_buildkit_that_is_not_a_boolean_is_a_usage_error() {
     );
     assert!(stderr.contains("hint: set DOCKER_BUILDKIT=0"), "{stderr}");
 }
+
+#[test]
+fn shm_size_reaches_run_steps_through_the_classic_builder() {
+    let base = busybox_image();
+    let t = TestStack::new("build-shm");
+    t.stack("services:\n  api:\n    build: { context: api, shm_size: 256m }\n")
+        .write(
+            "api/Dockerfile",
+            &format!("FROM {base}\nRUN df -k /dev/shm | tail -1 | awk '{{print $2}}' > /shm\n"),
+        );
+    let assert = t.cmd().args(["-v", "build"]).assert().success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    // The engine's BuildKit ignores it (64 MB): the classic builder builds this one.
+    assert!(stderr.contains("(classic builder)"), "{stderr}");
+    let tag = format!("{}/api:{}", t.project, t.stage);
+    let shm = docker_ok(&["run", "--rm", &tag, "cat", "/shm"]);
+    assert_eq!(shm.trim(), "262144");
+}

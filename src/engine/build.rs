@@ -10,7 +10,7 @@
 //! output, their errors). `DOCKER_BUILDKIT=0` forces the classic builder, which reports
 //! progress as plain lines (ENGINE-NOTES §2); an engine that turns a BuildKit request down
 //! gets the classic builder from then on, and so do the builds BuildKit cannot do as the
-//! classic builder would (`fit_builder`, `buildkit_network`).
+//! classic builder would (`fit_builder`, `buildkit_can`).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -673,14 +673,16 @@ fn parse_switch(value: &str) -> Result<Option<bool>, crate::error::UsageError> {
     }
 }
 
-/// Whether BuildKit can run `RUN` steps on the network the request names: the engine's
-/// BuildKit takes only `default`, `host` and `none`; another one (a user-defined network)
-/// needs the classic builder.
-fn buildkit_network(request: &BuildRequest) -> bool {
-    request
+/// Whether the engine's BuildKit does what the request asks as the classic builder does:
+/// it takes only the networks `default`, `host` and `none` (not a user-defined one), ignores
+/// `shm_size` (20.10: `/dev/shm` stays 64 MB) and takes a `cache_from` image as cache only
+/// when it was built with inline cache metadata. Such builds keep the classic builder.
+fn buildkit_can(request: &BuildRequest) -> bool {
+    let network = request
         .network
         .as_deref()
-        .is_none_or(|n| matches!(n, "" | "default" | "host" | "none"))
+        .is_none_or(|n| matches!(n, "" | "default" | "host" | "none"));
+    network && request.shm_size.is_none() && request.cache_from.is_empty()
 }
 
 /// A random session ID (the engine finds the build's session by it).
@@ -897,7 +899,7 @@ impl Engine {
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> anyhow::Result<String> {
         let mut builder = self.builder().await?;
-        if builder == Builder::BuildKit && !buildkit_network(request) {
+        if builder == Builder::BuildKit && !buildkit_can(request) {
             builder = Builder::Classic;
         }
         // A tag the engine cannot parse fails the build below, with the engine's message.
@@ -1574,13 +1576,21 @@ mod tests {
         assert!(refused(500, "no space left on device").is_none());
         assert!(refused(404, "page not found").is_none());
         let network = |n: Option<&str>| {
-            buildkit_network(&BuildRequest {
+            buildkit_can(&BuildRequest {
                 network: n.map(String::from),
                 ..Default::default()
             })
         };
         assert!(network(None) && network(Some("host")) && network(Some("none")));
         assert!(!network(Some("dev-app_default")));
+        assert!(!buildkit_can(&BuildRequest {
+            shm_size: Some(256 << 20),
+            ..Default::default()
+        }));
+        assert!(!buildkit_can(&BuildRequest {
+            cache_from: vec!["app/api:ci".into()],
+            ..Default::default()
+        }));
     }
 
     #[test]
