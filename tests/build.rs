@@ -559,3 +559,40 @@ fn shm_size_reaches_run_steps_through_the_classic_builder() {
     let shm = docker_ok(&["run", "--rm", &tag, "cat", "/shm"]);
     assert_eq!(shm.trim(), "262144");
 }
+
+#[test]
+fn target_builds_its_stage_with_buildkit_and_skips_the_others() {
+    let base = busybox_image();
+    let t = TestStack::new("build-target");
+    t.stack(
+        "services:\n  api:\n    build: { context: api, target: dev, network: none, labels: { team: data } }\n",
+    )
+    .write(
+        "api/Dockerfile",
+        &format!(
+            "FROM {base} AS base\nRUN echo base > /stage\nFROM base AS dev\nRUN echo dev > /stage\nFROM base AS prod\nRUN echo prod > /stage\n"
+        ),
+    );
+    let assert = t.cmd().args(["-v", "build"]).assert().success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("(BuildKit builder)"), "{stderr}");
+    assert!(
+        stderr.contains("build api: [dev 1/1] RUN echo dev > /stage"),
+        "{stderr}"
+    );
+    // A stage the target does not need is not built.
+    assert!(!stderr.contains("[prod "), "{stderr}");
+    let tag = format!("{}/api:{}", t.project, t.stage);
+    assert_eq!(
+        docker_ok(&["run", "--rm", &tag, "cat", "/stage"]).trim(),
+        "dev"
+    );
+    let team = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"team\"}} {{index .Config.Labels \"io.stackctl.image.stage\"}}",
+        &tag,
+    ]);
+    assert_eq!(team.trim(), format!("data {}", t.stage));
+}
