@@ -576,3 +576,78 @@ fn copy_sees_the_same_context_whichever_builder_runs_the_build() {
     assert_eq!(files("dfignored"), vec!["./.dockerignore", "./app.py"]);
     assert_eq!(files("inline"), vec!["./app.py"]);
 }
+
+#[test]
+fn a_docker_buildkit_that_is_not_a_boolean_is_a_usage_error() {
+    let base = busybox_image();
+    let t = TestStack::new("build-switch");
+    t.stack("services:\n  api:\n    build: api\n")
+        .write("api/Dockerfile", &format!("FROM {base}\n"));
+    let assert = t
+        .cmd()
+        .env("DOCKER_BUILDKIT", "yes")
+        .args(["build"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("error: DOCKER_BUILDKIT is `yes`, which is not a boolean"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: set DOCKER_BUILDKIT=0"), "{stderr}");
+}
+
+#[test]
+fn shm_size_reaches_run_steps_through_the_classic_builder() {
+    let base = busybox_image();
+    let t = TestStack::new("build-shm");
+    t.stack("services:\n  api:\n    build: { context: api, shm_size: 256m }\n")
+        .write(
+            "api/Dockerfile",
+            &format!("FROM {base}\nRUN df -k /dev/shm | tail -1 | awk '{{print $2}}' > /shm\n"),
+        );
+    let assert = t.cmd().args(["-v", "build"]).assert().success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    // The engine's BuildKit ignores it (64 MB): the classic builder builds this one.
+    assert!(stderr.contains("(classic builder)"), "{stderr}");
+    let tag = format!("{}/api:{}", t.project, t.stage);
+    let shm = docker_ok(&["run", "--rm", &tag, "cat", "/shm"]);
+    assert_eq!(shm.trim(), "262144");
+}
+
+#[test]
+fn target_builds_its_stage_with_buildkit_and_skips_the_others() {
+    let base = busybox_image();
+    let t = TestStack::new("build-target");
+    t.stack(
+        "services:\n  api:\n    build: { context: api, target: dev, network: none, labels: { team: data } }\n",
+    )
+    .write(
+        "api/Dockerfile",
+        &format!(
+            "FROM {base} AS base\nRUN echo base > /stage\nFROM base AS dev\nRUN echo dev > /stage\nFROM base AS prod\nRUN echo prod > /stage\n"
+        ),
+    );
+    let assert = t.cmd().args(["-v", "build"]).assert().success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("(BuildKit builder)"), "{stderr}");
+    assert!(
+        stderr.contains("build api: [dev 1/1] RUN echo dev > /stage"),
+        "{stderr}"
+    );
+    // A stage the target does not need is not built.
+    assert!(!stderr.contains("[prod "), "{stderr}");
+    let tag = format!("{}/api:{}", t.project, t.stage);
+    assert_eq!(
+        docker_ok(&["run", "--rm", &tag, "cat", "/stage"]).trim(),
+        "dev"
+    );
+    let team = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"team\"}} {{index .Config.Labels \"io.stackctl.image.stage\"}}",
+        &tag,
+    ]);
+    assert_eq!(team.trim(), format!("data {}", t.stage));
+}

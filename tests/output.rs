@@ -125,8 +125,9 @@ fn issue9_failing_build_masks_the_secret_its_step_printed() {
         &format!("FROM {base}\nARG API_TOKEN\nRUN echo \"token is $API_TOKEN\" && exit 3\n"),
     );
     t.stack("services:\n  api:\n    build: { context: api, args: [API_TOKEN] }\n");
-    // The failed build leaves the image of its `ARG` step behind (build cache, as with
-    // `docker build`); it is this test's, so it goes at the end, on failure too.
+    // A failed classic build (`DOCKER_BUILDKIT=0`, or an engine without BuildKit) leaves the
+    // image of its `ARG` step behind (build cache, as with `docker build`; BuildKit keeps its
+    // cache apart from the images); it is this test's, so it goes at the end, on failure too.
     let _cache = FailedBuildCache("ARG API_TOKEN");
     let out = run(&t, &["build"]);
     let stderr = stderr_of(&out);

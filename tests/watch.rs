@@ -275,6 +275,46 @@ fn watch_rebuild_recreates_the_service_and_ctrl_c_leaves_the_stage_running() {
     assert_eq!(inspect(&container, "{{.Id}}"), id_after);
 }
 
+/// The files the process `pid` has open.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn rebuilds_of_a_long_watch_leave_no_connection_open() {
+    let t = project("watch-fds");
+    let mut watching = Watching::start(&t, &["watch"]);
+    let pid = watching.child.id();
+    let mut rebuild = |n: usize| {
+        t.write("api/deps.txt", &format!("{n}\n"));
+        let event = watching.next(Duration::from_secs(90));
+        assert_eq!(event["action"], "rebuild", "{event}");
+        assert_eq!(event["status"], "done", "{event}");
+    };
+    rebuild(1);
+    let after_one = open_files(pid);
+    for n in 2..=5 {
+        rebuild(n);
+    }
+    // Each BuildKit build has a session, on a connection of its own: it is closed when the
+    // build ends (one idle connection more or less in the client's pool is not a leak).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = open_files(pid);
+        if now <= after_one + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} files open after 5 rebuilds, {after_one} after the first"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(watching.interrupt(), Some(130));
+}
+
 #[test]
 fn bad_develop_keys_are_located_errors() {
     let t = TestStack::new("watch-invalid");

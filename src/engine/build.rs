@@ -9,7 +9,8 @@
 //! a `FROM` image; its progress arrives as `moby.buildkit.trace` records (steps, their
 //! output, their errors). `DOCKER_BUILDKIT=0` forces the classic builder, which reports
 //! progress as plain lines (ENGINE-NOTES §2); an engine that turns a BuildKit request down
-//! gets the classic builder from then on.
+//! gets the classic builder from then on, and so do the builds BuildKit cannot do as the
+//! classic builder would (`fit_builder`, `buildkit_can`).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -618,8 +619,7 @@ fn fit_builder(context: &mut context::BuildContext, builder: Builder) -> Builder
 }
 
 /// Which of the engine's builders runs a build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Builder {
     /// `/build?version=2`, with a session.
     BuildKit,
@@ -673,14 +673,16 @@ fn parse_switch(value: &str) -> Result<Option<bool>, crate::error::UsageError> {
     }
 }
 
-/// Whether BuildKit can run `RUN` steps on the network the request names: the engine's
-/// BuildKit takes only `default`, `host` and `none`; another one (a user-defined network)
-/// needs the classic builder.
-fn buildkit_network(request: &BuildRequest) -> bool {
-    request
+/// Whether the engine's BuildKit does what the request asks as the classic builder does:
+/// it takes only the networks `default`, `host` and `none` (not a user-defined one), ignores
+/// `shm_size` (20.10: `/dev/shm` stays 64 MB) and takes a `cache_from` image as cache only
+/// when it was built with inline cache metadata. Such builds keep the classic builder.
+fn buildkit_can(request: &BuildRequest) -> bool {
+    let network = request
         .network
         .as_deref()
-        .is_none_or(|n| matches!(n, "" | "default" | "host" | "none"))
+        .is_none_or(|n| matches!(n, "" | "default" | "host" | "none"));
+    network && request.shm_size.is_none() && request.cache_from.is_empty()
 }
 
 /// A random session ID (the engine finds the build's session by it).
@@ -897,7 +899,7 @@ impl Engine {
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> anyhow::Result<String> {
         let mut builder = self.builder().await?;
-        if builder == Builder::BuildKit && !buildkit_network(request) {
+        if builder == Builder::BuildKit && !buildkit_can(request) {
             builder = Builder::Classic;
         }
         // A tag the engine cannot parse fails the build below, with the engine's message.
@@ -946,7 +948,13 @@ impl Engine {
             builder,
         );
         let (body, tar_task) = context::stream(context);
-        let client = self.long_client();
+        let (client, _close) = match builder {
+            Builder::BuildKit => match self.closing_client() {
+                Some((client, close)) => (client, Some(close)),
+                None => (self.long_client(), None),
+            },
+            Builder::Classic => (self.long_client(), None),
+        };
         // The classic builder takes the credentials in a header; BuildKit asks the session.
         let auth = registry_auth(request);
         let stream = client.build_image(options, auth, Some(body_try_stream(body)));
@@ -1022,6 +1030,192 @@ impl Engine {
                 .remove_image(previous, None::<RemoveImageOptions>, None)
                 .await;
         }
+    }
+}
+
+/// A BuildKit build's own client, whose connections end with the build. bollard runs the
+/// build's session on a connection it upgrades and hands to a task of its own, which nothing
+/// ever closes: without this, every build of a long `watch` would leave one connection open
+/// here and one session on the engine. The connections of this client are shut when the
+/// build ends (or is given up): reads see the end, the session's task ends and closes it.
+mod closing {
+    use std::future::Future;
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Waker};
+
+    use hyper_util::client::legacy::connect::{Connected, Connection};
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    use crate::engine::ssh::SshSession;
+
+    /// Where the engine is: its local socket, or an ssh session's route.
+    #[derive(Clone)]
+    pub enum Route {
+        Unix(std::path::PathBuf),
+        Ssh(Arc<SshSession>),
+    }
+
+    /// Shuts every connection of one client.
+    #[derive(Default)]
+    pub struct Closer {
+        closed: AtomicBool,
+        /// The task reading each connection, woken when it must see the end.
+        readers: Mutex<Vec<Arc<Mutex<Option<Waker>>>>>,
+    }
+
+    impl Closer {
+        pub fn close(&self) {
+            self.closed.store(true, Ordering::SeqCst);
+            let readers = self.readers.lock().map(|r| r.clone()).unwrap_or_default();
+            for reader in readers {
+                if let Some(waker) = reader.lock().ok().and_then(|mut w| w.take()) {
+                    waker.wake();
+                }
+            }
+        }
+
+        fn is_closed(&self) -> bool {
+            self.closed.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Closes when dropped: a build given up (Ctrl-C) closes its session too.
+    pub struct CloseOnDrop(pub Arc<Closer>);
+
+    impl Drop for CloseOnDrop {
+        fn drop(&mut self) {
+            self.0.close();
+        }
+    }
+
+    pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+    impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+    /// One connection: ends (reads give end of file, writes fail) once closed.
+    pub struct Closing {
+        inner: Box<dyn Io>,
+        closer: Arc<Closer>,
+        reader: Arc<Mutex<Option<Waker>>>,
+    }
+
+    impl AsyncRead for Closing {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            if this.closer.is_closed() {
+                return Poll::Ready(Ok(()));
+            }
+            if let Ok(mut reader) = this.reader.lock() {
+                *reader = Some(cx.waker().clone());
+            }
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Closing {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            if this.closer.is_closed() {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            Pin::new(&mut this.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        }
+    }
+
+    impl Connection for Closing {
+        fn connected(&self) -> Connected {
+            Connected::new()
+        }
+    }
+
+    #[derive(Clone)]
+    pub struct Connector {
+        pub route: Route,
+        pub closer: Arc<Closer>,
+    }
+
+    impl tower_service::Service<hyper::Uri> for Connector {
+        type Response = TokioIo<Closing>;
+        type Error = io::Error;
+        type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: hyper::Uri) -> Self::Future {
+            let route = self.route.clone();
+            let closer = self.closer.clone();
+            Box::pin(async move {
+                let inner: Box<dyn Io> = match route {
+                    Route::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+                    Route::Ssh(session) => Box::new(session.connect().await?),
+                };
+                let reader = Arc::new(Mutex::new(None));
+                if let Ok(mut readers) = closer.readers.lock() {
+                    readers.push(reader.clone());
+                }
+                Ok(TokioIo::new(Closing {
+                    inner,
+                    closer,
+                    reader,
+                }))
+            })
+        }
+    }
+}
+
+impl Engine {
+    /// A client of its own for a BuildKit build, and what shuts its connections
+    /// ([`closing`]); None for an engine over tcp (its TLS set-up is bollard's), which then
+    /// builds on the shared client.
+    fn closing_client(&self) -> Option<(bollard::Docker, closing::CloseOnDrop)> {
+        let route = match (&self.ssh, self.address.strip_prefix("unix://")) {
+            (Some(session), _) => closing::Route::Ssh(session.clone()),
+            (None, Some(path)) => closing::Route::Unix(path.into()),
+            (None, None) => return None,
+        };
+        let closer = std::sync::Arc::new(closing::Closer::default());
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(closing::Connector {
+                    route,
+                    closer: closer.clone(),
+                });
+        let docker = bollard::Docker::connect_with_custom_transport(
+            move |request: bollard::BollardRequest| {
+                let http = http.clone();
+                async move {
+                    http.request(request)
+                        .await
+                        .map_err(bollard::errors::Error::from)
+                }
+            },
+            Some("http://engine"),
+            super::LONG_CALL_TIMEOUT.as_secs(),
+            &self.docker.client_version(),
+        )
+        .ok()?;
+        Some((docker, closing::CloseOnDrop(closer)))
     }
 }
 
@@ -1382,13 +1576,21 @@ mod tests {
         assert!(refused(500, "no space left on device").is_none());
         assert!(refused(404, "page not found").is_none());
         let network = |n: Option<&str>| {
-            buildkit_network(&BuildRequest {
+            buildkit_can(&BuildRequest {
                 network: n.map(String::from),
                 ..Default::default()
             })
         };
         assert!(network(None) && network(Some("host")) && network(Some("none")));
         assert!(!network(Some("dev-app_default")));
+        assert!(!buildkit_can(&BuildRequest {
+            shm_size: Some(256 << 20),
+            ..Default::default()
+        }));
+        assert!(!buildkit_can(&BuildRequest {
+            cache_from: vec!["app/api:ci".into()],
+            ..Default::default()
+        }));
     }
 
     #[test]

@@ -159,6 +159,18 @@ pub fn is_not_found(err: &BollardError) -> bool {
     )
 }
 
+/// A time the engine gave, as RFC 3339 in UTC with nanoseconds (`2026-11-30T09:40:48.123450000Z`:
+/// as text, such times sort in time order); empty for Go's zero time and anything before
+/// 1970 (not a real date). The models hold times as `time::OffsetDateTime` (bollard's
+/// `time` feature, which its BuildKit support needs).
+pub(crate) fn rfc3339(time: impl Into<std::time::SystemTime>) -> String {
+    let time: std::time::SystemTime = time.into();
+    if time <= std::time::UNIX_EPOCH {
+        return String::new();
+    }
+    humantime::format_rfc3339_nanos(time).to_string()
+}
+
 /// Could not reach the daemon at all.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot reach the Docker engine at {address}: {reason}")]

@@ -72,7 +72,7 @@ impl NetworkFound {
             name: network.name.unwrap_or_default(),
             driver: network.driver.unwrap_or_default(),
             labels: network.labels.unwrap_or_default(),
-            created: network.created.map(rfc3339).unwrap_or_default(),
+            created: network.created.map(super::rfc3339).unwrap_or_default(),
         }
     }
 
@@ -85,15 +85,6 @@ impl NetworkFound {
     fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(12)]
     }
-}
-
-/// The engine's `Created` as RFC 3339 with nanoseconds (empty before 1970: not a real date).
-fn rfc3339(created: impl Into<std::time::SystemTime>) -> String {
-    let created: std::time::SystemTime = created.into();
-    if created < std::time::UNIX_EPOCH {
-        return String::new();
-    }
-    humantime::format_rfc3339_nanos(created).to_string()
 }
 
 /// A sort key for `Created` that orders correctly: Go trims trailing zeros of the fraction
@@ -392,6 +383,19 @@ mod tests {
             labels: HashMap::new(),
             created: created.to_string(),
         }
+    }
+
+    #[test]
+    fn engine_times_sort_as_text_in_time_order() {
+        use std::time::{Duration, UNIX_EPOCH};
+        // 09:59:59.5 and 10:00:00.25 on 2026-11-30: as text, in the same order.
+        let nine = UNIX_EPOCH + Duration::from_millis(1_796_032_799_500);
+        let ten = UNIX_EPOCH + Duration::from_millis(1_796_032_800_250);
+        let (a, b) = (super::super::rfc3339(nine), super::super::rfc3339(ten));
+        assert_eq!(a, "2026-11-30T09:59:59.500000000Z");
+        assert_eq!(b, "2026-11-30T10:00:00.250000000Z");
+        assert!(a < b);
+        assert_eq!(super::super::rfc3339(UNIX_EPOCH), "");
     }
 
     #[test]

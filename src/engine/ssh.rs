@@ -433,7 +433,7 @@ impl SshSession {
     }
 
     /// A new HTTP connection to the engine, by the session's route.
-    async fn connect(&self) -> io::Result<SshStream> {
+    pub(crate) async fn connect(&self) -> io::Result<SshStream> {
         if self.forwarding() {
             let stream = tokio::net::UnixStream::connect(&self.local).await?;
             return Ok(SshStream::Forwarded(stream));

@@ -813,7 +813,7 @@ impl Engine {
                         .unwrap_or_default(),
                     container_id: container.container_id.filter(|c| !c.is_empty()),
                     exit_code: container.exit_code,
-                    updated_at: t.updated_at.map(|d| d.to_string()).unwrap_or_default(),
+                    updated_at: t.updated_at.map(super::rfc3339).unwrap_or_default(),
                 }
             })
             .collect();

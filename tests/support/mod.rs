@@ -340,6 +340,7 @@ pub fn on_terminal(t: &TestStack, args: &str, env: &[(&str, &std::ffi::OsStr)]) 
         .env("COLUMNS", "80")
         .env_remove("CI")
         .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_BUILDKIT")
         .stdin(std::process::Stdio::null());
     for (key, value) in env {
         cmd.env(key, value);

@@ -605,8 +605,7 @@ pub fn child_path(parent: &str, key: &str) -> String {
 /// Why a key is not supported yet, when there is more to say than "not yet".
 pub fn reason(path: &str, key: &str) -> String {
     let swarm = "it is a Swarm setting, and this stage runs containers on one engine (`engine: { mode: swarm }` deploys to a Swarm)";
-    let classic =
-        "the engine's classic builder (API 1.41) has no such option; BuildKit is not used";
+    let classic = "stackctl's BuildKit builds do not offer it yet (it needs the build session's secrets, ssh or extra contexts, or an exporter), and the classic builder has no such option";
     let text = match (path, key) {
         ("services.*.build", "additional_contexts" | "secrets" | "ssh" | "cache_to")
         | ("services.*.build", "entitlements" | "provenance" | "sbom" | "platforms") => classic,
