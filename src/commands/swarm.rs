@@ -169,29 +169,26 @@ fn want(
     let mut constraints = placement.constraints.clone();
     let every_node = matches!(deploy.mode.as_deref(), Some("global" | "global-job"));
     if !volumes.is_empty() {
+        // "its volume `data` is" / "its volumes `a`, `b` are"
+        let its_volumes = format!(
+            "its volume{} {} {}",
+            if volumes.len() == 1 { "" } else { "s" },
+            volumes
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if volumes.len() == 1 { "is" } else { "are" },
+        );
         if every_node {
             notes.push(format!(
-                "service `{name}` runs a task on every node: its volume{} {} {} node-local, one on each node",
-                if volumes.len() == 1 { "" } else { "s" },
-                volumes
-                    .iter()
-                    .map(|v| format!("`{v}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if volumes.len() == 1 { "is" } else { "are" },
+                "service `{name}` runs a task on every node: {its_volumes} node-local, one on each node"
             ));
         } else if constraints.is_empty() {
             constraints.push(format!("node.id=={manager}"));
             notes.push(format!(
-                "service `{name}` keeps to node {} (the manager): its volume{} {} {} node-local",
+                "service `{name}` keeps to node {} (the manager): {its_volumes} node-local",
                 &manager[..manager.len().min(12)],
-                if volumes.len() == 1 { "" } else { "s" },
-                volumes
-                    .iter()
-                    .map(|v| format!("`{v}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if volumes.len() == 1 { "is" } else { "are" },
             ));
         } else {
             notes.push(format!(
