@@ -84,8 +84,8 @@ impl Stage {
         ])
     }
 
-    /// Tasks of a service wanted running: (node ID, state).
-    fn running_tasks(&self, name: &str) -> Vec<(String, String)> {
+    /// `format` of each task of a service wanted running, one line each.
+    fn running(&self, name: &str, format: &str) -> Vec<String> {
         let ids = swarm().docker_ok(&[
             "service",
             "ps",
@@ -94,13 +94,21 @@ impl Stage {
             "desired-state=running",
             &self.service(name),
         ]);
-        let mut args = vec!["inspect", "--format", "{{.NodeID}} {{.Status.State}}"];
+        let mut args = vec!["inspect", "--format", format];
         args.extend(ids.lines());
         swarm()
             .docker_ok(&args)
             .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Tasks of a service wanted running: (node ID, state).
+    fn running_tasks(&self, name: &str) -> Vec<(String, String)> {
+        self.running(name, "{{.NodeID}} {{.Status.State}}")
+            .into_iter()
             .map(|l| {
-                let (node, state) = l.split_once(' ').unwrap_or((l, ""));
+                let (node, state) = l.split_once(' ').unwrap_or((&l, ""));
                 (node.to_string(), state.to_string())
             })
             .collect()
@@ -108,21 +116,7 @@ impl Stage {
 
     /// The images the tasks of a service wanted running run.
     fn running_images(&self, name: &str) -> Vec<String> {
-        let ids = swarm().docker_ok(&[
-            "service",
-            "ps",
-            "-q",
-            "--filter",
-            "desired-state=running",
-            &self.service(name),
-        ]);
-        let mut args = vec!["inspect", "--format", "{{.Spec.ContainerSpec.Image}}"];
-        args.extend(ids.lines());
-        swarm()
-            .docker_ok(&args)
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.running(name, "{{.Spec.ContainerSpec.Image}}")
     }
 
     /// The states of every task of a service.

@@ -957,13 +957,7 @@ async fn failure_report(
     tasks: &[TaskFound],
     hash: &str,
 ) -> String {
-    let nodes: HashMap<String, NodeFound> = engine
-        .swarm_nodes()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|n| (n.id.clone(), n))
-        .collect();
+    let nodes = nodes_by_id(engine).await.unwrap_or_default();
     let mut failing: Vec<&TaskFound> = tasks
         .iter()
         .filter(|t| {
@@ -1139,12 +1133,7 @@ async fn kept_tasks(
     if tasks.is_empty() {
         return Ok(());
     }
-    let nodes: HashMap<String, NodeFound> = engine
-        .swarm_nodes()
-        .await?
-        .into_iter()
-        .map(|n| (n.id.clone(), n))
-        .collect();
+    let nodes = nodes_by_id(engine).await?;
     let mut by_service: BTreeMap<String, Vec<&TaskFound>> = BTreeMap::new();
     for task in &tasks {
         let service = task.labels.get(names::SERVICE).cloned().unwrap_or_default();
@@ -1194,6 +1183,16 @@ async fn kept_tasks(
         }
     }
     Ok(())
+}
+
+/// The swarm's nodes by node ID.
+async fn nodes_by_id(engine: &Engine) -> Result<HashMap<String, NodeFound>> {
+    Ok(engine
+        .swarm_nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n.id.clone(), n))
+        .collect())
 }
 
 /// The engine, the manager node's ID, and (when `lock` gives how long to wait for it) the
@@ -1273,12 +1272,7 @@ pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
             engine.remove_volume(volume).await?;
             progress.line("volume", volume).done("removed", None);
         }
-        let nodes: HashMap<String, NodeFound> = engine
-            .swarm_nodes()
-            .await?
-            .into_iter()
-            .map(|n| (n.id.clone(), n))
-            .collect();
+        let nodes = nodes_by_id(&engine).await?;
         // Volumes of services no longer deployed (after `down`): where the stack file put
         // their tasks. A service without constraints was kept on the manager.
         for (name, service) in &loaded.stack.services {
@@ -1343,12 +1337,7 @@ pub async fn ps(ctx: &Context) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let engine = connect().await?;
     manager_node(&engine, &loaded).await?;
-    let nodes: HashMap<String, NodeFound> = engine
-        .swarm_nodes()
-        .await?
-        .into_iter()
-        .map(|n| (n.id.clone(), n))
-        .collect();
+    let nodes = nodes_by_id(&engine).await?;
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut services = engine
         .stage_services(&loaded.stage, &loaded.project)
@@ -1536,12 +1525,7 @@ pub async fn task_container_here(
     {
         return Ok(container);
     }
-    let nodes: HashMap<String, NodeFound> = engine
-        .swarm_nodes()
-        .await?
-        .into_iter()
-        .map(|n| (n.id.clone(), n))
-        .collect();
+    let nodes = nodes_by_id(engine).await?;
     let mut elsewhere: Vec<String> = running
         .iter()
         .map(|t| {
