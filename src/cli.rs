@@ -96,8 +96,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  stackctl build api --no-cache")]
     Build(BuildArgs),
     /// Create, recreate or start what differs from the stack file, then wait for health.
+    // `-V` is `--renew-anon-volumes` here, as in Compose; `stackctl -V` prints the version.
     #[command(
-        after_help = "Examples:\n  stackctl up\n  stackctl up --dry-run\n  stackctl up api --build --timeout 120"
+        disable_version_flag = true,
+        after_help = "Examples:\n  stackctl up\n  stackctl up --dry-run\n  stackctl up api --build --timeout 120\n  stackctl up -V"
     )]
     Up(UpArgs),
     /// Follow the services' `develop.watch` rules: sync, rebuild or restart as files change.
@@ -238,6 +240,9 @@ pub struct UpArgs {
     /// Remove containers of this stage whose service is no longer in the stack file.
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Give recreated containers new anonymous volumes instead of keeping the old ones' data.
+    #[arg(short = 'V', long)]
+    pub renew_anon_volumes: bool,
     /// Pull images: `always`, `missing` (when not on the engine) or `never`; replaces every
     /// service's `pull_policy`.
     #[arg(long, value_name = "POLICY")]

@@ -67,6 +67,12 @@ pub fn stage_filter(stage: &str, project: &str) -> Vec<String> {
 /// the planner can say which field changed from the container list alone.
 pub const CONFIG_FIELDS: &str = "io.stackctl.config-fields";
 
+/// Label of a container that took over the anonymous volumes of the one it replaced: their
+/// engine names, comma-separated. The engine removes a container's anonymous volumes with it
+/// only when it created them for that container; these it mounts by name, so whoever removes
+/// the container removes them (`Engine::remove_container`).
+pub const KEPT_VOLUMES: &str = "io.stackctl.kept-volumes";
+
 /// Label naming the task a one-off container runs.
 pub const TASK: &str = "io.stackctl.task";
 

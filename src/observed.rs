@@ -25,6 +25,23 @@ pub struct ObservedContainer {
     pub ports: Vec<String>,
     /// The networks it is attached to (engine names), sorted.
     pub networks: Vec<String>,
+    /// Its volume mounts (named and anonymous; not binds nor tmpfs), as the list reports them.
+    pub volumes: Vec<MountedVolume>,
+}
+
+/// A volume a container mounts: the engine's name of the volume and where it is mounted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountedVolume {
+    pub name: String,
+    pub destination: String,
+}
+
+impl MountedVolume {
+    /// True for a name the engine gives an anonymous volume (64 hexadecimal digits): a
+    /// named volume of a stage never looks like it.
+    pub fn is_anonymous_name(&self) -> bool {
+        self.name.len() == 64 && self.name.bytes().all(|b| b.is_ascii_hexdigit())
+    }
 }
 
 impl ObservedContainer {

@@ -48,8 +48,22 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
                 host_port: p.host_port.clone(),
             })
             .collect(),
-        binds: spec.binds.clone(),
-        anonymous_volumes: spec.anonymous_volumes.clone(),
+        binds: spec
+            .binds
+            .iter()
+            .cloned()
+            .chain(
+                spec.kept_volumes
+                    .iter()
+                    .map(|v| format!("{}:{}", v.name, v.path)),
+            )
+            .collect(),
+        anonymous_volumes: spec
+            .anonymous_volumes
+            .iter()
+            .filter(|path| !spec.kept_volumes.iter().any(|v| &v.path == *path))
+            .cloned()
+            .collect(),
         volumes_from: spec.volumes_from.clone(),
         networks: spec
             .networks
@@ -70,7 +84,14 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             start_interval_ns: h.start_interval_ns,
         }),
         restart: spec.restart.clone(),
-        labels: spec.labels().into_iter().collect(),
+        labels: {
+            let mut labels: HashMap<String, String> = spec.labels().into_iter().collect();
+            if !spec.kept_volumes.is_empty() {
+                let kept: Vec<&str> = spec.kept_volumes.iter().map(|v| v.name.as_str()).collect();
+                labels.insert(names::KEPT_VOLUMES.to_string(), kept.join(","));
+            }
+            labels
+        },
         working_dir: spec.working_dir.clone(),
         user: spec.user.clone(),
         init: spec.init,
@@ -425,6 +446,22 @@ impl<'a> DockerTarget<'a> {
         self.post_start(service, &spec.name, phase).await
     }
 
+    /// The stopped container of `spec`'s name replaced by a new one that mounts its
+    /// anonymous volumes (`spec.kept_volumes`): the new one is created beside it (as
+    /// `NAME--next`) first, so the volumes are in use by a container at every moment and the
+    /// old one's removal leaves them; its other anonymous volumes go with it.
+    async fn replace_keeping_volumes(&self, spec: &ContainerSpec) -> Result<()> {
+        let next = format!("{}--next", spec.name);
+        let mut config = container_config(spec);
+        config.name = next.clone();
+        // A `--next` left by a killed run holds nothing the new one needs.
+        self.engine.remove_container(&next).await?;
+        self.engine.create_container(&config).await?;
+        self.engine.remove_container(&spec.name).await?;
+        self.engine.rename_container(&next, &spec.name).await?;
+        Ok(())
+    }
+
     /// Stop a container, giving up the wait (not the stop) on an interrupt: the engine
     /// finishes the stop on its own, and nothing else is started after it.
     async fn stop(&self, name: &str) -> Result<()> {
@@ -454,10 +491,14 @@ impl<'a> DockerTarget<'a> {
             self.pre_stop(service, &spec.name).await?;
             self.stop(&spec.name).await?;
         }
-        if matches!(change, Change::Recreate(_)) {
+        if matches!(change, Change::Recreate(_)) && !spec.kept_volumes.is_empty() {
+            phase("creating")?;
+            self.replace_keeping_volumes(spec).await?;
+        } else if matches!(change, Change::Recreate(_)) {
             self.engine.remove_container(&spec.name).await?;
         }
-        if matches!(change, Change::Create | Change::Recreate(_)) {
+        let created = matches!(change, Change::Recreate(_)) && !spec.kept_volumes.is_empty();
+        if matches!(change, Change::Create | Change::Recreate(_)) && !created {
             phase("creating")?;
             self.engine
                 .create_container(&container_config(spec))

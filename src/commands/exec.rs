@@ -544,6 +544,7 @@ async fn builtin_step(
                 timeout: STEP_TIMEOUT.as_secs(),
                 dry_run: false,
                 remove_orphans: false,
+                renew_anon_volumes: false,
                 pull: None,
                 watch: false,
             };

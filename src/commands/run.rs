@@ -36,6 +36,7 @@ async fn up_dependencies(ctx: &Context, services: Vec<String>) -> Result<()> {
         timeout: DEPENDENCIES_TIMEOUT,
         dry_run: false,
         remove_orphans: false,
+        renew_anon_volumes: false,
         pull: None,
         watch: false,
     };

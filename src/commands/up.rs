@@ -40,6 +40,7 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         services: args.services.clone(),
         build: args.build,
         remove_orphans: args.remove_orphans,
+        renew_anon_volumes: args.renew_anon_volumes,
         pull: args.pull.map(pull_policy),
         ..Default::default()
     };

@@ -675,20 +675,40 @@ impl Engine {
 
     /// Force-remove a container and its anonymous volumes; a missing one is fine, and so is
     /// one whose removal is already under way (409: a second stackctl, `down`, is on it).
+    /// The anonymous volumes it took over from a container it replaced (`names::KEPT_VOLUMES`)
+    /// are mounted by name, which the engine does not remove with it: they go after it,
+    /// unless another container still mounts them (a recreate's new container).
     pub async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
+        let kept = match self
+            .client()
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) => inspect
+                .config
+                .and_then(|config| config.labels)
+                .and_then(|labels| labels.get(names::KEPT_VOLUMES).cloned())
+                .unwrap_or_default(),
+            Err(err) if is_not_found(&err) => return Ok(()),
+            Err(err) => return Err(EngineError::new("inspect container", name, err)),
+        };
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
             .build();
         match self.client().remove_container(name, Some(options)).await {
-            Ok(()) => Ok(()),
-            Err(err) if is_not_found(&err) => Ok(()),
+            Ok(()) => {}
+            Err(err) if is_not_found(&err) => return Ok(()),
             Err(BollardError::DockerResponseServerError {
                 status_code: 409,
                 message,
-            }) if message.contains("already in progress") => Ok(()),
-            Err(err) => Err(EngineError::new("remove container", name, err)),
+            }) if message.contains("already in progress") => return Ok(()),
+            Err(err) => return Err(EngineError::new("remove container", name, err)),
         }
+        for volume in kept.split(',').filter(|v| !v.is_empty()) {
+            self.remove_volume_unless_used(volume).await?;
+        }
+        Ok(())
     }
 
     /// The state of a container, or `None` when it does not exist.

@@ -7,7 +7,7 @@ use bollard::query_parameters::{
 
 use super::{label_filters, Engine, EngineError};
 use crate::names;
-use crate::observed::{Observed, ObservedContainer};
+use crate::observed::{MountedVolume, Observed, ObservedContainer};
 
 impl Engine {
     /// Every container (all states) the label filters select: one list call.
@@ -134,6 +134,19 @@ pub(crate) fn observed_container(summary: ContainerSummary) -> ObservedContainer
         .map(|networks| networks.into_keys().collect())
         .unwrap_or_default();
     networks.sort();
+    let mut volumes: Vec<MountedVolume> = summary
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.typ.as_deref() == Some("volume"))
+        .filter_map(|m| {
+            Some(MountedVolume {
+                name: m.name?,
+                destination: m.destination?,
+            })
+        })
+        .collect();
+    volumes.sort_by(|a, b| a.destination.cmp(&b.destination));
     let name = summary
         .names
         .unwrap_or_default()
@@ -154,5 +167,6 @@ pub(crate) fn observed_container(summary: ContainerSummary) -> ObservedContainer
         image_id: summary.image_id.unwrap_or_default(),
         ports,
         networks,
+        volumes,
     }
 }

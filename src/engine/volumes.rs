@@ -93,6 +93,19 @@ impl Engine {
         }
     }
 
+    /// Remove a volume unless a container still mounts it; a missing one is fine.
+    pub async fn remove_volume_unless_used(&self, name: &str) -> Result<(), EngineError> {
+        let options = RemoveVolumeOptionsBuilder::default().build();
+        match self.client().remove_volume(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(err) if is_not_found(&err) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(err) => Err(EngineError::new("remove volume", name, err)),
+        }
+    }
+
     /// Remove a volume; a missing one is fine.
     pub async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
         let options = RemoveVolumeOptionsBuilder::default().force(true).build();

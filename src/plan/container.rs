@@ -161,6 +161,23 @@ pub struct ContainerSpec {
     /// Another replica of the service runs the `pre_start` steps in this run (not hashed).
     #[serde(skip)]
     pub pre_start_elsewhere: bool,
+    /// A recreate: the anonymous volumes of the container it replaces that it mounts at the
+    /// same paths, so their data stays (not hashed: what the container inherits is not
+    /// part of what the user asked for).
+    #[serde(skip)]
+    pub kept_volumes: Vec<KeptVolume>,
+    /// A recreate with `--renew-anon-volumes`: the paths whose anonymous volumes go with the
+    /// container it replaces (for `--dry-run`; not hashed).
+    #[serde(skip)]
+    pub renewed_volumes: Vec<String>,
+}
+
+/// An anonymous volume a recreated container takes over: the engine's name of the volume and
+/// the container path it is mounted at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeptVolume {
+    pub name: String,
+    pub path: String,
 }
 
 /// A secret or config as it lands in the container. Its content is never printed or
@@ -687,6 +704,8 @@ pub fn service(
             .collect(),
         pre_start: Vec::new(),
         pre_start_elsewhere: false,
+        kept_volumes: Vec::new(),
+        renewed_volumes: Vec::new(),
     }
 }
 

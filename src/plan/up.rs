@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
-use super::container::{self, ContainerSpec};
+use super::container::{self, ContainerSpec, KeptVolume};
 use super::image::{self, ImageBuild, ImageSpec};
 use crate::names;
 pub use crate::observed::{Observed, ObservedContainer};
@@ -32,6 +32,9 @@ pub struct PlanOptions {
     /// Only these data containers (with their images and volumes), nothing else: what a
     /// one-off container (`run`, `exec TASK`) takes volumes from, when it is not made yet.
     pub only_data: Vec<String>,
+    /// `up --renew-anon-volumes`: a recreated container gets new anonymous volumes instead
+    /// of the ones of the container it replaces.
+    pub renew_anon_volumes: bool,
 }
 
 /// What happens to a service container.
@@ -164,16 +167,15 @@ impl Action {
                 let name = spec.name.clone();
                 match change {
                     Change::Create => ("service", name, "create", "new".into()),
-                    Change::Recreate(fields) => (
-                        "service",
-                        name,
-                        "recreate",
-                        fields
+                    Change::Recreate(fields) => {
+                        let mut reason = fields
                             .iter()
                             .map(|f| format!("{f} changed"))
                             .collect::<Vec<_>>()
-                            .join(", "),
-                    ),
+                            .join(", ");
+                        reason.push_str(&volume_note(spec));
+                        ("service", name, "recreate", reason)
+                    }
                     Change::Start(why) => ("service", name, "start", why.clone()),
                     Change::Restart(why) => ("service", name, "restart", why.clone()),
                     Change::Unchanged(why) => ("service", name, "unchanged", why.clone()),
@@ -213,6 +215,30 @@ impl Action {
                 }
                 | Action::Orphan { remove: false, .. }
         )
+    }
+}
+
+/// What a recreate does with the anonymous volumes of the container it replaces, as a note
+/// after its reason: `; keeps anonymous volume /data`, `; renews anonymous volume /data
+/// (its data goes)`; empty when it has none.
+fn volume_note(spec: &ContainerSpec) -> String {
+    let list = |paths: Vec<&str>| {
+        let noun = if paths.len() == 1 {
+            "volume"
+        } else {
+            "volumes"
+        };
+        format!("anonymous {noun} {}", paths.join(", "))
+    };
+    if !spec.kept_volumes.is_empty() {
+        let paths = spec.kept_volumes.iter().map(|v| v.path.as_str()).collect();
+        format!("; keeps {}", list(paths))
+    } else if !spec.renewed_volumes.is_empty() {
+        let paths: Vec<&str> = spec.renewed_volumes.iter().map(String::as_str).collect();
+        let whose = if paths.len() == 1 { "its" } else { "their" };
+        format!("; renews {} ({whose} data goes)", list(paths))
+    } else {
+        String::new()
     }
 }
 
@@ -432,7 +458,8 @@ pub fn plan(
             });
         }
     }
-    let (services, healthy) = service_actions(loaded, images, observed, &selected, &actions);
+    let (services, healthy) =
+        service_actions(loaded, images, observed, options, &selected, &actions);
     actions.extend(services);
     if options.only_data.is_empty() {
         actions.extend(orphan_actions(loaded, observed, options));
@@ -642,6 +669,7 @@ fn service_actions(
     loaded: &LoadedStack,
     images: &HashMap<String, String>,
     observed: &Observed,
+    options: &PlanOptions,
     selected: &[String],
     earlier: &[Action],
 ) -> (Vec<Action>, BTreeSet<String>) {
@@ -692,6 +720,9 @@ fn service_actions(
             } else {
                 spec.pre_start_elsewhere = true;
             }
+            if let (Change::Recreate(_), Some(current)) = (&change, current) {
+                carry_anonymous_volumes(&mut spec, current, observed, options.renew_anon_volumes);
+            }
             let has_healthcheck = spec
                 .healthcheck
                 .as_ref()
@@ -707,6 +738,59 @@ fn service_actions(
         }
     }
     (actions, healthy)
+}
+
+/// What a recreated container does with the anonymous volumes of the container it replaces
+/// (an image's `VOLUME`s, a service's `volumes: [/path]`): as in Compose, it mounts them at
+/// the same paths so their data stays; with `renew` (`up -V`) it gets new ones and the old
+/// ones go with the old container. Only the old container's own anonymous volumes count: not
+/// the stage's named volumes, not those it mounts from another container (`volumes_from`),
+/// not a path the new spec mounts something else at.
+fn carry_anonymous_volumes(
+    spec: &mut ContainerSpec,
+    current: &ObservedContainer,
+    observed: &Observed,
+    renew: bool,
+) {
+    let mut claimed: BTreeSet<&str> = spec
+        .binds
+        .iter()
+        .filter_map(|bind| bind.split(':').nth(1))
+        .chain(spec.tmpfs.keys().map(String::as_str))
+        .collect();
+    let mut shared: BTreeSet<&str> = BTreeSet::new();
+    for other in observed
+        .containers
+        .iter()
+        .filter(|c| c.name != current.name)
+    {
+        let source = spec
+            .volumes_from
+            .iter()
+            .any(|entry| container::volumes_from_target(entry) == other.name);
+        for volume in &other.volumes {
+            shared.insert(volume.name.as_str());
+            if source {
+                claimed.insert(volume.destination.as_str());
+            }
+        }
+    }
+    let own = current.volumes.iter().filter(|v| {
+        v.is_anonymous_name()
+            && !observed.volumes.contains(&v.name)
+            && !shared.contains(v.name.as_str())
+            && !claimed.contains(v.destination.as_str())
+    });
+    if renew {
+        spec.renewed_volumes = own.map(|v| v.destination.clone()).collect();
+    } else {
+        spec.kept_volumes = own
+            .map(|v| KeptVolume {
+                name: v.name.clone(),
+                path: v.destination.clone(),
+            })
+            .collect();
+    }
 }
 
 /// `depends_on` entries with `required: false` whose service is not active (its profile is
@@ -943,6 +1027,7 @@ volumes:
             image_id: spec.image_id.clone(),
             ports: Vec::new(),
             networks: spec.networks.iter().map(|n| n.network.clone()).collect(),
+            volumes: Vec::new(),
         }
     }
 
@@ -961,6 +1046,99 @@ volumes:
             Some(Action::Service { change, .. }) => change,
             other => panic!("no service action for {name}: {other:?}"),
         }
+    }
+
+    /// A 64-digit name, as the engine gives an anonymous volume.
+    fn anonymous(seed: char) -> String {
+        std::iter::repeat_n(seed, 64).collect()
+    }
+
+    fn mounted(name: &str, destination: &str) -> crate::observed::MountedVolume {
+        crate::observed::MountedVolume {
+            name: name.into(),
+            destination: destination.into(),
+        }
+    }
+
+    fn service_spec<'a>(plan: &'a Plan, name: &str) -> &'a ContainerSpec {
+        match plan.service(name) {
+            Some(Action::Service { spec, .. }) => spec,
+            other => panic!("no service action for {name}: {other:?}"),
+        }
+    }
+
+    /// Guards the loss of a database's data on every recreate: the new container took
+    /// fresh anonymous volumes and the old ones went with the old container.
+    #[test]
+    fn a_recreate_keeps_only_the_old_containers_own_anonymous_volumes() {
+        let stack = loaded(BASE);
+        let mut observed = converged(&stack);
+        let data = anonymous('d');
+        let own = anonymous('a');
+        let image_volume = anonymous('b');
+        let replaced_by_bind = anonymous('c');
+        for container in observed.containers.iter_mut() {
+            if container.name == "dev-demo--dbdata" {
+                container.volumes = vec![mounted(&data, "/var/lib/data")];
+            }
+            if container.name == "dev-demo--api" {
+                container.fields = Some("environment:changed".into());
+                container.config_hash = Some("old".into());
+                container.volumes = vec![
+                    mounted(&own, "/anon"),
+                    mounted("dev-demo_cache", "/cache"),
+                    mounted(&image_volume, "/srv/image-volume"),
+                    // An old anonymous volume where the stack now mounts `cache`.
+                    mounted(&replaced_by_bind, "/cache"),
+                ];
+            }
+            if container.name == "dev-demo--db" {
+                container.config_hash = Some("old".into());
+                // What `volumes_from` brings is the data container's, never the service's.
+                container.volumes = vec![mounted(&data, "/var/lib/data")];
+            }
+        }
+        let plan1 = plan(&stack, &images(), &observed, &PlanOptions::default()).unwrap();
+        let api = service_spec(&plan1, "api");
+        assert_eq!(
+            api.kept_volumes,
+            vec![
+                KeptVolume {
+                    name: own.clone(),
+                    path: "/anon".into()
+                },
+                KeptVolume {
+                    name: image_volume.clone(),
+                    path: "/srv/image-volume".into()
+                },
+            ]
+        );
+        assert!(service_spec(&plan1, "db").kept_volumes.is_empty());
+        let (_, _, _, reason) = plan1.service("api").unwrap().describe();
+        assert!(
+            reason.ends_with("; keeps anonymous volumes /anon, /srv/image-volume"),
+            "{reason}"
+        );
+
+        let renew = PlanOptions {
+            renew_anon_volumes: true,
+            ..Default::default()
+        };
+        let plan2 = plan(&stack, &images(), &observed, &renew).unwrap();
+        let api = service_spec(&plan2, "api");
+        assert!(api.kept_volumes.is_empty());
+        assert_eq!(api.renewed_volumes, vec!["/anon", "/srv/image-volume"]);
+        let (_, _, _, reason) = plan2.service("api").unwrap().describe();
+        assert!(
+            reason
+                .ends_with("; renews anonymous volumes /anon, /srv/image-volume (their data goes)"),
+            "{reason}"
+        );
+        // Neither is hashed: what a container inherits is not what the user asked for.
+        let mut bare = api.clone();
+        bare.renewed_volumes.clear();
+        bare.kept_volumes = service_spec(&plan1, "api").kept_volumes.clone();
+        assert_eq!(bare.config_hash(), api.config_hash());
     }
 
     #[test]

@@ -132,9 +132,33 @@ pub fn cleanup_project(project: &str) {
     let filter = format!("label=io.stackctl.project={project}");
     let containers = lines(&docker(&["ps", "-aq", "--filter", &filter]));
     if !containers.is_empty() {
+        // The anonymous volumes a recreated container took over are mounted by name: the
+        // engine does not remove them with the container.
+        let kept: Vec<String> = containers
+            .iter()
+            .flat_map(|id| {
+                let label = docker(&[
+                    "inspect",
+                    "--format",
+                    "{{index .Config.Labels \"io.stackctl.kept-volumes\"}}",
+                    id,
+                ]);
+                label
+                    .trim()
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let mut args = vec!["rm", "-fv"];
         args.extend(containers.iter().map(String::as_str));
         docker(&args);
+        if !kept.is_empty() {
+            let mut args = vec!["volume", "rm"];
+            args.extend(kept.iter().map(String::as_str));
+            docker(&args);
+        }
     }
     let networks = lines(&docker(&["network", "ls", "-q", "--filter", &filter]));
     if !networks.is_empty() {
