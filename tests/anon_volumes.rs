@@ -2,11 +2,19 @@
 //! recreated container keeps the data of the one it replaces (an image's `VOLUME`, a
 //! service's `volumes: [/path]`) on every replacement path — an edited environment, a rebuilt
 //! image, the `pre_start` swap, a scale up and back — `up -V` renews them, `--dry-run` says
-//! which, and `purge` leaves none of them behind.
+//! which, and `purge` leaves none of them behind, whatever ran before it (an interrupted
+//! `data save`, a failed `pre_start`, a killed `up`, `data load --force`, `data copy`).
 
 mod support;
 
 use std::collections::BTreeSet;
+use std::io::BufRead;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The tests of this file count the engine's volumes: one at a time.
+static ENGINE_VOLUMES: Mutex<()> = Mutex::new(());
 
 use support::{busybox_image, docker, docker_ok, TestStack};
 
@@ -90,6 +98,7 @@ services:
 
 #[test]
 fn recreations_keep_anonymous_volumes_and_renew_anon_volumes_empties_them() {
+    let _one = ENGINE_VOLUMES.lock().unwrap_or_else(|e| e.into_inner());
     let t = TestStack::new("anon-keep");
     t.write(
         "a/Dockerfile",
@@ -197,4 +206,216 @@ fn recreations_keep_anonymous_volumes_and_renew_anon_volumes_empties_them() {
         .map(str::to_string)
         .collect();
     assert!(left.is_empty(), "purge left volumes behind: {left:?}");
+}
+
+/// Every volume on the engine.
+fn engine_volumes() -> BTreeSet<String> {
+    docker(&["volume", "ls", "-q"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The volumes of every container of the stage.
+fn stage_volumes(stage: &str) -> BTreeSet<String> {
+    let filter = format!("label=io.stackctl.stage={stage}");
+    docker(&["ps", "-aq", "--filter", &filter])
+        .lines()
+        .flat_map(volumes_of)
+        .collect()
+}
+
+/// Run `stackctl ARGS` (with `env`) until a line of its standard error contains `line`, then
+/// send it `signal`; its exit code (`None`: killed by the signal).
+fn signal_at(
+    t: &TestStack,
+    env: &[(&str, &str)],
+    args: &[&str],
+    line: &str,
+    signal: i32,
+) -> Option<i32> {
+    let mut child = t
+        .std_cmd()
+        .envs(env.iter().copied())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run stackctl");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut seen = String::new();
+    for text in std::io::BufReader::new(stderr).lines() {
+        let text = text.expect("read stderr");
+        seen.push_str(&text);
+        seen.push('\n');
+        if text.contains(line) {
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+            break;
+        }
+    }
+    assert!(
+        seen.contains(line),
+        "no `{line}` line from {args:?}:\n{seen}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} did not end after the signal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn data_stack() -> String {
+    format!(
+        r#"
+services:
+  a:
+    build: ./a
+    image: anon-a:dev
+    init: true
+    stop_grace_period: 1s
+    environment:
+      V: ${{V:-1}}
+      FAIL: ${{FAIL:-0}}
+    pre_start:
+      - command: [sh, -c, "test \"$$FAIL\" != 1"]
+  app:
+    image: {busybox}
+    init: true
+    stop_grace_period: 1s
+    command: [sleep, "3600"]
+    volumes: ["vol:/vol", /scratch]
+    volumes_from: [store]
+    environment:
+      V: ${{V:-1}}
+volumes:
+  vol: {{}}
+data_containers:
+  store:
+    build: ./a
+    image: anon-a:dev
+    volumes: [/store]
+"#,
+        busybox = busybox_image(),
+    )
+}
+
+#[test]
+fn no_anonymous_volume_outlives_its_stage() {
+    let _one = ENGINE_VOLUMES.lock().unwrap_or_else(|e| e.into_inner());
+    let before = engine_volumes();
+    let t = TestStack::new("anon-purge");
+    let other = format!("{}b", t.stage);
+    t.write(
+        "a/Dockerfile",
+        &format!(
+            "FROM {}\nVOLUME /data\nCMD [\"sleep\", \"3600\"]\n",
+            busybox_image()
+        ),
+    )
+    .stack(&data_stack())
+    .write(&format!("stacks/{other}.yml"), &data_stack());
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let ok = |args: &[&str], env: &[(&str, &str)]| {
+        let output = t
+            .cmd()
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+
+    ok(&["up"], &[]);
+    docker_ok(&[
+        "exec",
+        &t.container("app"),
+        "sh",
+        "-c",
+        "echo v > /vol/f; echo s > /store/f; echo x > /scratch/f",
+    ]);
+    docker_ok(&["exec", &t.container("a"), "sh", "-c", "echo d > /data/f"]);
+    seen.extend(stage_volumes(&t.stage));
+
+    // An interrupted save, while it stops the services.
+    let code = signal_at(
+        &t,
+        &[],
+        &["data", "save", "-o", "x.tar.zst"],
+        "stopping",
+        libc::SIGINT,
+    );
+    assert_eq!(code, Some(130));
+    ok(&["up"], &[]);
+
+    // A failed `pre_start` (the swap's new container goes, the old one serves).
+    let (code, _, err) = run(&t, "1", &["up"]);
+    assert_eq!(code, 0, "{err}");
+    let output = t.cmd().env("FAIL", "1").arg("up").output().expect("run");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    seen.extend(stage_volumes(&t.stage));
+
+    // A killed `up`, while it creates the recreated containers; the next one repairs.
+    signal_at(&t, &[("V", "2")], &["up"], "creating", libc::SIGKILL);
+    seen.extend(stage_volumes(&t.stage));
+    ok(&["up"], &[("V", "2")]);
+    assert_eq!(read(&t.container("a"), "/data/f").as_deref(), Some("d"));
+    seen.extend(stage_volumes(&t.stage));
+
+    // A save, then a load over the data (`--force`), then a copy into a second stage.
+    ok(&["data", "save", "-o", "full.tar.zst"], &[("V", "2")]);
+    ok(
+        &["data", "load", "--force", "-i", "full.tar.zst"],
+        &[("V", "2")],
+    );
+    seen.extend(stage_volumes(&t.stage));
+    ok(&["up"], &[("V", "2"), ("STACKCTL_ENV", other.as_str())]);
+    ok(
+        &["data", "copy", "--from", t.stage.as_str(), "--force"],
+        &[("V", "2"), ("STACKCTL_ENV", other.as_str())],
+    );
+    seen.extend(stage_volumes(&other));
+    assert_eq!(
+        read(&format!("{other}-{}--app", t.project), "/store/f").as_deref(),
+        Some("s")
+    );
+
+    ok(&["purge", "--yes"], &[("V", "2")]);
+    ok(
+        &["purge", "--yes"],
+        &[("V", "2"), ("STACKCTL_ENV", other.as_str())],
+    );
+    let after = engine_volumes();
+    let left: Vec<&String> = seen.iter().filter(|v| after.contains(*v)).collect();
+    assert!(left.is_empty(), "purge left the stages' volumes: {left:?}");
+    // Nor any other volume that was not there before and that nothing mounts or owns.
+    let strays: Vec<&String> = after
+        .difference(&before)
+        .filter(|v| {
+            docker(&["ps", "-aq", "--filter", &format!("volume={v}")])
+                .trim()
+                .is_empty()
+                && docker(&["volume", "inspect", "--format", "{{len .Labels}}", v]).trim() == "0"
+        })
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "volumes left that nothing owns: {strays:?}"
+    );
 }
