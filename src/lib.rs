@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod complete;
+pub mod context;
 pub mod data;
 pub mod engine;
 pub mod error;
@@ -33,9 +34,9 @@ use crate::error::{exit, ExitWith, Interrupted, UsageError};
 pub fn run() -> i32 {
     // A Tab in a shell with dynamic completion: print the names and exit.
     complete::answer_if_asked();
-    // Started by `up` to watch a build context (engine::monitor).
+    // Started by `up` to watch a build context (context::monitor).
     #[cfg(target_os = "linux")]
-    if let Some(code) = engine::monitor::serve_if_asked() {
+    if let Some(code) = context::monitor::serve_if_asked() {
         return code;
     }
     let cli = match cli::Cli::try_parse() {

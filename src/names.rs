@@ -79,7 +79,7 @@ pub mod image_label {
     pub const STAGE: &str = "io.stackctl.image.stage";
     pub const SERVICE: &str = "io.stackctl.image.service";
     pub const TAG: &str = "io.stackctl.image.tag";
-    /// The digest of the build's inputs (`engine::digest`): `up` rebuilds when it changes.
+    /// The digest of the build's inputs (`context::digest`): `up` rebuilds when it changes.
     pub const CONTEXT: &str = "io.stackctl.image.context";
 }
 

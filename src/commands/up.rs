@@ -10,7 +10,7 @@ use super::{connect, load_stack, Context};
 use crate::apply::docker::DockerTarget;
 use crate::apply::{self, ApplyOptions, Target};
 use crate::cli::{PullArg, UpArgs};
-use crate::engine::digest::{self, ContextDigest, Inputs};
+use crate::context::digest::{self, ContextDigest, Inputs};
 use crate::error::UsageError;
 use crate::observed::Observed;
 use crate::output::Mode;

@@ -23,7 +23,8 @@ use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion, RemoveImageOptions};
 use futures_util::StreamExt;
 
-use super::{context, Engine, EngineError};
+use super::{Engine, EngineError};
+use crate::context;
 use crate::names;
 
 /// One image to build.
@@ -572,11 +573,11 @@ async fn prepare_context(
             None => context::scan(&scan_root, dockerfile.as_deref())?,
         };
         // The inputs' digest, before the labels are written into the Dockerfile.
-        let inputs = super::digest::Inputs {
+        let inputs = crate::context::digest::Inputs {
             args: &args,
             target: target.as_deref(),
         };
-        let digest = super::digest::digest(&context, &inputs).map_err(|source| {
+        let digest = crate::context::digest::digest(&context, &inputs).map_err(|source| {
             context::ContextError::Io {
                 path: scan_root.clone(),
                 source,
