@@ -15,7 +15,6 @@ use crate::engine::containers::{
 };
 use crate::engine::{Engine, EngineError};
 use crate::error::{Failure, Interrupted};
-use crate::names;
 use crate::observed::Observed;
 use crate::output::Progress;
 use crate::plan::container::{self, ContainerSpec};
@@ -608,13 +607,13 @@ impl Target for DockerTarget<'_> {
             }
             Action::CreateNetwork { name } => {
                 phase("creating")?;
-                let wanted = names::network_wanted(self.loaded, name)?;
+                let wanted = crate::plan::objects::network(self.loaded, name)?;
                 engine.ensure_network(&wanted).await?;
                 Ok(())
             }
             Action::CreateVolume { name, driver } => {
                 phase("creating")?;
-                let labels = names::volume_labels(self.loaded, name)?;
+                let labels = crate::plan::objects::volume_labels(self.loaded, name)?;
                 let options = map(&container::volume_driver_opts(self.loaded, name));
                 Ok(engine
                     .create_volume(name, driver.as_deref(), &labels, &options)

@@ -171,12 +171,12 @@ fn print_plan(ctx: &Context, plan: &Plan) {
 /// The stage's existing networks and volumes: a driver the stack changed is named, and a
 /// network name held twice (an older version's race) is repaired before anything uses it.
 async fn check_existing(engine: &crate::engine::Engine, loaded: &LoadedStack) -> Result<()> {
-    let networks = crate::names::networks_wanted(loaded)?;
+    let networks = crate::plan::objects::networks(loaded)?;
     engine
         .check_networks(&loaded.stage, &loaded.project, &networks)
         .await?;
     engine
-        .check_volume_drivers(&crate::names::volume_drivers(loaded))
+        .check_volume_drivers(&crate::plan::objects::volume_drivers(loaded))
         .await?;
     Ok(())
 }
