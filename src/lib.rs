@@ -61,7 +61,7 @@ pub fn run() -> i32 {
         }
     };
     let quiet = cli.global.quiet;
-    let grace = interrupt::grace(&cli.command);
+    let grace = commands::grace(&cli.command);
     let result = runtime.block_on(async {
         interrupt::install();
         tokio::select! {
