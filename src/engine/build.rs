@@ -85,12 +85,18 @@ impl fmt::Display for BuildError {
         for line in &self.output {
             write!(f, "\n  | {line}")?;
         }
-        // The hint is printed on its own line by the reporter (`crate::error::hint_of`).
+        // The hint is printed on its own line by the reporter (`crate::error::Hint`).
         Ok(())
     }
 }
 
 impl std::error::Error for BuildError {}
+
+impl crate::error::Hint for BuildError {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}
 
 /// A step as the builder named it, said for a message: `Step 3/4 : RUN exit 7` (classic)
 /// and `[3/4] RUN exit 7` (BuildKit) → "step 3/4 `RUN exit 7`"; `[builder 2/3] RUN make`

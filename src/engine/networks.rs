@@ -15,6 +15,7 @@ use bollard::models::{Ipam, IpamConfig, Network, NetworkCreateRequest};
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptionsBuilder};
 
 use super::{is_not_found, label_filters, Engine, EngineError};
+use crate::error::Hint;
 use crate::names;
 use crate::plan::objects::NetworkSpec;
 
@@ -99,9 +100,9 @@ pub enum NetworkError {
     Engine(#[from] EngineError),
 }
 
-impl NetworkError {
-    /// What to do about it, printed as `hint:` by the reporter (`crate::error::hint_of`).
-    pub fn hint(&self) -> Option<String> {
+impl Hint for NetworkError {
+    /// What to do about it, printed as `hint:` by the reporter.
+    fn hint(&self) -> Option<String> {
         match self {
             NetworkError::Foreign { name: _, key, id, .. } => Some(format!(
                 "remove or rename it (`docker network rm {id}`), give networks.{key} another `name:`, or declare it `external: true` to use it as it is"
@@ -112,7 +113,7 @@ impl NetworkError {
             NetworkError::Duplicate { .. } => Some(
                 "`stackctl down` removes every copy (by ID); then run the command again".to_string(),
             ),
-            NetworkError::Engine(err) => err.hint.clone(),
+            NetworkError::Engine(err) => err.hint(),
         }
     }
 }
@@ -335,6 +336,29 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_network_create_without_an_address_pool_left_hints_at_prune_and_pools() {
+        for message in [
+            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
+            "no available address pool",
+        ] {
+            let err = NetworkError::from(EngineError::other(
+                "create network",
+                "dev-app_default",
+                message,
+            ));
+            let hint = err.hint().expect("a hint");
+            assert!(hint.contains("docker network prune"), "{hint}");
+            assert!(hint.contains("default-address-pools"), "{hint}");
+        }
+        let other = NetworkError::from(EngineError::other(
+            "create network",
+            "dev-app_default",
+            "invalid subnet",
+        ));
+        assert_eq!(other.hint(), None);
+    }
 
     fn network(id: &str, created: &str) -> NetworkFound {
         NetworkFound {
