@@ -70,6 +70,25 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// The one way an error is written: `error: LOCATION: MESSAGE` (or `error: MESSAGE`), then
+/// each hint on a `hint:` line, indented by `indent` (a problem of a stack file indents it
+/// under its line). Each line ends in a newline.
+pub fn render(
+    location: Option<&dyn fmt::Display>,
+    message: &str,
+    hints: &[String],
+    indent: &str,
+) -> String {
+    let mut out = match location {
+        Some(location) => format!("error: {location}: {message}\n"),
+        None => format!("error: {message}\n"),
+    };
+    for hint in hints {
+        out.push_str(&format!("{indent}hint: {hint}\n"));
+    }
+    out
+}
+
 /// An operating system error in words, without Rust's `(os error N)` suffix.
 pub fn io_reason(err: &std::io::Error) -> String {
     let text = err.to_string();
@@ -79,52 +98,22 @@ pub fn io_reason(err: &std::io::Error) -> String {
     }
 }
 
-/// The hint an error in a chain carries, if it is one of the types that have one.
-pub fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
-    if let Some(e) = cause.downcast_ref::<UsageError>() {
-        return e.hint.clone();
-    }
-    if let Some(e) = cause.downcast_ref::<Failure>() {
-        return e.hint.clone();
-    }
-    if let Some(e) = cause.downcast_ref::<crate::registry::RegistryError>() {
-        return e.hint.clone();
-    }
-    if let Some(e) = cause.downcast_ref::<crate::engine::Unreachable>() {
-        return Some(e.hint().to_string());
-    }
-    if let Some(e) = cause.downcast_ref::<crate::engine::build::BuildError>() {
-        return e.hint.clone();
-    }
-    if let Some(e) = cause.downcast_ref::<crate::engine::EngineError>() {
-        return e.hint.clone();
-    }
-    if let Some(e) = cause.downcast_ref::<crate::engine::networks::NetworkError>() {
-        return e.hint();
-    }
-    None
+/// An error that says what the user can do about it. The reporter (`crate::report`)
+/// prints the hint on its own `hint:` line; the message itself never carries it.
+pub trait Hint {
+    fn hint(&self) -> Option<String>;
 }
 
-/// The hints of an error: of each cause in its chain, and of a `Failure` or `UsageError`
-/// given as context (`.context(Failure::new(…).with_hint(…))`), outermost first.
-pub fn hints(err: &anyhow::Error) -> Vec<String> {
-    let mut hints: Vec<String> = Vec::new();
-    let mut push = |hint: Option<String>| {
-        if let Some(hint) = hint {
-            if !hints.contains(&hint) {
-                hints.push(hint);
-            }
-        }
-    };
-    push(err.downcast_ref::<Failure>().and_then(|e| e.hint.clone()));
-    push(
-        err.downcast_ref::<UsageError>()
-            .and_then(|e| e.hint.clone()),
-    );
-    for cause in err.chain() {
-        push(hint_of(cause));
+impl Hint for UsageError {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
     }
-    hints
+}
+
+impl Hint for Failure {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
 }
 
 /// Several failures of parallel work (builds, services); the reporter prints each one with

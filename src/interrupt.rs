@@ -50,40 +50,6 @@ pub fn install() {
     });
 }
 
-/// How long a command may take to wind down after the first interrupt before it is stopped
-/// where it is: nothing for one that only reads; enough for the calls in flight of one that
-/// changes the stage (they take milliseconds on an engine that answers); enough to remove
-/// the one-off container of `exec` and `init`.
-pub fn grace(command: &crate::cli::Command) -> Duration {
-    use crate::cli::Command;
-    match command {
-        Command::Config(_)
-        | Command::Ps(_)
-        | Command::Logs(_)
-        | Command::Ls(_)
-        | Command::Top(_)
-        | Command::Version
-        | Command::Completions(_)
-        | Command::Man => Duration::ZERO,
-        Command::Exec(_) | Command::Init(_) | Command::Run(_) => Duration::from_secs(10),
-        // Enough to swap what was checked in and start the stopped services again.
-        Command::Data(_) => Duration::from_secs(120),
-        Command::Build(_)
-        | Command::Pull(_)
-        | Command::Push(_)
-        | Command::Up(_)
-        | Command::Watch(_)
-        | Command::Restart(_)
-        | Command::Cp(_)
-        | Command::Stop(_)
-        | Command::Start(_)
-        | Command::Down(_)
-        | Command::Purge(_)
-        | Command::Rollback(_)
-        | Command::Lock(_) => Duration::from_secs(3),
-    }
-}
-
 /// Resolves `grace` after the first interrupt.
 pub async fn grace_expired(grace: Duration) {
     wait().await;

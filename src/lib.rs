@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod complete;
+pub mod context;
 pub mod data;
 pub mod engine;
 pub mod error;
@@ -27,15 +28,15 @@ use std::io::Write;
 
 use clap::Parser;
 
-use crate::error::{exit, ExitWith, Interrupted, UsageError};
+use crate::error::{exit, ExitWith, Hint, Interrupted, UsageError};
 
 /// Parse the command line, run the command, and return the process exit code.
 pub fn run() -> i32 {
     // A Tab in a shell with dynamic completion: print the names and exit.
     complete::answer_if_asked();
-    // Started by `up` to watch a build context (engine::monitor).
+    // Started by `up` to watch a build context (context::monitor).
     #[cfg(target_os = "linux")]
-    if let Some(code) = engine::monitor::serve_if_asked() {
+    if let Some(code) = context::monitor::serve_if_asked() {
         return code;
     }
     let cli = match cli::Cli::try_parse() {
@@ -60,7 +61,7 @@ pub fn run() -> i32 {
         }
     };
     let quiet = cli.global.quiet;
-    let grace = interrupt::grace(&cli.command);
+    let grace = commands::grace(&cli.command);
     let result = runtime.block_on(async {
         interrupt::install();
         tokio::select! {
@@ -151,27 +152,11 @@ fn bound_lines(text: &str) -> String {
 
 /// The text `print_error` prints (unmasked), each line ending in a newline.
 pub fn render_error(err: &anyhow::Error) -> String {
-    let mut out = String::new();
     if let Some(errors) = err.downcast_ref::<stack::StackErrors>() {
-        for error in &errors.0 {
-            match &error.location {
-                Some(location) => out.push_str(&format!("error: {location}: {}\n", error.message)),
-                None => out.push_str(&format!("error: {}\n", error.message)),
-            }
-            if let Some(hint) = &error.hint {
-                out.push_str(&format!("  hint: {hint}\n"));
-            }
-        }
-        if errors.0.len() > 1 {
-            out.push_str(&format!("{} problems found\n", errors.0.len()));
-        }
-        return out;
+        return errors.to_string();
     }
     if let Some(several) = err.downcast_ref::<error::Several>() {
-        for each in &several.0 {
-            out.push_str(&render_error(each));
-        }
-        return out;
+        return several.0.iter().map(render_error).collect();
     }
     let mut message = String::new();
     for cause in err.chain() {
@@ -184,11 +169,43 @@ pub fn render_error(err: &anyhow::Error) -> String {
         }
         message.push_str(&cause);
     }
-    out.push_str(&format!("error: {message}\n"));
-    for hint in error::hints(err) {
-        out.push_str(&format!("hint: {hint}\n"));
+    error::render(None, &message, &hints(err), "")
+}
+
+/// The hints of an error: of each cause in its chain, and of a `Failure` or `UsageError`
+/// given as context (`.context(Failure::new(…).with_hint(…))`), outermost first, each once.
+fn hints(err: &anyhow::Error) -> Vec<String> {
+    let mut hints: Vec<String> = Vec::new();
+    let mut push = |hint: Option<String>| {
+        if let Some(hint) = hint {
+            if !hints.contains(&hint) {
+                hints.push(hint);
+            }
+        }
+    };
+    push(err.downcast_ref::<error::Failure>().and_then(Hint::hint));
+    push(err.downcast_ref::<UsageError>().and_then(Hint::hint));
+    for cause in err.chain() {
+        push(hint_of(cause));
     }
-    out
+    hints
+}
+
+/// The hint a cause says of itself, when its type is one that says one (`error::Hint`).
+fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    fn said<T: Hint + std::error::Error + 'static>(
+        cause: &(dyn std::error::Error + 'static),
+    ) -> Option<Option<String>> {
+        cause.downcast_ref::<T>().map(T::hint)
+    }
+    said::<UsageError>(cause)
+        .or_else(|| said::<error::Failure>(cause))
+        .or_else(|| said::<registry::RegistryError>(cause))
+        .or_else(|| said::<engine::Unreachable>(cause))
+        .or_else(|| said::<engine::build::BuildError>(cause))
+        .or_else(|| said::<engine::EngineError>(cause))
+        .or_else(|| said::<engine::networks::NetworkError>(cause))
+        .flatten()
 }
 
 #[cfg(test)]
@@ -217,6 +234,23 @@ mod tests {
         );
         assert!(lines[0].chars().count() < MAX_LINE + 40);
         assert_eq!(lines[1], "hint: short");
+    }
+
+    #[test]
+    fn an_exhausted_address_pool_is_reported_with_its_hint() {
+        let err = anyhow::Error::from(engine::networks::NetworkError::from(
+            engine::EngineError::other(
+                "create network",
+                "dev-app_default",
+                "could not find an available, non-overlapping IPv4 address pool",
+            ),
+        ))
+        .context("up `dev`");
+        let text = render_error(&err);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].starts_with("error: up `dev`: create network `dev-app_default`"));
+        assert!(lines[1].starts_with("hint: the engine has no address pool left"));
     }
 
     #[test]

@@ -102,17 +102,41 @@ pub fn host_name() -> String {
     }
 }
 
+/// The subcommands of stackctl, to name the one this process runs in a lock's holder (a test
+/// of `commands` keeps the list equal to the command line's).
+pub const SUBCOMMANDS: [&str; 25] = [
+    "init",
+    "config",
+    "build",
+    "up",
+    "watch",
+    "pull",
+    "push",
+    "restart",
+    "stop",
+    "start",
+    "down",
+    "purge",
+    "rollback",
+    "exec",
+    "run",
+    "logs",
+    "ps",
+    "top",
+    "cp",
+    "ls",
+    "version",
+    "data",
+    "lock",
+    "completions",
+    "man",
+];
+
 /// `stackctl SUBCOMMAND` of this process (no arguments: they may hold secrets).
 fn command_name() -> String {
-    use clap::CommandFactory;
-    let command = crate::cli::Cli::command();
-    let names: Vec<String> = command
-        .get_subcommands()
-        .map(|c| c.get_name().to_string())
-        .collect();
     let sub = std::env::args()
         .skip(1)
-        .find(|a| names.iter().any(|n| n == a))
+        .find(|a| SUBCOMMANDS.contains(&a.as_str()))
         .unwrap_or_default();
     format!("stackctl {sub}").trim_end().to_string()
 }

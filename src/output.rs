@@ -11,8 +11,6 @@ use serde::Serialize;
 
 mod live;
 
-use crate::cli::GlobalArgs;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// A terminal: live lines.
@@ -39,6 +37,15 @@ pub struct Event<'a> {
     /// Counts by action, on the final summary event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counts: Option<&'a std::collections::BTreeMap<String, usize>>,
+}
+
+/// What the command line asks of the output: JSON events (`--json`), only errors
+/// (`--quiet`), more detail (`--verbose`, counted).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +87,7 @@ pub fn mask(text: &str) -> String {
 }
 
 impl Printer {
-    pub fn new(global: &GlobalArgs, stage: &str) -> Self {
+    pub fn new(global: Settings, stage: &str) -> Self {
         let stderr_tty = std::io::stderr().is_terminal();
         let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
         let mode = if global.json {

@@ -3,7 +3,6 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::cli::GlobalArgs;
 use crate::error::UsageError;
 
 /// The project directory and stage every command works on.
@@ -47,8 +46,18 @@ pub const OVERRIDE_FILES: [&str; 4] = [
     "docker-compose.override.yaml",
 ];
 
+/// Where the command line says the project is and which stage it acts on (`-C`, `-f`, `-e`,
+/// `--profile`); what it leaves out is found from the environment and the directory.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub directory: Option<PathBuf>,
+    pub files: Vec<PathBuf>,
+    pub env: Option<String>,
+    pub profiles: Vec<String>,
+}
+
 impl Project {
-    pub fn resolve(global: &GlobalArgs) -> Result<Self, UsageError> {
+    pub fn resolve(global: &Selection) -> Result<Self, UsageError> {
         let cwd = std::env::current_dir()
             .map_err(|e| UsageError::new(format!("cannot read the current directory: {e}")))?;
         let named = if global.files.is_empty() {

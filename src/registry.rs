@@ -397,6 +397,12 @@ pub struct RegistryError {
     pub problem: Problem,
 }
 
+impl crate::error::Hint for RegistryError {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}
+
 impl RegistryError {
     /// `operation` is `pull` or `push`; `owner` how messages name who needs the image
     /// (`service `api` (stacks/dev.yml:4:5)`); `engine_message` the engine's words.

@@ -15,7 +15,6 @@ use crate::engine::containers::{
 };
 use crate::engine::{Engine, EngineError};
 use crate::error::{Failure, Interrupted};
-use crate::names;
 use crate::observed::Observed;
 use crate::output::Progress;
 use crate::plan::container::{self, ContainerSpec};
@@ -175,20 +174,16 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             device_requests: spec
                 .device_requests
                 .iter()
-                .map(|request| bollard::models::DeviceRequest {
+                .map(|request| crate::engine::containers::DeviceRequest {
                     driver: request.driver.clone(),
                     count: request.count,
-                    device_ids: (!request.device_ids.is_empty())
-                        .then(|| request.device_ids.clone()),
-                    capabilities: (!request.capabilities.is_empty())
-                        .then(|| vec![request.capabilities.clone()]),
-                    options: (!request.options.is_empty()).then(|| {
-                        request
-                            .options
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect()
-                    }),
+                    device_ids: request.device_ids.clone(),
+                    capabilities: request.capabilities.clone(),
+                    options: request
+                        .options
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                 })
                 .collect(),
             blkio_write_iops: blkio(&spec.blkio_config, |b| {
@@ -649,13 +644,13 @@ impl Target for DockerTarget<'_> {
             }
             Action::CreateNetwork { name } => {
                 phase("creating")?;
-                let wanted = names::network_wanted(self.loaded, name)?;
+                let wanted = crate::plan::objects::network(self.loaded, name)?;
                 engine.ensure_network(&wanted).await?;
                 Ok(())
             }
             Action::CreateVolume { name, driver } => {
                 phase("creating")?;
-                let labels = names::volume_labels(self.loaded, name)?;
+                let labels = crate::plan::objects::volume_labels(self.loaded, name)?;
                 let options = map(&container::volume_driver_opts(self.loaded, name));
                 Ok(engine
                     .create_volume(name, driver.as_deref(), &labels, &options)
@@ -1200,8 +1195,8 @@ services:
         assert_eq!(host.uts_mode.as_deref(), Some("host"));
         assert_eq!(host.cgroup_parent.as_deref(), Some("/custom"));
         assert_eq!(
-            host.cgroupns_mode,
-            Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE)
+            host.cgroupns_mode.map(|mode| mode.to_string()).as_deref(),
+            Some("private")
         );
         assert_eq!(host.storage_opt.expect("storage opt")["size"], "1G");
         assert_eq!(host.device_cgroup_rules, Some(vec!["c 1:3 mr".into()]));

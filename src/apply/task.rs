@@ -117,7 +117,7 @@ pub async fn prepare(
     for (volume, driver) in &plan.volumes {
         // Creates it when missing, refuses one of that name that is not the stage's.
         let existed = engine.volume_labels(volume).await?.is_some();
-        let labels = names::volume_labels(loaded, volume)?;
+        let labels = crate::plan::objects::volume_labels(loaded, volume)?;
         let options = crate::plan::container::volume_driver_opts(loaded, volume)
             .into_iter()
             .collect();
@@ -130,7 +130,7 @@ pub async fn prepare(
     }
     for network in &plan.networks {
         // The same labelled network `up` creates; whichever comes first makes it.
-        let wanted = names::network_wanted(loaded, network)?;
+        let wanted = crate::plan::objects::network(loaded, network)?;
         let (_, created) = engine.ensure_network(&wanted).await?;
         if created {
             printer.status(&format!("created network `{network}`"));

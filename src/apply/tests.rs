@@ -157,9 +157,11 @@ fn the_plan() -> Plan {
 }
 
 fn quiet_progress() -> crate::output::Progress {
-    use clap::Parser;
-    let cli = crate::cli::Cli::try_parse_from(["stackctl", "-q", "ps"]).expect("arguments");
-    crate::output::Printer::new(&cli.global, "dev").progress()
+    let quiet = crate::output::Settings {
+        quiet: true,
+        ..Default::default()
+    };
+    crate::output::Printer::new(quiet, "dev").progress()
 }
 
 fn options(parallel: usize, interrupt: Interrupt) -> ApplyOptions {

@@ -12,7 +12,7 @@ use crate::stack::{self, is_secret_key, LoadedStack, Resolution, Use};
 
 pub async fn run(ctx: &Context, args: &ConfigArgs) -> Result<i32> {
     let loaded = stack::load(&ctx.project)?;
-    crate::names::check_object_labels(&loaded)?;
+    crate::plan::objects::check_object_labels(&loaded)?;
     let printer = &ctx.printer;
     let json = printer.mode == Mode::Json;
     for warning in loaded.warnings() {

@@ -25,10 +25,12 @@ pub mod up;
 pub mod version;
 pub mod watch;
 
+use std::time::Duration;
+
 use anyhow::Result;
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, GlobalArgs};
 use crate::error::{exit, UsageError};
 use crate::output::Printer;
 use crate::project::Project;
@@ -70,12 +72,12 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         // stack file names an `engine.host`, that is the engine asked (a file that does not
         // load is no reason to fail here: the engine then comes from -H, DOCKER_HOST …).
         Command::Version => {
-            if let Ok(project) = Project::resolve(&cli.global) {
+            if let Ok(project) = Project::resolve(&selection(&cli.global)) {
                 if let Ok(loaded) = crate::stack::load(&project) {
                     use_stack_engine(&project, &loaded);
                 }
             }
-            let printer = Printer::new(&cli.global, "");
+            let printer = Printer::new(output_settings(&cli.global), "");
             return version::run(&printer).await;
         }
         Command::Man => {
@@ -84,8 +86,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         }
         _ => {}
     }
-    let project = Project::resolve(&cli.global)?;
-    let printer = Printer::new(&cli.global, &project.stage);
+    let project = Project::resolve(&selection(&cli.global))?;
+    let printer = Printer::new(output_settings(&cli.global), &project.stage);
     let ctx = Context {
         project,
         printer,
@@ -115,6 +117,58 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Lock(args) => lock::run(&ctx, &args).await,
         Command::Watch(args) => watch::watch(&ctx, &args.services, true).await,
         Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
+    }
+}
+
+/// The project and stage the global flags select.
+fn selection(global: &GlobalArgs) -> crate::project::Selection {
+    crate::project::Selection {
+        directory: global.directory.clone(),
+        files: global.files.clone(),
+        env: global.env.clone(),
+        profiles: global.profiles.clone(),
+    }
+}
+
+/// What the global flags ask of the output.
+fn output_settings(global: &GlobalArgs) -> crate::output::Settings {
+    crate::output::Settings {
+        json: global.json,
+        quiet: global.quiet,
+        verbose: global.verbose,
+    }
+}
+
+/// How long a command may take to wind down after the first interrupt before it is stopped
+/// where it is: nothing for one that only reads; enough for the calls in flight of one that
+/// changes the stage (they take milliseconds on an engine that answers); enough to remove
+/// the one-off container of `exec` and `init`.
+pub fn grace(command: &Command) -> Duration {
+    match command {
+        Command::Config(_)
+        | Command::Ps(_)
+        | Command::Logs(_)
+        | Command::Ls(_)
+        | Command::Top(_)
+        | Command::Version
+        | Command::Completions(_)
+        | Command::Man => Duration::ZERO,
+        Command::Exec(_) | Command::Init(_) | Command::Run(_) => Duration::from_secs(10),
+        // Enough to swap what was checked in and start the stopped services again.
+        Command::Data(_) => Duration::from_secs(120),
+        Command::Build(_)
+        | Command::Pull(_)
+        | Command::Push(_)
+        | Command::Up(_)
+        | Command::Watch(_)
+        | Command::Restart(_)
+        | Command::Cp(_)
+        | Command::Stop(_)
+        | Command::Start(_)
+        | Command::Down(_)
+        | Command::Purge(_)
+        | Command::Rollback(_)
+        | Command::Lock(_) => Duration::from_secs(3),
     }
 }
 
@@ -219,4 +273,18 @@ pub async fn select_services(
         containers,
         _lock: lock,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn a_lock_names_every_subcommand_of_the_command_line() {
+        let names: Vec<String> = super::Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        assert_eq!(names, crate::lock::SUBCOMMANDS);
+    }
 }

@@ -10,7 +10,7 @@ use super::{connect, load_stack, Context};
 use crate::apply::docker::DockerTarget;
 use crate::apply::{self, ApplyOptions, Target};
 use crate::cli::{PullArg, UpArgs};
-use crate::engine::digest::{self, ContextDigest, Inputs};
+use crate::context::digest::{self, ContextDigest, Inputs};
 use crate::error::UsageError;
 use crate::observed::Observed;
 use crate::output::Mode;
@@ -172,12 +172,12 @@ fn print_plan(ctx: &Context, plan: &Plan) {
 /// The stage's existing networks and volumes: a driver the stack changed is named, and a
 /// network name held twice (an older version's race) is repaired before anything uses it.
 async fn check_existing(engine: &crate::engine::Engine, loaded: &LoadedStack) -> Result<()> {
-    let networks = crate::names::networks_wanted(loaded)?;
+    let networks = crate::plan::objects::networks(loaded)?;
     engine
         .check_networks(&loaded.stage, &loaded.project, &networks)
         .await?;
     engine
-        .check_volume_drivers(&crate::names::volume_drivers(loaded))
+        .check_volume_drivers(&crate::plan::objects::volume_drivers(loaded))
         .await?;
     Ok(())
 }

@@ -25,7 +25,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use super::{check_services, connect, load_stack, Context};
 use crate::apply::docker::DockerTarget;
 use crate::apply::{self, ApplyOptions, Target};
-use crate::engine::context::{context_ignore, Dockerignore};
+use crate::context::{context_ignore, Dockerignore};
 use crate::engine::hooks::ExecHook;
 use crate::engine::Engine;
 use crate::error::{Failure, Interrupted, UsageError};

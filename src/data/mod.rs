@@ -1003,7 +1003,7 @@ async fn recreate_volume(engine: &Engine, loaded: &LoadedStack, volume: &str) ->
         }
     }
     remove_volume_when_free(engine, volume).await?;
-    let labels = names::volume_labels(loaded, volume)?;
+    let labels = crate::plan::objects::volume_labels(loaded, volume)?;
     let driver = loaded
         .stack
         .volumes

@@ -23,7 +23,8 @@ use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion, RemoveImageOptions};
 use futures_util::StreamExt;
 
-use super::{context, Engine, EngineError};
+use super::{Engine, EngineError};
+use crate::context;
 use crate::names;
 
 /// One image to build.
@@ -84,12 +85,18 @@ impl fmt::Display for BuildError {
         for line in &self.output {
             write!(f, "\n  | {line}")?;
         }
-        // The hint is printed on its own line by the reporter (`crate::error::hint_of`).
+        // The hint is printed on its own line by the reporter (`crate::error::Hint`).
         Ok(())
     }
 }
 
 impl std::error::Error for BuildError {}
+
+impl crate::error::Hint for BuildError {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}
 
 /// A step as the builder named it, said for a message: `Step 3/4 : RUN exit 7` (classic)
 /// and `[3/4] RUN exit 7` (BuildKit) → "step 3/4 `RUN exit 7`"; `[builder 2/3] RUN make`
@@ -572,11 +579,11 @@ async fn prepare_context(
             None => context::scan(&scan_root, dockerfile.as_deref())?,
         };
         // The inputs' digest, before the labels are written into the Dockerfile.
-        let inputs = super::digest::Inputs {
+        let inputs = crate::context::digest::Inputs {
             args: &args,
             target: target.as_deref(),
         };
-        let digest = super::digest::digest(&context, &inputs).map_err(|source| {
+        let digest = crate::context::digest::digest(&context, &inputs).map_err(|source| {
             context::ContextError::Io {
                 path: scan_root.clone(),
                 source,

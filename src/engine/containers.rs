@@ -7,8 +7,8 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, DeviceRequest, EndpointIpamConfig, EndpointSettings,
-    HealthConfig, HealthStatusEnum, HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig,
+    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
+    HealthStatusEnum, HostConfig, HostConfigCgroupnsModeEnum, HostConfigLogConfig,
     NetworkConnectRequest, NetworkingConfig, PortBinding, ResourcesBlkioWeightDevice,
     ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, ThrottleDevice,
 };
@@ -123,6 +123,29 @@ pub struct Extras {
     pub blkio_read_iops: Vec<(String, i64)>,
     pub blkio_write_iops: Vec<(String, i64)>,
     pub device_requests: Vec<DeviceRequest>,
+}
+
+/// A device request (GPUs): which driver, how many (`-1`: all) or which ones, with which
+/// capabilities. Empty lists and maps are not sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceRequest {
+    pub driver: Option<String>,
+    pub count: Option<i64>,
+    pub device_ids: Vec<String>,
+    pub capabilities: Vec<String>,
+    pub options: HashMap<String, String>,
+}
+
+impl DeviceRequest {
+    fn to_engine(&self) -> bollard::models::DeviceRequest {
+        bollard::models::DeviceRequest {
+            driver: self.driver.clone(),
+            count: self.count,
+            device_ids: (!self.device_ids.is_empty()).then(|| self.device_ids.clone()),
+            capabilities: (!self.capabilities.is_empty()).then(|| vec![self.capabilities.clone()]),
+            options: (!self.options.is_empty()).then(|| self.options.clone()),
+        }
+    }
 }
 
 /// A file put into a container through the engine's archive API (works on a remote engine
@@ -418,8 +441,13 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
             blkio_device_write_bps: throttle(&extras.blkio_write_bps),
             blkio_device_read_iops: throttle(&extras.blkio_read_iops),
             blkio_device_write_iops: throttle(&extras.blkio_write_iops),
-            device_requests: (!extras.device_requests.is_empty())
-                .then(|| extras.device_requests.clone()),
+            device_requests: (!extras.device_requests.is_empty()).then(|| {
+                extras
+                    .device_requests
+                    .iter()
+                    .map(DeviceRequest::to_engine)
+                    .collect()
+            }),
             // Honoured from API 1.42; older engines get the size by a resize right after start.
             console_size: if tty {
                 crate::tty::size().map(|(rows, cols)| vec![usize::from(rows), usize::from(cols)])

@@ -7,18 +7,17 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::Docker;
 
+use crate::error::Hint;
+
 pub mod archive;
 pub mod attach;
 pub mod build;
 pub mod containers;
-pub mod context;
 pub mod copy;
-pub mod digest;
 pub mod endpoint;
 pub mod hooks;
 pub mod images;
 pub mod lease;
-pub mod monitor;
 pub mod networks;
 pub mod observe;
 pub mod registry;
@@ -132,6 +131,30 @@ impl EngineError {
     }
 }
 
+/// The hint given to the call, else the remedy for an engine message that has a known one.
+impl Hint for EngineError {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone().or_else(|| remedy(&self.message))
+    }
+}
+
+/// What to do about an engine message that says a known lack: the daemon has no address
+/// pool left for a new network (`no available address pool` from the Swarm allocator,
+/// `could not find an available, non-overlapping IPv4 address pool` from a bridge).
+fn remedy(message: &str) -> Option<String> {
+    let pools = [
+        "no available address pool",
+        "non-overlapping ipv4 address pool",
+    ];
+    let lower = message.to_lowercase();
+    pools.iter().any(|words| lower.contains(words)).then(|| {
+        "the engine has no address pool left for another network: remove the networks \
+         nothing uses (`docker network prune`), or give the engine more pools \
+         (`default-address-pools` in its daemon.json)"
+            .to_string()
+    })
+}
+
 /// The message of an `EngineError` for a call not made because of an interrupt.
 const INTERRUPTED: &str = "interrupted";
 
@@ -181,9 +204,9 @@ pub struct Unreachable {
     pub hint: String,
 }
 
-impl Unreachable {
-    pub fn hint(&self) -> &str {
-        &self.hint
+impl Hint for Unreachable {
+    fn hint(&self) -> Option<String> {
+        Some(self.hint.clone())
     }
 }
 

@@ -15,44 +15,9 @@ use bollard::models::{Ipam, IpamConfig, Network, NetworkCreateRequest};
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptionsBuilder};
 
 use super::{is_not_found, label_filters, Engine, EngineError};
+use crate::error::Hint;
 use crate::names;
-
-/// A network as the stage wants it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkWanted {
-    /// The engine name (`{stage}-{project}_{key}`, or the stack's `name:`).
-    pub name: String,
-    /// The key under `networks:` (`default` for the stage network), for messages.
-    pub key: String,
-    pub driver: String,
-    /// Every label it is created with: the stack's own, then the ownership labels.
-    pub labels: HashMap<String, String>,
-    pub stage: String,
-    pub project: String,
-    /// Driver options, and the settings it is created with (not compared afterwards).
-    pub options: HashMap<String, String>,
-    pub internal: bool,
-    pub attachable: bool,
-    pub enable_ipv6: bool,
-    pub ipam: Option<IpamWanted>,
-}
-
-/// A network's address management as the stack writes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IpamWanted {
-    pub driver: Option<String>,
-    pub pools: Vec<PoolWanted>,
-    pub options: HashMap<String, String>,
-}
-
-/// One address pool.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PoolWanted {
-    pub subnet: Option<String>,
-    pub ip_range: Option<String>,
-    pub gateway: Option<String>,
-    pub aux_addresses: HashMap<String, String>,
-}
+use crate::plan::objects::NetworkSpec;
 
 /// A network the engine holds under a wanted name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,9 +100,9 @@ pub enum NetworkError {
     Engine(#[from] EngineError),
 }
 
-impl NetworkError {
-    /// What to do about it, printed as `hint:` by the reporter (`crate::error::hint_of`).
-    pub fn hint(&self) -> Option<String> {
+impl Hint for NetworkError {
+    /// What to do about it, printed as `hint:` by the reporter.
+    fn hint(&self) -> Option<String> {
         match self {
             NetworkError::Foreign { name: _, key, id, .. } => Some(format!(
                 "remove or rename it (`docker network rm {id}`), give networks.{key} another `name:`, or declare it `external: true` to use it as it is"
@@ -148,7 +113,7 @@ impl NetworkError {
             NetworkError::Duplicate { .. } => Some(
                 "`stackctl down` removes every copy (by ID); then run the command again".to_string(),
             ),
-            NetworkError::Engine(err) => err.hint.clone(),
+            NetworkError::Engine(err) => err.hint(),
         }
     }
 }
@@ -198,10 +163,7 @@ impl Engine {
     /// stage's own network of that name (checking its driver), create it when there is none,
     /// refuse a foreign one of that name, and remove empty extra copies of the stage's own.
     /// Returns the ID and whether this call created it.
-    pub async fn ensure_network(
-        &self,
-        want: &NetworkWanted,
-    ) -> Result<(String, bool), NetworkError> {
+    pub async fn ensure_network(&self, want: &NetworkSpec) -> Result<(String, bool), NetworkError> {
         // A create that lost a race to another process answers 409 (newer engines) or makes
         // a duplicate (20.10): both end in one more look, settled below.
         for _ in 0..3 {
@@ -267,7 +229,7 @@ impl Engine {
     /// this process made one of them, is removed first if it is not the one kept).
     async fn settle(
         &self,
-        want: &NetworkWanted,
+        want: &NetworkSpec,
         just_created: Option<&str>,
     ) -> Result<Option<String>, NetworkError> {
         let found = self.networks_named(&want.name).await?;
@@ -322,7 +284,7 @@ impl Engine {
         &self,
         stage: &str,
         project: &str,
-        wanted: &[NetworkWanted],
+        wanted: &[NetworkSpec],
     ) -> Result<(), NetworkError> {
         let found = self.stage_networks(stage, project).await?;
         for want in wanted {
@@ -374,6 +336,29 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_network_create_without_an_address_pool_left_hints_at_prune_and_pools() {
+        for message in [
+            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
+            "no available address pool",
+        ] {
+            let err = NetworkError::from(EngineError::other(
+                "create network",
+                "dev-app_default",
+                message,
+            ));
+            let hint = err.hint().expect("a hint");
+            assert!(hint.contains("docker network prune"), "{hint}");
+            assert!(hint.contains("default-address-pools"), "{hint}");
+        }
+        let other = NetworkError::from(EngineError::other(
+            "create network",
+            "dev-app_default",
+            "invalid subnet",
+        ));
+        assert_eq!(other.hint(), None);
+    }
 
     fn network(id: &str, created: &str) -> NetworkFound {
         NetworkFound {

@@ -4,6 +4,7 @@
 //!
 //! - [`container`]: the spec of a service's or data container's container, and its hash.
 //! - [`image`]: the images the stage builds, and their tags.
+//! - [`objects`]: the stage's networks and volumes: names, labels, network specs.
 //! - [`task`]: a one-off task's container (a service's spec, adjusted) and sequences.
 //! - [`up`]: the `up` plan: ordered actions, each with its reason.
 //! - [`restart`]: the `restart` plan, made from the `up` plan.
@@ -11,6 +12,7 @@
 
 pub mod container;
 pub mod image;
+pub mod objects;
 pub mod restart;
 pub mod task;
 pub mod up;

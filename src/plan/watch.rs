@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::engine::context::Dockerignore;
+use crate::context::Dockerignore;
 use crate::stack::model::{WatchAction, WatchExec};
 
 /// One rule, ready to match paths.

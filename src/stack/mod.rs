@@ -67,13 +67,14 @@ pub struct StackErrors(pub Vec<StackError>);
 impl fmt::Display for StackErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for error in &self.0 {
-            match &error.location {
-                Some(location) => writeln!(f, "error: {location}: {}", error.message)?,
-                None => writeln!(f, "error: {}", error.message)?,
-            }
-            if let Some(hint) = &error.hint {
-                writeln!(f, "  hint: {hint}")?;
-            }
+            let location = error.location.as_ref().map(|l| l as &dyn fmt::Display);
+            let hints: Vec<String> = error.hint.iter().cloned().collect();
+            f.write_str(&crate::error::render(
+                location,
+                &error.message,
+                &hints,
+                "  ",
+            ))?;
         }
         if self.0.len() > 1 {
             writeln!(f, "{} problems found", self.0.len())?;

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::context::{BuildContext, EntryKind};
+use super::{BuildContext, EntryKind};
 
 /// Digests of one context kept for naming changes.
 const KEPT_MANIFESTS: usize = 4;
@@ -59,7 +59,7 @@ pub struct BuildInputs<'a> {
 /// The digest of a build's inputs as `up` needs it: from the context monitor's token when
 /// the monitor saw no change since the digest was last computed (no walk at all), else by
 /// walking the context (module docs of `monitor`).
-pub fn of_build(build: &BuildInputs<'_>) -> Result<ContextDigest, super::context::ContextError> {
+pub fn of_build(build: &BuildInputs<'_>) -> Result<ContextDigest, super::ContextError> {
     let token = super::monitor::token(build.root);
     let remembered_path = cache_dir().map(|dir| dir.join(format!("{}.monitored", key(build.root))));
     // The inputs the monitor does not watch: args, target, the Dockerfile's name, an inline
@@ -74,14 +74,13 @@ pub fn of_build(build: &BuildInputs<'_>) -> Result<ContextDigest, super::context
         }
     }
     let context = match build.dockerfile_inline {
-        Some(text) => super::context::scan_inline(build.root, text.as_bytes().to_vec())?,
-        None => super::context::scan_listing(build.root, build.dockerfile)?,
+        Some(text) => super::scan_inline(build.root, text.as_bytes().to_vec())?,
+        None => super::scan_listing(build.root, build.dockerfile)?,
     };
-    let digest =
-        digest(&context, &build.inputs).map_err(|source| super::context::ContextError::Io {
-            path: build.root.to_path_buf(),
-            source,
-        })?;
+    let digest = digest(&context, &build.inputs).map_err(|source| super::ContextError::Io {
+        path: build.root.to_path_buf(),
+        source,
+    })?;
     if let (Some(token), Some(others), Some(path)) = (token, others, remembered_path) {
         // After `digest` wrote its cache, so a remembered digest's entries can be found.
         // One line per set of other inputs (builds sharing a context), all of this token.
@@ -150,7 +149,7 @@ fn outside_inputs_key(build: &BuildInputs<'_>) -> Option<String> {
             hasher.update([0]);
             let path = build.root.join(name);
             let inside = path.strip_prefix(build.root).is_ok_and(|rel| {
-                let rel = super::context::clean(&rel.to_string_lossy());
+                let rel = super::clean(&rel.to_string_lossy());
                 rel != ".." && !rel.starts_with("../")
             });
             if !inside {
@@ -497,7 +496,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::context::scan;
+    use crate::context::scan;
 
     fn digest_of(cache: &Path, dir: &Path, args: &HashMap<String, String>) -> ContextDigest {
         let context = scan(dir, None).unwrap();

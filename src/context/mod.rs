@@ -13,6 +13,9 @@
 //! `.dockerignore` began with `**/.env` and `**/.env.*`; an exception in `.dockerignore`
 //! (`!.env.example`) brings one back.
 
+pub mod digest;
+pub mod monitor;
+
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};

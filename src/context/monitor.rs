@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 #[cfg(target_os = "linux")]
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
-use super::context::{context_ignore, Dockerignore};
+use super::{context_ignore, Dockerignore};
 
 /// The environment variable that turns monitors on or off.
 pub const ENV: &str = "STACKCTL_CONTEXT_MONITOR";
