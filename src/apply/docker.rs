@@ -87,7 +87,7 @@ pub fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             let mut labels: HashMap<String, String> = spec.labels().into_iter().collect();
             if !spec.kept_volumes.is_empty() {
                 let kept: Vec<&str> = spec.kept_volumes.iter().map(|v| v.name.as_str()).collect();
-                labels.insert(names::KEPT_VOLUMES.to_string(), kept.join(","));
+                labels.insert(crate::names::KEPT_VOLUMES.to_string(), kept.join(","));
             }
             labels
         },
