@@ -61,6 +61,7 @@ pub fn grace(command: &crate::cli::Command) -> Duration {
         | Command::Ps(_)
         | Command::Logs(_)
         | Command::Ls(_)
+        | Command::Use(_)
         | Command::Top(_)
         | Command::Version
         | Command::Completions(_)

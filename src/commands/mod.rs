@@ -22,6 +22,7 @@ pub mod stop;
 pub mod swarm;
 pub mod top;
 pub mod up;
+pub mod use_stage;
 pub mod version;
 pub mod watch;
 
@@ -84,6 +85,9 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         }
         _ => {}
     }
+    if let Command::Use(args) = &cli.command {
+        return use_stage::run(&cli.global, args);
+    }
     let project = Project::resolve(&cli.global)?;
     let printer = Printer::new(&cli.global, &project.stage);
     let ctx = Context {
@@ -114,7 +118,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Data(args) => data::run(&ctx, &args).await,
         Command::Lock(args) => lock::run(&ctx, &args).await,
         Command::Watch(args) => watch::watch(&ctx, &args.services, true).await,
-        Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
+        Command::Completions(_) | Command::Man | Command::Version | Command::Use(_) => Ok(exit::OK),
     }
 }
 
