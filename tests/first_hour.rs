@@ -285,3 +285,20 @@ fn issue22_data_copy_to_a_stage_without_its_image_says_how_to_get_one() {
         "{stderr}"
     );
 }
+
+#[test]
+fn issue22_the_watch_hint_points_at_a_section_of_the_manual_that_exists() {
+    let stack = TestStack::new("watch-hint");
+    stack.stack(&sleeper());
+    let output = stack.cmd().arg("watch").output().expect("run");
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("docs/src/commands.md#stackctl-watch"),
+        "{stderr}"
+    );
+    let manual =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/src/commands.md"))
+            .expect("manual");
+    assert!(manual.lines().any(|l| l == "## stackctl watch"));
+}
