@@ -128,7 +128,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  stackctl -e qa down")]
     Down(DownArgs),
     /// Remove everything the stage owns: containers, data containers, volumes, networks, images.
-    #[command(after_help = "Example:\n  stackctl -e ci-42 purge --yes")]
+    #[command(
+        after_help = "Examples:\n  stackctl -e ci-42 purge --yes\n  stackctl purge --stale 2h 'ci-*' --yes     every ci- stage untouched for 2 hours"
+    )]
     Purge(PurgeArgs),
     /// Swarm stages: return services to the spec they had before their last update, and wait.
     #[command(after_help = "Example:\n  stackctl -e prod rollback api")]
@@ -157,8 +159,15 @@ pub enum Command {
         after_help = "Examples:\n  stackctl cp api:/app/logs ./logs\n  stackctl cp ./fixtures/seed.sql db:/docker-entrypoint-initdb.d/\n  stackctl cp api:/etc/app.conf - > app.tar"
     )]
     Cp(CpArgs),
+    /// Choose the stage commands here act on without `-e` (remembered in `.stackctl/stage`).
+    #[command(
+        after_help = "Examples:\n  stackctl use dev\n  stackctl use          print the stage commands act on, and why"
+    )]
+    Use(UseArgs),
     /// List the project's stages on this engine, and those that only have a stack file.
-    #[command(after_help = "Examples:\n  stackctl ls\n  stackctl ls --json")]
+    #[command(
+        after_help = "Examples:\n  stackctl ls\n  stackctl ls --json\n  stackctl ls 'ci-*' --stale 2h     what `purge --stale 2h 'ci-*'` would remove"
+    )]
     Ls(LsArgs),
     /// Print stackctl's version and commit, the engine's version and API, and the host.
     #[command(after_help = "Examples:\n  stackctl version\n  stackctl version --json")]
@@ -317,7 +326,15 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct LsArgs {}
+pub struct LsArgs {
+    /// Only the stages whose name matches, `*` for any characters (`'ci-*'`).
+    #[arg(value_name = "PATTERN")]
+    pub pattern: Option<String>,
+    /// Only the stages on the engine whose containers and volumes are all older than this
+    /// (`90m`, `2h`, `3d`): what `purge --stale` would remove.
+    #[arg(long, value_name = "AGE")]
+    pub stale: Option<String>,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct TopArgs {
@@ -357,10 +374,24 @@ pub struct RollbackArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct UseArgs {
+    /// The stage to remember (it needs a stack file); none: print the current one.
+    #[arg(value_name = "STAGE", add = ArgValueCandidates::new(crate::complete::stages))]
+    pub stage: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct PurgeArgs {
     /// Do not ask; required when not on a terminal.
     #[arg(short, long)]
     pub yes: bool,
+    /// Remove instead every stage of the project (on the engine) whose containers and
+    /// volumes are all older than this (`90m`, `2h`, `3d`), and whose name matches PATTERN.
+    #[arg(long, value_name = "AGE")]
+    pub stale: Option<String>,
+    /// With `--stale`: the stages' names, `*` for any characters (`'ci-*'`); default: all.
+    #[arg(value_name = "PATTERN")]
+    pub pattern: Option<String>,
     /// Seconds to wait for the stage lock.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = seconds())]
     pub timeout: u64,

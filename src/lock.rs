@@ -104,7 +104,7 @@ pub fn host_name() -> String {
 
 /// The subcommands of stackctl, to name the one this process runs in a lock's holder (a test
 /// of `commands` keeps the list equal to the command line's).
-pub const SUBCOMMANDS: [&str; 25] = [
+pub const SUBCOMMANDS: [&str; 26] = [
     "init",
     "config",
     "build",
@@ -124,6 +124,7 @@ pub const SUBCOMMANDS: [&str; 25] = [
     "ps",
     "top",
     "cp",
+    "use",
     "ls",
     "version",
     "data",

@@ -24,12 +24,23 @@ pub fn registry_name(reference: &str) -> &str {
     registry_of(reference).unwrap_or("the default registry")
 }
 
-/// What `docker login` needs to reach the reference's registry.
+/// Where the credentials for the reference's registry come from, and how to put them there
+/// without the docker CLI (a CI runner often has none): the config file stackctl reads, the
+/// variable that moves it, and the `auths` entry it needs.
 pub fn login_hint(reference: &str) -> String {
-    match registry_of(reference) {
-        Some(host) => format!("docker login {host}"),
-        None => "docker login".to_string(),
-    }
+    let config = config_dir()
+        .map(|dir| dir.join("config.json").display().to_string())
+        .unwrap_or_else(|| "~/.docker/config.json".to_string());
+    let (entry, login) = match registry_of(reference) {
+        Some(host) => (format!("`{host}`"), format!("docker login {host}")),
+        None => (
+            "the default registry".to_string(),
+            "docker login".to_string(),
+        ),
+    };
+    format!(
+        "the credentials come from `{config}` (set DOCKER_CONFIG to use another directory): give it an `auths` entry for {entry} holding base64 of `USER:PASSWORD` (`{login}` writes one where the docker CLI is installed)"
+    )
 }
 
 /// Split a reference into the repository and the tag (`latest` when there is none). A
@@ -393,6 +404,8 @@ pub fn classify(message: &str) -> Problem {
 #[error("{message}")]
 pub struct RegistryError {
     pub message: String,
+    /// The image reference pulled or pushed.
+    pub reference: Option<String>,
     pub hint: Option<String>,
     pub problem: Problem,
 }
@@ -443,6 +456,7 @@ impl RegistryError {
         };
         RegistryError {
             message,
+            reference: Some(reference.to_string()),
             hint,
             problem,
         }
@@ -466,11 +480,14 @@ mod tests {
         );
         assert_eq!(registry_of("library/redis:7"), None);
         assert_eq!(registry_of("postgres:16-alpine"), None);
-        assert_eq!(login_hint("postgres"), "docker login");
-        assert_eq!(
-            login_hint("127.0.0.1:5000/a"),
-            "docker login 127.0.0.1:5000"
+        assert!(login_hint("postgres").contains("`docker login`"));
+        let hint = login_hint("127.0.0.1:5000/a");
+        assert!(
+            hint.contains("`auths` entry for `127.0.0.1:5000`"),
+            "{hint}"
         );
+        assert!(hint.contains("DOCKER_CONFIG"), "{hint}");
+        assert!(hint.contains("config.json"), "{hint}");
     }
 
     #[test]
@@ -542,7 +559,10 @@ mod tests {
             "service `db`",
             "unauthorized: authentication required",
         );
-        assert_eq!(err.hint.as_deref(), Some("docker login 127.0.0.1:5000"));
+        assert_eq!(
+            err.hint.as_deref(),
+            Some(login_hint("127.0.0.1:5000/x").as_str())
+        );
     }
 
     #[test]

@@ -196,6 +196,14 @@ fn monolith_stages_run_side_by_side_with_cron_and_test_db() {
     ] {
         assert!(output.contains(step), "{step}: {output}");
     }
+    // The app's own test suite, as the CI example's job runs it (issue 22): a one-off
+    // container of the app's image on the stage network, its exit code kept.
+    let tests = stackctl(&ts, &dev, &["exec", "tests"]).success();
+    let output = String::from_utf8_lossy(&tests.get_output().stderr).to_string();
+    assert!(
+        output.contains("Ran 4 tests") && output.contains("\nOK"),
+        "{output}"
+    );
 
     // A new migration: `up` rebuilds the image, migrates in a one-off container of the new
     // image while the old app serves, and only then swaps the containers.

@@ -37,6 +37,8 @@ pub struct RenderedFile {
     /// Where the template came from (`templates/stack.yml` or `built-in`).
     pub template: String,
     pub written: bool,
+    /// Variables of an existing env file given new values from the environment.
+    pub updated: Vec<String>,
 }
 
 pub async fn run(ctx: &Context, args: &InitArgs) -> Result<i32> {
@@ -53,24 +55,43 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> Result<i32> {
         ));
         return Ok(exit::OK);
     }
-    run_init_task(ctx, &loaded).await
+    run_init_task(ctx, &loaded)
+        .await
+        .map_err(|err| with_offline_hint(ctx, err))
 }
 
-/// Make the stage the one later commands act on without `-e` (`.stackctl/stage`). Not being
-/// able to is worth a warning, not a failure: the files are there.
+/// Make the stage the one later commands act on without `-e` (`.stackctl/stage`) when no
+/// other stage with a stack file is remembered: a second stage made beside `dev` does not
+/// silently become the one a later plain `purge --yes` removes (`stackctl use` switches).
+/// Not being able to is worth a warning, not a failure: the files are there.
 fn remember(ctx: &Context) {
     let project = &ctx.project;
     let previous = crate::project::remembered_stage(&project.dir)
         .ok()
         .flatten();
-    match project.remember_stage() {
-        Ok(()) if previous.as_deref() != Some(project.stage.as_str()) => {
+    if let Some(previous) = previous.as_deref() {
+        let mut other = project.clone();
+        other.stage = previous.to_string();
+        if previous != project.stage && other.stack_files().main.is_file() {
             ctx.printer.status(&format!(
-                "commands here now act on stage `{}` without `-e` (remembered in `{}/stage`)",
-                project.stage,
-                crate::project::STATE_DIR
-            ))
+                "commands here still act on stage `{previous}` without `-e` (`stackctl use {}` switches)",
+                project.stage
+            ));
+            return;
         }
+    }
+    remember_stage(ctx, previous.as_deref());
+}
+
+/// Remember the context's stage (`stackctl init`, `stackctl use`), saying so when it changes.
+pub fn remember_stage(ctx: &Context, previous: Option<&str>) {
+    let project = &ctx.project;
+    match project.remember_stage() {
+        Ok(()) if previous != Some(project.stage.as_str()) => ctx.printer.status(&format!(
+            "commands here now act on stage `{}` without `-e` (remembered in `{}/stage`)",
+            project.stage,
+            crate::project::STATE_DIR
+        )),
         Ok(()) => {}
         Err(e) => ctx.printer.warn(&format!(
             "cannot remember stage `{}` in `{}/stage`: {}",
@@ -79,6 +100,50 @@ fn remember(ctx: &Context) {
             crate::error::io_reason(&e)
         )),
     }
+}
+
+/// An `init` that could not pull an image the env file names (`DB_IMAGE=postgres:16-alpine`)
+/// says how to go on without a registry: load an image, and give its name to `init`, which
+/// writes it into the env file.
+fn with_offline_hint(ctx: &Context, mut err: anyhow::Error) -> anyhow::Error {
+    let env_file = ctx.project.env_file();
+    let Some(env) = existing_text(&env_file) else {
+        return err;
+    };
+    let shown = ctx.project.display_path(&env_file);
+    let stage = &ctx.project.stage;
+    let rewrite = |registry: &mut crate::registry::RegistryError, reference: &str| {
+        let Some(key) = env
+            .lines()
+            .filter_map(assignment)
+            .find(|(_, value)| *value == reference)
+            .map(|(key, _)| key.to_string())
+        else {
+            return;
+        };
+        registry.hint = Some(format!(
+            "without a registry, use an image this engine has (`docker image ls`, or `docker load < image.tar` first): `{key}=IMAGE stackctl init --env {stage}` writes it into {shown}"
+        ));
+    };
+    let mut fix = |cause: &mut anyhow::Error| {
+        if let Some(registry) = cause.downcast_mut::<crate::registry::RegistryError>() {
+            let offline = matches!(
+                registry.problem,
+                crate::registry::Problem::Unreachable | crate::registry::Problem::NotFound
+            );
+            if offline {
+                if let Some(reference) = registry.reference.clone() {
+                    rewrite(registry, &reference);
+                }
+            }
+        }
+    };
+    if let Some(several) = err.downcast_mut::<crate::error::Several>() {
+        several.0.iter_mut().for_each(&mut fix);
+    } else {
+        fix(&mut err);
+    }
+    err
 }
 
 /// Run the stack's `init` task (if it has one) with the stage's secrets masked.
@@ -145,18 +210,142 @@ pub fn render(ctx: &Context, args: &InitArgs) -> Result<Rendered> {
         path: stack_file,
         template: stack_template.1,
         written,
+        updated: Vec::new(),
     });
     if let Some((template, origin)) = env_template {
-        let env_file = project.env_file();
-        let text = kept_from_environment(ctx, &values.render(&template)?);
-        let written = write_file(&env_file, &text, Some(0o600), args.force)?;
-        files.push(RenderedFile {
-            path: env_file,
-            template: origin,
-            written,
-        });
+        files.push(render_env(ctx, args, &values, &template, origin)?);
     }
     Ok(Rendered { files })
+}
+
+/// Render `.env.STAGE`. A file that exists keeps its values (its secrets above all): only
+/// the variables the process environment sets are written into it (`DB_IMAGE=… stackctl
+/// init` after a first `init`). With `--force` it is rendered again, but a `{secret}` whose
+/// variable the old file has keeps the old value: a database initialised with a password
+/// keeps accepting it.
+fn render_env(
+    ctx: &Context,
+    args: &InitArgs,
+    values: &Placeholders,
+    template: &str,
+    origin: String,
+) -> Result<RenderedFile> {
+    let env_file = ctx.project.env_file();
+    let existing = existing_text(&env_file);
+    let lookup = |key: &str| std::env::var(key).ok();
+    match existing {
+        Some(old) if !args.force => {
+            let rendered = values.render(template)?;
+            let (text, updated) = updated_env(&old, &rendered, lookup);
+            let written = if updated.is_empty() {
+                false
+            } else {
+                write_file(&env_file, &text, Some(0o600), true)?
+            };
+            Ok(RenderedFile {
+                path: env_file,
+                template: origin,
+                written: false,
+                updated: if written { updated } else { Vec::new() },
+            })
+        }
+        existing => {
+            let template = match &existing {
+                Some(old) => with_old_secrets(template, old),
+                None => template.to_string(),
+            };
+            let text = kept_from_environment(ctx, &values.render(&template)?);
+            let written = write_file(&env_file, &text, Some(0o600), args.force)?;
+            Ok(RenderedFile {
+                path: env_file,
+                template: origin,
+                written,
+                updated: Vec::new(),
+            })
+        }
+    }
+}
+
+/// The text of a regular file at `path`, when there is one (a symlink is refused later, when
+/// writing).
+fn existing_text(path: &Path) -> Option<String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => std::fs::read_to_string(path).ok(),
+        _ => None,
+    }
+}
+
+/// `KEY` of a `KEY=VALUE` line, and its value without quotes.
+fn assignment(line: &str) -> Option<(&str, &str)> {
+    let (key, value) = line.trim_end_matches(['\n', '\r']).split_once('=')?;
+    let key = key.trim();
+    let valid = !key.is_empty()
+        && !key.starts_with('#')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let value = value.trim();
+    let unquoted = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
+        .unwrap_or(value);
+    valid.then_some((key, unquoted))
+}
+
+/// The template with each `{secret}` line whose variable `old` has replaced by old's line.
+fn with_old_secrets(template: &str, old: &str) -> String {
+    let old_lines: Vec<&str> = old.lines().collect();
+    template
+        .split_inclusive('\n')
+        .map(|line| {
+            let Some((key, _)) = assignment(line).filter(|_| line.contains("{secret}")) else {
+                return line.to_string();
+            };
+            match old_lines
+                .iter()
+                .find(|old| assignment(old).is_some_and(|(k, _)| k == key))
+            {
+                Some(old) => format!(
+                    "{old}{}",
+                    &line[line.trim_end_matches(['\n', '\r']).len()..]
+                ),
+                None => line.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// An existing env file with the values `lookup` gives written in: its own variables, and
+/// the rendered template's variables it lacks (appended). Only values that differ count.
+fn updated_env(
+    old: &str,
+    rendered: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> (String, Vec<String>) {
+    let (mut text, mut updated) = with_environment(old, &lookup);
+    let has = |key: &str| {
+        old.lines()
+            .any(|l| assignment(l).is_some_and(|(k, _)| k == key))
+    };
+    let missing: String = rendered
+        .lines()
+        .filter_map(assignment)
+        .filter(|(key, _)| !has(key))
+        .map(|(key, _)| format!("{key}=\n"))
+        .collect();
+    let (appended, added) = with_environment(&missing, &lookup);
+    if !added.is_empty() {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        for line in appended.lines() {
+            if assignment(line).is_some_and(|(key, _)| added.iter().any(|a| a == key)) {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        updated.extend(added);
+    }
+    (text, updated)
 }
 
 /// A Compose project (`compose.yaml` and no `stacks/`, or `-f`) keeps its files as they are:
@@ -193,15 +382,9 @@ fn render_env_only(ctx: &Context, args: &InitArgs) -> Result<Rendered> {
         project: &project.dir_name(),
         domain: &domain,
     };
-    let env_file = project.env_file();
-    let text = kept_from_environment(ctx, &values.render(&template)?);
-    let written = write_file(&env_file, &text, Some(0o600), args.force)?;
+    let origin = project.display_path(&env_path);
     Ok(Rendered {
-        files: vec![RenderedFile {
-            path: env_file,
-            template: project.display_path(&env_path),
-            written,
-        }],
+        files: vec![render_env(ctx, args, &values, &template, origin)?],
     })
 }
 
@@ -209,7 +392,13 @@ fn report(ctx: &Context, rendered: &Rendered) {
     for file in &rendered.files {
         let shown = ctx.project.display_path(&file.path);
         if ctx.printer.mode == Mode::Json {
-            let action = if file.written { "written" } else { "kept" };
+            let action = if file.written {
+                "written"
+            } else if !file.updated.is_empty() {
+                "updated"
+            } else {
+                "kept"
+            };
             ctx.printer.event(&shown, "file", action, "done", 0);
         } else if file.written {
             let from = if file.template == "built-in" {
@@ -218,6 +407,15 @@ fn report(ctx: &Context, rendered: &Rendered) {
                 format!("`{}`", file.template)
             };
             ctx.printer.status(&format!("wrote {shown} from {from}"));
+        } else if !file.updated.is_empty() {
+            ctx.printer.status(&format!(
+                "wrote {} from the environment into {shown} (its other values kept)",
+                file.updated
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         } else {
             ctx.printer.status(&format!(
                 "kept {shown}: it exists (`stackctl init --force` overwrites it)"
@@ -262,6 +460,8 @@ fn with_environment(text: &str, lookup: impl Fn(&str) -> Option<String>) -> (Str
                     && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             });
         let value = key.and_then(&lookup).filter(|value| !value.contains('\''));
+        // A value the line already holds is no change.
+        let value = value.filter(|value| assignment(body).map(|(_, v)| v) != Some(value));
         match (key, value) {
             (Some(key), Some(value)) => {
                 let safe = !value.is_empty()

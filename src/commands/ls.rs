@@ -1,6 +1,6 @@
 //! `stackctl ls`: the project's stages on this engine with their state and counts, and the
 //! stages that only have a stack file; the stage commands act on is marked, and the one
-//! `stackctl init` remembered.
+//! remembered (`stackctl use`). A name pattern and `--stale AGE` select as `purge --stale`.
 
 use std::collections::BTreeMap;
 
@@ -31,11 +31,16 @@ struct Row {
     file: Option<String>,
     /// The stage commands act on here without `-e`.
     current: bool,
-    /// The stage `stackctl init` made last (`.stackctl/stage`).
+    /// The stage remembered in `.stackctl/stage` (by the first `init`, or `stackctl use`).
     remembered: bool,
 }
 
-pub async fn run(ctx: &Context, _args: &crate::cli::LsArgs) -> Result<i32> {
+pub async fn run(ctx: &Context, args: &crate::cli::LsArgs) -> Result<i32> {
+    let stale = args
+        .stale
+        .as_deref()
+        .map(super::purge::parse_age)
+        .transpose()?;
     let project = &ctx.project;
     // The engine-side project name: the current stage's `name:`, else the directory's; and
     // the engine its `engine.host` names.
@@ -59,6 +64,21 @@ pub async fn run(ctx: &Context, _args: &crate::cli::LsArgs) -> Result<i32> {
     for (stage, objects) in &on_engine {
         stages.insert(stage.clone(), Some(objects));
     }
+    // The selection `purge --stale AGE PATTERN` makes: by name, and by the age of the newest
+    // object on the engine (a stage with nothing there is not stale, it is absent).
+    let now = std::time::SystemTime::now();
+    stages.retain(|stage, objects| {
+        let named = args
+            .pattern
+            .as_deref()
+            .is_none_or(|pattern| super::purge::glob_match(pattern, stage));
+        let old = stale.is_none_or(|age| {
+            objects
+                .and_then(|o| o.newest)
+                .is_some_and(|newest| now.duration_since(newest).unwrap_or_default() >= age)
+        });
+        named && old
+    });
     let files = project.stages();
     // What each stage's stack file declares; a file that does not load declares nothing.
     let declared = |stage: &str| {
@@ -117,6 +137,11 @@ pub async fn run(ctx: &Context, _args: &crate::cli::LsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    if rows.is_empty() && (args.pattern.is_some() || stale.is_some()) {
+        ctx.printer
+            .status(&format!("no stage of project `{name}` matches"));
+        return Ok(0);
+    }
     if rows.is_empty() {
         ctx.printer.status(&format!(
             "no stage of project `{name}`: no stack file in stacks/ and nothing on the engine"
@@ -138,7 +163,7 @@ fn table(rows: &[Row]) -> String {
             note.push("current");
         }
         if r.remembered {
-            note.push("remembered by init");
+            note.push("remembered");
         }
         let expected = r.services.max(r.declared.unwrap_or(0));
         let mut services = if expected == 0 {

@@ -22,6 +22,7 @@ pub mod stop;
 pub mod swarm;
 pub mod top;
 pub mod up;
+pub mod use_stage;
 pub mod version;
 pub mod watch;
 
@@ -86,6 +87,9 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         }
         _ => {}
     }
+    if let Command::Use(args) = &cli.command {
+        return use_stage::run(&cli.global, args);
+    }
     let project = Project::resolve(&selection(&cli.global))?;
     let printer = Printer::new(output_settings(&cli.global), &project.stage);
     let ctx = Context {
@@ -116,12 +120,12 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Data(args) => data::run(&ctx, &args).await,
         Command::Lock(args) => lock::run(&ctx, &args).await,
         Command::Watch(args) => watch::watch(&ctx, &args.services, true).await,
-        Command::Completions(_) | Command::Man | Command::Version => Ok(exit::OK),
+        Command::Completions(_) | Command::Man | Command::Version | Command::Use(_) => Ok(exit::OK),
     }
 }
 
 /// The project and stage the global flags select.
-fn selection(global: &GlobalArgs) -> crate::project::Selection {
+pub(crate) fn selection(global: &GlobalArgs) -> crate::project::Selection {
     crate::project::Selection {
         directory: global.directory.clone(),
         files: global.files.clone(),
@@ -131,7 +135,7 @@ fn selection(global: &GlobalArgs) -> crate::project::Selection {
 }
 
 /// What the global flags ask of the output.
-fn output_settings(global: &GlobalArgs) -> crate::output::Settings {
+pub(crate) fn output_settings(global: &GlobalArgs) -> crate::output::Settings {
     crate::output::Settings {
         json: global.json,
         quiet: global.quiet,
@@ -149,6 +153,7 @@ pub fn grace(command: &Command) -> Duration {
         | Command::Ps(_)
         | Command::Logs(_)
         | Command::Ls(_)
+        | Command::Use(_)
         | Command::Top(_)
         | Command::Version
         | Command::Completions(_)

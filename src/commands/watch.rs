@@ -177,7 +177,7 @@ fn compile(loaded: &LoadedStack, wanted: &[String], named: bool) -> Result<Vec<R
                 return Err(UsageError::new(format!(
                     "service `{name}` has no `develop.watch` rules"
                 ))
-                .with_hint("add `develop: {watch: [{path: ./src, action: sync, target: /app}]}` to the service (see the README's `stackctl watch`)")
+                .with_hint("add `develop: {watch: [{path: ./src, action: sync, target: /app}]}` to the service (see `stackctl watch` in the manual: docs/src/commands.md#stackctl-watch)")
                 .into());
             }
             continue;
@@ -251,7 +251,7 @@ fn compile(loaded: &LoadedStack, wanted: &[String], named: bool) -> Result<Vec<R
             "no service of stage `{}` has `develop.watch` rules",
             loaded.stage
         ))
-        .with_hint("add `develop: {watch: [{path: ./src, action: sync, target: /app}]}` to a service (see the README's `stackctl watch`)")
+        .with_hint("add `develop: {watch: [{path: ./src, action: sync, target: /app}]}` to a service (see `stackctl watch` in the manual: docs/src/commands.md#stackctl-watch)")
         .into());
     }
     Ok(rules)

@@ -171,6 +171,30 @@ pub fn users(items: &[ItemInfo]) -> BTreeSet<String> {
         .collect()
 }
 
+/// How to get an image for a stage that has none on the engine: build or pull it, or,
+/// without a registry, name one the engine has in the variable the stack takes it from
+/// (`DB_IMAGE=IMAGE stackctl init --env qa --no-run` writes it into `.env.qa`).
+fn missing_image_hint(loaded: &LoadedStack, references: &[String]) -> String {
+    let stage = &loaded.stage;
+    let listed = references
+        .iter()
+        .map(|r| format!("`{r}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let variable = loaded
+        .variables
+        .iter()
+        .find(|used| references.contains(&used.value))
+        .map(|used| {
+            format!(
+                "; without a registry, name one this engine has (`docker image ls`): `{}=IMAGE stackctl init --env {stage} --no-run` writes it into .env.{stage}",
+                used.name
+            )
+        })
+        .unwrap_or_default();
+    format!("the stage's images: {listed}; `stackctl -e {stage} build` or `stackctl -e {stage} pull` gets them{variable}")
+}
+
 /// The helper containers and staging objects made for one run, removed on every path.
 pub struct Helpers<'a> {
     engine: &'a Engine,
@@ -219,7 +243,7 @@ impl<'a> Helpers<'a> {
                     "no image of stage `{}` is on this engine: one is needed to reach its volumes (a container is created from it, never started)",
                     loaded.stage
                 ))
-                .with_hint("`stackctl build` or `stackctl up` first")
+                .with_hint(missing_image_hint(loaded, &references))
             })?;
         self.image = Some(image.clone());
         Ok(image)

@@ -13,6 +13,8 @@ pub struct StageObjects {
     pub containers: Vec<ObservedContainer>,
     /// Its named volumes.
     pub volumes: Vec<String>,
+    /// When its newest container or volume was created.
+    pub newest: Option<std::time::SystemTime>,
 }
 
 impl Engine {
@@ -35,19 +37,24 @@ impl Engine {
             else {
                 continue;
             };
+            let created = summary
+                .created
+                .and_then(|secs| u64::try_from(secs).ok())
+                .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
             let container = super::observe::observed_container(summary);
             // As in `observe`: the name pattern is the stage's own (labels are inheritable).
             if names::is_stage_container_name(&stage, project, &container.name) {
-                stages.entry(stage).or_default().containers.push(container);
+                let objects = stages.entry(stage).or_default();
+                objects.containers.push(container);
+                objects.newest = objects.newest.max(created);
             }
         }
         for volume in volumes.volumes.unwrap_or_default() {
             if let Some(stage) = volume.labels.get(names::STAGE) {
-                stages
-                    .entry(stage.clone())
-                    .or_default()
-                    .volumes
-                    .push(volume.name);
+                let created = volume.created_at.map(std::time::SystemTime::from);
+                let objects = stages.entry(stage.clone()).or_default();
+                objects.volumes.push(volume.name);
+                objects.newest = objects.newest.max(created);
             }
         }
         for objects in stages.values_mut() {
