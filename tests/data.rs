@@ -251,6 +251,57 @@ fn a_damaged_archive_is_refused_and_the_target_is_untouched() {
     assert!(err.contains("not a stackctl data archive"), "{err}");
 }
 
+/// RELIABILITY 6: an archive missing only its last 1-4 bytes (the zstd frame's checksum) was
+/// loaded as if whole, so a pipeline verifying backups by loading them passed a damaged file.
+/// The stream is read to its end: such an archive is refused and the target left as it was.
+#[test]
+fn reliability6_an_archive_missing_its_last_bytes_is_refused() {
+    let t = fixture("cut-end", 0);
+    let compressed = t.path("packed.tar.zst");
+    let plain = t.path("plain.tar");
+    t.cmd()
+        .args(["data", "save", "-o"])
+        .arg(&compressed)
+        .assert()
+        .success();
+    t.cmd()
+        .args(["data", "save", "--no-compress", "-o"])
+        .arg(&plain)
+        .assert()
+        .success();
+    populate(&t, &t.stage, 0);
+    let before = fingerprint(&t, &t.stage);
+    for (archive, cut) in [(&compressed, 1), (&compressed, 4), (&plain, 512)] {
+        let bytes = std::fs::read(archive).expect("read archive");
+        let damaged = t.path("damaged");
+        std::fs::write(&damaged, &bytes[..bytes.len() - cut]).expect("write cut archive");
+        let out = t
+            .cmd()
+            .args(["data", "load", "--force", "-i"])
+            .arg(&damaged)
+            .assert()
+            .code(1);
+        let err = stderr_of(out.get_output());
+        assert!(
+            err.contains("is refused"),
+            "{} cut by {cut}: {err}",
+            archive.display()
+        );
+        assert_eq!(
+            fingerprint(&t, &t.stage),
+            before,
+            "{} cut by {cut}",
+            archive.display()
+        );
+        assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
+    }
+    t.cmd()
+        .args(["data", "load", "--force", "-i"])
+        .arg(&compressed)
+        .assert()
+        .success();
+}
+
 #[test]
 fn load_without_force_into_a_volume_that_holds_data_refuses() {
     let t = fixture("noforce", 1);
