@@ -552,3 +552,45 @@ fn unknown_names_exit_2_with_the_known_ones() {
     .trim()
     .is_empty());
 }
+
+/// RELIABILITY 7: a data container whose image has no `CMD` (a `FROM scratch` image of files,
+/// never meant to run) failed `up` with the engine's "No command specified". It is created
+/// with a placeholder command (it is never started); its files reach the services that take
+/// its volumes, and the next `up` keeps it (the placeholder is not part of its config hash).
+#[test]
+fn reliability7_a_data_container_whose_image_has_no_command_is_created() {
+    let t = TestStack::new("data-no-cmd");
+    let image = busybox_image();
+    t.write(
+        "seed/Dockerfile",
+        "FROM scratch\nCOPY seed.txt /seed/seed.txt\n",
+    );
+    t.write("seed/seed.txt", "seeded\n");
+    t.stack(&format!(
+        r#"
+services:
+  app:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+    volumes_from: [seed]
+data_containers:
+  seed:
+    build: seed
+    volumes: [/seed]
+"#
+    ));
+    let out = t.cmd().arg("up").output().expect("run stackctl");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let seeded = docker_ok(&["exec", &t.container("app"), "cat", "/seed/seed.txt"]);
+    assert_eq!(seeded.trim(), "seeded");
+    let id = |name: &str| docker_ok(&["inspect", "--format", "{{.Id}}", name]);
+    let before = id(&t.container("seed"));
+    let out = t.cmd().arg("up").output().expect("run stackctl");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        id(&t.container("seed")),
+        before,
+        "the data container was kept"
+    );
+}
