@@ -80,6 +80,7 @@ pub fn run() -> i32 {
     });
     // Do not wait for blocking stdin readers still parked in the runtime.
     runtime.shutdown_background();
+    interrupt::kill_groups();
     match result {
         Ok(code) => code,
         Err(err) => report(&err),
