@@ -719,3 +719,38 @@ fn reliability8_a_credential_helper_that_never_answers_is_bounded_and_killed() {
         processes_with(&helper).is_empty()
     });
 }
+
+/// RELIABILITY 11: `build` went on without a word when `config.json` was not JSON or its
+/// `credsStore` helper answered garbage (`pull` and `push` reported it). The same error now.
+#[test]
+fn reliability11_a_bad_docker_config_is_the_same_error_for_build_as_for_pull() {
+    let (stack, _host) = credential_stack("cred-bad");
+    let helper = format!("garbage{}", stack.stage);
+    let path = helper_on_path(&stack, &helper, "echo garbage");
+    let cases = [
+        (
+            "{ not json".to_string(),
+            "is not valid JSON of Docker's config format",
+        ),
+        (
+            format!("{{\"credsStore\": \"{helper}\"}}"),
+            "is not the JSON Docker's protocol expects",
+        ),
+    ];
+    for (json, expected) in cases {
+        let config = docker_config(&stack, &json);
+        for command in ["pull", "build"] {
+            let (code, _, stderr) = run(stack
+                .cmd()
+                .env("DOCKER_CONFIG", &config)
+                .env("PATH", &path)
+                .arg(command));
+            assert_eq!(code, 1, "{command}: {stderr}");
+            assert!(
+                stderr.contains("cannot get the credentials for registry"),
+                "{command}: {stderr}"
+            );
+            assert!(stderr.contains(expected), "{command}: {stderr}");
+        }
+    }
+}
