@@ -594,3 +594,49 @@ data_containers:
         "the data container was kept"
     );
 }
+
+/// RELIABILITY 5: `data load` printed bytes of an untrusted archive raw: a manifest whose
+/// project name holds escape sequences set the terminal's title and colour through the error
+/// message. Control characters are shown escaped.
+#[test]
+fn reliability5_an_archives_control_characters_are_escaped_in_messages() {
+    let t = TestStack::new("escape");
+    t.stack("services: {}\nvolumes:\n  vol: {}\n");
+    let manifest = serde_json::json!({
+        "format": "stackctl-data/1",
+        "project": "\u{1b}]0;PWNED\u{7}\u{1b}[31mevil",
+        "stage": "x\ry",
+        "stackctl_version": "0",
+        "created": "2024-01-01T00:00:00Z",
+        "compression": "none",
+        "items": [],
+    });
+    let dir = t.path("archive");
+    std::fs::create_dir_all(&dir).expect("archive dir");
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("write manifest");
+    let archive = t.path("evil.tar");
+    let status = std::process::Command::new("tar")
+        .arg("cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&dir)
+        .arg("manifest.json")
+        .status()
+        .expect("run tar");
+    assert!(status.success());
+    let out = t
+        .cmd()
+        .args(["data", "load", "-i"])
+        .arg(&archive)
+        .output()
+        .expect("run stackctl");
+    let err = stderr_of(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("holds data of project"), "{err}");
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\r'),
+        "{err:?}"
+    );
+    assert!(err.contains(r"`\x1b]0;PWNED\x07\x1b[31mevil`"), "{err}");
+    assert!(err.contains(r"`x\x0dy`"), "{err}");
+}
