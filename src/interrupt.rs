@@ -20,6 +20,38 @@ fn channel() -> &'static watch::Sender<bool> {
     CHANNEL.get_or_init(|| watch::channel(false).0)
 }
 
+/// Process groups of helpers stackctl started (credential helpers): killed when it exits,
+/// whatever the path, so nothing they started is left behind, reparented to init.
+static GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Kill this process group when stackctl exits before it is forgotten.
+pub fn register_group(group: i32) {
+    if let Ok(mut groups) = GROUPS.lock() {
+        groups.push(group);
+    }
+}
+
+/// The group ended on its own (or was killed): nothing to do for it at exit.
+pub fn forget_group(group: i32) {
+    if let Ok(mut groups) = GROUPS.lock() {
+        groups.retain(|&g| g != group);
+    }
+}
+
+/// Kill every registered process group (at exit).
+pub fn kill_groups() {
+    let groups = match GROUPS.lock() {
+        Ok(mut groups) => std::mem::take(&mut *groups),
+        Err(_) => return,
+    };
+    for group in groups {
+        // SAFETY: a signal to a process group stackctl started and still owns.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+    }
+}
+
 /// Start listening for SIGINT and SIGTERM. Call once, inside the runtime.
 pub fn install() {
     let sender = channel();
@@ -39,6 +71,7 @@ pub fn install() {
             }
             if COUNT.fetch_add(1, Ordering::SeqCst) >= 1 {
                 crate::tty::restore_now();
+                kill_groups();
                 eprintln!("interrupted again: exiting now");
                 std::process::exit(crate::error::exit::INTERRUPTED);
             }

@@ -81,6 +81,7 @@ pub fn run() -> i32 {
     });
     // Do not wait for blocking stdin readers still parked in the runtime.
     runtime.shutdown_background();
+    interrupt::kill_groups();
     match result {
         Ok(code) => code,
         Err(err) => report(&err),
@@ -130,7 +131,30 @@ pub fn print_error(err: &anyhow::Error) {
 /// quoted only in part.
 const MAX_LINE: usize = 2000;
 
-/// Cut every line longer than `MAX_LINE`, saying how much was left out.
+/// Control characters shown escaped (`\x1b`, `\x07`, `\u{9b}`): an error may quote what
+/// came from outside (an archive's manifest, a file name, an image label, the engine's
+/// words), and a terminal must not take those bytes as commands (a title, colours, a
+/// cleared screen). A tab stays a tab, a newline separates lines.
+fn escape_controls(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        match c {
+            '\t' => out.push(c),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Cut every line longer than `MAX_LINE`, saying how much was left out; control characters
+/// escaped.
 fn bound_lines(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(64 * 1024));
     for line in text.split_inclusive('\n') {
@@ -138,6 +162,8 @@ fn bound_lines(text: &str) -> String {
             Some(body) => (body, "\n"),
             None => (line, ""),
         };
+        let body = escape_controls(body);
+        let body = body.as_ref();
         let count = body.chars().count();
         if count > MAX_LINE {
             out.extend(body.chars().take(MAX_LINE));
@@ -219,6 +245,18 @@ mod tests {
         let call = anyhow::Error::from(engine::EngineError::interrupted("create container", "x"))
             .context("task `t`");
         assert_eq!(report(&call), exit::INTERRUPTED);
+    }
+
+    /// RELIABILITY 5: an error quoting an archive's manifest printed its escape sequences raw
+    /// (a terminal title, colours).
+    #[test]
+    fn reliability5_control_characters_in_an_error_are_escaped() {
+        let text =
+            bound_lines("error: project `\u{1b}]0;PWNED\u{7}\u{1b}[31m\r\u{9b}x`\tok\nhint: h\n");
+        assert_eq!(
+            text,
+            "error: project `\\x1b]0;PWNED\\x07\\x1b[31m\\x0d\\u{9b}x`\tok\nhint: h\n"
+        );
     }
 
     #[test]

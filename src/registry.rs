@@ -311,8 +311,17 @@ pub fn credentials_for(
         config: path.display().to_string(),
         reason: reason.to_string(),
     };
-    let file = std::fs::File::open(&path).map_err(|e| error(&e.to_string()))?;
-    match docker_credential::get_credential_from_reader(std::io::BufReader::new(file), &server) {
+    let bytes = std::fs::read(&path).map_err(|e| error(&crate::error::io_reason(&e)))?;
+    let not_json = || error("the file is not valid JSON of Docker's config format");
+    let mut config: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| not_json())?;
+    // The helpers are run here, bounded (see `helper_credentials`); the crate reads `auths`
+    // only, from the config without them.
+    let (helper, store) = helpers_of(&mut config, &server).ok_or_else(not_json)?;
+    if let Some(helper) = helper {
+        return helper_credentials(&helper, server).map_err(|reason| error(&reason));
+    }
+    let auths_only = serde_json::to_vec(&config).map_err(|_| not_json())?;
+    match docker_credential::get_credential_from_reader(auths_only.as_slice(), &server) {
         Ok(DockerCredential::UsernamePassword(username, password)) => Ok(Some(Credentials {
             server,
             username: Some(username),
@@ -325,22 +334,16 @@ pub fn credentials_for(
             password: None,
             identity_token: Some(token),
         })),
-        Err(CredentialRetrievalError::NoCredentialConfigured) => Ok(None),
-        // The helper's own words may hold anything: only the fact that it failed is told.
-        // "credentials not found" is the protocol's way of saying "none": go without.
-        Err(CredentialRetrievalError::HelperFailure { helper, stdout, .. }) => {
-            if stdout.contains("credentials not found") {
-                Ok(None)
-            } else {
-                Err(error(&format!("`{helper} get` failed")))
-            }
-        }
-        Err(CredentialRetrievalError::HelperCommunicationError) => Err(error(
-            "its credential helper (`docker-credential-NAME` from `credsStore` or `credHelpers`) could not be run; is it on PATH?",
-        )),
-        Err(CredentialRetrievalError::MalformedHelperResponse) => {
-            Err(error("the credential helper's answer is not the JSON Docker's protocol expects"))
-        }
+        Err(CredentialRetrievalError::NoCredentialConfigured) => match store {
+            Some(store) => helper_credentials(&store, server).map_err(|reason| error(&reason)),
+            None => Ok(None),
+        },
+        // No helper is left in the config the crate reads: it runs none.
+        Err(
+            CredentialRetrievalError::HelperFailure { .. }
+            | CredentialRetrievalError::HelperCommunicationError
+            | CredentialRetrievalError::MalformedHelperResponse,
+        ) => Err(error("its credential helper could not be asked")),
         Err(CredentialRetrievalError::CredentialDecodingError) => {
             Err(error("its `auth` entry is not base64 of `user:password`"))
         }
@@ -348,10 +351,183 @@ pub fn credentials_for(
             "its `auth` entry does not match its `username` and `password`",
         )),
         Err(CredentialRetrievalError::ConfigNotFound) => Ok(None),
-        Err(CredentialRetrievalError::ConfigReadError) => {
-            Err(error("the file is not valid JSON of Docker's config format"))
-        }
+        Err(CredentialRetrievalError::ConfigReadError) => Err(error(
+            "the file is not valid JSON of Docker's config format",
+        )),
     }
+}
+
+/// The helper `config` names for `server` (`credHelpers`) and its `credsStore`, both taken
+/// out of it; `None` when those entries are not what Docker's format says (strings).
+/// Docker's order: the server's `credHelpers` entry, then `auths`, then `credsStore`.
+fn helpers_of(
+    config: &mut serde_json::Value,
+    server: &str,
+) -> Option<(Option<String>, Option<String>)> {
+    use serde_json::Value;
+    let Some(object) = config.as_object_mut() else {
+        return Some((None, None));
+    };
+    let named = |value: Option<&Value>| -> Option<Option<String>> {
+        match value {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::String(name)) if name.is_empty() => Some(None),
+            Some(Value::String(name)) => Some(Some(name.clone())),
+            Some(_) => None,
+        }
+    };
+    let helper = match object.remove("credHelpers") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(helpers)) => {
+            if !helpers.values().all(|v| v.is_string()) {
+                return None;
+            }
+            named(helpers.get(server))?
+        }
+        Some(_) => return None,
+    };
+    let store = named(object.remove("credsStore").as_ref())?;
+    Some((helper, store))
+}
+
+/// How long a credential helper may take to answer: `STACKCTL_CREDENTIAL_TIMEOUT` (seconds)
+/// or 30 s. A helper blocked on a keyring or a passphrase prompt nobody sees (a CI job)
+/// would otherwise hold the command forever.
+pub fn helper_timeout() -> std::time::Duration {
+    std::env::var("STACKCTL_CREDENTIAL_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&s| s > 0 && s <= 3600)
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(std::time::Duration::from_secs(30))
+}
+
+/// Ask `docker-credential-HELPER get` for `server`'s credentials, as Docker's protocol says
+/// (the server on stdin, `{"Username","Secret"}` on stdout; "credentials not found" means
+/// none). The helper runs in its own process group, bounded by [`helper_timeout`]; on the
+/// bound, an interrupt, or stackctl's death (the parent-death signal) the group is killed,
+/// so neither the helper nor what it started outlives the command. The error is the
+/// reason only, without the helper's words (they may hold anything).
+fn helper_credentials(helper: &str, server: String) -> Result<Option<Credentials>, String> {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    let program = format!("docker-credential-{helper}");
+    let mut command = std::process::Command::new(&program);
+    command
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    // SAFETY: prctl with PR_SET_PDEATHSIG is async-signal-safe and only affects the child.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|e| {
+        format!(
+            "its credential helper `{program}` (from `credsStore` or `credHelpers`) could not be run: {}; is it on PATH?",
+            crate::error::io_reason(&e)
+        )
+    })?;
+    let group = child.id() as libc::pid_t;
+    crate::interrupt::register_group(group);
+    let kill_group = |child: &mut std::process::Child| {
+        // SAFETY: a signal to the process group of a child this function started.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        let _ = child.wait();
+        crate::interrupt::forget_group(group);
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(pipe) = pipe {
+                let _ = pipe.take(1 << 20).read_to_end(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let bound = helper_timeout();
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => {
+                kill_group(&mut child);
+                return Err(format!("`{program} get`: {}", crate::error::io_reason(&e)));
+            }
+        }
+        if crate::interrupt::requested() {
+            kill_group(&mut child);
+            return Err(format!("`{program} get` was stopped: interrupted"));
+        }
+        if started.elapsed() >= bound {
+            kill_group(&mut child);
+            return Err(format!(
+                "its credential helper `{program} get` did not answer within {} s (stopped); it may be waiting for a keyring or a passphrase prompt (`STACKCTL_CREDENTIAL_TIMEOUT=SECONDS` changes the bound)",
+                bound.as_secs()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The helper is gone; what it started may still hold its pipes open.
+    // SAFETY: as above, the group of the child this function started.
+    unsafe {
+        libc::kill(-group, libc::SIGKILL);
+    }
+    crate::interrupt::forget_group(group);
+    let stdout = stdout.join().unwrap_or_default();
+    let _ = stderr.join();
+    if !status.success() {
+        if String::from_utf8_lossy(&stdout).contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(format!("`{program} get` failed"));
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Answer {
+        username: String,
+        secret: String,
+    }
+    let answer: Answer = serde_json::from_slice(&stdout).map_err(|_| {
+        format!("the answer of its credential helper `{program}` is not the JSON Docker's protocol expects")
+    })?;
+    Ok(Some(if answer.username == "<token>" {
+        Credentials {
+            server,
+            username: None,
+            password: None,
+            identity_token: Some(answer.secret),
+        }
+    } else {
+        Credentials {
+            server,
+            username: Some(answer.username),
+            password: Some(answer.secret),
+            identity_token: None,
+        }
+    }))
 }
 
 /// What went wrong talking to a registry, read from the engine's message.

@@ -251,6 +251,57 @@ fn a_damaged_archive_is_refused_and_the_target_is_untouched() {
     assert!(err.contains("not a stackctl data archive"), "{err}");
 }
 
+/// RELIABILITY 6: an archive missing only its last 1-4 bytes (the zstd frame's checksum) was
+/// loaded as if whole, so a pipeline verifying backups by loading them passed a damaged file.
+/// The stream is read to its end: such an archive is refused and the target left as it was.
+#[test]
+fn reliability6_an_archive_missing_its_last_bytes_is_refused() {
+    let t = fixture("cut-end", 0);
+    let compressed = t.path("packed.tar.zst");
+    let plain = t.path("plain.tar");
+    t.cmd()
+        .args(["data", "save", "-o"])
+        .arg(&compressed)
+        .assert()
+        .success();
+    t.cmd()
+        .args(["data", "save", "--no-compress", "-o"])
+        .arg(&plain)
+        .assert()
+        .success();
+    populate(&t, &t.stage, 0);
+    let before = fingerprint(&t, &t.stage);
+    for (archive, cut) in [(&compressed, 1), (&compressed, 4), (&plain, 512)] {
+        let bytes = std::fs::read(archive).expect("read archive");
+        let damaged = t.path("damaged");
+        std::fs::write(&damaged, &bytes[..bytes.len() - cut]).expect("write cut archive");
+        let out = t
+            .cmd()
+            .args(["data", "load", "--force", "-i"])
+            .arg(&damaged)
+            .assert()
+            .code(1);
+        let err = stderr_of(out.get_output());
+        assert!(
+            err.contains("is refused"),
+            "{} cut by {cut}: {err}",
+            archive.display()
+        );
+        assert_eq!(
+            fingerprint(&t, &t.stage),
+            before,
+            "{} cut by {cut}",
+            archive.display()
+        );
+        assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
+    }
+    t.cmd()
+        .args(["data", "load", "--force", "-i"])
+        .arg(&compressed)
+        .assert()
+        .success();
+}
+
 #[test]
 fn load_without_force_into_a_volume_that_holds_data_refuses() {
     let t = fixture("noforce", 1);
@@ -500,4 +551,92 @@ fn unknown_names_exit_2_with_the_known_ones() {
     ])
     .trim()
     .is_empty());
+}
+
+/// RELIABILITY 7: a data container whose image has no `CMD` (a `FROM scratch` image of files,
+/// never meant to run) failed `up` with the engine's "No command specified". It is created
+/// with a placeholder command (it is never started); its files reach the services that take
+/// its volumes, and the next `up` keeps it (the placeholder is not part of its config hash).
+#[test]
+fn reliability7_a_data_container_whose_image_has_no_command_is_created() {
+    let t = TestStack::new("data-no-cmd");
+    let image = busybox_image();
+    t.write(
+        "seed/Dockerfile",
+        "FROM scratch\nCOPY seed.txt /seed/seed.txt\n",
+    );
+    t.write("seed/seed.txt", "seeded\n");
+    t.stack(&format!(
+        r#"
+services:
+  app:
+    image: {image}
+    init: true
+    command: [sleep, "3600"]
+    volumes_from: [seed]
+data_containers:
+  seed:
+    build: seed
+    volumes: [/seed]
+"#
+    ));
+    let out = t.cmd().arg("up").output().expect("run stackctl");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let seeded = docker_ok(&["exec", &t.container("app"), "cat", "/seed/seed.txt"]);
+    assert_eq!(seeded.trim(), "seeded");
+    let id = |name: &str| docker_ok(&["inspect", "--format", "{{.Id}}", name]);
+    let before = id(&t.container("seed"));
+    let out = t.cmd().arg("up").output().expect("run stackctl");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        id(&t.container("seed")),
+        before,
+        "the data container was kept"
+    );
+}
+
+/// RELIABILITY 5: `data load` printed bytes of an untrusted archive raw: a manifest whose
+/// project name holds escape sequences set the terminal's title and colour through the error
+/// message. Control characters are shown escaped.
+#[test]
+fn reliability5_an_archives_control_characters_are_escaped_in_messages() {
+    let t = TestStack::new("escape");
+    t.stack("services: {}\nvolumes:\n  vol: {}\n");
+    let manifest = serde_json::json!({
+        "format": "stackctl-data/1",
+        "project": "\u{1b}]0;PWNED\u{7}\u{1b}[31mevil",
+        "stage": "x\ry",
+        "stackctl_version": "0",
+        "created": "2024-01-01T00:00:00Z",
+        "compression": "none",
+        "items": [],
+    });
+    let dir = t.path("archive");
+    std::fs::create_dir_all(&dir).expect("archive dir");
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("write manifest");
+    let archive = t.path("evil.tar");
+    let status = std::process::Command::new("tar")
+        .arg("cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&dir)
+        .arg("manifest.json")
+        .status()
+        .expect("run tar");
+    assert!(status.success());
+    let out = t
+        .cmd()
+        .args(["data", "load", "-i"])
+        .arg(&archive)
+        .output()
+        .expect("run stackctl");
+    let err = stderr_of(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("holds data of project"), "{err}");
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\r'),
+        "{err:?}"
+    );
+    assert!(err.contains(r"`\x1b]0;PWNED\x07\x1b[31mevil`"), "{err}");
+    assert!(err.contains(r"`x\x0dy`"), "{err}");
 }

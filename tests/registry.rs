@@ -599,3 +599,165 @@ fn on_a_terminal_a_pull_is_one_live_line_with_bytes_then_its_size_and_time() {
     .unwrap();
     assert!(finished.is_match(&transcript), "{transcript:?}");
 }
+
+/// A credential helper `docker-credential-NAME` in a `bin/` of the test's own, its body
+/// `script` (after `#!/bin/sh`), and the PATH that finds it first.
+fn helper_on_path(stack: &TestStack, name: &str, script: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = stack.root.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let helper = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&helper, format!("#!/bin/sh\n{script}\n")).expect("write helper");
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// PIDs of live processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(marker) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Poll until `condition` holds; fail naming `what` after `limit`.
+fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A stack whose service `app` names an image of a registry nobody listens on, and whose
+/// service `api` builds `FROM` another image of it: the credentials are looked up before
+/// anything reaches the registry.
+fn credential_stack(name: &str) -> (TestStack, String) {
+    let stack = TestStack::new(name);
+    let host = format!("127.0.0.1:{}", registry_lab::free_port());
+    stack.write(
+        "api/Dockerfile",
+        &format!("FROM {host}/{}/base:1\nRUN true\n", stack.project),
+    );
+    stack.stack(&format!(
+        "services:\n  app:\n    image: {host}/{}/app:1\n    command: [sleep, \"300\"]\n  api:\n    build: api\n    command: [sleep, \"300\"]\n",
+        stack.project
+    ));
+    (stack, host)
+}
+
+/// RELIABILITY 8: a credential helper that never answers hung `push`, `pull` and `build`
+/// forever, and a SIGINT to stackctl alone left it running. It is bounded (here 2 s through
+/// `STACKCTL_CREDENTIAL_TIMEOUT`), the error names the helper and the config file, and the
+/// helper and what it started are gone when stackctl exits, after a SIGINT too.
+#[test]
+fn reliability8_a_credential_helper_that_never_answers_is_bounded_and_killed() {
+    let (stack, _host) = credential_stack("cred-hang");
+    let helper = format!("hang{}", stack.stage);
+    let path = helper_on_path(&stack, &helper, &format!("sh -c 'sleep 600; : {helper}'"));
+    let config = docker_config(&stack, &format!("{{\"credsStore\": \"{helper}\"}}"));
+    let config_file = config.join("config.json").display().to_string();
+    for command in ["pull", "build"] {
+        let started = Instant::now();
+        let (code, _, stderr) = run(stack
+            .cmd()
+            .env("DOCKER_CONFIG", &config)
+            .env("PATH", &path)
+            .env("STACKCTL_CREDENTIAL_TIMEOUT", "2")
+            .arg(command));
+        assert_eq!(code, 1, "{command}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "`docker-credential-{helper} get` did not answer within 2 s"
+            )),
+            "{command}: {stderr}"
+        );
+        assert!(stderr.contains(&config_file), "{command}: {stderr}");
+        wait_until("the helper to be gone", Duration::from_secs(10), || {
+            processes_with(&helper).is_empty()
+        });
+    }
+    // SIGINT to stackctl's PID alone, while the helper is running.
+    let mut child = stack
+        .std_cmd()
+        .env("DOCKER_CONFIG", &config)
+        .env("PATH", &path)
+        .arg("pull")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run stackctl");
+    wait_until("the helper to start", Duration::from_secs(30), || {
+        processes_with(&helper).len() >= 2
+    });
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("stackctl did not exit after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    wait_until("no orphaned helper", Duration::from_secs(10), || {
+        processes_with(&helper).is_empty()
+    });
+}
+
+/// RELIABILITY 11: `build` went on without a word when `config.json` was not JSON or its
+/// `credsStore` helper answered garbage (`pull` and `push` reported it). The same error now.
+#[test]
+fn reliability11_a_bad_docker_config_is_the_same_error_for_build_as_for_pull() {
+    let (stack, _host) = credential_stack("cred-bad");
+    let helper = format!("garbage{}", stack.stage);
+    let path = helper_on_path(&stack, &helper, "echo garbage");
+    let cases = [
+        (
+            "{ not json".to_string(),
+            "is not valid JSON of Docker's config format",
+        ),
+        (
+            format!("{{\"credsStore\": \"{helper}\"}}"),
+            "is not the JSON Docker's protocol expects",
+        ),
+    ];
+    for (json, expected) in cases {
+        let config = docker_config(&stack, &json);
+        for command in ["pull", "build"] {
+            let (code, _, stderr) = run(stack
+                .cmd()
+                .env("DOCKER_CONFIG", &config)
+                .env("PATH", &path)
+                .arg(command));
+            assert_eq!(code, 1, "{command}: {stderr}");
+            assert!(
+                stderr.contains("cannot get the credentials for registry"),
+                "{command}: {stderr}"
+            );
+            assert!(stderr.contains(expected), "{command}: {stderr}");
+        }
+    }
+}

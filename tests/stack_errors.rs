@@ -321,3 +321,87 @@ fn r22_a_directory_as_stack_file_is_named_without_the_init_hint() {
       hint: remove or rename that directory
     ");
 }
+
+/// RELIABILITY 4: the YAML reader stopped at a NUL byte as if the file ended there (`config`
+/// exited 0 with the image cut short and later services gone), and an env file kept it inside
+/// a value. Every file a stack reads (the stack file, `.env.STAGE`, an included file, a `-f`
+/// file) is refused with exit 2 at the NUL's line and column.
+#[test]
+fn reliability4_a_nul_byte_is_an_error_at_its_line_and_column() {
+    let write = |stack: &TestStack, rel: &str, bytes: &[u8]| {
+        std::fs::write(stack.path(rel), bytes).expect("write");
+    };
+    let stack = TestStack::new("nul-image");
+    let rel = format!("stacks/{}.yml", stack.stage);
+    write(
+        &stack,
+        &rel,
+        b"services:\n  api:\n    image: bb:lat\0est\n  db:\n    image: busybox\n",
+    );
+    let (code, stderr) = run(&stack, &["config"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: stacks/STAGE.yml:3:18: the file contains a NUL byte\n"),
+        "{stderr}"
+    );
+
+    let stack = TestStack::new("nul-line-start");
+    let rel = format!("stacks/{}.yml", stack.stage);
+    write(&stack, &rel, b"services:\n\0  api:\n    image: busybox\n");
+    let (code, stderr) = run(&stack, &["config"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("stacks/STAGE.yml:2:1: the file contains a NUL byte"),
+        "{stderr}"
+    );
+
+    let stack = TestStack::new("nul-zeros");
+    let rel = format!("stacks/{}.yml", stack.stage);
+    let mut bytes = b"services:\n  api:\n    image: busybox\n".to_vec();
+    bytes.extend(std::iter::repeat_n(0u8, 4096));
+    write(&stack, &rel, &bytes);
+    let (code, stderr) = run(&stack, &["up", "--dry-run"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("stacks/STAGE.yml:4:1: the file contains a NUL byte"),
+        "{stderr}"
+    );
+
+    let stack = TestStack::new("nul-env");
+    stack.stack("services:\n  api:\n    image: busybox\n    environment: {A: $A}\n");
+    write(&stack, &format!(".env.{}", stack.stage), b"B=1\nA=x\0y\n");
+    let (code, stderr) = run(&stack, &["config"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(".env.STAGE:2:4: the file contains a NUL byte"),
+        "{stderr}"
+    );
+
+    let stack = TestStack::new("nul-include");
+    stack.stack("include: [lib/more.yml]\nservices:\n  api:\n    image: busybox\n");
+    std::fs::create_dir_all(stack.path("lib")).expect("mkdir");
+    write(
+        &stack,
+        "lib/more.yml",
+        b"services:\n  db:\n    image: \0busybox\n",
+    );
+    let (code, stderr) = run(&stack, &["config"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("lib/more.yml:3:12: the file contains a NUL byte"),
+        "{stderr}"
+    );
+
+    let stack = TestStack::new("nul-f");
+    write(
+        &stack,
+        "other.yml",
+        b"services:\n  api:\n    image: busybox\0\n",
+    );
+    let (code, stderr) = run(&stack, &["-f", "other.yml", "config"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("other.yml:3:19: the file contains a NUL byte"),
+        "{stderr}"
+    );
+}

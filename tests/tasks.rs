@@ -597,3 +597,49 @@ fn defect5_piped_input_replaces_the_tasks_stdin_file_and_says_so() {
         .expect("run");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "3");
 }
+
+/// RELIABILITY 12: `ps` showed a leftover task container (here one a SIGKILLed `exec` left
+/// running) with an empty service column, ` (task)`. It names the task.
+#[test]
+fn reliability12_ps_names_the_task_of_a_leftover_task_container() {
+    let stack = stack_with_tasks(
+        "ps-task",
+        "  db-wait: { image: IMAGE, command: [sleep, '600'] }\n",
+    );
+    let mut child = stack
+        .std_cmd()
+        .args(["exec", "db-wait"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn stackctl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while task_containers(&stack).is_empty()
+        || lines(&docker(
+            &[vec!["ps".to_string(), "-q".into()], stack.filter()].concat(),
+        ))
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the task container never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    let _ = wait_with_deadline(&mut child, Duration::from_secs(30));
+    assert_eq!(task_containers(&stack).len(), 1, "the SIGKILL left it");
+    let output = stack.cmd().arg("ps").output().expect("run ps");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("--task-db-wait-"))
+        .unwrap_or_else(|| panic!("no task row: {stdout}"));
+    assert!(row.starts_with("db-wait (task) "), "{stdout}");
+    let output = stack.cmd().args(["ps", "--json"]).output().expect("run ps");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(r#""task":"db-wait""#), "{stdout}");
+}

@@ -263,9 +263,11 @@ pub async fn credentials(engine: &Engine, image: &str) -> Result<Option<Credenti
         .map_err(|err| err.into_failure().into())
 }
 
-/// The engine request for an image spec.
-pub fn build_request(image: &ImageSpec) -> BuildRequest {
-    BuildRequest {
+/// The engine request for an image spec. The credentials of its base images' registries
+/// are looked up as `pull` and `push` look them up: a config that cannot give them is the
+/// same error here (not a build that goes on without them).
+pub fn build_request(image: &ImageSpec) -> Result<BuildRequest> {
+    Ok(BuildRequest {
         context: image.context.clone(),
         dockerfile: image.dockerfile.clone(),
         args: image.args.clone(),
@@ -278,32 +280,33 @@ pub fn build_request(image: &ImageSpec) -> BuildRequest {
         network: image.network.clone(),
         shm_size: image.shm_size,
         pull: image.pull,
-        registry_auth: base_credentials(image),
-    }
+        registry_auth: base_credentials(image).map_err(|err| err.into_failure())?,
+    })
 }
 
 /// Credentials for the registries the Dockerfile's `FROM` images name, so the builder can
-/// pull a private base image. A lookup that fails is left out: the build then fails with the
-/// registry's own refusal.
-fn base_credentials(image: &ImageSpec) -> Vec<Credentials> {
+/// pull a private base image (none found: the build goes without, as a pull does).
+fn base_credentials(
+    image: &ImageSpec,
+) -> Result<Vec<Credentials>, crate::registry::CredentialError> {
     let path = image
         .context
         .join(image.dockerfile.as_deref().unwrap_or("Dockerfile"));
     let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let mut found: Vec<Credentials> = Vec::new();
     for base in crate::registry::from_images(&text, &image.args) {
         if crate::registry::registry_of(&base).is_none() {
             continue;
         }
-        if let Ok(Some(credentials)) = credentials_for(&base, "") {
+        if let Some(credentials) = credentials_for(&base, "")? {
             if !found.iter().any(|c| c.server == credentials.server) {
                 found.push(credentials);
             }
         }
     }
-    found
+    Ok(found)
 }
 
 /// A stage on a Docker engine.
@@ -603,7 +606,7 @@ impl Target for DockerTarget<'_> {
 
     async fn build(&self, image: &ImageSpec, output: &(dyn Fn(&str) + Send + Sync)) -> Result<()> {
         self.engine
-            .build_image(&build_request(image), &|line: &str| output(line))
+            .build_image(&build_request(image)?, &|line: &str| output(line))
             .await?;
         Ok(())
     }

@@ -108,7 +108,7 @@ pub async fn run_pre_start(
             match &step.build {
                 Some(build) => {
                     engine
-                        .build_image(&super::docker::build_request(build), &|_| {})
+                        .build_image(&super::docker::build_request(build)?, &|_| {})
                         .await?;
                 }
                 None => {

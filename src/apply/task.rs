@@ -69,7 +69,7 @@ pub async fn prepare(
                     printer.status(&format!("  {line}"));
                 }
             };
-            let request = build_request(build);
+            let request = build_request(build)?;
             tokio::select! {
                 built = engine.build_image(&request, &output) => { built?; }
                 _ = crate::interrupt::wait() => return Err(Interrupted.into()),

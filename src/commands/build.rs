@@ -122,7 +122,13 @@ async fn build_one(
             }
         }
     };
-    let request = crate::apply::docker::build_request(&build.request);
+    let request = match crate::apply::docker::build_request(&build.request) {
+        Ok(request) => request,
+        Err(err) => {
+            line.fail("build", &err.to_string());
+            return Err(err);
+        }
+    };
     match engine.build_image(&request, &shown).await {
         Ok(_) => {
             line.done("built", None);

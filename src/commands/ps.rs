@@ -18,6 +18,23 @@ struct Row {
     health: String,
     ports: Vec<String>,
     status: String,
+    /// The task a one-off container runs (a leftover of `exec TASK`, `run` or `data`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<String>,
+}
+
+/// The task a one-off container of this stage runs, read from its name
+/// (`{stage}-{project}--task-{task}-{id}`, `…--run-{service}-{id}`): the container list
+/// `ps` reads carries no task label, and the name is the stage's own (its role label says so).
+fn task_of(stage: &str, project: &str, container: &str) -> Option<String> {
+    let rest = container.strip_prefix(&names::container(stage, project, ""))?;
+    let (kind, rest) = rest.split_once('-')?;
+    let (task, _id) = rest.rsplit_once('-')?;
+    match kind {
+        "task" if !task.is_empty() => Some(task.to_string()),
+        "run" if !task.is_empty() => Some(format!("run {task}")),
+        _ => None,
+    }
 }
 
 pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
@@ -58,6 +75,7 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
                 health: c.health.clone().unwrap_or_default(),
                 ports: at_host(&c.ports),
                 status: c.status.clone(),
+                task: None,
             },
             None => Row {
                 service: service.clone(),
@@ -67,6 +85,7 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
                 health: String::new(),
                 ports: Vec::new(),
                 status: String::new(),
+                task: None,
             },
         });
     }
@@ -74,6 +93,9 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
         if rows.iter().any(|r| r.container == c.name) {
             continue;
         }
+        let task = (c.role == names::role::TASK)
+            .then(|| task_of(&loaded.stage, &loaded.project, &c.name))
+            .flatten();
         rows.push(Row {
             service: c.service.clone().unwrap_or_default(),
             container: c.name.clone(),
@@ -82,6 +104,7 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
             health: c.health.clone().unwrap_or_default(),
             ports: at_host(&c.ports),
             status: c.status.clone(),
+            task,
         });
     }
     if printer.mode == Mode::Json {
@@ -96,6 +119,8 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
         .map(|r| {
             let service = if r.role == names::role::SERVICE || r.role.is_empty() {
                 r.service.clone()
+            } else if let (true, Some(task)) = (r.service.is_empty(), &r.task) {
+                format!("{task} ({})", r.role)
             } else {
                 format!("{} ({})", r.service, r.role)
             };
@@ -140,4 +165,20 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
     }
     printer.data(&out);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RELIABILITY 12: a leftover task container showed ` (task)` with no name.
+    #[test]
+    fn reliability12_a_task_container_is_named_by_its_task() {
+        let task = names::task_container("qa", "shop", "db-migrate", "1a2b3c");
+        assert_eq!(task_of("qa", "shop", &task).as_deref(), Some("db-migrate"));
+        let run = names::run_container("qa", "shop", "api", "1a2b3c");
+        assert_eq!(task_of("qa", "shop", &run).as_deref(), Some("run api"));
+        assert_eq!(task_of("qa", "shop", "qa-shop--api"), None);
+        assert_eq!(task_of("qa", "other", &task), None);
+    }
 }

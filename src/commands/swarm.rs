@@ -424,7 +424,13 @@ async fn images(
                 let line = progress.line("image", image);
                 line.step("building");
                 let shown = |text: &str| line.detail(text);
-                let request = crate::apply::docker::build_request(build);
+                let request = match crate::apply::docker::build_request(build) {
+                    Ok(request) => request,
+                    Err(err) => {
+                        line.fail("build", &format!("{err:#}"));
+                        return Err(err);
+                    }
+                };
                 match engine.build_image(&request, &shown).await {
                     Ok(_) => line.done("built", Some(reason.as_str())),
                     Err(err) => {

@@ -22,6 +22,10 @@ use futures_util::stream::{BoxStream, StreamExt};
 use super::{is_not_found, op, Engine, EngineError};
 use crate::names;
 
+/// The command a data container gets when neither its stack entry nor its image has one: it
+/// is never started, the engine only wants a command to create it.
+pub const DATA_PLACEHOLDER_COMMAND: &[&str] = &["/stackctl-data-container-is-never-started"];
+
 /// A container to create, in the engine's terms. The Docker target fills it in from a plan's
 /// container spec; this module knows nothing of stacks or plans.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -497,6 +501,14 @@ impl Engine {
     /// the same stage and role (one a killed run left half-made) is cleared and the create
     /// retried once; a name held by anything else is an error that says so.
     pub async fn create_container(&self, config: &ContainerConfig) -> Result<String, EngineError> {
+        let placeholder;
+        let config = match self.placeholder_command(config).await {
+            Some(with_command) => {
+                placeholder = with_command;
+                &placeholder
+            }
+            None => config,
+        };
         let id = match self.create_only(config).await {
             Err(err) if err.status == Some(409) => {
                 self.clear_name(config, err).await?;
@@ -513,6 +525,34 @@ impl Engine {
             return Err(err);
         }
         Ok(id)
+    }
+
+    /// A data container is created, never started, but the engine refuses to create a
+    /// container without a command ("No command specified"), which is what a data image made
+    /// `FROM scratch` has. When neither the stack nor the image gives one, the data container
+    /// gets [`DATA_PLACEHOLDER_COMMAND`] (never run); its config hash, made from the plan,
+    /// does not change.
+    async fn placeholder_command(&self, config: &ContainerConfig) -> Option<ContainerConfig> {
+        let is_data = config.labels.get(names::ROLE).map(String::as_str) == Some(names::role::DATA);
+        if !is_data || config.cmd.is_some() || config.entrypoint.is_some() {
+            return None;
+        }
+        // Not found or unreadable: the create says what is wrong with the image.
+        let image = self.client().inspect_image(&config.image).await.ok()?;
+        let image_config = image.config?;
+        let given = |part: &Option<Vec<String>>| part.as_ref().is_some_and(|p| !p.is_empty());
+        if given(&image_config.cmd) || given(&image_config.entrypoint) {
+            return None;
+        }
+        Some(ContainerConfig {
+            cmd: Some(
+                DATA_PLACEHOLDER_COMMAND
+                    .iter()
+                    .map(|part| part.to_string())
+                    .collect(),
+            ),
+            ..config.clone()
+        })
     }
 
     /// Put the config's files into the (created, not started) container.

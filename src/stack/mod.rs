@@ -311,8 +311,36 @@ fn stdin_stack_file() -> Result<&'static Vec<u8>, &'static std::io::Error> {
         .as_ref()
 }
 
-/// Bytes as UTF-8 text; invalid UTF-8 is reported at its line and column.
+/// Bytes as UTF-8 text; invalid UTF-8 and a NUL byte are reported at their line and column.
+///
+/// The YAML reader stops at a NUL byte as if the file ended there, and an env file would keep
+/// it inside a value: a file cut short by a crash (zeros appended) or a stray NUL must not
+/// be read as a shorter, valid file.
 fn utf8_text(bytes: Vec<u8>, shown: &str) -> Result<String, ReadError> {
+    let text = utf8_only(bytes, shown)?;
+    match text.find('\0') {
+        None => Ok(text),
+        Some(at) => {
+            let before = &text[..at];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            Err(ReadError::Refused(
+                StackError::new(
+                    Some(Location {
+                        file: shown.to_string(),
+                        line,
+                        column,
+                    }),
+                    "the file contains a NUL byte",
+                )
+                .with_hint("stack and env files are text; remove the NUL bytes (a crash or an editor may have left them)"),
+            ))
+        }
+    }
+}
+
+/// Bytes as UTF-8 text; invalid UTF-8 is reported at its line and column.
+fn utf8_only(bytes: Vec<u8>, shown: &str) -> Result<String, ReadError> {
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let before = String::from_utf8_lossy(valid);
