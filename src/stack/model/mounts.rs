@@ -303,152 +303,178 @@ impl fmt::Display for VolumeMount {
     }
 }
 
+/// The long form of a volume entry, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LongMount {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    source: Option<String>,
+    target: String,
+    #[serde(default)]
+    read_only: bool,
+    /// Means nothing on Linux (as in Compose).
+    #[serde(default, rename = "consistency")]
+    _consistency: Option<String>,
+    #[serde(default)]
+    bind: Option<BindOptions>,
+    #[serde(default)]
+    volume: Option<VolumeOptions>,
+    #[serde(default)]
+    tmpfs: Option<TmpfsOptions>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindOptions {
+    #[serde(default)]
+    propagation: Option<String>,
+    #[serde(default)]
+    create_host_path: Option<bool>,
+    #[serde(default)]
+    selinux: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VolumeOptions {
+    #[serde(default)]
+    nocopy: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TmpfsOptions {
+    #[serde(default, deserialize_with = "opt_size")]
+    size: Option<ByteSize>,
+    #[serde(default)]
+    mode: Option<Scalar>,
+}
+
+impl LongMount {
+    /// The kind of mount its `type` and `source` make.
+    fn mount_kind(&self) -> Result<MountKind, String> {
+        match (self.kind.as_str(), &self.source) {
+            ("volume", Some(_)) => Ok(MountKind::Named),
+            ("volume", None) => Ok(MountKind::Anonymous),
+            ("bind", Some(_)) => Ok(MountKind::Bind),
+            ("bind", None) => Err("a bind mount needs `source`".into()),
+            ("tmpfs", None) => Ok(MountKind::Tmpfs),
+            ("tmpfs", Some(_)) => Err("a tmpfs mount has no `source`".into()),
+            ("image" | "npipe" | "cluster", _) => Err(format!(
+                "mount type `{}` is not supported yet (it needs a newer engine API than the 1.41 stackctl speaks; use `volume`, `bind` or `tmpfs`)",
+                self.kind
+            )),
+            (other, _) => Err(format!(
+                "`{other}` is not a mount type (`volume`, `bind` or `tmpfs`)"
+            )),
+        }
+    }
+
+    /// `bind:`, `volume:` and `tmpfs:` options only under their own type.
+    fn check_options_fit(&self, kind: MountKind) -> Result<(), String> {
+        let misplaced = [
+            ("bind", self.bind.is_some(), MountKind::Bind),
+            ("volume", self.volume.is_some(), MountKind::Named),
+            ("tmpfs", self.tmpfs.is_some(), MountKind::Tmpfs),
+        ];
+        for (key, given, wanted) in misplaced {
+            let fits =
+                kind == wanted || (wanted == MountKind::Named && kind == MountKind::Anonymous);
+            if given && !fits {
+                return Err(format!(
+                    "`{key}:` options need `type: {key}`, not `type: {}`",
+                    self.kind
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The short form's flags the long form's options stand for.
+    fn options(&self, kind: MountKind) -> Result<Vec<String>, String> {
+        let mut options = Vec::new();
+        if let Some(bind) = &self.bind {
+            options.extend(bind.options()?);
+        }
+        if self.volume.as_ref().is_some_and(|v| v.nocopy) {
+            if kind == MountKind::Anonymous {
+                return Err("`volume.nocopy` needs a named volume (`source`)".into());
+            }
+            options.push("nocopy".to_string());
+        }
+        if let Some(tmpfs) = &self.tmpfs {
+            if let Some(ByteSize(size)) = tmpfs.size {
+                options.push(format!("size={size}"));
+            }
+            if let Some(mode) = &tmpfs.mode {
+                options.push(format!("mode={:o}", file_mode(mode)?));
+            }
+        }
+        if kind == MountKind::Tmpfs && self.read_only {
+            options.insert(0, "ro".to_string());
+        }
+        Ok(options)
+    }
+
+    fn into_mount(self) -> Result<VolumeMount, String> {
+        let kind = self.mount_kind()?;
+        if !self.target.starts_with('/') {
+            return Err(format!(
+                "the container path `{}` must be absolute",
+                self.target
+            ));
+        }
+        self.check_options_fit(kind)?;
+        let options = self.options(kind)?;
+        Ok(VolumeMount {
+            kind,
+            target: container_path(&self.target).to_string(),
+            source: self.source,
+            read_only: self.read_only && kind != MountKind::Tmpfs,
+            options,
+        })
+    }
+}
+
+impl BindOptions {
+    fn options(&self) -> Result<Vec<String>, String> {
+        let mut options = Vec::new();
+        if let Some(propagation) = &self.propagation {
+            if !PROPAGATIONS.contains(&propagation.as_str()) {
+                return Err(format!(
+                    "`{propagation}` is not a bind propagation ({})",
+                    PROPAGATIONS.join(", ")
+                ));
+            }
+            options.push(propagation.clone());
+        }
+        if self.create_host_path == Some(false) {
+            return Err(
+                "`bind.create_host_path: false` is not supported yet: stackctl's bind mounts let the engine create a missing host path; remove the key".into(),
+            );
+        }
+        if let Some(selinux) = &self.selinux {
+            if !matches!(selinux.as_str(), "z" | "Z") {
+                return Err(format!(
+                    "`selinux: {selinux}` must be `z` (shared) or `Z` (private)"
+                ));
+            }
+            options.push(selinux.clone());
+        }
+        Ok(options)
+    }
+}
+
 impl<'de> Deserialize<'de> for VolumeMount {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Long {
-            #[serde(rename = "type")]
-            kind: String,
-            #[serde(default)]
-            source: Option<String>,
-            target: String,
-            #[serde(default)]
-            read_only: bool,
-            /// Means nothing on Linux (as in Compose).
-            #[serde(default, rename = "consistency")]
-            _consistency: Option<String>,
-            #[serde(default)]
-            bind: Option<BindOptions>,
-            #[serde(default)]
-            volume: Option<VolumeOptions>,
-            #[serde(default)]
-            tmpfs: Option<TmpfsOptions>,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct BindOptions {
-            #[serde(default)]
-            propagation: Option<String>,
-            #[serde(default)]
-            create_host_path: Option<bool>,
-            #[serde(default)]
-            selinux: Option<String>,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct VolumeOptions {
-            #[serde(default)]
-            nocopy: bool,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct TmpfsOptions {
-            #[serde(default, deserialize_with = "opt_size")]
-            size: Option<ByteSize>,
-            #[serde(default)]
-            mode: Option<Scalar>,
-        }
         let value = Value::deserialize(deserializer)?;
         match value {
             Value::String(text) => VolumeMount::parse(&text).map_err(de::Error::custom),
             Value::Mapping(_) => {
-                let long: Long = from_tree(value).map_err(de::Error::custom)?;
-                let kind = match (long.kind.as_str(), &long.source) {
-                    ("volume", Some(_)) => MountKind::Named,
-                    ("volume", None) => MountKind::Anonymous,
-                    ("bind", Some(_)) => MountKind::Bind,
-                    ("bind", None) => return Err(de::Error::custom("a bind mount needs `source`")),
-                    ("tmpfs", None) => MountKind::Tmpfs,
-                    ("tmpfs", Some(_)) => {
-                        return Err(de::Error::custom("a tmpfs mount has no `source`"))
-                    }
-                    ("image" | "npipe" | "cluster", _) => {
-                        return Err(de::Error::custom(format!(
-                            "mount type `{}` is not supported yet (it needs a newer engine API than the 1.41 stackctl speaks; use `volume`, `bind` or `tmpfs`)",
-                            long.kind
-                        )))
-                    }
-                    (other, _) => {
-                        return Err(de::Error::custom(format!(
-                            "`{other}` is not a mount type (`volume`, `bind` or `tmpfs`)"
-                        )))
-                    }
-                };
-                if !long.target.starts_with('/') {
-                    return Err(de::Error::custom(format!(
-                        "the container path `{}` must be absolute",
-                        long.target
-                    )));
-                }
-                let target = container_path(&long.target).to_string();
-                let misplaced = [
-                    ("bind", long.bind.is_some(), MountKind::Bind),
-                    ("volume", long.volume.is_some(), MountKind::Named),
-                    ("tmpfs", long.tmpfs.is_some(), MountKind::Tmpfs),
-                ];
-                for (key, given, wanted) in misplaced {
-                    let fits = kind == wanted
-                        || (wanted == MountKind::Named && kind == MountKind::Anonymous);
-                    if given && !fits {
-                        return Err(de::Error::custom(format!(
-                            "`{key}:` options need `type: {key}`, not `type: {}`",
-                            long.kind
-                        )));
-                    }
-                }
-                let mut options = Vec::new();
-                if let Some(bind) = long.bind {
-                    if let Some(propagation) = bind.propagation {
-                        if !PROPAGATIONS.contains(&propagation.as_str()) {
-                            return Err(de::Error::custom(format!(
-                                "`{propagation}` is not a bind propagation ({})",
-                                PROPAGATIONS.join(", ")
-                            )));
-                        }
-                        options.push(propagation);
-                    }
-                    if bind.create_host_path == Some(false) {
-                        return Err(de::Error::custom(
-                            "`bind.create_host_path: false` is not supported yet: stackctl's bind mounts let the engine create a missing host path; remove the key",
-                        ));
-                    }
-                    if let Some(selinux) = bind.selinux {
-                        if !matches!(selinux.as_str(), "z" | "Z") {
-                            return Err(de::Error::custom(format!(
-                                "`selinux: {selinux}` must be `z` (shared) or `Z` (private)"
-                            )));
-                        }
-                        options.push(selinux);
-                    }
-                }
-                if long.volume.is_some_and(|v| v.nocopy) {
-                    if kind == MountKind::Anonymous {
-                        return Err(de::Error::custom(
-                            "`volume.nocopy` needs a named volume (`source`)",
-                        ));
-                    }
-                    options.push("nocopy".to_string());
-                }
-                if let Some(tmpfs) = long.tmpfs {
-                    if let Some(ByteSize(size)) = tmpfs.size {
-                        options.push(format!("size={size}"));
-                    }
-                    if let Some(mode) = tmpfs.mode {
-                        let mode = file_mode(&mode).map_err(de::Error::custom)?;
-                        options.push(format!("mode={mode:o}"));
-                    }
-                }
-                if kind == MountKind::Tmpfs && long.read_only {
-                    options.insert(0, "ro".to_string());
-                }
-                Ok(VolumeMount {
-                    kind,
-                    source: long.source,
-                    target,
-                    read_only: long.read_only && kind != MountKind::Tmpfs,
-                    options,
-                })
+                let long: LongMount = from_tree(value).map_err(de::Error::custom)?;
+                long.into_mount().map_err(de::Error::custom)
             }
             other => Err(de::Error::custom(format!(
                 "expected a volume like \"data:/var/lib/data\", found {}",
