@@ -251,42 +251,16 @@ pub struct ContainerStatus {
 /// later accept that); otherwise the first only, and the others are connected after (20.10
 /// refuses more than one at create).
 pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCreateBody {
-    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for port in &config.ports {
-        port_bindings
-            .entry(port.key())
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(PortBinding {
-                host_ip: Some(port.host_ip.clone()),
-                host_port: Some(port.host_port.clone()),
-            });
-    }
     let extras = &config.extras;
     let mut exposed: Vec<String> = config.ports.iter().map(|p| p.key()).collect();
     exposed.extend(extras.expose.iter().cloned());
     exposed.sort();
     exposed.dedup();
-    let restart_policy = config.restart.as_deref().map(|r| {
-        // `on-failure:N`: at most N restarts.
-        let (name, count) = r.split_once(':').unwrap_or((r, ""));
-        RestartPolicy {
-            name: Some(match name {
-                "always" => RestartPolicyNameEnum::ALWAYS,
-                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
-                _ => RestartPolicyNameEnum::NO,
-            }),
-            maximum_retry_count: count.parse().ok(),
-        }
-    });
     let at_create = if all_networks {
         config.networks.len()
     } else {
         1
     };
-    let some_vec = |items: &Vec<String>| (!items.is_empty()).then(|| items.clone());
-    let some_map = |map: &HashMap<String, String>| (!map.is_empty()).then(|| map.clone());
     let networking_config = (!config.networks.is_empty()).then(|| NetworkingConfig {
         endpoints_config: Some(
             config
@@ -333,134 +307,178 @@ pub fn create_body(config: &ContainerConfig, all_networks: bool) -> ContainerCre
         open_stdin: attach.map_or(extras.stdin_open.then_some(true), |_| Some(stdin)),
         stdin_once: attach.map(|_| stdin),
         tty: attach.map_or(extras.tty.then_some(true), |_| Some(tty)),
-        host_config: Some(HostConfig {
-            binds: (!config.binds.is_empty()).then(|| config.binds.clone()),
-            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-            volumes_from: (!config.volumes_from.is_empty()).then(|| config.volumes_from.clone()),
-            restart_policy,
-            init: config.init,
-            memory: config.memory,
-            nano_cpus: config.nano_cpus,
-            extra_hosts: (!config.extra_hosts.is_empty()).then(|| config.extra_hosts.clone()),
-            network_mode: extras
-                .network_mode
-                .clone()
-                .or_else(|| config.networks.first().map(|n| n.network.clone())),
-            // An attached one-off's output is streamed to us and the container is removed
-            // afterwards: a log file would only be a second copy. Without it the engine moves
-            // output about 2.5 times faster (512 MiB: 19 s instead of 50 s on 20.10).
-            log_config: match attach {
-                Some(_) => Some(HostConfigLogConfig {
-                    typ: Some("none".to_string()),
-                    config: None,
-                }),
-                None => extras
-                    .log_driver
-                    .as_ref()
-                    .map(|driver| HostConfigLogConfig {
-                        typ: Some(driver.clone()),
-                        config: some_map(&extras.log_options),
-                    }),
-            },
-            readonly_rootfs: extras.read_only.then_some(true),
-            tmpfs: some_map(&extras.tmpfs),
-            cap_add: some_vec(&extras.cap_add),
-            cap_drop: some_vec(&extras.cap_drop),
-            ulimits: (!extras.ulimits.is_empty()).then(|| {
-                extras
-                    .ulimits
-                    .iter()
-                    .map(|(name, soft, hard)| ResourcesUlimits {
-                        name: Some(name.clone()),
-                        soft: Some(*soft),
-                        hard: Some(*hard),
-                    })
-                    .collect()
-            }),
-            // On user-defined networks links go with each endpoint; only the engine's own
-            // networks (`network_mode: bridge` …) take them here.
-            links: if config.networks.is_empty() {
-                some_vec(&extras.links)
-            } else {
-                None
-            },
-            memory_reservation: extras.memory_reservation,
-            pids_limit: extras.pids_limit,
-            devices: (!extras.devices.is_empty()).then(|| {
-                extras
-                    .devices
-                    .iter()
-                    .map(|device| {
-                        let mut parts = device.splitn(3, ':');
-                        DeviceMapping {
-                            path_on_host: parts.next().map(str::to_string),
-                            path_in_container: parts.next().map(str::to_string),
-                            cgroup_permissions: parts.next().map(str::to_string),
-                        }
-                    })
-                    .collect()
-            }),
-            security_opt: some_vec(&extras.security_opt),
-            shm_size: extras.shm_size,
-            sysctls: some_map(&extras.sysctls),
-            pid_mode: extras.pid.clone(),
-            ipc_mode: extras.ipc.clone(),
-            privileged: extras.privileged.then_some(true),
-            dns: some_vec(&extras.dns),
-            dns_search: some_vec(&extras.dns_search),
-            dns_options: some_vec(&extras.dns_opt),
-            group_add: some_vec(&extras.group_add),
-            runtime: extras.runtime.clone(),
-            cpu_shares: extras.cpu_shares,
-            cpuset_cpus: extras.cpuset.clone(),
-            cpu_quota: extras.cpu_quota,
-            cpu_period: extras.cpu_period,
-            cpu_realtime_period: extras.cpu_rt_period,
-            cpu_realtime_runtime: extras.cpu_rt_runtime,
-            oom_score_adj: extras.oom_score_adj,
-            oom_kill_disable: extras.oom_kill_disable,
-            memory_swappiness: extras.mem_swappiness,
-            memory_swap: extras.memswap_limit,
-            userns_mode: extras.userns_mode.clone(),
-            uts_mode: extras.uts.clone(),
-            cgroup_parent: extras.cgroup_parent.clone(),
-            cgroupns_mode: extras.cgroup.as_deref().map(|mode| match mode {
-                "host" => HostConfigCgroupnsModeEnum::HOST,
-                _ => HostConfigCgroupnsModeEnum::PRIVATE,
-            }),
-            storage_opt: some_map(&extras.storage_opt),
-            device_cgroup_rules: some_vec(&extras.device_cgroup_rules),
-            blkio_weight: extras.blkio_weight,
-            blkio_weight_device: (!extras.blkio_weight_device.is_empty()).then(|| {
-                extras
-                    .blkio_weight_device
-                    .iter()
-                    .map(|(path, weight)| ResourcesBlkioWeightDevice {
-                        path: Some(path.clone()),
-                        weight: Some(usize::from(*weight)),
-                    })
-                    .collect()
-            }),
-            blkio_device_read_bps: throttle(&extras.blkio_read_bps),
-            blkio_device_write_bps: throttle(&extras.blkio_write_bps),
-            blkio_device_read_iops: throttle(&extras.blkio_read_iops),
-            blkio_device_write_iops: throttle(&extras.blkio_write_iops),
-            device_requests: (!extras.device_requests.is_empty()).then(|| {
-                extras
-                    .device_requests
-                    .iter()
-                    .map(DeviceRequest::to_engine)
-                    .collect()
-            }),
-            // Honoured from API 1.42; older engines get the size by a resize right after start.
-            console_size: if tty {
-                crate::tty::size().map(|(rows, cols)| vec![usize::from(rows), usize::from(cols)])
-            } else {
-                None
-            },
-            ..Default::default()
-        }),
+        host_config: Some(host_config(config, tty)),
         networking_config,
+        ..Default::default()
+    }
+}
+
+fn some_vec(items: &[String]) -> Option<Vec<String>> {
+    (!items.is_empty()).then(|| items.to_vec())
+}
+
+fn some_map(map: &HashMap<String, String>) -> Option<HashMap<String, String>> {
+    (!map.is_empty()).then(|| map.clone())
+}
+
+/// The host half of a create request: mounts, ports, restart, network, logs, and the
+/// settings passed through as they are.
+fn host_config(config: &ContainerConfig, tty: bool) -> HostConfig {
+    let extras = &config.extras;
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for port in &config.ports {
+        port_bindings
+            .entry(port.key())
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(port.host_ip.clone()),
+                host_port: Some(port.host_port.clone()),
+            });
+    }
+    let restart_policy = config.restart.as_deref().map(|r| {
+        // `on-failure:N`: at most N restarts.
+        let (name, count) = r.split_once(':').unwrap_or((r, ""));
+        RestartPolicy {
+            name: Some(match name {
+                "always" => RestartPolicyNameEnum::ALWAYS,
+                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+                _ => RestartPolicyNameEnum::NO,
+            }),
+            maximum_retry_count: count.parse().ok(),
+        }
+    });
+    let attach = config.attach;
+    HostConfig {
+        binds: (!config.binds.is_empty()).then(|| config.binds.clone()),
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        volumes_from: (!config.volumes_from.is_empty()).then(|| config.volumes_from.clone()),
+        restart_policy,
+        init: config.init,
+        memory: config.memory,
+        nano_cpus: config.nano_cpus,
+        extra_hosts: (!config.extra_hosts.is_empty()).then(|| config.extra_hosts.clone()),
+        network_mode: extras
+            .network_mode
+            .clone()
+            .or_else(|| config.networks.first().map(|n| n.network.clone())),
+        log_config: match attach {
+            Some(_) => Some(HostConfigLogConfig {
+                typ: Some("none".to_string()),
+                config: None,
+            }),
+            None => extras
+                .log_driver
+                .as_ref()
+                .map(|driver| HostConfigLogConfig {
+                    typ: Some(driver.clone()),
+                    config: some_map(&extras.log_options),
+                }),
+        },
+        // On user-defined networks links go with each endpoint; only the engine's own
+        // networks (`network_mode: bridge` …) take them here.
+        links: if config.networks.is_empty() {
+            some_vec(&extras.links)
+        } else {
+            None
+        },
+        // Honoured from API 1.42; older engines get the size by a resize right after start.
+        console_size: if tty {
+            crate::tty::size().map(|(rows, cols)| vec![usize::from(rows), usize::from(cols)])
+        } else {
+            None
+        },
+        ..passed_through(extras)
+    }
+}
+
+/// The settings of `extras` the engine takes as they are.
+fn passed_through(extras: &Extras) -> HostConfig {
+    HostConfig {
+        readonly_rootfs: extras.read_only.then_some(true),
+        tmpfs: some_map(&extras.tmpfs),
+        cap_add: some_vec(&extras.cap_add),
+        cap_drop: some_vec(&extras.cap_drop),
+        ulimits: (!extras.ulimits.is_empty()).then(|| {
+            extras
+                .ulimits
+                .iter()
+                .map(|(name, soft, hard)| ResourcesUlimits {
+                    name: Some(name.clone()),
+                    soft: Some(*soft),
+                    hard: Some(*hard),
+                })
+                .collect()
+        }),
+        memory_reservation: extras.memory_reservation,
+        pids_limit: extras.pids_limit,
+        devices: (!extras.devices.is_empty()).then(|| {
+            extras
+                .devices
+                .iter()
+                .map(|device| {
+                    let mut parts = device.splitn(3, ':');
+                    DeviceMapping {
+                        path_on_host: parts.next().map(str::to_string),
+                        path_in_container: parts.next().map(str::to_string),
+                        cgroup_permissions: parts.next().map(str::to_string),
+                    }
+                })
+                .collect()
+        }),
+        security_opt: some_vec(&extras.security_opt),
+        shm_size: extras.shm_size,
+        sysctls: some_map(&extras.sysctls),
+        pid_mode: extras.pid.clone(),
+        ipc_mode: extras.ipc.clone(),
+        privileged: extras.privileged.then_some(true),
+        dns: some_vec(&extras.dns),
+        dns_search: some_vec(&extras.dns_search),
+        dns_options: some_vec(&extras.dns_opt),
+        group_add: some_vec(&extras.group_add),
+        runtime: extras.runtime.clone(),
+        cpu_shares: extras.cpu_shares,
+        cpuset_cpus: extras.cpuset.clone(),
+        cpu_quota: extras.cpu_quota,
+        cpu_period: extras.cpu_period,
+        cpu_realtime_period: extras.cpu_rt_period,
+        cpu_realtime_runtime: extras.cpu_rt_runtime,
+        oom_score_adj: extras.oom_score_adj,
+        oom_kill_disable: extras.oom_kill_disable,
+        memory_swappiness: extras.mem_swappiness,
+        memory_swap: extras.memswap_limit,
+        userns_mode: extras.userns_mode.clone(),
+        uts_mode: extras.uts.clone(),
+        cgroup_parent: extras.cgroup_parent.clone(),
+        cgroupns_mode: extras.cgroup.as_deref().map(|mode| match mode {
+            "host" => HostConfigCgroupnsModeEnum::HOST,
+            _ => HostConfigCgroupnsModeEnum::PRIVATE,
+        }),
+        storage_opt: some_map(&extras.storage_opt),
+        device_cgroup_rules: some_vec(&extras.device_cgroup_rules),
+        blkio_weight: extras.blkio_weight,
+        blkio_weight_device: (!extras.blkio_weight_device.is_empty()).then(|| {
+            extras
+                .blkio_weight_device
+                .iter()
+                .map(|(path, weight)| ResourcesBlkioWeightDevice {
+                    path: Some(path.clone()),
+                    weight: Some(usize::from(*weight)),
+                })
+                .collect()
+        }),
+        blkio_device_read_bps: throttle(&extras.blkio_read_bps),
+        blkio_device_write_bps: throttle(&extras.blkio_write_bps),
+        blkio_device_read_iops: throttle(&extras.blkio_read_iops),
+        blkio_device_write_iops: throttle(&extras.blkio_write_iops),
+        device_requests: (!extras.device_requests.is_empty()).then(|| {
+            extras
+                .device_requests
+                .iter()
+                .map(DeviceRequest::to_engine)
+                .collect()
+        }),
         ..Default::default()
     }
 }
