@@ -681,11 +681,54 @@ fn include_entry(
     outer: &Variables,
     chain: &mut Vec<PathBuf>,
 ) -> Option<Node> {
-    let at = item.value_pos();
-    let from = at
+    let from = item
+        .value_pos()
         .map(|p| ctx.files.base(p))
         .unwrap_or(ctx.dir.to_path_buf());
-    let (paths, project_directory, env_files) = match &item.kind {
+    let IncludeForm {
+        paths,
+        project_directory,
+        env_files,
+    } = include_form(item, ctx, &from)?;
+    let paths: Vec<(PathBuf, Option<Pos>)> = paths
+        .into_iter()
+        .map(|(text, pos)| (clean(&from.join(text)), pos))
+        .collect();
+    let first = paths[0].0.clone();
+    let directory = clean(
+        &project_directory.unwrap_or_else(|| first.parent().unwrap_or(ctx.dir).to_path_buf()),
+    );
+    if let Some(start) = chain.iter().position(|p| *p == first) {
+        let cycle: Vec<String> = chain[start..]
+            .iter()
+            .chain([&first])
+            .map(|p| ctx.shown(p))
+            .collect();
+        ctx.error(
+            paths[0].1,
+            format!("`include` cycle: {}", cycle.join(" -> ")),
+            Some("remove one of these `include` entries"),
+        );
+        return None;
+    }
+
+    let vars = include_variables(ctx, outer, env_files, &from, &directory);
+    let mut node = read_included(ctx, &paths, &directory)?;
+    node.strip_resets();
+    // Interpolated in its own context, then its own includes, then its paths made absolute.
+    let mut node = interpolate_included(node, ctx, &vars);
+    chain.push(first);
+    include(&mut node, ctx, &vars, chain);
+    chain.pop();
+    rebase(&mut node, &directory, ctx.dir);
+    Some(node)
+}
+
+/// What an `include` entry names: its files, its `project_directory` and its `env_file`s
+/// (the short form is files only). `None` after an error.
+fn include_form(item: &Node, ctx: &mut Expand, from: &Path) -> Option<IncludeForm> {
+    let at = item.value_pos();
+    let form = match &item.kind {
         Kind::Leaf(Value::String(_)) => (texts(item)?, None, None),
         Kind::Map(map) => {
             for (key, value) in map {
@@ -745,30 +788,30 @@ fn include_entry(
             return None;
         }
     };
-    let paths: Vec<(PathBuf, Option<Pos>)> = paths
-        .into_iter()
-        .map(|(text, pos)| (clean(&from.join(text)), pos))
-        .collect();
-    let first = paths[0].0.clone();
-    let directory = clean(
-        &project_directory.unwrap_or_else(|| first.parent().unwrap_or(ctx.dir).to_path_buf()),
-    );
-    if let Some(start) = chain.iter().position(|p| *p == first) {
-        let cycle: Vec<String> = chain[start..]
-            .iter()
-            .chain([&first])
-            .map(|p| ctx.shown(p))
-            .collect();
-        ctx.error(
-            paths[0].1,
-            format!("`include` cycle: {}", cycle.join(" -> ")),
-            Some("remove one of these `include` entries"),
-        );
-        return None;
-    }
+    let (paths, project_directory, env_files) = form;
+    Some(IncludeForm {
+        paths,
+        project_directory,
+        env_files,
+    })
+}
 
-    // The included project's variables: its env files give defaults; the including
-    // project's environment (process, then its env files) wins.
+/// An `include` entry as written: texts with where they are.
+struct IncludeForm {
+    paths: Vec<(String, Option<Pos>)>,
+    project_directory: Option<PathBuf>,
+    env_files: Option<Vec<(String, Option<Pos>)>>,
+}
+
+/// The included project's variables: its env files give defaults; the including project's
+/// environment (process, then its env files) wins.
+fn include_variables(
+    ctx: &mut Expand,
+    outer: &Variables,
+    env_files: Option<Vec<(String, Option<Pos>)>>,
+    from: &Path,
+    directory: &Path,
+) -> Variables {
     let mut vars = outer.clone();
     let env_files: Vec<(PathBuf, Option<Pos>, bool)> = match env_files {
         Some(list) => list
@@ -811,10 +854,19 @@ fn include_entry(
         }
     }
 
+    vars
+}
+
+/// The included files read and merged in order; `None` after an error.
+fn read_included(
+    ctx: &mut Expand,
+    paths: &[(PathBuf, Option<Pos>)],
+    directory: &Path,
+) -> Option<Node> {
     let mut merged: Option<Node> = None;
-    for (path, pos) in &paths {
+    for (path, pos) in paths {
         let shown = ctx.shown(path);
-        match read_file(ctx.files, path, &shown, &directory) {
+        match read_file(ctx.files, path, &shown, directory) {
             Ok(node) => {
                 merged = Some(match merged {
                     None => node,
@@ -835,16 +887,17 @@ fn include_entry(
             }
         }
     }
-    let mut node = merged?;
-    node.strip_resets();
+    merged
+}
 
-    // Interpolated in its own context, then its own includes, then its paths made absolute.
+/// The included tree interpolated with its own variables, its failures located.
+fn interpolate_included(node: Node, ctx: &mut Expand, vars: &Variables) -> Node {
     let (mut value, marks) = flatten(node, ctx.files);
     let mut failures = Vec::new();
     interpolate::interpolate_tree(
         &mut value,
         &mut Vec::new(),
-        &vars,
+        vars,
         &mut ctx.uses,
         &mut failures,
     );
@@ -854,12 +907,7 @@ fn include_entry(
         error.hint = failure.hint;
         ctx.errors.push(error);
     }
-    let mut node = Node::from_tree(value, &marks, &mut Vec::new());
-    chain.push(first);
-    include(&mut node, ctx, &vars, chain);
-    chain.pop();
-    rebase(&mut node, &directory, ctx.dir);
-    Some(node)
+    Node::from_tree(value, &marks, &mut Vec::new())
 }
 
 /// The included project's resources copied into the including one; a name both define is
