@@ -560,6 +560,12 @@ fn walk(
     Ok(())
 }
 
+/// What comes at one place of the walk order: an entry, or a subtree to walk.
+enum Item {
+    Entry(Entry),
+    Subtree(PathBuf, Vec<bool>),
+}
+
 /// The entries under `dir` in walk order (names sorted, a directory before its contents).
 /// `threads` > 1: the subtrees of the first directory with several subdirectories are split
 /// over that many threads.
@@ -571,11 +577,53 @@ fn walk_dir(
     check_readable: bool,
     threads: usize,
 ) -> Result<Vec<Entry>, ContextError> {
-    /// What comes at one place of the walk order: an entry, or a subtree to walk.
-    enum Item {
-        Entry(Entry),
-        Subtree(PathBuf, Vec<bool>),
+    let items = list_dir(root, dir, parent, ignore, check_readable)?;
+    let subtrees: Vec<(&PathBuf, &Vec<bool>)> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Subtree(rel, matches) => Some((rel, matches)),
+            Item::Entry(_) => None,
+        })
+        .collect();
+    let walked: Vec<Walked> = if threads > 1 && subtrees.len() >= PARALLEL_MIN_DIRS {
+        walk_on_threads(root, dir, &subtrees, ignore, check_readable, threads)?
+    } else {
+        subtrees
+            .into_iter()
+            .map(|(rel, matches)| {
+                walk_dir(
+                    root,
+                    rel,
+                    Some(matches.as_slice()),
+                    ignore,
+                    check_readable,
+                    threads,
+                )
+            })
+            .collect()
+    };
+    let mut walked = walked.into_iter();
+    let mut entries = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Item::Entry(entry) => entries.push(entry),
+            Item::Subtree(..) => {
+                entries.extend(walked.next().unwrap_or_else(|| Ok(Vec::new()))?);
+            }
+        }
     }
+    Ok(entries)
+}
+
+/// One directory's entries, sorted by name, what `.dockerignore` leaves out left out; its
+/// subdirectories as subtrees to walk.
+fn list_dir(
+    root: &Path,
+    dir: &Path,
+    parent: Option<&[bool]>,
+    ignore: &Dockerignore,
+    check_readable: bool,
+) -> Result<Vec<Item>, ContextError> {
     let full = root.join(dir);
     let mut listed: Vec<fs::DirEntry> = fs::read_dir(&full)
         .map_err(io_error(&full))?
@@ -628,81 +676,63 @@ fn walk_dir(
         }
         // Sockets, FIFOs and devices are left out: a build cannot use them.
     }
-    let subtrees: Vec<(&PathBuf, &Vec<bool>)> = items
-        .iter()
-        .filter_map(|item| match item {
-            Item::Subtree(rel, matches) => Some((rel, matches)),
-            Item::Entry(_) => None,
-        })
-        .collect();
+    Ok(items)
+}
+
+/// The subtrees walked on `threads` threads, each serially, in their order.
+fn walk_on_threads(
+    root: &Path,
+    dir: &Path,
+    subtrees: &[(&PathBuf, &Vec<bool>)],
+    ignore: &Dockerignore,
+    check_readable: bool,
+    threads: usize,
+) -> Result<Vec<Walked>, ContextError> {
     let mut walked: Vec<Walked> = Vec::new();
-    if threads > 1 && subtrees.len() >= PARALLEL_MIN_DIRS {
-        // Thread k walks subtrees k, k + threads, …; each serially.
-        let per_thread: Vec<Vec<(usize, Walked)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads.min(subtrees.len()))
-                .map(|k| {
-                    let subtrees = &subtrees;
-                    scope.spawn(move || {
-                        subtrees
-                            .iter()
-                            .enumerate()
-                            .skip(k)
-                            .step_by(threads)
-                            .map(|(index, (rel, matches))| {
-                                let walked = walk_dir(
-                                    root,
-                                    rel,
-                                    Some(matches.as_slice()),
-                                    ignore,
-                                    check_readable,
-                                    1,
-                                );
-                                (index, walked)
-                            })
-                            .collect()
-                    })
+    // Thread k walks subtrees k, k + threads, …; each serially.
+    let per_thread: Vec<Vec<(usize, Walked)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.min(subtrees.len()))
+            .map(|k| {
+                let subtrees = &subtrees;
+                scope.spawn(move || {
+                    subtrees
+                        .iter()
+                        .enumerate()
+                        .skip(k)
+                        .step_by(threads)
+                        .map(|(index, (rel, matches))| {
+                            let walked = walk_dir(
+                                root,
+                                rel,
+                                Some(matches.as_slice()),
+                                ignore,
+                                check_readable,
+                                1,
+                            );
+                            (index, walked)
+                        })
+                        .collect()
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    walked.resize_with(subtrees.len(), || Ok(Vec::new()));
+    let mut done = 0;
+    for (index, result) in per_thread.into_iter().flatten() {
+        walked[index] = result;
+        done += 1;
+    }
+    if done != subtrees.len() {
+        return Err(ContextError::Io {
+            path: root.join(dir),
+            source: io::Error::other("a walking thread stopped"),
         });
-        walked.resize_with(subtrees.len(), || Ok(Vec::new()));
-        let mut done = 0;
-        for (index, result) in per_thread.into_iter().flatten() {
-            walked[index] = result;
-            done += 1;
-        }
-        if done != subtrees.len() {
-            return Err(ContextError::Io {
-                path: full,
-                source: io::Error::other("a walking thread stopped"),
-            });
-        }
-    } else {
-        for (rel, matches) in subtrees {
-            walked.push(walk_dir(
-                root,
-                rel,
-                Some(matches.as_slice()),
-                ignore,
-                check_readable,
-                threads,
-            ));
-        }
     }
-    let mut walked = walked.into_iter();
-    let mut entries = Vec::with_capacity(items.len());
-    for item in items {
-        match item {
-            Item::Entry(entry) => entries.push(entry),
-            Item::Subtree(..) => {
-                entries.extend(walked.next().unwrap_or_else(|| Ok(Vec::new()))?);
-            }
-        }
-    }
-    Ok(entries)
+    Ok(walked)
 }
 
 /// Write the context as a tar into `writer`, each file read once. Owners are root, as the
