@@ -135,3 +135,29 @@ fn the_low_floors_import_nothing_above_them() {
         found.join("\n")
     );
 }
+
+/// Which engine a call reaches is a value a command holds (`EngineChoice`, `Endpoint`), not
+/// process state: no `static` in the engine's address and client code, and
+/// `Engine::connect` takes the endpoint.
+#[test]
+fn no_static_holds_the_engine_endpoint() {
+    let sources = all_sources();
+    for (name, text) in &sources {
+        if name == "engine/endpoint.rs" || name == "engine/mod.rs" {
+            let code = code(text);
+            assert!(
+                !code.lines().any(|l| l.trim_start().starts_with("static ")),
+                "{name} holds a static"
+            );
+        }
+    }
+    let engine = &sources
+        .iter()
+        .find(|(name, _)| name == "engine/mod.rs")
+        .expect("engine/mod.rs")
+        .1;
+    assert!(
+        engine.contains("pub async fn connect(endpoint: endpoint::Endpoint)"),
+        "Engine::connect takes the endpoint"
+    );
+}

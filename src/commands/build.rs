@@ -18,9 +18,8 @@ use crate::apply::PARALLEL_BUILDS;
 
 pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
     let loaded = stack::load(&ctx.project)?;
-    super::use_stack_engine(&ctx.project, &loaded);
     ctx.printer.add_secrets(loaded.secrets.iter().cloned());
-    let printer = ctx.printer;
+    let printer = ctx.printer.clone();
     let builds = prepare(&loaded, &args.services, args.no_cache, &printer)?;
     if builds.is_empty() {
         printer.status(if args.services.is_empty() {
@@ -30,7 +29,7 @@ pub async fn run(mut ctx: Context, args: &BuildArgs) -> Result<i32> {
         });
         return Ok(exit::OK);
     }
-    let engine = Engine::connect().await?;
+    let engine = super::connect(&ctx, &loaded).await?;
     let progress = printer.progress();
     let outcome = build_images(&engine, builds, &progress, ctx.global.verbose > 0).await;
     progress.summary("build", outcome.is_ok());

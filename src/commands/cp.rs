@@ -88,7 +88,7 @@ pub async fn run(ctx: &Context, args: &CpArgs) -> Result<i32> {
         }
     };
     super::check_services(&loaded, std::slice::from_ref(&service))?;
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let container = crate::plan::container::container_name(&loaded, &service);
     if engine.container_running(&container).await?.is_none() {
         return Err(Failure::new(format!(

@@ -49,7 +49,7 @@ async fn ls(ctx: &Context, args: &DataLsArgs) -> Result<i32> {
         return Ok(0);
     }
     let items = data::select(&all, &args.names, &whose)?;
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let sizes = data::measure_items(&engine, &loaded, &items).await?;
     let rows: Vec<Row> = items
         .iter()
@@ -192,7 +192,7 @@ async fn save(ctx: &Context, args: &DataSaveArgs) -> Result<i32> {
         None => "stdout".to_string(),
     };
     let level = (!args.no_compress).then_some(args.level);
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let timeout = Duration::from_secs(args.timeout);
     let _lock =
         crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, &printer).await?;
@@ -304,7 +304,7 @@ async fn load(ctx: &Context, args: &DataLoadArgs) -> Result<i32> {
             )
         }
     };
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let timeout = Duration::from_secs(args.timeout);
     let _lock =
         crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, &printer).await?;
@@ -445,7 +445,7 @@ async fn copy(ctx: &Context, args: &DataCopyArgs) -> Result<i32> {
             .into());
         }
     }
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let timeout = Duration::from_secs(args.timeout);
     // Both stages locked, always in the same order: two copies the other way round wait
     // instead of holding one lock each.

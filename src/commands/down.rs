@@ -16,7 +16,7 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
     if super::swarm::is_swarm(&loaded) {
         return super::swarm::down(ctx, args).await;
     }
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let _lock = crate::lock::acquire(
         &engine,
         &loaded.project,

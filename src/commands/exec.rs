@@ -25,13 +25,13 @@ pub const BROKEN_PIPE: i32 = 141;
 
 pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
     let loaded = crate::stack::load(&ctx.project)?;
-    super::use_stack_engine(&ctx.project, &loaded);
     let mut printer = ctx.printer.clone();
     printer.add_secrets(loaded.secrets.clone());
     let ctx = Context {
         project: ctx.project.clone(),
         printer,
         global: ctx.global.clone(),
+        engine: ctx.engine.clone(),
     };
     let name = args.name.as_str();
     let is_task = loaded.stack.tasks.contains_key(name);
@@ -39,7 +39,7 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
     if !is_task && !is_service {
         return Err(unknown_name(&loaded, name).into());
     }
-    let engine = Engine::connect().await?;
+    let engine = super::connect(&ctx, &loaded).await?;
     super::remote::check_binds(&engine, &loaded)?;
     run_name(&ctx, &loaded, &engine, name, &args.args).await
 }
@@ -82,7 +82,7 @@ pub async fn run_init(ctx: &Context, loaded: &LoadedStack) -> Result<i32> {
         ));
         return Ok(exit::OK);
     }
-    let engine = Engine::connect().await?;
+    let engine = super::connect(ctx, loaded).await?;
     run_name(ctx, loaded, &engine, "init", &[]).await
 }
 

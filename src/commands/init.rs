@@ -45,7 +45,6 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> Result<i32> {
     let rendered = render(ctx, args)?;
     report(ctx, &rendered);
     let loaded = stack::load(&ctx.project)?;
-    super::use_stack_engine(&ctx.project, &loaded);
     // Only a stage whose stack file is valid becomes the default.
     remember(ctx);
     if args.no_run {
@@ -154,6 +153,7 @@ async fn run_init_task(ctx: &Context, loaded: &LoadedStack) -> Result<i32> {
         project: ctx.project.clone(),
         printer,
         global: ctx.global.clone(),
+        engine: ctx.engine.clone(),
     };
     super::exec::run_init(&ctx, loaded).await
 }

@@ -11,7 +11,7 @@ use crate::output::Mode;
 
 pub async fn run(ctx: &Context, args: &LockArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let (project, stage) = (&loaded.project, &loaded.stage);
     let holder = engine.lock_holder(project, stage).await?;
     match args.action {

@@ -39,7 +39,7 @@ pub async fn run(ctx: &Context, args: &LogsArgs) -> Result<i32> {
         until,
         timestamps: args.timestamps,
     };
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let observed = engine
         .observe_named(
             &loaded.stage,

@@ -44,14 +44,10 @@ pub async fn run(ctx: &Context, args: &crate::cli::LsArgs) -> Result<i32> {
     let project = &ctx.project;
     // The engine-side project name: the current stage's `name:`, else the directory's; and
     // the engine its `engine.host` names.
-    let name = match crate::stack::load(project) {
-        Ok(loaded) => {
-            super::use_stack_engine(project, &loaded);
-            loaded.project
-        }
-        Err(_) => project.dir_name(),
+    let (name, engine) = match crate::stack::load(project) {
+        Ok(loaded) => (loaded.project.clone(), connect(ctx, &loaded).await?),
+        Err(_) => (project.dir_name(), super::connect_without_stack(ctx).await?),
     };
-    let engine = connect().await?;
     let on_engine = engine.project_stages(&name).await?;
     let remembered = crate::project::remembered_stage(&project.dir)
         .ok()

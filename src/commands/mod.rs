@@ -29,6 +29,8 @@ pub mod watch;
 use std::time::Duration;
 
 use anyhow::Result;
+
+use crate::engine::endpoint::EngineChoice;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, GlobalArgs};
@@ -42,6 +44,8 @@ pub struct Context {
     pub project: Project,
     pub printer: Printer,
     pub global: crate::cli::GlobalArgs,
+    /// The engine the command line names (`-H`, `--context`), if any.
+    pub engine: EngineChoice,
 }
 
 pub async fn dispatch(cli: Cli) -> Result<i32> {
@@ -53,7 +57,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         .with_hint("leave out `--json`")
         .into());
     }
-    crate::engine::endpoint::set_cli(cli.global.host.clone(), cli.global.context.clone())?;
+    let engine = EngineChoice::from_flags(cli.global.host.clone(), cli.global.context.clone())?;
     match &cli.command {
         Command::Completions(args) if args.dynamic => {
             let mut script = Vec::new();
@@ -73,13 +77,14 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         // stack file names an `engine.host`, that is the engine asked (a file that does not
         // load is no reason to fail here: the engine then comes from -H, DOCKER_HOST …).
         Command::Version => {
+            let mut choice = engine.clone();
             if let Ok(project) = Project::resolve(&selection(&cli.global)) {
                 if let Ok(loaded) = crate::stack::load(&project) {
-                    use_stack_engine(&project, &loaded);
+                    choice = stack_engine(&engine, &project, &loaded);
                 }
             }
             let printer = Printer::new(output_settings(&cli.global), "");
-            return version::run(&printer).await;
+            return version::run(&printer, &choice).await;
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
@@ -96,6 +101,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         project,
         printer,
         global: cli.global.clone(),
+        engine,
     };
     match cli.command {
         Command::Build(args) => build::run(ctx, &args).await,
@@ -190,24 +196,38 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
 /// Load the stage's stack file, and a printer that masks its secrets.
 pub fn load_stack(ctx: &Context) -> Result<(crate::stack::LoadedStack, Printer)> {
     let loaded = crate::stack::load(&ctx.project)?;
-    use_stack_engine(&ctx.project, &loaded);
     let mut printer = ctx.printer.clone();
     printer.add_secrets(loaded.secrets.iter().cloned());
     Ok((loaded, printer))
 }
 
-/// The stack file's `engine.host`, for `connect` (after `-H`/`--context`, before
+/// The engine choice with the stack file's `engine.host` (after `-H`/`--context`, before
 /// DOCKER_HOST).
-pub fn use_stack_engine(project: &Project, loaded: &crate::stack::LoadedStack) {
-    crate::engine::endpoint::set_stack_host(
+pub fn stack_engine(
+    choice: &EngineChoice,
+    project: &Project,
+    loaded: &crate::stack::LoadedStack,
+) -> EngineChoice {
+    choice.with_stack_host(
         loaded.stack.engine.as_ref().and_then(|e| e.host.clone()),
         &project.display_path(&loaded.file),
-    );
+    )
 }
 
-/// Connect to the engine (one clear line and exit 1 when it is unreachable).
-pub async fn connect() -> Result<crate::engine::Engine> {
-    crate::engine::Engine::connect().await
+/// Connect to the stage's engine: the command line's, else its stack file's, else the
+/// environment's (one clear line and exit 1 when it is unreachable).
+pub async fn connect(
+    ctx: &Context,
+    loaded: &crate::stack::LoadedStack,
+) -> Result<crate::engine::Engine> {
+    let endpoint = stack_engine(&ctx.engine, &ctx.project, loaded).resolve()?;
+    crate::engine::Engine::connect(endpoint).await
+}
+
+/// Connect to the engine the command line or the environment names, for a command that has
+/// no stack file to read (`ls`, a `purge` from the labels alone).
+pub async fn connect_without_stack(ctx: &Context) -> Result<crate::engine::Engine> {
+    crate::engine::Engine::connect(ctx.engine.resolve()?).await
 }
 
 /// The service names asked for, checked against the stack; empty: all of them.
@@ -248,7 +268,7 @@ pub async fn select_services(
 ) -> Result<ServiceSelection> {
     let (loaded, printer) = load_stack(ctx)?;
     let wanted = check_services(&loaded, &args.services)?;
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let lock = crate::lock::acquire(
         &engine,
         &loaded.project,

@@ -42,7 +42,7 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
     if super::swarm::is_swarm(&loaded) {
         return super::swarm::ps(ctx).await;
     }
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let observed = engine
         .observe_named(
             &loaded.stage,

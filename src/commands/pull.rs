@@ -28,7 +28,7 @@ pub async fn run(ctx: &Context, args: &PullArgs) -> Result<i32> {
         );
         return Ok(exit::OK);
     }
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let target = DockerTarget::new(&engine, &loaded);
     let progress = printer.progress();
     let options = ApplyOptions::new(false, std::time::Duration::from_secs(3600));

@@ -57,14 +57,14 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
             project,
             loaded: None,
         };
-        let engine = connect().await?;
+        let engine = super::connect_without_stack(ctx).await?;
         return purge_stage(&engine, &ctx.printer, &target, args, interactive).await;
     }
     let (loaded, printer) = load_stack(ctx)?;
     if super::swarm::is_swarm(&loaded) {
         return super::swarm::purge(ctx, args).await;
     }
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let target = Target {
         stage: loaded.stage.clone(),
         project: loaded.project.clone(),
@@ -99,14 +99,10 @@ async fn stale(ctx: &Context, args: &PurgeArgs, age: &str, interactive: bool) ->
         .with_hint("pass --yes to remove them")
         .into());
     }
-    let project = match crate::stack::load(&ctx.project) {
-        Ok(loaded) => {
-            super::use_stack_engine(&ctx.project, &loaded);
-            loaded.project
-        }
-        Err(_) => project_name(ctx),
+    let (project, engine) = match crate::stack::load(&ctx.project) {
+        Ok(loaded) => (loaded.project.clone(), connect(ctx, &loaded).await?),
+        Err(_) => (project_name(ctx), super::connect_without_stack(ctx).await?),
     };
-    let engine = connect().await?;
     let stages = stale_stages(&engine, &project, pattern, age).await?;
     if stages.is_empty() {
         ctx.printer.status(&format!(

@@ -30,7 +30,7 @@ pub async fn run(ctx: &Context, args: &PushArgs) -> Result<i32> {
         printer.status("nothing to push: no service, data container or task has `build:`");
         return Ok(exit::OK);
     }
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let present = engine.image_index().await?;
     for build in &builds {
         if present.resolve(&build.request.tag).is_none() {

@@ -16,7 +16,7 @@ use crate::plan::up::{self, PlanOptions};
 pub async fn run(ctx: &Context, args: &RestartArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let wanted = check_services(&loaded, &args.services)?;
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let timeout = Duration::from_secs(args.timeout);
     let _lock =
         crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, &printer).await?;

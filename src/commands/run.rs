@@ -48,7 +48,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     check_services(&loaded, std::slice::from_ref(&args.service))?;
     let plan = task::plan_run(&loaded, &args.service, &args.args, &task::short_id())?;
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     super::remote::check_binds(&engine, &loaded)?;
     let ctx = Context {
         printer,

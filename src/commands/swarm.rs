@@ -562,7 +562,7 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> Result<i32> {
     };
     let timeout = Duration::from_secs(args.timeout);
     let (engine, manager, _lock) =
-        reach_manager(&loaded, &printer, (!args.dry_run).then_some(timeout)).await?;
+        reach_manager(ctx, &loaded, &printer, (!args.dry_run).then_some(timeout)).await?;
     let deadline = Instant::now() + timeout;
     let progress = printer.progress();
     let result = converge(
@@ -1205,11 +1205,12 @@ async fn nodes_by_id(engine: &Engine) -> Result<HashMap<String, NodeFound>> {
 /// stage's lock as on one engine: a file lock here, and on a remote manager a lock kept on
 /// that engine, so two machines changing one stage take turns.
 async fn reach_manager(
+    ctx: &Context,
     loaded: &LoadedStack,
     printer: &Printer,
     lock: Option<Duration>,
 ) -> Result<(Engine, String, Option<crate::lock::StageLock>)> {
-    let engine = connect().await?;
+    let engine = connect(ctx, loaded).await?;
     let manager = manager_node(&engine, loaded).await?;
     let held = match lock {
         Some(timeout) => Some(
@@ -1222,8 +1223,13 @@ async fn reach_manager(
 
 pub async fn down(ctx: &Context, args: &DownArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    let (engine, manager, _lock) =
-        reach_manager(&loaded, &printer, Some(Duration::from_secs(args.timeout))).await?;
+    let (engine, manager, _lock) = reach_manager(
+        ctx,
+        &loaded,
+        &printer,
+        Some(Duration::from_secs(args.timeout)),
+    )
+    .await?;
     let progress = printer.progress();
     let deadline = Instant::now() + Duration::from_secs(args.timeout.max(30));
     let result = async {
@@ -1237,8 +1243,13 @@ pub async fn down(ctx: &Context, args: &DownArgs) -> Result<i32> {
 
 pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    let (engine, manager, _lock) =
-        reach_manager(&loaded, &printer, Some(Duration::from_secs(args.timeout))).await?;
+    let (engine, manager, _lock) = reach_manager(
+        ctx,
+        &loaded,
+        &printer,
+        Some(Duration::from_secs(args.timeout)),
+    )
+    .await?;
     let progress = printer.progress();
     let deadline = Instant::now() + Duration::from_secs(args.timeout.max(30));
     // Where each volume's tasks ran, before the services go.
@@ -1341,7 +1352,7 @@ pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
 
 pub async fn ps(ctx: &Context) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     manager_node(&engine, &loaded).await?;
     let nodes = nodes_by_id(&engine).await?;
     let mut rows: Vec<[String; 5]> = Vec::new();
@@ -1406,7 +1417,7 @@ pub async fn ps(ctx: &Context) -> Result<i32> {
 pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let wanted = check_services(&loaded, &args.services)?;
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     manager_node(&engine, &loaded).await?;
     let services: Vec<(String, String)> = engine
         .stage_services(&loaded.stage, &loaded.project)
@@ -1450,8 +1461,13 @@ pub async fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<i32> {
         .into());
     }
     let wanted = check_services(&loaded, &args.services)?;
-    let (engine, _, _lock) =
-        reach_manager(&loaded, &printer, Some(Duration::from_secs(args.timeout))).await?;
+    let (engine, _, _lock) = reach_manager(
+        ctx,
+        &loaded,
+        &printer,
+        Some(Duration::from_secs(args.timeout)),
+    )
+    .await?;
     let progress = printer.progress();
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let services: Vec<ServiceFound> = engine

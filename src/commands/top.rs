@@ -20,7 +20,7 @@ struct ServiceProcesses<'a> {
 pub async fn run(ctx: &Context, args: &TopArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
     let wanted = check_services(&loaded, &args.services)?;
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let observed = engine
         .observe_named(
             &loaded.stage,

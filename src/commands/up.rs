@@ -25,7 +25,7 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
         return super::swarm::up(ctx, args).await;
     }
     crate::registry::check_references(&loaded)?;
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     super::remote::check_binds(&engine, &loaded)?;
     let timeout = Duration::from_secs(args.timeout);
     let _lock = if args.dry_run {

@@ -43,6 +43,7 @@ pub fn run(global: &GlobalArgs, args: &UseArgs) -> Result<i32> {
         printer: Printer::new(super::output_settings(&chosen), &project.stage),
         project,
         global: chosen,
+        engine: Default::default(),
     };
     if previous.as_deref() == Some(stage.as_str()) {
         ctx.printer.status(&format!(

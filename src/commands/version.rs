@@ -5,6 +5,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::engine::endpoint::EngineChoice;
 use crate::engine::system::EngineVersion;
 use crate::engine::Engine;
 use crate::output::{human_bytes, Mode, Printer};
@@ -31,14 +32,14 @@ struct Versions<'a> {
     engine: Option<&'a EngineVersion>,
 }
 
-pub async fn run(printer: &Printer) -> Result<i32> {
+pub async fn run(printer: &Printer, choice: &EngineChoice) -> Result<i32> {
     let client = Client {
         version: env!("CARGO_PKG_VERSION"),
         commit: COMMIT,
         os: std::env::consts::OS,
         arch: std::env::consts::ARCH,
     };
-    let engine = match Engine::connect().await {
+    let engine = match async { Engine::connect(choice.resolve()?).await }.await {
         Ok(engine) => engine
             .version()
             .await
@@ -49,7 +50,8 @@ pub async fn run(printer: &Printer) -> Result<i32> {
     let (host, transport, found) = match &engine {
         Ok((address, transport, version)) => (address.clone(), transport.clone(), Some(version)),
         Err(_) => (
-            crate::engine::endpoint::resolve()
+            choice
+                .resolve()
                 .map(|e| e.host)
                 .unwrap_or_else(|_| crate::engine::endpoint::LOCAL.to_string()),
             None,

@@ -51,7 +51,7 @@ pub async fn watch(ctx: &Context, services: &[String], each_named: bool) -> Resu
     super::swarm::refuse_watch(&loaded, if each_named { "watch" } else { "up --watch" })?;
     let wanted = check_services(&loaded, services)?;
     let rules = compile(&loaded, &wanted, each_named && !services.is_empty())?;
-    let engine = connect().await?;
+    let engine = connect(ctx, &loaded).await?;
     let names: BTreeSet<&str> = rules.iter().map(|r| r.service.as_str()).collect();
     for service in &names {
         let container = crate::names::container(&loaded.stage, &loaded.project, service);

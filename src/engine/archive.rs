@@ -48,9 +48,14 @@ impl Engine {
             .path(path)
             .build();
         let object = format!("{container}:{path}");
+        let engine = self.name();
         self.client()
             .download_from_container(container, Some(options))
-            .map(move |item| item.map_err(|err| EngineError::new("read archive of", &object, err)))
+            .map(move |item| {
+                item.map_err(|err| {
+                    EngineError::new("read archive of", &object, err).on(engine.clone())
+                })
+            })
             .boxed()
     }
 
@@ -70,9 +75,7 @@ impl Engine {
             .with_timeout(UPLOAD_TIMEOUT)
             .upload_to_container(container, Some(options), bollard::body_try_stream(body))
             .await
-            .map_err(|err| {
-                EngineError::new("write archive into", &format!("{container}:{path}"), err)
-            })
+            .map_err(|err| self.error("write archive into", &format!("{container}:{path}"), err))
     }
 
     /// Create a container that is never started, from `image`, mounting `volume` at
@@ -106,7 +109,7 @@ impl Engine {
             .create_container(Some(options), body)
             .await
             .map(|_| ())
-            .map_err(|err| EngineError::new("create container", name, err))
+            .map_err(|err| self.error("create container", name, err))
     }
 
     /// Rename a container.
@@ -115,7 +118,7 @@ impl Engine {
         self.client()
             .rename_container(from, options)
             .await
-            .map_err(|err| EngineError::new("rename container", from, err))
+            .map_err(|err| self.error("rename container", from, err))
     }
 
     /// Every container (any state, anyone's) that mounts the volume `volume`.
@@ -129,7 +132,7 @@ impl Engine {
             .client()
             .list_containers(Some(options))
             .await
-            .map_err(|err| EngineError::new("list containers using", volume, err))?;
+            .map_err(|err| self.error("list containers using", volume, err))?;
         Ok(list
             .into_iter()
             .map(|c| VolumeUser {
@@ -158,7 +161,7 @@ impl Engine {
         {
             Ok(inspect) => inspect,
             Err(err) if is_not_found(&err) => return Ok(None),
-            Err(err) => return Err(EngineError::new("inspect container", name, err)),
+            Err(err) => return Err(self.error("inspect container", name, err)),
         };
         Ok(Some(
             inspect

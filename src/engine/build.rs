@@ -1002,7 +1002,7 @@ impl Engine {
         match self.client().inspect_image(reference).await {
             Ok(image) => Ok(image.id),
             Err(err) if super::is_not_found(&err) => Ok(None),
-            Err(err) => Err(EngineError::new("inspect image", reference, err)),
+            Err(err) => Err(self.error("inspect image", reference, err)),
         }
     }
 

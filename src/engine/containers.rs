@@ -19,7 +19,7 @@ use bollard::query_parameters::{
 };
 use futures_util::stream::{BoxStream, StreamExt};
 
-use super::{is_not_found, op, Engine, EngineError};
+use super::{is_not_found, Engine, EngineError};
 use crate::names;
 
 /// The command a data container gets when neither its stack entry nor its image has one: it
@@ -584,13 +584,13 @@ impl Engine {
             message: err.to_string(),
             status: None,
             hint: None,
-            engine: super::named_engine(),
+            engine: self.name(),
         })?;
         let options = UploadToContainerOptionsBuilder::default().path("/").build();
         self.client()
             .upload_to_container(id, Some(options), bollard::body_full(archive.into()))
             .await
-            .map_err(op("copy secrets and configs into", &config.name))
+            .map_err(self.op("copy secrets and configs into", &config.name))
     }
 
     async fn create_only(&self, config: &ContainerConfig) -> Result<String, EngineError> {
@@ -612,7 +612,7 @@ impl Engine {
                 hint: Some(
                     "remove `start_interval` (the checks then run at `interval` during `start_period` too), or use a newer engine".into(),
                 ),
-                engine: super::named_engine(),
+                engine: self.name(),
             });
         }
         let mut options = CreateContainerOptionsBuilder::default().name(&config.name);
@@ -627,7 +627,7 @@ impl Engine {
             )
             .await
             .map(|created| created.id)
-            .map_err(op("create container", &config.name))
+            .map_err(self.op("create container", &config.name))
     }
 
     /// Whether the engine takes every network in the create request (API 1.44+): then a
@@ -655,7 +655,7 @@ impl Engine {
                     },
                 )
                 .await
-                .map_err(op("connect to network", &extra.network))?;
+                .map_err(self.op("connect to network", &extra.network))?;
         }
         Ok(())
     }
@@ -713,14 +713,14 @@ impl Engine {
                 hint: Some(
                     "container names are unique on an engine: put the stage in `container_name` (`${STAGE}-…`), or remove `container_name`".to_string(),
                 ),
-                engine: super::named_engine(),
+                engine: self.name(),
             });
         }
         Err(EngineError {
             operation: "create container".into(),
             object: config.name.clone(),
             message: "the name is held by a container that is not this stage's (it lacks the stage's labels)".to_string(),
-            engine: super::named_engine(),
+            engine: self.name(),
             status: Some(409),
             hint: Some(format!(
                 "remove or rename it (`docker rm -f {0}` or `docker rename {0} NEW`), then run again",
@@ -733,7 +733,7 @@ impl Engine {
         self.client()
             .start_container(name, None::<StartContainerOptions>)
             .await
-            .map_err(op("start container", name))
+            .map_err(self.op("start container", name))
     }
 
     /// Stop a container; `timeout` seconds before SIGKILL (`None`: the container's own).
@@ -755,7 +755,7 @@ impl Engine {
         {
             Ok(()) => Ok(()),
             Err(err) if is_not_found(&err) || is_not_modified(&err) => Ok(()),
-            Err(err) => Err(EngineError::new("stop container", name, err)),
+            Err(err) => Err(self.error("stop container", name, err)),
         }
     }
 
@@ -776,7 +776,7 @@ impl Engine {
                 .and_then(|labels| labels.get(names::KEPT_VOLUMES).cloned())
                 .unwrap_or_default(),
             Err(err) if is_not_found(&err) => return Ok(()),
-            Err(err) => return Err(EngineError::new("inspect container", name, err)),
+            Err(err) => return Err(self.error("inspect container", name, err)),
         };
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)
@@ -789,7 +789,7 @@ impl Engine {
                 status_code: 409,
                 message,
             }) if message.contains("already in progress") => return Ok(()),
-            Err(err) => return Err(EngineError::new("remove container", name, err)),
+            Err(err) => return Err(self.error("remove container", name, err)),
         }
         for volume in kept.split(',').filter(|v| !v.is_empty()) {
             self.remove_volume_unless_used(volume).await?;
@@ -809,7 +809,7 @@ impl Engine {
         {
             Ok(inspect) => inspect,
             Err(err) if is_not_found(&err) => return Ok(None),
-            Err(err) => return Err(EngineError::new("inspect container", name, err)),
+            Err(err) => return Err(self.error("inspect container", name, err)),
         };
         let state = inspect.state.unwrap_or_default();
         let health = state.health.as_ref();
@@ -848,7 +848,7 @@ impl Engine {
         match stream.next().await {
             Some(Ok(response)) => Ok(response.status_code),
             Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(err)) => Err(EngineError::new("wait for container", name, err)),
+            Some(Err(err)) => Err(self.error("wait for container", name, err)),
             None => Err(EngineError::other(
                 "wait for container",
                 name,
@@ -873,7 +873,7 @@ impl Engine {
                 item = stream.next() => match item {
                     Some(Ok(output)) => text.push_str(&String::from_utf8_lossy(&output.into_bytes())),
                     Some(Err(err)) if is_not_found(&err) => break,
-                    Some(Err(err)) => return Err(EngineError::new("read logs of", name, err)),
+                    Some(Err(err)) => return Err(self.error("read logs of", name, err)),
                     None => break,
                 },
                 _ = &mut deadline => break,
@@ -903,6 +903,7 @@ impl Engine {
             options = options.until(until);
         }
         let owned = name.to_string();
+        let engine = self.name();
         self.client()
             .logs(name, Some(options.build()))
             .map(move |item| match item {
@@ -912,7 +913,7 @@ impl Engine {
                     | LogOutput::Console { message }
                     | LogOutput::StdIn { message } => message.to_vec(),
                 }),
-                Err(err) => Err(EngineError::new("read logs of", &owned, err)),
+                Err(err) => Err(EngineError::new("read logs of", &owned, err).on(engine.clone())),
             })
             .boxed()
     }

@@ -44,11 +44,7 @@ impl Engine {
             Ok(stat) if stat.file_mode & MODE_DIR != 0 => Ok(Some(PathKind::Directory)),
             Ok(_) => Ok(Some(PathKind::Other)),
             Err(err) if is_not_found(&err) => Ok(None),
-            Err(err) => Err(EngineError::new(
-                "look up",
-                &format!("{container}:{path}"),
-                err,
-            )),
+            Err(err) => Err(self.error("look up", &format!("{container}:{path}"), err)),
         }
     }
 
@@ -67,7 +63,7 @@ impl Engine {
             message: err.to_string(),
             status: None,
             hint: None,
-            engine: super::named_engine(),
+            engine: self.name(),
         })?;
         if count == 0 {
             return Ok(0);
@@ -84,7 +80,7 @@ impl Engine {
             .client()
             .top_processes(container, None::<TopOptions>)
             .await
-            .map_err(|err| EngineError::new("list processes of", container, err))?;
+            .map_err(|err| self.error("list processes of", container, err))?;
         Ok(Processes {
             titles: top.titles.unwrap_or_default(),
             processes: top.processes.unwrap_or_default(),

@@ -7,11 +7,10 @@
 //!    (`$DOCKER_CONFIG`, default `~/.docker`); the context `default` is the local socket;
 //! 5. the local socket, `unix:///var/run/docker.sock`.
 //!
-//! The command line and the stack file are given once per process (`set_cli`,
-//! `set_stack_host`) and read by `Engine::connect`.
+//! A command holds its choice as an [`EngineChoice`] value and hands the [`Endpoint`] it
+//! resolves to `Engine::connect`.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
@@ -60,44 +59,50 @@ impl Endpoint {
     }
 }
 
-#[derive(Debug, Default)]
-struct Selection {
+/// How a command chooses its engine: the command line's `-H`/`--context` (checked once,
+/// from the flags), the stack file's `engine.host` (once it is loaded), then the environment
+/// and Docker's own configuration. A value the command holds: nothing here is global.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineChoice {
     flag_host: Option<String>,
     flag_context: Option<String>,
     stack_host: Option<(String, String)>,
 }
 
-static SELECTION: Mutex<Selection> = Mutex::new(Selection {
-    flag_host: None,
-    flag_context: None,
-    stack_host: None,
-});
-
-/// The command line's `-H` and `--context`.
-pub fn set_cli(host: Option<String>, context: Option<String>) -> Result<(), UsageError> {
-    if host.is_some() && context.is_some() {
-        return Err(
-            UsageError::new("`-H/--host` and `--context` both name the engine")
-                .with_hint("give only one of them"),
-        );
+impl EngineChoice {
+    /// The command line's `-H` and `--context`.
+    pub fn from_flags(host: Option<String>, context: Option<String>) -> Result<Self, UsageError> {
+        if host.is_some() && context.is_some() {
+            return Err(
+                UsageError::new("`-H/--host` and `--context` both name the engine")
+                    .with_hint("give only one of them"),
+            );
+        }
+        Ok(EngineChoice {
+            flag_host: host.filter(|h| !h.is_empty()),
+            flag_context: context.filter(|c| !c.is_empty()),
+            stack_host: None,
+        })
     }
-    let mut selection = SELECTION.lock().unwrap_or_else(|e| e.into_inner());
-    selection.flag_host = host.filter(|h| !h.is_empty());
-    selection.flag_context = context.filter(|c| !c.is_empty());
-    Ok(())
-}
 
-/// The loaded stack's `engine.host` and the file it came from.
-pub fn set_stack_host(host: Option<String>, file: &str) {
-    let mut selection = SELECTION.lock().unwrap_or_else(|e| e.into_inner());
-    selection.stack_host = host
-        .filter(|h| !h.is_empty())
-        .map(|h| (h, file.to_string()));
+    /// The same, with the loaded stack's `engine.host` and the file it came from.
+    pub fn with_stack_host(&self, host: Option<String>, file: &str) -> Self {
+        EngineChoice {
+            stack_host: host
+                .filter(|h| !h.is_empty())
+                .map(|h| (h, file.to_string())),
+            ..self.clone()
+        }
+    }
+
+    /// Where the engine is, by the order at the top of this module.
+    pub fn resolve(&self) -> Result<Endpoint, UsageError> {
+        resolve(self)
+    }
 }
 
 /// Where the engine is, by the order above.
-pub fn resolve() -> Result<Endpoint, UsageError> {
-    let selection = SELECTION.lock().unwrap_or_else(|e| e.into_inner());
+fn resolve(selection: &EngineChoice) -> Result<Endpoint, UsageError> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if let Some(host) = &selection.flag_host {
         return Ok(endpoint(host, "-H"));
@@ -197,6 +202,29 @@ fn context(name: &str, source: &str) -> Result<Endpoint, UsageError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_command_line_comes_before_the_stack_file() {
+        let flags = EngineChoice::from_flags(Some("tcp://a:2375".into()), None).unwrap();
+        let both = flags.with_stack_host(Some("ssh://deploy@b".into()), "stacks/prod.yml");
+        assert_eq!(
+            both.resolve().unwrap(),
+            Endpoint {
+                host: "tcp://a:2375".into(),
+                source: "-H".into()
+            }
+        );
+        let stack = EngineChoice::default()
+            .with_stack_host(Some("ssh://deploy@b".into()), "stacks/prod.yml");
+        assert_eq!(
+            stack.resolve().unwrap(),
+            Endpoint {
+                host: "ssh://deploy@b".into(),
+                source: "engine.host in stacks/prod.yml".into()
+            }
+        );
+        assert!(EngineChoice::from_flags(Some("tcp://a:1".into()), Some("ctx".into())).is_err());
+    }
     use super::*;
 
     fn at(host: &str) -> Endpoint {

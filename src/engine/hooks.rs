@@ -91,7 +91,7 @@ impl Engine {
                 },
             )
             .await
-            .map_err(|e| EngineError::new("exec hook in container", container, e))?;
+            .map_err(|e| self.error("exec hook in container", container, e))?;
         let run = async {
             // The output may come for longer than an ordinary call's timeout.
             let started = self
@@ -105,7 +105,7 @@ impl Engine {
                     }),
                 )
                 .await
-                .map_err(|e| EngineError::new("start exec hook in container", container, e))?;
+                .map_err(|e| self.error("start exec hook in container", container, e))?;
             let mut text = String::new();
             if let StartExecResults::Attached { mut output, .. } = started {
                 while let Some(item) = output.next().await {
@@ -122,16 +122,18 @@ impl Engine {
                             }
                         }
                         Err(err) => {
-                            return Err(EngineError::new("read exec hook output", container, err))
+                            return Err(self.error("read exec hook output", container, err))
                         }
                     }
                 }
             }
             let mut delay = Duration::from_millis(20);
             loop {
-                let info = self.client().inspect_exec(&created.id).await.map_err(|e| {
-                    EngineError::new("inspect exec hook in container", container, e)
-                })?;
+                let info = self
+                    .client()
+                    .inspect_exec(&created.id)
+                    .await
+                    .map_err(|e| self.error("inspect exec hook in container", container, e))?;
                 if info.running != Some(true) {
                     let lines: Vec<String> = text.lines().map(str::to_string).collect();
                     let keep = lines.len().saturating_sub(KEPT_LINES);

@@ -48,7 +48,7 @@ impl Engine {
             .client()
             .list_images(Some(ListImagesOptionsBuilder::default().build()))
             .await
-            .map_err(|err| EngineError::new("list", "images", err))?;
+            .map_err(|err| self.error("list", "images", err))?;
         let mut ids = HashMap::new();
         let mut contexts = HashMap::new();
         for image in images {
@@ -85,7 +85,7 @@ impl Engine {
             .client()
             .list_images(Some(options))
             .await
-            .map_err(|err| EngineError::new("list", "images", err))?;
+            .map_err(|err| self.error("list", "images", err))?;
         for image in old {
             if images.iter().any(|i| i.id == image.id) {
                 continue;
@@ -118,7 +118,7 @@ impl Engine {
             .client()
             .list_images(Some(options))
             .await
-            .map_err(|err| EngineError::new("list", "images", err))?;
+            .map_err(|err| self.error("list", "images", err))?;
         Ok(images
             .into_iter()
             .map(|image| {
@@ -145,7 +145,7 @@ impl Engine {
         match self.client().remove_image(tag, Some(options), None).await {
             Ok(_) => Ok(()),
             Err(err) if is_not_found(&err) => Ok(()),
-            Err(err) => Err(EngineError::new("remove image", tag, err)),
+            Err(err) => Err(self.error("remove image", tag, err)),
         }
     }
 
@@ -157,7 +157,7 @@ impl Engine {
             Ok(_) => Ok(true),
             Err(err) if is_not_found(&err) => Ok(false),
             Err(err) => {
-                let err = EngineError::new("remove image", id, err);
+                let err = self.error("remove image", id, err);
                 if err.status == Some(409) {
                     Ok(false)
                 } else {

@@ -20,7 +20,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use super::{op, Engine, EngineError};
+use super::{Engine, EngineError};
 
 /// The image every lock container is made from.
 pub const LOCK_IMAGE: &str = "stackctl/lock:1";
@@ -94,7 +94,7 @@ impl Engine {
         match self.client().inspect_image(LOCK_IMAGE).await {
             Ok(_) => return Ok(()),
             Err(e) if super::is_not_found(&e) => {}
-            Err(e) => return Err(EngineError::new("inspect image", LOCK_IMAGE, e)),
+            Err(e) => return Err(self.error("inspect image", LOCK_IMAGE, e)),
         }
         let options = CreateImageOptionsBuilder::default()
             .from_src("-")
@@ -107,7 +107,7 @@ impl Engine {
             self.client()
                 .create_image(Some(options), Some(bollard::body_full(tar.into())), None);
         while let Some(item) = stream.next().await {
-            item.map_err(op("import image", LOCK_IMAGE))?;
+            item.map_err(self.op("import image", LOCK_IMAGE))?;
         }
         Ok(())
     }
@@ -152,7 +152,7 @@ impl Engine {
                 // Released between the create and the inspect: try again.
                 None => Ok(LockAttempt::Gone),
             },
-            Err(e) => Err(EngineError::new("create lock", &name, e)),
+            Err(e) => Err(self.error("create lock", &name, e)),
         }
     }
 
@@ -170,7 +170,7 @@ impl Engine {
         {
             Ok(c) => c,
             Err(e) if super::is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(EngineError::new("inspect lock", &name, e)),
+            Err(e) => return Err(self.error("inspect lock", &name, e)),
         };
         let labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
         let get = |key: &str| labels.get(key).cloned().unwrap_or_default();
@@ -196,7 +196,7 @@ impl Engine {
             match chunk {
                 Ok(chunk) => bytes.extend_from_slice(&chunk),
                 Err(e) if super::is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(EngineError::new("read lock lease", id, e)),
+                Err(e) => return Err(self.error("read lock lease", id, e)),
             }
         }
         let mut archive = tar::Archive::new(bytes.as_slice());
@@ -217,7 +217,7 @@ impl Engine {
         self.client()
             .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
             .await
-            .map_err(op("renew lock", id))
+            .map_err(self.op("renew lock", id))
     }
 
     /// Remove the lock container `id` (exactly that one: a lock taken since by someone else
@@ -227,7 +227,7 @@ impl Engine {
         match self.client().remove_container(id, Some(options)).await {
             Ok(()) => Ok(true),
             Err(e) if super::is_not_found(&e) => Ok(false),
-            Err(e) => Err(EngineError::new("remove lock", id, e)),
+            Err(e) => Err(self.error("remove lock", id, e)),
         }
     }
 }

@@ -39,14 +39,9 @@ pub struct Engine {
     pub endpoint: endpoint::Endpoint,
     /// The ssh connection of an `ssh://` engine, closed when the last clone goes.
     ssh: Option<std::sync::Arc<ssh::SshSession>>,
-}
-
-/// The engine this process talks to, when it is not the local default: named in every
-/// engine error (`create container `x` on ssh://deploy@10.0.0.5: …`).
-static NAMED_ENGINE: std::sync::Mutex<Option<std::sync::Arc<str>>> = std::sync::Mutex::new(None);
-
-pub(crate) fn named_engine() -> Option<std::sync::Arc<str>> {
-    NAMED_ENGINE.lock().ok().and_then(|n| n.clone())
+    /// The engine's address when it is not the local default: named in every error of its
+    /// calls (`create container `x` on ssh://deploy@10.0.0.5: …`).
+    name: Option<std::sync::Arc<str>>,
 }
 
 /// ` on ENGINE` for messages, or nothing for the local default engine.
@@ -93,7 +88,7 @@ impl EngineError {
             operation: operation.to_string(),
             object: object.to_string(),
             message,
-            engine: named_engine(),
+            engine: None,
             status,
             hint: None,
         }
@@ -109,7 +104,7 @@ impl EngineError {
             operation: operation.to_string(),
             object: object.to_string(),
             message: message.into(),
-            engine: named_engine(),
+            engine: None,
             status: None,
             hint: None,
         }
@@ -123,6 +118,12 @@ impl EngineError {
 
     pub fn is_interrupted(&self) -> bool {
         self.status.is_none() && self.message == INTERRUPTED
+    }
+
+    /// The same error, said of `engine` (None: the local default engine).
+    pub fn on(mut self, engine: Option<std::sync::Arc<str>>) -> Self {
+        self.engine = engine;
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -157,14 +158,6 @@ fn remedy(message: &str) -> Option<String> {
 
 /// The message of an `EngineError` for a call not made because of an interrupt.
 const INTERRUPTED: &str = "interrupted";
-
-/// `map_err` helper: `.map_err(op("start container", name))`.
-pub(crate) fn op<'a>(
-    operation: &'a str,
-    object: &'a str,
-) -> impl FnOnce(BollardError) -> EngineError + 'a {
-    move |err| EngineError::new(operation, object, err)
-}
 
 /// Label filters for list calls: every `key=value` given.
 pub(crate) fn label_filters(labels: &[String]) -> std::collections::HashMap<String, Vec<String>> {
@@ -278,12 +271,32 @@ fn connect_failure(address: &str, err: &BollardError) -> (String, String) {
 }
 
 impl Engine {
-    /// Connect to the engine `endpoint::resolve` names (`-H`, the stack's `engine.host`,
-    /// `DOCKER_HOST`, a Docker context, the local socket): unix, tcp, TLS with
-    /// `DOCKER_TLS_VERIFY`, or ssh. Check the daemon answers and negotiate the API version.
-    /// Ctrl-C ends the wait at once (`Interrupted`).
-    pub async fn connect() -> anyhow::Result<Engine> {
-        let endpoint = endpoint::resolve()?;
+    /// The engine's address when it is not the local default (for messages).
+    pub(crate) fn name(&self) -> Option<std::sync::Arc<str>> {
+        self.name.clone()
+    }
+
+    /// A failed call of this engine, naming the operation, the object and the engine.
+    pub(crate) fn error(&self, operation: &str, object: &str, err: BollardError) -> EngineError {
+        EngineError {
+            engine: self.name(),
+            ..EngineError::new(operation, object, err)
+        }
+    }
+
+    /// [`Engine::error`] for `map_err`.
+    pub(crate) fn op<'a>(
+        &'a self,
+        operation: &'a str,
+        object: &'a str,
+    ) -> impl FnOnce(BollardError) -> EngineError + 'a {
+        move |err| self.error(operation, object, err)
+    }
+
+    /// Connect to the engine at `endpoint` (see [`endpoint::EngineChoice`] for how a command
+    /// chooses it): unix, tcp, TLS with `DOCKER_TLS_VERIFY`, or ssh. Check the daemon answers
+    /// and negotiate the API version. Ctrl-C ends the wait at once (`Interrupted`).
+    pub async fn connect(endpoint: endpoint::Endpoint) -> anyhow::Result<Engine> {
         let address = endpoint.host.clone();
         let default_hint = if endpoint.source == endpoint::DEFAULT_SOURCE {
             "start the Docker daemon, or point DOCKER_HOST at a running one".to_string()
@@ -362,12 +375,10 @@ impl Engine {
                     unreachable(reason, hint)
                 }
             })?;
-        if endpoint.source != endpoint::DEFAULT_SOURCE {
-            if let Ok(mut named) = NAMED_ENGINE.lock() {
-                *named = Some(address.as_str().into());
-            }
-        }
+        // An engine other than the local default is named in every error of its calls.
+        let name = (endpoint.source != endpoint::DEFAULT_SOURCE).then(|| address.as_str().into());
         Ok(Engine {
+            name,
             docker,
             address,
             endpoint,

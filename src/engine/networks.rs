@@ -129,7 +129,7 @@ impl Engine {
             .client()
             .list_networks(Some(options))
             .await
-            .map_err(|err| EngineError::new("list networks named", name, err))?;
+            .map_err(|err| self.error("list networks named", name, err))?;
         Ok(networks
             .into_iter()
             .map(NetworkFound::from_summary)
@@ -150,7 +150,7 @@ impl Engine {
             .client()
             .list_networks(Some(options))
             .await
-            .map_err(|err| EngineError::new("list", "networks", err))?;
+            .map_err(|err| self.error("list", "networks", err))?;
         let mut found: Vec<NetworkFound> = networks
             .into_iter()
             .map(NetworkFound::from_summary)
@@ -209,7 +209,7 @@ impl Engine {
                     });
                 }
                 Err(err) => {
-                    let err = EngineError::new("create network", &want.name, err);
+                    let err = self.error("create network", &want.name, err);
                     if err.status != Some(409) && !err.message.contains("already exists") {
                         return Err(err.into());
                     }
@@ -255,7 +255,7 @@ impl Engine {
                 Err(_) if Some(extra.id.as_str()) != just_created => {
                     in_use.push(extra.short_id().to_string())
                 }
-                Err(err) => return Err(EngineError::new("remove network", &extra.id, err).into()),
+                Err(err) => return Err(self.error("remove network", &extra.id, err).into()),
             }
         }
         if !in_use.is_empty() {
@@ -319,7 +319,7 @@ impl Engine {
             Err(err) if is_not_found(&err) => Ok(false),
             // Two networks of one name: it exists (settled by `ensure_network`).
             Err(err) if err.to_string().contains("ambiguous") => Ok(true),
-            Err(err) => Err(EngineError::new("inspect network", name, err)),
+            Err(err) => Err(self.error("inspect network", name, err)),
         }
     }
 
@@ -328,7 +328,7 @@ impl Engine {
         match self.client().remove_network(id).await {
             Ok(()) => Ok(()),
             Err(err) if is_not_found(&err) => Ok(()),
-            Err(err) => Err(EngineError::new("remove network", id, err)),
+            Err(err) => Err(self.error("remove network", id, err)),
         }
     }
 }

@@ -22,7 +22,7 @@ impl Engine {
         self.client()
             .list_containers(Some(options))
             .await
-            .map_err(|err| EngineError::new("list", "containers", err))
+            .map_err(|err| self.error("list", "containers", err))
     }
 
     /// Every volume the label filters select: one list call.
@@ -36,7 +36,7 @@ impl Engine {
         self.client()
             .list_volumes(Some(options))
             .await
-            .map_err(|err| EngineError::new("list", "volumes", err))
+            .map_err(|err| self.error("list", "volumes", err))
     }
 
     /// Every container (all states), network and volume labelled with this stage.
@@ -61,7 +61,7 @@ impl Engine {
             self.client()
                 .list_networks(Some(options))
                 .await
-                .map_err(|err| EngineError::new("list", "networks", err))
+                .map_err(|err| self.error("list", "networks", err))
         };
         let volumes = self.labelled_volumes(&filters);
         let (containers, networks, volumes) = tokio::try_join!(containers, networks, volumes)?;

@@ -87,7 +87,7 @@ impl Engine {
             .client()
             .info()
             .await
-            .map_err(|err| EngineError::new("read", "engine info", err))?;
+            .map_err(|err| self.error("read", "engine info", err))?;
         info.index_server_address
             .ok_or_else(|| EngineError::other("read", "engine info", "no IndexServerAddress"))
     }
@@ -120,7 +120,7 @@ impl Engine {
                     )
                 })?;
             let Some(item) = item else { break };
-            let info = item.map_err(|err| EngineError::new("pull", reference, err))?;
+            let info = item.map_err(|err| self.error("pull", reference, err))?;
             if let Some(detail) = info.error_detail.as_ref().and_then(|d| d.message.clone()) {
                 return Err(EngineError::other("pull", reference, detail));
             }
@@ -144,7 +144,7 @@ impl Engine {
             self.client()
                 .tag_image(reference, Some(options))
                 .await
-                .map_err(|err| EngineError::new("tag", reference, err))?;
+                .map_err(|err| self.error("tag", reference, err))?;
         }
         Ok(layers.sums().1)
     }
@@ -163,7 +163,7 @@ impl Engine {
                 // Go's zero time (`0001-01-01T00:00:00Z`): never tagged.
                 .filter(|t| *t > std::time::UNIX_EPOCH)),
             Err(err) if super::is_not_found(&err) => Ok(None),
-            Err(err) => Err(EngineError::new("inspect", reference, err)),
+            Err(err) => Err(self.error("inspect", reference, err)),
         }
     }
 
@@ -198,7 +198,7 @@ impl Engine {
                     )
                 })?;
             let Some(item) = item else { break };
-            let info = item.map_err(|err| EngineError::new("push", reference, err))?;
+            let info = item.map_err(|err| self.error("push", reference, err))?;
             if let Some(detail) = info.error_detail.as_ref().and_then(|d| d.message.clone()) {
                 return Err(EngineError::other("push", reference, detail));
             }

@@ -638,7 +638,7 @@ impl Engine {
             .client()
             .info()
             .await
-            .map_err(|e| EngineError::new("inspect", "the engine", e))?;
+            .map_err(|e| self.error("inspect", "the engine", e))?;
         let Some(swarm) = info.swarm else {
             return Ok(None);
         };
@@ -662,7 +662,7 @@ impl Engine {
             .client()
             .list_services(Some(options))
             .await
-            .map_err(|e| EngineError::new("list", "services", e))?;
+            .map_err(|e| self.error("list", "services", e))?;
         Ok(services.into_iter().map(found_service).collect())
     }
 
@@ -675,7 +675,7 @@ impl Engine {
         {
             Ok(service) => Ok(Some(found_service(service))),
             Err(e) if super::is_not_found(&e) => Ok(None),
-            Err(e) => Err(EngineError::new("inspect", name, e)),
+            Err(e) => Err(self.error("inspect", name, e)),
         }
     }
 
@@ -689,7 +689,7 @@ impl Engine {
         self.client()
             .create_service(spec.spec.clone(), auth(credentials))
             .await
-            .map_err(|e| EngineError::new("create", &name, e))?;
+            .map_err(|e| self.error("create", &name, e))?;
         Ok(())
     }
 
@@ -706,7 +706,7 @@ impl Engine {
         self.client()
             .update_service(&found.id, spec.spec.clone(), options, auth(credentials))
             .await
-            .map_err(|e| EngineError::new("update", &found.name, e))?;
+            .map_err(|e| self.error("update", &found.name, e))?;
         Ok(())
     }
 
@@ -716,7 +716,7 @@ impl Engine {
             .client()
             .inspect_service(&found.id, None::<InspectServiceOptions>)
             .await
-            .map_err(|e| EngineError::new("inspect", &found.name, e))?;
+            .map_err(|e| self.error("inspect", &found.name, e))?;
         let spec = current.spec.unwrap_or_default();
         let mut options = UpdateServiceOptionsBuilder::default()
             .version(current.version.and_then(|v| v.index).unwrap_or(0) as i32)
@@ -725,7 +725,7 @@ impl Engine {
         self.client()
             .update_service(&found.id, spec, options, None)
             .await
-            .map_err(|e| EngineError::new("roll back", &found.name, e))?;
+            .map_err(|e| self.error("roll back", &found.name, e))?;
         Ok(())
     }
 
@@ -733,7 +733,7 @@ impl Engine {
         match self.client().delete_service(id).await {
             Ok(()) => Ok(()),
             Err(e) if super::is_not_found(&e) => Ok(()),
-            Err(e) => Err(EngineError::new("remove", id, e)),
+            Err(e) => Err(self.error("remove", id, e)),
         }
     }
 
@@ -784,7 +784,7 @@ impl Engine {
             .client()
             .list_tasks(Some(options))
             .await
-            .map_err(|e| EngineError::new("list", "tasks", e))?;
+            .map_err(|e| self.error("list", "tasks", e))?;
         let mut found: Vec<TaskFound> = tasks
             .into_iter()
             .map(|t| {
@@ -827,7 +827,7 @@ impl Engine {
             .client()
             .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
             .await
-            .map_err(|e| EngineError::new("list", "nodes", e))?;
+            .map_err(|e| self.error("list", "nodes", e))?;
         Ok(nodes
             .into_iter()
             .map(|n| {
@@ -888,13 +888,14 @@ impl Engine {
             }
             let service = service.clone();
             let id = id.clone();
+            let engine = self.name();
             client
                 .service_logs(&id, Some(builder.build()))
                 .map(move |item| {
                     (
                         service.clone(),
                         item.map(|l| String::from_utf8_lossy(&l.into_bytes()).into_owned())
-                            .map_err(|e| EngineError::new("logs", &id, e)),
+                            .map_err(|e| EngineError::new("logs", &id, e).on(engine.clone())),
                     )
                 })
                 .boxed()
@@ -916,7 +917,7 @@ impl Engine {
             .client()
             .list_networks(Some(options))
             .await
-            .map_err(|e| EngineError::new("list", "networks", e))?;
+            .map_err(|e| self.error("list", "networks", e))?;
         if found.iter().any(|n| n.name.as_deref() == Some(name)) {
             return Ok(false);
         }
@@ -931,7 +932,7 @@ impl Engine {
         self.client()
             .create_network(request)
             .await
-            .map_err(|e| EngineError::new("create", name, e))?;
+            .map_err(|e| self.error("create", name, e))?;
         Ok(true)
     }
 
@@ -948,7 +949,7 @@ impl Engine {
             .client()
             .list_networks(Some(options))
             .await
-            .map_err(|e| EngineError::new("list", "networks", e))?;
+            .map_err(|e| self.error("list", "networks", e))?;
         Ok(found
             .into_iter()
             .map(|n| (n.id.unwrap_or_default(), n.name.unwrap_or_default()))
@@ -988,7 +989,7 @@ impl Engine {
                 })
                 .await
         };
-        let created = created.map_err(|e| EngineError::new("create", name, e))?;
+        let created = created.map_err(|e| self.error("create", name, e))?;
         Ok((created.id, true))
     }
 
@@ -1032,7 +1033,7 @@ impl Engine {
             self.client()
                 .list_secrets(Some(options))
                 .await
-                .map_err(|e| EngineError::new("list", what, e))?
+                .map_err(|e| self.error("list", what, e))?
                 .into_iter()
                 .map(|s| (s.id, s.spec.and_then(|s| s.name)))
                 .collect()
@@ -1043,7 +1044,7 @@ impl Engine {
             self.client()
                 .list_configs(Some(options))
                 .await
-                .map_err(|e| EngineError::new("list", what, e))?
+                .map_err(|e| self.error("list", what, e))?
                 .into_iter()
                 .map(|s| (s.id, s.spec.and_then(|s| s.name)))
                 .collect()
@@ -1086,7 +1087,7 @@ impl Engine {
         match result {
             Ok(()) => Ok(()),
             Err(e) if super::is_not_found(&e) => Ok(()),
-            Err(e) => Err(EngineError::new("remove", &file.name, e)),
+            Err(e) => Err(self.error("remove", &file.name, e)),
         }
     }
 
@@ -1101,7 +1102,7 @@ impl Engine {
             .client()
             .inspect_registry_image(reference, auth(credentials))
             .await
-            .map_err(|e| EngineError::new("inspect in its registry", reference, e))?;
+            .map_err(|e| self.error("inspect in its registry", reference, e))?;
         found
             .descriptor
             .digest

@@ -32,13 +32,13 @@ impl Engine {
                 self.client()
                     .version()
                     .await
-                    .map_err(|err| EngineError::new("read", "the engine's version", err))
+                    .map_err(|err| self.error("read", "the engine's version", err))
             },
             async {
                 self.client()
                     .info()
                     .await
-                    .map_err(|err| EngineError::new("read", "the engine's information", err))
+                    .map_err(|err| self.error("read", "the engine's information", err))
             }
         )?;
         let negotiated = self.client().client_version();

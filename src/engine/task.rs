@@ -71,7 +71,7 @@ impl Engine {
                 ),
             )
             .await
-            .map_err(|e| EngineError::new("attach container", name, e))?;
+            .map_err(|e| self.error("attach container", name, e))?;
         if crate::interrupt::requested() {
             return Ok(Outcome {
                 end: End::Interrupted,
@@ -89,7 +89,7 @@ impl Engine {
         self.docker
             .start_container(id, None)
             .await
-            .map_err(|e| EngineError::new("start container", name, e))?;
+            .map_err(|e| self.error("start container", name, e))?;
         let resizer = tty.then(|| self.follow_terminal_size(TtyOwner::Container(id.to_string())));
         let exit = container_exit(self.clone(), id.to_string());
         let outcome = attach::pump(attached.output, attached.input, input, exit).await;
@@ -138,7 +138,7 @@ impl Engine {
                 },
             )
             .await
-            .map_err(|e| EngineError::new("exec in container", container, e))?;
+            .map_err(|e| self.error("exec in container", container, e))?;
         let _raw = if tty {
             crate::tty::RawMode::enable()
         } else {
@@ -156,7 +156,7 @@ impl Engine {
                 }),
             )
             .await
-            .map_err(|e| EngineError::new("start exec in container", container, e))?;
+            .map_err(|e| self.error("start exec in container", container, e))?;
         let StartExecResults::Attached {
             output,
             input: sink,
@@ -166,17 +166,13 @@ impl Engine {
                 operation: "start exec in container".into(),
                 object: container.to_string(),
                 message: "the engine did not attach the exec session".into(),
-                engine: super::named_engine(),
+                engine: self.name(),
                 status: None,
                 hint: None,
             });
         };
         let resizer = tty.then(|| self.follow_terminal_size(TtyOwner::Exec(created.id.clone())));
-        let exit = exec_exit(
-            self.docker.clone(),
-            created.id.clone(),
-            container.to_string(),
-        );
+        let exit = exec_exit(self, created.id.clone(), container.to_string());
         let outcome = attach::pump(output, sink, input, exit).await;
         if let Some(resizer) = resizer {
             resizer.abort();
@@ -241,14 +237,15 @@ fn container_exit(engine: Engine, name: String) -> ExitFuture {
 }
 
 /// The exec'd process's exit code: poll `inspect_exec` while it runs, backing off.
-fn exec_exit(docker: Docker, exec_id: String, container: String) -> ExitFuture {
+fn exec_exit(engine: &Engine, exec_id: String, container: String) -> ExitFuture {
+    let docker = engine.docker.clone();
+    let name = engine.name();
     Box::pin(async move {
         let mut delay = Duration::from_millis(50);
         loop {
-            let info = docker
-                .inspect_exec(&exec_id)
-                .await
-                .map_err(|e| EngineError::new("inspect exec in container", &container, e))?;
+            let info = docker.inspect_exec(&exec_id).await.map_err(|e| {
+                EngineError::new("inspect exec in container", &container, e).on(name.clone())
+            })?;
             if info.running != Some(true) {
                 if let Some(code) = info.exit_code {
                     return Ok(code);

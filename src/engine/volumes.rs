@@ -45,7 +45,7 @@ impl Engine {
             .create_volume(request)
             .await
             .map(|_| ())
-            .map_err(|err| EngineError::new("create volume", name, err))
+            .map_err(|err| self.error("create volume", name, err))
     }
 
     /// Check the driver of each existing volume `(name, key under volumes:, driver)` the
@@ -58,7 +58,7 @@ impl Engine {
             let found = match self.client().inspect_volume(name).await {
                 Ok(volume) => volume.driver,
                 Err(err) if is_not_found(&err) => continue,
-                Err(err) => return Err(EngineError::new("inspect volume", name, err)),
+                Err(err) => return Err(self.error("inspect volume", name, err)),
             };
             if found != *driver {
                 return Err(EngineError::other(
@@ -80,7 +80,7 @@ impl Engine {
         match self.client().inspect_volume(name).await {
             Ok(volume) => Ok(Some(volume.labels)),
             Err(err) if is_not_found(&err) => Ok(None),
-            Err(err) => Err(EngineError::new("inspect volume", name, err)),
+            Err(err) => Err(self.error("inspect volume", name, err)),
         }
     }
 
@@ -89,7 +89,7 @@ impl Engine {
         match self.client().inspect_volume(name).await {
             Ok(_) => Ok(true),
             Err(err) if is_not_found(&err) => Ok(false),
-            Err(err) => Err(EngineError::new("inspect volume", name, err)),
+            Err(err) => Err(self.error("inspect volume", name, err)),
         }
     }
 
@@ -102,7 +102,7 @@ impl Engine {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
             }) => Ok(()),
-            Err(err) => Err(EngineError::new("remove volume", name, err)),
+            Err(err) => Err(self.error("remove volume", name, err)),
         }
     }
 
@@ -112,7 +112,7 @@ impl Engine {
         match self.client().remove_volume(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(err) if is_not_found(&err) => Ok(()),
-            Err(err) => Err(EngineError::new("remove volume", name, err)),
+            Err(err) => Err(self.error("remove volume", name, err)),
         }
     }
 }
