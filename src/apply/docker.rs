@@ -281,6 +281,7 @@ pub fn build_request(image: &ImageSpec) -> Result<BuildRequest> {
         shm_size: image.shm_size,
         pull: image.pull,
         registry_auth: base_credentials(image).map_err(|err| err.into_failure())?,
+        also_tags: image.also_tags.clone(),
     })
 }
 
