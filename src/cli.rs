@@ -63,6 +63,9 @@ pub struct GlobalArgs {
     /// Print only errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// No colour in what stackctl prints (as NO_COLOR does; `logs` too).
+    #[arg(long = "no-color", global = true)]
+    pub no_color: bool,
     /// More detail (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

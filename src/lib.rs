@@ -51,6 +51,10 @@ pub fn run() -> i32 {
             };
         }
     };
+    if cli.global.no_color {
+        // Before any thread starts: every colour decision reads NO_COLOR.
+        std::env::set_var("NO_COLOR", "1");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -78,29 +78,38 @@ pub const TASK: &str = "io.stackctl.task";
 
 /// Labels of a built image. Under their own keys, never the container keys above: a
 /// container started from the image, or an image built `FROM` it, inherits them, and must
-/// not pass for the stage's own object. `tag` is the one tag stackctl gives the image;
-/// `purge` removes that tag, and no other.
+/// not pass for the stage's own object. They say nothing of the tag the image is given
+/// (a per-commit `image: …:${TAG}` would make every build a new image): identical builds
+/// give identical images, and `up` recreates only what changed.
 pub mod image_label {
     pub const PROJECT: &str = "io.stackctl.image.project";
     pub const STAGE: &str = "io.stackctl.image.stage";
+    /// The entries built from it, comma-separated (`app,app-cron` for one shared build).
     pub const SERVICE: &str = "io.stackctl.image.service";
+    /// The repositories stackctl tags it in, comma-separated (`shop/api`): `purge` removes
+    /// its tags in these, and no other.
+    pub const REPOSITORIES: &str = "io.stackctl.image.repositories";
+    /// The one tag an older stackctl gave the image (read, no longer written).
     pub const TAG: &str = "io.stackctl.image.tag";
     /// The digest of the build's inputs (`context::digest`): `up` rebuilds when it changes.
     pub const CONTEXT: &str = "io.stackctl.image.context";
 }
 
-/// The ownership labels of an image built for `service` and tagged `tag`.
+/// The ownership labels of an image built for `services`, tagged in `repositories`.
 pub fn image_labels(
     stage: &str,
     project: &str,
-    service: &str,
-    tag: &str,
+    services: &[String],
+    repositories: &[String],
 ) -> HashMap<String, String> {
     HashMap::from([
         (image_label::PROJECT.to_string(), project.to_string()),
         (image_label::STAGE.to_string(), stage.to_string()),
-        (image_label::SERVICE.to_string(), service.to_string()),
-        (image_label::TAG.to_string(), tag.to_string()),
+        (image_label::SERVICE.to_string(), services.join(",")),
+        (
+            image_label::REPOSITORIES.to_string(),
+            repositories.join(","),
+        ),
     ])
 }
 
@@ -145,12 +154,13 @@ mod tests {
 
     #[test]
     fn r9_image_labels_share_no_key_with_container_labels() {
-        let image = image_labels("dev", "app", "api", "app/api:dev");
+        let image = image_labels("dev", "app", &["api".into()], &["app/api".into()]);
         let container = owner_labels("dev", "app", role::SERVICE);
         assert!(
             image.keys().all(|k| !container.contains_key(k)),
             "{image:?}"
         );
-        assert_eq!(image[image_label::TAG], "app/api:dev");
+        assert_eq!(image[image_label::REPOSITORIES], "app/api");
+        assert!(!image.contains_key(image_label::TAG), "{image:?}");
     }
 }

@@ -88,7 +88,12 @@ fn build_applies_dockerignore_args_and_labels_then_replaces_the_old_image() {
     assert_eq!(labels["io.stackctl.image.project"], t.project.as_str());
     assert_eq!(labels["io.stackctl.image.stage"], t.stage.as_str());
     assert_eq!(labels["io.stackctl.image.service"], "api");
-    assert_eq!(labels["io.stackctl.image.tag"], tag.as_str());
+    // The repository, not the tag: identical builds under two tags are one image.
+    assert_eq!(
+        labels["io.stackctl.image.repositories"],
+        format!("{}/api", t.project).as_str()
+    );
+    assert!(labels.get("io.stackctl.image.tag").is_none(), "{labels}");
     assert!(labels.get("io.stackctl.project").is_none(), "{labels}");
     assert!(labels.get("io.stackctl.stage").is_none(), "{labels}");
     assert_eq!(labels["team"], "data");

@@ -275,6 +275,56 @@ fn watch_rebuild_recreates_the_service_and_ctrl_c_leaves_the_stage_running() {
     assert_eq!(inspect(&container, "{{.Id}}"), id_after);
 }
 
+#[test]
+fn ctrl_c_during_a_restart_leaves_the_service_running() {
+    let t = TestStack::new("watch-restart-int");
+    let image = busybox_image();
+    t.write("restart.txt", "1\n");
+    // `sleep` as PID 1 ignores SIGTERM: the stop takes the whole grace period.
+    t.stack(&format!(
+        r#"
+services:
+  api:
+    image: {image}
+    command: [sleep, "3600"]
+    stop_grace_period: 3s
+    develop:
+      watch:
+        - path: ./restart.txt
+          action: restart
+"#
+    ));
+    t.cmd().arg("up").assert().success();
+    let container = t.container("api");
+    let started_at = inspect(&container, "{{.State.StartedAt}}");
+    let mut watching = Watching::start(&t, &["watch"]);
+
+    // The engine's `kill` event: the restart's stop is under way.
+    let mut events = std::process::Command::new("docker")
+        .args([
+            "events",
+            "--filter",
+            &format!("container={container}"),
+            "--filter",
+            "event=kill",
+            "--format",
+            "{{.Action}}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("docker events");
+    let mut kills = BufReader::new(events.stdout.take().expect("stdout")).lines();
+    t.write("restart.txt", "2\n");
+    let kill = kills.next();
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(matches!(kill, Some(Ok(_))), "no kill event: {kill:?}");
+
+    assert_eq!(watching.interrupt(), Some(130));
+    assert_eq!(inspect(&container, "{{.State.Running}}"), "true");
+    assert_ne!(inspect(&container, "{{.State.StartedAt}}"), started_at);
+}
+
 /// The files the process `pid` has open.
 fn open_files(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -281,6 +281,7 @@ pub fn build_request(image: &ImageSpec) -> Result<BuildRequest> {
         shm_size: image.shm_size,
         pull: image.pull,
         registry_auth: base_credentials(image).map_err(|err| err.into_failure())?,
+        also_tags: image.also_tags.clone(),
     })
 }
 
@@ -431,6 +432,10 @@ impl<'a> DockerTarget<'a> {
             let _ = self.engine.remove_container(&next).await;
             return Err(err);
         }
+        if let Err(err) = self.check_new_ports(service, spec).await {
+            let _ = self.engine.remove_container(&next).await;
+            return Err(err);
+        }
         // From here on the old container goes: the swap is not given up on an interrupt.
         self.pre_stop(service, &spec.name).await?;
         self.engine.stop_container(&spec.name, None).await?;
@@ -460,6 +465,75 @@ impl<'a> DockerTarget<'a> {
         Ok(())
     }
 
+    /// Before a recreate stops the running container: each host port the new container
+    /// publishes that the old one does not is free. Taken: by another container (any engine),
+    /// or by a process on this machine (a local engine). The same error as a start that
+    /// finds the port taken, with nothing stopped.
+    async fn check_new_ports(&self, service: &str, spec: &ContainerSpec) -> Result<()> {
+        use bollard::query_parameters::ListContainersOptionsBuilder;
+        let held: Vec<(String, String)> = match self
+            .engine
+            .client()
+            .inspect_container(&spec.name, None)
+            .await
+        {
+            Ok(old) => old
+                .host_config
+                .and_then(|h| h.port_bindings)
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|(key, bindings)| {
+                    let protocol = key.rsplit('/').next().unwrap_or("tcp").to_string();
+                    bindings
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(move |b| Some((b.host_port?, protocol.clone())))
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for port in &spec.ports {
+            let fixed = !port.host_port.is_empty() && port.host_port.parse::<u16>().is_ok();
+            if !fixed || held.contains(&(port.host_port.clone(), port.protocol.clone())) {
+                continue;
+            }
+            let published = format!("{}/{}", port.host_port, port.protocol);
+            let options = ListContainersOptionsBuilder::default()
+                .filters(&HashMap::from([("publish", vec![published.as_str()])]))
+                .build();
+            let others = self
+                .engine
+                .client()
+                .list_containers(Some(options))
+                .await
+                .map_err(|err| EngineError::new("list", "containers", err))?;
+            let by_container = others.iter().any(|c| {
+                c.names
+                    .iter()
+                    .flatten()
+                    .all(|n| n.trim_start_matches('/') != spec.name)
+            });
+            let by_process = !self.engine.is_remote() && taken_here(port);
+            if by_container || by_process {
+                let address = if port.host_ip.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    port.host_ip.as_str()
+                };
+                let err = EngineError::other(
+                    "start container",
+                    &spec.name,
+                    format!(
+                        "Bind for {address}:{} failed: port is already allocated",
+                        port.host_port
+                    ),
+                );
+                return Err(start_error(self.loaded, service, err));
+            }
+        }
+        Ok(())
+    }
+
     /// Stop a container, giving up the wait (not the stop) on an interrupt: the engine
     /// finishes the stop on its own, and nothing else is started after it.
     async fn stop(&self, name: &str) -> Result<()> {
@@ -483,6 +557,11 @@ impl<'a> DockerTarget<'a> {
         let steps = !spec.pre_start.is_empty() && !spec.pre_start_elsewhere;
         if steps && matches!(change, Change::Recreate(_)) {
             return self.swap(service, spec, phase).await;
+        }
+        if matches!(change, Change::Recreate(_)) {
+            // A published port the new container cannot have fails here, with the old one
+            // still serving.
+            self.check_new_ports(service, spec).await?;
         }
         if matches!(change, Change::Recreate(_) | Change::Restart(_)) {
             phase("stopping")?;
@@ -762,6 +841,29 @@ pub fn start_error(loaded: &LoadedStack, service: &str, mut err: EngineError) ->
     ))
     .with_hint(hint)
     .into()
+}
+
+/// Whether a process on this machine holds the port (a bind fails with "in use"; any
+/// other failure, such as a privileged port, says nothing).
+fn taken_here(port: &container::PortSpec) -> bool {
+    let Ok(number) = port.host_port.parse::<u16>() else {
+        return false;
+    };
+    let address = if port.host_ip.is_empty() {
+        "0.0.0.0"
+    } else {
+        port.host_ip.as_str()
+    };
+    let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let at = std::net::SocketAddr::new(ip, number);
+    let result = if port.protocol == "udp" {
+        std::net::UdpSocket::bind(at).map(drop)
+    } else {
+        std::net::TcpListener::bind(at).map(drop)
+    };
+    matches!(result, Err(err) if err.kind() == std::io::ErrorKind::AddrInUse)
 }
 
 fn display_file(loaded: &LoadedStack) -> String {

@@ -157,9 +157,9 @@ pub async fn build_images<T: Target>(
         let _permit = permits.acquire().await.map_err(|e| anyhow!(e))?;
         options.interrupt.check()?;
         if failed.load(std::sync::atomic::Ordering::SeqCst) {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        let result = match action {
+        let result: Result<Vec<String>> = match action {
             Action::Build {
                 owner,
                 image,
@@ -177,8 +177,14 @@ pub async fn build_images<T: Target>(
                 };
                 match result {
                     Ok(()) => {
-                        line.done("built", Some(reason));
-                        Ok(Some(image.clone()))
+                        if spec.also_tags.is_empty() {
+                            line.done("built", Some(reason));
+                        } else {
+                            let also =
+                                format!("{reason}; also tagged {}", spec.also_tags.join(", "));
+                            line.done("built", Some(&also));
+                        }
+                        Ok(spec.tags().cloned().collect())
                     }
                     Err(err) => {
                         line.fail("build", &format!("{err:#}"));
@@ -186,26 +192,26 @@ pub async fn build_images<T: Target>(
                     }
                 }
             }
-            Action::Pull { owner, image, .. } => {
-                pull_one(target, options, progress, owner, image).await
-            }
-            _ => Ok(None),
+            Action::Pull { owner, image, .. } => pull_one(target, options, progress, owner, image)
+                .await
+                .map(|pulled| pulled.into_iter().collect()),
+            _ => Ok(Vec::new()),
         };
         if result.is_err() {
             failed.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         result
     });
-    let results: Vec<Result<Option<String>>> = join_all(fetches).await;
+    let results: Vec<Result<Vec<String>>> = join_all(fetches).await;
     let mut built = HashSet::new();
     let mut outcomes = Vec::new();
     for result in results {
         match result {
-            Ok(Some(image)) => {
-                built.insert(image);
+            Ok(images) if images.is_empty() => {}
+            Ok(images) => {
+                built.extend(images);
                 outcomes.push(Ok(()));
             }
-            Ok(None) => {}
             Err(err) => outcomes.push(Err(err)),
         }
     }

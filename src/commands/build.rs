@@ -129,8 +129,13 @@ async fn build_one(
         }
     };
     match engine.build_image(&request, &shown).await {
-        Ok(_) => {
+        Ok(_) if request.also_tags.is_empty() => {
             line.done("built", None);
+            Ok(())
+        }
+        Ok(_) => {
+            let also = format!("also tagged {}", request.also_tags.join(", "));
+            line.done("built", Some(&also));
             Ok(())
         }
         Err(err) => {
@@ -177,14 +182,12 @@ fn select(loaded: &LoadedStack, wanted: &[String], printer: &Printer) -> Result<
             ));
         }
     }
-    let mut selected: Vec<ImageBuild> = Vec::new();
-    for build in all {
-        let chosen = wanted.is_empty() || wanted.contains(&build.name);
-        if chosen && !selected.iter().any(|s| s.request.tag == build.request.tag) {
-            selected.push(build);
-        }
-    }
-    Ok(selected)
+    let selected: Vec<ImageBuild> = all
+        .into_iter()
+        .filter(|build| wanted.is_empty() || wanted.contains(&build.name))
+        .collect();
+    // One build per tag, and one for entries whose builds are identical.
+    Ok(images::merge_shared(selected))
 }
 
 fn display_file(loaded: &LoadedStack) -> String {

@@ -52,11 +52,24 @@ pub async fn run(ctx: &Context, args: &crate::cli::LsArgs) -> Result<i32> {
     let remembered = crate::project::remembered_stage(&project.dir)
         .ok()
         .flatten();
-    let mut stages: BTreeMap<String, Option<&StageObjects>> = project
-        .stages()
-        .into_iter()
-        .map(|stage| (stage, None))
-        .collect();
+    // A Compose project's stages all read its Compose file (`compose.yaml`, or `-f`): the
+    // current stage has a file even before anything is on the engine.
+    let stack_files = project.stack_files();
+    let compose_file = stack_files.compose.then(|| {
+        stack_files
+            .paths
+            .iter()
+            .map(|path| project.display_path(path))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    });
+    let files = if compose_file.is_some() {
+        vec![project.stage.clone()]
+    } else {
+        project.stages()
+    };
+    let mut stages: BTreeMap<String, Option<&StageObjects>> =
+        files.iter().map(|stage| (stage.clone(), None)).collect();
     for (stage, objects) in &on_engine {
         stages.insert(stage.clone(), Some(objects));
     }
@@ -75,7 +88,6 @@ pub async fn run(ctx: &Context, args: &crate::cli::LsArgs) -> Result<i32> {
         });
         named && old
     });
-    let files = project.stages();
     // What each stage's stack file declares; a file that does not load declares nothing.
     let declared = |stage: &str| {
         let mut each = project.clone();
@@ -98,7 +110,7 @@ pub async fn run(ctx: &Context, args: &crate::cli::LsArgs) -> Result<i32> {
                 .count();
             let (data, tasks, volumes) =
                 (count(role::DATA), count(role::TASK), objects.volumes.len());
-            let has_file = files.contains(&stage);
+            let has_file = files.contains(&stage) || compose_file.is_some();
             let declared = if has_file { declared(&stage) } else { None };
             // Services without a container count as not running.
             let expected = services.max(declared.unwrap_or(0));
@@ -109,8 +121,11 @@ pub async fn run(ctx: &Context, args: &crate::cli::LsArgs) -> Result<i32> {
                 (_, 0) => "stopped",
                 _ => "partial",
             };
-            let file = has_file.then(|| {
-                project.display_path(&project.dir.join("stacks").join(format!("{stage}.yml")))
+            let file = has_file.then(|| match &compose_file {
+                Some(file) => file.clone(),
+                None => {
+                    project.display_path(&project.dir.join("stacks").join(format!("{stage}.yml")))
+                }
             });
             Row {
                 current: stage == project.stage,

@@ -167,11 +167,12 @@ pub fn grace(command: &Command) -> Duration {
         Command::Exec(_) | Command::Init(_) | Command::Run(_) => Duration::from_secs(10),
         // Enough to swap what was checked in and start the stopped services again.
         Command::Data(_) => Duration::from_secs(120),
+        // Enough to finish a restart under way (its stop, then its start).
+        Command::Watch(_) => Duration::from_secs(60),
         Command::Build(_)
         | Command::Pull(_)
         | Command::Push(_)
         | Command::Up(_)
-        | Command::Watch(_)
         | Command::Restart(_)
         | Command::Cp(_)
         | Command::Stop(_)

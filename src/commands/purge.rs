@@ -214,14 +214,15 @@ async fn purge_stage(
     // or an image a rebuild left without any tag.
     let images: Vec<_> = images
         .into_iter()
-        .filter(|image| image.own_tag.is_some() || image.dangling)
+        .filter(|image| !image.own_tags.is_empty() || image.dangling)
         .collect();
     let image_name = |image: &crate::engine::images::StageImage| {
         let short = image.id.trim_start_matches("sha256:");
-        image
-            .own_tag
-            .clone()
-            .unwrap_or_else(|| short[..short.len().min(12)].to_string())
+        if image.own_tags.is_empty() {
+            short[..short.len().min(12)].to_string()
+        } else {
+            image.own_tags.join(", ")
+        }
     };
     if !args.yes && interactive {
         let mut question = format!("remove everything stage `{stage}` of `{project}` owns?\n");
@@ -266,13 +267,15 @@ async fn purge_stage(
             crate::interrupt::check()?;
             let line = progress.line("image", &image_name(image));
             line.step("removing");
-            match &image.own_tag {
-                Some(tag) => {
+            if !image.own_tags.is_empty() {
+                for tag in &image.own_tags {
                     engine.remove_image_tag(tag).await?;
-                    line.done("removed", None);
                 }
-                None if engine.remove_unused_image(&image.id).await? => line.done("removed", None),
-                None => line.done("kept", Some("a container uses it")),
+                line.done("removed", None);
+            } else if engine.remove_unused_image(&image.id).await? {
+                line.done("removed", None);
+            } else {
+                line.done("kept", Some("a container uses it"));
             }
         }
         Ok::<(), anyhow::Error>(())

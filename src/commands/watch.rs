@@ -154,9 +154,15 @@ pub async fn watch(ctx: &Context, services: &[String], each_named: bool) -> Resu
                 if works.is_empty() {
                     continue;
                 }
+                let acting = act(&engine, &loaded, works, &out);
+                tokio::pin!(acting);
                 tokio::select! {
-                    () = act(&engine, &loaded, works, &out) => {}
-                    _ = crate::interrupt::wait() => return Err(Interrupted.into()),
+                    () = &mut acting => {}
+                    _ = crate::interrupt::wait() => {
+                        // A restart under way finishes: the service runs again.
+                        restarts::finish(acting).await;
+                        return Err(Interrupted.into());
+                    }
                 }
             }
             _ = crate::interrupt::wait() => return Err(Interrupted.into()),
@@ -518,8 +524,56 @@ async fn rebuild(
     .await
 }
 
-/// Restart the service's container through the executor `restart` uses (health waited for).
+/// Restarts under way: an interrupt lets them finish (stopped, then started again) before
+/// `watch` exits; only the wait for health after them is given up.
+mod restarts {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::Notify;
+
+    static UNDER_WAY: AtomicUsize = AtomicUsize::new(0);
+    static ENDED: Notify = Notify::const_new();
+
+    /// Counts one restart as under way while it lives.
+    pub struct Guard;
+
+    impl Guard {
+        pub fn new() -> Guard {
+            UNDER_WAY.fetch_add(1, Ordering::SeqCst);
+            Guard
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            UNDER_WAY.fetch_sub(1, Ordering::SeqCst);
+            ENDED.notify_waiters();
+        }
+    }
+
+    /// Drive `acting` until no restart is under way (or it ends).
+    pub async fn finish(mut acting: Pin<&mut impl Future<Output = ()>>) {
+        loop {
+            let ended = ENDED.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if UNDER_WAY.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            tokio::select! {
+                () = &mut acting => return,
+                () = ended => {}
+            }
+        }
+    }
+}
+
+/// Restart the service's container through the executor `restart` uses, then wait for its
+/// health. The stop and the start are not given up on an interrupt (`restarts`).
 async fn restart(engine: &Engine, loaded: &LoadedStack, service: &str) -> Result<()> {
+    let _under_way = restarts::Guard::new();
     let quiet = silent(&loaded.stage);
     let _lock = crate::lock::acquire(engine, &loaded.project, &loaded.stage, WAIT, &quiet).await?;
     let target = DockerTarget::new(engine, loaded);
@@ -533,13 +587,27 @@ async fn restart(engine: &Engine, loaded: &LoadedStack, service: &str) -> Result
         .map_err(|unknown| UsageError::new(format!("no service `{}` in this stack", unknown.0)))?;
     let plan = crate::plan::restart::plan(up_plan, &wanted)
         .map_err(|_| Failure::new(format!("service `{service}` has no container to restart")))?;
-    apply::execute(
-        &target,
-        &plan,
-        &ApplyOptions::new(true, WAIT),
-        &quiet.progress(),
-    )
-    .await
+    // A switch nobody turns on (its sender lives to the end of the restart).
+    let (_never, shielded) = apply::Interrupt::switch();
+    let mut target = target;
+    target.interrupt = shielded.clone();
+    let mut options = ApplyOptions::new(false, WAIT);
+    options.interrupt = shielded;
+    let containers: Vec<String> = plan
+        .actions
+        .iter()
+        .filter_map(|action| match action {
+            crate::plan::up::Action::Service { spec, .. } => Some(spec.name.clone()),
+            _ => None,
+        })
+        .collect();
+    apply::execute(&target, &plan, &options, &quiet.progress()).await?;
+    drop(_under_way);
+    let deadline = Instant::now() + WAIT;
+    for container in &containers {
+        apply::docker::wait_healthy(engine, service, container, deadline).await?;
+    }
+    Ok(())
 }
 
 /// The one line (or JSON event) per action.

@@ -52,6 +52,8 @@ pub struct BuildRequest {
     pub pull: bool,
     /// Credentials for the registries the `FROM` images are pulled from.
     pub registry_auth: Vec<crate::registry::Credentials>,
+    /// More tags the built image gets (entries sharing one build).
+    pub also_tags: Vec<String>,
 }
 
 /// How many lines of a failing step's output an error shows.
@@ -931,6 +933,17 @@ impl Engine {
         };
         if let Some(previous) = previous.filter(|p| *p != id) {
             self.remove_replaced_image(&previous, request).await;
+        }
+        for tag in &request.also_tags {
+            let (repository, version) = crate::registry::split_tag(tag);
+            let options = bollard::query_parameters::TagImageOptionsBuilder::default()
+                .repo(repository)
+                .tag(version.unwrap_or("latest"))
+                .build();
+            self.client()
+                .tag_image(&id, Some(options))
+                .await
+                .map_err(|err| EngineError::new("tag", tag, err))?;
         }
         Ok(id)
     }

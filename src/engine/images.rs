@@ -93,7 +93,7 @@ impl Engine {
             if let Some(tag) = image.repo_tags.iter().find(|t| stack_tags.contains(t)) {
                 images.push(StageImage {
                     id: image.id.clone(),
-                    own_tag: Some(tag.clone()),
+                    own_tags: vec![tag.clone()],
                     dangling: false,
                 });
             }
@@ -122,7 +122,6 @@ impl Engine {
         Ok(images
             .into_iter()
             .map(|image| {
-                let own_tag = image.labels.get(names::image_label::TAG).cloned();
                 let tags: Vec<String> = image
                     .repo_tags
                     .into_iter()
@@ -130,7 +129,7 @@ impl Engine {
                     .collect();
                 StageImage {
                     id: image.id,
-                    own_tag: own_tag.filter(|own| tags.contains(own)),
+                    own_tags: own_tags(&image.labels, &tags),
                     dangling: tags.is_empty(),
                 }
             })
@@ -184,12 +183,28 @@ impl Engine {
     }
 }
 
+/// The tags of an image that stackctl gave it: those in the repositories its labels name
+/// (or the one tag an older stackctl recorded). A tag added in another repository is not.
+fn own_tags(labels: &HashMap<String, String>, tags: &[String]) -> Vec<String> {
+    let repositories: Vec<&str> = labels
+        .get(names::image_label::REPOSITORIES)
+        .map(|r| r.split(',').filter(|r| !r.is_empty()).collect())
+        .unwrap_or_default();
+    let old = labels.get(names::image_label::TAG);
+    tags.iter()
+        .filter(|tag| {
+            old == Some(*tag) || repositories.contains(&crate::registry::split_tag(tag).0)
+        })
+        .cloned()
+        .collect()
+}
+
 /// An image built for a stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageImage {
     pub id: String,
-    /// The tag stackctl gave it, when the image still carries it.
-    pub own_tag: Option<String>,
+    /// The tags stackctl gave it that the image still carries.
+    pub own_tags: Vec<String>,
     /// No tag at all (left behind by a rebuild).
     pub dangling: bool,
 }

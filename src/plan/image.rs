@@ -59,6 +59,26 @@ pub struct ImageSpec {
     pub shm_size: Option<i64>,
     /// Pull base images at every build.
     pub pull: bool,
+    /// More tags for the same build: entries whose builds are identical (`app` and
+    /// `app-cron` from one context) build once ([`merge_shared`]).
+    pub also_tags: Vec<String>,
+}
+
+impl ImageSpec {
+    /// Whether `other` builds the same image (it may tag it differently).
+    pub fn same_build(&self, other: &ImageSpec) -> bool {
+        let untagged = |spec: &ImageSpec| ImageSpec {
+            tag: String::new(),
+            also_tags: Vec::new(),
+            ..spec.clone()
+        };
+        untagged(self) == untagged(other)
+    }
+
+    /// Every tag the build gives: `tag`, then `also_tags`.
+    pub fn tags(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.tag).chain(self.also_tags.iter())
+    }
 }
 
 /// One image the stage builds.
@@ -127,7 +147,53 @@ pub fn stage_images_with(
             }
         }
     }
+    // Entries whose builds are identical share their ownership labels, so that they build
+    // one image (whichever of them builds it, and whatever it is tagged).
+    let labelled: Vec<HashMap<String, String>> = images
+        .iter()
+        .map(|image| {
+            let group: Vec<&ImageBuild> = images
+                .iter()
+                .filter(|other| other.request.same_build(&image.request))
+                .collect();
+            let mut services: Vec<String> = group.iter().map(|b| b.name.clone()).collect();
+            services.sort();
+            services.dedup();
+            let mut repositories: Vec<String> = group
+                .iter()
+                .map(|b| crate::registry::split_tag(&b.request.tag).0.to_string())
+                .collect();
+            repositories.sort();
+            repositories.dedup();
+            names::image_labels(&loaded.stage, &loaded.project, &services, &repositories)
+        })
+        .collect();
+    for (image, ours) in images.iter_mut().zip(labelled) {
+        image.request.labels.extend(ours);
+    }
     images
+}
+
+/// The builds with identical builds folded into the first of them: its `also_tags` get the
+/// others' tags (a tag built twice is built once).
+pub fn merge_shared(builds: Vec<ImageBuild>) -> Vec<ImageBuild> {
+    let mut merged: Vec<ImageBuild> = Vec::new();
+    for build in builds {
+        if merged
+            .iter()
+            .any(|m| m.request.tags().any(|t| *t == build.request.tag))
+        {
+            continue;
+        }
+        match merged
+            .iter_mut()
+            .find(|m| m.request.same_build(&build.request))
+        {
+            Some(leader) => leader.request.also_tags.push(build.request.tag),
+            None => merged.push(build),
+        }
+    }
+    merged
 }
 
 /// Check that each build's context directory and Dockerfile exist, before any engine call:
@@ -225,18 +291,13 @@ fn image_build(
                 .map(|value| (key.clone(), value))
         })
         .collect();
-    let mut labels: HashMap<String, String> = build
+    // The ownership labels come in `stage_images_with`, once the shared builds are known.
+    let labels: HashMap<String, String> = build
         .labels
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let tag = image_tag(loaded, owner, name, image);
-    labels.extend(names::image_labels(
-        &loaded.stage,
-        &loaded.project,
-        name,
-        &tag,
-    ));
     ImageBuild {
         owner,
         name: name.to_string(),
@@ -258,6 +319,7 @@ fn image_build(
             network: build.network.clone(),
             shm_size: build.shm_size.map(|s| s.0),
             pull: build.pull,
+            also_tags: Vec::new(),
         },
     }
 }
@@ -367,8 +429,8 @@ tasks:
                 ("io.stackctl.image.stage".to_string(), "qa".to_string()),
                 ("io.stackctl.image.service".to_string(), "api".to_string()),
                 (
-                    "io.stackctl.image.tag".to_string(),
-                    "shop/api:qa".to_string()
+                    "io.stackctl.image.repositories".to_string(),
+                    "shop/api".to_string()
                 ),
             ])
         );
@@ -376,6 +438,33 @@ tasks:
         assert_eq!(
             images[2].request.labels["io.stackctl.image.service"],
             "db_data"
+        );
+    }
+
+    #[test]
+    fn identical_builds_share_their_labels_and_build_once() {
+        let stack = loaded(
+            "services:\n  app:\n    image: reg/shop/app:abc\n    build: app\n  app-cron:\n    build: app\n  other:\n    build: { context: app, args: { X: y } }\n",
+        );
+        let images = stage_images(&stack);
+        assert_eq!(
+            images[0].request.labels["io.stackctl.image.service"],
+            "app,app-cron"
+        );
+        assert_eq!(
+            images[0].request.labels["io.stackctl.image.repositories"],
+            "reg/shop/app,shop/app-cron"
+        );
+        assert!(images[0].request.same_build(&images[1].request));
+        assert!(!images[0].request.same_build(&images[2].request));
+        let merged = merge_shared(images);
+        let tags: Vec<Vec<&String>> = merged.iter().map(|b| b.request.tags().collect()).collect();
+        assert_eq!(
+            tags,
+            vec![
+                vec!["reg/shop/app:abc", "shop/app-cron:qa"],
+                vec!["shop/other:qa"]
+            ]
         );
     }
 

@@ -442,7 +442,9 @@ pub fn plan(
     } else {
         (Vec::new(), options.only_data.clone())
     };
-    let mut actions = image_actions(loaded, images, observed, options, &selected, &data);
+    let mut actions = merge_builds(image_actions(
+        loaded, images, observed, options, &selected, &data,
+    ));
     if !selected.is_empty() {
         actions.extend(network_actions(loaded, observed, &selected));
     }
@@ -595,6 +597,28 @@ pub(crate) fn image_actions(
     actions
 }
 
+/// Identical builds folded into the first of them (`app` and `app-cron` built from one
+/// context): one build, tagged for each.
+fn merge_builds(actions: Vec<Action>) -> Vec<Action> {
+    let mut merged: Vec<Action> = Vec::new();
+    for action in actions {
+        if let Action::Build { image, build, .. } = &action {
+            let leader = merged.iter_mut().find_map(|a| match a {
+                Action::Build { build: first, .. } if first.same_build(build) => Some(first),
+                _ => None,
+            });
+            if let Some(first) = leader {
+                if !first.tags().any(|t| t == image) {
+                    first.also_tags.push(image.clone());
+                }
+                continue;
+            }
+        }
+        merged.push(action);
+    }
+    merged
+}
+
 /// The stage network and every other one the selected services join.
 fn network_actions(loaded: &LoadedStack, observed: &Observed, selected: &[String]) -> Vec<Action> {
     let stack = &loaded.stack;
@@ -680,8 +704,10 @@ fn service_actions(
     for name in selected {
         let service = &stack.services[name.as_str()];
         let image = container::service_image(loaded, name, service);
-        let rebuilding = earlier.iter().any(|a| {
-            matches!(a, Action::Build { image: i, .. } | Action::Pull { image: i, .. } if *i == image)
+        let rebuilding = earlier.iter().any(|a| match a {
+            Action::Build { build, .. } => build.tags().any(|t| *t == image),
+            Action::Pull { image: i, .. } => *i == image,
+            _ => false,
         });
         let image_id = if rebuilding {
             String::new()
