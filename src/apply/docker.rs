@@ -470,49 +470,19 @@ impl<'a> DockerTarget<'a> {
     /// or by a process on this machine (a local engine). The same error as a start that
     /// finds the port taken, with nothing stopped.
     async fn check_new_ports(&self, service: &str, spec: &ContainerSpec) -> Result<()> {
-        use bollard::query_parameters::ListContainersOptionsBuilder;
-        let held: Vec<(String, String)> = match self
-            .engine
-            .client()
-            .inspect_container(&spec.name, None)
-            .await
-        {
-            Ok(old) => old
-                .host_config
-                .and_then(|h| h.port_bindings)
-                .unwrap_or_default()
-                .into_iter()
-                .flat_map(|(key, bindings)| {
-                    let protocol = key.rsplit('/').next().unwrap_or("tcp").to_string();
-                    bindings
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(move |b| Some((b.host_port?, protocol.clone())))
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let held = self.engine.host_ports(&spec.name).await?;
         for port in &spec.ports {
             let fixed = !port.host_port.is_empty() && port.host_port.parse::<u16>().is_ok();
             if !fixed || held.contains(&(port.host_port.clone(), port.protocol.clone())) {
                 continue;
             }
             let published = format!("{}/{}", port.host_port, port.protocol);
-            let options = ListContainersOptionsBuilder::default()
-                .filters(&HashMap::from([("publish", vec![published.as_str()])]))
-                .build();
-            let others = self
+            let by_container = self
                 .engine
-                .client()
-                .list_containers(Some(options))
-                .await
-                .map_err(|err| EngineError::new("list", "containers", err))?;
-            let by_container = others.iter().any(|c| {
-                c.names
-                    .iter()
-                    .flatten()
-                    .all(|n| n.trim_start_matches('/') != spec.name)
-            });
+                .containers_publishing(&published)
+                .await?
+                .iter()
+                .any(|name| *name != spec.name);
             let by_process = !self.engine.is_remote() && taken_here(port);
             if by_container || by_process {
                 let address = if port.host_ip.is_empty() {

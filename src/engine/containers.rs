@@ -759,6 +759,49 @@ impl Engine {
         }
     }
 
+    /// The host ports a container publishes, as (port, protocol); none when it is missing.
+    pub async fn host_ports(&self, name: &str) -> Result<Vec<(String, String)>, EngineError> {
+        let inspect = match self
+            .client()
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) => inspect,
+            Err(err) if is_not_found(&err) => return Ok(Vec::new()),
+            Err(err) => return Err(self.error("inspect container", name, err)),
+        };
+        Ok(inspect
+            .host_config
+            .and_then(|h| h.port_bindings)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(key, bindings)| {
+                let protocol = key.rsplit('/').next().unwrap_or("tcp").to_string();
+                bindings
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(move |b| Some((b.host_port?, protocol.clone())))
+            })
+            .collect())
+    }
+
+    /// The names of the running containers that publish `published` (`8080/tcp`).
+    pub async fn containers_publishing(&self, published: &str) -> Result<Vec<String>, EngineError> {
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .filters(&HashMap::from([("publish", vec![published])]))
+            .build();
+        let found = self
+            .client()
+            .list_containers(Some(options))
+            .await
+            .map_err(|err| self.error("list", "containers", err))?;
+        Ok(found
+            .into_iter()
+            .flat_map(|c| c.names.unwrap_or_default())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect())
+    }
+
     /// Force-remove a container and its anonymous volumes; a missing one is fine, and so is
     /// one whose removal is already under way (409: a second stackctl, `down`, is on it).
     /// The anonymous volumes it took over from a container it replaced (`names::KEPT_VOLUMES`)
