@@ -56,5 +56,7 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
     }
     .await;
     progress.summary("down", result.is_ok());
-    result.map(|()| 0)
+    result?;
+    super::monitors::end_unused(&engine, &ctx.project, &loaded, &printer).await;
+    Ok(0)
 }
