@@ -23,8 +23,10 @@
 //! - Network and shared file systems (NFS, SMB, FUSE, 9p, virtiofs) do not report changes
 //!   made elsewhere: no monitor is started there.
 //!
-//! The monitor exits after [`IDLE`] without a question, when its context is removed, or
-//! when another monitor already answers for it. It is started by `up` detached from the
+//! The monitor exits after [`IDLE`] without a question, when its context is removed, when
+//! another monitor already answers for it or holds the lock beside the socket (one monitor
+//! per context, however many `up`s start one at once), or when asked to stop (`end`: `down`
+//! and `purge` of the last stage building from the context). It is started by `up` detached from the
 //! terminal (its own process group, no standard streams). `STACKCTL_CONTEXT_MONITOR=off`
 //! turns monitors off (`on` forces them); by default they are on except when `CI` is set:
 //! a CI job's checkout is new each time, so a monitor could never help it and would outlive
