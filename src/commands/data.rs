@@ -607,3 +607,30 @@ fn is_cut_short(err: &anyhow::Error) -> bool {
     err.downcast_ref::<Failure>()
         .is_some_and(|f| f.message.contains("the stream ended before its checksums"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_partial_files_of_dead_saves_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("b.tar.zst");
+        // A process that has ended: its pid is free.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::process::id();
+        for pid in [dead, live] {
+            std::fs::write(dir.path().join(partial_name("b.tar.zst", pid)), "x").unwrap();
+        }
+        std::fs::write(dir.path().join(partial_name("other.tar", dead)), "x").unwrap();
+        let removed = remove_stale_partials(&archive);
+        assert_eq!(
+            removed,
+            vec![dir.path().join(partial_name("b.tar.zst", dead))]
+        );
+        assert!(dir.path().join(partial_name("b.tar.zst", live)).exists());
+        assert!(dir.path().join(partial_name("other.tar", dead)).exists());
+    }
+}

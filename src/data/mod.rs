@@ -1452,4 +1452,16 @@ mod tests {
         let err = verify(&manifest, &missing, &trailer).unwrap_err();
         assert!(err.contains("`b` is missing"), "{err}");
     }
+
+    #[test]
+    fn a_staged_copy_is_the_object_name_with_load_and_an_id() {
+        let object = "qa-shop--store";
+        assert!(is_staged_copy_of(object, "qa-shop--store-load-1a2b3c4d"));
+        assert!(!is_staged_copy_of(object, "qa-shop--store"));
+        assert!(!is_staged_copy_of(object, "qa-shop--store-load-"));
+        assert!(!is_staged_copy_of(object, "qa-shop--store-load-1a2b-x"));
+        assert!(!is_staged_copy_of(object, "qa-shop--store2-load-1a2b3c4d"));
+        // The commit marker is no volume's staged copy.
+        assert!(!is_staged_copy_of("qa-shop_vol", "qa-shop--data-commit"));
+    }
 }
