@@ -98,7 +98,8 @@ fn a_hanging_ssh_login_fails_after_the_bound_naming_the_host_and_leaves_no_proce
         .args(["-H", &format!("ssh://nobody@{HOST}"), "ps"])
         .output()
         .expect("run stackctl");
-    let mut reap = Reap(None);
+    let pid = wait_for_pid(&pidfile, Instant::now());
+    let _reap = Reap(Some(pid));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -112,8 +113,6 @@ fn a_hanging_ssh_login_fails_after_the_bound_naming_the_host_and_leaves_no_proce
         )),
         "{stderr}"
     );
-    let pid = wait_for_pid(&pidfile, Instant::now());
-    reap.0 = Some(pid);
     assert!(ends(pid), "the ProxyCommand outlived stackctl: {stderr}");
 }
 
