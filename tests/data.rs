@@ -779,3 +779,56 @@ fn reliability3_what_killed_loads_and_saves_leave_the_next_command_removes() {
     assert_eq!(partials(&t, "b.tar.zst"), Vec::<String>::new());
     assert!(t.path("b.tar.zst").exists());
 }
+
+#[test]
+fn reliability3_services_a_killed_save_stopped_are_started_by_the_next_up() {
+    let t = fixture("r3stopped", 0);
+    // A grace the stop has to wait out: the kill comes while it is in flight.
+    t.stack(&stack_yaml().replace("    init: true\n", "    stop_grace_period: 2s\n"));
+    t.cmd().arg("up").assert().success();
+    let unix_now = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock");
+        format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
+    };
+    let since = unix_now();
+    let (code, err) = signal_at(
+        &t,
+        &["data", "save", "-o", "x.tar.zst"],
+        "app: stopping",
+        libc::SIGKILL,
+    );
+    assert_eq!(code, None, "{err}");
+    // The next `up` waits out the stop still under way and starts the service: when it
+    // has exited, the service died and started again (before, `up` found it still
+    // running, did nothing, and the stop ended after it).
+    let out = t.cmd().arg("up").assert().success();
+    let said = stderr_of(out.get_output());
+    assert!(
+        said.contains("started again the services it had stopped: app"),
+        "{said}"
+    );
+    let events = docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &unix_now(),
+        "--filter",
+        &format!("container={}", t.container("app")),
+        "--filter",
+        "event=die",
+        "--filter",
+        "event=start",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(
+        support::lines(&events).last().map(String::as_str),
+        Some("start"),
+        "{events}"
+    );
+    assert_eq!(app_state(&t, &t.stage), "running healthy");
+    assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
+}

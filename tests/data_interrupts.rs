@@ -214,67 +214,6 @@ impl Stages<'_> {
         );
     }
 
-    /// A command killed right after it printed `stopping` may or may not have sent the
-    /// stop; when it did, the engine has not necessarily begun it (no event yet). Wait
-    /// for the container to die, up to a bound past its 1 s grace (the stop never left).
-    fn wait_for_death(&self, container: &str, since: &str) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            let events = docker(&[
-                "events",
-                "--since",
-                since,
-                "--until",
-                &unix_now(),
-                "--filter",
-                &format!("container={container}"),
-                "--filter",
-                "event=die",
-                "--format",
-                "{{.Action}}",
-            ]);
-            if !events.trim().is_empty() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Wait until every stop the killed command asked of the engine is over: a stop it
-    /// did not live to see answered goes on for the container's grace, and an `up` at
-    /// that moment still sees the container running.
-    fn wait_for_stops(&self, since: String, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for stage in [&self.target, &self.source] {
-            let container = app(self.t, stage);
-            loop {
-                let events = docker(&[
-                    "events",
-                    "--since",
-                    &since,
-                    "--until",
-                    &unix_now(),
-                    "--filter",
-                    &format!("container={container}"),
-                    "--filter",
-                    "type=container",
-                    "--format",
-                    "{{.Action}}",
-                ]);
-                let actions = support::lines(&events);
-                let last = |action: &str| actions.iter().rposition(|a| a.starts_with(action));
-                if last("kill").is_none_or(|kill| last("die").is_some_and(|die| die > kill)) {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{what}: {container} still stopping: {actions:?}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-
     /// A line with the lane's stage names taken out, the same in every lane.
     fn normalize(&self, line: &str) -> String {
         line.replace(&self.source, "{source}")
@@ -358,7 +297,6 @@ impl Stages<'_> {
     fn interrupt_at(&self, phase: &str, signal: Signal) {
         let what = format!("{:?} {signal:?} at `{phase}`", self.family);
         self.prepare();
-        let since = unix_now();
         let mut child = self
             .command()
             .stdout(Stdio::null())
@@ -394,16 +332,6 @@ impl Stages<'_> {
         match signal {
             Signal::Kill => {
                 assert_eq!(code, None, "{what}: {seen}");
-                if let Some(container) = phase
-                    .strip_prefix("service ")
-                    .and_then(|rest| rest.strip_suffix(": stopping"))
-                {
-                    let container = container
-                        .replace("{source}", &self.source)
-                        .replace("{target}", &self.target);
-                    self.wait_for_death(&container, &since);
-                }
-                self.wait_for_stops(since, &what);
                 if self.family == Family::Copy {
                     self.up(&self.source);
                 }
@@ -427,14 +355,6 @@ impl Stages<'_> {
         }
         self.check(&what, code, &seen);
     }
-}
-
-/// Now, as the engine's `--since` takes it (seconds, with a fraction).
-fn unix_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970");
-    format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
 }
 
 impl Family {

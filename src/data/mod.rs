@@ -348,8 +348,9 @@ fn is_staged_copy_of(object: &str, name: &str) -> bool {
 /// volume exists), the swap is finished: each data container's staged copy takes its
 /// place, each staged volume is copied into its target, a volume filled in place is kept.
 /// Otherwise the load is undone: staged copies removed, a volume filled in place (it was
-/// empty) emptied again. Helper containers are removed either way. Each step is said on
-/// stderr; the data is so left all old or all new.
+/// empty) emptied again. Helper containers are removed either way. Last, the services it
+/// had stopped (its marker file) are started again, once any stop it asked for is over.
+/// Each step is said on stderr; the data is so left all old or all new.
 pub async fn recover_dead_loads(
     engine: &Engine,
     loaded: &LoadedStack,
@@ -371,7 +372,7 @@ pub async fn recover_dead_loads(
     };
     let said = |message: String| {
         printer.status(&format!(
-            "{message} (left by a `data load` or `copy` of stage `{}` killed before it finished)",
+            "{message} (left by a `data` command of stage `{}` killed before it finished)",
             loaded.stage
         ))
     };
@@ -432,7 +433,31 @@ pub async fn recover_dead_loads(
     }
     .await;
     let cleaned = helpers.remove_all().await;
-    result.and(cleaned)
+    result.and(cleaned)?;
+    // Services a dead command stopped: a stop it asked for may still be under way on the
+    // engine (a second stop returns once the container is down); then start them.
+    let services = stopped_by_dead_command(loaded);
+    if !services.is_empty() {
+        for service in &services {
+            for name in container::replica_names(loaded, service) {
+                engine.stop_container(&name, None).await?;
+            }
+        }
+        let progress = printer.progress();
+        start_again(
+            engine,
+            loaded,
+            &services,
+            Duration::from_secs(120),
+            &progress,
+        )
+        .await?;
+        said(format!(
+            "started again the services it had stopped: {}",
+            services.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// Where an item is read from: (container, path). A named volume gets a helper; a missing
@@ -470,6 +495,27 @@ pub async fn source_of(
     }
 }
 
+/// The file naming the services a `data` command stopped, while they are stopped: a
+/// command killed before it started them again leaves it, and the next one (holding the
+/// stage lock) waits out any stop still under way on the engine and starts them
+/// ([`recover_dead_loads`]). On this machine's runtime directory, beside the lock files.
+fn stopped_marker(loaded: &LoadedStack) -> std::path::PathBuf {
+    crate::lock::runtime_dir().join(format!("{}-{}.data-stopped", loaded.project, loaded.stage))
+}
+
+/// The services a dead command stopped, from its marker.
+fn stopped_by_dead_command(loaded: &LoadedStack) -> Vec<String> {
+    std::fs::read_to_string(stopped_marker(loaded))
+        .map(|text| {
+            text.lines()
+                .map(str::trim)
+                .filter(|l| loaded.stack.services.contains_key(*l))
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Stop the running containers of `services`; returns the services stopped, to start
 /// again. When a stop fails (or is interrupted), those stopped are started again first.
 pub async fn stop_users(
@@ -497,6 +543,21 @@ pub async fn stop_users(
         .filter(|c| matches!(c.state.as_str(), "running" | "restarting" | "paused"))
         .collect();
     let stopped: Vec<String> = running.iter().filter_map(|c| c.service.clone()).collect();
+    if !stopped.is_empty() {
+        let marker = stopped_marker(loaded);
+        crate::lock::private_dir(&crate::lock::runtime_dir())?;
+        let mut names: Vec<String> = stopped_by_dead_command(loaded);
+        names.extend(stopped.iter().cloned());
+        names.sort();
+        names.dedup();
+        std::fs::write(&marker, names.join("\n") + "\n").map_err(|e| {
+            Failure::new(format!(
+                "cannot write `{}`: {}",
+                marker.display(),
+                crate::error::io_reason(&e)
+            ))
+        })?;
+    }
     if let Err(err) = crate::apply::stop_containers(engine, Some(loaded), &running, progress).await
     {
         // An interrupt ends the wait for a stop, not the stop: the engine completes it
@@ -526,6 +587,20 @@ pub async fn start_again(
     if services.is_empty() {
         return Ok(());
     }
+    let started = start_services(engine, loaded, services, timeout, progress).await;
+    if started.is_ok() {
+        let _ = std::fs::remove_file(stopped_marker(loaded));
+    }
+    started
+}
+
+async fn start_services(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    services: &[String],
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<()> {
     // Not the process's interrupt: this is the putting back, bounded by the command's grace.
     let (_never, interrupt) = Interrupt::switch();
     let mut target = DockerTarget::new(engine, loaded);
