@@ -38,7 +38,72 @@ pub fn forget_group(group: i32) {
     }
 }
 
-/// Kill every registered process group (at exit).
+/// Processes stackctl started in its own process group (ssh, which may ask on the
+/// terminal): killed with everything they started (a `ProxyCommand`) when stackctl exits.
+static TREES: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Kill this process and its descendants when stackctl exits before it is forgotten.
+pub fn register_tree(pid: i32) {
+    if let Ok(mut trees) = TREES.lock() {
+        trees.push(pid);
+    }
+}
+
+/// The process was ended (`kill_tree`) or ended on its own.
+pub fn forget_tree(pid: i32) {
+    if let Ok(mut trees) = TREES.lock() {
+        trees.retain(|&p| p != pid);
+    }
+}
+
+/// Kill `pid` and every process descended from it (found by their parents in /proc),
+/// the descendants first: killing the parent alone leaves them to init.
+pub fn kill_tree(pid: i32) {
+    let mut doomed = descendants(pid);
+    doomed.reverse();
+    doomed.push(pid);
+    for process in doomed {
+        // SAFETY: a signal to a process stackctl started, or one that process started.
+        unsafe {
+            libc::kill(process, libc::SIGKILL);
+        }
+    }
+}
+
+/// The processes descended from `pid`, parents before their children (Linux /proc; none
+/// elsewhere).
+fn descendants(pid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(i32, i32)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // `pid (comm) state ppid …`: the name may hold spaces and parentheses.
+            let after = stat.rsplit_once(')')?.1;
+            let ppid = after.split_whitespace().nth(1)?.parse().ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut next = 0;
+    while next < found.len() {
+        let parent = found[next];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(p, _)| *p),
+        );
+        next += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Kill every registered process group and tree (at exit).
 pub fn kill_groups() {
     let groups = match GROUPS.lock() {
         Ok(mut groups) => std::mem::take(&mut *groups),
@@ -49,6 +114,13 @@ pub fn kill_groups() {
         unsafe {
             libc::kill(-group, libc::SIGKILL);
         }
+    }
+    let trees = match TREES.lock() {
+        Ok(mut trees) => std::mem::take(&mut *trees),
+        Err(_) => return,
+    };
+    for pid in trees {
+        kill_tree(pid);
     }
 }
 

@@ -640,3 +640,195 @@ fn reliability5_an_archives_control_characters_are_escaped_in_messages() {
     assert!(err.contains(r"`\x1b]0;PWNED\x07\x1b[31mevil`"), "{err}");
     assert!(err.contains(r"`x\x0dy`"), "{err}");
 }
+
+/// Spawn `stackctl ARGS` on the test's stage, read its stderr until a line containing
+/// `phase`, send `signal`, and return its exit code (None: killed) and all its stderr.
+fn signal_at(t: &TestStack, args: &[&str], phase: &str, signal: i32) -> (Option<i32>, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = t
+        .std_cmd()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run stackctl");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).expect("read stderr");
+        assert!(n > 0, "`{phase}` never came: {seen}");
+        seen.push_str(&line);
+        if line.contains(phase) {
+            break;
+        }
+    }
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    stderr.read_to_string(&mut seen).expect("read stderr");
+    let status = child.wait().expect("wait");
+    (status.code(), seen)
+}
+
+fn partials(t: &TestStack, name: &str) -> Vec<String> {
+    std::fs::read_dir(&t.dir)
+        .expect("read project dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!(".{name}.partial-")))
+        .collect()
+}
+
+#[test]
+fn reliability2_sigint_while_save_stops_the_services_starts_them_again_and_removes_the_partial() {
+    let t = fixture("r2stop", 0);
+    // A grace the stop has to wait out: the interrupt comes while it is in flight.
+    t.stack(&stack_yaml().replace("    init: true\n", "    stop_grace_period: 2s\n"));
+    t.cmd().arg("up").assert().success();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    let since = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+    let (code, err) = signal_at(
+        &t,
+        &["data", "save", "-o", "x.tar.zst"],
+        "app: stopping",
+        libc::SIGINT,
+    );
+    assert_eq!(code, Some(130), "{err}");
+    // When stackctl has exited, the stop it had asked for is over and the service was
+    // started after it (before the fix it exited at once and the stop ended later).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    let events = docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &format!("{}.{:09}", now.as_secs(), now.subsec_nanos()),
+        "--filter",
+        &format!("container={}", t.container("app")),
+        "--filter",
+        "event=die",
+        "--filter",
+        "event=start",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(support::lines(&events), vec!["die", "start"], "{err}");
+    assert_eq!(app_state(&t, &t.stage), "running healthy", "{err}");
+    assert_eq!(partials(&t, "x.tar.zst"), Vec::<String>::new(), "{err}");
+    assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
+}
+
+#[test]
+fn reliability3_what_killed_loads_and_saves_leave_the_next_command_removes() {
+    let t = fixture("r3kill", 0);
+    let archive = t.path("a.tar");
+    t.cmd()
+        .args(["data", "save", "--no-compress", "-o"])
+        .arg(&archive)
+        .assert()
+        .success();
+    docker_ok(&[
+        "exec",
+        &t.container("app"),
+        "sh",
+        "-c",
+        "echo other > /vol/hello.txt; echo other > /store/hello.txt",
+    ]);
+    let before = fingerprint(&t, &t.stage);
+    // Killed while the staged copies fill: they stay, and `up` removes them.
+    let (code, err) = signal_at(
+        &t,
+        &["data", "load", "--force", "-i", "a.tar"],
+        "store: loading",
+        libc::SIGKILL,
+    );
+    assert_eq!(code, None, "{err}");
+    assert!(!leftovers(&t).is_empty(), "nothing staged: {err}");
+    let out = t.cmd().arg("up").assert().success();
+    let said = stderr_of(out.get_output());
+    assert!(said.contains("an unfinished copy"), "{said}");
+    assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
+    assert_eq!(fingerprint(&t, &t.stage), before);
+    assert_eq!(app_state(&t, &t.stage), "running healthy");
+
+    // A killed save's partial file: the next save removes it.
+    let (code, err) = signal_at(
+        &t,
+        &["data", "save", "-o", "b.tar.zst"],
+        "vol: saving",
+        libc::SIGKILL,
+    );
+    assert_eq!(code, None, "{err}");
+    assert_eq!(partials(&t, "b.tar.zst").len(), 1, "{err}");
+    t.cmd().arg("up").assert().success();
+    let out = t
+        .cmd()
+        .args(["data", "save", "-o", "b.tar.zst"])
+        .assert()
+        .success();
+    let said = stderr_of(out.get_output());
+    assert!(
+        said.contains("left by a save that did not finish"),
+        "{said}"
+    );
+    assert_eq!(partials(&t, "b.tar.zst"), Vec::<String>::new());
+    assert!(t.path("b.tar.zst").exists());
+}
+
+#[test]
+fn reliability3_services_a_killed_save_stopped_are_started_by_the_next_up() {
+    let t = fixture("r3stopped", 0);
+    // A grace the stop has to wait out: the kill comes while it is in flight.
+    t.stack(&stack_yaml().replace("    init: true\n", "    stop_grace_period: 2s\n"));
+    t.cmd().arg("up").assert().success();
+    let unix_now = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock");
+        format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
+    };
+    let since = unix_now();
+    let (code, err) = signal_at(
+        &t,
+        &["data", "save", "-o", "x.tar.zst"],
+        "app: stopping",
+        libc::SIGKILL,
+    );
+    assert_eq!(code, None, "{err}");
+    // The next `up` waits out the stop still under way and starts the service: when it
+    // has exited, the service died and started again (before, `up` found it still
+    // running, did nothing, and the stop ended after it).
+    let out = t.cmd().arg("up").assert().success();
+    let said = stderr_of(out.get_output());
+    assert!(
+        said.contains("started again the services it had stopped: app"),
+        "{said}"
+    );
+    let events = docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &unix_now(),
+        "--filter",
+        &format!("container={}", t.container("app")),
+        "--filter",
+        "event=die",
+        "--filter",
+        "event=start",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(
+        support::lines(&events).last().map(String::as_str),
+        Some("start"),
+        "{events}"
+    );
+    assert_eq!(app_state(&t, &t.stage), "running healthy");
+    assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
+}

@@ -131,6 +131,62 @@ struct Output {
     partial: Option<(PathBuf, PathBuf)>,
 }
 
+/// The temporary file of a save, removed when this drops (on every path out of `save`,
+/// an interrupt's included) unless it was moved into place.
+struct PartialFile(Option<PathBuf>);
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The temporary file name of a save of `name` by process `pid`.
+fn partial_name(name: &str, pid: u32) -> String {
+    format!(".{name}.partial-{pid}")
+}
+
+/// Remove the temporary files that saves to `path` killed before they could clean up left
+/// beside it (`.NAME.partial-PID` whose process is gone); returns those removed.
+fn remove_stale_partials(path: &Path) -> Vec<PathBuf> {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let prefix = partial_name(&name, 0);
+    let prefix = prefix.trim_end_matches('0');
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(prefix)
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .filter(|&pid| pid > 0)
+        else {
+            continue;
+        };
+        if !process_alive(pid) && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
+/// Whether a process of this id exists (one of another user counts).
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+    let answer = unsafe { libc::kill(pid, 0) };
+    answer == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 fn open_output(path: Option<&Path>) -> Result<Output> {
     let Some(path) = path else {
         return Ok(Output {
@@ -145,7 +201,7 @@ fn open_output(path: Option<&Path>) -> Result<Output> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "archive".into());
-    let partial = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    let partial = path.with_file_name(partial_name(&name, std::process::id()));
     let file = std::fs::File::create(&partial).map_err(|e| {
         Failure::new(format!(
             "cannot write `{}`: {}",
@@ -196,8 +252,18 @@ async fn save(ctx: &Context, args: &DataSaveArgs) -> Result<i32> {
     let timeout = Duration::from_secs(args.timeout);
     let _lock =
         crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, &printer).await?;
+    data::recover_dead_loads(&engine, &loaded, &printer).await?;
+    if let Some(path) = &args.output {
+        for stale in remove_stale_partials(path) {
+            printer.status(&format!(
+                "removed `{}`, left by a save that did not finish",
+                stale.display()
+            ));
+        }
+    }
     let output = open_output(args.output.as_deref())?;
     let partial = output.partial.clone();
+    let mut partial_file = PartialFile(partial.as_ref().map(|(p, _)| p.clone()));
     let progress = printer.progress();
     let stopped = if args.online {
         Vec::new()
@@ -252,15 +318,12 @@ async fn save(ctx: &Context, args: &DataSaveArgs) -> Result<i32> {
                     crate::error::io_reason(&e)
                 ))
             })?;
+            partial_file.0 = None;
         }
         Ok::<(), anyhow::Error>(())
     }
     .await;
-    if result.is_err() {
-        if let Some((partial, _)) = &partial {
-            let _ = std::fs::remove_file(partial);
-        }
-    }
+    drop(partial_file);
     let cleaned = helpers.remove_all().await;
     let started = data::start_again(&engine, &loaded, &stopped, timeout, &progress).await;
     let result = result.and(cleaned).and(started);
@@ -308,6 +371,7 @@ async fn load(ctx: &Context, args: &DataLoadArgs) -> Result<i32> {
     let timeout = Duration::from_secs(args.timeout);
     let _lock =
         crate::lock::acquire(&engine, &loaded.project, &loaded.stage, timeout, &printer).await?;
+    data::recover_dead_loads(&engine, &loaded, &printer).await?;
     let mut rx = spawn_reader(input);
     let first = tokio::select! {
         first = rx.recv() => first,
@@ -456,6 +520,8 @@ async fn copy(ctx: &Context, args: &DataCopyArgs) -> Result<i32> {
     };
     let _first = crate::lock::acquire(&engine, &loaded.project, first, timeout, &printer).await?;
     let _second = crate::lock::acquire(&engine, &loaded.project, second, timeout, &printer).await?;
+    data::recover_dead_loads(&engine, &source, &printer).await?;
+    data::recover_dead_loads(&engine, &loaded, &printer).await?;
     let manifest = data::manifest(&source, &items, "none");
     let selected = vec![true; items.len()];
     let progress = printer.progress();
@@ -540,4 +606,31 @@ async fn copy(ctx: &Context, args: &DataCopyArgs) -> Result<i32> {
 fn is_cut_short(err: &anyhow::Error) -> bool {
     err.downcast_ref::<Failure>()
         .is_some_and(|f| f.message.contains("the stream ended before its checksums"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_partial_files_of_dead_saves_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("b.tar.zst");
+        // A process that has ended: its pid is free.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::process::id();
+        for pid in [dead, live] {
+            std::fs::write(dir.path().join(partial_name("b.tar.zst", pid)), "x").unwrap();
+        }
+        std::fs::write(dir.path().join(partial_name("other.tar", dead)), "x").unwrap();
+        let removed = remove_stale_partials(&archive);
+        assert_eq!(
+            removed,
+            vec![dir.path().join(partial_name("b.tar.zst", dead))]
+        );
+        assert!(dir.path().join(partial_name("b.tar.zst", live)).exists());
+        assert!(dir.path().join(partial_name("other.tar", dead)).exists());
+    }
 }

@@ -25,6 +25,7 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
         &printer,
     )
     .await?;
+    crate::data::recover_dead_loads(&engine, &loaded, &printer).await?;
     let custom_names = crate::plan::container::custom_names(&loaded);
     let (observed, networks) = tokio::try_join!(
         engine.observe_named(&loaded.stage, &loaded.project, &custom_names),
@@ -55,5 +56,7 @@ pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
     }
     .await;
     progress.summary("down", result.is_ok());
-    result.map(|()| 0)
+    result?;
+    super::monitors::end_unused(&engine, &ctx.project, &loaded, &printer).await;
+    Ok(0)
 }

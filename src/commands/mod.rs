@@ -10,6 +10,7 @@ pub mod init;
 pub mod lock;
 pub mod logs;
 pub mod ls;
+pub mod monitors;
 pub mod ps;
 pub mod pull;
 pub mod purge;

@@ -70,7 +70,11 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
         project: loaded.project.clone(),
         loaded: Some(&loaded),
     };
-    purge_stage(&engine, &printer, &target, args, interactive).await
+    let code = purge_stage(&engine, &printer, &target, args, interactive).await?;
+    if code == 0 {
+        super::monitors::end_unused(&engine, &ctx.project, &loaded, &printer).await;
+    }
+    Ok(code)
 }
 
 /// The engine-side project name without the stage's stack file: another stage's `name:`,

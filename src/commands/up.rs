@@ -36,6 +36,9 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
                 .await?,
         )
     };
+    if !args.dry_run {
+        crate::data::recover_dead_loads(&engine, &loaded, &printer).await?;
+    }
     let mut options = PlanOptions {
         services: args.services.clone(),
         build: args.build,

@@ -1,6 +1,7 @@
 //! `stackctl version`: stackctl's version and commit, then the engine's version and API and
-//! the host it runs on. Needs no project. When the engine cannot be reached, stackctl's own
-//! part is still printed before the error (exit 1).
+//! the host it runs on; with `-v`, the context monitors that run (their process and
+//! context). Needs no project. When the engine cannot be reached, stackctl's own part is
+//! still printed before the error (exit 1).
 
 use anyhow::Result;
 use serde::Serialize;
@@ -30,6 +31,14 @@ struct Versions<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     transport: Option<String>,
     engine: Option<&'a EngineVersion>,
+    /// The context monitors that run for this user.
+    monitors: Vec<Monitor>,
+}
+
+#[derive(Debug, Serialize)]
+struct Monitor {
+    pid: u32,
+    context: String,
 }
 
 pub async fn run(printer: &Printer, choice: &EngineChoice) -> Result<i32> {
@@ -63,13 +72,33 @@ pub async fn run(printer: &Printer, choice: &EngineChoice) -> Result<i32> {
         host: &host,
         transport,
         engine: found,
+        monitors: crate::context::monitor::running()
+            .into_iter()
+            .map(|m| Monitor {
+                pid: m.pid,
+                context: m.root.display().to_string(),
+            })
+            .collect(),
     };
     if printer.mode == Mode::Json {
         printer.data(&serde_json::to_string(&versions)?);
     } else {
-        printer.data(&text(&versions));
+        let mut out = text(&versions);
+        if printer.verbose > 0 {
+            out.push_str(&monitors_text(&versions.monitors));
+        }
+        printer.data(&out);
     }
     engine.map(|_| 0)
+}
+
+/// `monitors` lines: how many run, then one per monitor.
+fn monitors_text(monitors: &[Monitor]) -> String {
+    let mut out = format!("\nmonitors  {} context monitor(s) running", monitors.len());
+    for m in monitors {
+        out.push_str(&format!("\n          pid {}  {}", m.pid, m.context));
+    }
+    out
 }
 
 fn text(v: &Versions) -> String {

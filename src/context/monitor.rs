@@ -23,8 +23,10 @@
 //! - Network and shared file systems (NFS, SMB, FUSE, 9p, virtiofs) do not report changes
 //!   made elsewhere: no monitor is started there.
 //!
-//! The monitor exits after [`IDLE`] without a question, when its context is removed, or
-//! when another monitor already answers for it. It is started by `up` detached from the
+//! The monitor exits after [`IDLE`] without a question, when its context is removed, when
+//! another monitor already answers for it or holds the lock beside the socket (one monitor
+//! per context, however many `up`s start one at once), or when asked to stop (`end`: `down`
+//! and `purge` of the last stage building from the context). It is started by `up` detached from the
 //! terminal (its own process group, no standard streams). `STACKCTL_CONTEXT_MONITOR=off`
 //! turns monitors off (`on` forces them); by default they are on except when `CI` is set:
 //! a CI job's checkout is new each time, so a monitor could never help it and would outlive
@@ -177,10 +179,15 @@ pub fn serve(
     if shared_file_system(root) {
         return Err(io::Error::other("a network or shared file system"));
     }
-    let mut monitor = Monitor::new(root)?;
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
+    // One monitor per context: the one holding the lock beside the socket. Another that
+    // started at the same moment (parallel `up`s) leaves at once; its starter walks.
+    let Some(_lock) = take_lock(&lock_path(path), root)? else {
+        return ready();
+    };
+    let mut monitor = Monitor::new(root)?;
     let _ = fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     let bound = fs::metadata(path)?.ino();
@@ -192,6 +199,109 @@ pub fn serve(
         let _ = fs::remove_file(path);
     }
     result
+}
+
+/// The lock file beside a monitor's socket: held (`flock`) while the monitor runs, and
+/// naming its process and context (`PID` and the root, one a line).
+fn lock_path(socket: &Path) -> PathBuf {
+    socket.with_extension("lock")
+}
+
+/// Take the lock at `path` and write this process and `root` into it; `None` when another
+/// process holds it. The file is never removed: a new file under the name while the old
+/// one is held would let two monitors run.
+fn take_lock(path: &Path, root: &Path) -> io::Result<Option<fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    file.set_len(0)?;
+    write!(file, "{}\n{}\n", std::process::id(), root.display())?;
+    Ok(Some(file))
+}
+
+/// A monitor that runs: its process and the context it watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    pub pid: u32,
+    pub root: PathBuf,
+}
+
+/// The monitor holding the lock at `path`, if one does.
+fn holder(path: &Path) -> Option<Running> {
+    let file = fs::File::open(path).ok()?;
+    // SAFETY: flock on a descriptor this function owns (closing it releases the lock).
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        return None;
+    }
+    let mut text = String::new();
+    (&file).take(8192).read_to_string(&mut text).ok()?;
+    let (pid, root) = text.split_once('\n')?;
+    Some(Running {
+        pid: pid.trim().parse().ok()?,
+        root: PathBuf::from(root.trim_end_matches('\n')),
+    })
+}
+
+/// The monitors that run for this user, by context.
+pub fn running() -> Vec<Running> {
+    let Some(dir) = super::digest::cache_dir() else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Running> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension() == Some(OsStr::new("lock")))
+        .filter_map(|p| holder(&p))
+        .collect();
+    found.sort_by(|a, b| a.root.cmp(&b.root));
+    found
+}
+
+/// How long `end` waits for a monitor to let go of its lock.
+const END_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// End the monitor of `root`, if one runs: it is asked to stop over its socket and has
+/// ended when this returns true (its lock is free).
+pub fn end(root: &Path) -> bool {
+    let Some(socket) = socket_path(root) else {
+        return false;
+    };
+    let lock = lock_path(&socket);
+    if holder(&lock).is_none() {
+        return false;
+    }
+    if let Ok(mut stream) = UnixStream::connect(&socket) {
+        let _ = stream.set_write_timeout(Some(ANSWER_TIMEOUT));
+        let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
+        let _ = stream.write_all(b"stop\n");
+        let mut answer = String::new();
+        let _ = stream.take(64).read_to_string(&mut answer);
+    }
+    let deadline = Instant::now() + END_TIMEOUT;
+    while holder(&lock).is_some() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
 }
 
 /// Say `ready` to the `up` that started this monitor, and let go of standard output.
@@ -260,6 +370,14 @@ struct Monitor {
     instance: u64,
     generation: u64,
     buffer: Vec<u8>,
+}
+
+/// What a question asked of the monitor.
+#[cfg(target_os = "linux")]
+enum Asked {
+    Token,
+    /// `purge` or `down` ends it (`end`).
+    Stop,
 }
 
 /// Why the monitor stops following its context.
@@ -439,22 +557,29 @@ impl Monitor {
                         return Ok(());
                     }
                     asked = Instant::now();
-                    let _ = self.answer(stream);
+                    if let Ok(Asked::Stop) = self.answer(stream) {
+                        return Ok(());
+                    }
                 }
             }
         }
     }
 
-    fn answer(&self, mut stream: UnixStream) -> io::Result<()> {
+    fn answer(&self, mut stream: UnixStream) -> io::Result<Asked> {
         stream.set_nonblocking(false)?;
         stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
         stream.set_write_timeout(Some(ANSWER_TIMEOUT))?;
         let mut line = String::new();
         BufReader::new((&stream).take(64)).read_line(&mut line)?;
-        if line.trim() == "token" {
-            writeln!(stream, "{} {}", self.instance, self.generation)?;
+        match line.trim() {
+            "token" => writeln!(stream, "{} {}", self.instance, self.generation)?,
+            "stop" => {
+                writeln!(stream, "stopping")?;
+                return Ok(Asked::Stop);
+            }
+            _ => {}
         }
-        Ok(())
+        Ok(Asked::Token)
     }
 }
 
@@ -562,6 +687,45 @@ mod tests {
         ended(monitor).unwrap();
         assert!(started.elapsed() >= Duration::from_millis(300));
         assert!(!socket.exists());
+    }
+
+    #[test]
+    fn reliability9_a_monitor_that_loses_the_lock_exits_at_once_even_with_its_socket_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ctx");
+        fs::create_dir_all(&root).unwrap();
+        let socket = dir.path().join("m.sock");
+        let first = running(&root, &socket, IDLE);
+        assert_eq!(
+            holder(&lock_path(&socket)).map(|r| (r.pid, r.root)),
+            Some((std::process::id(), root.clone()))
+        );
+        // The socket unlinked under it (what a racing start did before): the second cannot
+        // ask the first, but the lock says it runs, and the second ends at once.
+        fs::remove_file(&socket).unwrap();
+        let second = running(&root, &socket, IDLE);
+        ended(second).unwrap();
+        assert!(!socket.exists(), "the loser bound a socket");
+        fs::remove_dir_all(&root).unwrap();
+        ended(first).unwrap();
+        assert_eq!(holder(&lock_path(&socket)), None);
+    }
+
+    #[test]
+    fn a_monitor_asked_to_stop_ends_and_frees_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ctx");
+        fs::create_dir_all(&root).unwrap();
+        let socket = dir.path().join("m.sock");
+        let monitor = running(&root, &socket, IDLE);
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        stream.write_all(b"stop\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer.trim(), "stopping");
+        ended(monitor).unwrap();
+        assert!(!socket.exists());
+        assert_eq!(holder(&lock_path(&socket)), None);
     }
 
     #[test]

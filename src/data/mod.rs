@@ -13,7 +13,12 @@
 //!   it on the engine (the engine cannot rename a volume).
 //!
 //! Services that mount a selected item are stopped first and started again at the end, in
-//! dependency order and waiting for health, through the `apply` executor.
+//! dependency order and waiting for health, through the `apply` executor (after an
+//! interrupt too, a stop in flight waited out first).
+//!
+//! A process killed outright leaves its staged copies and helpers; the next `data`, `up`
+//! or `down` of the stage finishes or undoes that load ([`recover_dead_loads`]), so the
+//! data is all old or all new.
 //!
 //! - [`format`]: the archive: manifest, parts, trailer; reading and writing it.
 
@@ -251,12 +256,23 @@ impl<'a> Helpers<'a> {
 
     /// A never-started container mounting `volume` at [`HELPER_MOUNT`].
     pub async fn helper(&mut self, volume: &str) -> Result<String> {
+        self.helper_named(volume, HELPER_TASK).await
+    }
+
+    /// A helper that writes a load into an empty volume in place: its name says so, so the
+    /// next command can empty the volume again when the load died half way
+    /// ([`recover_dead_loads`]).
+    async fn fill_helper(&mut self, volume: &str) -> Result<String> {
+        self.helper_named(volume, FILL_TASK).await
+    }
+
+    async fn helper_named(&mut self, volume: &str, task: &str) -> Result<String> {
         let image = self.image().await?;
         let loaded = self.loaded;
         let name = names::task_container(
             &loaded.stage,
             &loaded.project,
-            "data",
+            task,
             &crate::plan::task::short_id(),
         );
         let mut labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::TASK);
@@ -286,6 +302,162 @@ impl<'a> Helpers<'a> {
         }
         first
     }
+}
+
+/// The task name in a helper's container name (`STAGE-PROJECT--task-data-ID`).
+const HELPER_TASK: &str = "data";
+/// A helper writing a load into an empty volume in place (`--task-data-fill-ID`).
+const FILL_TASK: &str = "data-fill";
+/// The volume whose existence says a load's stream was checked and its swap begun
+/// (`STAGE-PROJECT--data-commit`: a stack volume's name has one `_`, never `--`).
+fn commit_marker(loaded: &LoadedStack) -> String {
+    format!("{}-{}--data-commit", loaded.stage, loaded.project)
+}
+
+/// Empty `volume` (created anew) and copy into it, on the engine, what the helper `from`
+/// mounts.
+async fn copy_volume(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    helpers: &mut Helpers<'_>,
+    from: &str,
+    volume: &str,
+) -> Result<()> {
+    recreate_volume(engine, loaded, volume).await?;
+    let target = helpers.helper(volume).await?;
+    let source = engine.download(from, HELPER_MOUNT);
+    let body = source.map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
+    engine.upload(&target, "/", body).await?;
+    helpers.remove(&target).await?;
+    Ok(())
+}
+
+/// The staged copy of `object` a load makes (`OBJECT-load-ID`)?
+fn is_staged_copy_of(object: &str, name: &str) -> bool {
+    name.strip_prefix(object)
+        .and_then(|rest| rest.strip_prefix("-load-"))
+        .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// What a `data` command killed before it could clean up leaves on its stage, and what the
+/// next command does with it. Call holding the stage lock: a live `data` command holds it,
+/// so whatever is found then belongs to a dead one (each command clears what an earlier one
+/// left, so there is one at most).
+///
+/// When the load had checked its whole stream and begun to swap it in (the commit marker
+/// volume exists), the swap is finished: each data container's staged copy takes its
+/// place, each staged volume is copied into its target, a volume filled in place is kept.
+/// Otherwise the load is undone: staged copies removed, a volume filled in place (it was
+/// empty) emptied again. Helper containers are removed either way. Last, the services it
+/// had stopped (its marker file) are started again, once any stop it asked for is over.
+/// Each step is said on stderr; the data is so left all old or all new.
+pub async fn recover_dead_loads(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    printer: &crate::output::Printer,
+) -> Result<()> {
+    let items = stage_items(loaded);
+    if items.is_empty() {
+        return Ok(());
+    }
+    let observed = engine.observe(&loaded.stage, &loaded.project).await?;
+    let marker = commit_marker(loaded);
+    let forward = observed.volumes.contains(&marker);
+    let helper_prefix = names::task_container(&loaded.stage, &loaded.project, HELPER_TASK, "");
+    let fill_prefix = names::task_container(&loaded.stage, &loaded.project, FILL_TASK, "");
+    let staged_of = |name: &str| {
+        items
+            .iter()
+            .find(|item| is_staged_copy_of(&engine_object(loaded, item), name))
+    };
+    let said = |message: String| {
+        printer.status(&format!(
+            "{message} (left by a `data` command of stage `{}` killed before it finished)",
+            loaded.stage
+        ))
+    };
+    // Helpers first: they may mount the staged volumes. A volume filled in place is made
+    // empty again unless the swap had begun.
+    for helper in observed
+        .containers
+        .iter()
+        .filter(|c| c.name.starts_with(&helper_prefix))
+    {
+        engine.remove_container(&helper.name).await?;
+        if helper.name.starts_with(&fill_prefix) && !forward {
+            for mount in &helper.volumes {
+                if items.iter().any(|i| engine_object(loaded, i) == mount.name) {
+                    recreate_volume(engine, loaded, &mount.name).await?;
+                    said(format!("emptied volume `{}` again", mount.name));
+                }
+            }
+        }
+    }
+    for container in &observed.containers {
+        let Some(item) = staged_of(&container.name) else {
+            continue;
+        };
+        let object = engine_object(loaded, item);
+        if forward {
+            swap_data_container(engine, loaded, &item.name, &object, &container.name).await?;
+            said(format!("swapped in `{object}` from its checked copy"));
+        } else {
+            engine.remove_container(&container.name).await?;
+            said(format!("removed `{}`, an unfinished copy", container.name));
+        }
+    }
+    let mut helpers = Helpers::new(engine, loaded);
+    let result = async {
+        for volume in &observed.volumes {
+            let Some(item) = staged_of(volume) else {
+                continue;
+            };
+            if forward {
+                let object = engine_object(loaded, item);
+                let from = helpers.helper(volume).await?;
+                copy_volume(engine, loaded, &mut helpers, &from, &object).await?;
+                helpers.remove(&from).await?;
+                remove_volume_when_free(engine, volume).await?;
+                said(format!(
+                    "swapped in volume `{object}` from its checked copy"
+                ));
+            } else {
+                remove_volume_when_free(engine, volume).await?;
+                said(format!("removed volume `{volume}`, an unfinished copy"));
+            }
+        }
+        if forward {
+            remove_volume_when_free(engine, &marker).await?;
+        }
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    let cleaned = helpers.remove_all().await;
+    result.and(cleaned)?;
+    // Services a dead command stopped: a stop it asked for may still be under way on the
+    // engine (a second stop returns once the container is down); then start them.
+    let services = stopped_by_dead_command(loaded);
+    if !services.is_empty() {
+        for service in &services {
+            for name in container::replica_names(loaded, service) {
+                engine.stop_container(&name, None).await?;
+            }
+        }
+        let progress = printer.progress();
+        start_again(
+            engine,
+            loaded,
+            &services,
+            Duration::from_secs(120),
+            &progress,
+        )
+        .await?;
+        said(format!(
+            "started again the services it had stopped: {}",
+            services.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// Where an item is read from: (container, path). A named volume gets a helper; a missing
@@ -323,6 +495,27 @@ pub async fn source_of(
     }
 }
 
+/// The file naming the services a `data` command stopped, while they are stopped: a
+/// command killed before it started them again leaves it, and the next one (holding the
+/// stage lock) waits out any stop still under way on the engine and starts them
+/// ([`recover_dead_loads`]). On this machine's runtime directory, beside the lock files.
+fn stopped_marker(loaded: &LoadedStack) -> std::path::PathBuf {
+    crate::lock::runtime_dir().join(format!("{}-{}.data-stopped", loaded.project, loaded.stage))
+}
+
+/// The services a dead command stopped, from its marker.
+fn stopped_by_dead_command(loaded: &LoadedStack) -> Vec<String> {
+    std::fs::read_to_string(stopped_marker(loaded))
+        .map(|text| {
+            text.lines()
+                .map(str::trim)
+                .filter(|l| loaded.stack.services.contains_key(*l))
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Stop the running containers of `services`; returns the services stopped, to start
 /// again. When a stop fails (or is interrupted), those stopped are started again first.
 pub async fn stop_users(
@@ -350,8 +543,29 @@ pub async fn stop_users(
         .filter(|c| matches!(c.state.as_str(), "running" | "restarting" | "paused"))
         .collect();
     let stopped: Vec<String> = running.iter().filter_map(|c| c.service.clone()).collect();
+    if !stopped.is_empty() {
+        let marker = stopped_marker(loaded);
+        crate::lock::private_dir(&crate::lock::runtime_dir())?;
+        let mut names: Vec<String> = stopped_by_dead_command(loaded);
+        names.extend(stopped.iter().cloned());
+        names.sort();
+        names.dedup();
+        std::fs::write(&marker, names.join("\n") + "\n").map_err(|e| {
+            Failure::new(format!(
+                "cannot write `{}`: {}",
+                marker.display(),
+                crate::error::io_reason(&e)
+            ))
+        })?;
+    }
     if let Err(err) = crate::apply::stop_containers(engine, Some(loaded), &running, progress).await
     {
+        // An interrupt ends the wait for a stop, not the stop: the engine completes it
+        // after the container's grace. Wait for it (a second stop call returns when the
+        // container is down), or the start below finds it still running and does nothing.
+        for container in &running {
+            let _ = engine.stop_container(&container.name, None).await;
+        }
         if let Err(again) = start_again(engine, loaded, &stopped, timeout, progress).await {
             crate::print_error(&again.context("starting the stopped services again"));
         }
@@ -373,6 +587,20 @@ pub async fn start_again(
     if services.is_empty() {
         return Ok(());
     }
+    let started = start_services(engine, loaded, services, timeout, progress).await;
+    if started.is_ok() {
+        let _ = std::fs::remove_file(stopped_marker(loaded));
+    }
+    started
+}
+
+async fn start_services(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    services: &[String],
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<()> {
     // Not the process's interrupt: this is the putting back, bounded by the command's grace.
     let (_never, interrupt) = Interrupt::switch();
     let mut target = DockerTarget::new(engine, loaded);
@@ -639,7 +867,7 @@ async fn restore_prepared(
             let dest = match item.kind {
                 Kind::Volume if in_place.get(&object).copied().unwrap_or(true) => Dest::InPlace {
                     volume: object.clone(),
-                    helper: helpers.helper(&object).await?,
+                    helper: helpers.fill_helper(&object).await?,
                 },
                 Kind::Volume => {
                     let staging = format!("{object}-load-{}", crate::plan::task::short_id());
@@ -941,7 +1169,8 @@ fn kind_word(kind: Kind) -> &'static str {
 }
 
 /// Swap every destination in. Interrupts are held: a half swap would be the one state that
-/// is neither old nor new.
+/// is neither old nor new. A process killed half way leaves the commit marker, and the next
+/// command finishes the swap from the staged copies (`recover_dead_loads`).
 async fn commit(
     engine: &Engine,
     loaded: &LoadedStack,
@@ -949,6 +1178,11 @@ async fn commit(
     dests: &HashMap<String, Dest>,
     progress: &Progress,
 ) -> Result<()> {
+    let marker = commit_marker(loaded);
+    let labels = names::owner_labels(&loaded.stage, &loaded.project, names::role::TASK);
+    engine
+        .create_volume(&marker, None, &labels, &Default::default())
+        .await?;
     for dest in dests.values() {
         match dest {
             Dest::InPlace { helper, .. } => helpers.remove(helper).await?,
@@ -959,20 +1193,7 @@ async fn commit(
             } => {
                 let line = progress.line("data", container);
                 line.step("swapping in");
-                for (service, def) in &loaded.stack.services {
-                    if def
-                        .volumes_from
-                        .iter()
-                        .any(|v| container::volumes_from_target(v) == key)
-                    {
-                        for name in container::replica_names(loaded, service) {
-                            engine.remove_container(&name).await?;
-                        }
-                    }
-                }
-                remove_users_of_container(engine, loaded, container).await?;
-                engine.remove_container(container).await?;
-                engine.rename_container(staging, container).await?;
+                swap_data_container(engine, loaded, key, container, staging).await?;
                 line.done("replaced", None);
             }
             Dest::VolumeStaging {
@@ -982,19 +1203,40 @@ async fn commit(
             } => {
                 let line = progress.line("volume", volume);
                 line.step("swapping in");
-                recreate_volume(engine, loaded, volume).await?;
-                let target = helpers.helper(volume).await?;
-                let source = engine.download(helper, HELPER_MOUNT);
-                let body =
-                    source.map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
-                engine.upload(&target, "/", body).await?;
-                helpers.remove(&target).await?;
+                copy_volume(engine, loaded, helpers, helper, volume).await?;
                 helpers.remove(helper).await?;
                 remove_volume_when_free(engine, staging).await?;
                 line.done("replaced", None);
             }
         }
     }
+    remove_volume_when_free(engine, &marker).await?;
+    Ok(())
+}
+
+/// Put the checked copy `staging` of data container `key` in the place of `container`: the
+/// containers that take its volumes go first (the restart creates the services again).
+async fn swap_data_container(
+    engine: &Engine,
+    loaded: &LoadedStack,
+    key: &str,
+    container: &str,
+    staging: &str,
+) -> Result<()> {
+    for (service, def) in &loaded.stack.services {
+        if def
+            .volumes_from
+            .iter()
+            .any(|v| container::volumes_from_target(v) == key)
+        {
+            for name in container::replica_names(loaded, service) {
+                engine.remove_container(&name).await?;
+            }
+        }
+    }
+    remove_users_of_container(engine, loaded, container).await?;
+    engine.remove_container(container).await?;
+    engine.rename_container(staging, container).await?;
     Ok(())
 }
 
@@ -1284,5 +1526,17 @@ mod tests {
         let missing = vec![Some(sum("volumes/a.tar", "aa")), None];
         let err = verify(&manifest, &missing, &trailer).unwrap_err();
         assert!(err.contains("`b` is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_staged_copy_is_the_object_name_with_load_and_an_id() {
+        let object = "qa-shop--store";
+        assert!(is_staged_copy_of(object, "qa-shop--store-load-1a2b3c4d"));
+        assert!(!is_staged_copy_of(object, "qa-shop--store"));
+        assert!(!is_staged_copy_of(object, "qa-shop--store-load-"));
+        assert!(!is_staged_copy_of(object, "qa-shop--store-load-1a2b-x"));
+        assert!(!is_staged_copy_of(object, "qa-shop--store2-load-1a2b3c4d"));
+        // The commit marker is no volume's staged copy.
+        assert!(!is_staged_copy_of("qa-shop_vol", "qa-shop--data-commit"));
     }
 }

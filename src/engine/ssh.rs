@@ -296,6 +296,10 @@ impl SshSession {
             });
             answer = Some(rx);
         }
+        // Killed with what it started (a ProxyCommand) on every way out.
+        if let Some(pid) = child.id() {
+            crate::interrupt::register_tree(pid as i32);
+        }
         *self.master_stdin.lock().expect("ssh master") = child.stdin.take();
         *self.master.lock().expect("ssh master") = Some(child);
         let start = Instant::now();
@@ -334,9 +338,14 @@ impl SshSession {
                     .unwrap_or_else(|| format!("ssh ended ({status}) before logging in")));
             }
             if start.elapsed() >= timeout + Duration::from_secs(2) {
-                return Err(format!("ssh did not log in within {}s", timeout.as_secs()));
+                return Err(format!(
+                    "ssh to `{}` did not log in within {}s (STACKCTL_SSH_TIMEOUT)",
+                    self.target.host,
+                    timeout.as_secs()
+                ));
             }
-            crate::interrupt::check().map_err(|_| "interrupted".to_string())?;
+            // An interrupt drops this future (`Engine::connect`), and the session with it:
+            // its drop kills ssh and what ssh started.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -344,6 +353,10 @@ impl SshSession {
     fn stop_master(&self) {
         self.master_stdin.lock().expect("ssh master").take();
         if let Some(mut child) = self.master.lock().expect("ssh master").take() {
+            if let Some(pid) = child.id() {
+                crate::interrupt::kill_tree(pid as i32);
+                crate::interrupt::forget_tree(pid as i32);
+            }
             let _ = child.start_kill();
         }
     }
