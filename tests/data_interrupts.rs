@@ -197,15 +197,9 @@ impl Stages<'_> {
                 .output()
                 .expect("run up")
         };
-        let mut out = run();
-        // RELIABILITY 1 (open, not this harness's subject): a create the killed command
-        // sent is finished by the engine, and the next `up` fails once on the name. A
-        // second `up` always repairs it.
-        if !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("is already in use by container")
-        {
-            out = run();
-        }
+        // RELIABILITY 1: a removal the killed command started is finished by the engine
+        // after it died; the next `up` waits it out instead of failing on the name.
+        let out = run();
         assert!(
             out.status.success(),
             "{:?}: `up` of {stage} after SIGKILL failed: {}",

@@ -15,7 +15,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder, WaitContainerOptions,
+    UploadToContainerOptionsBuilder, WaitContainerOptions, WaitContainerOptionsBuilder,
 };
 use futures_util::stream::{BoxStream, StreamExt};
 
@@ -828,10 +828,15 @@ impl Engine {
         match self.client().remove_container(name, Some(options)).await {
             Ok(()) => {}
             Err(err) if is_not_found(&err) => return Ok(()),
+            // Another removal is under way (a second stackctl, or one a killed run started
+            // that the engine finishes): the name is free only once it is done, and whoever
+            // removes a container expects that (a create or a rename of that name next).
             Err(BollardError::DockerResponseServerError {
                 status_code: 409,
                 message,
-            }) if message.contains("already in progress") => return Ok(()),
+            }) if message.contains("already in progress") => {
+                return self.wait_removed(name).await;
+            }
             Err(err) => return Err(self.error("remove container", name, err)),
         }
         for volume in kept.split(',').filter(|v| !v.is_empty()) {
@@ -897,6 +902,20 @@ impl Engine {
                 name,
                 "the engine ended the wait without an exit code",
             )),
+        }
+    }
+
+    /// Returns once the container is gone (at once when it is already).
+    pub async fn wait_removed(&self, name: &str) -> Result<(), EngineError> {
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("removed")
+            .build();
+        let mut stream = self.client().wait_container(name, Some(options));
+        match stream.next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(BollardError::DockerContainerWaitError { .. })) => Ok(()),
+            Some(Err(err)) if is_not_found(&err) => Ok(()),
+            Some(Err(err)) => Err(self.error("wait for the removal of", name, err)),
         }
     }
 
