@@ -9,13 +9,17 @@
 //! - [`target`]: the seam: what the executor asks of a target.
 //! - [`docker`]: the Docker engine as a target; the plan → engine translation.
 //! - [`task`]: running one-off tasks (what must exist first, then the attached container).
+//! - [`remote`]: what changes when the engine is on another machine (bind mounts, ports).
+//! - [`up`]: `up` as a library: observe beside the build inputs' digests, plan, converge.
 //! - [`bulk`]: whole-stage stops, starts and removals (`down`, `purge`, `stop`, `start`).
 
 pub mod bulk;
 pub mod docker;
 pub mod hooks;
+pub mod remote;
 pub mod target;
 pub mod task;
+pub mod up;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -56,7 +56,7 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
     let at_host = |ports: &[String]| -> Vec<String> {
         ports
             .iter()
-            .map(|p| super::remote::port_at_host(&engine, p))
+            .map(|p| crate::apply::remote::port_at_host(&engine, p))
             .collect()
     };
     let mut rows: Vec<Row> = Vec::new();

@@ -366,7 +366,7 @@ async fn images(
     let dry_run = args.dry_run;
     let (index, digests) = tokio::try_join!(
         async { Ok::<_, anyhow::Error>(engine.image_index().await?) },
-        super::up::context_digests(loaded)
+        crate::apply::up::context_digests(loaded)
     )?;
     let (here, contexts) = crate::apply::docker::stack_images(loaded, &index);
     let builds: Vec<crate::plan::image::ImageBuild> = crate::plan::image::stage_images(loaded);
@@ -393,10 +393,10 @@ async fn images(
     }
     let mut options = PlanOptions {
         build: args.build,
-        pull: args.pull.map(super::up::pull_policy),
+        pull: args.pull.map(super::pull_policy),
         ..Default::default()
     };
-    options.stale = super::up::stale_images(loaded, &observed, digests);
+    options.stale = crate::apply::up::stale_images(loaded, &observed, digests);
     let actions = crate::plan::up::image_actions(
         loaded,
         &observed.images,

@@ -504,9 +504,9 @@ async fn rebuild(
         );
     }
     let target = DockerTarget::new(engine, loaded);
-    let first = super::up::observe_and_plan(engine, &target, loaded, &mut options, true).await?;
+    let first = apply::up::observe_and_plan(engine, &target, loaded, &mut options, true).await?;
     let progress = quiet.progress();
-    super::up::converge(
+    apply::up::converge(
         engine,
         &target,
         loaded,
