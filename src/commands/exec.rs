@@ -129,8 +129,8 @@ async fn exec_in_service(
         .with_hint(format!("stackctl exec {service} -- sh"))
         .into());
     }
-    let container = if super::swarm::is_swarm(loaded) {
-        super::swarm::task_container_here(engine, loaded, service).await?
+    let container = if crate::apply::swarm::is_swarm(loaded) {
+        crate::apply::swarm::task_container_here(engine, loaded, service).await?
     } else {
         crate::plan::container::container_name(loaded, service)
     };

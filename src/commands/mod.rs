@@ -16,10 +16,10 @@ pub mod pull;
 pub mod purge;
 pub mod push;
 pub mod restart;
+pub mod rollback;
 pub mod run;
 pub mod start;
 pub mod stop;
-pub mod swarm;
 pub mod top;
 pub mod up;
 pub mod use_stage;
@@ -118,7 +118,7 @@ pub(crate) async fn run_command(ctx: &Context, command: Command) -> Result<i32> 
         }
         Command::Down(args) => down::run(ctx, &args).await,
         Command::Purge(args) => purge::run(ctx, &args).await,
-        Command::Rollback(args) => swarm::rollback(ctx, &args).await,
+        Command::Rollback(args) => rollback::run(ctx, &args).await,
         Command::Stop(args) => stop::run(ctx, &args).await,
         Command::Start(args) => start::run(ctx, &args).await,
         Command::Ps(args) => ps::run(ctx, &args).await,

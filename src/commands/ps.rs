@@ -39,8 +39,8 @@ fn task_of(stage: &str, project: &str, container: &str) -> Option<String> {
 
 pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    if super::swarm::is_swarm(&loaded) {
-        return super::swarm::ps(ctx).await;
+    if crate::apply::swarm::is_swarm(&loaded) {
+        return crate::apply::swarm::ps(&loaded, &printer).await;
     }
     let engine = connect().await?;
     let observed = engine

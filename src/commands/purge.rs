@@ -61,8 +61,8 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
         return purge_stage(&engine, &ctx.printer, &target, args, interactive).await;
     }
     let (loaded, printer) = load_stack(ctx)?;
-    if super::swarm::is_swarm(&loaded) {
-        return super::swarm::purge(ctx, args).await;
+    if crate::apply::swarm::is_swarm(&loaded) {
+        return crate::apply::swarm::purge(&loaded, &printer, args.timeout).await;
     }
     let engine = connect().await?;
     let target = Target {

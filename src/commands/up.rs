@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{connect, load_stack, pull_policy, Context};
+use super::{check_services, connect, load_stack, pull_policy, Context};
 use crate::apply::docker::DockerTarget;
 use crate::apply::up::{converge, observe_and_plan};
 use crate::apply::ApplyOptions;
@@ -14,8 +14,21 @@ use crate::plan::up::{Plan, PlanOptions};
 
 pub async fn run(ctx: &Context, args: &UpArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    if super::swarm::is_swarm(&loaded) {
-        return super::swarm::up(ctx, args).await;
+    if crate::apply::swarm::is_swarm(&loaded) {
+        if args.watch {
+            crate::apply::swarm::refuse_watch(&loaded, "up --watch")?;
+        }
+        check_services(&loaded, &args.services)?;
+        let options = crate::apply::swarm::UpOptions {
+            services: args.services.clone(),
+            build: args.build,
+            pull: args.pull.map(pull_policy),
+            dry_run: args.dry_run,
+            no_wait: args.no_wait,
+            remove_orphans: args.remove_orphans,
+            timeout: args.timeout,
+        };
+        return crate::apply::swarm::up(&loaded, &printer, &options).await;
     }
     crate::registry::check_references(&loaded)?;
     let engine = connect().await?;

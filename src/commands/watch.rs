@@ -48,7 +48,7 @@ const WAIT: Duration = Duration::from_secs(300);
 /// have some.
 pub async fn watch(ctx: &Context, services: &[String], each_named: bool) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    super::swarm::refuse_watch(&loaded, if each_named { "watch" } else { "up --watch" })?;
+    crate::apply::swarm::refuse_watch(&loaded, if each_named { "watch" } else { "up --watch" })?;
     let wanted = check_services(&loaded, services)?;
     let rules = compile(&loaded, &wanted, each_named && !services.is_empty())?;
     let engine = connect().await?;

@@ -16,8 +16,6 @@ use futures_util::future::join_all;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{check_services, connect, load_stack, Context};
-use crate::cli::{DownArgs, LogsArgs, PurgeArgs, RollbackArgs, UpArgs};
 use crate::engine::swarm::{
     service_spec, BuiltSpec, FileWant, HealthWant, MountWant, NodeFound, PortWant, ServiceFound,
     ServiceWant, TaskFound, UpdateWant,
@@ -30,8 +28,22 @@ use crate::output::{Printer, Progress};
 use crate::plan::container;
 use crate::plan::up::{Action, PlanOptions};
 use crate::registry::Credentials;
-use crate::stack::model::{MountKind, RestartPolicy, Service, UpdateConfig};
+use crate::stack::model::{MountKind, PullPolicy, RestartPolicy, Service, UpdateConfig};
 use crate::stack::LoadedStack;
+
+/// What `up` asks of a Swarm stage (its services checked against the stack by the caller).
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Services asked for (default: all).
+    pub services: Vec<String>,
+    pub build: bool,
+    pub pull: Option<PullPolicy>,
+    pub dry_run: bool,
+    pub no_wait: bool,
+    pub remove_orphans: bool,
+    /// Seconds every wait may take.
+    pub timeout: u64,
+}
 
 /// How often a wait looks at the services' tasks.
 const POLL: Duration = Duration::from_millis(300);
@@ -360,7 +372,7 @@ async fn images(
     loaded: &LoadedStack,
     selected: &[String],
     found: &HashMap<String, ServiceFound>,
-    args: &UpArgs,
+    args: &UpOptions,
     progress: &Progress,
 ) -> Result<Images> {
     let dry_run = args.dry_run;
@@ -393,7 +405,7 @@ async fn images(
     }
     let mut options = PlanOptions {
         build: args.build,
-        pull: args.pull.map(super::pull_policy),
+        pull: args.pull,
         ..Default::default()
     };
     options.stale = crate::apply::up::stale_images(loaded, &observed, digests);
@@ -544,17 +556,15 @@ pub fn refuse_watch(loaded: &LoadedStack, command: &str) -> Result<()> {
     .into())
 }
 
-pub async fn up(ctx: &Context, args: &UpArgs) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
-    if args.watch {
-        refuse_watch(&loaded, "up --watch")?;
-    }
+/// `up` on a Swarm stage: converge its services and wait until each runs its replicas on
+/// the new spec.
+pub async fn up(loaded: &LoadedStack, printer: &Printer, args: &UpOptions) -> Result<i32> {
     let selected = {
-        let asked = check_services(&loaded, &args.services)?;
+        let asked = &args.services;
         if asked.is_empty() {
-            ordered(&loaded)
+            ordered(loaded)
         } else {
-            ordered(&loaded)
+            ordered(loaded)
                 .into_iter()
                 .filter(|s| asked.contains(s))
                 .collect()
@@ -562,11 +572,11 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> Result<i32> {
     };
     let timeout = Duration::from_secs(args.timeout);
     let (engine, manager, _lock) =
-        reach_manager(&loaded, &printer, (!args.dry_run).then_some(timeout)).await?;
+        reach_manager(loaded, printer, (!args.dry_run).then_some(timeout)).await?;
     let deadline = Instant::now() + timeout;
     let progress = printer.progress();
     let result = converge(
-        &engine, &loaded, &printer, &progress, &selected, &manager, args, deadline,
+        &engine, loaded, printer, &progress, &selected, &manager, args, deadline,
     )
     .await;
     if !args.dry_run {
@@ -583,7 +593,7 @@ async fn converge(
     progress: &Progress,
     selected: &[String],
     manager: &str,
-    args: &UpArgs,
+    args: &UpOptions,
     deadline: Instant,
 ) -> Result<i32> {
     let found: HashMap<String, ServiceFound> = engine
@@ -1209,7 +1219,7 @@ async fn reach_manager(
     printer: &Printer,
     lock: Option<Duration>,
 ) -> Result<(Engine, String, Option<crate::lock::StageLock>)> {
-    let engine = connect().await?;
+    let engine = Engine::connect().await?;
     let manager = manager_node(&engine, loaded).await?;
     let held = match lock {
         Some(timeout) => Some(
@@ -1220,27 +1230,28 @@ async fn reach_manager(
     Ok((engine, manager, held))
 }
 
-pub async fn down(ctx: &Context, args: &DownArgs) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
+/// `down` on a Swarm stage: its services (their tasks gone) and networks removed.
+pub async fn down(loaded: &LoadedStack, printer: &Printer, timeout: u64) -> Result<i32> {
     let (engine, manager, _lock) =
-        reach_manager(&loaded, &printer, Some(Duration::from_secs(args.timeout))).await?;
+        reach_manager(loaded, printer, Some(Duration::from_secs(timeout))).await?;
     let progress = printer.progress();
-    let deadline = Instant::now() + Duration::from_secs(args.timeout.max(30));
+    let deadline = Instant::now() + Duration::from_secs(timeout.max(30));
     let result = async {
-        remove_stage(&engine, &loaded, &progress, deadline).await?;
-        kept_tasks(&engine, &loaded, &manager, &progress, false).await
+        remove_stage(&engine, loaded, &progress, deadline).await?;
+        kept_tasks(&engine, loaded, &manager, &progress, false).await
     }
     .await;
     progress.summary("down", result.is_ok());
     result.map(|_| exit::OK)
 }
 
-pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
+/// `purge` on a Swarm stage: `down`, then its secrets, configs and the volumes the
+/// manager holds (those on other nodes are named).
+pub async fn purge(loaded: &LoadedStack, printer: &Printer, timeout: u64) -> Result<i32> {
     let (engine, manager, _lock) =
-        reach_manager(&loaded, &printer, Some(Duration::from_secs(args.timeout))).await?;
+        reach_manager(loaded, printer, Some(Duration::from_secs(timeout))).await?;
     let progress = printer.progress();
-    let deadline = Instant::now() + Duration::from_secs(args.timeout.max(30));
+    let deadline = Instant::now() + Duration::from_secs(timeout.max(30));
     // Where each volume's tasks ran, before the services go.
     let mut volume_nodes: BTreeMap<String, HashSet<String>> = BTreeMap::new();
     for service in engine
@@ -1262,8 +1273,8 @@ pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
         }
     }
     let result = async {
-        remove_stage(&engine, &loaded, &progress, deadline).await?;
-        kept_tasks(&engine, &loaded, &manager, &progress, true).await?;
+        remove_stage(&engine, loaded, &progress, deadline).await?;
+        kept_tasks(&engine, loaded, &manager, &progress, true).await?;
         for file in engine
             .stage_swarm_files(&loaded.stage, &loaded.project)
             .await?
@@ -1295,7 +1306,7 @@ pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
                 if loaded.stack.volumes.get(source).is_some_and(|d| d.external) {
                     continue;
                 }
-                let volume = container::volume_name(&loaded, source);
+                let volume = container::volume_name(loaded, source);
                 if volume_nodes.contains_key(&volume) {
                     continue;
                 }
@@ -1339,10 +1350,10 @@ pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     result.map(|()| exit::OK)
 }
 
-pub async fn ps(ctx: &Context) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
-    let engine = connect().await?;
-    manager_node(&engine, &loaded).await?;
+/// `ps` on a Swarm stage: the tasks of its services, per node.
+pub async fn ps(loaded: &LoadedStack, printer: &Printer) -> Result<i32> {
+    let engine = Engine::connect().await?;
+    manager_node(&engine, loaded).await?;
     let nodes = nodes_by_id(&engine).await?;
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut services = engine
@@ -1403,11 +1414,17 @@ pub async fn ps(ctx: &Context) -> Result<i32> {
     Ok(exit::OK)
 }
 
-pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
-    let wanted = check_services(&loaded, &args.services)?;
-    let engine = connect().await?;
-    manager_node(&engine, &loaded).await?;
+/// `logs` on a Swarm stage: the output of the services' tasks (`wanted`: every service when
+/// empty).
+pub async fn logs(
+    loaded: &LoadedStack,
+    printer: &Printer,
+    wanted: &[String],
+    follow: bool,
+    tail: Option<u64>,
+) -> Result<i32> {
+    let engine = Engine::connect().await?;
+    manager_node(&engine, loaded).await?;
     let services: Vec<(String, String)> = engine
         .stage_services(&loaded.stage, &loaded.project)
         .await?
@@ -1421,8 +1438,7 @@ pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
         .enumerate()
         .map(|(i, (_, s))| (s.clone(), i))
         .collect();
-    let stream =
-        engine.service_log_stream(&services, args.follow, args.tail.map(|t| t.to_string()));
+    let stream = engine.service_log_stream(&services, follow, tail.map(|t| t.to_string()));
     futures_util::pin_mut!(stream);
     loop {
         let item = tokio::select! {
@@ -1431,7 +1447,7 @@ pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
         };
         let Some((service, text)) = item else { break };
         let text = text?;
-        let prefix = crate::output::log_prefix(&printer, &service, width, index[&service]);
+        let prefix = crate::output::log_prefix(printer, &service, width, index[&service]);
         for line in text.lines() {
             printer.data(&format!("{prefix}{}", printer.mask(line)));
         }
@@ -1439,21 +1455,19 @@ pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-pub async fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
-    if !is_swarm(&loaded) {
-        return Err(UsageError::new(format!(
-            "`rollback` returns Swarm services to their previous spec, and {} deploys to one engine",
-            loaded.file_display()
-        ))
-        .with_hint("on one engine, check out the previous stack file and run `stackctl up`")
-        .into());
-    }
-    let wanted = check_services(&loaded, &args.services)?;
+/// `rollback`: the services `wanted` (every one when empty) back to their previous spec;
+/// with `wait`, until they run it.
+pub async fn rollback(
+    loaded: &LoadedStack,
+    printer: &Printer,
+    wanted: &[String],
+    wait: bool,
+    timeout: u64,
+) -> Result<i32> {
     let (engine, _, _lock) =
-        reach_manager(&loaded, &printer, Some(Duration::from_secs(args.timeout))).await?;
+        reach_manager(loaded, printer, Some(Duration::from_secs(timeout))).await?;
     let progress = printer.progress();
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let deadline = Instant::now() + Duration::from_secs(timeout);
     let services: Vec<ServiceFound> = engine
         .stage_services(&loaded.stage, &loaded.project)
         .await?
@@ -1471,7 +1485,7 @@ pub async fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<i32> {
             })?;
             line.done("rolling back", None);
         }
-        if args.no_wait {
+        if !wait {
             return Ok(());
         }
         let planned: Vec<Planned> = services
@@ -1484,7 +1498,7 @@ pub async fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<i32> {
             .collect();
         let waits = planned
             .iter()
-            .map(|p| converged(&engine, &loaded, &printer, &progress, p, deadline, true));
+            .map(|p| converged(&engine, loaded, printer, &progress, p, deadline, true));
         let failures: Vec<String> = join_all(waits)
             .await
             .into_iter()
