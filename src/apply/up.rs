@@ -10,7 +10,6 @@ use anyhow::Result;
 use super::docker::DockerTarget;
 use super::{ApplyOptions, Target};
 use crate::context::digest::{self, ContextDigest, Inputs};
-use crate::error::UsageError;
 use crate::observed::Observed;
 use crate::plan::image::ImageSpec;
 use crate::plan::up::{self, Plan, PlanOptions};
@@ -71,12 +70,7 @@ pub async fn converge(
 }
 
 fn make_plan(loaded: &LoadedStack, observed: &Observed, options: &PlanOptions) -> Result<Plan> {
-    up::plan(loaded, &observed.images, observed, options).map_err(|unknown| {
-        let known: Vec<&str> = loaded.stack.services.keys().map(String::as_str).collect();
-        UsageError::new(format!("no service `{}` in this stack", unknown.0))
-            .with_hint(format!("services: {}", known.join(", ")))
-            .into()
-    })
+    up::plan(loaded, &observed.images, observed, options).map_err(|e| e.into_error(loaded))
 }
 
 /// The stage's existing networks and volumes: a driver the stack changed is named, and a

@@ -530,7 +530,7 @@ async fn restart(engine: &Engine, loaded: &LoadedStack, service: &str) -> Result
         ..Default::default()
     };
     let up_plan = crate::plan::up::plan(loaded, &observed.images, &observed, &options)
-        .map_err(|unknown| UsageError::new(format!("no service `{}` in this stack", unknown.0)))?;
+        .map_err(|e| e.into_error(loaded))?;
     let plan = crate::plan::restart::plan(up_plan, &wanted)
         .map_err(|_| Failure::new(format!("service `{service}` has no container to restart")))?;
     apply::execute(
