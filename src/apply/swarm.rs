@@ -11,25 +11,21 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use futures_util::future::join_all;
-use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
-
-use crate::engine::swarm::{
-    service_spec, BuiltSpec, FileWant, HealthWant, MountWant, NodeFound, PortWant, ServiceFound,
-    ServiceWant, TaskFound, UpdateWant,
-};
+use crate::engine::swarm::{service_spec, BuiltSpec, NodeFound, ServiceFound, TaskFound};
 use crate::engine::Engine;
 use crate::error::{exit, Failure, Interrupted, UsageError};
 use crate::names;
 use crate::observed::Observed;
 use crate::output::{Printer, Progress};
 use crate::plan::container;
+use crate::plan::deploy::{file_name, service_want, update_reason};
 use crate::plan::up::{Action, PlanOptions};
 use crate::registry::Credentials;
-use crate::stack::model::{MountKind, PullPolicy, RestartPolicy, Service, UpdateConfig};
+use crate::stack::model::{MountKind, PullPolicy};
 use crate::stack::LoadedStack;
+use anyhow::Result;
+use futures_util::future::join_all;
+use futures_util::StreamExt;
 
 /// What `up` asks of a Swarm stage (its services checked against the stack by the caller).
 #[derive(Debug, Clone, Default)]
@@ -86,227 +82,6 @@ fn owner(loaded: &LoadedStack, role: &str) -> BTreeMap<String, String> {
     names::owner_labels(&loaded.stage, &loaded.project, role)
         .into_iter()
         .collect()
-}
-
-fn nanos(d: Option<crate::stack::model::DurationSpec>) -> Option<i64> {
-    d.map(|d| d.0.as_nanos().min(i64::MAX as u128) as i64)
-}
-
-fn update_want(config: Option<&UpdateConfig>) -> UpdateWant {
-    let Some(c) = config else {
-        return UpdateWant::default();
-    };
-    UpdateWant {
-        parallelism: c.parallelism,
-        delay_ns: nanos(c.delay),
-        failure_action: c.failure_action.clone(),
-        monitor_ns: nanos(c.monitor),
-        max_failure_ratio: c.max_failure_ratio,
-        order: c.order.clone(),
-    }
-}
-
-/// The content-addressed Swarm name of a secret or config.
-fn file_name(loaded: &LoadedStack, name: &str, content: &[u8]) -> String {
-    let digest = Sha256::digest(content);
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{hex}",
-        names::container(&loaded.stage, &loaded.project, name)
-    )
-}
-
-/// What a service should be on the swarm; `notes` gets what the plan shows about it (a
-/// node-local volume pinning it to a node).
-fn want(
-    loaded: &LoadedStack,
-    name: &str,
-    service: &Service,
-    image: &str,
-    manager: &str,
-    files: &HashMap<(&'static str, String), (String, String)>,
-    notes: &mut Vec<String>,
-) -> ServiceWant {
-    let spec = container::service(loaded, name, service, image);
-    let deploy = service.deploy.clone().unwrap_or_default();
-    let mut labels = owner(loaded, names::role::SERVICE);
-    labels.insert(names::SERVICE.to_string(), name.to_string());
-    let mut container_labels = labels.clone();
-    for (k, v) in &deploy.labels {
-        labels.insert(k.clone(), v.clone());
-    }
-    for (k, v) in &spec.user_labels {
-        container_labels.insert(k.clone(), v.clone());
-    }
-    let mut mounts = Vec::new();
-    let mut volumes = Vec::new();
-    for mount in &service.volumes {
-        match (mount.kind, &mount.source) {
-            (MountKind::Named, Some(source)) => {
-                let volume = container::volume_name(loaded, source);
-                volumes.push(volume.clone());
-                let mut labels = owner(loaded, names::role::VOLUME);
-                if let Some(def) = loaded.stack.volumes.get(source) {
-                    for (k, v) in &def.labels {
-                        labels.insert(k.clone(), v.clone());
-                    }
-                }
-                mounts.push(MountWant::Volume {
-                    source: volume,
-                    target: mount.target.clone(),
-                    read_only: mount.read_only,
-                    labels,
-                });
-            }
-            (MountKind::Bind, Some(source)) => mounts.push(MountWant::Bind {
-                source: container::absolute_path(&loaded.dir, source)
-                    .display()
-                    .to_string(),
-                target: mount.target.clone(),
-                read_only: mount.read_only,
-            }),
-            (MountKind::Tmpfs, _) => mounts.push(MountWant::Tmpfs {
-                target: mount.target.clone(),
-            }),
-            _ => mounts.push(MountWant::Anonymous {
-                target: mount.target.clone(),
-            }),
-        }
-    }
-    for entry in &service.tmpfs {
-        let target = entry.split(':').next().unwrap_or(entry).to_string();
-        mounts.push(MountWant::Tmpfs { target });
-    }
-    let placement = deploy.placement.clone().unwrap_or_default();
-    let mut constraints = placement.constraints.clone();
-    let every_node = matches!(deploy.mode.as_deref(), Some("global" | "global-job"));
-    if !volumes.is_empty() {
-        // "its volume `data` is" / "its volumes `a`, `b` are"
-        let its_volumes = format!(
-            "its volume{} {} {}",
-            if volumes.len() == 1 { "" } else { "s" },
-            volumes
-                .iter()
-                .map(|v| format!("`{v}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            if volumes.len() == 1 { "is" } else { "are" },
-        );
-        if every_node {
-            notes.push(format!(
-                "service `{name}` runs a task on every node: {its_volumes} node-local, one on each node"
-            ));
-        } else if constraints.is_empty() {
-            constraints.push(format!("node.id=={manager}"));
-            notes.push(format!(
-                "service `{name}` keeps to node {} (the manager): {its_volumes} node-local",
-                &manager[..manager.len().min(12)],
-            ));
-        } else {
-            notes.push(format!(
-                "service `{name}`: its volumes are node-local; its constraints ({}) should keep it on one node",
-                constraints.join(", ")
-            ));
-        }
-    }
-    let restart = deploy.restart_policy.clone();
-    let restart_condition = match (&restart, service.restart) {
-        (Some(r), _) => r.condition.clone(),
-        (None, Some(RestartPolicy::No)) => Some("none".to_string()),
-        (None, Some(RestartPolicy::OnFailure(_))) => Some("on-failure".to_string()),
-        (None, Some(_)) => Some("any".to_string()),
-        (None, None) => None,
-    };
-    let restart_max_attempts = match (&restart, service.restart) {
-        (Some(r), _) => r.max_attempts.map(u64::from),
-        (None, Some(RestartPolicy::OnFailure(n))) => n.map(u64::from),
-        _ => None,
-    };
-    let reservations = deploy
-        .resources
-        .as_ref()
-        .and_then(|r| r.reservations.clone())
-        .unwrap_or_default();
-    let files = spec
-        .files
-        .iter()
-        .filter_map(|f| {
-            let (id, swarm_name) = files.get(&(f.kind, f.source.clone()))?;
-            Some(FileWant {
-                kind: f.kind,
-                id: id.clone(),
-                name: swarm_name.clone(),
-                path: f.path.clone(),
-                uid: f.uid,
-                gid: f.gid,
-                mode: f.mode,
-            })
-        })
-        .collect();
-    ServiceWant {
-        name: service_name(loaded, name),
-        labels,
-        container_labels,
-        image: image.to_string(),
-        entrypoint: spec.entrypoint.clone(),
-        command: spec.command.clone(),
-        env: spec.env.clone(),
-        working_dir: spec.working_dir.clone(),
-        user: spec.user.clone(),
-        hostname: spec.hostname.clone(),
-        init: spec.init,
-        tty: spec.tty,
-        stdin_open: spec.stdin_open,
-        read_only: spec.read_only,
-        stop_signal: spec.stop_signal.clone(),
-        stop_grace_ns: spec.stop_timeout_s.map(|s| s * 1_000_000_000),
-        health: spec.healthcheck.as_ref().map(|h| HealthWant {
-            test: h.test.clone(),
-            interval_ns: h.interval_ns,
-            timeout_ns: h.timeout_ns,
-            retries: h.retries,
-            start_period_ns: h.start_period_ns,
-        }),
-        extra_hosts: spec.extra_hosts.clone(),
-        mounts,
-        files,
-        networks: spec
-            .networks
-            .iter()
-            .map(|n| (n.network.clone(), n.aliases.clone()))
-            .collect(),
-        mode: deploy.mode.clone().unwrap_or_else(|| "replicated".into()),
-        replicas: u64::from(service.replicas()),
-        endpoint_dnsrr: deploy.endpoint_mode.as_deref() == Some("dnsrr"),
-        ports: service
-            .ports
-            .iter()
-            .map(|p| PortWant {
-                target: p.container_port,
-                published: p.host_port,
-                protocol: p.protocol.clone(),
-                host_mode: p.mode.as_deref() == Some("host"),
-            })
-            .collect(),
-        constraints,
-        preferences: placement
-            .preferences
-            .iter()
-            .map(|p| p.spread.clone())
-            .collect(),
-        max_replicas_per_node: placement.max_replicas_per_node,
-        nano_cpus: spec.nano_cpus,
-        memory: spec.memory,
-        pids: spec.pids_limit,
-        reserve_nano_cpus: reservations.cpus.map(|c| (c * 1e9) as i64),
-        reserve_memory: reservations.memory.map(|m| m.0),
-        restart_condition,
-        restart_max_attempts,
-        restart_delay_ns: restart.as_ref().and_then(|r| nanos(r.delay)),
-        restart_window_ns: restart.as_ref().and_then(|r| nanos(r.window)),
-        update: update_want(deploy.update_config.as_ref()),
-        rollback: update_want(deploy.rollback_config.as_ref()),
-    }
 }
 
 /// The services in dependency order (dependencies first).
@@ -375,7 +150,7 @@ async fn images(
     args: &UpOptions,
     progress: &Progress,
 ) -> Result<Images> {
-    let dry_run = args.dry_run;
+    let (dry_run, timeout) = (args.dry_run, args.timeout);
     let (index, digests) = tokio::try_join!(
         async { Ok::<_, anyhow::Error>(engine.image_index().await?) },
         crate::apply::up::context_digests(loaded)
@@ -420,37 +195,12 @@ async fn images(
 
     let mut built = BTreeMap::new();
     let mut resolve: HashSet<String> = HashSet::new();
-    for action in &actions {
-        crate::interrupt::check()?;
-        match action {
-            Action::Build {
-                owner,
-                image,
-                reason,
-                build,
-            } => {
+    let mut builds: Vec<Action> = Vec::new();
+    for action in actions {
+        match &action {
+            Action::Build { image, reason, .. } => {
                 built.insert(image.clone(), reason.clone());
-                if dry_run {
-                    continue;
-                }
-                let line = progress.line("image", image);
-                line.step("building");
-                let shown = |text: &str| line.detail(text);
-                let request = match crate::apply::docker::build_request(build) {
-                    Ok(request) => request,
-                    Err(err) => {
-                        line.fail("build", &format!("{err:#}"));
-                        return Err(err);
-                    }
-                };
-                match engine.build_image(&request, &shown).await {
-                    Ok(_) => line.done("built", Some(reason.as_str())),
-                    Err(err) => {
-                        line.fail("build", &format!("{err:#}"));
-                        let owner = crate::registry::owner_label(loaded, owner);
-                        return Err(err.context(format!("build the image of {owner}")));
-                    }
-                }
+                builds.push(action);
             }
             Action::Pull { image, .. } => {
                 resolve.insert(image.clone());
@@ -464,6 +214,17 @@ async fn images(
             }
             _ => {}
         }
+    }
+    if !dry_run && !builds.is_empty() {
+        // On the manager, with the executor's bounded parallelism and interrupts.
+        let plan = crate::plan::up::Plan {
+            actions: builds,
+            healthy: Default::default(),
+            warnings: Vec::new(),
+        };
+        let target = super::docker::DockerTarget::new(engine, loaded);
+        let options = super::ApplyOptions::new(false, Duration::from_secs(timeout));
+        super::build_images(&target, &plan, &options, progress, false).await?;
     }
 
     let mut pushed: HashSet<String> = HashSet::new();
@@ -534,6 +295,8 @@ struct Planned {
     service: String,
     built: BuiltSpec,
     found: Option<ServiceFound>,
+    /// Why it is updated, when its spec changed (`environment changed, deploy.replicas changed`).
+    reason: String,
 }
 
 impl Planned {
@@ -656,7 +419,7 @@ async fn converge(
     let mut plan: Vec<Planned> = Vec::new();
     for name in selected {
         let service = &loaded.stack.services[name];
-        let want = want(
+        let want = service_want(
             loaded,
             name,
             service,
@@ -666,10 +429,13 @@ async fn converge(
             &mut notes,
         );
         let built = service_spec(&want);
+        let current = found.get(&want.name).cloned();
+        let reason = update_reason(current.as_ref().and_then(|f| f.fields.as_deref()), &want);
         plan.push(Planned {
             service: name.clone(),
-            found: found.get(&want.name).cloned(),
+            found: current,
             built,
+            reason,
         });
     }
     let known: HashSet<String> = loaded
@@ -691,8 +457,14 @@ async fn converge(
         printer.status(note);
     }
     if args.dry_run {
+        // `--json`: one event per planned action, as on one engine.
+        let json = printer.mode == crate::output::Mode::Json;
         for (image, reason) in &built {
-            printer.data(&format!("image {image}: build ({reason})"));
+            if json {
+                printer.plan_event(image, "image", "build", reason);
+            } else {
+                printer.data(&format!("image {image}: build ({reason})"));
+            }
         }
         for p in &plan {
             let service = &loaded.stack.services[&p.service];
@@ -702,16 +474,33 @@ async fn converge(
                 (Some(_), true) => "update",
                 (Some(_), false) => "unchanged",
             };
+            if json {
+                let reason = match (&p.found, rebuilt) {
+                    (None, _) => "new".to_string(),
+                    (Some(_), Some(reason)) => format!("image rebuilt: {reason}"),
+                    (Some(_), None) if action == "update" => p.reason.clone(),
+                    (Some(_), None) => "spec unchanged".to_string(),
+                };
+                printer.plan_event(&p.service, "service", action, &reason);
+                continue;
+            }
             match rebuilt.filter(|_| p.found.is_some()) {
                 Some(reason) => printer.data(&format!(
                     "service {}: {action} (image rebuilt: {reason})",
                     p.service
                 )),
+                None if action == "update" => {
+                    printer.data(&format!("service {}: {action} ({})", p.service, p.reason))
+                }
                 None => printer.data(&format!("service {}: {action}", p.service)),
             }
         }
         for o in &orphans {
-            printer.data(&format!("service {}: remove (not in the stack)", o.service));
+            if json {
+                printer.plan_event(&o.service, "service", "remove", "not in the stack");
+            } else {
+                printer.data(&format!("service {}: remove (not in the stack)", o.service));
+            }
         }
         return Ok(exit::OK);
     }
@@ -749,7 +538,7 @@ async fn converge(
                 engine
                     .update_swarm_service(found, &p.built, creds.as_ref())
                     .await?;
-                line.done("updated", None);
+                line.done("updated", Some(&p.reason));
                 changed.push(p);
             }
             None => {
@@ -1494,6 +1283,7 @@ pub async fn rollback(
                 service: s.service.clone(),
                 built: BuiltSpec::placeholder(),
                 found: Some(s.clone()),
+                reason: String::new(),
             })
             .collect();
         let waits = planned
