@@ -11,6 +11,9 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     pub const USAGE: i32 = 2;
     pub const INTERRUPTED: i32 = 130;
+    /// Our stdout was closed by its reader (`stackctl exec dump | head`): what a shell
+    /// reports for a process killed by SIGPIPE (128 + 13).
+    pub const BROKEN_PIPE: i32 = 141;
 }
 
 /// Bad usage: a wrong argument, an unknown service or task name. Exit code 2.

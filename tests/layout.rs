@@ -161,3 +161,34 @@ fn no_static_holds_the_engine_endpoint() {
         "Engine::connect takes the endpoint"
     );
 }
+
+#[test]
+fn no_command_imports_another_command() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/commands");
+    // Not commands: the helper one-off containers share (`exec`, `run`, a task's steps).
+    let helpers = ["mod", "oneoff"];
+    let commands: Vec<String> = std::fs::read_dir(&root)
+        .expect("read src/commands/")
+        .filter_map(|entry| {
+            let path = entry.expect("an entry").path();
+            let stem = path.file_stem()?.to_string_lossy().into_owned();
+            (path.extension().is_some_and(|ext| ext == "rs") && !helpers.contains(&stem.as_str()))
+                .then_some(stem)
+        })
+        .collect();
+    let words: Vec<String> = commands
+        .iter()
+        .flat_map(|c| [format!("super::{c}::"), format!("crate::commands::{c}::")])
+        .chain(commands.iter().map(|c| format!("use super::{c};")))
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let found = uses(
+        |name| name.starts_with("commands/") && name != "commands/mod.rs",
+        &words,
+    );
+    assert!(
+        found.is_empty(),
+        "a command imports another command (shared code belongs in commands/mod.rs, apply/ or plan/):\n{}",
+        found.join("\n")
+    );
+}

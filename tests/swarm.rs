@@ -501,6 +501,23 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
             "{out}"
         );
     }
+    // `--json`: one event per planned action (here, one per service).
+    let run = stage.run(&["up", "--dry-run", "--json"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(events.len(), all.len(), "{out}");
+    for service in all {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["object"] == service && e["action"] == "unchanged"),
+            "{out}"
+        );
+    }
 
     // a file of api's build context changes: up rebuilds and pushes the image and rolls
     // api, and only api, to its new digest
@@ -609,6 +626,9 @@ fn a_stack_converges_rolls_rolls_back_and_goes_away_on_a_three_node_swarm() {
     let before_agent = stage.inspect("agent", "{{.Version.Index}}");
     let out = stage.ok(&["up", "--timeout", "90"]);
     assert!(out.contains("updated"), "{out}");
+    // with the fields that changed, as a recreated container is
+    assert!(out.contains("environment changed"), "{out}");
+    assert!(out.contains("secrets/configs changed"), "{out}");
     assert!(
         out.contains("no longer used"),
         "the old config is removed: {out}"

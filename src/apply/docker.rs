@@ -694,18 +694,20 @@ impl Target for DockerTarget<'_> {
                 .with_hint(format!("create it with `docker volume create {name}`, or drop `external: true` to let stackctl create it"))
                 .into())
             }
-            Action::CreateNetwork { name } => {
+            Action::CreateNetwork { spec } => {
                 phase("creating")?;
-                let wanted = crate::plan::objects::network(self.loaded, name)?;
-                engine.ensure_network(&wanted).await?;
+                engine.ensure_network(spec).await?;
                 Ok(())
             }
-            Action::CreateVolume { name, driver } => {
+            Action::CreateVolume { spec } => {
                 phase("creating")?;
-                let labels = crate::plan::objects::volume_labels(self.loaded, name)?;
-                let options = map(&container::volume_driver_opts(self.loaded, name));
                 Ok(engine
-                    .create_volume(name, driver.as_deref(), &labels, &options)
+                    .create_volume(
+                        &spec.name,
+                        spec.driver.as_deref(),
+                        &spec.labels,
+                        &spec.options,
+                    )
                     .await?)
             }
             Action::DataContainer { spec, exists, .. } => {

@@ -9,13 +9,20 @@
 //! - [`target`]: the seam: what the executor asks of a target.
 //! - [`docker`]: the Docker engine as a target; the plan → engine translation.
 //! - [`task`]: running one-off tasks (what must exist first, then the attached container).
+//! - [`remote`]: what changes when the engine is on another machine (bind mounts, ports).
+//! - [`swarm`]: a stage on a Docker Swarm: its services converged, waited, listed, rolled back
+//!   (the road beside the executor, until it goes behind the target seam).
+//! - [`up`]: `up` as a library: observe beside the build inputs' digests, plan, converge.
 //! - [`bulk`]: whole-stage stops, starts and removals (`down`, `purge`, `stop`, `start`).
 
 pub mod bulk;
 pub mod docker;
 pub mod hooks;
+pub mod remote;
+pub mod swarm;
 pub mod target;
 pub mod task;
+pub mod up;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -162,7 +162,7 @@ async fn to_stdout(engine: &Engine, container: &str, service: &str, path: &str) 
 /// tool of a pipeline: exit 141, nothing more said.
 fn stdout_error(err: std::io::Error) -> anyhow::Error {
     if err.kind() == std::io::ErrorKind::BrokenPipe {
-        crate::error::ExitWith(super::exec::BROKEN_PIPE).into()
+        crate::error::ExitWith(crate::error::exit::BROKEN_PIPE).into()
     } else {
         anyhow::Error::new(err).context("write to stdout")
     }

@@ -13,8 +13,14 @@ use crate::names::role;
 
 pub async fn run(ctx: &Context, args: &DownArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    if super::swarm::is_swarm(&loaded) {
-        return super::swarm::down(ctx, args).await;
+    if crate::apply::swarm::is_swarm(&loaded) {
+        return crate::apply::swarm::down(
+            &super::endpoint(ctx, &loaded)?,
+            &loaded,
+            &printer,
+            args.timeout,
+        )
+        .await;
     }
     let engine = connect(ctx, &loaded).await?;
     let _lock = crate::lock::acquire(

@@ -2,26 +2,21 @@
 //! of steps, or a command inside a service's running container. The exit code is the
 //! process's own; stackctl's own lines go to stderr only, so stdout is the process's output.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
+use super::oneoff::{finish, report, run_one_off, OneOff};
 use super::Context;
 use crate::apply;
 use crate::cli::ExecArgs;
-use crate::engine::attach::{End, Input, Outcome};
+use crate::engine::attach::Input;
 use crate::engine::Engine;
 use crate::error::{exit, Interrupted, UsageError};
-use crate::output::{now_ms, Event, Mode};
 use crate::plan::task::{self, Step};
 use crate::stack::model::{ContainerTask, Task};
 use crate::stack::LoadedStack;
 use crate::tty::StdioKind;
-
-/// Exit code when our stdout was closed by its reader (`stackctl exec dump | head`): what a
-/// shell reports for a process killed by SIGPIPE (128 + 13). The task container is removed.
-pub const BROKEN_PIPE: i32 = 141;
 
 pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
     let loaded = crate::stack::load(&ctx.project)?;
@@ -40,7 +35,7 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
         return Err(unknown_name(&loaded, name).into());
     }
     let engine = super::connect(&ctx, &loaded).await?;
-    super::remote::check_binds(&engine, &loaded)?;
+    crate::apply::remote::check_binds(&engine, &loaded)?;
     run_name(&ctx, &loaded, &engine, name, &args.args).await
 }
 
@@ -73,19 +68,6 @@ pub async fn run_name(
     }
 }
 
-/// `stackctl init`: run the `init` task when the stack has one.
-pub async fn run_init(ctx: &Context, loaded: &LoadedStack) -> Result<i32> {
-    if !loaded.stack.tasks.contains_key("init") {
-        ctx.printer.status(&format!(
-            "no `init` task in {}: nothing to run",
-            ctx.project.display_path(&loaded.file)
-        ));
-        return Ok(exit::OK);
-    }
-    let engine = super::connect(ctx, loaded).await?;
-    run_name(ctx, loaded, &engine, "init", &[]).await
-}
-
 fn unknown_name(loaded: &LoadedStack, name: &str) -> UsageError {
     let tasks: Vec<&str> = loaded.stack.tasks.keys().map(String::as_str).collect();
     let services: Vec<&str> = loaded.stack.services.keys().map(String::as_str).collect();
@@ -115,96 +97,6 @@ fn unknown_name(loaded: &LoadedStack, name: &str) -> UsageError {
     }
 }
 
-/// The process's exit code as ours (0–255; anything odd is a failure).
-fn exit_code(code: i64) -> i32 {
-    match i32::try_from(code) {
-        Ok(code) if (0..=255).contains(&code) => code,
-        _ => exit::FAILURE,
-    }
-}
-
-/// One line about a finished run: plain mode only (CI logs), or with `-v`; a JSON event on
-/// stderr with `--json` (stdout is the process's output); nothing with `-q`.
-fn report(
-    ctx: &Context,
-    (kind, action): (&str, &str),
-    object: &str,
-    status: &str,
-    detail: &str,
-    started: Instant,
-) {
-    let elapsed = started.elapsed();
-    let printer = &ctx.printer;
-    match printer.mode {
-        Mode::Json => {
-            let event = Event {
-                ts: now_ms(),
-                stage: &printer.stage,
-                object,
-                kind,
-                action,
-                status,
-                elapsed_ms: elapsed.as_millis(),
-                reason: Some(detail),
-                counts: None,
-            };
-            if let Ok(line) = serde_json::to_string(&event) {
-                let _ = writeln!(std::io::stderr().lock(), "{}", printer.mask(&line));
-            }
-        }
-        Mode::Plain => printer.status(&format!(
-            "{kind} {object}: {status} ({detail}, {:.1}s)",
-            elapsed.as_secs_f64()
-        )),
-        Mode::Live if ctx.global.verbose > 0 => printer.status(&format!(
-            "{kind} {object}: {status} ({detail}, {:.1}s)",
-            elapsed.as_secs_f64()
-        )),
-        Mode::Live => {}
-    }
-}
-
-/// What a run's end means for us: the exit code, or the interrupt.
-fn finish(
-    ctx: &Context,
-    kind: &str,
-    action: &str,
-    object: &str,
-    outcome: Outcome,
-    started: Instant,
-) -> Result<i32> {
-    if let Some(problem) = outcome.input_error {
-        ctx.printer.warn(&format!("{kind} `{object}`: {problem}"));
-    }
-    match outcome.end {
-        End::Exited(code) => {
-            let code = exit_code(code);
-            let status = if code == 0 { "done" } else { "failed" };
-            report(
-                ctx,
-                (kind, action),
-                object,
-                status,
-                &format!("exit {code}"),
-                started,
-            );
-            Ok(code)
-        }
-        End::Interrupted => Err(Interrupted.into()),
-        End::BrokenPipe => {
-            report(
-                ctx,
-                (kind, action),
-                object,
-                "stopped",
-                "output closed",
-                started,
-            );
-            Ok(BROKEN_PIPE)
-        }
-    }
-}
-
 /// Run a container task in a fresh one-off container. `caller_stdin`: whether our own
 /// stdin may feed it (not inside a sequence unless on a terminal: one input can't be split
 /// between steps). Input piped or redirected to us replaces the task's `stdin:` file: what
@@ -222,189 +114,6 @@ async fn run_container_task(
     run_one_off(ctx, loaded, engine, OneOff::Task, &plan, caller_stdin).await
 }
 
-/// What a one-off container is for: a task (`exec TASK`) or a copy of a service (`run`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OneOff {
-    Task,
-    Run,
-}
-
-impl OneOff {
-    /// The `kind` of its lines and JSON event.
-    fn kind(self) -> &'static str {
-        match self {
-            OneOff::Task => "task",
-            OneOff::Run => "run",
-        }
-    }
-
-    /// The `action` of its JSON event.
-    fn action(self) -> &'static str {
-        match self {
-            OneOff::Task => "exec",
-            OneOff::Run => "run",
-        }
-    }
-}
-
-/// Run a planned one-off container attached to our streams (see [`task_input`]), the image,
-/// volumes and networks it needs made first; it is removed on every path, an interrupt too.
-pub async fn run_one_off(
-    ctx: &Context,
-    loaded: &LoadedStack,
-    engine: &Engine,
-    kind: OneOff,
-    plan: &task::TaskPlan,
-    caller_stdin: bool,
-) -> Result<i32> {
-    let name = plan.task.as_str();
-    let (input, tty) = task_input(ctx, loaded, plan, caller_stdin).await?;
-    let verbose = ctx.global.verbose > 0 && !ctx.global.quiet;
-    make_data_containers(ctx, loaded, engine, &plan.data_containers).await?;
-    apply::task::prepare(engine, loaded, plan, &ctx.printer, verbose).await?;
-    crate::interrupt::check()?;
-    let started = Instant::now();
-    let outcome = match apply::task::run(engine, plan, input, tty).await {
-        Ok(outcome) => outcome,
-        Err(_) if crate::interrupt::requested() => {
-            return Err(interrupted_task(ctx, kind, &plan.container.name));
-        }
-        Err(err) => return Err(err).with_context(|| format!("{} `{name}`", kind.kind())),
-    };
-    if outcome.end == End::Interrupted {
-        return Err(interrupted_task(ctx, kind, &plan.container.name));
-    }
-    finish(ctx, kind.kind(), kind.action(), name, outcome, started)
-}
-
-/// The data containers a one-off container takes volumes from, made (with their images and
-/// volumes) when they are missing, as `up` makes them; nothing else is touched.
-async fn make_data_containers(
-    ctx: &Context,
-    loaded: &LoadedStack,
-    engine: &Engine,
-    data: &[String],
-) -> Result<()> {
-    if data.is_empty() {
-        return Ok(());
-    }
-    let timeout = std::time::Duration::from_secs(DATA_TIMEOUT);
-    let _lock = crate::lock::acquire(
-        engine,
-        &loaded.project,
-        &loaded.stage,
-        timeout,
-        &ctx.printer,
-    )
-    .await?;
-    let mut options = crate::plan::up::PlanOptions {
-        only_data: data.to_vec(),
-        ..Default::default()
-    };
-    let target = apply::docker::DockerTarget::new(engine, loaded);
-    let plan = super::up::observe_and_plan(engine, &target, loaded, &mut options, true).await?;
-    if plan.is_noop() {
-        return Ok(());
-    }
-    let progress = ctx.printer.progress();
-    let apply_options = apply::ApplyOptions::new(false, timeout);
-    super::up::converge(
-        engine,
-        &target,
-        loaded,
-        plan,
-        options,
-        &apply_options,
-        &progress,
-    )
-    .await
-}
-
-/// How long making a one-off container's data containers may take (a build, a pull, or
-/// another stackctl holding the stage).
-const DATA_TIMEOUT: u64 = 300;
-
-/// What feeds the task's stdin, and whether it gets a TTY: input piped to us (when we may
-/// read it), else its `stdin:` file, else our stdin as [`StdioKind`] decides.
-async fn task_input(
-    ctx: &Context,
-    loaded: &LoadedStack,
-    plan: &task::TaskPlan,
-    caller_stdin: bool,
-) -> Result<(Input, bool)> {
-    let name = &plan.task;
-    let piped = match &plan.stdin_file {
-        Some(_) if caller_stdin => piped_input().await?,
-        _ => None,
-    };
-    match (&plan.stdin_file, piped) {
-        (Some(path), Some(reader)) => {
-            ctx.printer.status(&format!(
-                "task `{name}`: reading the input piped to stackctl instead of its `stdin:` file `{}`",
-                ctx.project.display_path(path)
-            ));
-            Ok((Input::Reader(reader), false))
-        }
-        (Some(path), None) => {
-            let file = std::fs::File::open(path).map_err(|e| {
-                UsageError::new(format!(
-                    "task `{name}`: cannot open its `stdin:` file `{}`: {e}",
-                    ctx.project.display_path(path)
-                ))
-                .with_hint(format!(
-                    "fix `stdin:` of task `{name}` in {}",
-                    ctx.project.display_path(&loaded.file)
-                ))
-            })?;
-            Ok((Input::File(file), false))
-        }
-        (None, _) => {
-            let kind = StdioKind::detect();
-            Ok(if kind.attach_stdin && (caller_stdin || kind.tty) {
-                (Input::Stdin, kind.tty)
-            } else {
-                (Input::Detached, false)
-            })
-        }
-    }
-}
-
-/// Input piped or redirected to us, when there is any: its first bytes are read here, so an
-/// empty pipe or file (what a CI runner or a test harness often gives) does not count as
-/// input and a task's `stdin:` file is used then.
-async fn piped_input() -> Result<Option<Box<dyn std::io::Read + Send>>> {
-    use std::io::Read;
-    if !crate::tty::stdin_has_input() {
-        return Ok(None);
-    }
-    let first = tokio::task::spawn_blocking(|| {
-        let mut first = vec![0u8; 64 * 1024];
-        let read = std::io::stdin().read(&mut first)?;
-        first.truncate(read);
-        Ok::<_, std::io::Error>(first)
-    });
-    let first = tokio::select! {
-        read = first => read.map_err(|e| anyhow::anyhow!(e))?.context("read stdin")?,
-        _ = crate::interrupt::wait() => return Err(Interrupted.into()),
-    };
-    if first.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(Box::new(
-        std::io::Cursor::new(first).chain(std::io::stdin()),
-    )))
-}
-
-fn interrupted_task(ctx: &Context, kind: OneOff, container: &str) -> anyhow::Error {
-    let what = match kind {
-        OneOff::Task => "task container",
-        OneOff::Run => "one-off container",
-    };
-    ctx.printer
-        .status(&format!("interrupted: removed {what} `{container}`"));
-    Interrupted.into()
-}
-
 /// Docker exec inside the service's running container.
 async fn exec_in_service(
     ctx: &Context,
@@ -420,8 +129,8 @@ async fn exec_in_service(
         .with_hint(format!("stackctl exec {service} -- sh"))
         .into());
     }
-    let container = if super::swarm::is_swarm(loaded) {
-        super::swarm::task_container_here(engine, loaded, service).await?
+    let container = if crate::apply::swarm::is_swarm(loaded) {
+        crate::apply::swarm::task_container_here(engine, loaded, service).await?
     } else {
         crate::plan::container::container_name(loaded, service)
     };
@@ -548,20 +257,20 @@ async fn builtin_step(
                 pull: None,
                 watch: false,
             };
-            super::up::run(ctx, &args).await
+            Box::pin(super::run_command(ctx, crate::cli::Command::Up(args))).await
         }
         "down" => {
             let args = crate::cli::DownArgs {
                 timeout: STEP_TIMEOUT.as_secs(),
             };
-            super::down::run(ctx, &args).await
+            Box::pin(super::run_command(ctx, crate::cli::Command::Down(args))).await
         }
         "build" => {
             let args = crate::cli::BuildArgs {
                 services: Vec::new(),
                 no_cache: false,
             };
-            super::build::run(ctx.clone(), &args).await
+            Box::pin(super::run_command(ctx, crate::cli::Command::Build(args))).await
         }
         "wait" => wait_for_services(loaded, engine).await.map(|()| exit::OK),
         other => Err(UsageError::new(format!("`{other}` is not a built-in step"))

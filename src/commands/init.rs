@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-use super::Context;
+use super::{remember_stage, Context};
 use crate::cli::InitArgs;
 use crate::error::{exit, UsageError};
 use crate::output::Mode;
@@ -82,25 +82,6 @@ fn remember(ctx: &Context) {
     remember_stage(ctx, previous.as_deref());
 }
 
-/// Remember the context's stage (`stackctl init`, `stackctl use`), saying so when it changes.
-pub fn remember_stage(ctx: &Context, previous: Option<&str>) {
-    let project = &ctx.project;
-    match project.remember_stage() {
-        Ok(()) if previous != Some(project.stage.as_str()) => ctx.printer.status(&format!(
-            "commands here now act on stage `{}` without `-e` (remembered in `{}/stage`)",
-            project.stage,
-            crate::project::STATE_DIR
-        )),
-        Ok(()) => {}
-        Err(e) => ctx.printer.warn(&format!(
-            "cannot remember stage `{}` in `{}/stage`: {}",
-            project.stage,
-            crate::project::STATE_DIR,
-            crate::error::io_reason(&e)
-        )),
-    }
-}
-
 /// An `init` that could not pull an image the env file names (`DB_IMAGE=postgres:16-alpine`)
 /// says how to go on without a registry: load an image, and give its name to `init`, which
 /// writes it into the env file.
@@ -145,17 +126,21 @@ fn with_offline_hint(ctx: &Context, mut err: anyhow::Error) -> anyhow::Error {
     err
 }
 
-/// Run the stack's `init` task (if it has one) with the stage's secrets masked.
+/// Run the stack's `init` task when it has one, as `stackctl exec init` does (the stage's
+/// secrets masked).
 async fn run_init_task(ctx: &Context, loaded: &LoadedStack) -> Result<i32> {
-    let mut printer = ctx.printer.clone();
-    printer.add_secrets(loaded.secrets.clone());
-    let ctx = Context {
-        project: ctx.project.clone(),
-        printer,
-        global: ctx.global.clone(),
-        engine: ctx.engine.clone(),
+    if !loaded.stack.tasks.contains_key("init") {
+        ctx.printer.status(&format!(
+            "no `init` task in {}: nothing to run",
+            ctx.project.display_path(&loaded.file)
+        ));
+        return Ok(exit::OK);
+    }
+    let exec = crate::cli::ExecArgs {
+        name: "init".to_string(),
+        args: Vec::new(),
     };
-    super::exec::run_init(&ctx, loaded).await
+    Box::pin(super::run_command(ctx, crate::cli::Command::Exec(exec))).await
 }
 
 /// Render the stack file and the env file of the stage from the templates.

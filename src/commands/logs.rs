@@ -18,8 +18,17 @@ use crate::stack::model::DurationSpec;
 
 pub async fn run(ctx: &Context, args: &LogsArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    if super::swarm::is_swarm(&loaded) {
-        return super::swarm::logs(ctx, args).await;
+    if crate::apply::swarm::is_swarm(&loaded) {
+        let wanted = check_services(&loaded, &args.services)?;
+        return crate::apply::swarm::logs(
+            &super::endpoint(ctx, &loaded)?,
+            &loaded,
+            &printer,
+            &wanted,
+            args.follow,
+            args.tail,
+        )
+        .await;
     }
     let wanted = check_services(&loaded, &args.services)?;
     let since = args

@@ -36,11 +36,7 @@ struct Row {
 }
 
 pub async fn run(ctx: &Context, args: &crate::cli::LsArgs) -> Result<i32> {
-    let stale = args
-        .stale
-        .as_deref()
-        .map(super::purge::parse_age)
-        .transpose()?;
+    let stale = args.stale.as_deref().map(super::parse_age).transpose()?;
     let project = &ctx.project;
     // The engine-side project name: the current stage's `name:`, else the directory's; and
     // the engine its `engine.host` names.
@@ -80,7 +76,7 @@ pub async fn run(ctx: &Context, args: &crate::cli::LsArgs) -> Result<i32> {
         let named = args
             .pattern
             .as_deref()
-            .is_none_or(|pattern| super::purge::glob_match(pattern, stage));
+            .is_none_or(|pattern| super::glob_match(pattern, stage));
         let old = stale.is_none_or(|age| {
             objects
                 .and_then(|o| o.newest)

@@ -11,16 +11,16 @@ pub mod lock;
 pub mod logs;
 pub mod ls;
 pub mod monitors;
+pub mod oneoff;
 pub mod ps;
 pub mod pull;
 pub mod purge;
 pub mod push;
-pub mod remote;
 pub mod restart;
+pub mod rollback;
 pub mod run;
 pub mod start;
 pub mod stop;
-pub mod swarm;
 pub mod top;
 pub mod up;
 pub mod use_stage;
@@ -104,29 +104,42 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         global: cli.global.clone(),
         engine,
     };
-    match cli.command {
-        Command::Build(args) => build::run(ctx, &args).await,
-        Command::Exec(args) => exec::run(&ctx, &args).await,
-        Command::Config(args) => config::run(&ctx, &args).await,
-        Command::Init(args) => init::run(&ctx, &args).await,
-        Command::Up(args) => up::run(&ctx, &args).await,
-        Command::Down(args) => down::run(&ctx, &args).await,
-        Command::Purge(args) => purge::run(&ctx, &args).await,
-        Command::Rollback(args) => swarm::rollback(&ctx, &args).await,
-        Command::Stop(args) => stop::run(&ctx, &args).await,
-        Command::Start(args) => start::run(&ctx, &args).await,
-        Command::Ps(args) => ps::run(&ctx, &args).await,
-        Command::Pull(args) => pull::run(&ctx, &args).await,
-        Command::Push(args) => push::run(&ctx, &args).await,
-        Command::Logs(args) => logs::run(&ctx, &args).await,
-        Command::Restart(args) => restart::run(&ctx, &args).await,
-        Command::Run(args) => run::run(&ctx, &args).await,
-        Command::Ls(args) => ls::run(&ctx, &args).await,
-        Command::Top(args) => top::run(&ctx, &args).await,
-        Command::Cp(args) => cp::run(&ctx, &args).await,
-        Command::Data(args) => data::run(&ctx, &args).await,
-        Command::Lock(args) => lock::run(&ctx, &args).await,
-        Command::Watch(args) => watch::watch(&ctx, &args.services, true).await,
+    run_command(&ctx, cli.command).await
+}
+
+/// Run one command in a resolved context: what `dispatch` does, and how one command runs
+/// another (`run` brings up dependencies with `up`; a task's built-in steps `up`, `down`,
+/// `build`) without one command file calling another.
+pub(crate) async fn run_command(ctx: &Context, command: Command) -> Result<i32> {
+    match command {
+        Command::Build(args) => build::run(ctx.clone(), &args).await,
+        Command::Exec(args) => exec::run(ctx, &args).await,
+        Command::Config(args) => config::run(ctx, &args).await,
+        Command::Init(args) => init::run(ctx, &args).await,
+        Command::Up(args) => {
+            let code = up::run(ctx, &args).await?;
+            if args.watch && !args.dry_run {
+                return watch::watch(ctx, &args.services, false).await;
+            }
+            Ok(code)
+        }
+        Command::Down(args) => down::run(ctx, &args).await,
+        Command::Purge(args) => purge::run(ctx, &args).await,
+        Command::Rollback(args) => rollback::run(ctx, &args).await,
+        Command::Stop(args) => stop::run(ctx, &args).await,
+        Command::Start(args) => start::run(ctx, &args).await,
+        Command::Ps(args) => ps::run(ctx, &args).await,
+        Command::Pull(args) => pull::run(ctx, &args).await,
+        Command::Push(args) => push::run(ctx, &args).await,
+        Command::Logs(args) => logs::run(ctx, &args).await,
+        Command::Restart(args) => restart::run(ctx, &args).await,
+        Command::Run(args) => run::run(ctx, &args).await,
+        Command::Ls(args) => ls::run(ctx, &args).await,
+        Command::Top(args) => top::run(ctx, &args).await,
+        Command::Cp(args) => cp::run(ctx, &args).await,
+        Command::Data(args) => data::run(ctx, &args).await,
+        Command::Lock(args) => lock::run(ctx, &args).await,
+        Command::Watch(args) => watch::watch(ctx, &args.services, true).await,
         Command::Completions(_) | Command::Man | Command::Version | Command::Use(_) => Ok(exit::OK),
     }
 }
@@ -216,20 +229,37 @@ pub fn stack_engine(
     )
 }
 
-/// Connect to the stage's engine: the command line's, else its stack file's, else the
-/// environment's (one clear line and exit 1 when it is unreachable).
+/// The stage's engine: the command line's, else its stack file's, else the environment's.
+pub fn endpoint(
+    ctx: &Context,
+    loaded: &crate::stack::LoadedStack,
+) -> Result<crate::engine::endpoint::Endpoint> {
+    Ok(stack_engine(&ctx.engine, &ctx.project, loaded).resolve()?)
+}
+
+/// Connect to the stage's engine (one clear line and exit 1 when it is unreachable).
 pub async fn connect(
     ctx: &Context,
     loaded: &crate::stack::LoadedStack,
 ) -> Result<crate::engine::Engine> {
-    let endpoint = stack_engine(&ctx.engine, &ctx.project, loaded).resolve()?;
-    crate::engine::Engine::connect(endpoint).await
+    crate::engine::Engine::connect(endpoint(ctx, loaded)?).await
 }
 
 /// Connect to the engine the command line or the environment names, for a command that has
 /// no stack file to read (`ls`, a `purge` from the labels alone).
 pub async fn connect_without_stack(ctx: &Context) -> Result<crate::engine::Engine> {
     crate::engine::Engine::connect(ctx.engine.resolve()?).await
+}
+
+/// The policy `up --pull` gives every service.
+pub(crate) fn pull_policy(arg: crate::cli::PullArg) -> crate::stack::model::PullPolicy {
+    use crate::cli::PullArg;
+    use crate::stack::model::PullPolicy;
+    match arg {
+        PullArg::Always => PullPolicy::Always,
+        PullArg::Missing => PullPolicy::Missing,
+        PullArg::Never => PullPolicy::Never,
+    }
 }
 
 /// The service names asked for, checked against the stack; empty: all of them.
@@ -300,6 +330,56 @@ pub async fn select_services(
         containers,
         _lock: lock,
     })
+}
+
+/// Remember the context's stage (`stackctl init`, `stackctl use`), saying so when it changes.
+pub fn remember_stage(ctx: &Context, previous: Option<&str>) {
+    let project = &ctx.project;
+    match project.remember_stage() {
+        Ok(()) if previous != Some(project.stage.as_str()) => ctx.printer.status(&format!(
+            "commands here now act on stage `{}` without `-e` (remembered in `{}/stage`)",
+            project.stage,
+            crate::project::STATE_DIR
+        )),
+        Ok(()) => {}
+        Err(e) => ctx.printer.warn(&format!(
+            "cannot remember stage `{}` in `{}/stage`: {}",
+            project.stage,
+            crate::project::STATE_DIR,
+            crate::error::io_reason(&e)
+        )),
+    }
+}
+
+/// `2h`, `90m`, `3d`, `1h30m`: the age of `--stale`.
+pub fn parse_age(text: &str) -> Result<Duration, UsageError> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        UsageError::new(format!("`{text}` is not a duration: {e}"))
+            .with_hint("write it like `90m`, `2h` or `3d`")
+    })
+}
+
+/// Shell-style matching with `*` (any characters) and `?` (one character).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 #[cfg(test)]

@@ -39,8 +39,8 @@ fn task_of(stage: &str, project: &str, container: &str) -> Option<String> {
 
 pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    if super::swarm::is_swarm(&loaded) {
-        return super::swarm::ps(ctx).await;
+    if crate::apply::swarm::is_swarm(&loaded) {
+        return crate::apply::swarm::ps(&super::endpoint(ctx, &loaded)?, &loaded, &printer).await;
     }
     let engine = connect(ctx, &loaded).await?;
     let observed = engine
@@ -56,7 +56,7 @@ pub async fn run(ctx: &Context, _args: &PsArgs) -> Result<i32> {
     let at_host = |ports: &[String]| -> Vec<String> {
         ports
             .iter()
-            .map(|p| super::remote::port_at_host(&engine, p))
+            .map(|p| crate::apply::remote::port_at_host(&engine, p))
             .collect()
     };
     let mut rows: Vec<Row> = Vec::new();

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
-use super::{connect, load_stack, Context};
+use super::{connect, glob_match, load_stack, parse_age, Context};
 use crate::apply;
 use crate::cli::PurgeArgs;
 use crate::engine::Engine;
@@ -61,8 +61,14 @@ pub async fn run(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
         return purge_stage(&engine, &ctx.printer, &target, args, interactive).await;
     }
     let (loaded, printer) = load_stack(ctx)?;
-    if super::swarm::is_swarm(&loaded) {
-        return super::swarm::purge(ctx, args).await;
+    if crate::apply::swarm::is_swarm(&loaded) {
+        return crate::apply::swarm::purge(
+            &super::endpoint(ctx, &loaded)?,
+            &loaded,
+            &printer,
+            args.timeout,
+        )
+        .await;
     }
     let engine = connect(ctx, &loaded).await?;
     let target = Target {
@@ -129,14 +135,6 @@ async fn stale(ctx: &Context, args: &PurgeArgs, age: &str, interactive: bool) ->
     Ok(code)
 }
 
-/// `2h`, `90m`, `3d`, `1h30m`: the age of `--stale`.
-pub fn parse_age(text: &str) -> Result<Duration, UsageError> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        UsageError::new(format!("`{text}` is not a duration: {e}"))
-            .with_hint("write it like `90m`, `2h` or `3d`")
-    })
-}
-
 /// The stages of `project` on the engine whose name matches `pattern` and whose newest
 /// container or volume was created more than `age` ago, sorted.
 pub async fn stale_stages(
@@ -158,29 +156,6 @@ pub async fn stale_stages(
         })
         .map(|(stage, _)| stage)
         .collect())
-}
-
-/// Shell-style matching with `*` (any characters) and `?` (one character).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 async fn purge_stage(

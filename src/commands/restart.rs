@@ -9,7 +9,7 @@ use super::{check_services, connect, load_stack, Context};
 use crate::apply::docker::DockerTarget;
 use crate::apply::{self, ApplyOptions, Target};
 use crate::cli::RestartArgs;
-use crate::error::{Failure, UsageError};
+use crate::error::Failure;
 use crate::plan::restart;
 use crate::plan::up::{self, PlanOptions};
 
@@ -27,7 +27,7 @@ pub async fn run(ctx: &Context, args: &RestartArgs) -> Result<i32> {
         ..Default::default()
     };
     let up_plan = up::plan(&loaded, &observed.images, &observed, &options)
-        .map_err(|unknown| UsageError::new(format!("no service `{}` in this stack", unknown.0)))?;
+        .map_err(|e| e.into_error(&loaded))?;
     let plan = restart::plan(up_plan, &wanted).map_err(|missing| {
         let names: Vec<String> = missing.0.iter().map(|s| format!("`{s}`")).collect();
         Failure::new(format!(

@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 
-use super::exec::{run_one_off, OneOff};
+use super::oneoff::{run_one_off, OneOff};
 use super::{check_services, connect, load_stack, Context};
 use crate::cli::RunArgs;
 use crate::output::Mode;
@@ -40,7 +40,7 @@ async fn up_dependencies(ctx: &Context, services: Vec<String>) -> Result<()> {
         pull: None,
         watch: false,
     };
-    super::up::run(&ctx, &args).await?;
+    Box::pin(super::run_command(&ctx, crate::cli::Command::Up(args))).await?;
     Ok(())
 }
 
@@ -49,7 +49,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     check_services(&loaded, std::slice::from_ref(&args.service))?;
     let plan = task::plan_run(&loaded, &args.service, &args.args, &task::short_id())?;
     let engine = connect(ctx, &loaded).await?;
-    super::remote::check_binds(&engine, &loaded)?;
+    crate::apply::remote::check_binds(&engine, &loaded)?;
     let ctx = Context {
         printer,
         ..ctx.clone()

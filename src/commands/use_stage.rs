@@ -50,7 +50,7 @@ pub fn run(global: &GlobalArgs, args: &UseArgs) -> Result<i32> {
             "commands here already act on stage `{stage}` without `-e`"
         ));
     } else {
-        super::init::remember_stage(&ctx, previous.as_deref());
+        super::remember_stage(&ctx, previous.as_deref());
     }
     if let Some(variable) = environment_stage().filter(|v| v != stage) {
         ctx.printer.warn(&format!(

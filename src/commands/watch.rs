@@ -48,7 +48,7 @@ const WAIT: Duration = Duration::from_secs(300);
 /// have some.
 pub async fn watch(ctx: &Context, services: &[String], each_named: bool) -> Result<i32> {
     let (loaded, printer) = load_stack(ctx)?;
-    super::swarm::refuse_watch(&loaded, if each_named { "watch" } else { "up --watch" })?;
+    crate::apply::swarm::refuse_watch(&loaded, if each_named { "watch" } else { "up --watch" })?;
     let wanted = check_services(&loaded, services)?;
     let rules = compile(&loaded, &wanted, each_named && !services.is_empty())?;
     let engine = connect(ctx, &loaded).await?;
@@ -510,9 +510,9 @@ async fn rebuild(
         );
     }
     let target = DockerTarget::new(engine, loaded);
-    let first = super::up::observe_and_plan(engine, &target, loaded, &mut options, true).await?;
+    let first = apply::up::observe_and_plan(engine, &target, loaded, &mut options, true).await?;
     let progress = quiet.progress();
-    super::up::converge(
+    apply::up::converge(
         engine,
         &target,
         loaded,
@@ -584,7 +584,7 @@ async fn restart(engine: &Engine, loaded: &LoadedStack, service: &str) -> Result
         ..Default::default()
     };
     let up_plan = crate::plan::up::plan(loaded, &observed.images, &observed, &options)
-        .map_err(|unknown| UsageError::new(format!("no service `{}` in this stack", unknown.0)))?;
+        .map_err(|e| e.into_error(loaded))?;
     let plan = crate::plan::restart::plan(up_plan, &wanted)
         .map_err(|_| Failure::new(format!("service `{service}` has no container to restart")))?;
     // A switch nobody turns on (its sender lives to the end of the restart).

@@ -611,7 +611,7 @@ async fn start_services(
         ..Default::default()
     };
     let plan = up::plan(loaded, &observed.images, &observed, &options)
-        .map_err(|unknown| anyhow!("no service `{}` in this stack", unknown.0))?;
+        .map_err(|e| e.into_error(loaded))?;
     let wanted: BTreeSet<&String> = services.iter().collect();
     let mut plan = plan;
     plan.actions.retain(|action| match action {
@@ -651,7 +651,7 @@ async fn ensure_objects(
     let options = ApplyOptions::new(false, timeout);
     let keep = |plan: &mut up::Plan| {
         plan.actions.retain(|action| match action {
-            Action::CreateVolume { name, .. } => volumes.contains(name),
+            Action::CreateVolume { spec } => volumes.contains(&spec.name),
             Action::DataContainer { key, .. } => data.contains(key),
             Action::Build { image, .. } | Action::Pull { image, .. } => data_images.contains(image),
             Action::MissingImage { owner, .. } => data.contains(owner),
@@ -661,14 +661,14 @@ async fn ensure_objects(
     let observed = crate::apply::Target::observe(&target).await?;
     let mut plan_options = PlanOptions::default();
     let mut plan = up::plan(loaded, &observed.images, &observed, &plan_options)
-        .map_err(|unknown| anyhow!("no service `{}` in this stack", unknown.0))?;
+        .map_err(|e| e.into_error(loaded))?;
     keep(&mut plan);
     if plan.fetches().next().is_some() {
         plan_options.built =
             crate::apply::build_images(&target, &plan, &options, progress, false).await?;
         let observed = crate::apply::Target::observe(&target).await?;
         plan = up::plan(loaded, &observed.images, &observed, &plan_options)
-            .map_err(|unknown| anyhow!("no service `{}` in this stack", unknown.0))?;
+            .map_err(|e| e.into_error(loaded))?;
         keep(&mut plan);
     }
     if plan.is_noop() {

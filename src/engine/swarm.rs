@@ -1,6 +1,6 @@
 //! Swarm: a stage's services, their tasks, the nodes, secrets and configs, and overlay
 //! networks, on the manager the engine address reaches. A service's wanted state is written
-//! as [`ServiceWant`] (plain data, built by `crate::swarm`); [`service_spec`] turns it into
+//! as [`ServiceWant`] (plain data, planned in `crate::plan::deploy`); [`service_spec`] turns it into
 //! the engine's spec and its hash (the `io.stackctl.config-hash` label of the service and of
 //! its tasks' containers), so a no-op `up` compares hashes and updates nothing.
 
@@ -30,129 +30,11 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::{Engine, EngineError};
+use crate::plan::deploy::{MountWant, ServiceWant, UpdateWant};
 use crate::registry::Credentials;
 
 /// Label of the hash of a service's spec (on the service and its containers).
 pub const HASH: &str = crate::names::CONFIG_HASH;
-
-/// A mount of a service's tasks.
-#[derive(Debug, Clone)]
-pub enum MountWant {
-    /// A named volume (node-local), with the labels it is created with.
-    Volume {
-        source: String,
-        target: String,
-        read_only: bool,
-        labels: BTreeMap<String, String>,
-    },
-    /// An anonymous volume.
-    Anonymous {
-        target: String,
-    },
-    Bind {
-        source: String,
-        target: String,
-        read_only: bool,
-    },
-    Tmpfs {
-        target: String,
-    },
-}
-
-/// A secret or config a service's tasks get.
-#[derive(Debug, Clone)]
-pub struct FileWant {
-    /// `secret` or `config`.
-    pub kind: &'static str,
-    pub id: String,
-    pub name: String,
-    /// Absolute path in the container.
-    pub path: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub mode: u32,
-}
-
-/// A healthcheck, durations in nanoseconds.
-#[derive(Debug, Clone)]
-pub struct HealthWant {
-    pub test: Vec<String>,
-    pub interval_ns: Option<i64>,
-    pub timeout_ns: Option<i64>,
-    pub retries: Option<i64>,
-    pub start_period_ns: Option<i64>,
-}
-
-/// A published port.
-#[derive(Debug, Clone)]
-pub struct PortWant {
-    pub target: u16,
-    pub published: Option<u16>,
-    pub protocol: String,
-    /// Published on the node running the task, not through the routing mesh.
-    pub host_mode: bool,
-}
-
-/// An update or rollback policy.
-#[derive(Debug, Clone, Default)]
-pub struct UpdateWant {
-    pub parallelism: Option<u64>,
-    pub delay_ns: Option<i64>,
-    pub failure_action: Option<String>,
-    pub monitor_ns: Option<i64>,
-    pub max_failure_ratio: Option<f64>,
-    pub order: Option<String>,
-}
-
-/// Everything a service of the stage should be.
-#[derive(Debug, Clone, Default)]
-pub struct ServiceWant {
-    pub name: String,
-    /// Labels of the service (`deploy.labels` and ownership).
-    pub labels: BTreeMap<String, String>,
-    /// Labels of its containers (`labels` and ownership).
-    pub container_labels: BTreeMap<String, String>,
-    /// Pinned to a digest.
-    pub image: String,
-    pub entrypoint: Option<Vec<String>>,
-    pub command: Option<Vec<String>>,
-    pub env: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-    pub hostname: Option<String>,
-    pub init: Option<bool>,
-    pub tty: bool,
-    pub stdin_open: bool,
-    pub read_only: bool,
-    pub stop_signal: Option<String>,
-    pub stop_grace_ns: Option<i64>,
-    pub health: Option<HealthWant>,
-    pub extra_hosts: Vec<String>,
-    pub mounts: Vec<MountWant>,
-    pub files: Vec<FileWant>,
-    /// Network names with the aliases on each.
-    pub networks: Vec<(String, Vec<String>)>,
-    /// `replicated`, `global`, `replicated-job`, `global-job`.
-    pub mode: String,
-    pub replicas: u64,
-    pub endpoint_dnsrr: bool,
-    pub ports: Vec<PortWant>,
-    pub constraints: Vec<String>,
-    pub preferences: Vec<String>,
-    pub max_replicas_per_node: Option<u64>,
-    pub nano_cpus: Option<i64>,
-    pub memory: Option<i64>,
-    pub pids: Option<i64>,
-    pub reserve_nano_cpus: Option<i64>,
-    pub reserve_memory: Option<i64>,
-    /// `none`, `on-failure`, `any`.
-    pub restart_condition: Option<String>,
-    pub restart_max_attempts: Option<u64>,
-    pub restart_delay_ns: Option<i64>,
-    pub restart_window_ns: Option<i64>,
-    pub update: UpdateWant,
-    pub rollback: UpdateWant,
-}
 
 /// What the manager holds of one service.
 #[derive(Debug, Clone)]
@@ -162,6 +44,8 @@ pub struct ServiceFound {
     /// The stack's name of the service (`io.stackctl.service`).
     pub service: String,
     pub hash: Option<String>,
+    /// The per-field hashes of its spec (`names::CONFIG_FIELDS`), when it carries them.
+    pub fields: Option<String>,
     pub version: u64,
     /// `updating`, `paused`, `completed`, `rollback_started`, `rollback_paused`,
     /// `rollback_completed`; `None` before any update.
@@ -285,7 +169,7 @@ pub struct BuiltSpec {
 /// published ports start the new task before stopping the old one (`start-first`) unless
 /// `update_config.order` says otherwise.
 pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
-    let job = want.mode.ends_with("-job");
+    let job = want.deploy.mode.ends_with("-job");
     let mounts = want
         .mounts
         .iter()
@@ -406,41 +290,41 @@ pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
         init: want.init,
         ..Default::default()
     };
-    let condition =
-        match want
-            .restart_condition
-            .as_deref()
-            .unwrap_or(if job { "on-failure" } else { "any" })
-        {
-            "none" => TaskSpecRestartPolicyConditionEnum::NONE,
-            "on-failure" => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
-            _ => TaskSpecRestartPolicyConditionEnum::ANY,
-        };
+    let condition = match want.deploy.restart_condition.as_deref().unwrap_or(if job {
+        "on-failure"
+    } else {
+        "any"
+    }) {
+        "none" => TaskSpecRestartPolicyConditionEnum::NONE,
+        "on-failure" => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
+        _ => TaskSpecRestartPolicyConditionEnum::ANY,
+    };
     let task = TaskSpec {
         container_spec: Some(container),
         resources: Some(TaskSpecResources {
             limits: Some(Limit {
-                nano_cpus: want.nano_cpus,
-                memory_bytes: want.memory,
-                pids: want.pids,
+                nano_cpus: want.deploy.nano_cpus,
+                memory_bytes: want.deploy.memory,
+                pids: want.deploy.pids,
             }),
             reservations: Some(ResourceObject {
-                nano_cpus: want.reserve_nano_cpus,
-                memory_bytes: want.reserve_memory,
+                nano_cpus: want.deploy.reserve_nano_cpus,
+                memory_bytes: want.deploy.reserve_memory,
                 generic_resources: None,
             }),
             ..Default::default()
         }),
         restart_policy: Some(TaskSpecRestartPolicy {
             condition: Some(condition),
-            delay: want.restart_delay_ns,
-            max_attempts: want.restart_max_attempts.map(|n| n as i64),
-            window: want.restart_window_ns,
+            delay: want.deploy.restart_delay_ns,
+            max_attempts: want.deploy.restart_max_attempts.map(|n| n as i64),
+            window: want.deploy.restart_window_ns,
         }),
         placement: Some(TaskSpecPlacement {
-            constraints: Some(want.constraints.clone()),
+            constraints: Some(want.deploy.constraints.clone()),
             preferences: Some(
-                want.preferences
+                want.deploy
+                    .preferences
                     .iter()
                     .map(|p| TaskSpecPlacementPreferences {
                         spread: Some(TaskSpecPlacementSpread {
@@ -449,7 +333,7 @@ pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
                     })
                     .collect(),
             ),
-            max_replicas: want.max_replicas_per_node.map(|n| n as i64),
+            max_replicas: want.deploy.max_replicas_per_node.map(|n| n as i64),
             ..Default::default()
         }),
         networks: Some(
@@ -464,15 +348,15 @@ pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
         ),
         ..Default::default()
     };
-    let mode = match want.mode.as_str() {
+    let mode = match want.deploy.mode.as_str() {
         "global" => ServiceSpecMode {
             global: Some(HashMap::new()),
             ..Default::default()
         },
         "replicated-job" => ServiceSpecMode {
             replicated_job: Some(ServiceSpecModeReplicatedJob {
-                max_concurrent: Some(want.replicas as i64),
-                total_completions: Some(want.replicas as i64),
+                max_concurrent: Some(want.deploy.replicas as i64),
+                total_completions: Some(want.deploy.replicas as i64),
             }),
             ..Default::default()
         },
@@ -482,7 +366,7 @@ pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
         },
         _ => ServiceSpecMode {
             replicated: Some(ServiceSpecModeReplicated {
-                replicas: Some(want.replicas as i64),
+                replicas: Some(want.deploy.replicas as i64),
             }),
             ..Default::default()
         },
@@ -490,6 +374,7 @@ pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
     // Two tasks cannot share a volume, nor hold one node's host-mode published port: a new
     // task could not start beside the old one (with a task on every node, nowhere).
     let host_ports = want
+        .deploy
         .ports
         .iter()
         .any(|p| p.host_mode && p.published.is_some());
@@ -499,6 +384,7 @@ pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
         "start-first"
     };
     let ports = want
+        .deploy
         .ports
         .iter()
         .map(|p| EndpointPortConfig {
@@ -522,10 +408,10 @@ pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
         labels: Some(sorted(&want.labels)),
         task_template: Some(task),
         mode: Some(mode),
-        update_config: (!job).then(|| update_config(&want.update, order)),
-        rollback_config: (!job).then(|| rollback_config(&want.rollback, order)),
+        update_config: (!job).then(|| update_config(&want.deploy.update, order)),
+        rollback_config: (!job).then(|| rollback_config(&want.deploy.rollback, order)),
         endpoint_spec: Some(EndpointSpec {
-            mode: Some(if want.endpoint_dnsrr {
+            mode: Some(if want.deploy.endpoint_dnsrr {
                 EndpointSpecModeEnum::DNSRR
             } else {
                 EndpointSpecModeEnum::VIP
@@ -547,6 +433,11 @@ pub fn service_spec(want: &ServiceWant) -> BuiltSpec {
         .and_then(|c| c.labels.as_mut())
     {
         labels.insert(HASH.to_string(), hash.clone());
+    }
+    // Beside the hash, not in it: which fields an update changes (its reasons). A service
+    // deployed before this label is compared by its hash alone, and is not rolled for it.
+    if let Some(labels) = spec.labels.as_mut() {
+        labels.insert(crate::names::CONFIG_FIELDS.to_string(), want.field_hashes());
     }
     BuiltSpec { spec, hash }
 }
@@ -601,6 +492,7 @@ fn found_service(service: bollard::models::Service) -> ServiceFound {
             .cloned()
             .unwrap_or_default(),
         hash: labels.get(HASH).cloned(),
+        fields: labels.get(crate::names::CONFIG_FIELDS).cloned(),
         version: service.version.and_then(|v| v.index).unwrap_or(0),
         update_state: status
             .as_ref()
@@ -1149,6 +1041,7 @@ impl BuiltSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::deploy::{DeploySpec, PortWant};
 
     fn order(want: &ServiceWant) -> Option<ServiceSpecUpdateConfigOrderEnum> {
         service_spec(want).spec.update_config.and_then(|u| u.order)
@@ -1167,26 +1060,25 @@ mod tests {
     fn updates_start_first_unless_two_tasks_cannot_coexist_on_a_node() {
         let plain = ServiceWant {
             name: "s-p--api".into(),
-            mode: "replicated".into(),
-            replicas: 3,
+            deploy: DeploySpec {
+                mode: "replicated".into(),
+                replicas: 3,
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert_eq!(
             order(&plain),
             Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST)
         );
-        let ingress = ServiceWant {
-            ports: vec![port(false, Some(80)), port(true, None)],
-            ..plain.clone()
-        };
+        let mut ingress = plain.clone();
+        ingress.deploy.ports = vec![port(false, Some(80)), port(true, None)];
         assert_eq!(
             order(&ingress),
             Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST)
         );
-        let host_port = ServiceWant {
-            ports: vec![port(true, Some(80))],
-            ..plain.clone()
-        };
+        let mut host_port = plain.clone();
+        host_port.deploy.ports = vec![port(true, Some(80))];
         assert_eq!(
             order(&host_port),
             Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST)
@@ -1210,12 +1102,10 @@ mod tests {
             Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST)
         );
         // update_config.order says otherwise: as it says.
-        let asked = ServiceWant {
-            update: UpdateWant {
-                order: Some("start-first".into()),
-                ..Default::default()
-            },
-            ..host_port.clone()
+        let mut asked = host_port.clone();
+        asked.deploy.update = UpdateWant {
+            order: Some("start-first".into()),
+            ..Default::default()
         };
         assert_eq!(
             order(&asked),

@@ -11,6 +11,7 @@
 //! - [`watch`]: which `develop.watch` rules take a changed path, and what each service does.
 
 pub mod container;
+pub mod deploy;
 pub mod image;
 pub mod objects;
 pub mod restart;

@@ -219,3 +219,29 @@ pub fn volume_labels(
         .unwrap_or_default();
     object_labels(loaded, "volumes", &key, names::role::VOLUME)
 }
+
+/// A volume the stage creates: its engine name, driver, labels (ownership and the stack's,
+/// checked) and driver options, as planned (a target reads nothing else).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub driver: Option<String>,
+    pub labels: HashMap<String, String>,
+    pub options: HashMap<String, String>,
+}
+
+/// The spec of the stage's volume `name` (engine name).
+pub fn volume(
+    loaded: &LoadedStack,
+    name: &str,
+    driver: Option<String>,
+) -> Result<VolumeSpec, StackErrors> {
+    Ok(VolumeSpec {
+        name: name.to_string(),
+        driver,
+        labels: volume_labels(loaded, name)?,
+        options: super::container::volume_driver_opts(loaded, name)
+            .into_iter()
+            .collect(),
+    })
+}

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use super::container::{self, ContainerSpec, KeptVolume};
 use super::image::{self, ImageBuild, ImageSpec};
+use super::objects::{self, NetworkSpec, VolumeSpec};
 use crate::names;
 pub use crate::observed::{Observed, ObservedContainer};
 use crate::stack::model::{Condition, DurationSpec, MountKind, PullPolicy};
-use crate::stack::LoadedStack;
+use crate::stack::{LoadedStack, StackErrors};
 
 /// Options of `up` that change the plan.
 #[derive(Debug, Clone, Default)]
@@ -75,17 +76,18 @@ pub enum Action {
         owner: String,
         image: String,
     },
+    /// A network of the stage, with everything its creation needs.
     CreateNetwork {
-        name: String,
+        spec: Box<NetworkSpec>,
     },
     /// An `external: true` network: it must exist.
     ExternalNetwork {
         name: String,
         key: String,
     },
+    /// A named volume of the stage, with everything its creation needs.
     CreateVolume {
-        name: String,
-        driver: Option<String>,
+        spec: Box<VolumeSpec>,
     },
     ExternalVolume {
         name: String,
@@ -143,11 +145,13 @@ impl Action {
                 "missing",
                 format!("not on this engine, `{owner}` has no `build:` and `pull_policy: never`"),
             ),
-            Action::CreateNetwork { name } => ("network", name.clone(), "create", "new".into()),
+            Action::CreateNetwork { spec } => {
+                ("network", spec.name.clone(), "create", "new".into())
+            }
             Action::ExternalNetwork { name, .. } => {
                 ("network", name.clone(), "use", "external".into())
             }
-            Action::CreateVolume { name, .. } => ("volume", name.clone(), "create", "new".into()),
+            Action::CreateVolume { spec } => ("volume", spec.name.clone(), "create", "new".into()),
             Action::ExternalVolume { name, .. } => {
                 ("volume", name.clone(), "use", "external".into())
             }
@@ -328,6 +332,41 @@ impl fmt::Display for Plan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnknownService(pub String);
 
+/// Why a plan could not be made: an unknown service asked for, or a network or volume whose
+/// stack definition cannot be created (labels under `io.stackctl.`).
+#[derive(Debug)]
+pub enum PlanError {
+    UnknownService(String),
+    Stack(StackErrors),
+}
+
+impl From<UnknownService> for PlanError {
+    fn from(unknown: UnknownService) -> Self {
+        PlanError::UnknownService(unknown.0)
+    }
+}
+
+impl From<StackErrors> for PlanError {
+    fn from(errors: StackErrors) -> Self {
+        PlanError::Stack(errors)
+    }
+}
+
+impl PlanError {
+    /// The error to report: an unknown service is a usage error naming the stack's services.
+    pub fn into_error(self, loaded: &LoadedStack) -> anyhow::Error {
+        match self {
+            PlanError::UnknownService(name) => {
+                let known: Vec<&str> = loaded.stack.services.keys().map(String::as_str).collect();
+                crate::error::UsageError::new(format!("no service `{name}` in this stack"))
+                    .with_hint(format!("services: {}", known.join(", ")))
+                    .into()
+            }
+            PlanError::Stack(errors) => errors.into(),
+        }
+    }
+}
+
 /// The services to act on: those asked for plus everything they depend on (`depends_on`,
 /// `volumes_from` a service), in dependency order. Empty `asked`: every (active) service.
 pub fn services_in_order(
@@ -434,7 +473,7 @@ pub fn plan(
     images: &HashMap<String, String>,
     observed: &Observed,
     options: &PlanOptions,
-) -> Result<Plan, UnknownService> {
+) -> Result<Plan, PlanError> {
     let (selected, data) = if options.only_data.is_empty() {
         let selected = services_in_order(loaded, &options.services)?;
         let data = data_containers(loaded, &selected, options);
@@ -446,9 +485,9 @@ pub fn plan(
         loaded, images, observed, options, &selected, &data,
     ));
     if !selected.is_empty() {
-        actions.extend(network_actions(loaded, observed, &selected));
+        actions.extend(network_actions(loaded, observed, &selected)?);
     }
-    actions.extend(volume_actions(loaded, observed, &selected, &data));
+    actions.extend(volume_actions(loaded, observed, &selected, &data)?);
     for name in &data {
         let image = container::data_image(loaded, name);
         let id = images.get(&image).cloned().unwrap_or_default();
@@ -620,7 +659,11 @@ fn merge_builds(actions: Vec<Action>) -> Vec<Action> {
 }
 
 /// The stage network and every other one the selected services join.
-fn network_actions(loaded: &LoadedStack, observed: &Observed, selected: &[String]) -> Vec<Action> {
+fn network_actions(
+    loaded: &LoadedStack,
+    observed: &Observed,
+    selected: &[String],
+) -> Result<Vec<Action>, StackErrors> {
     let stack = &loaded.stack;
     let mut keys: Vec<String> = vec!["default".to_string()];
     for name in selected {
@@ -639,10 +682,12 @@ fn network_actions(loaded: &LoadedStack, observed: &Observed, selected: &[String
                 key: key.clone(),
             });
         } else if !observed.networks.contains(&name) {
-            actions.push(Action::CreateNetwork { name });
+            actions.push(Action::CreateNetwork {
+                spec: Box::new(objects::network(loaded, &name)?),
+            });
         }
     }
-    actions
+    Ok(actions)
 }
 
 /// Named volumes the selected services and data containers mount.
@@ -651,7 +696,7 @@ fn volume_actions(
     observed: &Observed,
     selected: &[String],
     data: &[String],
-) -> Vec<Action> {
+) -> Result<Vec<Action>, StackErrors> {
     let stack = &loaded.stack;
     let mut keys: Vec<String> = Vec::new();
     let mounts = selected
@@ -678,13 +723,13 @@ fn volume_actions(
                 key: key.clone(),
             });
         } else if !observed.volumes.contains(&name) {
+            let driver = def.and_then(|v| v.driver.clone());
             actions.push(Action::CreateVolume {
-                name,
-                driver: def.and_then(|v| v.driver.clone()),
+                spec: Box::new(objects::volume(loaded, &name, driver)?),
             });
         }
     }
-    actions
+    Ok(actions)
 }
 
 /// One action per selected service, in dependency order, and the unchanged services the
@@ -1024,8 +1069,8 @@ volumes:
         let mut observed = Observed::default();
         for action in &plan.actions {
             match action {
-                Action::CreateNetwork { name } => observed.networks.push(name.clone()),
-                Action::CreateVolume { name, .. } => observed.volumes.push(name.clone()),
+                Action::CreateNetwork { spec } => observed.networks.push(spec.name.clone()),
+                Action::CreateVolume { spec } => observed.volumes.push(spec.name.clone()),
                 Action::DataContainer { spec, .. } => observed
                     .containers
                     .push(observed_of(spec, "data", "created")),
@@ -1364,11 +1409,58 @@ volumes:
             services: vec!["nope".into()],
             ..Default::default()
         };
-        assert_eq!(plan_err(&stack, &bad), UnknownService("nope".into()));
+        assert!(
+            matches!(plan_err(&stack, &bad), PlanError::UnknownService(name) if name == "nope")
+        );
     }
 
-    fn plan_err(stack: &LoadedStack, options: &PlanOptions) -> UnknownService {
+    fn plan_err(stack: &LoadedStack, options: &PlanOptions) -> PlanError {
         plan(stack, &images(), &Observed::default(), options).unwrap_err()
+    }
+
+    /// A network or volume the plan creates carries its spec: a target reads no stack file.
+    #[test]
+    fn created_networks_and_volumes_carry_their_spec() {
+        let stack = loaded(
+            "services:\n  api: { image: busybox, volumes: [\"data:/data\"] }\nvolumes:\n  data: { driver_opts: { type: tmpfs }, labels: { team: a } }\n",
+        );
+        let plan = plan(
+            &stack,
+            &images(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        let network = plan.actions.iter().find_map(|a| match a {
+            Action::CreateNetwork { spec } => Some(spec),
+            _ => None,
+        });
+        assert_eq!(network.map(|n| n.name.as_str()), Some("dev-demo_default"));
+        let volume = plan.actions.iter().find_map(|a| match a {
+            Action::CreateVolume { spec } => Some(spec),
+            _ => None,
+        });
+        let volume = volume.expect("the volume is created");
+        assert_eq!(
+            volume.options.get("type").map(String::as_str),
+            Some("tmpfs")
+        );
+        assert_eq!(volume.labels.get("team").map(String::as_str), Some("a"));
+    }
+
+    /// Labels under `io.stackctl.` on a network are refused when planning, before any change.
+    #[test]
+    fn a_network_with_our_labels_is_refused_when_planning() {
+        let stack = loaded(
+            "services:\n  api: { image: busybox }\nnetworks:\n  default: { labels: { io.stackctl.role: x } }\n",
+        );
+        let err = plan(
+            &stack,
+            &images(),
+            &Observed::default(),
+            &PlanOptions::default(),
+        );
+        assert!(matches!(err, Err(PlanError::Stack(_))));
     }
 
     #[test]

@@ -11,27 +11,36 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use futures_util::future::join_all;
-use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
-
-use super::{check_services, connect, load_stack, Context};
-use crate::cli::{DownArgs, LogsArgs, PurgeArgs, RollbackArgs, UpArgs};
-use crate::engine::swarm::{
-    service_spec, BuiltSpec, FileWant, HealthWant, MountWant, NodeFound, PortWant, ServiceFound,
-    ServiceWant, TaskFound, UpdateWant,
-};
+use crate::engine::endpoint::Endpoint;
+use crate::engine::swarm::{service_spec, BuiltSpec, NodeFound, ServiceFound, TaskFound};
 use crate::engine::Engine;
 use crate::error::{exit, Failure, Interrupted, UsageError};
 use crate::names;
 use crate::observed::Observed;
 use crate::output::{Printer, Progress};
 use crate::plan::container;
+use crate::plan::deploy::{file_name, service_want, update_reason};
 use crate::plan::up::{Action, PlanOptions};
 use crate::registry::Credentials;
-use crate::stack::model::{MountKind, RestartPolicy, Service, UpdateConfig};
+use crate::stack::model::{MountKind, PullPolicy};
 use crate::stack::LoadedStack;
+use anyhow::Result;
+use futures_util::future::join_all;
+use futures_util::StreamExt;
+
+/// What `up` asks of a Swarm stage (its services checked against the stack by the caller).
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Services asked for (default: all).
+    pub services: Vec<String>,
+    pub build: bool,
+    pub pull: Option<PullPolicy>,
+    pub dry_run: bool,
+    pub no_wait: bool,
+    pub remove_orphans: bool,
+    /// Seconds every wait may take.
+    pub timeout: u64,
+}
 
 /// How often a wait looks at the services' tasks.
 const POLL: Duration = Duration::from_millis(300);
@@ -74,227 +83,6 @@ fn owner(loaded: &LoadedStack, role: &str) -> BTreeMap<String, String> {
     names::owner_labels(&loaded.stage, &loaded.project, role)
         .into_iter()
         .collect()
-}
-
-fn nanos(d: Option<crate::stack::model::DurationSpec>) -> Option<i64> {
-    d.map(|d| d.0.as_nanos().min(i64::MAX as u128) as i64)
-}
-
-fn update_want(config: Option<&UpdateConfig>) -> UpdateWant {
-    let Some(c) = config else {
-        return UpdateWant::default();
-    };
-    UpdateWant {
-        parallelism: c.parallelism,
-        delay_ns: nanos(c.delay),
-        failure_action: c.failure_action.clone(),
-        monitor_ns: nanos(c.monitor),
-        max_failure_ratio: c.max_failure_ratio,
-        order: c.order.clone(),
-    }
-}
-
-/// The content-addressed Swarm name of a secret or config.
-fn file_name(loaded: &LoadedStack, name: &str, content: &[u8]) -> String {
-    let digest = Sha256::digest(content);
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{hex}",
-        names::container(&loaded.stage, &loaded.project, name)
-    )
-}
-
-/// What a service should be on the swarm; `notes` gets what the plan shows about it (a
-/// node-local volume pinning it to a node).
-fn want(
-    loaded: &LoadedStack,
-    name: &str,
-    service: &Service,
-    image: &str,
-    manager: &str,
-    files: &HashMap<(&'static str, String), (String, String)>,
-    notes: &mut Vec<String>,
-) -> ServiceWant {
-    let spec = container::service(loaded, name, service, image);
-    let deploy = service.deploy.clone().unwrap_or_default();
-    let mut labels = owner(loaded, names::role::SERVICE);
-    labels.insert(names::SERVICE.to_string(), name.to_string());
-    let mut container_labels = labels.clone();
-    for (k, v) in &deploy.labels {
-        labels.insert(k.clone(), v.clone());
-    }
-    for (k, v) in &spec.user_labels {
-        container_labels.insert(k.clone(), v.clone());
-    }
-    let mut mounts = Vec::new();
-    let mut volumes = Vec::new();
-    for mount in &service.volumes {
-        match (mount.kind, &mount.source) {
-            (MountKind::Named, Some(source)) => {
-                let volume = container::volume_name(loaded, source);
-                volumes.push(volume.clone());
-                let mut labels = owner(loaded, names::role::VOLUME);
-                if let Some(def) = loaded.stack.volumes.get(source) {
-                    for (k, v) in &def.labels {
-                        labels.insert(k.clone(), v.clone());
-                    }
-                }
-                mounts.push(MountWant::Volume {
-                    source: volume,
-                    target: mount.target.clone(),
-                    read_only: mount.read_only,
-                    labels,
-                });
-            }
-            (MountKind::Bind, Some(source)) => mounts.push(MountWant::Bind {
-                source: container::absolute_path(&loaded.dir, source)
-                    .display()
-                    .to_string(),
-                target: mount.target.clone(),
-                read_only: mount.read_only,
-            }),
-            (MountKind::Tmpfs, _) => mounts.push(MountWant::Tmpfs {
-                target: mount.target.clone(),
-            }),
-            _ => mounts.push(MountWant::Anonymous {
-                target: mount.target.clone(),
-            }),
-        }
-    }
-    for entry in &service.tmpfs {
-        let target = entry.split(':').next().unwrap_or(entry).to_string();
-        mounts.push(MountWant::Tmpfs { target });
-    }
-    let placement = deploy.placement.clone().unwrap_or_default();
-    let mut constraints = placement.constraints.clone();
-    let every_node = matches!(deploy.mode.as_deref(), Some("global" | "global-job"));
-    if !volumes.is_empty() {
-        // "its volume `data` is" / "its volumes `a`, `b` are"
-        let its_volumes = format!(
-            "its volume{} {} {}",
-            if volumes.len() == 1 { "" } else { "s" },
-            volumes
-                .iter()
-                .map(|v| format!("`{v}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            if volumes.len() == 1 { "is" } else { "are" },
-        );
-        if every_node {
-            notes.push(format!(
-                "service `{name}` runs a task on every node: {its_volumes} node-local, one on each node"
-            ));
-        } else if constraints.is_empty() {
-            constraints.push(format!("node.id=={manager}"));
-            notes.push(format!(
-                "service `{name}` keeps to node {} (the manager): {its_volumes} node-local",
-                &manager[..manager.len().min(12)],
-            ));
-        } else {
-            notes.push(format!(
-                "service `{name}`: its volumes are node-local; its constraints ({}) should keep it on one node",
-                constraints.join(", ")
-            ));
-        }
-    }
-    let restart = deploy.restart_policy.clone();
-    let restart_condition = match (&restart, service.restart) {
-        (Some(r), _) => r.condition.clone(),
-        (None, Some(RestartPolicy::No)) => Some("none".to_string()),
-        (None, Some(RestartPolicy::OnFailure(_))) => Some("on-failure".to_string()),
-        (None, Some(_)) => Some("any".to_string()),
-        (None, None) => None,
-    };
-    let restart_max_attempts = match (&restart, service.restart) {
-        (Some(r), _) => r.max_attempts.map(u64::from),
-        (None, Some(RestartPolicy::OnFailure(n))) => n.map(u64::from),
-        _ => None,
-    };
-    let reservations = deploy
-        .resources
-        .as_ref()
-        .and_then(|r| r.reservations.clone())
-        .unwrap_or_default();
-    let files = spec
-        .files
-        .iter()
-        .filter_map(|f| {
-            let (id, swarm_name) = files.get(&(f.kind, f.source.clone()))?;
-            Some(FileWant {
-                kind: f.kind,
-                id: id.clone(),
-                name: swarm_name.clone(),
-                path: f.path.clone(),
-                uid: f.uid,
-                gid: f.gid,
-                mode: f.mode,
-            })
-        })
-        .collect();
-    ServiceWant {
-        name: service_name(loaded, name),
-        labels,
-        container_labels,
-        image: image.to_string(),
-        entrypoint: spec.entrypoint.clone(),
-        command: spec.command.clone(),
-        env: spec.env.clone(),
-        working_dir: spec.working_dir.clone(),
-        user: spec.user.clone(),
-        hostname: spec.hostname.clone(),
-        init: spec.init,
-        tty: spec.tty,
-        stdin_open: spec.stdin_open,
-        read_only: spec.read_only,
-        stop_signal: spec.stop_signal.clone(),
-        stop_grace_ns: spec.stop_timeout_s.map(|s| s * 1_000_000_000),
-        health: spec.healthcheck.as_ref().map(|h| HealthWant {
-            test: h.test.clone(),
-            interval_ns: h.interval_ns,
-            timeout_ns: h.timeout_ns,
-            retries: h.retries,
-            start_period_ns: h.start_period_ns,
-        }),
-        extra_hosts: spec.extra_hosts.clone(),
-        mounts,
-        files,
-        networks: spec
-            .networks
-            .iter()
-            .map(|n| (n.network.clone(), n.aliases.clone()))
-            .collect(),
-        mode: deploy.mode.clone().unwrap_or_else(|| "replicated".into()),
-        replicas: u64::from(service.replicas()),
-        endpoint_dnsrr: deploy.endpoint_mode.as_deref() == Some("dnsrr"),
-        ports: service
-            .ports
-            .iter()
-            .map(|p| PortWant {
-                target: p.container_port,
-                published: p.host_port,
-                protocol: p.protocol.clone(),
-                host_mode: p.mode.as_deref() == Some("host"),
-            })
-            .collect(),
-        constraints,
-        preferences: placement
-            .preferences
-            .iter()
-            .map(|p| p.spread.clone())
-            .collect(),
-        max_replicas_per_node: placement.max_replicas_per_node,
-        nano_cpus: spec.nano_cpus,
-        memory: spec.memory,
-        pids: spec.pids_limit,
-        reserve_nano_cpus: reservations.cpus.map(|c| (c * 1e9) as i64),
-        reserve_memory: reservations.memory.map(|m| m.0),
-        restart_condition,
-        restart_max_attempts,
-        restart_delay_ns: restart.as_ref().and_then(|r| nanos(r.delay)),
-        restart_window_ns: restart.as_ref().and_then(|r| nanos(r.window)),
-        update: update_want(deploy.update_config.as_ref()),
-        rollback: update_want(deploy.rollback_config.as_ref()),
-    }
 }
 
 /// The services in dependency order (dependencies first).
@@ -360,13 +148,13 @@ async fn images(
     loaded: &LoadedStack,
     selected: &[String],
     found: &HashMap<String, ServiceFound>,
-    args: &UpArgs,
+    args: &UpOptions,
     progress: &Progress,
 ) -> Result<Images> {
-    let dry_run = args.dry_run;
+    let (dry_run, timeout) = (args.dry_run, args.timeout);
     let (index, digests) = tokio::try_join!(
         async { Ok::<_, anyhow::Error>(engine.image_index().await?) },
-        super::up::context_digests(loaded)
+        crate::apply::up::context_digests(loaded)
     )?;
     let (here, contexts) = crate::apply::docker::stack_images(loaded, &index);
     let builds: Vec<crate::plan::image::ImageBuild> = crate::plan::image::stage_images(loaded);
@@ -393,10 +181,10 @@ async fn images(
     }
     let mut options = PlanOptions {
         build: args.build,
-        pull: args.pull.map(super::up::pull_policy),
+        pull: args.pull,
         ..Default::default()
     };
-    options.stale = super::up::stale_images(loaded, &observed, digests);
+    options.stale = crate::apply::up::stale_images(loaded, &observed, digests);
     let actions = crate::plan::up::image_actions(
         loaded,
         &observed.images,
@@ -408,37 +196,12 @@ async fn images(
 
     let mut built = BTreeMap::new();
     let mut resolve: HashSet<String> = HashSet::new();
-    for action in &actions {
-        crate::interrupt::check()?;
-        match action {
-            Action::Build {
-                owner,
-                image,
-                reason,
-                build,
-            } => {
+    let mut builds: Vec<Action> = Vec::new();
+    for action in actions {
+        match &action {
+            Action::Build { image, reason, .. } => {
                 built.insert(image.clone(), reason.clone());
-                if dry_run {
-                    continue;
-                }
-                let line = progress.line("image", image);
-                line.step("building");
-                let shown = |text: &str| line.detail(text);
-                let request = match crate::apply::docker::build_request(build) {
-                    Ok(request) => request,
-                    Err(err) => {
-                        line.fail("build", &format!("{err:#}"));
-                        return Err(err);
-                    }
-                };
-                match engine.build_image(&request, &shown).await {
-                    Ok(_) => line.done("built", Some(reason.as_str())),
-                    Err(err) => {
-                        line.fail("build", &format!("{err:#}"));
-                        let owner = crate::registry::owner_label(loaded, owner);
-                        return Err(err.context(format!("build the image of {owner}")));
-                    }
-                }
+                builds.push(action);
             }
             Action::Pull { image, .. } => {
                 resolve.insert(image.clone());
@@ -452,6 +215,17 @@ async fn images(
             }
             _ => {}
         }
+    }
+    if !dry_run && !builds.is_empty() {
+        // On the manager, with the executor's bounded parallelism and interrupts.
+        let plan = crate::plan::up::Plan {
+            actions: builds,
+            healthy: Default::default(),
+            warnings: Vec::new(),
+        };
+        let target = super::docker::DockerTarget::new(engine, loaded);
+        let options = super::ApplyOptions::new(false, Duration::from_secs(timeout));
+        super::build_images(&target, &plan, &options, progress, false).await?;
     }
 
     let mut pushed: HashSet<String> = HashSet::new();
@@ -522,6 +296,8 @@ struct Planned {
     service: String,
     built: BuiltSpec,
     found: Option<ServiceFound>,
+    /// Why it is updated, when its spec changed (`environment changed, deploy.replicas changed`).
+    reason: String,
 }
 
 impl Planned {
@@ -544,29 +320,37 @@ pub fn refuse_watch(loaded: &LoadedStack, command: &str) -> Result<()> {
     .into())
 }
 
-pub async fn up(ctx: &Context, args: &UpArgs) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
-    if args.watch {
-        refuse_watch(&loaded, "up --watch")?;
-    }
+/// `up` on a Swarm stage: converge its services and wait until each runs its replicas on
+/// the new spec.
+pub async fn up(
+    endpoint: &Endpoint,
+    loaded: &LoadedStack,
+    printer: &Printer,
+    args: &UpOptions,
+) -> Result<i32> {
     let selected = {
-        let asked = check_services(&loaded, &args.services)?;
+        let asked = &args.services;
         if asked.is_empty() {
-            ordered(&loaded)
+            ordered(loaded)
         } else {
-            ordered(&loaded)
+            ordered(loaded)
                 .into_iter()
                 .filter(|s| asked.contains(s))
                 .collect()
         }
     };
     let timeout = Duration::from_secs(args.timeout);
-    let (engine, manager, _lock) =
-        reach_manager(ctx, &loaded, &printer, (!args.dry_run).then_some(timeout)).await?;
+    let (engine, manager, _lock) = reach_manager(
+        endpoint,
+        loaded,
+        printer,
+        (!args.dry_run).then_some(timeout),
+    )
+    .await?;
     let deadline = Instant::now() + timeout;
     let progress = printer.progress();
     let result = converge(
-        &engine, &loaded, &printer, &progress, &selected, &manager, args, deadline,
+        &engine, loaded, printer, &progress, &selected, &manager, args, deadline,
     )
     .await;
     if !args.dry_run {
@@ -583,7 +367,7 @@ async fn converge(
     progress: &Progress,
     selected: &[String],
     manager: &str,
-    args: &UpArgs,
+    args: &UpOptions,
     deadline: Instant,
 ) -> Result<i32> {
     let found: HashMap<String, ServiceFound> = engine
@@ -646,7 +430,7 @@ async fn converge(
     let mut plan: Vec<Planned> = Vec::new();
     for name in selected {
         let service = &loaded.stack.services[name];
-        let want = want(
+        let want = service_want(
             loaded,
             name,
             service,
@@ -656,10 +440,13 @@ async fn converge(
             &mut notes,
         );
         let built = service_spec(&want);
+        let current = found.get(&want.name).cloned();
+        let reason = update_reason(current.as_ref().and_then(|f| f.fields.as_deref()), &want);
         plan.push(Planned {
             service: name.clone(),
-            found: found.get(&want.name).cloned(),
+            found: current,
             built,
+            reason,
         });
     }
     let known: HashSet<String> = loaded
@@ -681,8 +468,14 @@ async fn converge(
         printer.status(note);
     }
     if args.dry_run {
+        // `--json`: one event per planned action, as on one engine.
+        let json = printer.mode == crate::output::Mode::Json;
         for (image, reason) in &built {
-            printer.data(&format!("image {image}: build ({reason})"));
+            if json {
+                printer.plan_event(image, "image", "build", reason);
+            } else {
+                printer.data(&format!("image {image}: build ({reason})"));
+            }
         }
         for p in &plan {
             let service = &loaded.stack.services[&p.service];
@@ -692,16 +485,33 @@ async fn converge(
                 (Some(_), true) => "update",
                 (Some(_), false) => "unchanged",
             };
+            if json {
+                let reason = match (&p.found, rebuilt) {
+                    (None, _) => "new".to_string(),
+                    (Some(_), Some(reason)) => format!("image rebuilt: {reason}"),
+                    (Some(_), None) if action == "update" => p.reason.clone(),
+                    (Some(_), None) => "spec unchanged".to_string(),
+                };
+                printer.plan_event(&p.service, "service", action, &reason);
+                continue;
+            }
             match rebuilt.filter(|_| p.found.is_some()) {
                 Some(reason) => printer.data(&format!(
                     "service {}: {action} (image rebuilt: {reason})",
                     p.service
                 )),
+                None if action == "update" => {
+                    printer.data(&format!("service {}: {action} ({})", p.service, p.reason))
+                }
                 None => printer.data(&format!("service {}: {action}", p.service)),
             }
         }
         for o in &orphans {
-            printer.data(&format!("service {}: remove (not in the stack)", o.service));
+            if json {
+                printer.plan_event(&o.service, "service", "remove", "not in the stack");
+            } else {
+                printer.data(&format!("service {}: remove (not in the stack)", o.service));
+            }
         }
         return Ok(exit::OK);
     }
@@ -739,7 +549,7 @@ async fn converge(
                 engine
                     .update_swarm_service(found, &p.built, creds.as_ref())
                     .await?;
-                line.done("updated", None);
+                line.done("updated", Some(&p.reason));
                 changed.push(p);
             }
             None => {
@@ -1205,12 +1015,12 @@ async fn nodes_by_id(engine: &Engine) -> Result<HashMap<String, NodeFound>> {
 /// stage's lock as on one engine: a file lock here, and on a remote manager a lock kept on
 /// that engine, so two machines changing one stage take turns.
 async fn reach_manager(
-    ctx: &Context,
+    endpoint: &Endpoint,
     loaded: &LoadedStack,
     printer: &Printer,
     lock: Option<Duration>,
 ) -> Result<(Engine, String, Option<crate::lock::StageLock>)> {
-    let engine = connect(ctx, loaded).await?;
+    let engine = Engine::connect(endpoint.clone()).await?;
     let manager = manager_node(&engine, loaded).await?;
     let held = match lock {
         Some(timeout) => Some(
@@ -1221,37 +1031,48 @@ async fn reach_manager(
     Ok((engine, manager, held))
 }
 
-pub async fn down(ctx: &Context, args: &DownArgs) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
+/// `down` on a Swarm stage: its services (their tasks gone) and networks removed.
+pub async fn down(
+    endpoint: &Endpoint,
+    loaded: &LoadedStack,
+    printer: &Printer,
+    timeout: u64,
+) -> Result<i32> {
     let (engine, manager, _lock) = reach_manager(
-        ctx,
-        &loaded,
-        &printer,
-        Some(Duration::from_secs(args.timeout)),
+        endpoint,
+        loaded,
+        printer,
+        Some(Duration::from_secs(timeout)),
     )
     .await?;
     let progress = printer.progress();
-    let deadline = Instant::now() + Duration::from_secs(args.timeout.max(30));
+    let deadline = Instant::now() + Duration::from_secs(timeout.max(30));
     let result = async {
-        remove_stage(&engine, &loaded, &progress, deadline).await?;
-        kept_tasks(&engine, &loaded, &manager, &progress, false).await
+        remove_stage(&engine, loaded, &progress, deadline).await?;
+        kept_tasks(&engine, loaded, &manager, &progress, false).await
     }
     .await;
     progress.summary("down", result.is_ok());
     result.map(|_| exit::OK)
 }
 
-pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
+/// `purge` on a Swarm stage: `down`, then its secrets, configs and the volumes the
+/// manager holds (those on other nodes are named).
+pub async fn purge(
+    endpoint: &Endpoint,
+    loaded: &LoadedStack,
+    printer: &Printer,
+    timeout: u64,
+) -> Result<i32> {
     let (engine, manager, _lock) = reach_manager(
-        ctx,
-        &loaded,
-        &printer,
-        Some(Duration::from_secs(args.timeout)),
+        endpoint,
+        loaded,
+        printer,
+        Some(Duration::from_secs(timeout)),
     )
     .await?;
     let progress = printer.progress();
-    let deadline = Instant::now() + Duration::from_secs(args.timeout.max(30));
+    let deadline = Instant::now() + Duration::from_secs(timeout.max(30));
     // Where each volume's tasks ran, before the services go.
     let mut volume_nodes: BTreeMap<String, HashSet<String>> = BTreeMap::new();
     for service in engine
@@ -1273,8 +1094,8 @@ pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
         }
     }
     let result = async {
-        remove_stage(&engine, &loaded, &progress, deadline).await?;
-        kept_tasks(&engine, &loaded, &manager, &progress, true).await?;
+        remove_stage(&engine, loaded, &progress, deadline).await?;
+        kept_tasks(&engine, loaded, &manager, &progress, true).await?;
         for file in engine
             .stage_swarm_files(&loaded.stage, &loaded.project)
             .await?
@@ -1306,7 +1127,7 @@ pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
                 if loaded.stack.volumes.get(source).is_some_and(|d| d.external) {
                     continue;
                 }
-                let volume = container::volume_name(&loaded, source);
+                let volume = container::volume_name(loaded, source);
                 if volume_nodes.contains_key(&volume) {
                     continue;
                 }
@@ -1350,10 +1171,10 @@ pub async fn purge(ctx: &Context, args: &PurgeArgs) -> Result<i32> {
     result.map(|()| exit::OK)
 }
 
-pub async fn ps(ctx: &Context) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
-    let engine = connect(ctx, &loaded).await?;
-    manager_node(&engine, &loaded).await?;
+/// `ps` on a Swarm stage: the tasks of its services, per node.
+pub async fn ps(endpoint: &Endpoint, loaded: &LoadedStack, printer: &Printer) -> Result<i32> {
+    let engine = Engine::connect(endpoint.clone()).await?;
+    manager_node(&engine, loaded).await?;
     let nodes = nodes_by_id(&engine).await?;
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut services = engine
@@ -1414,11 +1235,18 @@ pub async fn ps(ctx: &Context) -> Result<i32> {
     Ok(exit::OK)
 }
 
-pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
-    let wanted = check_services(&loaded, &args.services)?;
-    let engine = connect(ctx, &loaded).await?;
-    manager_node(&engine, &loaded).await?;
+/// `logs` on a Swarm stage: the output of the services' tasks (`wanted`: every service when
+/// empty).
+pub async fn logs(
+    endpoint: &Endpoint,
+    loaded: &LoadedStack,
+    printer: &Printer,
+    wanted: &[String],
+    follow: bool,
+    tail: Option<u64>,
+) -> Result<i32> {
+    let engine = Engine::connect(endpoint.clone()).await?;
+    manager_node(&engine, loaded).await?;
     let services: Vec<(String, String)> = engine
         .stage_services(&loaded.stage, &loaded.project)
         .await?
@@ -1432,8 +1260,7 @@ pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
         .enumerate()
         .map(|(i, (_, s))| (s.clone(), i))
         .collect();
-    let stream =
-        engine.service_log_stream(&services, args.follow, args.tail.map(|t| t.to_string()));
+    let stream = engine.service_log_stream(&services, follow, tail.map(|t| t.to_string()));
     futures_util::pin_mut!(stream);
     loop {
         let item = tokio::select! {
@@ -1442,7 +1269,7 @@ pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
         };
         let Some((service, text)) = item else { break };
         let text = text?;
-        let prefix = crate::output::log_prefix(&printer, &service, width, index[&service]);
+        let prefix = crate::output::log_prefix(printer, &service, width, index[&service]);
         for line in text.lines() {
             printer.data(&format!("{prefix}{}", printer.mask(line)));
         }
@@ -1450,26 +1277,25 @@ pub async fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-pub async fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<i32> {
-    let (loaded, printer) = load_stack(ctx)?;
-    if !is_swarm(&loaded) {
-        return Err(UsageError::new(format!(
-            "`rollback` returns Swarm services to their previous spec, and {} deploys to one engine",
-            loaded.file_display()
-        ))
-        .with_hint("on one engine, check out the previous stack file and run `stackctl up`")
-        .into());
-    }
-    let wanted = check_services(&loaded, &args.services)?;
+/// `rollback`: the services `wanted` (every one when empty) back to their previous spec;
+/// with `wait`, until they run it.
+pub async fn rollback(
+    endpoint: &Endpoint,
+    loaded: &LoadedStack,
+    printer: &Printer,
+    wanted: &[String],
+    wait: bool,
+    timeout: u64,
+) -> Result<i32> {
     let (engine, _, _lock) = reach_manager(
-        ctx,
-        &loaded,
-        &printer,
-        Some(Duration::from_secs(args.timeout)),
+        endpoint,
+        loaded,
+        printer,
+        Some(Duration::from_secs(timeout)),
     )
     .await?;
     let progress = printer.progress();
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let deadline = Instant::now() + Duration::from_secs(timeout);
     let services: Vec<ServiceFound> = engine
         .stage_services(&loaded.stage, &loaded.project)
         .await?
@@ -1487,7 +1313,7 @@ pub async fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<i32> {
             })?;
             line.done("rolling back", None);
         }
-        if args.no_wait {
+        if !wait {
             return Ok(());
         }
         let planned: Vec<Planned> = services
@@ -1496,11 +1322,12 @@ pub async fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<i32> {
                 service: s.service.clone(),
                 built: BuiltSpec::placeholder(),
                 found: Some(s.clone()),
+                reason: String::new(),
             })
             .collect();
         let waits = planned
             .iter()
-            .map(|p| converged(&engine, &loaded, &printer, &progress, p, deadline, true));
+            .map(|p| converged(&engine, loaded, printer, &progress, p, deadline, true));
         let failures: Vec<String> = join_all(waits)
             .await
             .into_iter()
