@@ -73,6 +73,19 @@ pub const CONFIG_FIELDS: &str = "io.stackctl.config-fields";
 /// the container removes them (`Engine::remove_container`).
 pub const KEPT_VOLUMES: &str = "io.stackctl.kept-volumes";
 
+/// The volumes a container's labels say it took over (`KEPT_VOLUMES`).
+pub fn kept_volumes(labels: &HashMap<String, String>) -> Vec<String> {
+    labels
+        .get(KEPT_VOLUMES)
+        .map(|kept| {
+            kept.split(',')
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Label naming the task a one-off container runs.
 pub const TASK: &str = "io.stackctl.task";
 

@@ -27,6 +27,9 @@ pub struct ObservedContainer {
     pub networks: Vec<String>,
     /// Its volume mounts (named and anonymous; not binds nor tmpfs), as the list reports them.
     pub volumes: Vec<MountedVolume>,
+    /// The anonymous volumes it took over from a container it replaced
+    /// (`names::KEPT_VOLUMES`): removed after it.
+    pub kept_volumes: Vec<String>,
 }
 
 /// A volume a container mounts: the engine's name of the volume and where it is mounted.

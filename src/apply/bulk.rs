@@ -86,7 +86,7 @@ pub async fn remove_containers(
                 stop(engine, &container.name).await?;
             }
             line.step("removing");
-            engine.remove_container(&container.name).await?;
+            engine.remove_observed(container).await?;
             Ok::<(), anyhow::Error>(())
         }
         .await;

@@ -17,7 +17,7 @@ use crate::engine::{Engine, EngineError};
 use crate::error::{Failure, Interrupted};
 use crate::observed::Observed;
 use crate::output::Progress;
-use crate::plan::container::{self, ContainerSpec};
+use crate::plan::container::{self, ContainerSpec, PortSpec};
 use crate::plan::image::ImageSpec;
 use crate::plan::up::{Action, Change};
 use crate::registry::{credentials_for, Credentials, RegistryError};
@@ -457,8 +457,7 @@ impl<'a> DockerTarget<'a> {
         let next = format!("{}--next", spec.name);
         let mut config = container_config(spec);
         config.name = next.clone();
-        // A `--next` left by a killed run holds nothing the new one needs.
-        self.engine.remove_container(&next).await?;
+        // A `--next` a killed run left is cleared by the create (same stage and service).
         self.engine.create_container(&config).await?;
         self.engine.remove_container(&spec.name).await?;
         self.engine.rename_container(&next, &spec.name).await?;
@@ -470,10 +469,17 @@ impl<'a> DockerTarget<'a> {
     /// or by a process on this machine (a local engine). The same error as a start that
     /// finds the port taken, with nothing stopped.
     async fn check_new_ports(&self, service: &str, spec: &ContainerSpec) -> Result<()> {
+        let fixed: Vec<&PortSpec> = spec
+            .ports
+            .iter()
+            .filter(|p| !p.host_port.is_empty() && p.host_port.parse::<u16>().is_ok())
+            .collect();
+        if fixed.is_empty() {
+            return Ok(());
+        }
         let held = self.engine.host_ports(&spec.name).await?;
-        for port in &spec.ports {
-            let fixed = !port.host_port.is_empty() && port.host_port.parse::<u16>().is_ok();
-            if !fixed || held.contains(&(port.host_port.clone(), port.protocol.clone())) {
+        for port in fixed {
+            if held.contains(&(port.host_port.clone(), port.protocol.clone())) {
                 continue;
             }
             let published = format!("{}/{}", port.host_port, port.protocol);

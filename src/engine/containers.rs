@@ -21,6 +21,7 @@ use futures_util::stream::{BoxStream, StreamExt};
 
 use super::{is_not_found, Engine, EngineError};
 use crate::names;
+use crate::observed::ObservedContainer;
 
 /// The command a data container gets when neither its stack entry nor its image has one: it
 /// is never started, the engine only wants a command to create it.
@@ -808,19 +809,32 @@ impl Engine {
     /// are mounted by name, which the engine does not remove with it: they go after it,
     /// unless another container still mounts them (a recreate's new container).
     pub async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
-        let kept = match self
+        let kept: Vec<String> = match self
             .client()
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
         {
-            Ok(inspect) => inspect
-                .config
-                .and_then(|config| config.labels)
-                .and_then(|labels| labels.get(names::KEPT_VOLUMES).cloned())
-                .unwrap_or_default(),
+            Ok(inspect) => names::kept_volumes(
+                &inspect
+                    .config
+                    .and_then(|config| config.labels)
+                    .unwrap_or_default(),
+            ),
             Err(err) if is_not_found(&err) => return Ok(()),
             Err(err) => return Err(self.error("inspect container", name, err)),
         };
+        self.remove_with_kept(name, &kept).await
+    }
+
+    /// [`Engine::remove_container`] of a container the list reported (its labels known):
+    /// no inspect first.
+    pub async fn remove_observed(&self, container: &ObservedContainer) -> Result<(), EngineError> {
+        self.remove_with_kept(&container.name, &container.kept_volumes)
+            .await
+    }
+
+    /// Remove a container with its anonymous volumes, then the volumes it took over (`kept`).
+    async fn remove_with_kept(&self, name: &str, kept: &[String]) -> Result<(), EngineError> {
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
@@ -839,7 +853,7 @@ impl Engine {
             }
             Err(err) => return Err(self.error("remove container", name, err)),
         }
-        for volume in kept.split(',').filter(|v| !v.is_empty()) {
+        for volume in kept {
             self.remove_volume_unless_used(volume).await?;
         }
         Ok(())

@@ -168,5 +168,6 @@ pub(crate) fn observed_container(summary: ContainerSummary) -> ObservedContainer
         ports,
         networks,
         volumes,
+        kept_volumes: names::kept_volumes(&labels),
     }
 }

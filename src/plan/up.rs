@@ -1099,6 +1099,7 @@ volumes:
             ports: Vec::new(),
             networks: spec.networks.iter().map(|n| n.network.clone()).collect(),
             volumes: Vec::new(),
+            kept_volumes: Vec::new(),
         }
     }
 
